@@ -1,0 +1,1 @@
+"""Gradient checking (see fnnet.check.gradcheck)."""
