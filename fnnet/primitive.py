@@ -86,6 +86,8 @@ class Primitive:
     elementwise: bool
     kinks: tuple[Kink, ...] = ()
     domain: tuple[float, float] = (-4.0, 4.0)
+    support: tuple[float, float] = (-float("inf"), float("inf"))
+    singular: tuple[float, ...] = ()
     sample: Callable[..., tuple] | None = None
     variants: tuple[Mapping[str, Any], ...] = ({},)
     derivation: str = ""
@@ -267,6 +269,8 @@ def define(
     elementwise: bool = False,
     kinks: Sequence[Kink] = (),
     domain: tuple[float, float] = (-4.0, 4.0),
+    support: tuple[float, float] = (-float("inf"), float("inf")),
+    singular: Sequence[float] = (),
     sample: Callable | None = None,
     variants: Sequence[Mapping[str, Any]] = ({},),
     validate: Callable | None = None,
@@ -287,6 +291,9 @@ def define(
       reference: plain jnp with the public signature, differentiated by ``jax.vjp`` as an oracle.
       arg_names: the array arguments, in order. static: hyperparameters and their defaults.
       validate: ``validate(*arrays, **static)`` raising a clear error for bad shapes, before tracing.
+      kinks: the points where the derivative is undefined and the value the rule takes there.
+      domain: where ``sample_inputs`` draws test points. support: the open interval on which the
+        function is defined (log1mexp: (0, ∞)). singular: points where the derivative is unbounded.
     """
     static_defaults = dict(static or {})
     arg_names = tuple(arg_names)
@@ -339,6 +346,8 @@ def define(
         elementwise=elementwise,
         kinks=tuple(kinks),
         domain=tuple(domain),
+        support=tuple(support),
+        singular=tuple(singular),
         sample=sample,
         variants=tuple(variants),
         derivation=derivation,
@@ -366,6 +375,8 @@ def elementwise(
     static: Mapping[str, Any] | None = None,
     kinks: Sequence[Kink] = (),
     domain: tuple[float, float] = (-4.0, 4.0),
+    support: tuple[float, float] = (-float("inf"), float("inf")),
+    singular: Sequence[float] = (),
     variants: Sequence[Mapping[str, Any]] = ({},),
     derivation: str = "",
     doc: str | None = None,
@@ -374,7 +385,8 @@ def elementwise(
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
     ``df(x, y, **static)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says
-    (the other is None). VJP: ``g * f'``. JVP: ``t * f'``. The Jacobian is diagonal.
+    (the other is None). VJP: ``g * f'``. JVP: ``t * f'``. The Jacobian is diagonal. Where the input
+    is NaN the derivative is NaN (``f`` itself must map NaN to NaN).
     """
     if saves not in ("x", "y", "xy"):
         raise ValueError(f"saves must be 'x', 'y' or 'xy'; got {saves!r}")
@@ -383,13 +395,20 @@ def elementwise(
         y = f(x, **kw)
         return y, (x if "x" in saves else None, y if "y" in saves else None)
 
+    def derivative(x, y, **kw):
+        # A NaN input gives a NaN derivative even where f' is constant (identity, relu's flat side):
+        # a NaN must never vanish from the gradient. XLA fuses the select into the multiply by g.
+        d = df(x, y, **kw)
+        r = x if x is not None else y
+        return jnp.where(jnp.isnan(r), r, d)
+
     def bwd(residuals, g, **kw):
         x, y = residuals
-        return (g * df(x, y, **kw),)
+        return (g * derivative(x, y, **kw),)
 
     def jvp(primals, tangents, out, **kw):
         (x,), (t,) = primals, tangents
-        return t * df(x if "x" in saves else None, out if "y" in saves else None, **kw)
+        return t * derivative(x if "x" in saves else None, out if "y" in saves else None, **kw)
 
     return define(
         name,
@@ -402,6 +421,8 @@ def elementwise(
         elementwise=True,
         kinks=kinks,
         domain=domain,
+        support=support,
+        singular=singular,
         variants=variants,
         derivation=derivation,
         doc=doc or f.__doc__,

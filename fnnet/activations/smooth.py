@@ -262,6 +262,8 @@ log1mexp = elementwise(
     "log1mexp", _log1mexp, lambda x, y: 1 / jnp.expm1(x),
     reference=lambda x: jnp.log(1 - jnp.exp(-x)),
     domain=(0.05, 5.0),
+    support=(0.0, float("inf")),
+    singular=(0.0,),
     derivation="d/dx log(1 − e^{−x}) = e^{−x}/(1 − e^{−x}) = 1/(e^x − 1) = 1/expm1(x)",
 ).fn
 

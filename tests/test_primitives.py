@@ -1,0 +1,263 @@
+"""Every registered primitive, three ways: hand rule vs autodiff of the reference vs finite differences.
+
+Parametrised over the whole registry × its hyperparameter variants × {float32, float64} × {jit, eager},
+so a primitive added anywhere in fnnet is checked here without a line of test code of its own.
+
+Tolerances (all normwise: ‖a − b‖∞ ≤ tol·‖b‖∞, so a value near 0 is judged at the scale of its array):
+
+* hand rule vs reference, both exact formulas for the same derivative. Each side is a chain of at most
+  ~30 correctly rounded or few-ULP operations (exp, log, erf ≤ 2 ULP) whose intermediates stay within a
+  factor of a few of the output on the sampling domains, so each carries ≤ ~30·ε relative error and
+  their difference ≤ 64·ε of the dtype under test. The float32 result is compared with the float64
+  reference (the truth at float32's scale), so float32's bound is 64·ε₃₂ ≈ 7.6e-6.
+* finite differences, float64, step h = ε^{1/3}·max(1, |x|) ≈ 6e-6: truncation error h²/6·|f'''| and
+  round-off ε·|f|/h ≈ 4e-11·|f|. On the sampling domains |f'''| ≤ ~10 and |f| ≤ ~10, so the error is
+  ≤ ~1e-9 relative; 1e-7 leaves a factor 100 for the constant, far below any real rule error (which
+  shows as O(1) relative).
+"""
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet  # noqa: F401  (registers every primitive)
+from fnnet.primitive import registry
+
+CASES = [
+    pytest.param(p, dict(v), id=p.name + ("" if not v else "-" + "-".join(f"{k}={val}" for k, val in v.items())))
+    for p in registry().values()
+    for v in p.variants
+]
+ELEMENTWISE = [c for c in CASES if c.values[0].elementwise]
+DTYPES = [jnp.float32, jnp.float64]
+HAND_VS_REF_ULPS = 64
+FD_RTOL = 1e-7
+
+
+def _eps(dtype):
+    return float(jnp.finfo(dtype).eps)
+
+
+def _normwise_close(actual, expected, tol, what):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), np.finfo(np.float64).tiny)
+    err = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+    assert err <= tol, f"{what}: normwise relative error {err:.3e} > tol {tol:.3e}"
+
+
+def _inputs(prim, static, dtype, seed=0):
+    return prim.sample_inputs(jax.random.key(seed), dtype, **static)
+
+
+def _cotangent(out, seed=1):
+    return jax.tree.map(
+        lambda o: jax.random.normal(jax.random.key(seed), o.shape, o.dtype), out
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("prim,static", CASES)
+def test_vjp_matches_autodiff_of_reference(prim, static, dtype, use_jit):
+    args = _inputs(prim, static, dtype)
+    f = lambda *a: prim.fn(*a, **static)  # noqa: E731
+    ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
+
+    def hand_vjp(args, g):
+        out, vjp = jax.vjp(f, *args)
+        return out, vjp(g)
+
+    args64 = tuple(a.astype(jnp.float64) for a in args)
+    out_ref, vjp_ref = jax.vjp(ref, *args64)
+    g = _cotangent(out_ref)
+    hand = jax.jit(hand_vjp) if use_jit else hand_vjp
+    out, cts = hand(args, jax.tree.map(lambda t: t.astype(dtype), g))
+
+    tol = HAND_VS_REF_ULPS * _eps(dtype)
+    _normwise_close(out, out_ref, tol, f"{prim.name} value")
+    for name, ct, ct_ref, a in zip(prim.arg_names, cts, vjp_ref(g), args):
+        assert ct.shape == a.shape and ct.dtype == a.dtype, (
+            f"{prim.name}: cotangent of {name} has {ct.dtype}{ct.shape}, primal {a.dtype}{a.shape}"
+        )
+        _normwise_close(ct, ct_ref, tol, f"{prim.name} VJP wrt {name}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("prim,static", CASES)
+def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
+    """The hand JVP against jax.jvp of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP."""
+    args = _inputs(prim, static, dtype)
+    tangents = tuple(jax.random.normal(jax.random.key(7 + i), a.shape, a.dtype) for i, a in enumerate(args))
+    out, t_out = jax.jvp(lambda *a: prim.forward_mode(*a, **static), args, tangents)
+    args64 = tuple(a.astype(jnp.float64) for a in args)
+    _, t_ref = jax.jvp(
+        lambda *a: prim.reference(*a, **static), args64, tuple(t.astype(jnp.float64) for t in tangents)
+    )
+    _normwise_close(t_out, t_ref, HAND_VS_REF_ULPS * _eps(dtype), f"{prim.name} JVP")
+
+    g = _cotangent(out)
+    _, vjp = jax.vjp(lambda *a: prim.fn(*a, **static), *args)
+    lhs = sum(jnp.vdot(a, b).astype(jnp.float64) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(t_out)))
+    rhs = sum(jnp.vdot(a, b).astype(jnp.float64) for a, b in zip(vjp(g), tangents))
+    # Both inner products sum n terms of size ~|g||J||u|; their rounding differs by ≤ 2n·ε·Σ|terms|.
+    terms = sum(
+        float(jnp.sum(jnp.abs(a.astype(jnp.float64) * b.astype(jnp.float64))))
+        for a, b in zip(vjp(g), tangents)
+    )
+    n = sum(a.size for a in args)
+    assert abs(float(lhs - rhs)) <= (2 * n + HAND_VS_REF_ULPS) * _eps(dtype) * max(terms, 1e-300)
+
+
+@pytest.mark.parametrize("prim,static", CASES)
+def test_vjp_matches_central_differences(prim, static):
+    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h, in float64, along random directions."""
+    args = _inputs(prim, static, jnp.float64)
+    f = lambda *a: prim.fn(*a, **static)  # noqa: E731
+    out, vjp = jax.vjp(f, *args)
+    g = _cotangent(out)
+    cts = vjp(g)
+    for i, (a, ct) in enumerate(zip(args, cts)):
+        u = jax.random.normal(jax.random.key(11 + i), a.shape, a.dtype)
+        h = _eps(jnp.float64) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a))))
+        plus = list(args); plus[i] = a + h * u
+        minus = list(args); minus[i] = a - h * u
+        df = jax.tree.map(lambda p, m: (p - m) / (2 * h), f(*plus), f(*minus))
+        fd = sum(float(jnp.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df)))
+        hand = float(jnp.vdot(ct, u))
+        scale = float(sum(jnp.sum(jnp.abs(gl * dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df))))
+        assert abs(hand - fd) <= FD_RTOL * max(scale, 1.0), (
+            f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {fd!r}"
+        )
+
+
+@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+def test_elementwise_central_differences_entrywise(prim, static):
+    """For an elementwise op every derivative is one central difference: check each entry."""
+    (x,) = _inputs(prim, static, jnp.float64)
+    f = lambda x: prim.fn(x, **static)  # noqa: E731
+    h = _eps(jnp.float64) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
+    fd = (f(x + h) - f(x - h)) / (2 * h)
+    hand = jax.vmap(jax.grad(f))(x.ravel()).reshape(x.shape)
+    np.testing.assert_allclose(hand, fd, rtol=FD_RTOL, atol=FD_RTOL)
+
+
+@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+def test_elementwise_jacobian_is_diagonal(prim, static):
+    x = _inputs(prim, static, jnp.float64, seed=3)[0].ravel()[:6]
+    jac = jax.jacrev(lambda x: prim.fn(x, **static))(x)
+    off = jac - jnp.diag(jnp.diag(jac))
+    assert jnp.all(off == 0), f"{prim.name}: nonzero off-diagonal Jacobian entries"
+    fwd = jax.jacfwd(lambda x: prim.forward_mode(x, **static))(x)
+    chex.assert_trees_all_close(fwd, jac, rtol=HAND_VS_REF_ULPS * _eps(jnp.float64))
+
+
+def _hard_points(dtype):
+    fi = jnp.finfo(dtype)
+    mags = [0.0, float(fi.smallest_subnormal), float(fi.tiny), 1e-3, 1.0, 30.0, 1e4, float(fi.max)]
+    if dtype == jnp.float64:
+        mags.insert(-1, 1e30)
+    return np.array(sorted({s * m for m in mags for s in (1.0, -1.0)}), dtype=np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+def test_elementwise_hard_points(prim, static, dtype):
+    """0, subnormals, ±1e4, ±max finite: value and gradient are never NaN inside the support, and
+    finite wherever the mathematical result is representable; NaN in gives NaN out; ±inf give the
+    limits (the same value and derivative as ±max, where the function has saturated)."""
+    lo, hi = prim.support
+    x = _hard_points(dtype)
+    x = jnp.asarray(x[(x > lo) & (x < hi)], dtype)
+    f = lambda x: prim.fn(x, **static)  # noqa: E731
+    y = f(x)
+    d = jax.vmap(jax.grad(f))(x)
+    assert not jnp.any(jnp.isnan(y)), f"{prim.name}: NaN value at {x[jnp.isnan(y)]}"
+    assert not jnp.any(jnp.isnan(d)), f"{prim.name}: NaN derivative at {x[jnp.isnan(d)]}"
+    # Away from a singular point, an infinite value or derivative is only right where the exact result
+    # itself overflows; the reference, evaluated in float64, tells where that is.
+    y_ref = prim.reference(x.astype(jnp.float64), **static)
+    ok_big = jnp.abs(y_ref) >= float(jnp.finfo(dtype).max)
+    assert jnp.all(jnp.isfinite(y) | ok_big | jnp.isinf(y_ref)), f"{prim.name}: infinite value at {x[~jnp.isfinite(y)]}"
+    near_singular = jnp.zeros(x.shape, bool)
+    for s in prim.singular:
+        near_singular |= jnp.abs(x.astype(jnp.float64) - s) < 1e-3
+    assert jnp.all(jnp.isfinite(d) | near_singular), f"{prim.name}: infinite derivative at {x[~jnp.isfinite(d)]}"
+
+    nan = jnp.asarray([jnp.nan], dtype)
+    assert jnp.isnan(f(nan)).all() and jnp.isnan(jax.grad(lambda v: f(v).sum())(nan)).all(), (
+        f"{prim.name}: NaN in must give NaN out"
+    )
+
+    big = float(jnp.finfo(dtype).max)
+    for s in (1.0, -1.0):
+        if not (lo < s * math.inf < hi) or not (lo < s * big < hi):
+            continue
+        inf_, max_ = jnp.asarray(s * math.inf, dtype), jnp.asarray(s * big, dtype)
+        y_inf, y_max = f(inf_), f(max_)
+        assert not jnp.isnan(y_inf), f"{prim.name}({s}inf) is NaN"
+        assert y_inf == y_max or (jnp.isinf(y_inf) and jnp.sign(y_inf) == jnp.sign(y_max)), (
+            f"{prim.name}({s}inf) = {y_inf}, but f({s}max) = {y_max}"
+        )
+        d_inf, d_max = jax.grad(f)(inf_), jax.grad(f)(max_)
+        assert d_inf == d_max, f"{prim.name}'({s}inf) = {d_inf}, but at {s}max it is {d_max}"
+
+
+@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+def test_documented_kink_values(prim, static):
+    """At each declared kink (default hyperparameters) the rule returns the documented derivative."""
+    if static != dict(prim.variants[0]):
+        pytest.skip("kinks are declared for the default hyperparameters")
+    for kink in prim.kinks:
+        for dtype in DTYPES:
+            d = jax.grad(lambda x: prim.fn(x, **static))(jnp.asarray(kink.at, dtype))
+            assert float(d) == pytest.approx(kink.derivative, rel=4 * _eps(dtype)), (
+                f"{prim.name}'({kink.at}) = {float(d)}, documented {kink.derivative}"
+            )
+
+
+@pytest.mark.parametrize("prim,static", CASES)
+def test_public_function_is_a_hand_written_custom_vjp(prim, static):
+    args = _inputs(prim, static, jnp.float32)
+    jaxpr = str(jax.make_jaxpr(lambda *a: prim.fn(*a, **static))(*args))
+    assert "custom_vjp_call" in jaxpr and f"name={prim.name}" in jaxpr
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_tanh_is_twice_sigmoid_of_twice_minus_one(dtype):
+    """The lecture's identity tanh(z) = 2σ(2z) − 1, in value and derivative.
+
+    Both sides are a few roundings from the exact value; 2σ(2z) − 1 cancels near z = 0, where its
+    absolute error is ε (one rounding of 2σ ≈ 1), so the comparison is absolute at 4ε.
+    """
+    z = jnp.linspace(-6, 6, 1001, dtype=dtype)
+    lhs = fnnet.tanh(z)
+    rhs = 2 * fnnet.sigmoid(2 * z) - 1
+    np.testing.assert_allclose(lhs, rhs, rtol=0, atol=4 * _eps(dtype))
+    dlhs = jax.vmap(jax.grad(fnnet.tanh))(z)
+    drhs = jax.vmap(jax.grad(lambda z: 2 * fnnet.sigmoid(2 * z) - 1))(z)
+    np.testing.assert_allclose(dlhs, drhs, rtol=8 * _eps(dtype), atol=4 * _eps(dtype))
+
+
+def test_forward_mode_makes_hessian_work():
+    x = jnp.linspace(-3.0, 3.0, 7, dtype=jnp.float64)
+    f = fnnet.forward_mode(fnnet.sigmoid)
+    hess = jax.hessian(lambda x: f(x).sum())(x)
+    s = jax.nn.sigmoid(x)
+    np.testing.assert_allclose(jnp.diag(hess), s * (1 - s) * (1 - 2 * s), rtol=1e-12, atol=1e-15)
+    with pytest.raises(TypeError, match="custom_vjp"):
+        jax.jvp(fnnet.sigmoid, (x,), (x,))
+
+
+def test_integer_input_is_a_type_error_naming_the_dtype():
+    with pytest.raises(TypeError, match=r"argument 'x' must have a floating dtype.*int32"):
+        fnnet.sigmoid(jnp.arange(3, dtype=jnp.int32))
+
+
+def test_traced_hyperparameter_is_a_type_error_naming_it():
+    with pytest.raises(TypeError, match="hyperparameter 'alpha'"):
+        jax.jit(lambda x, a: fnnet.elu(x, alpha=a))(jnp.ones(3), 0.5)
