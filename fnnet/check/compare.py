@@ -1,0 +1,132 @@
+"""Comparison (a): the rule's VJP against jax.vjp of the reference, entry by entry.
+
+The reference is differentiated with every float input and the cotangent upcast to float64, so it is
+the truth ``T`` up to ~1e-16; the rule runs at the inputs' own dtype (what users run). Each entry
+gets its own tolerance ``b_i`` (:func:`fnnet.check.tolerance.rounding_bound`), including the rounding
+the reference itself shows at the rule's precision. Entries that fail are re-examined by entrywise
+finite differences: where the one-sided differences disagree the point is a kink, and any value in
+the subgradient interval is accepted (e.g. a relu rule choosing 1 at 0 where ``jnp.maximum``'s
+autodiff splits the tie as 1/2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .differences import Differences, differences
+from .report import FAIL, PASS, SKIP, Comparison, Entry
+from .tolerance import interval_contains, rounding_bound, within
+
+
+def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Differences:
+    """Finite differences of ``<g_c, f>`` w.r.t. entries ``idx`` of ``leaf``, in derivative units.
+
+    Returns arrays of shape ``(len(idx), len(cots))``. Evaluated in fixed-size chunks (padded, so
+    one compilation serves every chunk), each a vmap over ``chunk`` perturbed copies of the leaf.
+    """
+    idx = np.asarray(idx, np.int64).reshape(-1)
+    chunk = max(1, min(int(chunk), len(idx)))
+    samples, mags = [], []
+    for start in range(0, len(idx), chunk):
+        part = idx[start : start + chunk]
+        pad = np.concatenate([part, np.full(chunk - len(part), part[0])])
+        s, m = ctx.sample_entries(leaf, pad, cots)
+        samples.append(s[: len(part)])
+        mags.append(m[: len(part)])
+    d = differences(np.concatenate(samples), np.concatenate(mags), ctx.fd)
+    h = ctx.steps[leaf].reshape(-1)[idx][:, None]
+    return Differences(d.value / h, d.error / h, d.kink, d.left / h, d.right / h, d.side_error / h)
+
+
+def default_chunk(ctx, chunk_size) -> int:
+    """Directions per compiled call: bounded so a call holds about 2^22 float64s per sample point."""
+    if chunk_size:
+        return int(chunk_size)
+    total = sum(int(np.prod(np.shape(x))) for x in ctx.x64) + sum(int(np.prod(o.shape)) for o in ctx.problem.out)
+    return int(np.clip((1 << 22) // max(total, 1), 1, 1024))
+
+
+def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -> tuple[Comparison, dict]:
+    """Comparison (a); returns it and ``{cotangent index: reference VJP}`` for reuse."""
+    name = "(a) rule vs jax.vjp(reference)"
+    problem = ctx.problem
+    if problem.R is None:
+        why = "no reference: pass reference=, or give f a .reference attribute"
+        return Comparison(name, SKIP, detail=why), {}
+    try:
+        T = [ctx.reference64(g) for g in cots.values]
+        low = [ctx.reference_lowp(g) for g in cots.values]
+    except Exception as err:  # noqa: BLE001 - a non-differentiable reference is reported, not fatal
+        return Comparison(name, SKIP, detail=f"jax.vjp of {problem.reference_name} failed: {type(err).__name__}: {err}"), {}
+    V = [ctx.rule(g) for g in cots.values]
+
+    failing = []  # (ratio, c, leaf, flat index, rule, ref, err, tol)
+    worst = 0.0
+    compared = 0
+    for c in range(len(cots.values)):
+        for leaf in range(len(problem.x)):
+            t, v, lo = T[c][leaf].reshape(-1), V[c][leaf].reshape(-1), low[c][leaf].reshape(-1)
+            noise = float(np.nanmax(np.abs(lo - t))) if t.size else 0.0
+            noise = noise if np.isfinite(noise) else 0.0
+            tol = override(t) if override else rounding_bound(t, ctx.eps[leaf], noise)
+            err = np.abs(v - t)
+            ok = within(err, tol)
+            compared += t.size
+            ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0))
+            for i in np.flatnonzero(~ok):
+                failing.append((float(np.nan_to_num(ratio[i], nan=np.inf)), c, leaf, int(i), v[i], t[i], err[i], tol[i]))
+            if ok.any():
+                worst = max(worst, float(np.max(ratio[ok])))
+
+    failing.sort(key=lambda r: -r[0])
+    entries, accepted, rejected = [], 0, []
+    to_check = failing[:kink_checks]
+    by_leaf: dict = {}
+    for r in to_check:
+        by_leaf.setdefault(r[2], set()).add(r[3])
+    fd_of = {}
+    for leaf, idx in by_leaf.items():
+        idx = sorted(idx)
+        d = entry_differences(ctx, leaf, idx, cots.values, chunk)
+        for k, i in enumerate(idx):
+            fd_of[(leaf, i)] = (d, k)
+    for r in failing:
+        ratio, c, leaf, i, v, t, err, tol = r
+        entry = Entry(problem.labels[leaf], _unravel(i, problem.x[leaf].shape), cots.labels[c], v, t, error=err, tol=tol)
+        if (leaf, i) in fd_of:
+            d, k = fd_of[(leaf, i)]
+            entry.fd = float(d.value[k, c])
+            if d.kink[k, c]:
+                slack = tol + d.side_error[k, c]
+                lo_, hi_ = d.left[k, c], d.right[k, c]
+                if interval_contains(v, lo_, hi_, slack):
+                    entry.note = f"kink: subgradient interval [{min(lo_, hi_):.4g}, {max(lo_, hi_):.4g}] accepted"
+                    entry.error = 0.0
+                    accepted += 1
+                    if len(entries) < max_entries:
+                        entries.append(entry)
+                    continue
+                entry.note = f"kink: outside subgradient interval [{min(lo_, hi_):.4g}, {max(lo_, hi_):.4g}]"
+            elif abs(v - entry.fd) <= tol + 2 * d.error[k, c] and not abs(t - entry.fd) <= tol + 2 * d.error[k, c]:
+                entry.note = "fd sides with the rule: is the reference right?"
+        else:
+            entry.note = f"not re-examined (only the {kink_checks} worst are)"
+        rejected.append(entry)
+        worst = max(worst, ratio)
+    entries = rejected[:max_entries] + entries
+    verdict = FAIL if rejected else PASS
+    how = (
+        f"full Jacobian ({len(cots.values)} basis cotangents)"
+        if cots.basis
+        else f"{len(cots.values)} random ±1 cotangents"
+    )
+    detail = f"{how}, {compared} entries; {len(rejected)} fail"
+    if accepted:
+        detail += f", {accepted} at kinks accepted (subgradient)"
+    return Comparison(name, verdict, worst, detail, entries), {c: T[c] for c in range(len(T))}
+
+
+def _unravel(i: int, shape) -> tuple:
+    if not shape:
+        return ()
+    return tuple(int(k) for k in np.unravel_index(i, shape))

@@ -1,0 +1,184 @@
+"""gradcheck: cross-validate a VJP three ways, and say where it is wrong.
+
+    report = gradcheck(f, *args)          # report.passed, print(report)
+    assert_gradcheck(f, *args)            # AssertionError carrying the report's text
+
+(a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry;
+(b) against finite differences of f in float64 (central + Richardson, or complex step);
+(c) structural properties of the rule (shapes/dtypes, linearity, zero, jit, JVP vs VJP).
+``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
+(reverse-over-reverse). The maths of each part is in its module's docstring.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .compare import compare_reference, default_chunk
+from .context import make_context, make_cotangents, rademacher, scalar_output
+from .differences import float64_scope
+from .probes import full_fd, probe_fd
+from .problem import Problem, build_problem
+from .report import SKIP, Comparison, GradCheckReport
+from .structure import shapes_and_dtypes, structural
+
+
+def gradcheck(
+    f,
+    *args,
+    reference=None,
+    argnums=None,
+    mode: str = "auto",
+    fd: str = "central",
+    order: int = 1,
+    probes: int = 8,
+    cotangents: int = 3,
+    basis_limit: int = 16,
+    chunk_size: int | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+    max_entries: int = 8,
+    kink_checks: int = 1024,
+    structure: bool = True,
+) -> GradCheckReport:
+    """Check the reverse-mode derivative of ``f`` at ``args``.
+
+    **Arguments**
+
+    - ``f``: any JAX function from pytrees to pytrees (a ``jax.custom_vjp`` or not).
+    - ``*args``: the point; pytrees of arrays. Integer/bool/complex leaves are held fixed and listed.
+    - ``reference``: a plain function with f's signature whose ``jax.vjp`` is the oracle. Default:
+      ``f.reference`` if present, else ``f.fun`` of a custom_vjp/custom_jvp function.
+    - ``argnums``: which positional args to differentiate (int or tuple; default all).
+    - ``mode``: ``"auto"`` (entrywise reference comparison + ``probes`` FD probes per leaf with
+      bisection) or ``"full"`` (every entry of every leaf by FD, in jit-compiled vmapped chunks).
+    - ``fd``: ``"central"`` (Richardson-extrapolated, with kink detection) or ``"complex"`` (complex
+      step: exact to rounding, only for real-analytic f).
+    - ``order``: 1, or 2 to also check the VJP's own derivative (reverse over reverse).
+    - ``probes``: FD probes per leaf in auto mode (a spread-out error escapes all with prob <= 2^-k).
+    - ``cotangents``, ``basis_limit``: the output-space directions: all ``M`` basis vectors when
+      f's float outputs have ``M <= basis_limit`` entries (the full Jacobian), else ``cotangents``
+      random-sign vectors.
+    - ``chunk_size``: perturbations per compiled call (default: about 2^22 floats per call).
+    - ``rtol``, ``atol``: replace the derived rounding allowance of the rule by ``atol + rtol |ref|``
+      (the finite-difference error bar is still added to FD comparisons).
+    - ``seed``: all random directions come from ``numpy.random.default_rng(seed)``.
+    - ``max_entries``: worst entries shown; ``kink_checks``: failing entries re-examined for kinks.
+    - ``structure``: run the structural checks (c).
+
+    **Returns** a :class:`GradCheckReport`: ``.passed``, ``.comparisons`` (one verdict each),
+    ``.worst_entries`` (keypath, index, rule, reference, fd, error, tol), ``str()`` a table.
+
+    **Raises** ``TypeError``/``ValueError`` for bad input: wrong arity, None leaves, non-array outputs,
+    no float leaves, a reference whose output structure differs from f's.
+    """
+    if mode not in ("auto", "full"):
+        raise ValueError(f"gradcheck: mode must be 'auto' or 'full', got {mode!r}")
+    if fd not in ("central", "complex"):
+        raise ValueError(f"gradcheck: fd must be 'central' or 'complex', got {fd!r}")
+    if order not in (1, 2):
+        raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
+    problem = build_problem(f, args, argnums, reference)
+    name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", None) or type(f).__name__
+    options = dict(mode=mode, probes=probes, cotangents=cotangents, basis_limit=basis_limit, chunk_size=chunk_size,
+                   rtol=rtol, atol=atol, max_entries=max_entries, kink_checks=kink_checks, structure=structure)
+    dtypes = sorted({str(x.dtype) for x in problem.x})
+    settings = f"mode={mode}, fd={fd}, order={order}, inputs {'/'.join(dtypes)}, {len(problem.x)} leaves, " \
+               f"{sum(int(np.prod(x.shape)) for x in problem.x)} entries"
+    report = GradCheckReport(name, settings, skipped=list(problem.skipped), notes=list(problem.notes),
+                             max_entries=max_entries)
+    ctx = _check(problem, fd, seed, report, "", options)
+    if order == 2 and ctx is not None:
+        second = _second_order(problem, ctx, seed)
+        _check(second, fd, seed + 1, report, "order 2 ", options)
+    return report
+
+
+def assert_gradcheck(f, *args, **options) -> GradCheckReport:
+    """:func:`gradcheck`, raising ``AssertionError`` with the report's text when it fails."""
+    report = gradcheck(f, *args, **options)
+    if not report.passed:
+        raise AssertionError("\n" + str(report))
+    return report
+
+
+def _override(rtol, atol):
+    if rtol is None and atol is None:
+        return None
+    r, a = float(rtol or 0.0), float(atol or 0.0)
+    return lambda expected: a + r * np.abs(np.asarray(expected, np.float64))
+
+
+def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix: str, o: dict):
+    """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
+    ctx = make_context(problem, fd, seed)
+    cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
+    override = _override(o["rtol"], o["atol"])
+    chunk = default_chunk(ctx, o["chunk_size"])
+
+    def add(c: Comparison):
+        c.name = prefix + c.name
+        report.comparisons.append(c)
+
+    shape_check = shapes_and_dtypes(ctx, cots.values[0])
+    if shape_check.failed:
+        add(shape_check)
+        report.notes.append(f"{prefix}the VJP itself fails, so nothing else could be compared")
+        return None
+
+    a, T = compare_reference(ctx, cots, max_entries=o["max_entries"], kink_checks=o["kink_checks"],
+                             chunk=chunk, override=override)
+    add(a)
+    if a.verdict != SKIP:
+        how = "every Jacobian entry is compared with its own tolerance" if cots.basis else (
+            f"a single wrong Jacobian entry is always seen; cancelling ones escape all {len(cots.values)} "
+            f"cotangents with probability <= {0.5 ** len(cots.values):.1e}")
+        report.power.append(f"{prefix}(a) {how}")
+    if o["mode"] == "full":
+        b = full_fd(ctx, cots, chunk=chunk, override=override, reference=T or None, max_entries=o["max_entries"])
+        add(b)
+        report.power.append(f"{prefix}(b) full mode: every entry compared with its own tolerance")
+    else:
+        reference_for = ctx.reference64 if problem.R is not None and a.verdict != SKIP else None
+        b, power, notes = probe_fd(ctx, probes=o["probes"], chunk=chunk, override=override,
+                                   reference_for=reference_for, max_entries=o["max_entries"])
+        add(b)
+        report.power += [prefix + p for p in power]
+        report.notes += [prefix + n for n in notes]
+    if o["structure"]:
+        add(shape_check)
+        for c in structural(ctx):
+            add(c)
+    return ctx
+
+
+def _second_order(problem: Problem, ctx, seed: int) -> Problem:
+    """The VJP as a function of the primal, ``x -> VJP_x(g)``, for a fixed random-sign ``g``.
+
+    Checking it with the same machinery checks the rule's derivative (reverse over reverse): its
+    VJP is what ``jax.grad`` of a loss built on the rule's gradient differentiates.
+    """
+    rng = np.random.default_rng(seed + 12345)
+    g = [np.ones(np.shape(o)) for o in problem.out] if scalar_output(problem) else rademacher(problem.out, rng)
+
+    def lift(F, wide: bool):
+        if F is None:
+            return None
+
+        def H(leaves):
+            out = F(leaves)
+            gs = [jnp.asarray(np.asarray(gi, np.float64 if wide else o.dtype)) for gi, o in zip(g, out)]
+            return list(jax.vjp(F, leaves)[1](gs)[0])
+
+        return H
+
+    out = [jnp.asarray(v) for v in lift(problem.F, False)(list(problem.x))]
+    return Problem(
+        F=lift(problem.F, False), F64=lift(problem.F64, True), R=lift(problem.R, False), R64=lift(problem.R64, True),
+        x=list(problem.x), labels=list(problem.labels), out=out,
+        out_labels=[f"vjp{label[4:]}" if label.startswith("args") else label for label in problem.labels],
+        skipped=[], notes=[], reference_name=problem.reference_name,
+    )

@@ -1,0 +1,243 @@
+"""Comparison (b): the rule's VJP against finite differences of f in float64.
+
+``mode="auto"``: ``k`` probes per leaf. Probe ``p`` of leaf ``L`` draws random signs ``u`` on ``L``
+only (zero elsewhere: per-leaf normalisation, so a bias leaf is not drowned by a weight leaf) and a
+random-sign cotangent ``g_p``; it compares ``<VJP(g_p), h u>`` with the Richardson derivative of
+``phi(t) = <g_p, f(x + t h u)>``. A failing probe is localised by bisection: split the support in
+halves, keep a half whose own probe fails, repeat; ``2 ceil(log2 N)`` extra directional differences
+end at a single entry, reported with its keypath and index.
+
+``mode="full"``: every entry of every leaf, ``f`` evaluated at ``x +- h_i e_i``, ``x +- h_i e_i/2``
+(plus ``x``), vmapped over chunks of entries inside one jit. The output is projected on every
+cotangent of comparison (a) (the full Jacobian when the output is small).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .compare import entry_differences
+from .context import rademacher, scalar_output
+from .differences import differences
+from .report import FAIL, PASS, Comparison, Entry
+from .tolerance import (
+    Z,
+    interval_contains,
+    miss_probability,
+    probe_tolerance,
+    rounding_bound,
+    within,
+)
+
+
+def _bound(ctx, v, leaf, override):
+    return override(v) if override else rounding_bound(v, ctx.eps[leaf])
+
+
+def _probe(ctx, gbatch, dirs_batch, chunk):
+    """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks."""
+    samples, mags = [], []
+    n = len(dirs_batch)
+    chunk = max(1, min(chunk, n))
+    for start in range(0, n, chunk):
+        part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
+        k = len(part)
+        part, gpart = part + [part[0]] * (chunk - k), gpart + [gpart[0]] * (chunk - k)
+        dirs = [np.stack([d[j] for d in part]) for j in range(len(part[0]))]
+        gs = [np.stack([np.asarray(g[j], np.float64) for g in gpart]) for j in range(len(gpart[0]))]
+        s, m = ctx.sample(dirs, gs)
+        samples.append(s[:k])
+        mags.append(m[:k])
+    return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd)
+
+
+def _direction(ctx, leaf, u):
+    dirs = [np.zeros(np.shape(x)) for x in ctx.x64]
+    dirs[leaf] = ctx.steps[leaf] * u
+    return dirs
+
+
+def _verdict(pred, d, k, bound, direction):
+    """(passed, error, tol, note) of probe ``k`` of Differences ``d`` against prediction ``pred``."""
+    tol = probe_tolerance(bound, direction, d.error[k])
+    err = abs(pred - d.value[k])
+    if within(err, tol):
+        return True, err, tol, ""
+    if d.kink[k]:
+        slack = Z * float(np.sqrt(np.sum((bound * direction) ** 2))) + 2.0 * d.side_error[k]
+        if interval_contains(pred, d.left[k], d.right[k], slack):
+            return True, 0.0, tol, "kink: subgradient interval accepted"
+    return False, err, tol, ""
+
+
+def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8):
+    """Comparison (b) in auto mode, with bisection; returns (Comparison, power lines, notes)."""
+    problem = ctx.problem
+    n_leaves = len(problem.x)
+    if scalar_output(problem):
+        cots = [[np.ones(np.shape(problem.out[0]))] for _ in range(probes)]
+    else:
+        cots = [rademacher(problem.out, ctx.rng) for _ in range(probes)]
+    V = [ctx.rule(g) for g in cots]
+    signs = [[ctx.rng.choice(np.array([-1.0, 1.0]), size=np.shape(ctx.x64[leaf])) for _ in range(probes)] for leaf in range(n_leaves)]
+    dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
+    gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
+    d = _probe(ctx, gbatch, dirs, chunk)
+
+    worst, failures, kinks, entries, notes, power = 0.0, 0, 0, [], [], []
+    for leaf in range(n_leaves):
+        tols = []
+        failed_probes = []
+        for p in range(probes):
+            k = leaf * probes + p
+            v = V[p][leaf]
+            direction = dirs[k][leaf]
+            bound = _bound(ctx, v, leaf, override)
+            pred = float(np.sum(v * direction))
+            ok, err, tol, note = _verdict(pred, d, k, bound, direction)
+            tols.append(tol)
+            kinks += bool(note)
+            ratio = err / tol if tol > 0 else (np.inf if err > 0 else 0.0)
+            ratio = float(np.nan_to_num(ratio, nan=np.inf))
+            worst = max(worst, ratio)
+            if not ok:
+                failures += 1
+                failed_probes.append((ratio, p))
+        if failed_probes:
+            _, p = max(failed_probes)
+            entry = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], chunk, override)
+            entry.cotangent = "1" if scalar_output(problem) else f"random ±1 #{p}"
+            if reference_for is not None:
+                T = reference_for(cots[p])
+                if T is not None:
+                    entry.reference = float(T[leaf].reshape(-1)[_flat(entry.index, problem.x[leaf].shape)])
+            entry.note = f"{len(failed_probes)}/{probes} probes fail; " + entry.note
+            entries.append(entry)
+        h_min = float(np.min(ctx.steps[leaf])) if ctx.steps[leaf].size else 1.0
+        rms = float(np.sqrt(np.mean(np.concatenate([V[p][leaf].reshape(-1) for p in range(probes)]) ** 2)))
+        e_min = max(tols) / h_min
+        rel = f" = {e_min / rms:.1e} x rms entry" if rms > 0 else ""
+        power.append(
+            f"(b) {problem.labels[leaf]}: one wrong entry is caught by every probe once its error exceeds "
+            f"{e_min:.1e}{rel}; errors spread over many entries escape all {probes} probes with "
+            f"probability <= {miss_probability(probes):.1e}"
+        )
+    if kinks:
+        notes.append(f"(b) {kinks} probe(s) crossed a kink; accepted inside the one-sided subgradient interval")
+    verdict = FAIL if failures else PASS
+    fd = "complex step" if ctx.fd == "complex" else "central + Richardson"
+    detail = f"{probes} random ±1 probes per leaf ({fd}, float64); {failures} fail"
+    return Comparison("(b) rule vs finite differences", verdict, worst, detail, entries[:max_entries]), power, notes
+
+
+def bisect(ctx, leaf, g, v, u, chunk, override) -> Entry:
+    """Localise a failing probe ``(g, u)`` on ``leaf`` to one entry by halving its support.
+
+    Each level probes both halves (one vmapped call of two directions) and keeps the half with the
+    larger error/tolerance among those that fail. Stops early, reporting the range, when neither
+    half fails on its own (errors that only show together).
+    """
+    problem = ctx.problem
+    shape = np.shape(ctx.x64[leaf])
+    n = int(np.prod(shape))
+    flat_u, flat_v, flat_h = u.reshape(-1), v.reshape(-1), ctx.steps[leaf].reshape(-1)
+    lo, hi = 0, n
+    bound_all = _bound(ctx, v, leaf, override).reshape(-1)
+    levels = 0
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        halves = [(lo, mid), (mid, hi)]
+        dirs, preds, directions = [], [], []
+        for a, b in halves:
+            m = np.zeros(n)
+            m[a:b] = flat_u[a:b]
+            direction = (flat_h * m).reshape(shape)
+            dirs.append(_direction(ctx, leaf, m.reshape(shape)))
+            directions.append(direction.reshape(-1))
+            preds.append(float(np.sum(flat_v * direction.reshape(-1))))
+        d = _probe(ctx, [g, g], dirs, 2)
+        levels += 1
+        choice = None
+        for k, (a, b) in enumerate(halves):
+            ok, err, tol, _ = _verdict(preds[k], d, k, bound_all, directions[k])
+            if not ok:
+                ratio = err / tol if tol > 0 else np.inf
+                if choice is None or ratio > choice[0]:
+                    choice = (ratio, a, b)
+        if choice is None:
+            break
+        lo, hi = choice[1], choice[2]
+    if hi - lo == 1:
+        i = lo
+        diff = entry_differences(ctx, leaf, [i], [g], 1)
+        fd_value = float(diff.value[0, 0])
+        bound = float(bound_all[i])
+        tol = bound + 2.0 * float(diff.error[0, 0])
+        return Entry(
+            problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value,
+            error=abs(float(flat_v[i]) - fd_value), tol=tol, note=f"localised by bisection ({levels} levels)",
+        )
+    first, last = _unravel(lo, shape), _unravel(hi - 1, shape)
+    return Entry(
+        problem.labels[leaf], first, "", float("nan"), error=float("inf"), tol=1.0,
+        note=f"bisection stopped after {levels} levels: the error is spread over flat entries {lo}..{hi - 1} (to {last})",
+    )
+
+
+def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_limit_note=True):
+    """Comparison (b) in full mode: every entry of every leaf against finite differences."""
+    problem = ctx.problem
+    V = [ctx.rule(g) for g in cots.values]
+    rows, worst, compared, kinks = [], 0.0, 0, 0
+    for leaf in range(len(problem.x)):
+        n = int(np.prod(np.shape(ctx.x64[leaf])))
+        if n == 0:
+            continue
+        d = entry_differences(ctx, leaf, np.arange(n), cots.values, chunk)
+        for c in range(len(cots.values)):
+            v = V[c][leaf].reshape(-1)
+            bound = _bound(ctx, V[c][leaf], leaf, override).reshape(-1)
+            fdv, fde = d.value[:, c], d.error[:, c]
+            tol = bound + 2.0 * fde
+            err = np.abs(v - fdv)
+            ok = within(err, tol)
+            kink = d.kink[:, c] & ~ok
+            at_kink = kink & interval_contains(v, d.left[:, c], d.right[:, c], bound + 2.0 * d.side_error[:, c])
+            kinks += int(at_kink.sum())
+            ok = ok | at_kink
+            compared += n
+            ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.inf)
+            ratio = np.nan_to_num(ratio, nan=np.inf)
+            if ok.any():
+                worst = max(worst, float(np.max(np.where(ok & ~at_kink, ratio, 0.0))))
+            for i in np.flatnonzero(~ok):
+                worst = max(worst, float(ratio[i]))
+                ref = reference[c][leaf].reshape(-1)[i] if reference else float("nan")
+                note = "kink: outside subgradient interval" if kink[i] else ""
+                rows.append(Entry(problem.labels[leaf], _unravel(int(i), problem.x[leaf].shape), cots.labels[c],
+                                  float(v[i]), float(ref), float(fdv[i]), float(err[i]), float(tol[i]), note))
+    rows.sort(key=lambda e: -np.nan_to_num(e.ratio, nan=np.inf))
+    failures = len(rows)
+    evals = compared // max(len(cots.values), 1) * (len(_ts(ctx)))
+    detail = f"every entry: {compared} (entry, cotangent) pairs, {evals} evaluations of f in chunks of {chunk}; {failures} fail"
+    if kinks:
+        detail += f", {kinks} at kinks accepted (subgradient)"
+    return Comparison("(b) rule vs finite differences (full)", FAIL if failures else PASS, worst, detail, rows[:max_entries])
+
+
+def _ts(ctx):
+    from .differences import sample_points
+
+    return sample_points(ctx.fd)
+
+
+def _unravel(i: int, shape) -> tuple:
+    if not shape:
+        return ()
+    return tuple(int(k) for k in np.unravel_index(i, shape))
+
+
+def _flat(index: tuple, shape) -> int:
+    if not shape:
+        return 0
+    return int(np.ravel_multi_index(index, shape))

@@ -1,0 +1,137 @@
+"""The gradient-check report: one verdict per comparison, the worst entries, notes, power."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PASS, FAIL, SKIP = "pass", "FAIL", "skipped"
+
+
+@dataclass
+class Entry:
+    """One compared entry: leaf keypath and multi-index, the three values, error and tolerance.
+
+    ``ratio = error / tol``; the entry passes when ``ratio <= 1``. Missing values are NaN.
+    """
+
+    keypath: str
+    index: tuple
+    cotangent: str
+    rule: float
+    reference: float = float("nan")
+    fd: float = float("nan")
+    error: float = float("nan")
+    tol: float = float("nan")
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        if self.tol > 0:
+            return self.error / self.tol
+        return float("inf") if self.error > 0 else 0.0
+
+    @property
+    def where(self) -> str:
+        if not self.index:
+            return self.keypath
+        return f"{self.keypath}[{', '.join(str(int(i)) for i in self.index)}]"
+
+
+@dataclass
+class Comparison:
+    """The verdict of one comparison. ``worst`` = max error/tol over everything compared."""
+
+    name: str
+    verdict: str
+    worst: float = 0.0
+    detail: str = ""
+    entries: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict == FAIL
+
+
+@dataclass
+class GradCheckReport:
+    """Result of :func:`fnnet.check.gradcheck`; ``str(report)`` is the readable table."""
+
+    function: str
+    settings: str
+    comparisons: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    power: list = field(default_factory=list)
+    max_entries: int = 8
+
+    @property
+    def passed(self) -> bool:
+        ran = [c for c in self.comparisons if c.verdict != SKIP]
+        return bool(ran) and not any(c.failed for c in self.comparisons)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def comparison(self, prefix: str) -> Comparison:
+        """The first comparison whose name starts with ``prefix`` (e.g. ``"(a)"``)."""
+        for c in self.comparisons:
+            if c.name.startswith(prefix):
+                return c
+        raise KeyError(prefix)
+
+    @property
+    def worst_entries(self) -> list:
+        """Failing entries of every comparison, worst first (kink-accepted entries excluded)."""
+        entries = [e for c in self.comparisons for e in c.entries if not e.ratio <= 1.0]
+        return sorted(entries, key=lambda e: -_nan_to_inf(e.ratio))
+
+    def __str__(self) -> str:
+        lines = [f"gradcheck {'PASSED' if self.passed else 'FAILED'}: {self.function}  ({self.settings})"]
+        width = max([len(c.name) for c in self.comparisons] + [10])
+        lines.append(f"  {'comparison':<{width}}  {'verdict':<7}  {'err/tol':>9}  detail")
+        for c in self.comparisons:
+            worst = "" if c.verdict == SKIP else _fmt(c.worst)
+            lines.append(f"  {c.name:<{width}}  {c.verdict:<7}  {worst:>9}  {c.detail}")
+        shown = self.worst_entries[: self.max_entries]
+        accepted = [e for c in self.comparisons for e in c.entries if e.note and e.ratio <= 1.0]
+        if shown or accepted:
+            rows = shown + accepted[: max(0, self.max_entries - len(shown))]
+            lines.append("  worst entries (rule = f's VJP; reference = jax.vjp of the reference in float64;")
+            lines.append("                 fd = finite difference in float64):")
+            wl = max(len(e.where) for e in rows)
+            wc = max([len(e.cotangent) for e in rows] + [9])
+            lines.append(
+                f"    {'entry':<{wl}}  {'cotangent':<{wc}}  {'rule':>12}  {'reference':>12}  {'fd':>12}"
+                f"  {'|error|':>9}  {'tol':>9}  note"
+            )
+            for e in rows:
+                lines.append(
+                    f"    {e.where:<{wl}}  {e.cotangent:<{wc}}  {_fmtv(e.rule)}  {_fmtv(e.reference)}  {_fmtv(e.fd)}"
+                    f"  {_fmt(e.error):>9}  {_fmt(e.tol):>9}  {e.note}"
+                )
+        if self.skipped:
+            lines.append("  skipped leaves:")
+            lines += [f"    {k}: {why}" for k, why in self.skipped]
+        if self.notes:
+            lines.append("  notes:")
+            lines += [f"    - {n}" for n in self.notes]
+        if self.power:
+            lines.append("  detection power:")
+            lines += [f"    - {p}" for p in self.power]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+def _nan_to_inf(x: float) -> float:
+    return float("inf") if np.isnan(x) else x
+
+
+def _fmt(x: float) -> str:
+    return "nan" if np.isnan(x) else f"{x:.2e}"
+
+
+def _fmtv(x: float) -> str:
+    return f"{'-':>12}" if np.isnan(x) else f"{x:>12.5g}"

@@ -1,0 +1,116 @@
+"""Comparison (c): structural properties every correct VJP has, whatever the maths.
+
+* shapes/dtypes: ``VJP(g)`` has the structure, shape and dtype of the primal inputs. (JAX itself
+  raises when a custom_vjp bwd returns the wrong structure or shape, and silently casts the dtype;
+  we report JAX's error as this check's failure rather than letting it escape.)
+* linear: ``VJP(2 g1 + 3 g2) = 2 VJP(g1) + 3 VJP(g2)`` for Gaussian ``g1, g2``.
+* zero: ``VJP(0) = 0`` (a bwd adding a constant or a term independent of ``g`` fails).
+* jit: ``jit(VJP)(g)`` equals eager ``VJP(g)`` (catches Python-side state and tracer-unsafe rules).
+* jvp: where ``jax.jvp`` works on f, ``<g, J u>`` by JVP equals ``<VJP(g), u>``; a custom_vjp
+  function has no forward mode, which is reported as skipped.
+
+Tolerances: each side is a computation at the rule's precision, so entries are compared within
+``rounding_bound`` of the larger side (:mod:`fnnet.check.tolerance`).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .report import FAIL, PASS, SKIP, Comparison
+from .tolerance import SLACK, rounding_bound, within
+
+
+def _gauss(like, rng):
+    return [rng.standard_normal(np.shape(a)) for a in like]
+
+
+def _close(ctx, a, b, scale_from):
+    """Worst err/tol over leaves comparing lists ``a`` and ``b`` (tol from ``scale_from``)."""
+    worst = 0.0
+    for leaf, (x, y, s) in enumerate(zip(a, b, scale_from)):
+        tol = rounding_bound(s, ctx.eps[leaf])
+        err = np.abs(np.asarray(x) - np.asarray(y))
+        ok = within(err, tol)
+        if not ok.all():
+            return float("inf") if np.isnan(err).any() else float(np.max(err / np.maximum(tol, 1e-300)))
+        if err.size:
+            worst = max(worst, float(np.max(np.where(tol > 0, err / np.maximum(tol, 1e-300), 0.0))))
+    return worst
+
+
+def shapes_and_dtypes(ctx, g) -> Comparison:
+    """Call the rule once; a JAX error here means the bwd returned the wrong structure/shape."""
+    name = "(c) structure: shapes, dtypes"
+    problem = ctx.problem
+    try:
+        gs = [jnp.asarray(gi, dtype=o.dtype) for gi, o in zip(g, problem.out)]
+        (v,) = ctx.vjp_fn(gs)
+    except Exception as err:  # noqa: BLE001 - this *is* the finding
+        return Comparison(name, FAIL, float("inf"), f"the VJP raised {type(err).__name__}: {err}")
+    bad = []
+    if len(v) != len(problem.x):
+        bad.append(f"{len(v)} cotangent leaves for {len(problem.x)} inputs")
+    for label, vi, xi in zip(problem.labels, v, problem.x):
+        if jnp.shape(vi) != jnp.shape(xi) or jnp.result_type(vi) != xi.dtype:
+            bad.append(f"{label}: got {jnp.result_type(vi)}{list(jnp.shape(vi))}, expected {xi.dtype}{list(xi.shape)}")
+    if bad:
+        return Comparison(name, FAIL, float("inf"), "; ".join(bad))
+    return Comparison(name, PASS, 0.0, f"{len(v)} leaves match the primal inputs")
+
+
+def structural(ctx) -> list:
+    """The linear / zero / jit / jvp checks (call after :func:`shapes_and_dtypes` passed)."""
+    problem, rng = ctx.problem, ctx.rng
+    g1, g2 = _gauss(problem.out, rng), _gauss(problem.out, rng)
+    v1, v2 = ctx.rule(g1), ctx.rule(g2)
+    out = []
+
+    combo = ctx.rule([2 * a + 3 * b for a, b in zip(g1, g2)])
+    expect = [2 * a + 3 * b for a, b in zip(v1, v2)]
+    scale = [np.abs(2 * a) + np.abs(3 * b) for a, b in zip(v1, v2)]
+    w = _close(ctx, combo, expect, scale)
+    out.append(Comparison("(c) linear in the cotangent", PASS if w <= 1 else FAIL, w,
+                          "VJP(2 g1 + 3 g2) vs 2 VJP(g1) + 3 VJP(g2), Gaussian g1, g2"))
+
+    zero = ctx.rule([np.zeros(np.shape(o)) for o in problem.out])
+    w = _close(ctx, zero, [np.zeros_like(z) for z in zero], v1)
+    out.append(Comparison("(c) zero cotangent gives zero", PASS if w <= 1 else FAIL, w,
+                          f"max |VJP(0)| = {max((float(np.max(np.abs(z))) for z in zero if z.size), default=0.0):.2e}"))
+
+    try:
+        gs = [jnp.asarray(gi, dtype=o.dtype) for gi, o in zip(g1, problem.out)]
+        jitted = jax.jit(lambda x, g: jax.vjp(problem.F, x)[1](g)[0])(list(problem.x), gs)
+        jitted = [np.asarray(j, np.float64) for j in jitted]
+        w = _close(ctx, jitted, v1, v1)
+        out.append(Comparison("(c) jit agrees with eager", PASS if w <= 1 else FAIL, w, "jit(VJP)(g1) vs VJP(g1)"))
+    except Exception as err:  # noqa: BLE001
+        out.append(Comparison("(c) jit agrees with eager", FAIL, float("inf"), f"jit(VJP) raised {type(err).__name__}: {err}"))
+
+    out.append(_jvp_vs_vjp(ctx, g1, v1))
+    return out
+
+
+def _jvp_vs_vjp(ctx, g, v) -> Comparison:
+    name = "(c) JVP agrees with VJP"
+    problem = ctx.problem
+    u = [ctx.rng.standard_normal(np.shape(x)).astype(x.dtype) for x in problem.x]
+    try:
+        _, ju = jax.jvp(problem.F, (list(problem.x),), ([jnp.asarray(ui) for ui in u],))
+    except Exception as err:  # noqa: BLE001 - custom_vjp functions have no forward mode
+        msg = str(err).split("\n")[0]
+        return Comparison(name, SKIP, detail=f"jax.jvp unavailable on f ({type(err).__name__}: {msg})")
+    ju = [np.asarray(j, np.float64) for j in ju]
+    u64 = [np.asarray(ui, np.float64) for ui in u]
+    lhs = sum(float(np.sum(np.asarray(gi) * j)) for gi, j in zip(g, ju))
+    rhs = sum(float(np.sum(vi * ui)) for vi, ui in zip(v, u64))
+    eps = max(ctx.eps)
+    mag = sum(float(np.sum(np.abs(gi) * np.abs(j))) for gi, j in zip(g, ju)) + sum(
+        float(np.sum(np.abs(vi) * np.abs(ui))) for vi, ui in zip(v, u64)
+    )
+    tol = SLACK * eps * mag
+    err = abs(lhs - rhs)
+    w = err / tol if tol > 0 else (0.0 if err == 0 else float("inf"))
+    return Comparison(name, PASS if w <= 1 else FAIL, w, f"<g, J u> = {lhs:.6g} by JVP, {rhs:.6g} by VJP")

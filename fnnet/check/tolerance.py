@@ -1,0 +1,87 @@
+"""Tolerances, derived from the dtype's rounding and the finite-difference error bar; detection power.
+
+Rounding of a rule (standard model, ``fl(a op b) = (a op b)(1 + delta)``, ``|delta| <= u = eps/2``).
+An entry ``v_i`` of a VJP computed in precision ``eps`` through a chain of ``D`` elementwise
+operations has relative error ``<= D u``; a reduction of ``n`` terms ``t_k`` (pairwise, as XLA sums)
+adds ``<= log2(n) u sum_k |t_k|``. The summed magnitude ``sum_k |t_k|`` is not observable from
+outside the rule, so we bound it normwise: a backward-stable computation of a vector ``v`` has error
+``<= c eps ||v||_inf`` (Higham, *Accuracy and Stability of Numerical Algorithms*, ch. 3). Together,
+
+    b_i = SLACK * eps * (|v_i| + max_leaf |v|) + SLACK * noise_leaf,
+
+with ``SLACK = 8`` rounding units (a rule up to ~16 operations deep, or 8 times the reference's own
+rounding) and ``noise_leaf = max_leaf |ref_lowp - ref_f64|``, the rounding error the reference itself
+is observed to make at the same precision (zero when there is no reference). ``eps`` is the largest
+eps among the leaf's dtype, its VJP's dtype and f's float output dtypes.
+
+Finite-difference probe ``<u, v>`` against ``R`` (Richardson, error bar ``E``, rounding floor ``r``):
+
+    |<v, d> - R| <= Z * sqrt(sum_i (b_i d_i)^2) + 2 E + r,       Z = 6.
+
+The first term is a Hoeffding bound, not a worst case: the probe signs ``u_i = +-1`` are drawn
+independently of the rounding errors ``rho_i`` (``|rho_i| <= b_i``), so
+``P(|sum_i u_i rho_i h_i| > Z sigma) <= 2 exp(-Z^2/2) = 3e-8`` with ``sigma^2 = sum (b_i h_i)^2``.
+This grows like ``sqrt(N)``, where a worst-case bound would grow like ``N`` and a fixed atol like
+JAX's ``check_grads`` would not grow at all (jax#3130: it rejects a correct ``sum(tanh(x)^2)`` at
+``N = 1e5`` in float32).
+
+Detection power of ``k`` Rademacher probes. Let ``e`` be the rule's error. The probe sees
+``<e, h u>``. If one entry has ``|e_j| h_j > tol``, then conditioning on every sign but ``u_j``, the
+two values ``A +- e_j h_j`` cannot both lie in ``(-tol, tol)``; so each probe misses with probability
+``<= 1/2`` and all ``k`` miss with probability ``<= 2^-k``. A *single* wrong entry is never missed:
+``|<e, h u>| = |e_j| h_j``. The same argument holds for random-sign cotangents in the entrywise
+comparison.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SLACK = 8.0
+Z = 6.0
+FALSE_ALARM_PER_PROBE = 2.0 * np.exp(-Z * Z / 2.0)
+
+
+def eps_of(*dtypes) -> float:
+    """The largest machine epsilon among floating ``dtypes`` (non-floats ignored)."""
+    eps = [float(np.finfo(np.dtype(d)).eps) for d in dtypes if _is_float(d)]
+    return max(eps) if eps else float(np.finfo(np.float64).eps)
+
+
+def _is_float(dtype) -> bool:
+    try:
+        return bool(np.issubdtype(np.dtype(dtype), np.floating))
+    except TypeError:
+        return False
+
+
+def rounding_bound(value: np.ndarray, eps: float, noise: float = 0.0) -> np.ndarray:
+    """Per-entry bound ``b_i`` on the rounding error of a rule's result ``value`` (see module doc)."""
+    mag = np.abs(np.asarray(value, np.float64))
+    scale = float(np.max(mag)) if mag.size else 0.0
+    if not np.isfinite(scale):
+        scale = 0.0
+    return SLACK * eps * (mag + scale) + SLACK * noise
+
+
+def probe_tolerance(bound: np.ndarray, direction: np.ndarray, fd_error: float) -> float:
+    """Tolerance on ``|<v, d> - R|`` for a probe along ``d`` (``bound`` = per-entry ``b_i``)."""
+    rule_part = Z * float(np.sqrt(np.sum((np.asarray(bound) * np.asarray(direction)) ** 2)))
+    return rule_part + 2.0 * float(fd_error)
+
+
+def miss_probability(probes: int) -> float:
+    """Upper bound on the chance that ``probes`` Rademacher probes all miss a detectable error."""
+    return 0.5 ** max(int(probes), 0)
+
+
+def interval_contains(value, left, right, slack) -> np.ndarray:
+    """``value`` within ``[min(left,right), max(left,right)]`` widened by ``slack`` (NaN -> False)."""
+    lo = np.minimum(left, right) - slack
+    hi = np.maximum(left, right) + slack
+    return (value >= lo) & (value <= hi)
+
+
+def within(error, tol) -> np.ndarray:
+    """``error <= tol`` with NaN counted as a failure."""
+    return np.asarray(error <= tol)
