@@ -1,2 +1,848 @@
-"""Placeholder: filled in by the activations work."""
-__all__: list[str] = []
+r"""Normalizing activations: softmax, log_softmax, logsumexp, softmin, gumbel_softmax, and glu.
+
+These are not elementwise: each output entry depends on a whole slice of the input (the ``axis``), so
+both rules are written out. With :math:`y = \operatorname{softmax}(x)` over the axis,
+
+============== ==================================== ===================================================
+function       VJP (cotangent ``g``)                 JVP (tangent ``t``)
+============== ==================================== ===================================================
+softmax        :math:`y ⊙ (g − ⟨g, y⟩)`              :math:`y ⊙ (t − ⟨t, y⟩)`
+log_softmax    :math:`g − y·Σg`                      :math:`t − ⟨t, y⟩`
+logsumexp      :math:`g·y` (with ``b``: see below)   :math:`⟨t, y⟩`
+softmin        :math:`−y ⊙ (g − ⟨g, y⟩)`, y = softmax(−x)
+gumbel_softmax :math:`y ⊙ (g − ⟨g, y⟩)/τ` for both logits and the Gumbel noise
+glu            :math:`(g·σ(b),\; g·a·σ'(b))`          :math:`t_a σ(b) + a σ'(b) t_b`
+============== ==================================== ===================================================
+
+(⟨·,·⟩ and Σ are taken over the axis, keeping it, so they broadcast back.) The derivation is one line:
+:math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`, so :math:`(J^T g)_j = y_j(g_j − Σ_i g_i y_i)`.
+
+**Stability.** Every function subtracts the slice maximum ``m`` before ``exp`` (softmax is invariant
+under shifts), so ``exp`` never overflows and the largest term is exactly 1. The rules use only ``y``
+(in [0, 1]) and ``g``, never ``exp(x)``: large logits (±1e4, ±1e30, ±max finite) give finite values
+and gradients.
+
+**Infinities.** ``−inf`` entries get probability 0 and no NaN. Where the slice maximum is itself
+infinite, jax.nn returns NaN (``x − m`` is ``inf − inf``); fnnet takes the entries *equal to the
+maximum* as tied and shares the mass equally between them — the limit when they grow together, which is
+also what shift invariance gives for a slice of equal entries (softmax(c·1) is uniform for every c).
+So ``softmax([1, inf, 3]) = [0, 1, 0]`` and ``softmax([-inf, -inf]) = [½, ½]``;
+``logsumexp`` returns ``±inf`` there with gradient ``y``. NaN anywhere in a slice gives a NaN slice.
+
+**Masks** (``where``, as in jax.nn): entries where ``where`` is False take no part. softmax gives 0
+there, log_softmax ``−inf``, and the gradient of a masked entry is 0; a fully masked slice gives 0 /
+``−inf`` / ``−inf`` with zero gradient (jax.nn's values). The mask is not differentiable.
+
+The functions that take a mask or ``b`` are thin Python wrappers over two declared primitives: the
+registered one (array arguments only: what ``fnnet.primitive.registry()`` and the generic tests
+iterate over) and a masked one with the same rules (a boolean mask travels as a 0/1 float array of
+``x``'s dtype, because the mechanism's array arguments are floating; its cotangent is zero).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from fnnet.primitive import Primitive, as_float_array, define, unbroadcast
+
+__all__ = ["softmax", "log_softmax", "logsumexp", "softmin", "gumbel_softmax", "glu"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def _axes(axis, ndim, where):
+    """``axis`` (an int, a tuple of ints or None for all) as sorted non-negative axes, validated."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    out = []
+    for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"{where}: axis must be an int, a tuple of ints or None; got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise ValueError(
+                f"{where}: axis {axis} is out of range for an input with ndim {ndim} "
+                f"(valid axes: {-ndim} to {ndim - 1})"
+            )
+        out.append(int(a) % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{where}: axis {axis} names the same axis twice (ndim {ndim})")
+    return tuple(sorted(out))
+
+
+def _validate_axis(name, *arrays, axis=-1, **_):
+    _axes(axis, arrays[0].ndim, f"fnnet.{name}")
+
+
+def _shifted(x, axes, mask):
+    """``(m, x − m, e)``: the slice maximum, the shifted input, ``e = exp(x − m)`` (0 where masked).
+
+    Entries equal to the maximum are shifted to exactly 0, also when the maximum is ±inf (where
+    ``x − m`` would be ``inf − inf``): ties at infinity share the mass. A NaN makes ``m`` NaN, and
+    NaN compares unequal, so the whole slice becomes NaN.
+    """
+    if mask is None:
+        m = jnp.max(x, axis=axes, keepdims=True)
+    else:
+        m = jnp.max(x, axis=axes, keepdims=True, where=mask, initial=-jnp.inf)
+    shifted = jnp.where(x == m, 0.0, x - m)
+    e = jnp.exp(shifted)
+    if mask is not None:
+        e = jnp.where(mask, e, 0.0)
+    return m, shifted, e
+
+
+def _normalize(e, axes, mask):
+    """``e / Σe``; a fully masked slice (Σe = 0: otherwise Σe ≥ 1, the maximum contributes e⁰) gives 0."""
+    s = jnp.sum(e, axis=axes, keepdims=True)
+    if mask is not None:
+        s = jnp.where(s == 0, 1.0, s)
+    return e / s
+
+
+def _mask_of(mask_f):
+    return None if mask_f is None else mask_f != 0
+
+
+def _masked(v, mask):
+    return v if mask is None else jnp.where(mask, v, 0.0)
+
+
+def _softmax_vjp(y, g, axes):
+    """y ⊙ (g − ⟨g, y⟩): the transpose of J = diag(y) − y yᵀ."""
+    return y * (g - jnp.sum(g * y, axis=axes, keepdims=True))
+
+
+def _as_mask(where_arg, x, fname):
+    """A boolean ``where`` mask as a 0/1 array of ``x``'s dtype; its shape must broadcast to x's."""
+    m = where_arg if isinstance(where_arg, jax.Array) else jnp.asarray(where_arg)
+    if m.dtype != jnp.bool_:
+        raise TypeError(f"{fname}: 'where' must be a boolean mask; got dtype {m.dtype}")
+    try:
+        shape = np.broadcast_shapes(m.shape, x.shape)
+    except ValueError:
+        shape = None
+    if shape != x.shape:
+        raise ValueError(
+            f"{fname}: 'where' of shape {m.shape} does not broadcast to the input's shape {x.shape}"
+        )
+    return m.astype(x.dtype)
+
+
+def _sample_normal(scale=2.0):
+    def sample(key, dtype=jnp.float32, shape=(3, 5), **static):
+        # Drawn in float32 and cast, so float32 and float64 tests see the same points.
+        return (jnp.asarray(scale * jax.random.normal(key, shape, jnp.float32), dtype),)
+
+    return sample
+
+
+def _finish(public, prim: Primitive, general: Primitive, call, reference):
+    """Give a wrapper the attributes a primitive's public function carries."""
+    public.primitive = prim
+    public.reference = reference
+    public.masked_primitive = general
+
+    def fwd_mode(*args, **kwargs):
+        return call(True, *args, **kwargs)
+
+    fwd_mode.__name__ = public.__name__
+    fwd_mode.__doc__ = f"Forward-mode variant of fnnet.{public.__name__} (custom_jvp over the hand JVP)."
+    public.forward_mode = fwd_mode
+    return public
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax
+# ---------------------------------------------------------------------------------------------
+
+
+def _softmax_forward(x, mask_f=None, *, axis=-1):
+    mask = _mask_of(mask_f)
+    axes = _axes(axis, x.ndim, "fnnet.softmax")
+    return _normalize(_shifted(x, axes, mask)[2], axes, mask)
+
+
+def _softmax_fwd(x, mask_f=None, *, axis=-1):
+    y = _softmax_forward(x, mask_f, axis=axis)
+    return y, (y, mask_f)
+
+
+def _softmax_bwd(res, g, *, axis=-1):
+    y, mask_f = res
+    axes = _axes(axis, y.ndim, "fnnet.softmax")
+    dx = _softmax_vjp(y, _masked(g, _mask_of(mask_f)), axes)
+    return (dx,) if mask_f is None else (dx, jnp.zeros_like(mask_f))
+
+
+def _softmax_jvp(primals, tangents, out, *, axis=-1):
+    mask_f = primals[1] if len(primals) > 1 else None
+    axes = _axes(axis, out.ndim, "fnnet.softmax")
+    return _softmax_vjp(out, _masked(tangents[0], _mask_of(mask_f)), axes)  # J is symmetric
+
+
+def _softmax_reference(x, axis=-1, where=None):
+    """Plain jnp, as jax.nn writes it: exp(x − max) / Σ exp(x − max)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True, where=where, initial=-jnp.inf))
+    e = jnp.exp(x - m)
+    if where is not None:
+        e = jnp.where(where, e, 0.0)
+    return e / jnp.sum(e, axis, keepdims=True)
+
+
+_SOFTMAX_DOC = r"""Softmax :math:`y_i = e^{x_i} / Σ_j e^{x_j}` over ``axis`` (jax.nn.softmax's signature).
+
+Arguments:
+  x: floating array. axis: int, tuple of ints or None (all axes); static.
+  where: optional boolean mask broadcastable to ``x``; masked entries take no part and give 0.
+
+Returns:
+  An array of ``x``'s shape and dtype; each slice sums to 1 (0 for a fully masked slice).
+
+Derivative: :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`; VJP :math:`y ⊙ (g − ⟨g, y⟩)`, JVP the same with
+``t`` (the Jacobian is symmetric). Computed as ``exp(x − max) / Σ``; entries equal to an infinite
+maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
+"""
+
+_SOFTMAX_STATIC = {"axis": -1}
+_softmax_prim = define(
+    "softmax",
+    forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
+    reference=_softmax_reference, arg_names=("x",), static=_SOFTMAX_STATIC,
+    validate=lambda x, axis=-1: _validate_axis("softmax", x, axis=axis),
+    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+    derivation="∂y_i/∂x_j = y_i(δ_ij − y_j) ⇒ Jᵀg = y ⊙ (g − ⟨g, y⟩)",
+    doc=_SOFTMAX_DOC,
+)
+_softmax_where = define(
+    "softmax",
+    forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
+    reference=_softmax_reference, arg_names=("x", "where"), static=_SOFTMAX_STATIC,
+    validate=lambda x, w, axis=-1: _validate_axis("softmax", x, axis=axis),
+    doc=_SOFTMAX_DOC, register=False,
+)
+
+
+def _softmax_call(forward_mode, x, axis=-1, where=None):
+    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
+    if where is None:
+        return use(_softmax_prim)(x, axis=axis)
+    x = as_float_array(x, "x", "fnnet.softmax")
+    return use(_softmax_where)(x, _as_mask(where, x, "fnnet.softmax"), axis=axis)
+
+
+def softmax(x, axis=-1, where=None):
+    return _softmax_call(False, x, axis, where)
+
+
+softmax.__doc__ = _SOFTMAX_DOC
+_finish(softmax, _softmax_prim, _softmax_where, _softmax_call, _softmax_reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# log_softmax
+# ---------------------------------------------------------------------------------------------
+
+
+def _log_softmax_parts(x, mask_f, axis):
+    mask = _mask_of(mask_f)
+    axes = _axes(axis, x.ndim, "fnnet.log_softmax")
+    _, shifted, e = _shifted(x, axes, mask)
+    out = shifted - jnp.log(jnp.sum(e, axis=axes, keepdims=True))
+    if mask is not None:
+        out = jnp.where(mask, out, -jnp.inf)
+    return out, _normalize(e, axes, mask)
+
+
+def _log_softmax_forward(x, mask_f=None, *, axis=-1):
+    return _log_softmax_parts(x, mask_f, axis)[0]
+
+
+def _log_softmax_fwd(x, mask_f=None, *, axis=-1):
+    out, y = _log_softmax_parts(x, mask_f, axis)
+    return out, (y, mask_f)
+
+
+def _log_softmax_bwd(res, g, *, axis=-1):
+    y, mask_f = res
+    axes = _axes(axis, y.ndim, "fnnet.log_softmax")
+    gm = _masked(g, _mask_of(mask_f))  # a masked output is the constant −inf: its cotangent is dropped
+    dx = gm - y * jnp.sum(gm, axis=axes, keepdims=True)
+    return (dx,) if mask_f is None else (dx, jnp.zeros_like(mask_f))
+
+
+def _log_softmax_jvp(primals, tangents, out, *, axis=-1):
+    x = primals[0]
+    mask_f = primals[1] if len(primals) > 1 else None
+    mask = _mask_of(mask_f)
+    axes = _axes(axis, x.ndim, "fnnet.log_softmax")
+    y = _normalize(_shifted(x, axes, mask)[2], axes, mask)
+    t = _masked(tangents[0], mask)
+    return _masked(t - jnp.sum(t * y, axis=axes, keepdims=True), mask)
+
+
+def _log_softmax_reference(x, axis=-1, where=None):
+    """Plain jnp, as jax.nn writes it: (x − max) − log Σ exp(x − max)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True, where=where, initial=-jnp.inf))
+    shifted = x - m
+    e = jnp.exp(shifted)
+    if where is not None:
+        e = jnp.where(where, e, 0.0)
+    out = shifted - jnp.log(jnp.sum(e, axis, keepdims=True))
+    return out if where is None else jnp.where(where, out, -jnp.inf)
+
+
+_LOG_SOFTMAX_DOC = r"""Log-softmax :math:`x_i − \log Σ_j e^{x_j}` over ``axis`` (jax.nn's signature).
+
+Arguments:
+  x: floating array. axis: int, tuple of ints or None; static.
+  where: optional boolean mask; masked entries give ``−inf`` and zero gradient.
+
+Returns:
+  An array of ``x``'s shape and dtype.
+
+Derivative: :math:`∂o_i/∂x_j = δ_{ij} − y_j` with y = softmax(x); VJP :math:`g − y·Σg`, JVP
+:math:`t − ⟨t, y⟩`. Computed as ``(x − m) − log Σ e^{x − m}``, never as ``log(softmax)`` (which is
+``−inf`` once a probability underflows): ``log_softmax([0, -1e4]) = [0, -1e4]``.
+"""
+
+_log_softmax_prim = define(
+    "log_softmax",
+    forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
+    jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x",),
+    static={"axis": -1},
+    validate=lambda x, axis=-1: _validate_axis("log_softmax", x, axis=axis),
+    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+    derivation="o = x − lse(x) ⇒ ∂o_i/∂x_j = δ_ij − y_j ⇒ Jᵀg = g − y·Σg",
+    doc=_LOG_SOFTMAX_DOC,
+)
+_log_softmax_where = define(
+    "log_softmax",
+    forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
+    jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x", "where"),
+    static={"axis": -1},
+    validate=lambda x, w, axis=-1: _validate_axis("log_softmax", x, axis=axis),
+    doc=_LOG_SOFTMAX_DOC, register=False,
+)
+
+
+def _log_softmax_call(forward_mode, x, axis=-1, where=None):
+    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
+    if where is None:
+        return use(_log_softmax_prim)(x, axis=axis)
+    x = as_float_array(x, "x", "fnnet.log_softmax")
+    return use(_log_softmax_where)(x, _as_mask(where, x, "fnnet.log_softmax"), axis=axis)
+
+
+def log_softmax(x, axis=-1, where=None):
+    return _log_softmax_call(False, x, axis, where)
+
+
+log_softmax.__doc__ = _LOG_SOFTMAX_DOC
+_finish(log_softmax, _log_softmax_prim, _log_softmax_where, _log_softmax_call, _log_softmax_reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# logsumexp
+# ---------------------------------------------------------------------------------------------
+
+
+def _lse_parts(a, b, mask_f, axis):
+    """``(m, S, p, q, axes)`` with w = e^{a−m}: S = Σ b·w (b = 1 if absent) over the included entries,
+    p = b·w/S (∂out/∂a), q = w/S (∂out/∂b, also at b = 0). Entries with b = 0 are excluded from the
+    maximum and the sum, as in jax.nn (so ``a = inf`` there cannot poison the value)."""
+    axes = _axes(axis, a.ndim, "fnnet.logsumexp")
+    mask = _mask_of(mask_f)
+    eff = mask
+    if b is not None:
+        nz = jnp.broadcast_to(b != 0, a.shape)
+        eff = nz if mask is None else (mask & nz)
+    m, shifted, e = _shifted(a, axes, eff)
+    if b is None:
+        s = jnp.sum(e, axis=axes, keepdims=True)
+        p, q = e, None
+    else:
+        bw = jnp.where(eff, b * e, 0.0)
+        s = jnp.sum(bw, axis=axes, keepdims=True)
+        p = bw
+        # ∂out/∂b_j = w_j/S holds at b_j = 0 too (jax.nn returns 0 there): w is recomputed for the
+        # excluded entries; a masked (`where`) entry stays 0.
+        q = _masked(jnp.exp(shifted), mask)
+    if eff is not None:
+        # An empty slice has S = 0 and every w = 0: divide by 1 so its gradient is 0, as in jax.nn.
+        # (A slice whose b-weighted terms cancel keeps S = 0: out = −inf, an infinite gradient.)
+        empty = ~jnp.any(eff, axis=axes, keepdims=True)
+        s_div = jnp.where(empty, 1.0, s)
+    else:
+        s_div = s
+    p = p / s_div
+    q = None if q is None else q / s_div
+    return m, s, p, q, axes
+
+
+def _lse_values(m, s, axes, keepdims, return_sign, has_b):
+    out = m + jnp.log(jnp.abs(s))
+    sign = jnp.sign(s)
+    if has_b and not return_sign:
+        out = jnp.where(s < 0, jnp.nan, out)  # log of a negative sum: NaN unless the sign is asked for
+    if not keepdims:
+        out, sign = jnp.squeeze(out, axes), jnp.squeeze(sign, axes)
+    return (out, sign) if return_sign else out
+
+
+def _lse_unpack(arrays):
+    a, *rest = arrays
+    b = rest[0] if len(rest) > 0 else None
+    mask_f = rest[1] if len(rest) > 1 else None
+    return a, b, mask_f
+
+
+def _lse_forward(*arrays, axis=None, keepdims=False, return_sign=False):
+    a, b, mask_f = _lse_unpack(arrays)
+    m, s, _, _, axes = _lse_parts(a, b, mask_f, axis)
+    return _lse_values(m, s, axes, keepdims, return_sign, b is not None)
+
+
+def _lse_fwd(*arrays, axis=None, keepdims=False, return_sign=False):
+    a, b, mask_f = _lse_unpack(arrays)
+    m, s, p, q, axes = _lse_parts(a, b, mask_f, axis)
+    out = _lse_values(m, s, axes, keepdims, return_sign, b is not None)
+    return out, (p, q, b, mask_f)  # b only for its shape (unbroadcast); it is alive anyway
+
+
+def _expand(g, axes, keepdims):
+    return g if keepdims else jnp.expand_dims(g, axes)
+
+
+def _lse_bwd(res, g, *, axis=None, keepdims=False, return_sign=False):
+    p, q, b, mask_f = res
+    axes = _axes(axis, p.ndim, "fnnet.logsumexp")
+    if return_sign:
+        g = g[0]  # the sign is piecewise constant: its cotangent contributes nothing
+    ge = _expand(g, axes, keepdims)
+    cts = [ge * p]
+    if q is not None:
+        cts.append(unbroadcast(ge * q, b.shape))
+    if mask_f is not None:
+        cts.append(jnp.zeros_like(mask_f))
+    return tuple(cts)
+
+
+def _lse_jvp(primals, tangents, out, *, axis=None, keepdims=False, return_sign=False):
+    a, b, mask_f = _lse_unpack(primals)
+    _, _, p, q, axes = _lse_parts(a, b, mask_f, axis)
+    t = jnp.sum(p * tangents[0], axis=axes, keepdims=True)
+    if q is not None:
+        t = t + jnp.sum(q * tangents[1], axis=axes, keepdims=True)
+    if not keepdims:
+        t = jnp.squeeze(t, axes)
+    return (t, jnp.zeros_like(out[1])) if return_sign else t
+
+
+def _lse_reference(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    """Plain jnp: m + log Σ b·exp(a − m), the maximum m held constant (it cancels mathematically)."""
+    axes = None if axis is None else axis
+    m = jax.lax.stop_gradient(jnp.max(a, axes, keepdims=True, where=where, initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    terms = jnp.exp(a - m) if b is None else b * jnp.exp(a - m)
+    s = jnp.sum(terms, axes, keepdims=True, where=where)
+    out = m + jnp.log(jnp.abs(s))
+    sign = jnp.sign(s)
+    if not keepdims:
+        out, sign = jnp.squeeze(out, axes), jnp.squeeze(sign, axes)
+    if return_sign:
+        return out, sign
+    return out if b is None else jnp.where(sign < 0, jnp.nan, out)
+
+
+_LSE_DOC = r"""Log-sum-exp :math:`\log Σ_i b_i e^{a_i}` over ``axis`` (jax.nn.logsumexp's signature).
+
+Arguments:
+  a: floating array. axis: int, tuple of ints or None (all axes; the default); static.
+  b: optional weights of ``a``'s dtype, broadcastable to ``a``; entries with ``b = 0`` are excluded
+    (as in jax.nn). keepdims: keep the reduced axes with size 1; static.
+  return_sign: return ``(log|Σ b e^a|, sign(Σ b e^a))``; without it a negative sum gives NaN.
+  where: optional boolean mask; masked entries take no part (an empty slice gives ``−inf``).
+
+Returns:
+  ``a`` reduced over ``axis`` (or the pair with ``return_sign``).
+
+Derivative: with :math:`w_i = e^{a_i − m}` and :math:`S = Σ b_i w_i`,
+:math:`∂/∂a_i = b_i w_i / S` (softmax(a) when b is absent) and :math:`∂/∂b_i = w_i / S`; the sign's
+cotangent is ignored (it is piecewise constant). jax.nn returns ∂/∂b_i = 0 where b_i = 0; fnnet the
+exact w_i/S. Computed as ``m + log Σ b·e^{a − m}``; ``logsumexp([1, inf]) = inf`` with gradient
+``[0, 1]`` (jax.nn: ``[0, nan]``).
+"""
+
+_LSE_STATIC = {"axis": None, "keepdims": False, "return_sign": False}
+
+
+def _validate_lse(a, *rest, axis=None, keepdims=False, return_sign=False):
+    _axes(axis, a.ndim, "fnnet.logsumexp")
+    if not isinstance(keepdims, bool) or not isinstance(return_sign, bool):
+        raise TypeError(
+            f"fnnet.logsumexp: keepdims and return_sign must be bools; got {keepdims!r}, {return_sign!r}"
+        )
+
+
+_lse_prim = define(
+    "logsumexp",
+    forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
+    reference=_lse_reference, arg_names=("a",), static=_LSE_STATIC,
+    validate=_validate_lse, sample=_sample_normal(),
+    variants=({"axis": None}, {"axis": -1}, {"axis": 0, "keepdims": True}),
+    derivation="∂/∂a_i log Σ e^{a_j} = e^{a_i}/Σ e^{a_j} = softmax(a)_i",
+    doc=_LSE_DOC,
+)
+_lse_general = define(
+    "logsumexp",
+    forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
+    reference=_lse_reference, arg_names=("a", "b", "where"), static=_LSE_STATIC,
+    validate=_validate_lse, doc=_LSE_DOC, register=False,
+)
+_lse_b = define(
+    "logsumexp",
+    forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
+    reference=_lse_reference, arg_names=("a", "b"), static=_LSE_STATIC,
+    validate=_validate_lse, doc=_LSE_DOC, register=False,
+)
+
+
+def _logsumexp_call(forward_mode, a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
+    static = dict(axis=axis, keepdims=keepdims, return_sign=return_sign)
+    if b is None and where is None:
+        return use(_lse_prim)(a, **static)
+    fname = "fnnet.logsumexp"
+    a = as_float_array(a, "a", fname)
+    if b is None:
+        b_arr = jnp.ones((), a.dtype)
+    else:
+        b_arr = (
+            jnp.asarray(b, a.dtype) if isinstance(b, (int, float)) and not isinstance(b, bool)
+            else as_float_array(b, "b", fname)
+        )
+        if b_arr.dtype != a.dtype:
+            raise TypeError(f"{fname}: 'b' must have a's dtype {a.dtype}; got {b_arr.dtype}")
+    try:
+        shape = np.broadcast_shapes(a.shape, b_arr.shape)
+    except ValueError:
+        raise ValueError(
+            f"{fname}: 'b' of shape {b_arr.shape} does not broadcast with 'a' of shape {a.shape}"
+        ) from None
+    if shape != a.shape:
+        # b is larger than a: broadcast a first (jnp.broadcast_to's transpose sums its cotangent back).
+        a = jnp.broadcast_to(a, shape)
+    if where is None:
+        return use(_lse_b)(a, b_arr, **static)
+    return use(_lse_general)(a, b_arr, _as_mask(where, a, fname), **static)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    return _logsumexp_call(False, a, axis, b, keepdims, return_sign, where)
+
+
+logsumexp.__doc__ = _LSE_DOC
+_finish(logsumexp, _lse_prim, _lse_general, _logsumexp_call, _lse_reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# softmin (torch)
+# ---------------------------------------------------------------------------------------------
+
+
+def _softmin_axes(x, dim):
+    if dim is None:
+        # torch's legacy implicit dim: 0 for ndim 0, 1 or 3, else 1. Accepted only where that is the
+        # last axis (ndim ≤ 2), so fnnet never silently differs from torch; validate() refuses the rest.
+        return tuple(range(x.ndim))[-1:]
+    return _axes(dim, x.ndim, "fnnet.softmin")
+
+
+def _validate_softmin(x, dim=None):
+    if dim is None:
+        if x.ndim > 2:
+            raise ValueError(
+                f"fnnet.softmin: dim=None is ambiguous for an input with ndim {x.ndim} (torch's deprecated "
+                "implicit choice is 0 for ndim 3 and 1 otherwise); pass dim explicitly"
+            )
+        return
+    if isinstance(dim, tuple):
+        raise TypeError(f"fnnet.softmin: dim must be an int or None (torch's signature); got {dim!r}")
+    _axes(dim, x.ndim, "fnnet.softmin")
+
+
+def _softmin_forward(x, *, dim=None):
+    axes = _softmin_axes(x, dim)
+    return _normalize(_shifted(-x, axes, None)[2], axes, None)
+
+
+def _softmin_fwd(x, *, dim=None):
+    y = _softmin_forward(x, dim=dim)
+    return y, y
+
+
+def _softmin_bwd(y, g, *, dim=None):
+    return (-_softmax_vjp(y, g, _softmin_axes(y, dim)),)
+
+
+def _softmin_jvp(primals, tangents, out, *, dim=None):
+    return -_softmax_vjp(out, tangents[0], _softmin_axes(out, dim))
+
+
+def _softmin_reference(x, dim=None):
+    axis = -1 if dim is None else dim
+    e = jnp.exp(-x - jax.lax.stop_gradient(jnp.max(-x, axis, keepdims=True)))
+    return e / jnp.sum(e, axis, keepdims=True)
+
+
+softmin = define(
+    "softmin",
+    forward=_softmin_forward, fwd=_softmin_fwd, bwd=_softmin_bwd, jvp=_softmin_jvp,
+    reference=_softmin_reference, arg_names=("input",), static={"dim": None},
+    validate=_validate_softmin, sample=_sample_normal(), variants=({"dim": None}, {"dim": 0}),
+    derivation="softmin(x) = softmax(−x) ⇒ Jᵀg = −y ⊙ (g − ⟨g, y⟩)",
+    doc=r"""torch's Softmin :math:`y_i = e^{−x_i}/Σ_j e^{−x_j}` = softmax(−x) over ``dim``.
+
+Arguments:
+  input: floating array. dim: int or None; static. ``dim=None`` means the last axis and is accepted
+    only for inputs of ndim ≤ 2, where torch's deprecated implicit choice is that axis too; for
+    ndim ≥ 3 it raises ValueError (torch would pick 0 for 3-D, 1 for 4-D+): pass ``dim``.
+
+Returns:
+  An array of the input's shape and dtype. Derivative: VJP :math:`−y ⊙ (g − ⟨g, y⟩)`.
+""",
+).fn
+
+
+# ---------------------------------------------------------------------------------------------
+# gumbel_softmax (torch, with an explicit key)
+# ---------------------------------------------------------------------------------------------
+
+
+def _gumbel_noise(key, shape, dtype):
+    """g = −log(−log U), U ~ Uniform[tiny, 1): standard Gumbel samples (U > 0 keeps g finite)."""
+    u = jax.random.uniform(key, shape, dtype, minval=float(jnp.finfo(dtype).tiny), maxval=1.0)
+    return -jnp.log(-jnp.log(u))
+
+
+def _gumbel_parts(logits, gumbels, tau, dim):
+    axes = _axes(dim, logits.ndim, "fnnet.gumbel_softmax")
+    z = (logits + gumbels) * (1.0 / tau)
+    return _normalize(_shifted(z, axes, None)[2], axes, None), axes
+
+
+def _one_hot_argmax(y, axes):
+    (axis,) = axes
+    idx = jnp.argmax(y, axis=axis, keepdims=True)
+    hard = (lax.broadcasted_iota(idx.dtype, y.shape, axis) == idx).astype(y.dtype)
+    # argmax ignores NaN's meaning; keep NaN in ⇒ NaN out.
+    return jnp.where(jnp.any(jnp.isnan(y), axis=axis, keepdims=True), jnp.nan, hard)
+
+
+def _gumbel_forward(logits, gumbels, *, tau=1.0, hard=False, dim=-1):
+    y, axes = _gumbel_parts(logits, gumbels, tau, dim)
+    return _one_hot_argmax(y, axes) if hard else y
+
+
+def _gumbel_fwd(logits, gumbels, *, tau=1.0, hard=False, dim=-1):
+    y, axes = _gumbel_parts(logits, gumbels, tau, dim)
+    return (_one_hot_argmax(y, axes) if hard else y), y
+
+
+def _gumbel_bwd(y, g, *, tau=1.0, hard=False, dim=-1):
+    # hard=True: straight-through: the gradient of the soft sample y (the one-hot's is 0 a.e.).
+    d = _softmax_vjp(y, g, _axes(dim, y.ndim, "fnnet.gumbel_softmax")) * (1.0 / tau)
+    return d, d
+
+
+def _gumbel_jvp(primals, tangents, out, *, tau=1.0, hard=False, dim=-1):
+    y, axes = _gumbel_parts(*primals, tau, dim)
+    return _softmax_vjp(y, (tangents[0] + tangents[1]) * (1.0 / tau), axes)
+
+
+def _gumbel_reference(logits, gumbels, tau=1.0, hard=False, dim=-1):
+    """torch's formula: y = softmax((logits + g)/τ); hard: y_hard − stop_gradient(y) + y."""
+    z = (logits + gumbels) / tau
+    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, dim, keepdims=True)))
+    y = e / jnp.sum(e, dim, keepdims=True)
+    if not hard:
+        return y
+    y_hard = jax.nn.one_hot(jnp.argmax(y, dim), y.shape[dim], dtype=y.dtype, axis=dim)
+    return y_hard - jax.lax.stop_gradient(y) + y
+
+
+def _validate_gumbel(logits, gumbels, tau=1.0, hard=False, dim=-1):
+    if logits.shape != gumbels.shape:
+        raise ValueError(
+            f"fnnet.gumbel_softmax: gumbels of shape {gumbels.shape} must match logits of shape "
+            f"{logits.shape}"
+        )
+    if logits.dtype != gumbels.dtype:
+        raise TypeError(
+            f"fnnet.gumbel_softmax: gumbels dtype {gumbels.dtype} must match logits dtype {logits.dtype}"
+        )
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (0 < tau < math.inf):
+        raise ValueError(f"fnnet.gumbel_softmax: tau must be a positive finite number; got {tau!r}")
+    if not isinstance(hard, bool):
+        raise TypeError(f"fnnet.gumbel_softmax: hard must be a bool; got {hard!r}")
+    if isinstance(dim, tuple):
+        raise TypeError(f"fnnet.gumbel_softmax: dim must be an int (torch's signature); got {dim!r}")
+    _axes(dim, logits.ndim, "fnnet.gumbel_softmax")
+
+
+def _gumbel_sample(key, dtype=jnp.float32, shape=(3, 5), **static):
+    k1, k2 = jax.random.split(key)
+    logits = 2.0 * jax.random.normal(k1, shape, jnp.float32)
+    return jnp.asarray(logits, dtype), jnp.asarray(_gumbel_noise(k2, shape, jnp.float32), dtype)
+
+
+_GUMBEL_DOC = r"""torch's Gumbel-softmax with an explicit PRNG key.
+
+``gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1)``: draws standard Gumbel noise
+:math:`g = −\log(−\log U)`, :math:`U \sim \mathcal U(0, 1)` from ``key`` and returns
+:math:`y = \operatorname{softmax}((\text{logits} + g)/τ)` over ``dim`` (torch's formula; torch's
+deprecated ``eps`` argument is not taken). With ``hard=True`` the value is the one-hot of
+``argmax(y)`` (exactly 0 and 1: torch computes ``y_hard − y.detach() + y``, which can be off by one
+rounding) and the gradient is the *straight-through* estimator: the gradient of the soft sample ``y``,
+not the true derivative of the one-hot (0 almost everywhere).
+
+Arguments:
+  logits: floating array (..., n). key: a ``jax.random.key`` (or legacy uint32 key).
+  tau: temperature > 0; static. hard: bool; static. dim: the axis of the categories; static.
+
+Derivative (soft sample, both modes): VJP :math:`y ⊙ (g − ⟨g, y⟩)/τ` with respect to the logits and
+to the noise. The registered primitive ``registry()["gumbel_softmax"]`` takes the noise as its second
+array argument (``gumbel_softmax.primitive.fn(logits, gumbels, ...)``), so it is deterministic.
+"""
+
+_gumbel_prim = define(
+    "gumbel_softmax",
+    forward=_gumbel_forward, fwd=_gumbel_fwd, bwd=_gumbel_bwd, jvp=_gumbel_jvp,
+    reference=_gumbel_reference, arg_names=("logits", "gumbels"),
+    static={"tau": 1.0, "hard": False, "dim": -1},
+    validate=_validate_gumbel, sample=_gumbel_sample,
+    # hard=True is not a generic variant: its straight-through gradient is by design not the derivative
+    # of its (one-hot) value, which finite differences would measure; tests/test_activations_normalizing.py
+    # checks it against the reference's straight-through gradient instead.
+    variants=({"tau": 1.0}, {"tau": 0.5, "dim": 0}),
+    derivation="y = softmax(z), z = (logits + g)/τ ⇒ Jᵀg' = y ⊙ (g' − ⟨g', y⟩)/τ for logits and g",
+    doc=_GUMBEL_DOC,
+)
+
+
+def _is_key(key):
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        return key.ndim == 0
+    return dtype == jnp.uint32 and tuple(key.shape) == (2,)
+
+
+def _gumbel_call(forward_mode, logits, key, tau=1.0, hard=False, dim=-1):
+    fname = "fnnet.gumbel_softmax"
+    logits = as_float_array(logits, "logits", fname)
+    if not _is_key(key):
+        raise TypeError(
+            f"{fname}: 'key' must be a single PRNG key (jax.random.key(seed)); got "
+            f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', []))}"
+        )
+    gumbels = _gumbel_noise(key, logits.shape, logits.dtype)
+    p = _gumbel_prim.forward_mode if forward_mode else _gumbel_prim.fn
+    return p(logits, gumbels, tau=tau, hard=hard, dim=dim)
+
+
+def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
+    return _gumbel_call(False, logits, key, tau, hard, dim)
+
+
+gumbel_softmax.__doc__ = _GUMBEL_DOC
+_finish(gumbel_softmax, _gumbel_prim, _gumbel_prim, _gumbel_call, _gumbel_reference)
+
+
+# ---------------------------------------------------------------------------------------------
+# glu
+# ---------------------------------------------------------------------------------------------
+
+
+def _sig_prime(x):
+    """σ'(x) = σ(x)σ(−x) = e/(1+e)², e = exp(−|x|): no cancellation, exactly 0 at ±∞."""
+    e = jnp.exp(-jnp.abs(x))
+    return e / jnp.square(1 + e)
+
+
+def _validate_glu(x, axis=-1):
+    if isinstance(axis, tuple):
+        raise TypeError(f"fnnet.glu: axis must be an int; got {axis!r}")
+    (ax,) = _axes(axis, x.ndim, "fnnet.glu")
+    if x.shape[ax] % 2:
+        raise ValueError(
+            f"fnnet.glu: the size of axis {axis} must be even (it is split in two halves); "
+            f"got shape {x.shape}"
+        )
+
+
+def _glu_halves(x, axis):
+    a, b = jnp.split(x, 2, axis=axis)
+    return a, b
+
+
+def _glu_forward(x, *, axis=-1):
+    a, b = _glu_halves(x, axis)
+    return a * lax.logistic(b)
+
+
+def _a_dsig(a, b):
+    # a·σ'(b); where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf) an infinite a gives the limit 0, not NaN.
+    d = _sig_prime(b)
+    return jnp.where(jnp.isinf(a) & (d == 0), 0.0, a * d)
+
+
+def _glu_bwd(res, g, *, axis=-1):
+    (x,) = res  # the default fwd saves the inputs
+    a, b = _glu_halves(x, axis)
+    return (jnp.concatenate([g * lax.logistic(b), g * _a_dsig(a, b)], axis=axis),)
+
+
+def _glu_jvp(primals, tangents, out, *, axis=-1):
+    a, b = _glu_halves(primals[0], axis)
+    ta, tb = _glu_halves(tangents[0], axis)
+    return ta * lax.logistic(b) + tb * _a_dsig(a, b)
+
+
+def _glu_sample(key, dtype=jnp.float32, shape=(3, 5), axis=-1):
+    shape = list(shape)
+    shape[axis] *= 2
+    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(shape), jnp.float32), dtype),)
+
+
+def _glu_reference(x, axis=-1):
+    a, b = jnp.split(x, 2, axis=axis)
+    return a / (1 + jnp.exp(-b))
+
+
+glu = define(
+    "glu",
+    forward=_glu_forward, bwd=_glu_bwd, jvp=_glu_jvp, reference=_glu_reference,
+    arg_names=("x",), static={"axis": -1}, validate=_validate_glu, sample=_glu_sample,
+    variants=({"axis": -1}, {"axis": 0}),
+    derivation="glu(a ‖ b) = a·σ(b) ⇒ ∂/∂a = σ(b), ∂/∂b = a·σ(b)σ(−b)",
+    doc=r"""Gated linear unit :math:`a ⊙ σ(b)` where ``x = concatenate([a, b], axis)`` (jax.nn.glu).
+
+Arguments:
+  x: floating array whose size along ``axis`` is even. axis: int; static.
+
+Returns:
+  An array with ``axis`` halved. Derivative: :math:`∂/∂a = σ(b)`, :math:`∂/∂b = a·σ(b)σ(−b)`
+  (σ' written e/(1+e)², e = e^{−|b|}, exact in the tails).
+""",
+).fn
