@@ -1,6 +1,19 @@
-"""fnnet: neural-network layers differentiated by hand in JAX, and a gradient checker you can trust."""
-from fnnet import activations
+"""fnnet: neural-network layers differentiated by hand in JAX, and a gradient checker you can trust.
+
+The public surface:
+
+* activations (jax.nn's names, plus torch.nn.functional's extras): ``fnnet.relu``, ``fnnet.gelu``, ...
+  also reachable as ``fnnet.activations.X``;
+* ``fnnet.ops`` (arithmetic primitives), ``fnnet.layers`` (dense, init_dense, init_mlp, mlp);
+* ``fnnet.gradcheck`` / ``fnnet.assert_gradcheck``: cross-validate any custom gradient;
+* ``fnnet.Graph``: backprop by topological sort with the hand rules only;
+* ``fnnet.registry()``, ``fnnet.get(name)``, ``fnnet.forward_mode(fn)``: the primitives themselves.
+"""
+from fnnet import activations, layers, ops
 from fnnet.activations import *  # noqa: F401,F403  (jax.nn-compatible names at the top level)
+from fnnet.check import GradCheckReport, assert_gradcheck, gradcheck
+from fnnet.graph import Graph, GraphError
+from fnnet.layers import dense, init_dense, init_mlp, mlp
 from fnnet.primitive import Kink, Primitive, forward_mode, get, registry
 
 __version__ = "0.1.0"

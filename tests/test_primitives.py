@@ -60,8 +60,8 @@ def _cotangent(out, seed=1):
     )
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
+# Eager and jit each run once per primitive: float32 under jit (how it trains), float64 eagerly.
+@pytest.mark.parametrize("dtype,use_jit", [(jnp.float32, True), (jnp.float64, False)], ids=["f32-jit", "f64-eager"])
 @pytest.mark.parametrize("prim,static", CASES)
 def test_vjp_matches_autodiff_of_reference(prim, static, dtype, use_jit):
     args = _inputs(prim, static, dtype)
@@ -186,7 +186,11 @@ def test_elementwise_hard_points(prim, static, dtype):
     near_singular = jnp.zeros(x.shape, bool)
     for s in prim.singular:
         near_singular |= jnp.abs(x.astype(jnp.float64) - s) < 1e-3
-    assert jnp.all(jnp.isfinite(d) | near_singular), f"{prim.name}: infinite derivative at {x[~jnp.isfinite(d)]}"
+    # An infinite derivative is right only near a singular point or where f itself overflows (exp).
+    overflow = ~jnp.isfinite(y) | ok_big
+    assert jnp.all(jnp.isfinite(d) | near_singular | overflow), (
+        f"{prim.name}: infinite derivative at {x[~jnp.isfinite(d)]}"
+    )
 
     nan = jnp.asarray([jnp.nan], dtype)
     assert jnp.isnan(f(nan)).all() and jnp.isnan(jax.grad(lambda v: f(v).sum())(nan)).all(), (
