@@ -137,17 +137,24 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
             f"a single wrong Jacobian entry is always seen; cancelling ones escape all {len(cots.values)} "
             f"cotangents with probability <= {0.5 ** len(cots.values):.1e}")
         report.power.append(f"{prefix}(a) {how}")
-    if o["mode"] == "full":
-        b = full_fd(ctx, cots, chunk=chunk, override=override, reference=T or None, max_entries=o["max_entries"])
-        add(b)
-        report.power.append(f"{prefix}(b) full mode: every entry compared with its own tolerance")
-    else:
-        reference_for = ctx.reference64 if problem.R is not None and a.verdict != SKIP else None
-        b, power, notes = probe_fd(ctx, probes=o["probes"], chunk=chunk, override=override,
-                                   reference_for=reference_for, max_entries=o["max_entries"])
-        add(b)
-        report.power += [prefix + p for p in power]
-        report.notes += [prefix + n for n in notes]
+    try:
+        if o["mode"] == "full":
+            b = full_fd(ctx, cots, chunk=chunk, override=override, reference=T or None, max_entries=o["max_entries"])
+            add(b)
+            report.power.append(f"{prefix}(b) full mode: every entry compared with its own tolerance")
+        else:
+            reference_for = ctx.reference64 if problem.R is not None and a.verdict != SKIP else None
+            b, power, notes = probe_fd(ctx, probes=o["probes"], chunk=chunk, override=override,
+                                       reference_for=reference_for, max_entries=o["max_entries"])
+            add(b)
+            report.power += [prefix + p for p in power]
+            report.notes += [prefix + n for n in notes]
+    except Exception as err:  # noqa: BLE001 - f not evaluable in float64 (or complex): say so, go on
+        msg = str(err).split("\n")[0]
+        how = "complex128 (complex step)" if fd == "complex" else "float64"
+        add(Comparison("(b) rule vs finite differences", SKIP,
+                       detail=f"f could not be evaluated in {how}: {type(err).__name__}: {msg} "
+                              "(finite differences need f to follow its inputs' dtype)"))
     if o["structure"]:
         add(shape_check)
         for c in structural(ctx):

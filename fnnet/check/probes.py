@@ -30,6 +30,9 @@ from .tolerance import (
 )
 
 
+PROBE_BATCH = 8  # directions per compiled FD call in auto mode (also the bisection's branching)
+
+
 def _bound(ctx, v, leaf, override):
     return override(v) if override else rounding_bound(v, ctx.eps[leaf])
 
@@ -82,7 +85,9 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     signs = [[ctx.rng.choice(np.array([-1.0, 1.0]), size=np.shape(ctx.x64[leaf])) for _ in range(probes)] for leaf in range(n_leaves)]
     dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
-    d = _probe(ctx, gbatch, dirs, chunk)
+    # One compiled call shape serves the probes and every bisection round.
+    width = max(2, min(chunk, PROBE_BATCH))
+    d = _probe(ctx, gbatch, dirs, width)
 
     worst, failures, kinks, entries, notes, power = 0.0, 0, 0, [], [], []
     for leaf in range(n_leaves):
@@ -99,15 +104,27 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             kinks += bool(note)
             ratio = err / tol if tol > 0 else (np.inf if err > 0 else 0.0)
             ratio = float(np.nan_to_num(ratio, nan=np.inf))
-            worst = max(worst, ratio)
-            if not ok:
-                failures += 1
-                failed_probes.append((ratio, p))
+            if not ok and d.kink[k]:
+                # Several kinks on one probe: the valid projections form the Minkowski sum of the
+                # kinks' intervals, which the two one-sided slopes need not bracket. Split the
+                # support: if no part fails on its own, every kink was within its interval.
+                entry, localised = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], width, override)
+                if not localised:
+                    kinks += 1
+                    continue
+                failed_probes.append((ratio, p, entry))
+            elif not ok:
+                failed_probes.append((ratio, p, None))
+            if ok:
+                worst = max(worst, ratio)
         if failed_probes:
-            _, p = max(failed_probes)
-            entry = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], chunk, override)
+            failures += len(failed_probes)
+            ratio, p, entry = max(failed_probes, key=lambda r: r[0])
+            worst = max(worst, ratio)
+            if entry is None:
+                entry, _ = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], width, override)
             entry.cotangent = "1" if scalar_output(problem) else f"random ±1 #{p}"
-            if reference_for is not None:
+            if reference_for is not None and entry.index is not None and not np.isnan(entry.rule):
                 T = reference_for(cots[p])
                 if T is not None:
                     entry.reference = float(T[leaf].reshape(-1)[_flat(entry.index, problem.x[leaf].shape)])
@@ -130,58 +147,60 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     return Comparison("(b) rule vs finite differences", verdict, worst, detail, entries[:max_entries]), power, notes
 
 
-def bisect(ctx, leaf, g, v, u, chunk, override) -> Entry:
-    """Localise a failing probe ``(g, u)`` on ``leaf`` to one entry by halving its support.
+def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool]:
+    """Localise a failing probe ``(g, u)`` on ``leaf`` to one entry by splitting its support.
 
-    Each level probes both halves (one vmapped call of two directions) and keeps the half with the
-    larger error/tolerance among those that fail. Stops early, reporting the range, when neither
-    half fails on its own (errors that only show together).
+    Each round splits the current range into ``width`` parts, probes all of them in one compiled
+    call (the same one the probes used, so nothing is recompiled) and keeps the part with the largest
+    error/tolerance among those that fail: ``ceil(log_width N)`` rounds. Stops early, reporting the
+    range, when no part fails on its own (errors that only show together). Returns the entry and
+    whether it was localised to a single index.
     """
     problem = ctx.problem
     shape = np.shape(ctx.x64[leaf])
     n = int(np.prod(shape))
     flat_u, flat_v, flat_h = u.reshape(-1), v.reshape(-1), ctx.steps[leaf].reshape(-1)
-    lo, hi = 0, n
     bound_all = _bound(ctx, v, leaf, override).reshape(-1)
-    levels = 0
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        halves = [(lo, mid), (mid, hi)]
-        dirs, preds, directions = [], [], []
-        for a, b in halves:
+    lo, hi, rounds, found = 0, n, 0, None
+    while found is None:
+        edges = np.unique(np.linspace(lo, hi, min(width, hi - lo) + 1).astype(int))
+        parts = list(zip(edges[:-1], edges[1:]))
+        dirs, directions = [], []
+        for a, b in parts:
             m = np.zeros(n)
             m[a:b] = flat_u[a:b]
-            direction = (flat_h * m).reshape(shape)
             dirs.append(_direction(ctx, leaf, m.reshape(shape)))
-            directions.append(direction.reshape(-1))
-            preds.append(float(np.sum(flat_v * direction.reshape(-1))))
-        d = _probe(ctx, [g, g], dirs, 2)
-        levels += 1
+            directions.append(flat_h * m)
+        d = _probe(ctx, [g] * len(parts), dirs, width)
+        rounds += 1
         choice = None
-        for k, (a, b) in enumerate(halves):
-            ok, err, tol, _ = _verdict(preds[k], d, k, bound_all, directions[k])
+        for k, (a, b) in enumerate(parts):
+            pred = float(np.sum(flat_v * directions[k]))
+            ok, err, tol, _ = _verdict(pred, d, k, bound_all, directions[k])
             if not ok:
                 ratio = err / tol if tol > 0 else np.inf
                 if choice is None or ratio > choice[0]:
-                    choice = (ratio, a, b)
+                    choice = (ratio, k, a, b, tol)
         if choice is None:
             break
-        lo, hi = choice[1], choice[2]
-    if hi - lo == 1:
-        i = lo
-        diff = entry_differences(ctx, leaf, [i], [g], 1)
-        fd_value = float(diff.value[0, 0])
-        bound = float(bound_all[i])
-        tol = bound + 2.0 * float(diff.error[0, 0])
+        _, k, lo, hi, tol = choice
+        if hi - lo == 1:
+            found = (k, tol)
+    if found is None:
+        first, last = _unravel(lo, shape), _unravel(hi - 1, shape)
         return Entry(
-            problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value,
-            error=abs(float(flat_v[i]) - fd_value), tol=tol, note=f"localised by bisection ({levels} levels)",
-        )
-    first, last = _unravel(lo, shape), _unravel(hi - 1, shape)
+            problem.labels[leaf], first, "", float("nan"), error=float("inf"), tol=1.0,
+            note=f"bisection stopped after {rounds} rounds: no part fails alone; the error is spread over "
+                 f"flat entries {lo}..{hi - 1} (to {last})",
+        ), False
+    k, tol = found
+    i = lo
+    scale = flat_h[i] * flat_u[i]  # the probe measured the derivative times h_i u_i
+    fd_value = float(d.value[k] / scale)
     return Entry(
-        problem.labels[leaf], first, "", float("nan"), error=float("inf"), tol=1.0,
-        note=f"bisection stopped after {levels} levels: the error is spread over flat entries {lo}..{hi - 1} (to {last})",
-    )
+        problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value,
+        error=abs(float(flat_v[i]) - fd_value), tol=tol / flat_h[i], note=f"localised in {rounds} rounds",
+    ), True
 
 
 def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_limit_note=True):

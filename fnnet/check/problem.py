@@ -55,6 +55,8 @@ def _name(f) -> str:
 
 
 def _as_array_or_none(leaf):
+    if isinstance(leaf, jax.ShapeDtypeStruct):
+        return leaf
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         return jnp.asarray(leaf)
     if isinstance(leaf, (bool, int, float, complex)):
@@ -171,13 +173,13 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
         return new_args
 
     try:
-        out0 = f(*args)
+        out0 = _abstract_call(f, args)
     except TypeError as err:
         raise TypeError(f"gradcheck: calling {_name(f)} with the given {len(args)} argument(s) failed: {err}") from err
     out, out_labels, out_skipped, treedef, flat_out = _flatten_outputs(out0, _name(f))
     if not out:
         raise ValueError(f"gradcheck: {_name(f)} has no floating-point outputs to check")
-    float_idx = [i for i, (_, leaf) in enumerate(flat_out) if _kind(jnp.asarray(leaf).dtype) == "float"]
+    float_idx = [i for i, (_, leaf) in enumerate(flat_out) if _kind(_as_array_or_none(leaf).dtype) == "float"]
     skipped += out_skipped
 
     def floats_of(fn, upcast):
@@ -192,7 +194,7 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
     R = R64 = None
     if ref is not None:
         try:
-            ref_out = ref(*args)
+            ref_out = _abstract_call(ref, args)
         except Exception as err:  # noqa: BLE001 - reported, or re-raised for an explicit reference
             if reference is not None:
                 raise TypeError(f"gradcheck: calling the reference {ref_name} with the given args failed: {err}") from err
@@ -218,12 +220,24 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
         R64=R64,
         x=x,
         labels=labels,
-        out=[jnp.asarray(o) for o in out],
+        out=[jax.ShapeDtypeStruct(o.shape, o.dtype) for o in out],
         out_labels=out_labels,
         skipped=skipped,
         notes=notes,
         reference_name=ref_name,
     )
+
+
+def _abstract_call(fn, args):
+    """``fn(*args)`` as shapes and dtypes (``jax.eval_shape``: traced, not compiled or run).
+
+    Falls back to a concrete call when tracing fails, so that the error (or a non-array output that
+    ``eval_shape`` cannot represent) surfaces exactly as the user's own call would show it.
+    """
+    try:
+        return jax.eval_shape(fn, *args)
+    except Exception:  # noqa: BLE001 - re-run concretely for the real error / non-array outputs
+        return fn(*args)
 
 
 def _upcast(v):

@@ -1,0 +1,372 @@
+"""Tests for fnnet.check.gradcheck: seeded bugs are caught and named, correct rules pass.
+
+Every seeded bug is a ``jax.custom_vjp`` written here, with its correct twin, so a test shows both the
+catch and the absence of a false alarm. No tolerance in this file is tuned: gradcheck derives its
+own (docs/gradcheck.md); the tests assert verdicts, keypaths and indices.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet.check import GradCheckReport, assert_gradcheck, gradcheck
+
+KEY = jax.random.PRNGKey(0)
+
+
+def normal(shape, dtype=jnp.float32, key=KEY):
+    """Explicit dtype: tests/conftest.py turns x64 on, so JAX's default would be float64."""
+    return jax.random.normal(key, shape, dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules under test (each with an optional seeded bug)
+# ---------------------------------------------------------------------------------------------
+def tanh_sq_sum(bug=None):
+    """sum(tanh(x)^2); d/dx = 2 y (1 - y^2) with y = tanh(x)."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(jnp.tanh(x) ** 2)
+
+    def fwd(x):
+        y = jnp.tanh(x)
+        return jnp.sum(y**2), y
+
+    def bwd(y, g):
+        v = g * 2 * y * (1 - y**2)
+        if bug == "entry":
+            v = v.at[7].multiply(1 + 1e-3)
+        if bug == "sign":
+            v = -v
+        return (v,)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def dense_tanh(bug=None):
+    """sum(tanh(x @ W + b)) over params {"W": (n_in, n_out), "b": (n_out,)}, x: (batch, n_in)."""
+
+    @jax.custom_vjp
+    def f(params, x):
+        return jnp.sum(jnp.tanh(x @ params["W"] + params["b"]))
+
+    def fwd(params, x):
+        y = jnp.tanh(x @ params["W"] + params["b"])
+        return jnp.sum(y), (params, x, y)
+
+    def bwd(res, g):
+        params, x, y = res
+        delta = g * (1 - y**2)
+        dW = x.T @ delta
+        if bug == "entry":
+            dW = dW.at[2, 3].multiply(1 + 1e-3)
+        if bug == "transpose":  # (square W) the classic W vs W^T slip
+            dW = delta.T @ x
+        db = delta.sum(0)
+        if bug == "broadcast":  # b was broadcast over the batch: its cotangent must be summed back
+            db = delta[0]
+        return {"W": dW, "b": db}, delta @ params["W"].T
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def softmax(bug=None):
+    """softmax over the last axis; VJP = y * (g - <g, y>)."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jax.nn.softmax(x)
+
+    def fwd(x):
+        y = jax.nn.softmax(x)
+        return y, y
+
+    def bwd(y, g):
+        if bug == "no_subtraction":
+            return (y * g,)
+        return (y * (g - jnp.sum(g * y, axis=-1, keepdims=True)),)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def relu(convention=0.0):
+    """relu with derivative ``convention`` at 0 (any value in [0, 1] is a valid subgradient)."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.maximum(x, 0)
+
+    def fwd(x):
+        return f(x), x
+
+    def bwd(x, g):
+        return (g * jnp.where(x > 0, 1.0, jnp.where(x < 0, 0.0, convention)).astype(x.dtype),)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def dense_params(key=KEY, n=4, batch=5, dtype=jnp.float32):
+    k1, k2, k3 = jax.random.split(key, 3)
+    params = {"W": jax.random.normal(k1, (n, n), dtype), "b": jax.random.normal(k2, (n,), dtype)}
+    return params, jax.random.normal(k3, (batch, n), dtype)
+
+
+def failed(report: GradCheckReport) -> set:
+    return {c.name for c in report.comparisons if c.failed}
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeded bugs are caught and localised
+# ---------------------------------------------------------------------------------------------
+def test_one_entry_off_by_1e3_in_dict_leaf_is_named_by_reference_and_fd():
+    params, x = dense_params()
+    report = gradcheck(dense_tanh("entry"), params, x)
+    assert not report.passed
+    # (a) compares every entry against the float64 autodiff of f.fun; (b) localises by bisection.
+    assert failed(report) == {"(a) rule vs jax.vjp(reference)", "(b) rule vs finite differences"}
+    for comparison in ("(a)", "(b)"):
+        worst = report.comparison(comparison).entries[0]
+        assert worst.where == "args[0]['W'][2, 3]"
+        assert worst.error > worst.tol
+    text = str(report)
+    assert "args[0]['W'][2, 3]" in text and "FAILED" in text
+
+
+def test_fd_alone_localises_without_reference():
+    # jax.jit hides .fun, so there is no reference: only finite differences and bisection remain.
+    params, x = dense_params()
+    report = gradcheck(jax.jit(dense_tanh("entry")), params, x)
+    assert report.comparison("(a)").verdict == "skipped"
+    assert failed(report) == {"(b) rule vs finite differences"}
+    entry = report.comparison("(b)").entries[0]
+    assert entry.where == "args[0]['W'][2, 3]"
+    # The FD derivative of the bad entry matches the true one (the rule is 1e-3 off, relatively).
+    truth = jax.grad(lambda p: jnp.sum(jnp.tanh(x @ p["W"] + p["b"])))(params)["W"][2, 3]
+    assert abs(entry.fd - float(truth)) < 1e-3 * abs(float(truth))
+    assert abs(entry.rule / float(truth) - (1 + 1e-3)) < 1e-5
+
+
+@pytest.mark.parametrize("bug, leaf", [("transpose", "args[0]['W']"), ("broadcast", "args[0]['b']")])
+def test_transposed_weight_and_unsummed_broadcast_are_caught(bug, leaf):
+    params, x = dense_params()
+    report = gradcheck(dense_tanh(bug), params, x)
+    assert not report.passed
+    assert report.worst_entries[0].keypath == leaf
+    assert report.comparison("(b)").entries[0].keypath == leaf
+
+
+def test_softmax_vjp_missing_subtraction_is_caught():
+    x = normal((3, 5))
+    report = gradcheck(softmax("no_subtraction"), x)
+    assert failed(report) >= {"(a) rule vs jax.vjp(reference)", "(b) rule vs finite differences"}
+    assert "full Jacobian (15 basis cotangents)" in report.comparison("(a)").detail
+    assert gradcheck(softmax(), x).passed
+
+
+def test_sign_flip_is_caught_and_bad_entry_of_1e5_named():
+    x = normal((1000,))
+    assert not gradcheck(tanh_sq_sum("sign"), x).passed
+    report = gradcheck(tanh_sq_sum("entry"), x)
+    assert report.worst_entries[0].where == "args[0][7]"
+
+
+def test_assert_gradcheck_raises_with_the_table():
+    x = normal((50,))
+    with pytest.raises(AssertionError, match=r"args\[0\]\[7\]"):
+        assert_gradcheck(tanh_sq_sum("entry"), x)
+    assert assert_gradcheck(tanh_sq_sum(), x).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Correct rules pass (no false positives)
+# ---------------------------------------------------------------------------------------------
+def test_tanh_squared_sum_of_1e5_float32_passes():
+    # jax.test_util.check_grads rejects this in float32 (jax#3130); our tolerances grow like sqrt(N).
+    x = normal((100_000,))
+    report = gradcheck(tanh_sq_sum(), x)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_correct_dense_passes_in_float32_and_float64(dtype):
+    x64_before = jax.config.jax_enable_x64
+    with jax.enable_x64(True):  # float64 arrays need x64 while they are created and used
+        params, x = dense_params(dtype=dtype)
+        report = gradcheck(dense_tanh(), params, x)
+    assert report.passed, str(report)
+    assert jax.config.jax_enable_x64 == x64_before  # gradcheck scopes x64, never leaves it changed
+
+
+def test_x64_setting_is_restored_when_off():
+    with jax.enable_x64(False):
+        report = gradcheck(tanh_sq_sum(), jnp.ones(5, jnp.float32))
+        assert jnp.zeros(1).dtype == jnp.float32
+    assert report.passed
+
+
+@pytest.mark.parametrize("convention", [0.0, 0.5, 1.0])
+def test_relu_exactly_at_its_kink_passes_with_any_subgradient(convention):
+    x = jnp.array([-1.0, 0.0, 0.0, 2.0, 0.0, -0.5], jnp.float32)
+    report = gradcheck(relu(convention), x)
+    assert report.passed, str(report)
+    # f.fun is jnp.maximum, whose autodiff splits the tie as 1/2: conventions 0 and 1 disagree with
+    # it at the kinks, and are accepted there because FD finds one-sided slopes 0 and 1.
+    if convention != 0.5:
+        assert "accepted (subgradient)" in report.comparison("(a)").detail
+        assert "kink: subgradient interval [0, 1] accepted" in str(report)
+
+
+def test_relu_with_a_wrong_value_at_the_kink_fails():
+    report = gradcheck(relu(2.0), jnp.array([-1.0, 0.0, 2.0], jnp.float32))
+    assert not report.passed
+    assert report.worst_entries[0].where == "args[0][1]"
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_low_precision_inputs_use_float64_differences(dtype):
+    # JAX's check_grads gets all-zero differences here (jax#7742): the step is below one ulp.
+    x = normal((64,)).astype(dtype)
+    report = gradcheck(tanh_sq_sum(), x)
+    assert report.passed, str(report)
+    bad = gradcheck(tanh_sq_sum("sign"), x)
+    assert not bad.passed
+
+
+def test_plain_function_gets_jvp_check_and_pytree_outputs():
+    def f(p, x):
+        return {"y": jnp.tanh(x @ p["W"]), "s": jnp.sum(p["b"] ** 2)}
+
+    params, x = dense_params()
+    report = gradcheck(f, params, x, reference=f)
+    assert report.passed, str(report)
+    assert report.comparison("(c) JVP agrees with VJP").verdict == "pass"
+
+
+# ---------------------------------------------------------------------------------------------
+# Modes and options
+# ---------------------------------------------------------------------------------------------
+def test_full_mode_names_the_entry_and_passes_the_correct_rule():
+    params, x = dense_params()
+    bad = gradcheck(jax.jit(dense_tanh("entry")), params, x, mode="full", chunk_size=5)
+    assert failed(bad) == {"(b) rule vs finite differences (full)"}
+    assert bad.worst_entries[0].where == "args[0]['W'][2, 3]"
+    assert "every entry" in bad.comparison("(b)").detail
+    assert gradcheck(dense_tanh(), params, x, mode="full").passed
+
+
+def test_complex_step_mode():
+    x = normal((20,))
+    assert gradcheck(tanh_sq_sum(), x, fd="complex").passed
+    report = gradcheck(jax.jit(tanh_sq_sum("entry")), x, fd="complex")
+    assert report.worst_entries[0].where == "args[0][7]"
+
+
+def test_second_order_checks_the_vjp_itself():
+    def bad_second_order():
+        # First derivative right, but y is treated as a constant in bwd, so d(VJP)/dx is wrong.
+        @jax.custom_vjp
+        def f(x):
+            return jnp.sum(jnp.tanh(x) ** 2)
+
+        def fwd(x):
+            return f(x), jnp.tanh(x)
+
+        def bwd(y, g):
+            y = jax.lax.stop_gradient(y)
+            return (g * 2 * y * (1 - y**2),)
+
+        f.defvjp(fwd, bwd)
+        return f
+
+    x = normal((6,))
+    assert gradcheck(tanh_sq_sum(), x, order=2).passed
+    report = gradcheck(bad_second_order(), x, order=2)
+    assert report.comparison("(a)").verdict == "pass"  # order 1 is right
+    assert any(c.name.startswith("order 2") and c.failed for c in report.comparisons)
+
+
+def test_rtol_atol_override_replaces_the_derived_allowance():
+    x = normal((50,))
+    # A 1e-3 relative error passes when the user allows 1e-2 relative.
+    assert gradcheck(tanh_sq_sum("entry"), x, rtol=1e-2, atol=1e-6).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Structural failures
+# ---------------------------------------------------------------------------------------------
+def _with_bwd(bwd):
+    @jax.custom_vjp
+    def f(x):
+        return jnp.tanh(x)
+
+    f.defvjp(lambda x: (jnp.tanh(x), x), bwd)
+    return f
+
+
+def test_bwd_with_wrong_shape_is_reported_not_raised():
+    # JAX itself raises when the VJP runs ("Custom VJP bwd rule must produce an output with the same
+    # type as the args"); gradcheck reports that message as the failed structure check.
+    report = gradcheck(_with_bwd(lambda x, g: (g[:2] * (1 - jnp.tanh(x[:2]) ** 2),)), jnp.ones(3, jnp.float32))
+    assert failed(report) == {"(c) structure: shapes, dtypes"}
+    assert "shapes do not match" in str(report)
+
+
+def test_nonlinear_bwd_and_nonzero_at_zero_cotangent():
+    x = normal((4,))
+    square = gradcheck(_with_bwd(lambda x, g: (g * jnp.abs(g) * (1 - jnp.tanh(x) ** 2),)), x)
+    assert "(c) linear in the cotangent" in failed(square)
+    offset = gradcheck(_with_bwd(lambda x, g: ((g + 1e-3) * (1 - jnp.tanh(x) ** 2),)), x)
+    assert {"(c) zero cotangent gives zero", "(c) linear in the cotangent"} <= failed(offset)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+def test_integer_and_bool_leaves_are_skipped_and_listed():
+    def f(p):
+        return jnp.sum(jnp.tanh(p["x"]) * p["n"].astype(p["x"].dtype)) * jnp.where(p["mask"], 1.0, 2.0).astype(p["x"].dtype).sum()
+
+    p = {"x": jnp.ones(3, jnp.float32), "n": jnp.arange(3), "mask": jnp.array([True, False])}
+    report = gradcheck(f, p)
+    assert report.passed, str(report)
+    assert {k for k, _ in report.skipped} == {"args[0]['n']", "args[0]['mask']"}
+    assert "skipped leaves" in str(report)
+
+
+def test_bad_input_errors_name_what_was_expected():
+    x = jnp.ones(3, jnp.float32)
+    with pytest.raises(TypeError, match="cannot be called with 2 positional"):
+        gradcheck(lambda x: jnp.sum(x), x, x)
+    with pytest.raises(TypeError, match=r"args\[0\]\['b'\] is None"):
+        gradcheck(lambda p: jnp.sum(p["a"]), {"a": x, "b": None})
+    with pytest.raises(TypeError, match=r"returned a str at out\[1\]"):
+        gradcheck(lambda x: (jnp.sum(x), "loss"), x)
+    with pytest.raises(TypeError, match=r"returned None at out\[1\]"):
+        gradcheck(lambda x: (jnp.sum(x), None), x)
+    with pytest.raises(ValueError, match="reference .* must match"):
+        gradcheck(lambda x: jnp.sum(x), x, reference=lambda x: (jnp.sum(x), x))
+    with pytest.raises(ValueError, match="no floating-point leaves"):
+        gradcheck(lambda n: jnp.sum(n * 1.0), jnp.arange(3))
+    with pytest.raises(ValueError, match="argnums"):
+        gradcheck(lambda x: jnp.sum(x), x, argnums=3)
+
+
+def test_non_differentiable_fun_is_reported_and_the_rest_runs():
+    @jax.custom_vjp
+    def f(x):  # y = 3x by a while_loop, which reverse mode cannot differentiate
+        _, y = jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] + x), (0, jnp.zeros_like(x)))
+        return jnp.sum(y**2)
+
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (g * 18 * x,))
+    report = gradcheck(f, jnp.linspace(0.1, 1.0, 5, dtype=jnp.float32))
+    a = report.comparison("(a)")
+    assert a.verdict == "skipped" and "jax.vjp of f.fun" in a.detail
+    assert report.passed  # FD and structure still ran and passed
