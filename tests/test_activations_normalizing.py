@@ -1,0 +1,434 @@
+"""softmax, log_softmax, logsumexp, softmin, gumbel_softmax, glu: what the generic registry tests
+(tests/test_primitives.py) do not cover: jax.nn's values and gradients, the masked (``where``) and
+weighted (``b``) paths, keepdims/return_sign, infinities, and the error messages.
+
+Tolerances. fnnet computes these with the same expressions as jax.nn (exp(x − m)/Σ, (x − m) − log Σ,
+m + log Σ), so values differ only by the order XLA sums in: a sum of n ≤ 12 positive terms carries
+≤ n·ε relative error, hence ``rtol = 16·ε``. Gradients are a few more roundings (one product and one
+sum per entry): ``32·ε``, normwise (an entry near 0 is judged at its array's scale).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.activations import normalizing as N
+
+F64_EPS = float(jnp.finfo(jnp.float64).eps)
+VALUE_RTOL = 16 * F64_EPS
+GRAD_RTOL = 32 * F64_EPS
+
+
+def _close(actual, expected, rtol, what=""):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    fin = np.isfinite(expected)
+    assert np.array_equal(np.isfinite(actual), fin), f"{what}: non-finite pattern differs\n{actual}\n{expected}"
+    assert np.array_equal(actual[~fin], expected[~fin], equal_nan=True), f"{what}: infinities differ"
+    scale = max(float(np.max(np.abs(expected[fin]), initial=0.0)), 1e-300)
+    err = float(np.max(np.abs(actual[fin] - expected[fin]), initial=0.0)) / scale
+    assert err <= rtol, f"{what}: normwise error {err:.3e} > {rtol:.3e}"
+
+
+@pytest.fixture
+def x():
+    return 3.0 * jax.random.normal(jax.random.key(1), (4, 6), jnp.float64)
+
+
+@pytest.fixture
+def g():
+    return jax.random.normal(jax.random.key(2), (4, 6), jnp.float64)
+
+
+AXES = [-1, 0, 1, (0, 1), None]
+
+
+# ------------------------------------------------------------------------------------------------
+# Values and gradients against jax.nn
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("axis", AXES, ids=str)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_family_matches_jax_nn(name, axis, x, g):
+    ours, theirs = getattr(fnnet, name), getattr(jax.nn, name)
+    _close(ours(x, axis=axis), theirs(x, axis=axis), VALUE_RTOL, f"{name} value")
+    gr = jax.grad(lambda x: jnp.vdot(g, ours(x, axis=axis)))(x)
+    gr_ref = jax.grad(lambda x: jnp.vdot(g, theirs(x, axis=axis)))(x)
+    _close(gr, gr_ref, GRAD_RTOL, f"{name} VJP")
+    t = jnp.flip(g, 0)
+    _, jt = jax.jvp(lambda x: ours.forward_mode(x, axis=axis), (x,), (t,))
+    _, jt_ref = jax.jvp(lambda x: theirs(x, axis=axis), (x,), (t,))
+    _close(jt, jt_ref, GRAD_RTOL, f"{name} JVP")
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axis", AXES, ids=str)
+def test_logsumexp_matches_jax_nn(axis, keepdims, x):
+    out = fnnet.logsumexp(x, axis=axis, keepdims=keepdims)
+    _close(out, jax.nn.logsumexp(x, axis=axis, keepdims=keepdims), VALUE_RTOL, "logsumexp value")
+    gr = jax.grad(lambda x: jnp.sum(jnp.sin(fnnet.logsumexp(x, axis=axis, keepdims=keepdims))))(x)
+    gr_ref = jax.grad(lambda x: jnp.sum(jnp.sin(jax.nn.logsumexp(x, axis=axis, keepdims=keepdims))))(x)
+    _close(gr, gr_ref, GRAD_RTOL, "logsumexp VJP")
+
+
+def test_glu_matches_jax_nn(x, g):
+    for axis in (-1, 0):
+        gg = g[:, :3] if axis == -1 else g[:2]
+        _close(fnnet.glu(x, axis), jax.nn.glu(x, axis), VALUE_RTOL, "glu value")
+        gr = jax.grad(lambda x: jnp.vdot(gg, fnnet.glu(x, axis)))(x)
+        _close(gr, jax.grad(lambda x: jnp.vdot(gg, jax.nn.glu(x, axis)))(x), GRAD_RTOL, "glu VJP")
+
+
+def test_softmin_is_torch_formula(x, g):
+    """torch: softmin(x, dim) = softmax(−x, dim)."""
+    for dim in (0, 1, -1):
+        _close(fnnet.softmin(x, dim=dim), jax.nn.softmax(-x, axis=dim), VALUE_RTOL, "softmin")
+        gr = jax.grad(lambda x: jnp.vdot(g, fnnet.softmin(x, dim=dim)))(x)
+        _close(gr, jax.grad(lambda x: jnp.vdot(g, jax.nn.softmax(-x, axis=dim)))(x), GRAD_RTOL, "softmin VJP")
+    # dim=None: torch's implicit choice for 1-D and 2-D inputs is the last axis; ours is the same.
+    _close(fnnet.softmin(x), jax.nn.softmax(-x, axis=1), VALUE_RTOL, "softmin dim=None 2-D")
+    _close(fnnet.softmin(x[0]), jax.nn.softmax(-x[0]), VALUE_RTOL, "softmin dim=None 1-D")
+
+
+def test_softmin_dim_none_refused_where_torch_differs():
+    with pytest.raises(ValueError, match=r"dim=None is ambiguous.*ndim 3.*pass dim"):
+        fnnet.softmin(jnp.zeros((2, 3, 4)))
+    assert fnnet.softmin(jnp.zeros((2, 3, 4)), dim=0).shape == (2, 3, 4)
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks (where)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mask():
+    m = jax.random.bernoulli(jax.random.key(3), 0.6, (4, 6))
+    return m.at[:, 0].set(True).at[2].set(False)  # row 2 fully masked
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_masked_softmax_family_matches_jax_nn(name, x, g, mask):
+    ours, theirs = getattr(fnnet, name), getattr(jax.nn, name)
+    _close(ours(x, where=mask), theirs(x, where=mask), VALUE_RTOL, f"{name} masked value")
+    gr = jax.grad(lambda x: jnp.vdot(g, jnp.where(mask, ours(x, where=mask), 0.0)))(x)
+    gr_ref = jax.grad(lambda x: jnp.vdot(g, jnp.where(mask, theirs(x, where=mask), 0.0)))(x)
+    _close(gr, gr_ref, GRAD_RTOL, f"{name} masked VJP")
+    assert jnp.all(jnp.where(mask, True, gr == 0)), "a masked entry has a nonzero gradient"
+    # The cotangent at masked outputs is dropped (those outputs are constants 0 or −inf).
+    gr_all = jax.grad(lambda x: jnp.vdot(g, jnp.where(jnp.isinf(o := ours(x, where=mask)), 0.0, o)))(x)
+    _close(gr_all, gr_ref, GRAD_RTOL, f"{name} masked VJP ignores masked cotangents")
+    t = jnp.flip(g, 1)
+    _, jt = jax.jvp(lambda x: ours.forward_mode(x, where=mask), (x,), (t,))
+    _, jt_ref = jax.jvp(lambda x: theirs(x, where=mask), (x,), (t,))
+    _close(jnp.where(mask, jt, 0.0), jnp.where(mask, jt_ref, 0.0), GRAD_RTOL, f"{name} masked JVP")
+
+
+def test_masked_logsumexp_matches_jax_nn(x, mask):
+    out = fnnet.logsumexp(x, axis=1, where=mask)
+    _close(out, jax.nn.logsumexp(x, axis=1, where=mask), VALUE_RTOL, "masked logsumexp")
+    assert out[2] == -jnp.inf
+    gr = jax.grad(lambda x: jnp.sum(jnp.where(jnp.isinf(o := fnnet.logsumexp(x, axis=1, where=mask)), 0.0, o)))(x)
+    gr_ref = jax.grad(lambda x: jnp.sum(jnp.where(jnp.isinf(o := jax.nn.logsumexp(x, axis=1, where=mask)), 0.0, o)))(x)
+    _close(gr, gr_ref, GRAD_RTOL, "masked logsumexp VJP")
+    assert jnp.all(gr[2] == 0)
+
+
+def test_fully_masked_slice_is_jax_nn_convention():
+    x = jnp.array([1.0, 2.0, 3.0])
+    none = jnp.zeros(3, bool)
+    assert jnp.all(fnnet.softmax(x, where=none) == 0)
+    assert jnp.all(fnnet.log_softmax(x, where=none) == -jnp.inf)
+    assert fnnet.logsumexp(x, where=none) == -jnp.inf
+    for f in (fnnet.softmax, lambda x, where: jnp.where(where, fnnet.log_softmax(x, where=where), 0.0)):
+        assert jnp.all(jax.grad(lambda x: jnp.sum(f(x, where=none)))(x) == 0)
+
+
+def test_masked_entries_may_hold_nan_or_inf():
+    """jax.nn's values ignore whatever a masked entry holds; so do fnnet's values and gradients."""
+    x = jnp.array([1.0, jnp.nan, jnp.inf, 2.0])
+    m = jnp.array([True, False, False, True])
+    expected = jax.nn.softmax(jnp.array([1.0, 2.0]))
+    y = fnnet.softmax(x, where=m)
+    _close(y[jnp.array([0, 3])], expected, VALUE_RTOL, "masked NaN/inf")
+    gr = jax.grad(lambda x: fnnet.softmax(x, where=m)[0])(x)
+    assert jnp.all(jnp.isfinite(gr)) and gr[1] == 0 and gr[2] == 0
+
+
+def test_mask_broadcasts_and_is_validated(x):
+    row = jnp.array([True, True, False, True, True, True])
+    _close(fnnet.softmax(x, where=row), jax.nn.softmax(x, where=row), VALUE_RTOL, "broadcast mask")
+    with pytest.raises(ValueError, match=r"'where' of shape \(5,\).*input's shape \(4, 6\)"):
+        fnnet.softmax(x, where=jnp.ones(5, bool))
+    with pytest.raises(TypeError, match=r"'where' must be a boolean mask; got dtype float64"):
+        fnnet.log_softmax(x, where=jnp.ones((4, 6)))
+
+
+# ------------------------------------------------------------------------------------------------
+# logsumexp: b, return_sign
+# ------------------------------------------------------------------------------------------------
+
+
+def test_logsumexp_b_matches_jax_nn(x):
+    b = jax.random.uniform(jax.random.key(4), x.shape, jnp.float64, 0.1, 2.0)
+    _close(fnnet.logsumexp(x, axis=1, b=b), jax.nn.logsumexp(x, axis=1, b=b), VALUE_RTOL, "b value")
+    f = lambda a, b, lse: jnp.sum(jnp.cos(lse(a, axis=1, b=b)))  # noqa: E731
+    ga, gb = jax.grad(f, (0, 1))(x, b, fnnet.logsumexp)
+    ga_ref, gb_ref = jax.grad(f, (0, 1))(x, b, jax.nn.logsumexp)
+    _close(ga, ga_ref, GRAD_RTOL, "b: d/da")
+    _close(gb, gb_ref, GRAD_RTOL, "b: d/db")
+
+
+def test_logsumexp_grad_wrt_zero_weight_is_exact():
+    """∂/∂b_i log Σ b e^a = e^{a_i}/S also at b_i = 0 (jax.nn returns 0 there)."""
+    a = jnp.array([1.0, 2.0, 3.0])
+    b = jnp.array([1.0, 0.0, 0.5])
+    s = np.exp(1.0) + 0.5 * np.exp(3.0)
+    gb = jax.grad(lambda b: fnnet.logsumexp(a, b=b))(b)
+    _close(gb, np.exp([1.0, 2.0, 3.0]) / s, GRAD_RTOL, "d/db at b = 0")
+    # and it is the central difference of the value there
+    h = 1e-6
+    fd = (fnnet.logsumexp(a, b=b.at[1].set(h)) - fnnet.logsumexp(a, b=b.at[1].set(-h))) / (2 * h)
+    assert abs(float(fd) - float(gb[1])) < 1e-8  # truncation h²·|f'''| ≈ 1e-12, round-off ε/h ≈ 1e-10
+
+
+def test_logsumexp_return_sign_and_negative_sums():
+    a = jnp.array([1.0, 2.0, 3.0])
+    b = jnp.array([1.0, -2.0, 1.0])  # Σ b e^a = e − 2e² + e³ > 0
+    out, sign = fnnet.logsumexp(a, b=b, return_sign=True)
+    out_ref, sign_ref = jax.nn.logsumexp(a, b=b, return_sign=True)
+    _close(out, out_ref, VALUE_RTOL, "return_sign value")
+    assert sign == sign_ref == 1.0
+    b2 = jnp.array([1.0, -2.0, 0.1])  # Σ b e^a = e − 2e² + 0.1e³ < 0
+    out2, sign2 = fnnet.logsumexp(a, b=b2, return_sign=True)
+    assert sign2 == -1.0 and jnp.isfinite(out2)
+    assert jnp.isnan(fnnet.logsumexp(a, b=b2)), "a negative sum without return_sign is NaN (jax.nn)"
+    # d log|S| / da_i = b_i e^{a_i} / S, whatever the sign of S; the sign's cotangent is ignored.
+    s = float(jnp.sum(b2 * jnp.exp(a)))
+    ga = jax.grad(lambda a: fnnet.logsumexp(a, b=b2, return_sign=True)[0])(a)
+    _close(ga, b2 * jnp.exp(a) / s, GRAD_RTOL, "return_sign d/da")
+    gsum = jax.grad(lambda a: sum(fnnet.logsumexp(a, b=b2, return_sign=True)))(a)
+    _close(gsum, ga, 0.0, "sign contributes no gradient")
+
+
+def test_logsumexp_b_broadcasting(x):
+    b_row = jnp.linspace(0.5, 1.5, 6)[None, :]
+    out = fnnet.logsumexp(x, axis=1, b=b_row)
+    _close(out, jax.nn.logsumexp(x, axis=1, b=b_row), VALUE_RTOL, "b (1, 6)")
+    gb = jax.grad(lambda b: jnp.sum(fnnet.logsumexp(x, axis=1, b=b)))(b_row)
+    gb_ref = jax.grad(lambda b: jnp.sum(jax.nn.logsumexp(x, axis=1, b=b)))(b_row)
+    assert gb.shape == b_row.shape
+    _close(gb, gb_ref, GRAD_RTOL, "b cotangent summed over the broadcast axis")
+    # b larger than a: a is broadcast (its cotangent summed back)
+    a_row = x[:1]
+    b_big = jnp.ones((4, 6)) * jnp.arange(1.0, 5.0)[:, None]
+    ga = jax.grad(lambda a: jnp.sum(fnnet.logsumexp(a, axis=1, b=b_big)))(a_row)
+    ga_ref = jax.grad(lambda a: jnp.sum(jax.nn.logsumexp(a, axis=1, b=b_big)))(a_row)
+    _close(ga, ga_ref, GRAD_RTOL, "a broadcast to b")
+    with pytest.raises(ValueError, match=r"'b' of shape \(5,\) does not broadcast with 'a' of shape \(4, 6\)"):
+        fnnet.logsumexp(x, b=jnp.ones(5))
+    with pytest.raises(TypeError, match=r"'b' must have a's dtype float64; got float32"):
+        fnnet.logsumexp(x, b=jnp.ones(6, jnp.float32))
+    _close(fnnet.logsumexp(x, b=2.0), jax.nn.logsumexp(x) + np.log(2.0), VALUE_RTOL, "scalar b")
+
+
+@pytest.mark.parametrize("return_sign", [False, True])
+@pytest.mark.parametrize("use_where", [False, True])
+def test_logsumexp_general_vjp_equals_jvp(x, mask, use_where, return_sign):
+    """⟨g, J u⟩ through the hand JVP equals ⟨Jᵀ g, u⟩ through the hand VJP, for a, b together."""
+    b = jax.random.uniform(jax.random.key(5), x.shape, jnp.float64, 0.1, 2.0)
+    kw = dict(axis=1, where=mask.at[2, 1].set(True) if use_where else None, return_sign=return_sign)
+    first = (lambda o: o[0]) if return_sign else (lambda o: o)  # noqa: E731
+    f = lambda a, b: first(fnnet.logsumexp(a, b=b, **kw))  # noqa: E731
+    f_fwd = lambda a, b: first(fnnet.logsumexp.forward_mode(a, b=b, **kw))  # noqa: E731
+    u = (jnp.cos(x), jnp.sin(b))
+    out, jvp_out = jax.jvp(f_fwd, (x, b), u)
+    gg = jnp.arange(1.0, 5.0)
+    _, vjp = jax.vjp(f, x, b)
+    lhs = jnp.vdot(gg, jvp_out)
+    rhs = sum(jnp.vdot(c, t) for c, t in zip(vjp(gg), u))
+    # two sums of 48 products of size ≲ 10: rounding ≤ 2·48·ε·Σ|terms|
+    assert abs(float(lhs - rhs)) <= 100 * F64_EPS * 1e3
+
+
+# ------------------------------------------------------------------------------------------------
+# Large, infinite and NaN inputs
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("big", [1e4, 1e30, "max"])
+def test_large_logits_finite(big, dtype):
+    big = float(jnp.finfo(dtype).max) if big == "max" else big
+    if big > float(jnp.finfo(dtype).max):
+        pytest.skip("not representable")
+    x = jnp.asarray([[big, 0.0, -big], [-big, -big, 0.0]], dtype)
+    g = jnp.asarray([[1.0, -2.0, 0.5], [0.3, 0.2, -1.0]], dtype)
+    y = fnnet.softmax(x)
+    np.testing.assert_array_equal(y, jnp.asarray([[1, 0, 0], [0, 0, 1]], dtype))
+    # log Σ e^{x − m} = log 1 = 0 exactly here, so log_softmax is x − m, rounded in the dtype (−2·max
+    # overflows to −inf, as the exact value does).
+    xn = np.asarray(x)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(fnnet.log_softmax(x), xn - xn.max(-1, keepdims=True))
+    lse = fnnet.logsumexp(x, axis=-1)
+    np.testing.assert_array_equal(lse, jnp.asarray([big, 0.0], dtype))
+    for f in (fnnet.softmax, fnnet.log_softmax, lambda x: fnnet.logsumexp(x, axis=-1, keepdims=True)):
+        gr = jax.grad(lambda x: jnp.sum(g[:, :1] * f(x) if f(x).shape[-1] == 1 else g * f(x)))(x)
+        assert jnp.all(jnp.isfinite(gr)), gr
+    # log_softmax's gradient at a saturated softmax is g − onehot·Σg, exactly
+    gr = jax.grad(lambda x: jnp.sum(g * fnnet.log_softmax(x)))(x)
+    expected = g - jnp.asarray([[1, 0, 0], [0, 0, 1]], dtype) * jnp.sum(g, -1, keepdims=True)
+    np.testing.assert_array_equal(gr, expected)
+
+
+def test_neg_inf_logits_match_jax_nn(g):
+    x = jnp.array([[1.0, -jnp.inf, 2.0], [-jnp.inf, 0.5, -jnp.inf]])
+    g = g[:2, :3]
+    for name in ("softmax", "log_softmax"):
+        ours, theirs = getattr(fnnet, name), getattr(jax.nn, name)
+        _close(ours(x), theirs(x), VALUE_RTOL, name)
+        # log_softmax is −inf at a −inf logit (a constant): read only the finite outputs.
+        finite = jnp.isfinite(theirs(x))
+
+        def loss(f, x):
+            return jnp.vdot(g, jnp.where(finite, f(x), 0.0))
+
+        gr = jax.grad(lambda x: loss(ours, x))(x)
+        assert jnp.all(jnp.isfinite(gr))
+        _close(gr, jax.grad(lambda x: loss(theirs, x))(x), GRAD_RTOL, f"{name} VJP with -inf")
+    _close(fnnet.logsumexp(x, axis=1), jax.nn.logsumexp(x, axis=1), VALUE_RTOL, "logsumexp -inf")
+    _close(jax.grad(lambda x: jnp.sum(fnnet.logsumexp(x, axis=1)))(x),
+           jax.grad(lambda x: jnp.sum(jax.nn.logsumexp(x, axis=1)))(x), GRAD_RTOL, "logsumexp grad -inf")
+
+
+def test_infinite_maximum_ties_share_the_mass():
+    """Where jax.nn gives NaN (x − max = inf − inf), fnnet gives the limit of the tied entries."""
+    inf = jnp.inf
+    np.testing.assert_array_equal(fnnet.softmax(jnp.array([1.0, inf, 3.0])), [0.0, 1.0, 0.0])
+    np.testing.assert_array_equal(fnnet.softmax(jnp.array([inf, 1.0, inf])), [0.5, 0.0, 0.5])
+    np.testing.assert_array_equal(fnnet.softmax(jnp.array([-inf, -inf])), [0.5, 0.5])
+    np.testing.assert_array_equal(fnnet.log_softmax(jnp.array([1.0, inf])), [-inf, 0.0])
+    assert fnnet.logsumexp(jnp.array([1.0, inf])) == inf
+    assert fnnet.logsumexp(jnp.array([-inf, -inf])) == -inf
+    np.testing.assert_array_equal(jax.grad(fnnet.logsumexp)(jnp.array([1.0, inf])), [0.0, 1.0])
+    gr = jax.grad(lambda x: fnnet.softmax(x)[0])(jnp.array([-inf, -inf]))
+    np.testing.assert_array_equal(gr, [0.25, -0.25])  # y(δ − y) with y uniform: the limit of softmax'(c·1)
+
+
+def test_nan_in_gives_nan_out():
+    x = jnp.array([[1.0, jnp.nan, 2.0], [1.0, 2.0, 3.0]])
+    for f in (fnnet.softmax, fnnet.log_softmax, lambda x: fnnet.logsumexp(x, axis=-1, keepdims=True),
+              lambda x: fnnet.softmin(x, dim=-1)):
+        y = f(x)
+        assert jnp.all(jnp.isnan(y[0])) and not jnp.any(jnp.isnan(y[1]))
+        gr = jax.grad(lambda x: jnp.sum(f(x)))(x)
+        assert jnp.all(jnp.isnan(gr[0])) and not jnp.any(jnp.isnan(gr[1]))
+
+
+def test_glu_extremes():
+    big = float(jnp.finfo(jnp.float64).max)
+    x = jnp.array([2.0, big, -1e4, 1e30])  # a = (2, max), b = (-1e4, 1e30)
+    y = fnnet.glu(x)
+    np.testing.assert_array_equal(y, [0.0, big])
+    gr = jax.grad(lambda x: jnp.sum(fnnet.glu(x)))(x)
+    np.testing.assert_array_equal(gr, [0.0, 1.0, 0.0, 0.0])
+    gr = jax.grad(lambda x: jnp.sum(fnnet.glu(x)))(jnp.array([jnp.inf, jnp.inf]))
+    assert gr[1] == 0, "a·σ'(b) with a = b = inf: the limit 0, not inf·0"
+
+
+# ------------------------------------------------------------------------------------------------
+# gumbel_softmax
+# ------------------------------------------------------------------------------------------------
+
+
+def test_gumbel_softmax_is_torch_formula(x, key):
+    u = jax.random.uniform(key, x.shape, jnp.float64, minval=float(jnp.finfo(jnp.float64).tiny), maxval=1.0)
+    gum = -jnp.log(-jnp.log(u))
+    for tau in (1.0, 0.3):
+        y = fnnet.gumbel_softmax(x, key, tau=tau)
+        _close(y, jax.nn.softmax((x + gum) / tau), VALUE_RTOL, f"gumbel_softmax tau={tau}")
+    y0 = fnnet.gumbel_softmax(x, key, dim=0)
+    _close(y0, jax.nn.softmax(x + gum, axis=0), VALUE_RTOL, "gumbel_softmax dim=0")
+    assert not jnp.allclose(fnnet.gumbel_softmax(x, jax.random.key(9)), fnnet.gumbel_softmax(x, key))
+    # a legacy uint32 key works too
+    fnnet.gumbel_softmax(x, jax.random.PRNGKey(0))
+
+
+def test_gumbel_softmax_hard_straight_through(x, g, key):
+    soft = fnnet.gumbel_softmax(x, key, tau=0.5)
+    hard = fnnet.gumbel_softmax(x, key, tau=0.5, hard=True)
+    np.testing.assert_array_equal(hard, jax.nn.one_hot(jnp.argmax(soft, -1), 6, dtype=x.dtype))
+    g_hard = jax.grad(lambda x: jnp.vdot(g, fnnet.gumbel_softmax(x, key, tau=0.5, hard=True)))(x)
+    g_soft = jax.grad(lambda x: jnp.vdot(g, fnnet.gumbel_softmax(x, key, tau=0.5)))(x)
+    np.testing.assert_array_equal(g_hard, g_soft)
+    # and equals autodiff of torch's y_hard − stop_gradient(y) + y
+    prim = fnnet.gumbel_softmax.primitive
+    logits, gum = prim.sample_inputs(key, jnp.float64, (4, 6))
+    vjp_hand = jax.vjp(lambda l, n: prim.fn(l, n, tau=0.5, hard=True), logits, gum)[1](g)
+    vjp_ref = jax.vjp(lambda l, n: prim.reference(l, n, tau=0.5, hard=True), logits, gum)[1](g)
+    for a, b in zip(vjp_hand, vjp_ref):
+        _close(a, b, GRAD_RTOL, "straight-through VJP")
+    _, t_hand = jax.jvp(lambda l: prim.forward_mode(l, gum, tau=0.5, hard=True), (logits,), (g,))
+    _, t_ref = jax.jvp(lambda l: prim.reference(l, gum, tau=0.5, hard=True), (logits,), (g,))
+    _close(t_hand, t_ref, GRAD_RTOL, "straight-through JVP")
+
+
+def test_gumbel_softmax_bad_input(x, key):
+    with pytest.raises(TypeError, match=r"'key' must be a single PRNG key.*float64\[4, 6\]"):
+        fnnet.gumbel_softmax(x, x)
+    with pytest.raises(ValueError, match=r"tau must be a positive finite number; got 0"):
+        fnnet.gumbel_softmax(x, key, tau=0.0)
+    with pytest.raises(TypeError, match=r"hard must be a bool"):
+        fnnet.gumbel_softmax(x, key, hard=1)
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for an input with ndim 2"):
+        fnnet.gumbel_softmax(x, key, dim=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input, jaxprs
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_axis_out_of_range_names_axis_and_ndim(name, x):
+    f = getattr(fnnet, name)
+    with pytest.raises(ValueError, match=r"fnnet\.\w+: axis 2 is out of range for an input with ndim 2"):
+        f(x, axis=2)
+    with pytest.raises(ValueError, match=r"axis \(0, -2\) names the same axis twice \(ndim 2\)"):
+        f(x, axis=(0, -2))
+    with pytest.raises(ValueError, match=r"axis -1 is out of range for an input with ndim 0"):
+        f(jnp.float64(1.0), axis=-1)
+
+
+def test_integer_input_and_odd_glu():
+    with pytest.raises(TypeError, match=r"argument 'x' must have a floating dtype.*got int32"):
+        fnnet.softmax(jnp.arange(3, dtype=jnp.int32))
+    with pytest.raises(TypeError, match=r"argument 'x' must have a floating dtype.*got int32"):
+        fnnet.softmax(jnp.arange(3, dtype=jnp.int32), where=jnp.ones(3, bool))
+    with pytest.raises(ValueError, match=r"size of axis -1 must be even.*shape \(2, 5\)"):
+        fnnet.glu(jnp.zeros((2, 5)))
+    with pytest.raises(TypeError, match=r"glu: axis must be an int"):
+        fnnet.glu(jnp.zeros((2, 4)), axis=(0,))
+
+
+def test_masked_and_weighted_paths_are_hand_written(x, mask):
+    for f, name in [
+        (lambda x: fnnet.softmax(x, where=mask), "softmax"),
+        (lambda x: fnnet.log_softmax(x, where=mask), "log_softmax"),
+        (lambda x: fnnet.logsumexp(x, b=x, where=mask), "logsumexp"),
+        (lambda x: fnnet.gumbel_softmax(x, jax.random.key(0)), "gumbel_softmax"),
+    ]:
+        jaxpr = str(jax.make_jaxpr(f)(x))
+        assert "custom_vjp_call" in jaxpr and f"name={name}" in jaxpr
+
+
+def test_jit_and_vmap(x, mask):
+    f = jax.jit(lambda x, m: fnnet.log_softmax(x, where=m))
+    _close(f(x, mask), jax.nn.log_softmax(x, where=mask), VALUE_RTOL, "jit masked")
+    v = jax.vmap(lambda r: fnnet.logsumexp(r))(x)
+    _close(v, jax.nn.logsumexp(x, axis=1), VALUE_RTOL, "vmap logsumexp")
