@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import entry_differences
+from .compare import PROBE_BATCH, directional_differences, entry_differences
 from .context import rademacher, scalar_output
 from .differences import differences
 from .report import FAIL, PASS, Comparison, Entry
@@ -30,28 +30,8 @@ from .tolerance import (
 )
 
 
-PROBE_BATCH = 8  # directions per compiled FD call in auto mode (also the bisection's branching)
-
-
 def _bound(ctx, v, leaf, override):
     return override(v) if override else rounding_bound(v, ctx.eps[leaf])
-
-
-def _probe(ctx, gbatch, dirs_batch, chunk):
-    """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks."""
-    samples, mags = [], []
-    n = len(dirs_batch)
-    chunk = max(1, min(chunk, n))
-    for start in range(0, n, chunk):
-        part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
-        k = len(part)
-        part, gpart = part + [part[0]] * (chunk - k), gpart + [gpart[0]] * (chunk - k)
-        dirs = [np.stack([d[j] for d in part]) for j in range(len(part[0]))]
-        gs = [np.stack([np.asarray(g[j], np.float64) for g in gpart]) for j in range(len(gpart[0]))]
-        s, m = ctx.sample(dirs, gs)
-        samples.append(s[:k])
-        mags.append(m[:k])
-    return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd)
 
 
 def _direction(ctx, leaf, u):
@@ -87,7 +67,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
     # One compiled call shape serves the probes and every bisection round.
     width = max(2, min(chunk, PROBE_BATCH))
-    d = _probe(ctx, gbatch, dirs, width)
+    d = directional_differences(ctx, gbatch, dirs, width)
 
     worst, failures, kinks, entries, notes, power = 0.0, 0, 0, [], [], []
     for leaf in range(n_leaves):
@@ -171,7 +151,7 @@ def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool]:
             m[a:b] = flat_u[a:b]
             dirs.append(_direction(ctx, leaf, m.reshape(shape)))
             directions.append(flat_h * m)
-        d = _probe(ctx, [g] * len(parts), dirs, width)
+        d = directional_differences(ctx, [g] * len(parts), dirs, width)
         rounds += 1
         choice = None
         for k, (a, b) in enumerate(parts):
