@@ -187,8 +187,9 @@ def as_float_array(value, name: str, where: str):
     return value if isinstance(value, jax.Array) else jnp.asarray(value)
 
 
-def _static_value(value, name: str, where: str):
-    """A hyperparameter as a hashable Python value; tracers are refused."""
+def _static_value(value, name: str, where: str, default=None):
+    """A hyperparameter as a hashable Python value; tracers are refused, and where the default is a
+    number (bool) the value must be a real number (bool) too."""
     if isinstance(value, jax.core.Tracer):
         raise TypeError(
             f"{where}: hyperparameter '{name}' must be a static Python value (it is fixed when the "
@@ -203,7 +204,15 @@ def _static_value(value, name: str, where: str):
             )
         return arr.item()
     if isinstance(value, list):
-        return tuple(value)
+        value = tuple(value)
+    number = (int, float, np.integer, np.floating)
+    if isinstance(default, bool) and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: hyperparameter '{name}' must be a bool; got {value!r}")
+    if (isinstance(default, number) and not isinstance(default, bool)
+            and not (isinstance(value, number) and not isinstance(value, (bool, np.bool_)))):
+        raise TypeError(
+            f"{where}: hyperparameter '{name}' must be a real number (default {default!r}); got {value!r}"
+        )
     try:
         hash(value)
     except TypeError:
@@ -243,7 +252,8 @@ def _make_public(name, core, arg_names, static_defaults, validate, doc):
         values = list(bound.arguments.values())
         arrays = [as_float_array(v, a, where) for v, a in zip(values[:n], arg_names)]
         static = tuple(
-            (k, _static_value(v, k, where)) for k, v in zip(static_defaults, values[n:])
+            (k, _static_value(v, k, where, static_defaults[k]))
+            for k, v in zip(static_defaults, values[n:])
         )
         if validate is not None:
             validate(*arrays, **dict(static))
