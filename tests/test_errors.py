@@ -75,3 +75,11 @@ def test_bad_input_raises_a_clear_error(call, exc, fragments):
 
 def test_the_table_has_at_least_25_cases():
     assert len(CASES) >= 25
+
+
+def test_docs_errors_lists_every_case():
+    import pathlib
+
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in doc]
+    assert not missing, f"docs/errors.md lacks {missing}: python experiments/errors_table.py > docs/errors.md"
