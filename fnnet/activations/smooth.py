@@ -8,9 +8,13 @@ reached its limit to the last bit in float64).
 """
 from __future__ import annotations
 
+import decimal
+import functools
 import math
+from fractions import Fraction
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fnnet.primitive import Kink, elementwise
@@ -18,6 +22,7 @@ from fnnet.primitive import Kink, elementwise
 _SQRT_2 = math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_NEG_INV_SQRT2 = "-0.70710678118654752440084436210484903928"
 SELU_SCALE = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
 
@@ -32,6 +37,87 @@ def _sech2(x):
     """sech²(x) = 1 − tanh²(x) = 4e/(1+e)² with e = exp(−2|x|): exact in the tails where 1 − y² is 0."""
     e = jnp.exp(-2 * jnp.abs(x))
     return 4 * e / jnp.square(1 + e)
+
+
+# ----- numerical tools (why each exists: docs/accuracy.md) -----------------------------------------
+# Left-tail scaling. x·σ(x), σ(x)σ(−x)·g, ... are normal numbers down to x ≈ −91.7 in float32 (−715 in
+# float64) while e^x is already subnormal below −87.3 (−708): a product formed through e^x loses up to
+# all its bits there. So e^{−a} (a = |x|) is formed as e_s·E with e_s = e^{64−a} (a − 64 is exact: 64
+# is a multiple of ulp(a) and |a − 64| ≤ a) and E = fl(e^{−64}) applied last, once the product is back
+# in the normal range.
+_E64 = math.exp(-64.0)
+
+
+def _exp_neg_scaled(a):
+    """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal."""
+    big = a > 64.0
+    e_s = jnp.exp(jnp.where(big, 64.0 - a, -a))
+    scale = jnp.where(big, jnp.asarray(_E64, a.dtype), jnp.asarray(1.0, a.dtype))
+    return e_s * scale, e_s, scale
+
+
+def _sigmoid_parts(v):
+    """σ(v) = s·scale (s normal where σ(v) is not far below the normal range) and σ(−v)."""
+    e, e_s, scale = _exp_neg_scaled(jnp.abs(v))
+    neg = v < 0
+    inv = 1 / (1 + e)
+    s = jnp.where(neg, e_s * inv, inv)
+    return s, jnp.where(neg, scale, jnp.ones_like(scale)), jnp.where(neg, inv, e * inv)
+
+
+# XLA:CPU contracts a·b ± c into one FMA inside a fusion, so a rounded product can be used unrounded
+# in one place and rounded in another: that breaks the error-free transformations below. An
+# optimization barrier on each product and sum makes it the rounded value everywhere.
+_barrier = lax.optimization_barrier
+
+
+def _split(a):
+    """Veltkamp: a = hi + lo exactly, hi holding the upper half of the significand (|a| ≤ ~1e30)."""
+    p = jnp.finfo(a.dtype).nmant + 1
+    t = _barrier(a * float(2 ** ((p + 1) // 2) + 1))
+    hi = t - (t - a)
+    return hi, a - hi
+
+
+def _two_prod(a, b):
+    """(p, e) with p = fl(a·b) and a·b = p + e exactly (Dekker; no FMA needed)."""
+    b = jnp.asarray(b, a.dtype)  # a constant b is already exact in a's dtype (see _const2)
+    p = _barrier(a * b)
+    ah, al = _split(a)
+    bh, bl = _split(b)
+    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+def _two_sum(a, b):
+    """(s, e) with s = fl(a + b) and a + b = s + e exactly (Knuth)."""
+    s = _barrier(a + b)
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _const2(value, dtype):
+    """A constant given as a decimal string or Fraction, as (hi, lo) in ``dtype``: hi + lo carries
+    twice the dtype's precision (for differences x − r that must not lose r's low bits)."""
+    v = Fraction(value) if not isinstance(value, Fraction) else value
+    hi = float(np.asarray(float(v), dtype))
+    lo = float(np.asarray(float(v - Fraction(hi)), dtype))
+    return hi, lo
+
+
+def _minus_root(x, root):
+    """x − r with r (a decimal string) carried in two pieces: exact-ish wherever x is near r.
+
+    The barrier keeps XLA from folding (x − r_hi) − r_lo into x − (r_hi + r_lo) = x − r_hi, which it
+    does with constants under jit and which would throw r's low bits away.
+    """
+    hi, lo = _const2(root, x.dtype)
+    return lax.optimization_barrier(x - hi) - lo
+
+
+@functools.lru_cache(maxsize=None)
+def _dtype_const(value: float, dtype_name: str) -> float:
+    """``value`` rounded to the dtype, as a Python float (the constant a program in that dtype holds)."""
+    return float(np.asarray(value, jnp.dtype(dtype_name)))
 
 
 # ----- sigmoid -------------------------------------------------------------------------------------
@@ -49,8 +135,13 @@ sigmoid = elementwise(
 
 # ----- tanh ----------------------------------------------------------------------------------------
 def _tanh(x):
-    r"""Hyperbolic tangent :math:`\tanh x = 2σ(2x) − 1`. Derivative :math:`\operatorname{sech}^2 x`."""
-    return jnp.tanh(x)
+    r"""Hyperbolic tangent :math:`\tanh x = 2σ(2x) − 1`. Derivative :math:`\operatorname{sech}^2 x`.
+
+    Computed as :math:`−m/(2 + m)`, :math:`m = \operatorname{expm1}(−2|x|)`, with the sign of x: one
+    expm1, ≤ 3 ULP (XLA's own tanh is 7 ULP off in float64 near |x| = 19).
+    """
+    m = jnp.expm1(-2 * jnp.abs(x))
+    return jnp.copysign(-m / (2 + m), x)
 
 
 tanh = elementwise(
@@ -89,34 +180,80 @@ log_sigmoid = elementwise(
 # ----- silu (swish) --------------------------------------------------------------------------------
 def _silu(x):
     r"""SiLU / swish :math:`x·σ(x)`. Derivative :math:`σ(x)(1 + xσ(−x))`."""
-    return x * lax.logistic(x)
+    s, scale, _ = _sigmoid_parts(x)
+    # −1e4 stands for −∞ (silu(−1e4) = 0 in every dtype) so that −∞ gives 0, not −∞·0.
+    return (jnp.maximum(x, -1e4) * s) * scale
+
+
+# The root of 1 + x + e^x (silu' = 0 there): r = −1 − W(1/e), by mpmath.findroot to 30 digits.
+_SILU_ROOT = "-1.27846454276107379510935873902"
 
 
 def _dsilu(x, y):
-    # σ(x) + x·σ(x)σ(−x); x is clipped where σ' has underflowed so that ±∞ gives 1 and 0, not 0·∞.
-    xc = jnp.clip(x, -800.0, 800.0)
-    return lax.logistic(xc) + xc * _dsigmoid(xc)
+    # x ≥ 0: σ(x)(1 + xσ(−x)), positive terms. x < 0: silu' = σ(x)σ(−x)·g, g = 1 + x + e^x, which
+    # cancels near its root r. With d = x − r and c = e^r = −(1 + r): g = d + c·expm1(d) exactly, and
+    # d, c·expm1(d) have the same sign: no cancellation anywhere (d is formed with r in two pieces).
+    xc = jnp.clip(x, -1e4, 1e4)  # silu' has reached its limits 0 and 1 to the last bit at ±1e4
+    s, scale, sm = _sigmoid_parts(xc)
+    d = _minus_root(jnp.minimum(xc, 0.0), _SILU_ROOT)
+    g = d + float(-1 - Fraction(_SILU_ROOT)) * jnp.expm1(d)
+    # (on [−0.5, 0) the right form does not cancel either: 1 + xσ(−x) ≥ 0.69; it is the more accurate)
+    return jnp.where(x < -0.5, (s * sm * g) * scale, s * (1 + xc * sm))
 
 
 silu = elementwise(
     "silu", _silu, _dsilu,
     reference=lambda x: x / (1 + jnp.exp(-x)),
-    derivation="(xσ)' = σ + xσ' = σ(x) + x·σ(x)σ(−x)",
+    derivation="(xσ)' = σ + xσ' = σ(x)(1 + xσ(−x)) = σ(x)σ(−x)(1 + x + e^x)",
 ).fn
 swish = silu
 
 
 # ----- mish ----------------------------------------------------------------------------------------
 def _mish(x):
-    r"""Mish :math:`x·\tanh(\operatorname{softplus}(x))`."""
-    return x * jnp.tanh(jnp.logaddexp(x, 0.0))
+    r"""Mish :math:`x·\tanh(\operatorname{softplus}(x))`.
+
+    With :math:`n = (1 + e^x)^2 − 1 = e^x(e^x + 2)`, :math:`\tanh(\operatorname{softplus} x) = n/(n+2)`;
+    written with :math:`e = e^{−|x|}` on each side so that nothing cancels or overflows.
+    """
+    xc = jnp.maximum(x, -1e4)  # mish(−1e4) = 0 in every dtype: −∞ gives 0, not −∞·0
+    e, e_s, scale = _exp_neg_scaled(jnp.abs(xc))
+    pos = x * ((1 + 2 * e) / (1 + 2 * e + 2 * e * e))  # t = e^{−x}: n/(n+2) = (1+2t)/(1+2t+2t²)
+    neg = (xc * (e_s * (e + 2) / (e * (e + 2) + 2))) * scale  # e = e^{x}: x·e(e+2)/(e(e+2)+2)
+    return jnp.where(x < 0, neg, pos)
+
+
+# The root of mish' (mpmath.findroot, 30 digits), and the coefficients of mish's numerator h (below)
+# expanded about it.
+_MISH_ROOT = "-1.19243121451549521213758834042"
+
+
+@functools.lru_cache(maxsize=None)
+def _mish_expansion():
+    r = float(Fraction(_MISH_ROOT))
+    E = math.exp(r)
+    return (3 * E**3 + 8 * E**2 + 6 * E + 4 * r * E, 3 * E**3 + 4 * E**2, E**3, 4 * (1 + E), 4 * E)
 
 
 def _dmish(x, y):
-    # tanh(sp) + x·sech²(sp)·σ(x), sp = softplus(x) ≥ 0; clipped at ±800 where the terms saturate.
-    xc = jnp.clip(x, -800.0, 800.0)
-    sp = jnp.logaddexp(xc, 0.0)
-    return jnp.tanh(sp) + xc * _sech2(sp) * lax.logistic(xc)
+    # mish' = tanh(sp) + x·sech²(sp)·σ(x). For x ≥ 0, with t = e^{−x} and D = 1 + 2t + 2t²:
+    # (1 + 2t)/D + 4x·t²(1 + t)/D², positive terms. For x < 0, with e = e^x and n = e(e + 2):
+    # e·h/(n + 2)², h = (e + 2)(n + 2) + 4x(1 + e), which cancels near its root r ≈ −1.1924. There,
+    # with d = x − r, m = expm1(d), E = e^r, h = A1·m + A2·m² + A3·m³ + B1·d + B2·d·m exactly (h(r) = 0
+    # removes the constant term), and on [−3, 0) these terms do not cancel.
+    xc = jnp.clip(x, -1e4, 1e4)  # mish' has reached its limits 0 and 1 at ±1e4
+    e, e_s, scale = _exp_neg_scaled(jnp.abs(xc))
+    D = 1 + 2 * e + 2 * e * e
+    pos = (1 + 2 * e) / D + 4 * xc * (e * e * (1 + e)) / jnp.square(D)
+    a1, a2, a3, b1, b2 = _mish_expansion()
+    d = _minus_root(jnp.clip(xc, -3.0, 0.0), _MISH_ROOT)
+    m = jnp.expm1(d)
+    h_near = m * (a1 + m * (a2 + a3 * m)) + d * (b1 + b2 * m)
+    n2 = e * (e + 2) + 2
+    h_far = (e + 2) * n2 + 4 * xc * (1 + e)
+    h = jnp.where(xc >= -3.0, h_near, h_far)
+    neg = (e_s * h / jnp.square(n2)) * scale
+    return jnp.where(x < 0, neg, pos)
 
 
 mish = elementwise(
@@ -131,24 +268,94 @@ def _gelu_u(x):
     return _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
 
 
+@functools.lru_cache(maxsize=None)
+def _gelu_tanh_constants(dtype_name):
+    """For the tanh form in a dtype, 2u(x) = K1·x + K3·x³ with the dtype's √(2/π) and 0.044715:
+    K1 = 2c1 (exact), K3 = 2c1c2 in two pieces, and the root r of the derivative's factor
+    g(x) = 1 + x·2u'(x) + e^{2u(x)} (gelu' = σ(2u)σ(−2u)·g) with E = e^{2u(r)}, by Newton in 40 digits."""
+    c1 = Fraction(_dtype_const(_SQRT_2_OVER_PI, dtype_name))
+    c2 = Fraction(_dtype_const(0.044715, dtype_name))
+    k1, k3 = 2 * c1, 2 * c1 * c2
+    with decimal.localcontext() as ctx:
+        ctx.prec = 40
+        K1 = decimal.Decimal(k1.numerator) / k1.denominator
+        K3 = decimal.Decimal(k3.numerator) / k3.denominator
+        r = decimal.Decimal("-0.75")
+        for _ in range(60):
+            e = (K1 * r + K3 * r**3).exp()
+            g = 1 + r * (K1 + 3 * K3 * r * r) + e
+            dg = K1 + 9 * K3 * r * r + (K1 + 3 * K3 * r * r) * e
+            r -= g / dg
+        E = float((K1 * r + K3 * r**3).exp())
+    k3h, k3l = _const2(k3, jnp.dtype(dtype_name))
+    return float(k1), k3h, k3l, str(r), E
+
+
+def _gelu_tanh_2u(x):
+    """2u(x) = K1·x + K3·x³ as v + ve (double-dtype precision). σ(2u) ≈ e^{2u} in the left tail turns
+    an absolute error δ of 2u into a relative error δ; |2u| reaches ~700 (float64), so 2u is needed to
+    about twice the working precision. Dekker products, ~60 flops; x must be clipped (|x| ≤ 40)."""
+    k1, k3h, k3l, _, _ = _gelu_tanh_constants(jnp.dtype(x.dtype).name)
+    sq, sqe = _two_prod(x, x)
+    t, te = _two_prod(sq, k3h)
+    te = te + (sqe * k3h + sq * k3l)
+    a, ae = _two_sum(t, k1)
+    v, ve = _two_prod(x, _barrier(a))
+    return v, ve + x * (ae + te)
+
+
 def _gelu(x, approximate=True):
     r"""GELU :math:`x·Φ(x)`; with ``approximate=True`` (jax.nn's default; torch's is exact),
     :math:`Φ(x) ≈ ½(1 + \tanh u) = σ(2u)`, :math:`u = \sqrt{2/π}(x + 0.044715x³)`.
 
-    Written with σ(2u) and erfc so the left tail does not cancel (1 + tanh u → 0).
+    Written with σ(2u) and erfc so the left tail does not cancel (1 + tanh u → 0); 2u, and the
+    argument of erfc, are carried to twice the working precision, since the left tail's exponential
+    turns their absolute error into relative error of the result (see docs/accuracy.md).
     """
-    xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit; keeps u³ finite in float16
-    cdf = lax.logistic(2 * _gelu_u(xc)) if approximate else 0.5 * lax.erfc(-xc / _SQRT_2)
-    return jnp.where(x < -40.0, jnp.zeros_like(x), x) * cdf
+    xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit; keeps x³ finite in float16
+    if approximate:
+        v, ve = _gelu_tanh_2u(xc)
+        s, scale, sm = _sigmoid_parts(v)
+        return (jnp.maximum(x, -40.0) * (s * (1 + ve * sm))) * scale  # σ(v + ve) ≈ σ(v)(1 + ve·σ(−v))
+    return jnp.maximum(x, -40.0) * (0.5 * _erfc_of_minus_x_over_sqrt2(xc))
+
+
+def _erfc_of_minus_x_over_sqrt2(x):
+    """erfc(−x/√2) = 2Φ(x). For x < 0, erfc(z) ≈ e^{−z²}·R(z): a relative error δ of z costs 2z²δ, so
+    z = z_h + z_l is formed exactly (Dekker) and the correction −2z_h·z_l applied. XLA's erfc (for
+    z ≥ 1) also evaluates e^{−fl(z·z)} and so misses by the rounding error q of z·z, up to ½ulp(z²), a
+    relative error q: that is put back as the factor (1 − q − 2z_h·z_l). The accuracy test pins this."""
+    nh, nl = _const2(_NEG_INV_SQRT2, x.dtype)
+    zh, zl = _two_prod(x, nh)
+    zl = zl + x * nl
+    _, q = _two_prod(zh, zh)
+    # (below z = 1, d log erfc/dz is O(1) and z_l's effect under an ULP; for z < 0, erfc ≈ 2 is flat)
+    corr = jnp.where(zh >= 1.0, 1 - (q + 2 * zh * zl), 1.0)
+    return lax.erfc(zh) * corr
 
 
 def _dgelu(x, y, approximate=True):
     xc = jnp.clip(x, -40.0, 40.0)
     if approximate:
-        u2 = 2 * _gelu_u(xc)
-        du2 = 2 * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * xc * xc)
-        return lax.logistic(u2) + xc * du2 * _dsigmoid(u2)
-    return 0.5 * lax.erfc(-xc / _SQRT_2) + xc * _INV_SQRT_2PI * jnp.exp(-0.5 * xc * xc)
+        # x ≥ 0: σ(2u)(1 + x·2u'σ(−2u)), positive terms. x < 0: σ(2u)σ(−2u)·g with
+        # g = 1 + x·2u' + e^{2u}, which cancels at its root r ≈ −0.75. With d = x − r, q = x² + xr + r²,
+        # P = K1 + 3K3q, Δ = d(K1 + K3q) = 2u(x) − 2u(r) and E = e^{2u(r)}: g = d·P + E·expm1(Δ), whose
+        # two terms share the sign of d (g(r) = 0 removes the constant).
+        k1, k3h, _, root, E = _gelu_tanh_constants(jnp.dtype(x.dtype).name)
+        v, ve = _gelu_tanh_2u(xc)
+        s, scale, sm = _sigmoid_parts(v)
+        du2 = k1 + 3 * k3h * xc * xc
+        right = s * (1 + xc * du2 * sm)
+        d = _minus_root(jnp.minimum(xc, 0.0), root)
+        r = float(Fraction(root))
+        q = xc * xc + xc * r + r * r
+        g = d * (k1 + 3 * k3h * q) + E * jnp.expm1(d * (k1 + k3h * q))
+        left = (s * (1 + ve * (sm - s * scale)) * sm * g) * scale  # σ(v+ve)σ(−v−ve) to first order
+        return jnp.where(x < 0, left, right)
+    # Φ(x) + x·φ(x); φ = e^{−x²/2}/√(2π) with x² = p + e exactly: e^{−p/2}(1 − e/2).
+    p, pe = _two_prod(xc, xc)
+    pdf = _INV_SQRT_2PI * (jnp.exp(-0.5 * p) * (1 - 0.5 * pe))
+    return 0.5 * _erfc_of_minus_x_over_sqrt2(xc) + xc * pdf
 
 
 def _gelu_reference(x, approximate=True):
@@ -269,13 +476,41 @@ log1mexp = elementwise(
 
 
 # ----- tanhshrink, identity ------------------------------------------------------------------------
+# Chebyshev coefficients of (x − tanh x)/x³ as a function of s = x² on [0, 4] (|x| < 2), computed with
+# mpmath at 50 digits (c_k = (2/N)Σ f(cos θ_j)cos kθ_j, N = 40, c_0 halved). They fall by ~4.2 per term
+# (the pole of tanh at s = −π²/4); a dtype uses those above its ε/100.
+_TANHSHRINK_CHEB = (
+    0.2073913078762066, -0.0962430154202646, 0.022682377083644147, -0.005358375971964861,
+    0.0012663361171549804, -0.00029929142825705604, 7.073668332210778e-05, -1.6718449703689158e-05,
+    3.9513679217227164e-06, -9.338969650781624e-07, 2.2072446006165615e-07, -5.216773282881417e-08,
+    1.2329727066320123e-08, -2.9141034370388164e-09, 6.887418347683001e-10, -1.6278259341504252e-10,
+    3.8473302159509073e-11, -9.093078983469404e-12, 2.149128896105882e-12, -5.079418116211105e-13,
+    1.200509120045932e-13, -2.8373764756907044e-14, 6.706075889281856e-15, -1.5849660493805287e-15,
+    3.7460318361502164e-16, -8.853662526674027e-17, 2.0925433516013657e-17, -4.945679446374828e-18,
+    1.1689002843155454e-18,
+)
+
+
 def _tanhshrink(x):
-    r"""torch's Tanhshrink :math:`x − \tanh x` (no jax.nn equivalent)."""
-    return x - jnp.tanh(x)
+    r"""torch's Tanhshrink :math:`x − \tanh x` (no jax.nn equivalent).
+
+    x − tanh x cancels near 0 (it is x³/3 − 2x⁵/15 + …): for |x| < 2 it is x·s·p(s), s = x², with p a
+    Chebyshev series (Clenshaw); beyond, x − tanh x loses at most a factor 2.
+    """
+    small = jnp.abs(x) < 2.0
+    s = jnp.square(jnp.where(small, x, 0.0))
+    t = 0.5 * s - 1.0
+    eps = float(jnp.finfo(x.dtype).eps)
+    coeffs = [c for c in _TANHSHRINK_CHEB if abs(c) >= 0.01 * eps]
+    b1 = b2 = jnp.zeros_like(x)
+    for c in coeffs[:0:-1]:
+        b1, b2 = 2 * t * b1 - b2 + c, b1
+    p = t * b1 - b2 + coeffs[0]
+    return jnp.where(small, x * (s * p), x - _tanh(x))
 
 
 tanhshrink = elementwise(
-    "tanhshrink", _tanhshrink, lambda x, y: jnp.square(jnp.tanh(x)),
+    "tanhshrink", _tanhshrink, lambda x, y: jnp.square(_tanh(x)),
     reference=lambda x: x - (jnp.exp(x) - jnp.exp(-x)) / (jnp.exp(x) + jnp.exp(-x)),
     domain=(-3.0, 3.0),
     derivation="(x − tanh x)' = 1 − sech² x = tanh² x",
