@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 import fnnet
+import fnnet.layers
+import fnnet.ops
 from fnnet.graph import Graph, GraphError
 from fnnet.primitive import define
 
@@ -112,19 +114,22 @@ def _reference_eval(nodes, inputs):
     return env
 
 
-def random_dag(seed, n_nodes=N_NODES, n_inputs=4, shape=(3, 4)):
-    """Node specs (shuffled), their input values and seeded outputs.
+def random_dag(seed, n_nodes=N_NODES, n_inputs=4, shape=(3, 4), binary=None, shapes=None):
+    """Node specs (shuffled) and their input values.
 
     Every node draws its inputs from all earlier names, so values fan out; two "parameters" p0, p1 are
     forced into several nodes (shared parameters), and some binary nodes read the same name twice.
+    ``shapes`` maps some inputs to their own (broadcast-compatible) shapes.
     """
+    binary = BINARY if binary is None else binary
+    shapes = shapes or {}
     rng = random.Random(seed)
     names = [f"x{i}" for i in range(n_inputs - 2)] + ["p0", "p1"]
     specs = []
     for k in range(n_nodes):
         name = f"n{k}"
         if rng.random() < 0.5:
-            op = rng.choice(BINARY)
+            op = rng.choice(binary)
             a = names[k] if k < n_inputs else rng.choice(names)  # every input is used
             b = a if rng.random() < 0.15 else rng.choice(["p0", "p1"] if k % 3 == 0 else names)
             ins = [a, b]
@@ -136,7 +141,7 @@ def random_dag(seed, n_nodes=N_NODES, n_inputs=4, shape=(3, 4)):
     rng.shuffle(specs)
     keys = jax.random.split(jax.random.key(seed), n_inputs)
     inputs = {
-        n: jax.random.uniform(k, shape, jnp.float64, -1.0, 1.0)
+        n: jax.random.uniform(k, shapes.get(n, shape), jnp.float64, -1.0, 1.0)
         for n, k in zip([f"x{i}" for i in range(n_inputs - 2)] + ["p0", "p1"], keys)
     }
     return specs, inputs
@@ -156,7 +161,8 @@ def _reference_vjp(specs, inputs, seeds):
         env = _reference_eval(specs, inp)
         return {o: env[o] for o in seeds}
 
-    _, vjp = jax.vjp(f, inputs)
+    # jit: one compiled oracle instead of one eager compilation per jnp op (much faster under test load)
+    _, vjp = jax.vjp(jax.jit(f), inputs)
     return vjp(seeds)[0]
 
 
@@ -218,6 +224,67 @@ def test_random_dag_matches_vjp_of_reference(seed, use_jit):
     for name in inputs:
         _normwise_close(grads[name], expected[name], DAG_TOL, f"cotangent of {name}")
         assert grads[name].dtype == inputs[name].dtype
+
+
+@pytest.mark.parametrize("seed,use_jit", [(0, False), (0, True), (1, True), (2, True)])
+def test_random_dag_with_fnnet_ops_and_broadcasting(seed, use_jit):
+    # fnnet.ops' broadcasting rules inside a graph: p1 (4,) is a bias broadcast over rows and x0 (3, 1)
+    # over columns, so their cotangents must be summed back to their own shapes.
+    binary = [fnnet.ops.add, fnnet.ops.subtract, fnnet.ops.multiply]
+    specs, inputs = random_dag(seed, binary=binary, shapes={"p1": (4,), "x0": (3, 1)})
+    g = Graph(specs)
+    run = lambda v, s: g.backward(g.forward(v), s)  # noqa: E731
+    run = jax.jit(run) if use_jit else run
+    values = g.forward(inputs)
+    seeds = _seeds(g, values, seed)
+    grads = run(inputs, seeds)
+    expected = _reference_vjp(specs, inputs, seeds)
+    for name in inputs:
+        assert grads[name].shape == inputs[name].shape
+        _normwise_close(grads[name], expected[name], DAG_TOL, f"cotangent of {name}")
+
+
+def test_mlp_as_a_graph_equals_fnnet_layers_and_jax_grad():
+    # h1 = tanh(W1 x + b1), h2 = tanh(W2 h1 + b2), z = W3 h2 + b3, L = mean((z − y)²), with dense, tanh,
+    # subtract, multiply, mean as graph nodes; compared with fnnet.mlp + jax.grad (whose backward
+    # pass runs the same hand rules through custom_vjp), so the two agree to a few ε.
+    sizes = [5, 8, 6, 3]
+    params = fnnet.layers.init_mlp(jax.random.key(7), sizes, dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(8), (10, 5), jnp.float64)
+    y = jax.random.normal(jax.random.key(9), (10, 3), jnp.float64)
+    specs = [
+        ("z1", "dense", ["W1", "b1", "x"]), ("h1", "tanh", ["z1"]),
+        ("z2", "dense", ["W2", "b2", "h1"]), ("h2", "tanh", ["z2"]),
+        ("z3", "dense", ["W3", "b3", "h2"]),
+        ("r", "subtract", ["z3", "y"]), ("r2", "multiply", ["r", "r"]), ("L", "mean", ["r2"]),
+    ]
+    g = Graph(specs)
+    values = {"x": x, "y": y}
+    for i, layer in enumerate(params, start=1):
+        values[f"W{i}"], values[f"b{i}"] = layer["W"], layer["b"]
+    names = ["W1", "b1", "W2", "b2", "W3", "b3"]
+
+    @jax.jit
+    def graph_run(values):
+        loss, grads = g.value_and_grad("L", wrt=names)(values)
+        return g.forward(values)["z3"], loss, grads
+
+    @jax.jit
+    def ref_run(params):
+        def ref_loss(params):
+            z = fnnet.layers.mlp(params, x, activation="tanh")
+            return jnp.mean(jnp.square(z - y)), z
+
+        (value, z), grads = jax.value_and_grad(ref_loss, has_aux=True)(params)
+        return z, value, grads
+
+    z, loss, grads = graph_run(values)
+    ref_z, ref_value, ref_grads = ref_run(params)
+    _normwise_close(z, ref_z, 8 * EPS64, "mlp output")
+    _normwise_close(loss, ref_value, 8 * EPS64, "loss")
+    for i, layer in enumerate(ref_grads, start=1):
+        _normwise_close(grads[f"W{i}"], layer["W"], 64 * EPS64, f"W{i}")
+        _normwise_close(grads[f"b{i}"], layer["b"], 64 * EPS64, f"b{i}")
 
 
 def test_fan_out_accumulates_with_plus_equals():
