@@ -1,0 +1,471 @@
+"""Benchmarks: is a hand-written backward pass as fast and as lean as XLA's own autodiff?
+
+``python -m fnnet bench`` runs the quick version of every benchmark below (a couple of minutes on two
+CPU cores) and prints each figure with the command that reproduces it alone. ``--full`` takes more
+rounds. The scripts in ``experiments/benchmarks/`` run one benchmark each.
+
+Every comparison is measured **side by side in one process**: the competitors are compiled first, then
+timed in rounds, each round running every competitor once (in an order that rotates from round to
+round, so none always runs first after the others warmed the caches); a ratio is the median over rounds
+of the ratio within a round, which cancels slow drifts of a shared machine.
+
+1. ``step``: one SGD training step (loss, gradient, update) of an MLP ``784-w-w-w-10`` with ReLU and
+   softmax cross-entropy, batch 256, float32, for w in 128, 512, 2048:
+   ``fnnet`` (fnnet's primitives, differentiated by ``jax.grad`` through their hand rules),
+   ``hand`` (fnnet.train's explicit reverse loop over layers, when that module is present) and
+   ``jax`` (``jax.value_and_grad`` of the same MLP written in plain jnp), and PyTorch's CPU step when
+   torch is installed (not a dependency of fnnet).
+2. ``roofline``: the FLOPs of the step (its matrix products: forward, ∂W and ∂x) over its time, against
+   the rate of one bare XLA matmul of the step's largest shape, timed in the same rounds.
+3. ``compile``: compile time of the step of a deep homogeneous MLP (``w-w-...-w``) whose layers are
+   stacked into one ``(depth, w, w)`` array and run with ``lax.scan``: depth 64 against depth 4. The
+   same network unrolled in Python is shown for contrast (its compile time grows with depth).
+4. ``memory``: ``jax.jit(step).lower(...).compile().memory_analysis()`` temporary bytes of each step.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+__all__ = [
+    "plain_loss",
+    "fnnet_loss",
+    "mlp_sizes",
+    "step_flops",
+    "make_steps",
+    "interleaved",
+    "bench_step",
+    "bench_compile",
+    "bench_memory",
+    "main",
+]
+
+BATCH = 256
+WIDTHS = (128, 512, 2048)
+LR = 0.01
+CMD = "python -m fnnet bench"
+
+
+# ---------------------------------------------------------------------------------------------
+# The model: one MLP, three ways of differentiating it
+# ---------------------------------------------------------------------------------------------
+
+
+def mlp_sizes(width: int, n_in: int = 784, n_out: int = 10, hidden: int = 3) -> list[int]:
+    """``[n_in, width × hidden, n_out]``: the MNIST-shaped MLP of the issue (784-1024-1024-1024-10)."""
+    return [n_in] + [width] * hidden + [n_out]
+
+
+def plain_loss(params, x, labels):
+    """The same MLP and loss in plain jnp, differentiated by XLA's autodiff (``jax.grad``)."""
+    h = x
+    for i, layer in enumerate(params):
+        h = h @ layer["W"].T + layer["b"]
+        if i < len(params) - 1:
+            h = jnp.maximum(h, 0)
+    lse = jax.nn.logsumexp(h, axis=-1)
+    picked = jnp.take_along_axis(h, labels[:, None], axis=-1)[:, 0]
+    return jnp.mean(lse - picked)
+
+
+def fnnet_loss(params, x, labels):
+    """fnnet's MLP (dense, relu) and softmax cross-entropy: every op a primitive with a hand rule."""
+    from fnnet.parallel import mlp_loss
+
+    return mlp_loss(params, x, labels)
+
+
+def hand_loss_and_grad() -> Callable | None:
+    """fnnet.train's explicit hand backprop ``(params, x, labels) -> (loss, grads)``, if present."""
+    try:
+        from fnnet import train
+    except ImportError:
+        return None
+    fn = getattr(train, "loss_and_grad", None)
+    if fn is None:
+        return None
+    return lambda p, x, y: fn(p, x, y)
+
+
+def step_flops(sizes, batch: int) -> int:
+    """Matrix-product FLOPs of one training step (2 per multiply-add; elementwise work not counted).
+
+    Forward ``x Wᵀ``: 2·B·n_in·n_out per layer; backward ∂W = δᵀx the same for every layer and
+    ∂x = δW the same for every layer but the first (the gradient of the data is not needed).
+    """
+    per = [2 * batch * a * b for a, b in zip(sizes[:-1], sizes[1:])]
+    return 2 * sum(per) + sum(per[1:])
+
+
+def _sgd_step(loss_and_grad):
+    def step(params, x, labels):
+        loss, grads = loss_and_grad(params, x, labels)
+        new = jax.tree_util.tree_map(lambda p, g: p - jnp.asarray(LR, p.dtype) * g, params, grads)
+        return new, loss
+
+    return step
+
+
+def make_steps(include_hand: bool = True) -> dict[str, Callable]:
+    """Uncompiled training steps ``step(params, x, labels) -> (new_params, loss)`` by name."""
+    steps = {
+        "fnnet": _sgd_step(jax.value_and_grad(fnnet_loss)),
+        "jax": _sgd_step(jax.value_and_grad(plain_loss)),
+    }
+    hand = hand_loss_and_grad() if include_hand else None
+    if hand is not None:
+        steps["hand"] = _sgd_step(hand)
+    return steps
+
+
+def _problem(width, batch, seed=0, sizes=None):
+    from fnnet import layers
+
+    sizes = sizes or mlp_sizes(width)
+    kp, kx, ky = jax.random.split(jax.random.key(seed), 3)
+    params = layers.init_mlp(kp, sizes, init="he", dtype=jnp.float32)
+    x = jax.random.normal(kx, (batch, sizes[0]), jnp.float32)
+    labels = jax.random.randint(ky, (batch,), 0, sizes[-1])
+    return params, x, labels
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.02
+) -> dict[str, list[float]]:
+    """Seconds per call of each thunk, one list entry per round, rounds interleaved.
+
+    Each thunk is called once to warm up, then timed ``inner`` times per round, ``inner`` chosen so that
+    the slowest competitor takes about ``min_seconds`` per round (every call blocks until its result is
+    ready: no overlap between calls). The order of the competitors rotates from round to round.
+    """
+    names = list(fns)
+    warm = {}
+    for n in names:
+        jax.block_until_ready(fns[n]())
+        t = time.perf_counter()
+        jax.block_until_ready(fns[n]())
+        warm[n] = time.perf_counter() - t
+    inner = max(1, int(math.ceil(min_seconds / max(max(warm.values()), 1e-6))))
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            f = fns[n]
+            t = time.perf_counter()
+            for _ in range(inner):
+                jax.block_until_ready(f())
+            times[n].append((time.perf_counter() - t) / inner)
+    return times
+
+
+def paired_ratio(times, a, b) -> float:
+    """Median over rounds of ``time[a] / time[b]`` within the round."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def _med(ts):
+    return statistics.median(ts)
+
+
+def _fmt_ms(s):
+    return f"{s * 1e3:9.3f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# 1 + 2. Training step and roofline
+# ---------------------------------------------------------------------------------------------
+
+
+def _torch_step(sizes, batch, seed=0):
+    """PyTorch's CPU SGD step on the same MLP, or None when torch is not installed."""
+    import os
+
+    # PyTorch's OpenMP threads spin for a while after each parallel region; left spinning they steal
+    # the cores from whatever runs next (XLA's step in the next slot of the round). Passive waiting
+    # keeps the interleaved timings independent. Only effective before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    x = torch.randn(batch, sizes[0])
+    y = torch.randint(0, sizes[-1], (batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.sub_(LR * p.grad)
+        return loss.item()
+
+    return step
+
+
+def bench_step(
+    widths=WIDTHS, batch=BATCH, rounds=7, torch=True, min_seconds=0.02, out=print
+) -> list[dict]:
+    """Time each training step and a bare matmul side by side; one row per width.
+
+    Row keys: ``width``, ``flops``, ``ms`` (median ms per step by competitor), ``ratio`` (paired median
+    of competitor / jax), ``gflops`` (step FLOPs / median time), ``matmul_gflops`` (the bare matmul
+    ``(batch, w) @ (w, w)``), ``of_matmul`` (fnnet's GFLOP/s over the matmul's).
+    """
+    steps = {k: jax.jit(v) for k, v in make_steps().items()}
+    rows = []
+    for w in widths:
+        sizes = mlp_sizes(w)
+        params, x, labels = _problem(w, batch)
+        fns = {k: functools.partial(f, params, x, labels) for k, f in steps.items()}
+        a = jax.random.normal(jax.random.key(1), (batch, w), jnp.float32)
+        b = jax.random.normal(jax.random.key(2), (w, w), jnp.float32)
+        mm = jax.jit(lambda a, b: a @ b.T)
+        fns["matmul"] = functools.partial(mm, a, b)
+        times = interleaved(fns, rounds, min_seconds)
+        # PyTorch in a pass of its own against the same jax step: its thread pool is not XLA's, and
+        # sharing rounds with it would perturb the fnnet/jax pairs that the targets are about.
+        tstep = _torch_step(sizes, batch) if torch else None
+        if tstep is not None:
+            ttimes = interleaved({"jax": fns["jax"], "torch": tstep}, rounds, min_seconds)
+            times["torch"] = ttimes["torch"]
+            torch_ratio = paired_ratio(ttimes, "torch", "jax")
+        flops = step_flops(sizes, batch)
+        mm_rate = 2 * batch * w * w / _med(times["matmul"]) / 1e9
+        row = {
+            "width": w,
+            "sizes": sizes,
+            "flops": flops,
+            "ms": {k: _med(v) * 1e3 for k, v in times.items()},
+            "ratio": {k: paired_ratio(times, k, "jax") for k in times if k not in ("jax", "matmul", "torch")},
+            "gflops": {k: flops / _med(v) / 1e9 for k, v in times.items() if k != "matmul"},
+            "matmul_gflops": mm_rate,
+        }
+        if tstep is not None:
+            row["ratio"]["torch"] = torch_ratio
+        row["of_matmul"] = row["gflops"]["fnnet"] / mm_rate
+        rows.append(row)
+        out(_step_line(row))
+    return rows
+
+
+def _step_line(row):
+    parts = [f"w={row['width']:5d}"]
+    parts += [f"{k} {row['ms'][k]:.3f} ms" for k in row["ms"] if k != "matmul"]
+    parts += [f"{k}/jax {row['ratio'][k]:.3f}" for k in row["ratio"]]
+    parts += [
+        f"fnnet {row['gflops']['fnnet']:.1f} GFLOP/s = {100 * row['of_matmul']:.0f}% of matmul "
+        f"{row['matmul_gflops']:.1f}"
+    ]
+    return "  " + " | ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Compile time against depth
+# ---------------------------------------------------------------------------------------------
+
+
+def init_stacked(key, depth, width, dtype=jnp.float32):
+    """A homogeneous ``width → width`` MLP of ``depth`` layers, stacked: W ``(depth, w, w)``, b ``(depth, w)``."""
+    W = jax.random.normal(key, (depth, width, width), dtype) * math.sqrt(2.0 / width)
+    return {"W": W, "b": jnp.zeros((depth, width), dtype)}
+
+
+def deep_loss(dense, relu, unrolled=False):
+    """Softmax cross-entropy of a deep stacked MLP, the layers run by ``lax.scan`` (or unrolled)."""
+
+    def loss(stacked, x, labels):
+        def layer(h, p):
+            return relu(dense(p, h)), None
+
+        if unrolled:
+            h = x
+            for i in range(stacked["W"].shape[0]):
+                h, _ = layer(h, {"W": stacked["W"][i], "b": stacked["b"][i]})
+        else:
+            h, _ = lax.scan(layer, x, stacked)
+        lse = jax.nn.logsumexp(h, axis=-1)
+        return jnp.mean(lse - jnp.take_along_axis(h, labels[:, None], axis=-1)[:, 0])
+
+    return loss
+
+
+def _deep_losses(unrolled=False):
+    from fnnet import layers, losses
+    import fnnet
+
+    def fnnet_deep(stacked, x, labels):
+        def layer(h, p):
+            return fnnet.relu(layers.dense(p, h)), None
+
+        if unrolled:
+            h = x
+            for i in range(stacked["W"].shape[0]):
+                h, _ = layer(h, {"W": stacked["W"][i], "b": stacked["b"][i]})
+        else:
+            h, _ = lax.scan(layer, x, stacked)
+        per_example = losses.softmax_cross_entropy_with_integer_labels(h, labels)
+        return jnp.mean(per_example) if jnp.ndim(per_example) else per_example
+
+    plain = deep_loss(lambda p, h: h @ p["W"].T + p["b"], lambda z: jnp.maximum(z, 0), unrolled)
+    return {"fnnet": fnnet_deep, "jax": plain}
+
+
+def compile_seconds(loss, args) -> tuple[float, float]:
+    """(trace + lower, XLA compile) seconds of a fresh ``jit`` of the SGD step of ``loss``."""
+    step = _sgd_step(jax.value_and_grad(loss))
+    # A new function object each time: jit's caches are keyed on it, so nothing is reused.
+    fresh = jax.jit(lambda *a: step(*a))
+    t0 = time.perf_counter()
+    lowered = fresh.lower(*args)
+    t1 = time.perf_counter()
+    lowered.compile()
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1
+
+
+def bench_compile(depths=(4, 64), width=128, batch=32, repeats=3, unrolled=True, out=print) -> list[dict]:
+    """Compile time (trace + lower + compile, median of ``repeats``, interleaved) by depth and layout."""
+    rows = []
+    kinds = [("scan", False)] + ([("unrolled", True)] if unrolled else [])
+    for kind, unroll in kinds:
+        losses_ = _deep_losses(unroll)
+        for name, loss in losses_.items():
+            per_depth = {d: [] for d in depths}
+            for _ in range(repeats):
+                for d in depths:
+                    stacked = init_stacked(jax.random.key(0), d, width)
+                    x = jax.random.normal(jax.random.key(1), (batch, width), jnp.float32)
+                    labels = jax.random.randint(jax.random.key(2), (batch,), 0, width)
+                    lo, co = compile_seconds(loss, (stacked, x, labels))
+                    per_depth[d].append(lo + co)
+            row = {"layout": kind, "model": name, "seconds": {d: _med(v) for d, v in per_depth.items()}}
+            row["ratio"] = row["seconds"][depths[-1]] / row["seconds"][depths[0]]
+            rows.append(row)
+            secs = "  ".join(f"depth {d}: {s:.3f} s" for d, s in row["seconds"].items())
+            out(f"  {kind:8s} {name:5s}  {secs}  depth {depths[-1]}/depth {depths[0]} = {row['ratio']:.2f}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Memory
+# ---------------------------------------------------------------------------------------------
+
+
+def temp_bytes(step, args) -> int | None:
+    """XLA's temporary-buffer bytes of the compiled step (None where the backend does not say)."""
+    ma = jax.jit(step).lower(*args).compile().memory_analysis()
+    if ma is None:
+        return None
+    return int(ma.temp_size_in_bytes)
+
+
+def bench_memory(widths=WIDTHS, batch=BATCH, out=print) -> list[dict]:
+    """Temporary bytes of each competitor's compiled step, one row per width."""
+    rows = []
+    for w in widths:
+        args = _problem(w, batch)
+        row = {"width": w, "temp": {k: temp_bytes(s, args) for k, s in make_steps().items()}}
+        j = row["temp"]["jax"]
+        row["ratio"] = {k: (v / j if (v is not None and j) else None) for k, v in row["temp"].items() if k != "jax"}
+        rows.append(row)
+        mib = "  ".join(f"{k} {v / 2**20:8.2f} MiB" for k, v in row["temp"].items() if v is not None)
+        rat = "  ".join(f"{k}/jax {v:.3f}" for k, v in row["ratio"].items() if v is not None)
+        out(f"  w={w:5d}  {mib}  {rat}")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+BENCHES = ("step", "compile", "memory")
+
+
+def _ints(s):
+    return tuple(int(v) for v in s.split(",") if v)
+
+
+def main(argv=None) -> int:
+    """``python -m fnnet bench [--full] [--only step,compile,memory] [--widths 128,512,2048] ...``"""
+    p = argparse.ArgumentParser(prog=CMD, description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="the default: 7 rounds, 3 compile repeats")
+    p.add_argument("--full", action="store_true", help="more rounds and repeats (slower, tighter medians)")
+    p.add_argument("--json", default=None, help="also write every figure to this JSON file")
+    p.add_argument("--only", default=",".join(BENCHES), help=f"comma list of {', '.join(BENCHES)}")
+    p.add_argument("--widths", type=_ints, default=WIDTHS, help="hidden widths of the step MLP")
+    p.add_argument("--batch", type=int, default=BATCH)
+    p.add_argument("--rounds", type=int, default=None, help="timing rounds (quick 7, full 21)")
+    p.add_argument("--depths", type=_ints, default=(4, 64), help="depths of the compile-time benchmark")
+    p.add_argument("--deep-width", type=int, default=128, help="width of the compile-time MLP")
+    p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
+    p.add_argument("--no-unrolled", action="store_true", help="skip the unrolled contrast in compile")
+    args = p.parse_args(argv)
+    only = [b for b in args.only.split(",") if b]
+    bad = [b for b in only if b not in BENCHES]
+    if bad:
+        p.error(f"unknown benchmark(s) {bad}; choose from {', '.join(BENCHES)}")
+    rounds = args.rounds or (21 if args.full else 7)
+    repeats = 5 if args.full else 3
+    widths = ",".join(map(str, args.widths))
+
+    print(f"fnnet bench: jax {jax.__version__}, {jax.devices()[0].platform} × {jax.device_count()}, "
+          f"float32, batch {args.batch}, {'full' if args.full else 'quick'} ({rounds} rounds)")
+    if hand_loss_and_grad() is None:
+        print("  (fnnet.train.loss_and_grad not available: the explicit hand backprop is left out)")
+    results: dict[str, Any] = {}
+    if "step" in only:
+        print(f"\n[1, 2] training step 784-w-w-w-10, relu, softmax cross-entropy; ratios = paired medians "
+              f"over rounds; roofline vs (batch, w) @ (w, w)\n  $ {CMD} --only step --widths {widths} "
+              f"--batch {args.batch} --rounds {rounds}")
+        results["step"] = bench_step(args.widths, args.batch, rounds, torch=not args.no_torch)
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("  (torch not installed: PyTorch's step left out; it is not a dependency of fnnet)")
+    if "compile" in only:
+        depths = ",".join(map(str, args.depths))
+        print(f"\n[3] compile time (trace + lower + XLA compile) of a deep {args.deep_width}-wide MLP step, "
+              f"median of {repeats}\n  $ {CMD} --only compile --depths {depths} --deep-width {args.deep_width}")
+        results["compile"] = bench_compile(
+            args.depths, args.deep_width, repeats=repeats, unrolled=not args.no_unrolled
+        )
+    if "memory" in only:
+        print(f"\n[4] temporary bytes of the compiled step (memory_analysis)\n  $ {CMD} --only memory "
+              f"--widths {widths} --batch {args.batch}")
+        results["memory"] = bench_memory(args.widths, args.batch)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump({"jax": jax.__version__, "platform": jax.devices()[0].platform,
+                       "rounds": rounds, "batch": args.batch, **results}, f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Smoke tests of fnnet.bench on tiny configurations: the machinery runs and reports what it says.
+
+No timing is asserted (the machine is shared; timings are the benchmark's output, not a property).
+What is asserted is structural and exact: the FLOP count, that every competitor is measured, that the
+competitors compute the same step (so the benchmark compares like with like).
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet import bench
+
+
+def test_step_flops_counts_forward_dw_and_dx_but_not_the_data_gradient():
+    # sizes 3-4-2, batch 5: per-layer 2·B·n_in·n_out = 120 and 80; forward + ∂W for both, ∂x for the second.
+    assert bench.step_flops([3, 4, 2], 5) == 2 * (120 + 80) + 80
+
+
+def test_competitors_compute_the_same_step():
+    """fnnet (hand rules under jax.grad), hand backprop (if present) and plain jax.grad agree."""
+    args = bench._problem(16, 8, sizes=[12, 16, 16, 10])
+    outs = {k: jax.jit(s)(*args) for k, s in bench.make_steps().items()}
+    assert {"fnnet", "jax"} <= set(outs)
+    ref_params, ref_loss = outs["jax"]
+    for name, (params, loss) in outs.items():
+        # float32 step; the two differentiations sum the same products in different orders, so they
+        # agree to a few ulp of the gradient, scaled by lr = 0.01 in the update: 1e-5 is ~100 ulp of
+        # the parameters (|p| ~ 0.5), far below any real error (a wrong rule moves p by ~lr·|g| ~ 1e-3).
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-6, err_msg=name)
+        for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ref_params)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
+
+
+def test_bench_step_tiny_reports_every_competitor():
+    lines = []
+    rows = bench.bench_step(widths=(16,), batch=8, rounds=2, torch=False, min_seconds=0.0, out=lines.append)
+    (row,) = rows
+    assert row["width"] == 16 and row["sizes"] == [784, 16, 16, 16, 10]
+    assert {"fnnet", "jax", "matmul"} <= set(row["ms"])
+    assert "fnnet" in row["ratio"] and all(v > 0 for v in row["ratio"].values())
+    assert row["flops"] == bench.step_flops(row["sizes"], 8)
+    assert len(lines) == 1 and "fnnet/jax" in lines[0]
+
+
+def test_bench_compile_tiny():
+    rows = bench.bench_compile(depths=(1, 2), width=8, batch=4, repeats=1, unrolled=False, out=lambda s: None)
+    assert {(r["layout"], r["model"]) for r in rows} == {("scan", "fnnet"), ("scan", "jax")}
+    assert all(set(r["seconds"]) == {1, 2} and r["ratio"] > 0 for r in rows)
+
+
+def test_deep_scan_model_matches_plain():
+    """The scanned fnnet deep MLP and the plain one compute the same loss and gradient."""
+    stacked = bench.init_stacked(jax.random.key(0), 3, 8)
+    x = jax.random.normal(jax.random.key(1), (4, 8), jnp.float32)
+    labels = jnp.array([0, 3, 7, 1])
+    losses = bench._deep_losses()
+    (lf, gf), (lj, gj) = (jax.value_and_grad(losses[k])(stacked, x, labels) for k in ("fnnet", "jax"))
+    np.testing.assert_allclose(lf, lj, rtol=1e-6)
+    # float32 gradients summed in different orders: agreement to ~10 ulp of the largest entry.
+    for a, b in zip(jax.tree_util.tree_leaves(gf), jax.tree_util.tree_leaves(gj)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6 * float(jnp.max(jnp.abs(b))) * 10)
+
+
+def test_bench_memory_tiny():
+    (row,) = bench.bench_memory(widths=(16,), batch=8, out=lambda s: None)
+    assert {"fnnet", "jax"} <= set(row["temp"])
+
+
+def test_main_runs_and_rejects_unknown_benchmark(capsys, tmp_path):
+    out = tmp_path / "m.json"
+    assert bench.main(["--only", "memory", "--widths", "16", "--batch", "8", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "python -m fnnet bench --only memory --widths 16 --batch 8" in text
+    assert out.exists()
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "nonsense"])
