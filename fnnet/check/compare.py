@@ -92,11 +92,11 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         why = "no reference: pass reference=, or give f a .reference attribute"
         return Comparison(name, SKIP, detail=why), {}
     try:
-        T = [ctx.reference64(g) for g in cots.values]
-        low = [ctx.reference_lowp(g) for g in cots.values]
+        T = ctx.references64(cots.values)
+        low = ctx.references_lowp(cots.values)
     except Exception as err:  # noqa: BLE001 - a non-differentiable reference is reported, not fatal
         return Comparison(name, SKIP, detail=f"jax.vjp of {problem.reference_name} failed: {type(err).__name__}: {err}"), {}
-    V = [ctx.rule(g) for g in cots.values]
+    V = ctx.rules(cots.values)
 
     failing = []  # (ratio, c, leaf, flat index, rule, ref, err, tol)
     worst = 0.0

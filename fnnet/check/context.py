@@ -46,18 +46,22 @@ class Context:
     _entry_sampler: object = None
 
     # ---- rule and reference -------------------------------------------------------------------
-    # Each VJP is one jit-compiled function of (x, g), compiled once and reused for every cotangent:
-    # far cheaper than eager evaluation, which compiles every primitive separately.
-    def rule(self, g, raw: bool = False) -> list:
-        """f's VJP (its custom rule, if any) at the inputs' dtype, as float64 numpy arrays.
+    # Each VJP is one jit-compiled function of (x, g), vmapped over a fixed batch of VJP_BATCH
+    # cotangents (padded), so one compilation serves every cotangent of every comparison: far cheaper
+    # than eager evaluation, which compiles every primitive separately.
+    def rules(self, gs: list, raw: bool = False) -> list:
+        """f's VJP (its custom rule, if any) at the inputs' dtype for each cotangent in ``gs``.
 
-        ``raw=True`` returns the arrays as the VJP produced them (for the shape/dtype check).
+        Float64 numpy arrays; ``raw=True`` keeps the arrays as the VJP produced them (shape/dtype check).
         """
         if self._rule is None:
-            self._rule = _vjp_function(self.problem.F)
-        gs = [jnp.asarray(gi, dtype=o.dtype) for gi, o in zip(g, self.problem.out)]
-        v = self._rule(list(self.problem.x), gs)
-        return v if raw else [np.asarray(vi, np.float64) for vi in v]
+            self._rule = _batched_vjp(self.problem.F)
+        cast = [o.dtype for o in self.problem.out]
+        out = _apply_batched(self._rule, self.problem.F, list(self.problem.x), gs, cast)
+        return out if raw else [[np.asarray(vi, np.float64) for vi in v] for v in out]
+
+    def rule(self, g, raw: bool = False) -> list:
+        return self.rules([g], raw)[0]
 
     def eager_rule(self, g) -> list:
         """The same VJP evaluated op by op, without jit."""
@@ -65,25 +69,30 @@ class Context:
         (v,) = self.vjp_fn(gs)
         return [np.asarray(vi, np.float64) for vi in v]
 
-    def reference64(self, g) -> list | None:
+    def references64(self, gs: list) -> list | None:
         """jax.vjp of the reference with every float input and the cotangent upcast to float64."""
         if self.problem.R64 is None:
             return None
         with float64_scope():
             if self._ref64 is None:
-                self._ref64 = _vjp_function(self.problem.R64)
+                self._ref64 = _batched_vjp(self.problem.R64)
             x = [jnp.asarray(xi) for xi in self.x64]
-            v = self._ref64(x, [jnp.asarray(np.asarray(gi, np.float64)) for gi in g])
-            return [np.asarray(vi, np.float64) for vi in v]
+            out = _apply_batched(self._ref64, self.problem.R64, x, gs, [np.float64] * len(self.problem.out))
+            return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
-    def reference_lowp(self, g) -> list | None:
+    def reference64(self, g) -> list | None:
+        out = self.references64([g])
+        return None if out is None else out[0]
+
+    def references_lowp(self, gs: list) -> list | None:
         """jax.vjp of the reference at the inputs' own dtypes (to measure its rounding)."""
         if self.problem.R is None:
             return None
         if self._reflow is None:
-            self._reflow = _vjp_function(self.problem.R)
-        gs = [jnp.asarray(gi, dtype=o.dtype) for gi, o in zip(g, self.problem.out)]
-        return [np.asarray(vi, np.float64) for vi in self._reflow(list(self.problem.x), gs)]
+            self._reflow = _batched_vjp(self.problem.R)
+        cast = [o.dtype for o in self.problem.out]
+        out = _apply_batched(self._reflow, self.problem.R, list(self.problem.x), gs, cast)
+        return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
     # ---- finite differences -------------------------------------------------------------------
     def sample(self, dirs, gs):
@@ -110,9 +119,40 @@ class Context:
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
 
-def _vjp_function(F):
-    """``jit((x, g) -> VJP of F at x applied to g)``."""
-    return jax.jit(lambda x, g: list(jax.vjp(F, x)[1](g)[0]))
+VJP_BATCH = 8
+
+
+def _batched_vjp(F):
+    """``jit((x, G) -> [VJP of F at x applied to G[b] for b])``, vmapped over the cotangents."""
+
+    def apply(x, g):
+        return list(jax.vjp(F, x)[1](g)[0])
+
+    return jax.jit(jax.vmap(apply, in_axes=(None, 0)))
+
+
+def _apply_batched(fn, F, x, gs, dtypes) -> list:
+    """Run the batched VJP over ``gs`` in padded batches of VJP_BATCH; per-cotangent lists of arrays.
+
+    A rule that cannot be vmapped (e.g. a callback without a batching rule) falls back to one jit
+    call per cotangent.
+    """
+    gs = [[jnp.asarray(np.asarray(gi), dtype=dt) for gi, dt in zip(g, dtypes)] for g in gs]
+    out = []
+    try:
+        for start in range(0, len(gs), VJP_BATCH):
+            part = gs[start : start + VJP_BATCH]
+            k = len(part)
+            part = part + [part[0]] * (VJP_BATCH - k)
+            stacked = [jnp.stack([g[j] for g in part]) for j in range(len(part[0]))]
+            res = fn(x, stacked)
+            out += [[r[b] for r in res] for b in range(k)]
+        return out
+    except (ValueError, TypeError):
+        raise
+    except Exception:  # noqa: BLE001 - not vmappable: one cotangent at a time
+        single = jax.jit(lambda x, g: list(jax.vjp(F, x)[1](g)[0]))
+        return [single(x, g) for g in gs]
 
 
 def make_context(problem: Problem, fd: str, seed: int) -> Context:

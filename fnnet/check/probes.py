@@ -61,7 +61,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
         cots = [[np.ones(np.shape(problem.out[0]))] for _ in range(probes)]
     else:
         cots = [rademacher(problem.out, ctx.rng) for _ in range(probes)]
-    V = [ctx.rule(g) for g in cots]
+    V = ctx.rules(cots)
     signs = [[ctx.rng.choice(np.array([-1.0, 1.0]), size=np.shape(ctx.x64[leaf])) for _ in range(probes)] for leaf in range(n_leaves)]
     dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
@@ -186,7 +186,7 @@ def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool]:
 def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_limit_note=True):
     """Comparison (b) in full mode: every entry of every leaf against finite differences."""
     problem = ctx.problem
-    V = [ctx.rule(g) for g in cots.values]
+    V = ctx.rules(cots.values)
     rows, worst, compared, kinks = [], 0.0, 0, 0
     for leaf in range(len(problem.x)):
         n = int(np.prod(np.shape(ctx.x64[leaf])))

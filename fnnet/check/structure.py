@@ -65,17 +65,16 @@ def structural(ctx) -> list:
     """The linear / zero / jit / jvp checks (call after :func:`shapes_and_dtypes` passed)."""
     problem, rng = ctx.problem, ctx.rng
     g1, g2 = _gauss(problem.out, rng), _gauss(problem.out, rng)
-    v1, v2 = ctx.rule(g1), ctx.rule(g2)
+    zero_g = [np.zeros(np.shape(o)) for o in problem.out]
+    v1, v2, combo, zero = ctx.rules([g1, g2, [2 * a + 3 * b for a, b in zip(g1, g2)], zero_g])
     out = []
 
-    combo = ctx.rule([2 * a + 3 * b for a, b in zip(g1, g2)])
     expect = [2 * a + 3 * b for a, b in zip(v1, v2)]
     scale = [np.abs(2 * a) + np.abs(3 * b) for a, b in zip(v1, v2)]
     w = _close(ctx, combo, expect, scale)
     out.append(Comparison("(c) linear in the cotangent", PASS if w <= 1 else FAIL, w,
                           "VJP(2 g1 + 3 g2) vs 2 VJP(g1) + 3 VJP(g2), Gaussian g1, g2"))
 
-    zero = ctx.rule([np.zeros(np.shape(o)) for o in problem.out])
     w = _close(ctx, zero, [np.zeros_like(z) for z in zero], v1)
     out.append(Comparison("(c) zero cotangent gives zero", PASS if w <= 1 else FAIL, w,
                           f"max |VJP(0)| = {max((float(np.max(np.abs(z))) for z in zero if z.size), default=0.0):.2e}"))

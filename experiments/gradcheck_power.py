@@ -1,0 +1,236 @@
+"""Detection and false-positive rates of gradient checkers on seeded VJP bugs.
+
+    python experiments/gradcheck_power.py --quick     # N in {10, 1000}, 1 seed
+    python experiments/gradcheck_power.py             # N in {10, 100, 1e3, 1e4, 1e5}, 3 seeds
+
+Each case is a scalar loss of N inputs (float32 and float64) with a hand-written ``jax.custom_vjp``,
+once correct and once with a seeded bug. Checkers: fnnet auto (reference = the undecorated primal),
+fnnet auto with no reference (finite-difference probes only: the function is wrapped in jax.jit,
+which hides ``.fun``), fnnet full (N <= 1e4), ``jax.test_util.check_grads(modes=["rev"])``, and
+``torch.autograd.gradcheck`` fast and full (N <= 1e3; only if ``import torch`` works; torch runs the
+same JAX forward and custom VJP through a ``torch.autograd.Function``). A cell is the fraction of
+seeds flagged; the ``correct`` rows are false-positive rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet.check import gradcheck
+
+
+# ---- cases: make(n, dtype, bug, rng) -> (custom_vjp f, args) -----------------------------------
+def _custom(primal, rule):
+    f = jax.custom_vjp(primal)
+    f.defvjp(lambda *a: (primal(*a), a), lambda a, g: rule(g, *a))
+    return f
+
+
+def entry(rel):
+    def make(n, dtype, bug, rng):
+        x = jnp.asarray(rng.standard_normal(n), dtype)
+        k = int(rng.integers(n))
+
+        def rule(g, x):
+            y = jnp.tanh(x)
+            v = g * 2 * y * (1 - y**2)
+            return (v.at[k].multiply(1 + rel) if bug else v,)
+
+        return _custom(lambda x: jnp.sum(jnp.tanh(x) ** 2), rule), (x,)
+
+    return make
+
+
+def leaf_factor(n, dtype, bug, rng):
+    a, b = (jnp.asarray(rng.standard_normal(max(n // 2, 1)), dtype) for _ in range(2))
+
+    def rule(g, a, b):
+        da = g * (1 - jnp.tanh(a) ** 2) * b
+        db = g * jnp.tanh(a) * (1.01 if bug else 1.0)
+        return da, db
+
+    return _custom(lambda a, b: jnp.sum(jnp.tanh(a) * b), rule), (a, b)
+
+
+def sign_region(n, dtype, bug, rng):
+    x = jnp.asarray(rng.standard_normal(n), dtype)
+    m = max(1, n // 100)
+
+    def rule(g, x):
+        y = jnp.tanh(x)
+        v = g * 2 * y * (1 - y**2)
+        return (v.at[:m].multiply(-1.0) if bug else v,)
+
+    return _custom(lambda x: jnp.sum(jnp.tanh(x) ** 2), rule), (x,)
+
+
+def transpose(n, dtype, bug, rng):
+    d = max(2, int(np.sqrt(n)))
+    W = jnp.asarray(rng.standard_normal((d, d)) / np.sqrt(d), dtype)
+    x = jnp.asarray(rng.standard_normal((4, d)), dtype)
+
+    def rule(g, W, x):
+        delta = g * (1 - jnp.tanh(x @ W) ** 2)
+        dW = delta.T @ x if bug else x.T @ delta
+        return dW, delta @ W.T
+
+    return _custom(lambda W, x: jnp.sum(jnp.tanh(x @ W)), rule), (W, x)
+
+
+def fan_out(n, dtype, bug, rng):
+    x = jnp.asarray(rng.standard_normal(n), dtype)
+
+    def rule(g, x):  # d/dx sum(tanh(x) x) = (1 - y^2) x + y; the bug drops the second path
+        y = jnp.tanh(x)
+        return (g * ((1 - y**2) * x + (0.0 if bug else y)),)
+
+    return _custom(lambda x: jnp.sum(jnp.tanh(x) * x), rule), (x,)
+
+
+def broadcast(n, dtype, bug, rng):
+    d = max(1, n // 4)
+    b = jnp.asarray(rng.standard_normal(d), dtype)
+    x = jnp.asarray(rng.standard_normal((4, d)), dtype)
+
+    def rule(g, b, x):
+        delta = g * (1 - jnp.tanh(x + b) ** 2)
+        return (delta[0] if bug else delta.sum(0)), delta
+
+    return _custom(lambda b, x: jnp.sum(jnp.tanh(x + b)), rule), (b, x)
+
+
+def softmax(n, dtype, bug, rng):
+    x = jnp.asarray(rng.standard_normal(n), dtype)
+    w = jnp.asarray(rng.standard_normal(n), dtype)
+
+    def rule(gl, x):
+        y = jax.nn.softmax(x)
+        g = gl * w
+        return ((y * g) if bug else y * (g - jnp.sum(g * y)),)
+
+    return _custom(lambda x: jnp.sum(w * jax.nn.softmax(x)), rule), (x,)
+
+
+CASES = {
+    "entry 1e-1": entry(1e-1), "entry 1e-3": entry(1e-3), "entry 1e-6": entry(1e-6),
+    "leaf x1.01": leaf_factor, "sign region": sign_region, "transposed W": transpose,
+    "missing fan-out": fan_out, "broadcast not summed": broadcast, "softmax no subtraction": softmax,
+}
+
+
+# ---- checkers: (f, args) -> True when a problem is reported ------------------------------------
+def fnnet_auto(f, args):
+    return not gradcheck(f, *args).passed
+
+
+def fnnet_fd_only(f, args):
+    return not gradcheck(jax.jit(f), *args).passed
+
+
+def fnnet_full(f, args):
+    return not gradcheck(jax.jit(f), *args, mode="full").passed
+
+
+def check_grads(f, args):
+    from jax.test_util import check_grads as cg
+
+    try:
+        cg(f, args, order=1, modes=["rev"])
+        return False
+    except AssertionError:
+        return True
+
+
+def _torch_fn(f, args):
+    import torch
+
+    dtype = args[0].dtype
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *ts):
+            xs = [jnp.asarray(t.detach().numpy()) for t in ts]
+            ctx.xs = xs
+            return torch.tensor(np.asarray(f(*xs)))
+
+        @staticmethod
+        def backward(ctx, g):
+            _, vjp = jax.vjp(f, *ctx.xs)
+            cot = vjp(jnp.asarray(g.numpy(), dtype))
+            return tuple(torch.tensor(np.asarray(c)) for c in cot)
+
+    return Fn.apply
+
+
+def torch_check(fast):
+    def run(f, args):
+        import torch
+
+        ts = [torch.tensor(np.asarray(a), requires_grad=True) for a in args]
+        try:
+            return not torch.autograd.gradcheck(_torch_fn(f, args), tuple(ts), fast_mode=fast, raise_exception=False)
+        except Exception:  # noqa: BLE001 - e.g. float32 warnings turned errors: count as flagged
+            return True
+
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    opts = parser.parse_args()
+    warnings.filterwarnings("ignore", message=".*double precision.*")  # torch on float32: we know
+    sizes = [10, 1000] if opts.quick else [10, 100, 1000, 10_000, 100_000]
+    seeds = 1 if opts.quick else 3
+    checkers = {"fnnet auto": (fnnet_auto, 10**9), "fnnet fd-only": (fnnet_fd_only, 10**9),
+                "fnnet full": (fnnet_full, 10_000), "check_grads": (check_grads, 10**9)}
+    try:
+        import torch  # noqa: F401
+
+        checkers["torch fast"] = (torch_check(True), 1000)
+        checkers["torch full"] = (torch_check(False), 1000)
+    except ImportError:
+        pass
+    names = list(checkers)
+    t0 = time.time()
+    print(f"jax {jax.__version__}; seeds per cell {seeds}; '-' = not run at that N")
+    header = f"{'case':<24} {'dtype':<8} {'N':>6}  " + "  ".join(f"{n:>13}" for n in names)
+    print(header)
+    for dtype in (jnp.float32, jnp.float64):
+        with jax.enable_x64(dtype == jnp.float64):
+            for n in sizes:
+                for case in ["correct"] + list(CASES):
+                    cells = []
+                    for name in names:
+                        check, limit = checkers[name]
+                        if n > limit:
+                            cells.append("-")
+                            continue
+                        hits = 0
+                        runs = 0
+                        for seed in range(seeds):
+                            rng = np.random.default_rng(seed)
+                            if case == "correct":  # false positives over every case's correct rule
+                                for make in CASES.values():
+                                    f, args = make(n, dtype, False, np.random.default_rng(seed))
+                                    hits += check(f, args)
+                                    runs += 1
+                            else:
+                                f, args = CASES[case](n, dtype, True, rng)
+                                hits += check(f, args)
+                                runs += 1
+                        cells.append(f"{hits}/{runs}")
+                    label = "correct (false pos.)" if case == "correct" else case
+                    print(f"{label:<24} {jnp.dtype(dtype).name:<8} {n:>6}  " + "  ".join(f"{c:>13}" for c in cells),
+                          flush=True)
+    print(f"total {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
