@@ -5,7 +5,7 @@ added to each raw coordinate):
 
 * :func:`xor`: four Gaussian blobs at (±1, ±1); the label is 1 where the signs differ. Not linearly
   separable: the smallest task a linear model cannot fit.
-* :func:`spirals`: ``n_classes`` interleaved spiral arms of radius 0 → 1.
+* :func:`spirals`: ``n_classes`` interleaved spiral arms of radius 0 → 1, ``turns`` turns each.
 * :func:`circles`: a circle of radius 1 (label 0) around one of radius ``factor`` (label 1).
 
 Bundled with scikit-learn (no download; needs ``pip install 'fnnet[experiments]'``):
@@ -102,13 +102,14 @@ def xor(n: int = 400, noise: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np
 
 
 def spirals(
-    n: int = 600, noise: float = 0.05, seed: int = 0, n_classes: int = 2
+    n: int = 600, noise: float = 0.05, seed: int = 0, n_classes: int = 2, turns: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Interleaved spirals: ``n_classes`` arms, each 1.75 turns from the centre to radius 1.
+    """Interleaved spirals: ``n_classes`` arms, each ``turns`` turns from the centre to radius 1.
 
-    Arm ``k`` at parameter ``t ∈ [0, 1]``: radius ``t``, angle ``3.5π·t + 2πk/n_classes``; Gaussian
-    noise of std ``noise`` is added to each coordinate (adjacent arms are ``1/(1.75·n_classes)`` apart
-    along a ray, so noise above ~0.1 makes two arms overlap).
+    Arm ``k`` at parameter ``t ∈ [0, 1]``: radius ``t``, angle ``2π·turns·t + 2πk/n_classes``;
+    Gaussian noise of std ``noise`` is added to each coordinate (adjacent arms are
+    ``1/(turns·n_classes)`` apart along a ray, so noise above ~0.1 makes two arms overlap). More turns
+    make a harder problem: 1.75 (TensorFlow Playground's) takes a small MLP thousands of steps.
 
     Returns:
       ``x: (n, 2)`` float64, ``y: (n,)`` int32.
@@ -116,11 +117,13 @@ def spirals(
     _check_n_noise("fnnet.data.spirals", n, noise, 2)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
         raise ValueError(f"fnnet.data.spirals: n_classes must be an integer >= 2; got {n_classes!r}")
+    if not (isinstance(turns, (int, float)) and 0 < turns < math.inf):
+        raise ValueError(f"fnnet.data.spirals: turns must be a positive number; got {turns!r}")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for k, m in enumerate(_counts(n, n_classes)):
         t = np.linspace(0.0, 1.0, m) if m > 1 else np.zeros(m)
-        angle = 3.5 * np.pi * t + 2 * np.pi * k / n_classes
+        angle = 2 * np.pi * turns * t + 2 * np.pi * k / n_classes
         xs.append(np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1))
         ys.append(np.full(m, k, np.int32))
     x = np.concatenate(xs) + noise * rng.standard_normal((n, 2))
@@ -250,7 +253,7 @@ def load(
       test_fraction: share of each class held out for testing.
       dtype: of the features (``np.float32`` or ``np.float64``).
       options: for the synthetic sets, their generator's arguments (``n``, ``noise``, ``n_classes``,
-        ``factor``).
+        ``factor``, ``turns``).
 
     Raises:
       ValueError: an unknown ``name`` (the message lists the known ones), or options given to a

@@ -38,8 +38,8 @@ def test_noise_free_sets_match_their_definition():
     x, y = data.circles(n=40, noise=0.0, factor=0.3)
     r = np.hypot(x[:, 0], x[:, 1])
     np.testing.assert_allclose(r, np.where(y == 0, 1.0, 0.3), rtol=1e-12)
-    # spirals: radii span [0, 1]; arm k's angle is 3.5π·r + 2πk/K (mod 2π) at radius r.
-    x, y = data.spirals(n=60, noise=0.0, n_classes=3)
+    # spirals: radii span [0, 1]; arm k's angle is 2π·turns·r + 2πk/K (mod 2π) at radius r.
+    x, y = data.spirals(n=60, noise=0.0, n_classes=3, turns=1.75)
     r = np.hypot(x[:, 0], x[:, 1])
     assert r.min() == 0.0 and abs(r.max() - 1.0) < 1e-12
     keep = r > 1e-9
@@ -55,6 +55,8 @@ def test_synthetic_argument_errors():
         data.circles(noise=-0.1)
     with pytest.raises(ValueError, match="n_classes"):
         data.spirals(n_classes=1)
+    with pytest.raises(ValueError, match="turns must be a positive number"):
+        data.spirals(turns=0)
     with pytest.raises(ValueError, match="factor"):
         data.circles(factor=1.5)
 

@@ -1,0 +1,728 @@
+r"""Training an MLP with the hand-written backward pass alone.
+
+**Backprop as an explicit loop.** :func:`loss_and_grad` runs the network forward layer by layer with
+each primitive's ``fwd`` (keeping its residuals on a tape), then walks the tape in reverse with each
+primitive's ``bwd``: the loss rule gives δ_L = ∂ℓ/∂logits, and for every layer l = L … 1
+
+.. math::
+
+    δ ← δ ⊙ φ'(z_l)\ \text{(the activation's rule; none after the last layer)},\qquad
+    \bar W_l = Σ_{batch} δ\, h_{l-1}^\top,\quad \bar b_l = Σ_{batch} δ,\quad δ ← δ W_l
+
+(the dense rule). No ``jax.grad``, ``jax.vjp`` or ``custom_vjp`` is involved: only the rules written in
+:mod:`fnnet.layers`, :mod:`fnnet.activations` and :mod:`fnnet.losses`. The tests check the result
+against ``jax.value_and_grad`` of the same loss, in float32 and float64.
+
+**Training.** Optimisers are pure ``(init, update)`` pairs over pytrees with optax's signature
+(``update(grads, state, params) -> (updates, state)``; new params = params + updates), so any optax
+optimiser plugs in where :func:`sgd` or :func:`momentum` does. :func:`make_step` builds one pure
+training step; :func:`make_epoch` one whole epoch as a single compiled ``lax.scan`` over shuffled
+minibatches (no Python loop per step); :func:`fit` loops over epochs in Python, one compiled call each,
+with an optional progress callback.
+
+**Command line.** ``python -m fnnet train --dataset NAME`` (see :func:`main`).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from fnnet import primitive as _primitive
+
+__all__ = [
+    "Optimizer",
+    "sgd",
+    "momentum",
+    "apply_updates",
+    "LOSSES",
+    "activation_names",
+    "loss_fn",
+    "loss_and_grad",
+    "make_step",
+    "make_epoch",
+    "accuracy",
+    "evaluate",
+    "EpochInfo",
+    "FitResult",
+    "fit",
+    "DEFAULTS",
+    "main",
+]
+
+Params = Sequence[Mapping[str, jax.Array]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Resolving the activation and the loss to their primitives
+# ---------------------------------------------------------------------------------------------
+
+
+def _activation_rule(activation):
+    """``(primitive, static)`` for an activation given by name, public function or partial.
+
+    None means no activation (a linear network): ``(None, {})``. A ``functools.partial`` of a public
+    fnnet function fixes hyperparameters (``partial(fnnet.leaky_relu, negative_slope=0.2)``).
+    """
+    if activation is None:
+        return None, {}
+    static: dict[str, Any] = {}
+    fn = activation
+    if isinstance(fn, functools.partial):
+        if fn.args:
+            raise TypeError(
+                "fnnet.train: a partial activation may fix hyperparameters by keyword only; got "
+                f"positional arguments {fn.args!r}"
+            )
+        static = dict(fn.keywords)
+        fn = fn.func
+    if isinstance(fn, str):
+        prim = _activation_primitives().get(fn)
+        if prim is None:
+            raise ValueError(
+                f"fnnet.train: unknown activation {fn!r}; known: {', '.join(activation_names())}"
+            )
+    elif isinstance(fn, _primitive.Primitive):
+        prim = fn
+    elif isinstance(getattr(fn, "primitive", None), _primitive.Primitive):
+        prim = fn.primitive
+    else:
+        raise TypeError(
+            "fnnet.train: the hand-written backward pass needs an activation with a hand-written rule "
+            "(an fnnet activation, by name or function); got "
+            f"{getattr(fn, '__name__', type(fn).__name__)!r}, which has none. Use jax.grad of "
+            "fnnet.train.loss_fn for arbitrary functions."
+        )
+    if len(prim.arg_names) != 1:
+        raise ValueError(
+            f"fnnet.train: activation {prim.name!r} takes arrays {prim.arg_names}; an activation "
+            "takes one"
+        )
+    unknown = sorted(set(static) - set(prim.static_defaults))
+    if unknown:
+        raise TypeError(
+            f"fnnet.train: activation {prim.name!r} has no hyperparameter {', '.join(unknown)}; "
+            f"it has {', '.join(prim.static_defaults) or 'none'}"
+        )
+    return prim, {**prim.static_defaults, **static}
+
+
+def _activation_primitives() -> dict[str, _primitive.Primitive]:
+    """Every one-array fnnet primitive usable between layers, by registry name and alias (swish)."""
+    import fnnet.activations as acts
+
+    prims = {
+        name: p
+        for name, p in _primitive.registry().items()
+        if len(p.arg_names) == 1 and (p.elementwise or name in ("softmax", "log_softmax"))
+    }
+    for name in getattr(acts, "__all__", ()):
+        p = getattr(getattr(acts, name, None), "primitive", None)
+        if isinstance(p, _primitive.Primitive) and p.name in prims:
+            prims.setdefault(name, p)
+    return prims
+
+
+def activation_names() -> list[str]:
+    """The activation names accepted by :func:`loss_and_grad` and ``--activation``."""
+    return sorted(_activation_primitives())
+
+
+LOSSES = ("softmax_cross_entropy", "mse")
+
+
+def _loss_name(loss) -> str:
+    """The name of a training loss given by name or as fnnet's public loss function."""
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"fnnet.train: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        return loss
+    from fnnet import losses as _losses
+
+    by_function = {
+        id(_losses.softmax_cross_entropy): "softmax_cross_entropy",
+        id(_losses.softmax_cross_entropy_with_integer_labels): "softmax_cross_entropy",
+        id(_losses.mse): "mse",
+    }
+    if id(loss) not in by_function:
+        raise TypeError(
+            f"fnnet.train: loss must be one of {', '.join(LOSSES)} (a name or fnnet's function); "
+            f"got {loss!r}"
+        )
+    return by_function[id(loss)]
+
+
+def _targets(labels, logits):
+    """Targets in the logits' shape and dtype: integer class labels become one-hot rows.
+
+    Both losses take a target per logit: a distribution over classes for the cross-entropy, a value per
+    output for mse. Integer labels (``(batch,)``) are one-hot encoded; float targets pass unchanged.
+    An integer label outside ``[0, C)`` gives a zero row; the loss then reports NaN (:func:`_invalid`).
+    """
+    labels = jnp.asarray(labels)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        n_classes = logits.shape[-1]
+        return (labels[..., None] == jnp.arange(n_classes, dtype=labels.dtype)).astype(logits.dtype)
+    return labels
+
+
+def _invalid(labels, n_classes):
+    """Where integer labels are out of range (None for float targets): their loss is made NaN, as
+    fnnet.losses does under jit, never a silently wrong class."""
+    labels = jnp.asarray(labels)
+    if not jnp.issubdtype(labels.dtype, jnp.integer):
+        return None
+    return (labels < 0) | (labels >= n_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loss, and its gradient by the hand-written backward pass
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_params(params, x):
+    """Plain-Python checks of an MLP's params against the input, before anything is traced."""
+    if isinstance(params, Mapping) or not isinstance(params, Sequence) or len(params) == 0:
+        raise TypeError(
+            "fnnet.train: params must be a non-empty list of dense dicts {'W': (out, in), 'b': (out,)} "
+            f"(fnnet.layers.init_mlp); got {type(params).__name__}"
+        )
+    n_in = jnp.shape(x)[-1] if jnp.ndim(x) else None
+    for i, layer in enumerate(params):
+        if not isinstance(layer, Mapping) or "W" not in layer:
+            raise TypeError(f"fnnet.train: params[{i}] must be a dict with key 'W'; got {layer!r:.80}")
+        shape = tuple(jnp.shape(layer["W"]))
+        if len(shape) != 2 or shape[1] != n_in:
+            raise ValueError(
+                f"fnnet.train: params[{i}]['W'] has shape {shape}; expected (n_out, {n_in}) to fit "
+                + ("x" if i == 0 else f"params[{i - 1}]['W'] of shape {tuple(jnp.shape(params[i - 1]['W']))}")
+            )
+        n_in = shape[0]
+
+
+def _check_labels(params, x, labels):
+    """Plain-Python checks of the labels against the network's input and output, before tracing."""
+    n_classes = int(jnp.shape(params[-1]["W"])[0])
+    batch = tuple(jnp.shape(x)[:-1])
+    dtype = getattr(labels, "dtype", None)
+    if dtype is None:
+        labels = np.asarray(labels)
+        dtype = labels.dtype
+    if jnp.issubdtype(dtype, jnp.integer) and dtype != jnp.bool_:
+        if tuple(jnp.shape(labels)) != batch:
+            raise ValueError(
+                f"fnnet.train: integer labels of shape {tuple(jnp.shape(labels))} must have the batch "
+                f"shape {batch} of x (shape {tuple(jnp.shape(x))})"
+            )
+        if not isinstance(labels, jax.core.Tracer):
+            lab = np.asarray(labels)
+            bad = (lab < 0) | (lab >= n_classes)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(
+                    f"fnnet.train: label {int(lab[idx])} at index {idx} is out of range "
+                    f"[0, {n_classes}) for a network with {n_classes} outputs"
+                )
+    elif jnp.issubdtype(dtype, jnp.floating):
+        if tuple(jnp.shape(labels)) != batch + (n_classes,):
+            raise ValueError(
+                f"fnnet.train: float targets of shape {tuple(jnp.shape(labels))} must have the shape "
+                f"of the network's output, {batch + (n_classes,)}"
+            )
+    else:
+        raise TypeError(
+            f"fnnet.train: labels must be integer classes or float targets; got dtype {dtype}"
+        )
+
+
+def loss_fn(params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"):
+    """The mean training loss of ``mlp(params, x, activation)`` through fnnet's public functions.
+
+    ``loss="softmax_cross_entropy"``: integer ``labels (batch,)`` go to
+    ``softmax_cross_entropy_with_integer_labels``, float ``(batch, C)`` distributions to
+    ``softmax_cross_entropy``. ``loss="mse"``: targets ``(batch, C)``, or integer labels, one-hot
+    encoded. The result is the mean over the batch. Under ``jax.grad`` the gradient comes from the
+    same hand rules applied by JAX's ``custom_vjp`` machinery; :func:`loss_and_grad` applies them
+    itself. The two agree to rounding (tests).
+    """
+    from fnnet import layers, losses
+
+    name = _loss_name(loss)
+    logits = layers.mlp(params, x, activation=activation)
+    labels = jnp.asarray(labels)
+    integer = jnp.issubdtype(labels.dtype, jnp.integer)
+    if name == "softmax_cross_entropy":
+        per_example = (
+            losses.softmax_cross_entropy_with_integer_labels(logits, labels)
+            if integer
+            else losses.softmax_cross_entropy(logits, labels)
+        )
+    else:
+        per_example = losses.mse(logits, _targets(labels, logits))
+        bad = _invalid(labels, logits.shape[-1])
+        if bad is not None:
+            per_example = jnp.where(bad, jnp.nan, per_example)
+    return jnp.mean(per_example)
+
+
+def loss_and_grad(params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"):
+    r"""The mean loss of an MLP and its gradient, by the hand-written backward pass alone.
+
+    Forward: :math:`h_0 = x`, :math:`z_l = h_{l-1} W_l^\top + b_l`, :math:`h_l = φ(z_l)` for
+    l < L, logits :math:`z_L`, loss :math:`ℓ = \frac1N Σ_n \operatorname{loss}(z_{L,n}, y_n)`.
+    Each primitive's ``fwd`` returns its output and the residuals its rule needs.
+
+    Backward, from the seed :math:`∂ℓ/∂\operatorname{loss}_n = 1/N` (the mean's rule): the loss rule
+    gives δ = ∂ℓ/∂z_L (for the cross-entropy, :math:`(p − e_y)/N`); then for l = L … 1 the dense rule
+    gives :math:`\bar W_l = δ^\top h_{l-1}`, :math:`\bar b_l = Σ_n δ_n`, :math:`δ ← δ W_l`, and the
+    activation's rule :math:`δ ← δ ⊙ φ'(z_{l-1})` (from its saved input or output).
+
+    **Arguments:**
+
+    - ``params``: a list of ``{"W": (n_out, n_in), "b": (n_out,)}`` (``"b"`` may be absent: b = 0,
+      and the gradient then has no ``"b"`` either).
+    - ``x``: ``(batch, n_in)``.
+    - ``labels``: integer classes ``(batch,)`` (one-hot encoded for the loss), or float targets
+      ``(batch, n_out)``: class distributions for the cross-entropy, values for mse.
+    - ``activation``: an fnnet activation by name, public function, ``functools.partial`` of one (fixing
+      hyperparameters, e.g. ``partial(fnnet.leaky_relu, negative_slope=0.2)``), or None (a linear
+      network). Applied after every layer but the last.
+    - ``loss``: ``"softmax_cross_entropy"`` (default) or ``"mse"``, or fnnet's function of that name.
+
+    **Returns:** ``(loss, grads)``, ``grads`` with the structure, shapes and dtypes of ``params``.
+
+    Pure and jittable; equal to ``jax.value_and_grad(loss_fn)`` up to rounding. Integer labels outside
+    ``[0, n_out)`` raise ``ValueError`` when concrete; under ``jit`` they make the loss NaN.
+    """
+    act, act_static = _activation_rule(activation)
+    from fnnet import layers as _layers, losses as _losses  # noqa: F401  (they register the primitives)
+
+    prim = _primitive.get(_loss_name(loss))
+    dense = _primitive.get("dense")
+    _check_params(params, x)
+    _check_labels(params, x, labels)
+
+    # Forward, keeping each rule's residuals on a tape.
+    tape = []
+    h = x
+    last = len(params) - 1
+    for i, layer in enumerate(params):
+        W = layer["W"]
+        b = layer["b"] if "b" in layer else jnp.zeros(W.shape[:1], W.dtype)
+        z, dense_res = dense.fwd(W, b, h)
+        if i < last and act is not None:
+            h, act_res = act.fwd(z, **act_static)
+        else:
+            h, act_res = z, None
+        tape.append((dense_res, act_res))
+    per_example, loss_res = prim.fwd(h, _targets(labels, h))
+    bad = _invalid(labels, h.shape[-1])
+    if bad is not None:
+        per_example = jnp.where(bad, jnp.nan, per_example)
+    value = jnp.mean(per_example)
+
+    # Backward: walk the tape in reverse, each rule turning ∂ℓ/∂(its output) into ∂ℓ/∂(its inputs).
+    # The mean's rule seeds every example's loss with 1/N.
+    g = jnp.full(per_example.shape, 1.0 / per_example.size, per_example.dtype)
+    delta = prim.bwd(loss_res, g)[0]  # the targets' cotangent is not needed
+    grads: list = [None] * len(params)
+    for i in range(last, -1, -1):
+        dense_res, act_res = tape[i]
+        if act_res is not None:
+            (delta,) = act.bwd(act_res, delta, **act_static)
+        gW, gb, delta = dense.bwd(dense_res, delta)  # layer 0's ∂ℓ/∂x is unused: jit drops it
+        grads[i] = {"W": gW, "b": gb} if "b" in params[i] else {"W": gW}
+    return value, grads
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimisers: pure (init, update) pairs, optax's signature
+# ---------------------------------------------------------------------------------------------
+
+
+class Optimizer(NamedTuple):
+    """A pure optimiser: ``state = init(params)``; ``updates, state = update(grads, state, params)``.
+
+    New parameters are ``apply_updates(params, updates)`` (= params + updates). The signature is
+    optax's ``GradientTransformation``, so an optax optimiser can be used wherever this is.
+    """
+
+    init: Callable[[Any], Any]
+    update: Callable[..., tuple[Any, Any]]
+
+
+def _check_rate(name, value, lo=0.0, hi=math.inf, lo_open=True, hi_open=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not ok:
+        interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+        raise ValueError(f"fnnet.train: {name} must be a finite number in {interval}; got {value!r}")
+    return float(value)
+
+
+def _scale(tree, factor):
+    # factor is a Python float: weakly typed, so each leaf keeps its dtype (float32 stays float32).
+    return jax.tree_util.tree_map(lambda t: factor * t, tree)
+
+
+def sgd(learning_rate: float) -> Optimizer:
+    r"""Plain gradient descent: :math:`θ ← θ − η\,∇ℓ`. No state."""
+    lr = _check_rate("learning_rate", learning_rate)
+
+    def init(params):
+        return ()
+
+    def update(grads, state, params=None):
+        return _scale(grads, -lr), state
+
+    return Optimizer(init, update)
+
+
+def momentum(learning_rate: float, beta: float = 0.9, nesterov: bool = False) -> Optimizer:
+    r"""SGD with (heavy-ball) momentum: :math:`v ← βv + ∇ℓ`, :math:`θ ← θ − ηv`.
+
+    The velocity starts at 0. With ``nesterov=True`` the step is :math:`−η(∇ℓ + βv)` with the new
+    :math:`v` (the gradient's look-ahead form). Same recurrence as ``torch.optim.SGD(momentum=β)`` and
+    ``optax.sgd(η, momentum=β)``. State: the velocity, a pytree shaped like the params.
+    """
+    lr = _check_rate("learning_rate", learning_rate)
+    beta = _check_rate("beta", beta, 0.0, 1.0, lo_open=False, hi_open=True)
+
+    def init(params):
+        return jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    def update(grads, velocity, params=None):
+        velocity = jax.tree_util.tree_map(lambda v, g: beta * v + g, velocity, grads)
+        direction = (
+            jax.tree_util.tree_map(lambda v, g: g + beta * v, velocity, grads) if nesterov else velocity
+        )
+        return _scale(direction, -lr), velocity
+
+    return Optimizer(init, update)
+
+
+def apply_updates(params, updates):
+    """``params + updates`` leaf by leaf, each result in its parameter's dtype."""
+    return jax.tree_util.tree_map(lambda p, u: (p + u.astype(p.dtype)), params, updates)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps and epochs
+# ---------------------------------------------------------------------------------------------
+
+
+def make_step(
+    optimizer: Optimizer,
+    *,
+    activation="relu",
+    loss="softmax_cross_entropy",
+    grad_fn: Callable | None = None,
+):
+    """One pure training step ``step(params, opt_state, x, labels) -> (params, opt_state, loss)``.
+
+    ``grad_fn(params, x, labels) -> (loss, grads)`` defaults to :func:`loss_and_grad` (the hand
+    backprop) with ``activation`` and ``loss``; pass ``jax.value_and_grad(...)`` or a multi-device
+    variant to compare or to scale out. Not jitted: jit it, scan it or shard it as you need.
+    """
+    if grad_fn is None:
+        _activation_rule(activation)  # fail now, in plain Python, not inside a trace
+        _loss_name(loss)
+        grad_fn = functools.partial(loss_and_grad, activation=activation, loss=loss)
+
+    def step(params, opt_state, x, labels):
+        value, grads = grad_fn(params, x, labels)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return apply_updates(params, updates), opt_state, value
+
+    return step
+
+
+def _batches(key, x, labels, batch_size, shuffle):
+    """``(n_batches, batch_size, ...)`` stacks of a shuffled copy of the data.
+
+    The last ``n mod batch_size`` points of each shuffle are left out of that epoch; a fresh
+    permutation each epoch means every point is used in the long run.
+    """
+    n = x.shape[0]
+    b = min(batch_size, n)
+    count = n // b
+    idx = jax.random.permutation(key, n)[: count * b] if shuffle else jnp.arange(count * b)
+    return (
+        x[idx].reshape((count, b) + x.shape[1:]),
+        labels[idx].reshape((count, b) + labels.shape[1:]),
+    )
+
+
+def make_epoch(step: Callable, batch_size: int, *, shuffle: bool = True):
+    """One epoch as one compiled call: ``epoch(params, opt_state, x, labels, key) -> (params,
+    opt_state, losses)``.
+
+    The data are shuffled with ``key`` (unless ``shuffle=False``), cut into ``n // batch_size``
+    minibatches, and ``step`` is run over them by a single ``lax.scan``; ``losses`` holds each step's
+    loss, shape ``(n_batches,)``. A ``batch_size`` above n means full-batch steps.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"fnnet.train: batch_size must be a positive int; got {batch_size!r}")
+
+    def body(carry, batch):
+        params, opt_state = carry
+        params, opt_state, value = step(params, opt_state, *batch)
+        return (params, opt_state), value
+
+    @jax.jit
+    def epoch(params, opt_state, x, labels, key):
+        xb, yb = _batches(key, x, labels, batch_size, shuffle)
+        (params, opt_state), losses = lax.scan(body, (params, opt_state), (xb, yb))
+        return params, opt_state, losses
+
+    return epoch
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("activation",))
+def _predict(params, x, activation):
+    from fnnet import layers
+
+    return jnp.argmax(layers.mlp(params, x, activation=activation), axis=-1)
+
+
+def accuracy(params: Params, x, labels, *, activation="relu") -> float:
+    """The fraction of examples whose largest logit is at the true class.
+
+    ``labels``: integer classes ``(batch,)``, or float targets ``(batch, C)`` whose largest entry is
+    the class.
+    """
+    labels = jnp.asarray(labels)
+    if jnp.issubdtype(labels.dtype, jnp.floating):
+        labels = jnp.argmax(labels, axis=-1)
+    pred = _predict(params, jnp.asarray(x), activation)
+    return float(jnp.mean((pred.astype(labels.dtype) == labels).astype(jnp.float32)))
+
+
+_loss_jit = jax.jit(loss_fn, static_argnames=("activation", "loss"))
+
+
+def evaluate(
+    params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"
+) -> dict[str, float]:
+    """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(x, labels)``."""
+    value = _loss_jit(params, jnp.asarray(x), jnp.asarray(labels), activation=activation, loss=loss)
+    return {"loss": float(value), "accuracy": accuracy(params, x, labels, activation=activation)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+# ---------------------------------------------------------------------------------------------
+
+
+class EpochInfo(NamedTuple):
+    """What :func:`fit` passes to its callback after every epoch (1-based ``epoch``)."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    params: Any
+    opt_state: Any
+    seconds: float
+
+
+class FitResult(NamedTuple):
+    """``params`` and ``opt_state`` after training; ``losses``: the mean step loss of each epoch."""
+
+    params: Any
+    opt_state: Any
+    losses: list
+
+
+def fit(
+    params: Params,
+    x,
+    labels,
+    *,
+    optimizer: Optimizer,
+    epochs: int,
+    batch_size: int,
+    activation="relu",
+    loss="softmax_cross_entropy",
+    key=None,
+    callback: Callable[[EpochInfo], Any] | None = None,
+    grad_fn: Callable | None = None,
+) -> FitResult:
+    """Train for ``epochs`` epochs: a Python loop over epochs, each one compiled ``lax.scan``.
+
+    ``key`` (default ``jax.random.key(0)``) drives the shuffles (one split per epoch).
+    ``callback(info: EpochInfo)`` runs after each epoch (progress bars, logging, early inspection).
+    ``grad_fn`` as in :func:`make_step`.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fnnet.train: epochs must be a non-negative int; got {epochs!r}")
+    key = jax.random.key(0) if key is None else key
+    x, labels = jnp.asarray(x), jnp.asarray(labels)
+    _check_params(params, x)
+    step = make_step(optimizer, activation=activation, loss=loss, grad_fn=grad_fn)
+    run_epoch = make_epoch(step, batch_size)
+    opt_state = optimizer.init(params)
+    losses = []
+    start = time.perf_counter()
+    for e in range(1, epochs + 1):
+        key, sub = jax.random.split(key)
+        params, opt_state, step_losses = run_epoch(params, opt_state, x, labels, sub)
+        losses.append(float(jnp.mean(step_losses)))
+        if callback is not None:
+            callback(EpochInfo(e, epochs, losses[-1], params, opt_state, time.perf_counter() - start))
+    return FitResult(params, opt_state, losses)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: python -m fnnet train
+# ---------------------------------------------------------------------------------------------
+
+#: Per-dataset defaults of the command line (any of them can be overridden by its flag).
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "xor": dict(activation="tanh", hidden=(8,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
+    "spirals": dict(activation="tanh", hidden=(64, 64), epochs=300, lr=0.05, momentum=0.9, batch_size=32),
+    "circles": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
+    "iris": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.05, momentum=0.9, batch_size=16),
+    "wine": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.05, momentum=0.9, batch_size=16),
+    "breast_cancer": dict(activation="tanh", hidden=(32,), epochs=50, lr=0.01, momentum=0.9, batch_size=32),
+    "digits": dict(activation="relu", hidden=(64, 64), epochs=50, lr=0.05, momentum=0.9, batch_size=32),
+}
+
+
+def _hidden_arg(text: str) -> tuple[int, ...]:
+    """``"64,64"`` -> (64, 64); ``""`` or ``"none"`` -> () (no hidden layer: a linear model)."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer widths such as 64,64; got {text!r}"
+        )
+    return sizes
+
+
+def _activation_arg(text: str) -> str:
+    if text not in _activation_primitives():
+        raise argparse.ArgumentTypeError(
+            f"unknown activation {text!r}; choose from {', '.join(activation_names())}"
+        )
+    return text
+
+
+def _number_arg(kind, lo, lo_open, hi=math.inf, hi_open=False, what=""):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}") from None
+        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+        if not (ok and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fnnet import data
+
+    p = argparse.ArgumentParser(
+        prog="python -m fnnet train",
+        description="Train an MLP with fnnet's hand-written backprop (one compiled lax.scan per epoch) "
+        "and print its test accuracy. Defaults depend on the dataset (fnnet.train.DEFAULTS).",
+    )
+    p.add_argument("--dataset", required=True, choices=data.NAMES,
+                   help="synthetic (no dependency) or scikit-learn's bundled ones")
+    p.add_argument("--activation", type=_activation_arg, help="an fnnet activation, e.g. relu, tanh, gelu")
+    p.add_argument("--hidden", type=_hidden_arg, help="hidden layer widths, e.g. 64,64 ('none': linear)")
+    p.add_argument("--epochs", type=_number_arg(int, 1, False, what="a positive integer"))
+    p.add_argument("--lr", type=_number_arg(float, 0.0, True, what="a positive finite number"),
+                   help="learning rate")
+    p.add_argument("--momentum", type=_number_arg(float, 0.0, False, 1.0, True, what="a number in [0, 1)"),
+                   help="0 for plain SGD")
+    p.add_argument("--batch-size", type=_number_arg(int, 1, False, what="a positive integer"))
+    p.add_argument("--seed", type=int, default=0, help="fixes the data, the split, the init and the shuffles")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+class _ProgressBar:
+    """A one-line text progress bar on a stream, redrawn in place with ``\\r`` (no dependency)."""
+
+    def __init__(self, stream, width: int = 30):
+        self.stream, self.width = stream, width
+
+    def __call__(self, info: EpochInfo):
+        done = info.epoch / info.epochs
+        filled = int(round(self.width * done))
+        bar = "#" * filled + "-" * (self.width - filled)
+        line = (
+            f"\repoch {info.epoch:>{len(str(info.epochs))}}/{info.epochs} [{bar}] "
+            f"loss {info.loss:.4f}  {info.seconds:5.1f}s"
+        )
+        self.stream.write(line)
+        if info.epoch == info.epochs:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fnnet train --dataset NAME [...]``: train, show progress, print ``test accuracy``.
+
+    Returns the exit status (0; argparse exits with 2 on bad arguments; 1 with a message when a
+    dataset needs scikit-learn and it is missing).
+    """
+    from fnnet import data, layers
+
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    cfg = dict(DEFAULTS[args.dataset])
+    for name in ("activation", "hidden", "epochs", "lr", "momentum", "batch_size"):
+        value = getattr(args, name)
+        if value is not None:
+            cfg[name] = value
+    try:
+        ds = data.load(args.dataset, seed=args.seed)
+    except ImportError as e:
+        print(f"python -m fnnet train: {e}", file=sys.stderr)
+        return 1
+
+    key_init, key_fit = jax.random.split(jax.random.key(args.seed))
+    sizes = [ds.n_features, *cfg["hidden"], ds.n_classes]
+    init = "he" if cfg["activation"] in ("relu", "leaky_relu", "relu6") else "glorot"
+    params = layers.init_mlp(key_init, sizes, init=init, dtype=jnp.float32)
+    opt = momentum(cfg["lr"], cfg["momentum"]) if cfg["momentum"] > 0 else sgd(cfg["lr"])
+    print(
+        f"{args.dataset}: {ds.x_train.shape[0]} train / {ds.x_test.shape[0]} test, "
+        f"{ds.n_features} features, {ds.n_classes} classes; mlp {'-'.join(map(str, sizes))} "
+        f"{cfg['activation']}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']}, "
+        f"momentum {cfg['momentum']}",
+        file=sys.stderr,
+    )
+    start = time.perf_counter()
+    result = fit(
+        params, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg["epochs"],
+        batch_size=cfg["batch_size"], activation=cfg["activation"], key=key_fit,
+        callback=None if args.quiet else _ProgressBar(sys.stderr),
+    )
+    seconds = time.perf_counter() - start
+    train_acc = accuracy(result.params, ds.x_train, ds.y_train, activation=cfg["activation"])
+    test_acc = accuracy(result.params, ds.x_test, ds.y_test, activation=cfg["activation"])
+    print(f"trained in {seconds:.1f}s; train accuracy {train_acc:.4f}")
+    print(f"test accuracy {test_acc:.4f}")
+    return 0
