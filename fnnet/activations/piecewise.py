@@ -1,2 +1,732 @@
-"""Placeholder: filled in by the activations work."""
-__all__: list[str] = []
+r"""Piecewise-linear (and piecewise-polynomial) activations: the ReLU family, the hard and sparse
+functions, the shrinks, threshold, prelu and rrelu.
+
+One block per activation: forward ``f``, derivative ``f'`` (the whole hand-written rule: the VJP is
+``g·f'`` and the JVP ``t·f'``), a plain reference that ``jax.vjp`` differentiates as an oracle, and the
+kinks. These functions are differentiable everywhere except at a few points (the *kinks*) where the
+one-sided derivatives differ; the rule must still return *a* number there, and libraries disagree on
+which. fnnet returns exactly ``jax.grad(jax.nn.X)``'s value at every kink of a function jax.nn has, and
+torch's (read from ``aten/src/ATen/native/cpu/Activation.cpp``) for the torch-only ones; each kink is
+declared as a :class:`~fnnet.primitive.Kink` with torch's value beside it where they differ. The table
+is in ``docs/activations.md`` ("Kink conventions: fnnet vs torch").
+
+Values are computed with the same expressions as ``jax.nn`` (so they agree to the last bit), except
+where jax.nn's value is NaN and the mathematical limit is not (``hard_silu(−∞) = 0``).
+
+NaN in gives NaN out, in the value *and* in the derivative: a rule written as ``where(x > 0, 1, 0)``
+would silently turn a NaN input into a zero gradient (``jax.grad(jax.nn.relu)(nan)`` is 0); here it stays
+NaN so that the NaN is seen where it entered (``elementwise`` does this for the derivatives declared
+through it; the ops declared with ``define`` below do it themselves with ``_keep_nan``).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet.primitive import (
+    Kink,
+    _static_value,
+    _uniform_avoiding,
+    as_float_array,
+    define,
+    elementwise,
+    unbroadcast,
+)
+
+__all__ = [
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "hard_tanh",
+    "hard_sigmoid",
+    "hard_silu",
+    "hard_swish",
+    "sparse_plus",
+    "sparse_sigmoid",
+    "hardshrink",
+    "softshrink",
+    "threshold",
+    "prelu",
+    "rrelu",
+]
+
+
+def _select(mask, a, b, like):
+    """``where(mask, a, b)`` for Python-number branches, in ``like``'s dtype (strict promotion)."""
+    return jnp.where(mask, a, b).astype(like.dtype)
+
+
+def _keep_nan(x, d):
+    """The derivative ``d``, but NaN wherever the input is NaN (comparisons with NaN are False, so a
+    masked rule would otherwise pick one of its constant branches)."""
+    return jnp.where(jnp.isnan(x), x, d)
+
+
+def _sampler(kinks_of, domain, n_args=1):
+    """A ``sample(key, dtype, shape, **static)`` for elementwise ops whose kinks move with the
+    hyperparameters: uniform points on ``domain`` kept away from ``kinks_of(**static)``."""
+    lo, hi = domain
+
+    def sample(key, dtype=jnp.float32, shape=(3, 5), **static):
+        kinks = kinks_of(**static)
+        return tuple(
+            _uniform_avoiding(k, shape, dtype, lo, hi, kinks)
+            for k in jax.random.split(key, n_args)
+        )
+
+    return sample
+
+
+# ===== The ReLU family ==============================================================================
+
+# ----- relu ----------------------------------------------------------------------------------------
+def _relu(x):
+    r"""Rectified linear unit :math:`\operatorname{relu}(x) = \max(x, 0)`.
+
+    Derivative: 1 for x > 0, 0 for x < 0. **Kink** at 0: the rule returns 0 (jax.nn and torch agree;
+    ``jnp.maximum``'s own derivative would split the tie and give ½).
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.maximum(x, 0)
+
+
+relu = elementwise(
+    "relu", _relu,
+    lambda x, y: _select(x > 0, 1.0, 0.0, x),
+    reference=lambda x: jnp.where(x > 0, x, jnp.zeros_like(x)),
+    kinks=(Kink(0.0, 0.0, note="0, not ½ (the tie split of max(x, 0)); jax.nn and torch agree"),),
+    derivation="max(x, 0)' = [x > 0]",
+).fn
+
+
+# ----- relu6 ---------------------------------------------------------------------------------------
+def _relu6(x):
+    r"""ReLU6 :math:`\min(\max(x, 0), 6)`.
+
+    Derivative: 1 for 0 < x < 6, 0 outside. **Kinks** at 0 and 6: the rule returns 0 at both (jax.nn and
+    torch agree: the derivative is 1 on the open interval only).
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.minimum(jnp.maximum(x, 0), 6.0)
+
+
+relu6 = elementwise(
+    "relu6", _relu6,
+    lambda x, y: _select((x > 0) & (x < 6), 1.0, 0.0, x),
+    reference=lambda x: jnp.where(x > 6, jnp.full_like(x, 6.0), jnp.where(x > 0, x, jnp.zeros_like(x))),
+    kinks=(
+        Kink(0.0, 0.0, note="derivative 1 on the open interval (0, 6) only; jax.nn and torch agree"),
+        Kink(6.0, 0.0, note="as at 0"),
+    ),
+    domain=(-2.0, 8.0),
+    derivation="[0 < x < 6]",
+).fn
+
+
+# ----- leaky_relu ----------------------------------------------------------------------------------
+def _leaky_relu(x, negative_slope=0.01):
+    r"""Leaky ReLU: :math:`x` for :math:`x \ge 0`, :math:`αx` for :math:`x < 0`, α = ``negative_slope``.
+
+    Derivative: 1 for x > 0, α for x < 0. **Kink** at 0: the rule returns **1** (jax.nn, which writes
+    ``where(x >= 0, ...)``); torch returns α there (its backward is ``x > 0 ? g : g·α``).
+
+    ``negative_slope`` is a static hyperparameter; for a learnable slope use :func:`prelu`.
+
+    Arguments:
+      x: array of any shape and floating dtype.
+      negative_slope: the slope α for negative inputs (default 0.01).
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.where(x >= 0, x, negative_slope * x)
+
+
+leaky_relu = elementwise(
+    "leaky_relu", _leaky_relu,
+    lambda x, y, negative_slope=0.01: _select(x >= 0, 1.0, negative_slope, x),
+    reference=lambda x, negative_slope=0.01: jnp.maximum(x, 0) + negative_slope * jnp.minimum(x, 0),
+    static={"negative_slope": 0.01},
+    kinks=(Kink(0.0, 1.0, torch=0.01, note="jax.nn takes the right side (x >= 0); torch the left, α"),),
+    variants=({"negative_slope": 0.01}, {"negative_slope": 0.2}),
+    derivation="x ≥ 0: 1; x < 0: α",
+).fn
+
+
+# ===== Hard functions ===============================================================================
+
+# ----- hard_tanh -----------------------------------------------------------------------------------
+def _hard_tanh(x):
+    r"""Hard tanh: :math:`−1` for :math:`x < −1`, :math:`x` on :math:`[−1, 1]`, :math:`1` for
+    :math:`x > 1` (that is, :math:`\operatorname{clip}(x, −1, 1)`).
+
+    The lecture's note prints 0 for the middle case; that is a typo: the function is the identity on
+    [−1, 1], which is what makes it continuous (and what jax.nn and torch compute).
+
+    Derivative: 1 on (−1, 1), 0 outside. **Kinks** at ±1: the rule returns **1** (jax.nn: the middle
+    branch is the closed interval); torch's ``hardtanh`` returns 0 there (``x <= min || x >= max``).
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.where(x > 1, 1, jnp.where(x < -1, -1, x))
+
+
+hard_tanh = elementwise(
+    "hard_tanh", _hard_tanh,
+    lambda x, y: _select((x >= -1) & (x <= 1), 1.0, 0.0, x),
+    reference=lambda x: jnp.minimum(jnp.maximum(x, -1.0), 1.0),
+    kinks=(
+        Kink(-1.0, 1.0, torch=0.0, note="jax.nn: closed middle interval; torch: x <= min_val ⇒ 0"),
+        Kink(1.0, 1.0, torch=0.0, note="as at −1"),
+    ),
+    domain=(-3.0, 3.0),
+    derivation="[−1 ≤ x ≤ 1]",
+).fn
+
+
+# ----- hard_sigmoid --------------------------------------------------------------------------------
+def _hard_sigmoid(x):
+    r"""Hard sigmoid :math:`\operatorname{relu6}(x + 3)/6`: 0 for x ≤ −3, (x + 3)/6 between, 1 for x ≥ 3.
+
+    Derivative: 1/6 on (−3, 3), 0 outside. **Kinks** at ±3: the rule returns 0 (jax.nn and torch
+    agree). The test is made on ``u = x + 3``, as jax.nn's relu6 does, so that the points where ``x + 3``
+    rounds onto 0 or 6 get the same derivative as in jax.nn.
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.minimum(jnp.maximum(x + 3.0, 0), 6.0) / 6.0
+
+
+def _hard_sigmoid_mask(x):
+    u = x + 3.0
+    return (u > 0) & (u < 6)
+
+
+hard_sigmoid = elementwise(
+    "hard_sigmoid", _hard_sigmoid,
+    lambda x, y: _select(_hard_sigmoid_mask(x), 1.0 / 6.0, 0.0, x),
+    reference=lambda x: jnp.clip((x + 3.0) / 6.0, 0.0, 1.0),
+    kinks=(
+        Kink(-3.0, 0.0, note="derivative 1/6 on the open interval only; jax.nn and torch agree"),
+        Kink(3.0, 0.0, note="as at −3"),
+    ),
+    domain=(-6.0, 6.0),
+    derivation="relu6'(x + 3)/6 = [−3 < x < 3]/6",
+).fn
+
+
+# ----- hard_silu (hard_swish) ----------------------------------------------------------------------
+def _hard_silu(x):
+    r"""Hard SiLU / hard swish :math:`x·\operatorname{hard\_sigmoid}(x)`: 0 for x ≤ −3,
+    x(x + 3)/6 between, x for x ≥ 3. ``hard_swish`` is the same function.
+
+    Derivative: 0 for x < −3, (2x + 3)/6 = hard_sigmoid(x) + x/6 on (−3, 3), 1 for x > 3.
+    **Kinks** at ±3 (the function is continuous, its derivative jumps from 0 to −½ at −3 and from 1½ to
+    1 at 3): the rule returns jax.nn's product-rule values, **0 at −3 and 1 at 3**; torch's
+    ``hardswish`` returns −½ at −3 and 1½ at 3 (its middle branch x/3 + ½ on the closed interval).
+
+    At −∞ the value is the limit 0 (jax.nn's ``x·0`` gives NaN there).
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    y = x * _hard_sigmoid(x)
+    return jnp.where(jnp.isneginf(x), -jnp.zeros_like(x), y)  # −0.0, the sign of x·0 for x < −3
+
+
+def _dhard_silu(x, y):
+    # Product rule as jax.nn differentiates it: hs(x) + x·hs'(x), hs' = [−3 < x < 3]/6. Outside the
+    # interval hs is exactly 0 or 1 and x·0 is dropped (where, not a product), so ±∞ gives 0 and 1.
+    # x/6 (not x·(1/6)) rounds as jax.grad does.
+    return _hard_sigmoid(x) + jnp.where(_hard_sigmoid_mask(x), x / 6.0, jnp.zeros_like(x))
+
+
+hard_silu = elementwise(
+    "hard_silu", _hard_silu, _dhard_silu,
+    reference=lambda x: x * jnp.clip((x + 3.0) / 6.0, 0.0, 1.0),
+    kinks=(
+        Kink(-3.0, 0.0, torch=-0.5, note="jax.nn's product rule: hs(−3) + (−3)·0; torch: x/3 + ½"),
+        Kink(3.0, 1.0, torch=1.5, note="jax.nn's product rule: hs(3) + 3·0; torch: x/3 + ½"),
+    ),
+    domain=(-6.0, 6.0),
+    derivation="(x·hs)' = hs + x·hs' = (2x + 3)/6 on (−3, 3); 0 below, 1 above",
+).fn
+hard_swish = hard_silu
+
+
+# ===== Sparse functions (Fenchel–Young twins of softplus and sigmoid) ===============================
+
+# ----- sparse_plus ---------------------------------------------------------------------------------
+def _sparse_plus(x):
+    r"""Sparse plus: 0 for :math:`x \le −1`, :math:`(x + 1)^2/4` on (−1, 1), :math:`x` for
+    :math:`x \ge 1`; a smooth, convex twin of softplus.
+
+    Derivative: :math:`\operatorname{sparse\_sigmoid}(x)`: 0, (x + 1)/2, 1. It is continuous (C¹), so
+    ±1 are not kinks of f' in the strict sense; the rule returns 0 at −1 and 1 at 1, the common value of
+    both sides (jax.nn gives the same; torch has no sparse_plus). The second derivative jumps there.
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return jnp.where(x <= -1.0, 0.0, jnp.where(x >= 1.0, x, (x + 1.0) ** 2 / 4))
+
+
+sparse_plus = elementwise(
+    "sparse_plus", _sparse_plus,
+    # (x + 1)/2 is finite for every finite x (no square in the unselected branch to overflow).
+    lambda x, y: jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
+    reference=lambda x: jnp.square(jnp.clip(x + 1.0, 0.0, 2.0)) / 4 + jnp.maximum(x - 1.0, 0.0),
+    kinks=(
+        Kink(-1.0, 0.0, note="f is C¹: both one-sided derivatives are 0 (f'' jumps 0 → ½)"),
+        Kink(1.0, 1.0, note="f is C¹: both one-sided derivatives are 1 (f'' jumps ½ → 0)"),
+    ),
+    domain=(-3.0, 3.0),
+    derivation="((x + 1)²/4)' = (x + 1)/2 on (−1, 1); 0 below, 1 above",
+).fn
+
+
+# ----- sparse_sigmoid ------------------------------------------------------------------------------
+def _sparse_sigmoid(x):
+    r"""Sparse sigmoid :math:`\tfrac12\operatorname{clip}(x + 1, 0, 2)`: 0 for x ≤ −1, (x + 1)/2
+    between, 1 for x ≥ 1; the derivative of :func:`sparse_plus`.
+
+    Derivative: ½ on (−1, 1), 0 outside. **Kinks** at ±1: the rule returns **¼**, the mean of the
+    one-sided derivatives ½ and 0 (jax.nn's clip splits the tie: ½·½). The test is made on
+    ``u = x + 1`` as jax.nn's clip does, so points next to 1 where ``x + 1`` rounds to 2 also give ¼,
+    as in jax.nn. torch has no sparse_sigmoid.
+
+    Arguments:
+      x: array of any shape and floating dtype.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
+    return 0.5 * jnp.clip(x + 1.0, 0.0, 2.0)
+
+
+def _dsparse_sigmoid(x, y):
+    u = x + 1.0
+    inside = _select((u > 0) & (u < 2), 0.5, 0.0, x)
+    return jnp.where((u == 0) | (u == 2), jnp.full_like(x, 0.25), inside)
+
+
+sparse_sigmoid = elementwise(
+    "sparse_sigmoid", _sparse_sigmoid, _dsparse_sigmoid,
+    reference=lambda x: jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
+    kinks=(
+        Kink(-1.0, 0.25, note="mean of the one-sided derivatives 0 and ½ (jax.nn's clip tie split)"),
+        Kink(1.0, 0.25, note="as at −1"),
+    ),
+    domain=(-3.0, 3.0),
+    derivation="½·clip'(x + 1) = ½·[−1 < x < 1]; ¼ at the ties",
+).fn
+
+
+# ===== torch-only: shrinks and threshold ============================================================
+
+# ----- hardshrink ----------------------------------------------------------------------------------
+def _hardshrink(x, lambd=0.5):
+    r"""torch's Hardshrink: :math:`x` for :math:`|x| > λ`, 0 for :math:`|x| \le λ` (λ = ``lambd``).
+
+    Derivative: 1 for |x| > λ, 0 for |x| < λ. **Kinks** at ±λ, where the function *jumps* (from 0 to
+    ±λ): the rule returns 0 on the closed interval [−λ, λ], torch's convention
+    (``shrink_backward``: ``-λ <= x <= λ ? 0 : g``). jax.nn has no hardshrink.
+
+    Arguments:
+      input: array of any shape and floating dtype.
+      lambd: the half-width λ of the dead zone (default 0.5).
+
+    Returns:
+      An array of ``input``'s shape and dtype.
+    """
+    return jnp.where((x >= -lambd) & (x <= lambd), jnp.zeros_like(x), x)
+
+
+def _shrink_derivative(x, lambd):
+    return _keep_nan(x, _select((x >= -lambd) & (x <= lambd), 0.0, 1.0, x))
+
+
+hardshrink = define(
+    "hardshrink",
+    forward=_hardshrink,
+    fwd=lambda x, lambd=0.5: (_hardshrink(x, lambd), x),
+    bwd=lambda x, g, lambd=0.5: (g * _shrink_derivative(x, lambd),),
+    jvp=lambda p, t, out, lambd=0.5: t[0] * _shrink_derivative(p[0], lambd),
+    reference=lambda input, lambd=0.5: jnp.where(jnp.abs(input) > lambd, input, jnp.zeros_like(input)),
+    arg_names=("input",),
+    static={"lambd": 0.5},
+    elementwise=True,
+    kinks=(
+        Kink(-0.5, 0.0, note="jump discontinuity (0 ↔ −λ); torch: 0 on the closed interval [−λ, λ]"),
+        Kink(0.5, 0.0, note="as at −λ"),
+    ),
+    domain=(-3.0, 3.0),
+    sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
+    variants=({"lambd": 0.5}, {"lambd": 1.5}),
+    derivation="[|x| > λ]",
+    _df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
+    _saves="x",
+).fn
+
+
+# ----- softshrink ----------------------------------------------------------------------------------
+def _softshrink(x, lambd=0.5):
+    r"""torch's Softshrink: :math:`x − λ` for :math:`x > λ`, :math:`x + λ` for :math:`x < −λ`, 0 between
+    (the proximal operator of λ|x|, soft thresholding).
+
+    Derivative: 1 for |x| > λ, 0 for |x| < λ. **Kinks** at ±λ (continuous there): the rule returns 0
+    on the closed interval [−λ, λ], torch's convention (the same ``shrink_backward`` as hardshrink).
+    jax.nn has no softshrink. torch requires λ ≥ 0; so does fnnet (``ValueError``).
+
+    NaN in gives NaN out (the middle branch is ``x·0``, which is ±0 for finite x and NaN for NaN).
+
+    Arguments:
+      input: array of any shape and floating dtype.
+      lambd: the threshold λ ≥ 0 (default 0.5).
+
+    Returns:
+      An array of ``input``'s shape and dtype.
+    """
+    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
+
+
+def _validate_lambd(input, lambd=0.5):
+    if not lambd >= 0:
+        raise ValueError(f"fnnet.softshrink: 'lambd' must be >= 0 (torch's rule); got {lambd}")
+
+
+softshrink = define(
+    "softshrink",
+    forward=_softshrink,
+    fwd=lambda x, lambd=0.5: (_softshrink(x, lambd), x),
+    bwd=lambda x, g, lambd=0.5: (g * _shrink_derivative(x, lambd),),
+    jvp=lambda p, t, out, lambd=0.5: t[0] * _shrink_derivative(p[0], lambd),
+    reference=lambda input, lambd=0.5: jnp.sign(input) * jnp.maximum(jnp.abs(input) - lambd, 0.0),
+    arg_names=("input",),
+    static={"lambd": 0.5},
+    elementwise=True,
+    validate=_validate_lambd,
+    kinks=(
+        Kink(-0.5, 0.0, note="one-sided derivatives 1 and 0; torch: 0 on the closed interval [−λ, λ]"),
+        Kink(0.5, 0.0, note="as at −λ"),
+    ),
+    domain=(-3.0, 3.0),
+    sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
+    variants=({"lambd": 0.5}, {"lambd": 1.5}),
+    derivation="[|x| > λ]",
+    _df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
+    _saves="x",
+)
+softshrink = softshrink.fn
+
+
+# ----- threshold -----------------------------------------------------------------------------------
+def _threshold(x, threshold=0.0, value=0.0):
+    r"""torch's Threshold: :math:`x` for :math:`x > θ`, ``value`` for :math:`x \le θ` (θ = ``threshold``).
+
+    Computed as torch does, ``x <= θ ? value : x``, so that NaN passes through (``NaN <= θ`` is False).
+
+    Derivative: 1 for x > θ, 0 for x < θ. **Kink** at θ (a jump unless ``value == θ``): the rule returns
+    0, torch's convention (``threshold_backward``: ``x <= θ ? 0 : g``). ``threshold(x, 0, 0)`` is relu
+    with the same derivative at 0. jax.nn has no threshold.
+
+    Arguments:
+      input: array of any shape and floating dtype.
+      threshold: θ, the value at and below which the input is replaced (required, as in torch).
+      value: the replacement (required, as in torch).
+
+    Returns:
+      An array of ``input``'s shape and dtype.
+    """
+    return jnp.where(x <= threshold, jnp.full_like(x, value), x)
+
+
+def _dthreshold(x, threshold):
+    return _keep_nan(x, _select(x <= threshold, 0.0, 1.0, x))
+
+
+# Registered with defaults θ = 0, value = 0 (relu) so that generic tools (the registry tests, the
+# verify CLI) can call it with its static defaults; the public ``threshold`` below requires both, as
+# torch.nn.functional.threshold does.
+_threshold_primitive = define(
+    "threshold",
+    forward=_threshold,
+    fwd=lambda x, threshold=0.0, value=0.0: (_threshold(x, threshold, value), x),
+    bwd=lambda x, g, threshold=0.0, value=0.0: (g * _dthreshold(x, threshold),),
+    jvp=lambda p, t, out, threshold=0.0, value=0.0: t[0] * _dthreshold(p[0], threshold),
+    reference=lambda input, threshold=0.0, value=0.0: jnp.where(input > threshold, input, jnp.full_like(input, value)),
+    arg_names=("input",),
+    static={"threshold": 0.0, "value": 0.0},
+    elementwise=True,
+    kinks=(Kink(0.0, 0.0, note="at x = threshold (0 for the registered defaults); torch: x <= θ ⇒ 0"),),
+    domain=(-3.0, 3.0),
+    sample=_sampler(lambda threshold=0.0, value=0.0: [threshold], (-3.0, 3.0)),
+    variants=({"threshold": 0.0, "value": 0.0}, {"threshold": 0.5, "value": -2.0}),
+    derivation="[x > θ]",
+    _df=lambda x, y, threshold=0.0, value=0.0: _dthreshold(x, threshold),
+    _saves="x",
+)
+
+
+def threshold(input, threshold, value):  # noqa: A002 - torch's argument names
+    return _threshold_primitive.fn(input, threshold, value)
+
+
+threshold.__doc__ = _threshold.__doc__
+threshold.__module__ = "fnnet"
+threshold.primitive = _threshold_primitive
+threshold.reference = _threshold_primitive.reference
+threshold.forward_mode = _threshold_primitive.forward_mode
+
+
+# ===== Learnable and random slopes: prelu, rrelu ====================================================
+
+def _check_same_dtype(where, a_name, a, b_name, b):
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"{where}: '{b_name}' must have the dtype of '{a_name}' ({a.dtype}); got {b.dtype}"
+        )
+
+
+# ----- prelu ---------------------------------------------------------------------------------------
+def _prelu_weight(weight, ndim):
+    """The weight laid out to broadcast against the input: one entry everywhere, or one per channel
+    along axis 1 (torch's channel axis)."""
+    if weight.size == 1:
+        return weight.reshape(())
+    return weight.reshape((weight.size,) + (1,) * (ndim - 2))
+
+
+def _prelu_forward(x, w):
+    r"""torch's PReLU: :math:`x` for :math:`x > 0`, :math:`w·x` otherwise, with a learnable weight w.
+
+    **Shapes** (torch's rule): ``weight`` has one entry (shape ``()`` or ``(1,)``), used everywhere, or
+    one entry per channel, shape ``(C,)`` with ``C = input.shape[1]`` (``input`` of shape ``(N, C, ...)``);
+    an input with fewer than 2 dimensions has no channel axis and takes a single weight.
+
+    Derivatives: ∂y/∂x = 1 for x > 0, w for x < 0; ∂y/∂w = 0 for x > 0, x for x ≤ 0, summed over every
+    axis but the channel axis (the adjoint of the broadcast), so the weight's cotangent has the weight's
+    shape. **Kink** at x = 0: ∂y/∂x = **w**, torch's convention (``x > 0 ? g : w·g``; this is also
+    leaky_relu's torch convention, where jax.nn's leaky_relu returns 1). jax.nn has no prelu.
+
+    Arguments:
+      input: array ``(N, C, ...)``, or any shape with a single weight; floating dtype.
+      weight: array ``()``, ``(1,)`` or ``(C,)`` of ``input``'s dtype.
+
+    Returns:
+      An array of ``input``'s shape and dtype.
+    """
+    wb = _prelu_weight(w, x.ndim)
+    return jnp.where(x > 0, x, wb * x)
+
+
+def _prelu_bwd(residuals, g):
+    x, w = residuals
+    wb = _prelu_weight(w, x.ndim)
+    positive = x > 0
+    dx = g * _keep_nan(x, jnp.where(positive, jnp.ones_like(wb), wb))
+    dw_full = jnp.where(positive, jnp.zeros_like(g), x * g)
+    if w.size == 1:
+        dw = jnp.sum(dw_full)
+    else:  # sum over every axis but the channel axis 1
+        dw = jnp.sum(dw_full, axis=(0,) + tuple(range(2, x.ndim)))
+    return dx, dw.reshape(w.shape).astype(w.dtype)
+
+
+def _prelu_jvp(primals, tangents, out):
+    (x, w), (tx, tw) = primals, tangents
+    wb, twb = _prelu_weight(w, x.ndim), _prelu_weight(tw, x.ndim)
+    return _keep_nan(x, jnp.where(x > 0, tx, wb * tx + twb * x))
+
+
+def _prelu_reference(input, weight):
+    w = _prelu_weight(weight, input.ndim)
+    return jnp.maximum(input, 0) + w * jnp.minimum(input, 0)
+
+
+def _prelu_validate(input, weight):
+    where = "fnnet.prelu"
+    _check_same_dtype(where, "input", input, "weight", weight)
+    if weight.ndim > 1:
+        raise ValueError(
+            f"{where}: 'weight' must have shape (), (1,) or (C,); got shape {weight.shape} "
+            f"(input shape {input.shape})"
+        )
+    if weight.size != 1 and (input.ndim < 2 or input.shape[1] != weight.size):
+        raise ValueError(
+            f"{where}: 'weight' of shape {weight.shape} must have 1 entry or one per channel "
+            f"(input.shape[1]); got input of shape {input.shape}"
+        )
+
+
+def _prelu_sample(key, dtype=jnp.float32, shape=(3, 5)):
+    kx, kw = jax.random.split(key)
+    x = _uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
+    n_channels = shape[1] if len(shape) >= 2 else 1
+    w = jax.random.uniform(kw, (n_channels,), jnp.float32, -0.5, 0.5).astype(dtype)
+    return x, w
+
+
+prelu = define(
+    "prelu",
+    forward=_prelu_forward,
+    bwd=_prelu_bwd,
+    jvp=_prelu_jvp,
+    reference=_prelu_reference,
+    arg_names=("input", "weight"),
+    validate=_prelu_validate,
+    kinks=(Kink(0.0, 0.25, note="∂y/∂x(0) = w, torch's convention; 0.25 is torch's default init of w"),),
+    sample=_prelu_sample,
+    derivation="∂y/∂x = [x > 0] + w·[x ≤ 0]; ∂y/∂w = x·[x ≤ 0], summed over all axes but 1",
+).fn
+
+
+# ----- rrelu ---------------------------------------------------------------------------------------
+def _leaky_noise_forward(x, noise):
+    r"""Leaky ReLU with a slope per element: :math:`x` for :math:`x > 0`, :math:`a·x` otherwise,
+    ``a = noise`` broadcast to the input's shape (torch's ``rrelu_with_noise``; :func:`rrelu` calls it
+    with sampled or fixed slopes).
+
+    Derivatives: ∂y/∂x = 1 for x > 0, a for x ≤ 0 (so a at the kink 0, as in torch); ∂y/∂a = x for
+    x ≤ 0, 0 otherwise, summed back to ``noise``'s shape.
+    """
+    return jnp.where(x > 0, x, noise * x)
+
+
+def _leaky_noise_bwd(residuals, g):
+    x, noise = residuals
+    positive = x > 0
+    dx = g * _keep_nan(x, jnp.where(positive, jnp.ones_like(noise), noise))
+    dnoise = unbroadcast(jnp.where(positive, jnp.zeros_like(g), x * g), noise.shape)
+    return dx, dnoise
+
+
+def _leaky_noise_jvp(primals, tangents, out):
+    (x, noise), (tx, tnoise) = primals, tangents
+    return _keep_nan(x, jnp.where(x > 0, tx, noise * tx + tnoise * x))
+
+
+def _leaky_noise_validate(input, noise):
+    where = "fnnet.rrelu_with_noise"
+    _check_same_dtype(where, "input", input, "noise", noise)
+    try:
+        shape = np.broadcast_shapes(noise.shape, input.shape)
+    except ValueError:
+        shape = None
+    if shape != input.shape:
+        raise ValueError(
+            f"{where}: 'noise' of shape {noise.shape} must broadcast to the input's shape "
+            f"{input.shape}"
+        )
+
+
+def _leaky_noise_sample(key, dtype=jnp.float32, shape=(3, 5)):
+    kx, ka = jax.random.split(key)
+    x = _uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
+    a = jax.random.uniform(ka, shape, jnp.float32, 1 / 8, 1 / 3).astype(dtype)
+    return x, a
+
+
+rrelu_with_noise = define(
+    "rrelu_with_noise",
+    forward=_leaky_noise_forward,
+    bwd=_leaky_noise_bwd,
+    jvp=_leaky_noise_jvp,
+    reference=lambda input, noise: jnp.maximum(input, 0) + noise * jnp.minimum(input, 0),
+    arg_names=("input", "noise"),
+    validate=_leaky_noise_validate,
+    kinks=(Kink(0.0, 0.25, note="∂y/∂x(0) = the slope a (torch's convention); 0.25 shown for a = ¼"),),
+    sample=_leaky_noise_sample,
+    derivation="∂y/∂x = [x > 0] + a·[x ≤ 0]; ∂y/∂a = x·[x ≤ 0]",
+).fn
+
+
+def _is_prng_key(key):
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return False
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)  # a legacy raw key
+
+
+def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):  # noqa: A002
+    r"""torch's randomized leaky ReLU (Xu et al. 2015), with an explicit PRNG key.
+
+    :math:`x` for :math:`x > 0`, :math:`a·x` otherwise, where
+
+    * ``training=True``: a slope :math:`a \sim U(\text{lower}, \text{upper})` drawn per element from
+      ``key`` (required);
+    * ``training=False`` (torch's default): the fixed slope :math:`a = (\text{lower} + \text{upper})/2`;
+      ``key`` is not used.
+
+    Derivative: 1 for x > 0, the *same* a for x ≤ 0 (the slopes are drawn once, in the forward pass,
+    and the hand-written VJP of :func:`rrelu_with_noise` multiplies by them). **Kink** at 0: the rule
+    returns a, torch's convention (``rrelu_with_noise_backward`` multiplies by the noise, which is a for
+    x ≤ 0; in evaluation mode torch's leaky_relu backward gives a at 0 too). The key and the bounds are
+    not differentiated.
+
+    Arguments:
+      input: array of any shape and floating dtype.
+      key: a ``jax.random.key`` (or legacy ``PRNGKey``); required when ``training=True``.
+      lower, upper: the slope range, ``lower <= upper`` (defaults 1/8 and 1/3, as torch).
+      training: sample the slopes (True) or use their mean (False, default).
+
+    Returns:
+      An array of ``input``'s shape and dtype.
+    """
+    where = "fnnet.rrelu"
+    x = as_float_array(input, "input", where)
+    lower = _static_value(lower, "lower", where)
+    upper = _static_value(upper, "upper", where)
+    training = _static_value(training, "training", where)
+    for name, v in (("lower", lower), ("upper", upper)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"{where}: '{name}' must be a real number; got {v!r}")
+    if not lower <= upper:
+        raise ValueError(f"{where}: 'lower' must be <= 'upper'; got lower={lower}, upper={upper}")
+    if not isinstance(training, bool):
+        raise TypeError(f"{where}: 'training' must be a bool; got {training!r}")
+    if training:
+        if key is None:
+            raise ValueError(
+                f"{where}: training=True draws a slope per element and needs a PRNG key: pass "
+                "key=jax.random.key(seed); got key=None"
+            )
+        if not _is_prng_key(key):
+            raise TypeError(
+                f"{where}: 'key' must be a jax.random.key (or a uint32 PRNGKey of shape (2,)); got "
+                f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', ()))}"
+            )
+        noise = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    else:
+        noise = jnp.asarray((lower + upper) / 2, x.dtype)
+    return rrelu_with_noise(x, noise)
+
+
+rrelu.__module__ = "fnnet"

@@ -1,0 +1,466 @@
+"""Piecewise activations: values equal to jax.nn's (torch's formula for the torch-only ones), the
+derivative chosen at every kink, prelu's broadcasting, rrelu's sampling, and the error messages.
+
+The generic checks every primitive gets (VJP/JVP against the reference and finite differences, the hard
+points) live in tests/test_primitives.py; what is here is specific to these functions. A light version
+of the reference check is kept here so this module is checked on its own.
+"""
+import inspect
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.activations import piecewise
+
+JAX_NAMES = [
+    "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
+    "sparse_sigmoid",
+]
+TORCH_ONLY = ["hardshrink", "softshrink", "threshold", "prelu", "rrelu"]
+DTYPES = [jnp.float32, jnp.float64]
+
+
+def _grid(dtype):
+    """A grid through every kink, each kink's neighbours one ulp away, and the hard points."""
+    finfo = np.finfo(dtype)
+    kinks = [-6.0, -3.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0]
+    pts = list(np.linspace(-8, 8, 641))
+    for k in kinks:
+        k = dtype(k)
+        pts += [k, np.nextafter(k, dtype(-np.inf)), np.nextafter(k, dtype(np.inf))]
+    pts += [-0.0, finfo.tiny / 4, -finfo.tiny / 4, 1e4, -1e4, finfo.max, -finfo.max]
+    return jnp.asarray(np.array(pts, dtype=dtype))
+
+
+def _same(a, b):
+    """Equal values (NaN equals NaN; +0 equals −0), up to flushing subnormals to zero.
+
+    XLA on CPU flushes subnormal results to zero inside compiled code (jax.nn's functions are jitted)
+    and not always in eager dispatch, so a subnormal and a zero are the same value computed in two
+    floating-point environments, not a difference of formula.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype, (a.dtype, b.dtype)
+    both_nan = np.isnan(a) & np.isnan(b)
+    tiny = np.finfo(a.dtype).tiny
+    with np.errstate(invalid="ignore"):
+        flushed = ((a == 0) & (np.abs(b) < tiny)) | ((b == 0) & (np.abs(a) < tiny))
+    bad = ~((a == b) | both_nan | flushed)
+    assert not bad.any(), f"differ at {np.flatnonzero(bad)[:5]}: {a[bad][:5]} vs {b[bad][:5]}"
+
+
+def _grads(f, x, **kw):
+    return jax.vmap(jax.grad(lambda v: f(v, **kw)))(x)
+
+
+# ----- agreement with jax.nn ----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", JAX_NAMES)
+def test_values_and_gradients_equal_jax_nn(name, dtype):
+    # fnnet computes jax.nn's expressions, so values and derivatives agree to the last bit on the
+    # whole grid, kinks and their one-ulp neighbours included (no tolerance: a rounding difference
+    # would be a different formula). The inputs where fnnet deliberately differs are checked below.
+    f, ref = getattr(fnnet, name), getattr(jax.nn, name)
+    x = _grid(dtype)
+    _same(f(x), ref(x))
+    g, g_ref = _grads(f, x), _grads(ref, x)
+    # Where jax.nn's gradient is NaN at a non-NaN input (sparse_plus at ±max: its where leaks
+    # 0·(x+1)·2 = 0·∞), fnnet's must be a number; it is pinned in the test below.
+    leak = np.isnan(g_ref) & ~np.isnan(np.asarray(x))
+    assert np.isfinite(np.asarray(g)[leak]).all()
+    _same(g[~leak], g_ref[~leak])
+    # forward mode is built from the same f', so it agrees with the reverse rule
+    t = jnp.ones_like(x)
+    _same(jax.jvp(fnnet.forward_mode(f), (x,), (t,))[1], g)
+
+
+@pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])
+def test_leaky_relu_matches_jax_nn_for_other_slopes(slope):
+    x = _grid(np.float64)
+    _same(fnnet.leaky_relu(x, slope), jax.nn.leaky_relu(x, slope))
+    _same(_grads(fnnet.leaky_relu, x, negative_slope=slope),
+          _grads(jax.nn.leaky_relu, x, negative_slope=slope))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_deliberate_differences_from_jax_nn(dtype):
+    inf, nan = dtype(np.inf), dtype(np.nan)
+    # hard_silu(−∞) is the limit 0 (jax.nn: −∞·0 = NaN)
+    assert float(jax.nn.hard_silu(jnp.asarray(-inf))) != float(jax.nn.hard_silu(jnp.asarray(-inf)))
+    assert float(fnnet.hard_silu(jnp.asarray(-inf))) == 0.0
+    # sparse_plus' at ±max and ±∞: jax.nn's where leaks 0·∞ = NaN; the derivative is 1 and 0
+    big = dtype(np.finfo(dtype).max)
+    for x, want in ((inf, 1.0), (-inf, 0.0), (big, 1.0), (-big, 0.0)):
+        assert np.isnan(float(jax.grad(jax.nn.sparse_plus)(jnp.asarray(x))))
+        assert float(jax.grad(fnnet.sparse_plus)(jnp.asarray(x))) == want
+    # NaN in gives a NaN gradient (jax.nn's masked rules return a constant)
+    for name in JAX_NAMES:
+        assert np.isnan(float(jax.grad(getattr(fnnet, name))(jnp.asarray(nan)))), name
+        assert np.isnan(float(getattr(fnnet, name)(jnp.asarray(nan)))), name
+
+
+def test_hard_swish_is_hard_silu_registered_once():
+    assert fnnet.hard_swish is fnnet.hard_silu
+    assert fnnet.activations.hard_swish is fnnet.hard_silu
+    assert "hard_silu" in fnnet.registry() and "hard_swish" not in fnnet.registry()
+
+
+@pytest.mark.parametrize("name", JAX_NAMES)
+def test_signatures_are_jax_nn_s(name):
+    got = inspect.signature(getattr(fnnet, name))
+    want = inspect.signature(getattr(jax.nn, name))
+    assert [(p.name, p.default) for p in got.parameters.values()] == [
+        (p.name, p.default) for p in want.parameters.values()
+    ]
+
+
+def test_torch_signatures():
+    def params(f):
+        return [(p.name, p.default) for p in inspect.signature(f).parameters.values()]
+
+    empty = inspect.Parameter.empty
+    assert params(fnnet.hardshrink) == [("input", empty), ("lambd", 0.5)]
+    assert params(fnnet.softshrink) == [("input", empty), ("lambd", 0.5)]
+    assert params(fnnet.threshold) == [("input", empty), ("threshold", empty), ("value", empty)]
+    assert params(fnnet.prelu) == [("input", empty), ("weight", empty)]
+    assert params(fnnet.rrelu) == [
+        ("input", empty), ("key", None), ("lower", 1 / 8), ("upper", 1 / 3), ("training", False)
+    ]
+
+
+@pytest.mark.parametrize("name", JAX_NAMES + TORCH_ONLY)
+def test_every_function_runs_a_hand_rule(name):
+    f = getattr(fnnet, name)
+    args = {"threshold": (0.5, 0.0), "prelu": (jnp.ones(1),)}.get(name, ())
+    jaxpr = str(jax.make_jaxpr(lambda x: f(x, *args))(jnp.ones((2, 3))))
+    assert "custom_vjp_call" in jaxpr
+
+
+# ----- kinks ---------------------------------------------------------------------------------------
+KINK_PRIMITIVES = [
+    "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
+    "sparse_sigmoid", "hardshrink", "softshrink", "threshold",
+]
+
+# jax.grad(jax.nn.X) at each kink, measured on jax 0.10.2 and written down, so that a change in
+# jax.nn's convention shows here as well as in the live comparison below.
+JAX_KINK_VALUES = {
+    "relu": {0.0: 0.0},
+    "relu6": {0.0: 0.0, 6.0: 0.0},
+    "leaky_relu": {0.0: 1.0},
+    "hard_tanh": {-1.0: 1.0, 1.0: 1.0},
+    "hard_sigmoid": {-3.0: 0.0, 3.0: 0.0},
+    "hard_silu": {-3.0: 0.0, 3.0: 1.0},
+    "sparse_plus": {-1.0: 0.0, 1.0: 1.0},
+    "sparse_sigmoid": {-1.0: 0.25, 1.0: 0.25},
+}
+
+# torch's derivative at each kink, read from aten/src/ATen/native/cpu/Activation.cpp (torch is not a
+# dependency): threshold_backward (x <= θ ? 0 : g), leaky_relu_backward (x > 0 ? g : g·α),
+# hardtanh_backward (x <= min || x >= max ? 0 : g), hardsigmoid_backward (−3 < x < 3 ? g/6 : 0),
+# hardswish_backward (x < −3 ? 0 : x <= 3 ? g·(x/3 + ½) : g), shrink_backward (−λ <= x <= λ ? 0 : g).
+TORCH_KINK_VALUES = {
+    "relu": {0.0: 0.0},
+    "relu6": {0.0: 0.0, 6.0: 0.0},
+    "leaky_relu": {0.0: 0.01},
+    "hard_tanh": {-1.0: 0.0, 1.0: 0.0},
+    "hard_sigmoid": {-3.0: 0.0, 3.0: 0.0},
+    "hard_silu": {-3.0: -0.5, 3.0: 1.5},
+    "hardshrink": {-0.5: 0.0, 0.5: 0.0},
+    "softshrink": {-0.5: 0.0, 0.5: 0.0},
+    "threshold": {0.0: 0.0},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", KINK_PRIMITIVES)
+def test_rule_at_every_declared_kink(name, dtype):
+    prim = fnnet.get(name)
+    assert prim.kinks, name
+    declared = {k.at: k for k in prim.kinks}
+    want_jax = JAX_KINK_VALUES.get(name)
+    want_torch = TORCH_KINK_VALUES.get(name, {})
+    if want_jax is not None:
+        assert set(declared) == set(want_jax)
+    else:  # torch-only: torch's convention is fnnet's
+        assert set(declared) == set(want_torch)
+    for at, kink in declared.items():
+        x = jnp.asarray(at, dtype)
+        reverse = jax.grad(prim.fn)(x)
+        forward = jax.jvp(prim.forward_mode, (x,), (jnp.ones_like(x),))[1]
+        assert reverse.dtype == dtype
+        assert float(reverse) == kink.derivative == float(forward), (at, reverse, forward)
+        if want_jax is not None:
+            assert kink.derivative == want_jax[at]
+            # and it is what jax.nn gives today
+            assert float(jax.grad(getattr(jax.nn, name))(x)) == kink.derivative
+            torch_value = want_torch.get(at)
+            if torch_value is not None and torch_value != kink.derivative:
+                assert kink.torch == torch_value, (name, at, kink.torch)
+            else:
+                assert kink.torch is None, (name, at, kink.torch)
+        else:
+            assert kink.derivative == want_torch[at] and kink.torch is None
+        assert kink.note, "every kink explains its choice"
+
+
+@pytest.mark.parametrize("lambd", [0.5, 1.5])
+@pytest.mark.parametrize("name", ["hardshrink", "softshrink"])
+def test_shrink_kinks_follow_lambd(name, lambd):
+    f = getattr(fnnet, name)
+    for at in (-lambd, lambd):
+        assert float(jax.grad(f)(at, lambd)) == 0.0  # torch: 0 on the closed interval
+        assert float(jax.grad(f)(math.nextafter(at, math.copysign(math.inf, at)), lambd)) == 1.0
+
+
+def test_threshold_kink_follows_threshold():
+    assert float(jax.grad(fnnet.threshold)(0.5, 0.5, -2.0)) == 0.0
+    assert float(jax.grad(fnnet.threshold)(math.nextafter(0.5, 1.0), 0.5, -2.0)) == 1.0
+
+
+def test_hard_silu_kinks_are_where_the_derivative_jumps():
+    # one-sided difference quotients on either side of ±3 (exact for a polynomial piece up to the
+    # O(h) curvature term, h = 1e-6: error ≤ h/3 for the quadratic x(x+3)/6), bracketing the rule
+    f = lambda x: float(fnnet.hard_silu(jnp.asarray(x)))
+    h = 1e-6
+    for at, left, right in ((-3.0, 0.0, -0.5), (3.0, 1.5, 1.0)):
+        assert abs((f(at) - f(at - h)) / h - left) < h
+        assert abs((f(at + h) - f(at)) / h - right) < h
+
+
+# ----- the torch-only functions against torch's formulas ------------------------------------------
+def _np_grid():
+    return np.concatenate([np.linspace(-4, 4, 321), [-0.5, 0.5, 1.5, -1.5, 0.0, np.inf, -np.inf, np.nan]])
+
+
+@pytest.mark.parametrize("lambd", [0.5, 1.5, 0.0])
+def test_hardshrink_softshrink_values(lambd):
+    x = _np_grid()
+    with np.errstate(invalid="ignore"):
+        hard = np.where((x >= -lambd) & (x <= lambd), 0.0, x)  # torch: (−λ <= x <= λ) ? 0 : x
+        soft = np.where(x > lambd, x - lambd, np.where(x < -lambd, x + lambd, x * 0))
+    _same(fnnet.hardshrink(jnp.asarray(x), lambd), hard)
+    _same(fnnet.softshrink(jnp.asarray(x), lambd), soft)
+    dx = np.where((x >= -lambd) & (x <= lambd), 0.0, 1.0)
+    dx[np.isnan(x)] = np.nan
+    _same(_grads(fnnet.hardshrink, jnp.asarray(x), lambd=lambd), dx)
+    _same(_grads(fnnet.softshrink, jnp.asarray(x), lambd=lambd), dx)
+
+
+@pytest.mark.parametrize("th, value", [(0.0, 0.0), (0.5, -2.0), (-1.0, 7.0)])
+def test_threshold_values(th, value):
+    x = _np_grid()
+    want = np.where(x <= th, value, x)  # torch's kernel: x <= θ ? value : x (NaN passes)
+    _same(fnnet.threshold(jnp.asarray(x), th, value), want)
+    dx = np.where(x <= th, 0.0, 1.0)
+    dx[np.isnan(x)] = np.nan
+    _same(jax.vmap(jax.grad(fnnet.threshold), (0, None, None))(jnp.asarray(x), th, value), dx)
+
+
+def test_threshold_zero_zero_is_relu():
+    x = _grid(np.float64)
+    _same(fnnet.threshold(x, 0.0, 0.0), fnnet.relu(x))
+    _same(jax.vmap(jax.grad(fnnet.threshold), (0, None, None))(x, 0.0, 0.0), _grads(fnnet.relu, x))
+
+
+# ----- prelu ---------------------------------------------------------------------------------------
+def _torch_prelu(x, w):
+    """torch's formula: x > 0 ? x : w·x, w along axis 1 (or everywhere for one weight)."""
+    w = np.asarray(w)
+    wb = w.reshape(()) if w.size == 1 else w.reshape((-1,) + (1,) * (x.ndim - 2))
+    return np.where(x > 0, x, wb * x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "x_shape, w_shape",
+    [((2, 3, 4, 5), (3,)), ((2, 3), (3,)), ((2, 3, 4), (1,)), ((2, 3, 4), ()), ((7,), (1,)), ((), ())],
+)
+def test_prelu_broadcasting_values_and_gradients(x_shape, w_shape, dtype, key):
+    kx, kw, kg = jax.random.split(key, 3)
+    x = jax.random.normal(kx, x_shape, dtype)
+    w = jax.random.uniform(kw, w_shape, dtype, -0.5, 0.5)
+    y = fnnet.prelu(x, w)
+    assert y.shape == x_shape and y.dtype == dtype
+    _same(y, _torch_prelu(np.asarray(x), np.asarray(w)))
+    g = jax.random.normal(kg, x_shape, dtype)
+    dx, dw = jax.vjp(fnnet.prelu, x, w)[1](g)
+    rx, rw = jax.vjp(fnnet.prelu.reference, x, w)[1](g)
+    assert dx.shape == x_shape and dw.shape == w_shape and dw.dtype == dtype
+    # dx is exact (g or w·g in both); dw is a sum over up to 40 terms in a possibly different order:
+    # |error| ≤ n·eps·Σ|x·g| with n = 40
+    chex.assert_trees_all_close(dx, rx, rtol=0, atol=0)
+    eps = float(jnp.finfo(dtype).eps)
+    bound = 40 * eps * float(jnp.sum(jnp.abs(x * g))) + float(jnp.finfo(dtype).tiny)
+    assert float(jnp.max(jnp.abs(dw - rw))) <= bound
+
+
+def test_prelu_kink_is_weight_and_weight_gradient_zero(key):
+    x = jnp.zeros((2, 3))
+    w = jnp.array([0.1, 0.2, 0.3])
+    dx, dw = jax.vjp(fnnet.prelu, x, w)[1](jnp.ones_like(x))
+    _same(dx, jnp.broadcast_to(w, x.shape))  # torch: x > 0 ? g : w·g
+    _same(dw, jnp.zeros(3))
+    # the same from forward mode
+    tx = jnp.ones_like(x)
+    _same(jax.jvp(fnnet.prelu.forward_mode, (x, w), (tx, jnp.zeros(3)))[1], jnp.broadcast_to(w, x.shape))
+
+
+def test_prelu_errors():
+    with pytest.raises(ValueError, match=r"'weight' of shape \(4,\).*input of shape \(2, 3, 5\)"):
+        fnnet.prelu(jnp.ones((2, 3, 5)), jnp.ones(4))
+    with pytest.raises(ValueError, match=r"'weight' of shape \(2,\).*input of shape \(2,\)"):
+        fnnet.prelu(jnp.ones(2), jnp.ones(2))  # no channel axis below 2 dimensions
+    with pytest.raises(ValueError, match=r"shape \(1, 3\)"):
+        fnnet.prelu(jnp.ones((2, 3)), jnp.ones((1, 3)))
+    with pytest.raises(TypeError, match="'weight' must have the dtype of 'input' \\(float32\\); got float64"):
+        fnnet.prelu(jnp.ones((2, 3), jnp.float32), jnp.ones(3, jnp.float64))
+    with pytest.raises(TypeError, match="'input'.*int32"):
+        fnnet.prelu(jnp.ones((2, 3), jnp.int32), jnp.ones(3))
+
+
+# ----- rrelu ---------------------------------------------------------------------------------------
+def test_rrelu_training_samples_slopes_in_range_and_the_vjp_uses_them(key):
+    x = -jnp.abs(jax.random.normal(jax.random.key(1), (200,))) - 0.1  # all negative
+    y = fnnet.rrelu(x, key, training=True)
+    slopes = y / x
+    assert float(slopes.min()) >= 1 / 8 and float(slopes.max()) < 1 / 3
+    assert float(jnp.std(slopes)) > 0.01  # drawn per element, not one slope
+    _same(fnnet.rrelu(x, key, training=True), y)  # the key fixes the draw
+    assert not np.array_equal(fnnet.rrelu(x, jax.random.key(7), training=True), y)
+    # the backward pass multiplies by the same slopes: dy/dx = y/x elementwise (exact: y = a·x, and
+    # a·x/x = a to within one rounding, so compare the rule with the drawn noise itself)
+    noise = jax.random.uniform(key, x.shape, x.dtype, 1 / 8, 1 / 3)
+    _same(y, noise * x)
+    grad = jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, key, training=True)))(x)
+    _same(grad, noise)
+    # positive inputs pass unchanged with derivative 1
+    xp = jnp.abs(x)
+    _same(fnnet.rrelu(xp, key, training=True), xp)
+    _same(jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, key, training=True)))(xp), jnp.ones_like(xp))
+
+
+def test_rrelu_eval_is_leaky_relu_with_the_mean_slope_and_torch_kink():
+    x = _grid(np.float64)
+    finite = x[jnp.isfinite(x)]
+    slope = (1 / 8 + 1 / 3) / 2
+    _same(fnnet.rrelu(finite), jnp.where(finite > 0, finite, slope * finite))
+    g = jax.vmap(jax.grad(fnnet.rrelu))(finite)
+    _same(g, jnp.where(finite > 0, 1.0, slope))  # at 0: the slope (torch's x > 0 ? g : g·a)
+    assert float(jax.grad(fnnet.rrelu)(0.0, None, 0.1, 0.3)) == pytest.approx(0.2, rel=1e-15)
+
+
+def test_rrelu_under_jit_and_float32(key):
+    x = jnp.linspace(-2, 2, 9, dtype=jnp.float32)
+    f = jax.jit(lambda v, k: fnnet.rrelu(v, k, training=True))
+    y = f(x, key)
+    assert y.dtype == jnp.float32
+    _same(y, fnnet.rrelu(x, key, training=True))
+    legacy = jax.random.PRNGKey(0)
+    assert fnnet.rrelu(x, legacy, training=True).shape == x.shape
+
+
+def test_rrelu_errors(key):
+    x = jnp.ones(3)
+    with pytest.raises(ValueError, match="training=True .* needs a PRNG key.*got key=None"):
+        fnnet.rrelu(x, training=True)
+    with pytest.raises(TypeError, match="'key' must be a jax.random.key.*float64"):
+        fnnet.rrelu(x, jnp.ones(2), training=True)
+    with pytest.raises(ValueError, match="'lower' must be <= 'upper'; got lower=0.5, upper=0.1"):
+        fnnet.rrelu(x, key, 0.5, 0.1, True)
+    with pytest.raises(TypeError, match="'training' must be a bool"):
+        fnnet.rrelu(x, key, training="yes")
+    with pytest.raises(TypeError, match="'input'.*int"):
+        fnnet.rrelu(jnp.ones(3, jnp.int32))
+
+
+def test_rrelu_with_noise_noise_shape_error():
+    with pytest.raises(ValueError, match=r"'noise' of shape \(4,\) must broadcast to the input's shape \(2, 3\)"):
+        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones(4))
+    with pytest.raises(ValueError, match=r"'noise' of shape \(2, 2, 3\)"):
+        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones((2, 2, 3)))
+
+
+# ----- other errors --------------------------------------------------------------------------------
+def test_softshrink_negative_lambd_is_refused():
+    with pytest.raises(ValueError, match="'lambd' must be >= 0.*got -0.5"):
+        fnnet.softshrink(jnp.ones(2), -0.5)
+
+
+def test_integer_input_is_refused():
+    with pytest.raises(TypeError, match="argument 'x' must have a floating dtype.*int32"):
+        fnnet.relu(jnp.arange(3, dtype=jnp.int32))
+    with pytest.raises(TypeError, match="argument 'input'.*int32"):
+        fnnet.threshold(jnp.arange(3, dtype=jnp.int32), 0.0, 0.0)
+
+
+def test_threshold_requires_both_hyperparameters():
+    with pytest.raises(TypeError, match="value"):
+        fnnet.threshold(jnp.ones(2), 0.5)
+
+
+def test_traced_slope_is_refused():
+    with pytest.raises(TypeError, match="'negative_slope' must be a static Python value"):
+        jax.jit(fnnet.leaky_relu)(jnp.ones(2), 0.1)
+
+
+# ----- the lecture's hard tanh --------------------------------------------------------------------
+def test_hard_tanh_is_identity_in_the_middle():
+    # The lecture's note prints 0 for −1 ≤ z ≤ 1, a typo: the function is z there.
+    z = jnp.array([-3.0, -1.0, -0.25, 0.0, 0.75, 1.0, 2.0])
+    _same(fnnet.hard_tanh(z), jnp.array([-1.0, -1.0, -0.25, 0.0, 0.75, 1.0, 1.0]))
+
+
+# ----- hard points and the rules against the plain references -------------------------------------
+MODULE_PRIMITIVES = [
+    "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
+    "sparse_sigmoid", "hardshrink", "softshrink", "threshold", "prelu", "rrelu_with_noise",
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", MODULE_PRIMITIVES)
+def test_rules_match_reference_autodiff(name, dtype, key):
+    # Away from the kinks every piece is linear or quadratic, so the hand rule and jax.vjp of the
+    # reference compute the same few operations; they may round differently by a few ulp of the
+    # cotangent's size (sparse_plus' (x+1)/2 vs 2(x+1)/4, prelu's channel sums): rtol = 8·eps.
+    prim = fnnet.get(name)
+    rtol = 8 * float(jnp.finfo(dtype).eps)
+    for variant in prim.variants:
+        args = prim.sample_inputs(key, dtype, (3, 5), **variant)
+        f = lambda *a: prim.fn(*a, **variant)
+        r = lambda *a: prim.reference(*a, **variant)
+        y, vjp = jax.vjp(f, *args)
+        yr, vjp_r = jax.vjp(r, *args)
+        chex.assert_trees_all_close(y, yr, rtol=rtol, atol=0)
+        g = jax.random.normal(jax.random.fold_in(key, 1), y.shape, dtype)
+        chex.assert_trees_all_close(vjp(g), vjp_r(g), rtol=rtol, atol=rtol)
+        # ⟨g, J t⟩ through the hand JVP equals ⟨Jᵀg, t⟩ through the hand VJP
+        ts = tuple(jax.random.normal(jax.random.fold_in(key, 2 + i), a.shape, dtype) for i, a in enumerate(args))
+        jt = jax.jvp(lambda *a: prim.forward_mode(*a, **variant), args, ts)[1]
+        lhs = float(jnp.vdot(g, jt))
+        rhs = float(sum(jnp.vdot(c, t) for c, t in zip(vjp(g), ts)))
+        scale = float(sum(jnp.vdot(jnp.abs(c), jnp.abs(t)) for c, t in zip(vjp(g), ts))) + 1.0
+        assert abs(lhs - rhs) <= 64 * rtol * scale
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", MODULE_PRIMITIVES[:11])
+def test_extremes_finite_and_limits(name, dtype):
+    finfo = jnp.finfo(dtype)
+    f = fnnet.get(name).fn
+    x = jnp.array([finfo.max, -finfo.max, 1e30 if dtype == jnp.float64 else 1e30, -1e30,
+                   float(finfo.tiny) / 8, -float(finfo.tiny) / 8, 0.0, -0.0], dtype)
+    y, g = f(x), _grads(f, x)
+    assert bool(jnp.all(jnp.isfinite(y))) and bool(jnp.all(jnp.isfinite(g))), (y, g)
+    inf = jnp.array([jnp.inf, -jnp.inf], dtype)
+    yi, gi = np.asarray(f(inf)), np.asarray(_grads(f, inf))
+    assert not np.isnan(yi).any() and not np.isnan(gi).any(), (yi, gi)
+    # the derivative at ±∞ is the derivative's limit: the slope of the outermost piece
+    big = jnp.array([1e6, -1e6], dtype)
+    _same(gi, _grads(f, big))
