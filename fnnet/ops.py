@@ -364,7 +364,12 @@ def _normalize_axis(axis, ndim, where="sum"):
     """``axis`` (None, int or sequence of ints) as a sorted tuple of non-negative axes, or ValueError."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if isinstance(axis, (int, np.integer)):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"fnnet.{where}: axis must be None, an int or a tuple of ints; got {axis!r}")
     out = []
     for a in axes:
         if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
@@ -495,7 +500,10 @@ def _log(x):
 
 
 log = elementwise(
-    "log", _log, lambda x, y: 1 / x, saves="x",
+    # jnp.reciprocal, not 1 / x: under jax.grad a Python-float input can reach the rule as a float
+    # subclass, and Python's 1 / 0.0 raises where the IEEE result is +inf.
+    # Outside the support the derivative is NaN like the value (jnp.log's rule would give 1/x there).
+    "log", _log, lambda x, y: jnp.where(x < 0, jnp.nan, jnp.reciprocal(x)), saves="x",
     reference=lambda x: jnp.log(x),
     domain=(0.1, 4.0),
     support=(0.0, float("inf")),

@@ -1,0 +1,342 @@
+"""fnnet.ops: what the generic registry tests (tests/test_primitives.py) do not cover.
+
+Broadcasting (the cotangent of a broadcast input summed back to its shape), numpy's matmul semantics
+with 1-D operands and batch broadcasting, reductions over every kind of ``axis``, the residuals each op
+keeps, the entry points ``fwd``/``bwd`` that fnnet.graph calls, and the error messages.
+
+Tolerance for hand rule vs ``jax.vjp`` of the reference (``_assert_cotangents_close``): every
+cotangent entry here is a sum of n products of at most three factors (n = the number of output
+entries that the input entry feeds, ≤ the output size). Recursive summation of n terms errs by at most
+(n − 1)·ε·Σ|terms| and each product by 3ε·|term|, so one implementation is within (n + 2)·ε·Σ|terms|
+of the exact cotangent, and two within twice that. Σ|terms| is computed exactly as the cotangent
+with every factor replaced by its absolute value (``_abs_bound``). The float32 rule is compared with
+the float64 reference, whose own error is ε₆₄/ε₃₂ ≈ 1e-9 times smaller and is absorbed by the bound.
+"""
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet import ops
+from fnnet.primitive import get
+
+DTYPES = [jnp.float32, jnp.float64]
+EPS64 = float(jnp.finfo(jnp.float64).eps)
+
+
+def _eps(dtype):
+    return float(jnp.finfo(dtype).eps)
+
+
+def _random(key, shape, dtype, lo=-2.0, hi=2.0):
+    return jax.random.uniform(key, shape, jnp.float32, lo, hi).astype(dtype)
+
+
+def _nonzero(key, shape, dtype):
+    """|y| in [0.5, 2] with random signs: a denominator safely away from 0."""
+    k1, k2 = jax.random.split(key)
+    mag = jax.random.uniform(k1, shape, jnp.float32, 0.5, 2.0)
+    return jnp.where(jax.random.bernoulli(k2, 0.5, shape), mag, -mag).astype(dtype)
+
+
+def _abs_bound(name, x, y, g):
+    """Σ|terms| of each cotangent entry: the reference VJP at |x|, |y| with |g| (abs for divide's sign)."""
+    ref = get(name).reference
+    _, vjp = jax.vjp(ref, jnp.abs(x), jnp.abs(y))
+    return tuple(jnp.abs(c) for c in vjp(jnp.abs(g)))
+
+
+def _assert_cotangents_close(name, args, cts, cts_ref, g, n_terms, dtype):
+    bounds = _abs_bound(name, *(a.astype(jnp.float64) for a in args), g.astype(jnp.float64))
+    for arg_name, a, ct, ref, bound in zip(("x", "y"), args, cts, cts_ref, bounds):
+        assert ct.shape == a.shape and ct.dtype == a.dtype, (
+            f"{name}: cotangent of {arg_name} is {ct.dtype}{ct.shape}, primal {a.dtype}{a.shape}"
+        )
+        err = np.abs(np.asarray(ct, np.float64) - np.asarray(ref, np.float64))
+        tol = 2 * (n_terms + 2) * _eps(dtype) * np.asarray(bound) + 1e-300
+        assert np.all(err <= tol), (
+            f"{name} wrt {arg_name}: max error/tol {np.max(err / tol):.3g} (shapes {a.shape})"
+        )
+
+
+# (op, x shape, y shape): each input broadcast in a different way
+BROADCAST_CASES = [
+    ("add", (3, 1), (4,)),
+    ("subtract", (3, 1), (4,)),
+    ("multiply", (2, 3, 4), (4,)),
+    ("multiply", (), (3, 4)),  # scalar * array
+    ("multiply", (3, 4), ()),
+    ("divide", (3, 1), (4,)),
+    ("divide", (4,), (2, 3, 1)),
+    ("add", (1, 3, 1), (2, 1, 5)),  # both stretched along size-1 axes
+    ("matmul", (2, 1, 3, 4), (5, 4, 2)),  # batch broadcasting
+    ("matmul", (3, 4), (4, 2)),
+    ("matmul", (4,), (4,)),  # numpy: 1-D @ 1-D is the inner product
+    ("matmul", (4,), (2, 4, 3)),  # row vector against a batch
+    ("matmul", (2, 3, 4), (4,)),  # batch against a column vector
+]
+
+
+def _inputs(name, sx, sy, dtype, seed=0):
+    kx, ky = jax.random.split(jax.random.key(seed))
+    x = _random(kx, sx, dtype)
+    y = _nonzero(ky, sy, dtype) if name == "divide" else _random(ky, sy, dtype)
+    return x, y
+
+
+# float32 eager and float64 jitted: both dtypes and both modes, without paying for all four pairings
+# (tests/test_primitives.py runs every pairing on the registry's default inputs).
+@pytest.mark.parametrize("dtype,use_jit", [(jnp.float32, False), (jnp.float64, True)], ids=["f32-eager", "f64-jit"])
+@pytest.mark.parametrize("name,sx,sy", BROADCAST_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_broadcast_vjp_matches_autodiff_of_reference(name, sx, sy, dtype, use_jit):
+    prim = get(name)
+    x, y = _inputs(name, sx, sy, dtype)
+    out64, vjp_ref = jax.vjp(prim.reference, x.astype(jnp.float64), y.astype(jnp.float64))
+    g = jax.random.normal(jax.random.key(1), out64.shape, jnp.float64)
+
+    def hand(x, y, g):
+        out, vjp = jax.vjp(prim.fn, x, y)
+        return out, vjp(g)
+
+    hand = jax.jit(hand) if use_jit else hand
+    out, cts = hand(x, y, g.astype(dtype))
+    assert out.shape == np.matmul(np.ones(sx), np.ones(sy)).shape if name == "matmul" else (
+        out.shape == np.broadcast_shapes(sx, sy)
+    )
+    assert out.dtype == dtype
+    # The output is one product/sum per entry (matmul: k = 4 terms): the same bound with n = 4.
+    np.testing.assert_allclose(out, out64, rtol=0, atol=12 * _eps(dtype) * float(jnp.max(jnp.abs(out64))) * 4)
+    _assert_cotangents_close(name, (x, y), cts, vjp_ref(g), g, max(out64.size, 1), dtype)
+
+
+@pytest.mark.parametrize("name,sx,sy", BROADCAST_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_broadcast_vjp_matches_central_differences(name, sx, sy):
+    """⟨Jᵀg, u⟩ from the hand VJP against ⟨g, (f(x+hu) − f(x−hu))/2h⟩ in float64.
+
+    add, subtract, multiply and matmul are linear in each argument, so the central difference has no
+    truncation error; divide's in y is h²/6·|∂³(x/y)/∂y³| ≤ h²·|x|/|y|⁴ ≤ 2.3e-9 per unit of g on these
+    inputs (|x| ≤ 2, |y| ≥ 1/2, h = ε^{1/3} ≈ 6e-6). Round-off: ≤ 2ε·Σ|g·f|/h ≈ 1e-10 of the scale.
+    Tolerance 1e-7 of the scale Σ|g·∂f| leaves a factor > 40 for both.
+    """
+    prim = get(name)
+    x, y = _inputs(name, sx, sy, jnp.float64, seed=2)
+    out, vjp = jax.vjp(prim.fn, x, y)
+    g = jax.random.normal(jax.random.key(3), out.shape, jnp.float64)
+    cts = vjp(g)
+    h = EPS64 ** (1 / 3)
+    for i, a in enumerate((x, y)):
+        u = jax.random.normal(jax.random.key(4 + i), a.shape, jnp.float64)
+        plus, minus = [x, y], [x, y]
+        plus[i], minus[i] = a + h * u, a - h * u
+        df = (prim.fn(*plus) - prim.fn(*minus)) / (2 * h)
+        fd = float(jnp.vdot(g, df))
+        hand = float(jnp.vdot(cts[i], u))
+        scale = max(float(jnp.sum(jnp.abs(g * df))), 1e-300)
+        assert abs(hand - fd) <= 1e-7 * scale, f"{name} wrt {'xy'[i]}: {hand!r} vs FD {fd!r}"
+
+
+@pytest.mark.parametrize("name,sx,sy", BROADCAST_CASES, ids=lambda v: str(v).replace(" ", ""))
+def test_broadcast_jvp_matches_reference(name, sx, sy):
+    """The hand JVP (forward-mode twin) against jax.jvp of the reference, float64.
+
+    Each output tangent entry is a sum of ≤ 2k products (k = 4 for matmul, 1 otherwise); bound as in
+    the module docstring with n = 8, against the abs-bound jax.jvp of the reference at |x|, |y|, |t|.
+    """
+    prim = get(name)
+    x, y = _inputs(name, sx, sy, jnp.float64, seed=5)
+    tx = jax.random.normal(jax.random.key(6), x.shape, jnp.float64)
+    ty = jax.random.normal(jax.random.key(7), y.shape, jnp.float64)
+    _, t_hand = jax.jvp(prim.forward_mode, (x, y), (tx, ty))
+    _, t_ref = jax.jvp(prim.reference, (x, y), (tx, ty))
+    _, bound = jax.jvp(prim.reference, (jnp.abs(x), jnp.abs(y)), (jnp.abs(tx), jnp.abs(ty)))
+    assert np.all(np.abs(t_hand - t_ref) <= 2 * (8 + 2) * EPS64 * np.abs(bound) + 1e-300)
+
+
+def test_unbroadcast_sums_the_copies():
+    """(3, 1) + (4,): x's cotangent sums g over the 4 columns, y's over the 3 rows."""
+    x = jnp.zeros((3, 1))
+    y = jnp.zeros((4,))
+    g = jnp.arange(12.0).reshape(3, 4)
+    _, vjp = jax.vjp(ops.add, x, y)
+    gx, gy = vjp(g)
+    np.testing.assert_array_equal(gx, g.sum(axis=1, keepdims=True))
+    np.testing.assert_array_equal(gy, g.sum(axis=0))
+    _, vjp = jax.vjp(ops.subtract, x, y)
+    np.testing.assert_array_equal(vjp(g)[1], -g.sum(axis=0))
+
+
+# ----- matmul: numpy semantics --------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "sx,sy",
+    [((4,), (4,)), ((4,), (4, 3)), ((3, 4), (4,)), ((2, 3, 4), (4,)), ((4,), (5, 4, 2)),
+     ((2, 1, 3, 4), (5, 4, 2)), ((1, 3, 4), (6, 1, 4, 2))],
+)
+def test_matmul_shapes_and_values_follow_numpy(sx, sy):
+    x, y = _inputs("matmul", sx, sy, jnp.float64, seed=8)
+    expected = np.matmul(np.asarray(x), np.asarray(y))
+    out = ops.matmul(x, y)
+    assert out.shape == expected.shape
+    # Each entry is a k = 4 term dot product: ≤ (4 + 2)ε·Σ|terms| from numpy's, both sides.
+    bound = np.matmul(np.abs(np.asarray(x)), np.abs(np.asarray(y)))
+    assert np.all(np.abs(np.asarray(out) - expected) <= 12 * EPS64 * bound + 1e-300)
+
+
+@pytest.mark.parametrize(
+    "sx,sy,match",
+    [((), (3,), r"at least 1-D.*\(\).*\(3,\)"),
+     ((3, 4), (5, 2), r"\(3, 4\).*\(5, 2\)"),
+     ((4,), (5,), r"\(4,\).*\(5,\)"),
+     ((2, 3, 4), (3, 4, 2), r"batch dimensions \(2,\) and \(3,\).*\(2, 3, 4\).*\(3, 4, 2\)")],
+)
+def test_matmul_bad_shapes_name_both(sx, sy, match):
+    with pytest.raises(ValueError, match=match):
+        ops.matmul(jnp.ones(sx), jnp.ones(sy))
+
+
+# ----- reductions ---------------------------------------------------------------------------------
+AXES = [None, 0, 1, -1, (0, 2), (2, 0), (-1, -3), ()]
+
+
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("axis", AXES, ids=str)
+@pytest.mark.parametrize("name", ["sum", "mean"])
+def test_reduction_vjp_and_jvp_over_axes(name, axis, keepdims):
+    """sum's VJP is g copied back (exact: no arithmetic), mean's g/n (one rounding each: ≤ ε)."""
+    prim = get(name)
+    x = _random(jax.random.key(9), (2, 3, 4), jnp.float64)
+    out, vjp = jax.vjp(lambda x: prim.fn(x, axis=axis, keepdims=keepdims), x)
+    ref_out, vjp_ref = jax.vjp(lambda x: prim.reference(x, axis=axis, keepdims=keepdims), x)
+    assert out.shape == ref_out.shape
+    g = jax.random.normal(jax.random.key(10), out.shape, jnp.float64)
+    (ct,), (ct_ref,) = vjp(g), vjp_ref(g)
+    assert ct.shape == x.shape
+    np.testing.assert_allclose(ct, ct_ref, rtol=EPS64, atol=0)
+    t = jax.random.normal(jax.random.key(11), x.shape, jnp.float64)
+    _, t_out = jax.jvp(lambda x: prim.forward_mode(x, axis=axis, keepdims=keepdims), (x,), (t,))
+    _, t_ref = jax.jvp(lambda x: prim.reference(x, axis=axis, keepdims=keepdims), (x,), (t,))
+    # A sum of ≤ 24 terms in possibly different orders: ≤ 2·24·ε·Σ|t| (+ one rounding for mean's 1/n).
+    bound = jnp.sum(jnp.abs(t), axis=axis, keepdims=keepdims)
+    assert np.all(np.abs(t_out - t_ref) <= 50 * EPS64 * bound)
+
+
+def test_mean_cotangent_is_g_over_n():
+    x = jnp.ones((2, 3, 4), jnp.float32)
+    (ct,) = jax.vjp(lambda x: ops.mean(x, axis=(0, 2)), x)[1](jnp.ones(3, jnp.float32))
+    np.testing.assert_array_equal(ct, jnp.full((2, 3, 4), 1 / 8, jnp.float32))
+    assert ct.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "axis,err,match",
+    [(3, ValueError, "axis 3 is out of range for an array of 3 dimensions"),
+     (-4, ValueError, "axis -4 is out of range"),
+     ((0, -3), ValueError, "repeated axis"),
+     (1.5, TypeError, "axis must be None, an int or a tuple of ints")],
+)
+def test_reduction_bad_axis(axis, err, match):
+    with pytest.raises(err, match=match):
+        ops.sum(jnp.ones((2, 3, 4)), axis=axis)
+
+
+# ----- exp, log -----------------------------------------------------------------------------------
+def test_exp_and_log_values_and_derivatives():
+    x = jnp.asarray([0.25, 1.0, 3.0], jnp.float64)
+    np.testing.assert_allclose(ops.exp(x), np.exp(np.asarray(x)), rtol=2 * EPS64)
+    np.testing.assert_allclose(ops.log(x), np.log(np.asarray(x)), rtol=2 * EPS64)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ops.exp))(x), np.exp(np.asarray(x)), rtol=2 * EPS64)
+    np.testing.assert_allclose(jax.vmap(jax.grad(ops.log))(x), 1 / np.asarray(x), rtol=EPS64)
+
+
+def test_log_at_zero_and_below():
+    """log(0) = −∞ with derivative +∞ (the singular point); log(−1) is NaN, and so is its derivative."""
+    assert ops.log(0.0) == -jnp.inf and jax.grad(ops.log)(0.0) == jnp.inf
+    assert jnp.isnan(ops.log(-1.0)) and jnp.isnan(jax.grad(ops.log)(-1.0))
+
+
+# ----- residuals: what each op keeps for its backward pass ----------------------------------------
+def _array_leaves(tree):
+    return [leaf for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)]
+
+
+def test_residuals_are_minimal():
+    x = jnp.ones((3, 1))
+    y = jnp.full((4,), 2.0)
+    # add/subtract keep only the (static) shapes: no array at all
+    for name in ("add", "subtract"):
+        _, res = get(name).fwd(x, y)
+        assert _array_leaves(res) == [] and res == ((3, 1), (4,))
+    # multiply keeps both inputs
+    _, res = get("multiply").fwd(x, y)
+    assert res[0] is x and res[1] is y
+    # exp keeps its output (and not its input)
+    z, res = get("exp").fwd(x)
+    assert res[0] is None and res[1] is z
+    # sum and mean keep the input's shape only
+    assert get("sum").fwd(x, axis=0)[1] == (3, 1)
+    assert _array_leaves(get("mean").fwd(x)[1]) == []
+    # divide keeps x's shape, y and the output (x/y² = z/y), not x
+    z, res = get("divide").fwd(x, y)
+    assert res[0] == (3, 1) and res[1] is y and res[2] is z
+
+
+# ----- the entry points fnnet.graph calls ---------------------------------------------------------
+@pytest.mark.parametrize(
+    "name,args,static",
+    [("add", ((3, 1), (4,)), {}),
+     ("multiply", ((2, 3, 4), (4,)), {}),
+     ("divide", ((3, 1), (4,)), {}),
+     ("matmul", ((2, 1, 3, 4), (5, 4, 2)), {}),
+     ("sum", ((2, 3),), {"axis": 1, "keepdims": True}),
+     ("mean", ((2, 3),), {"axis": [0]}),  # a list, as a graph might pass it: treated as a tuple
+     ("exp", ((2, 3),), {}),
+     ("log", ((2, 3),), {})],
+)
+def test_fwd_bwd_entry_points_equal_the_public_function(name, args, static):
+    """prim.forward / prim.fwd / prim.bwd with positional arrays and static kwargs, as a graph calls
+    them, give exactly what the custom_vjp public function gives (the same operations, so bit-equal)."""
+    prim = get(name)
+    keys = jax.random.split(jax.random.key(12), len(args))
+    arrays = tuple(
+        _nonzero(k, s, jnp.float64) if (name == "divide" and i == 1) else
+        _random(k, s, jnp.float64, 0.5, 2.0) for i, (k, s) in enumerate(zip(keys, args))
+    )
+    out, res = prim.fwd(*arrays, **static)
+    g = jax.random.normal(jax.random.key(13), out.shape, jnp.float64)
+    cts = prim.bwd(res, g, **static)
+    public_static = {k: tuple(v) if isinstance(v, list) else v for k, v in static.items()}
+    out_pub, vjp = jax.vjp(lambda *a: prim.fn(*a, **public_static), *arrays)
+    chex.assert_trees_all_equal(out, prim.forward(*arrays, **static), out_pub)
+    chex.assert_trees_all_equal(tuple(cts), tuple(vjp(g)))
+
+
+# ----- dtypes and bad input ------------------------------------------------------------------------
+def test_python_scalar_adapts_to_the_array_dtype():
+    x = jnp.arange(3.0, dtype=jnp.float32)
+    z = ops.multiply(2.0, x)
+    assert z.dtype == jnp.float32
+    np.testing.assert_array_equal(jax.grad(lambda x: ops.multiply(2.0, x).sum())(x), jnp.full(3, 2.0, jnp.float32))
+
+
+@pytest.mark.parametrize("name", ["add", "subtract", "multiply", "divide"])
+def test_binary_bad_shapes_name_both(name):
+    with pytest.raises(ValueError, match=r"shapes \(3, 4\) and \(5,\) do not broadcast"):
+        getattr(ops, name)(jnp.ones((3, 4)), jnp.ones(5))
+
+
+@pytest.mark.parametrize("name", ["add", "multiply", "matmul"])
+def test_mixed_float_dtypes_name_both(name):
+    with pytest.raises(TypeError, match="same dtype; got float32 and float64"):
+        getattr(ops, name)(jnp.ones((2, 2), jnp.float32), jnp.ones((2, 2), jnp.float64))
+
+
+@pytest.mark.parametrize("name", ["add", "matmul", "exp", "sum"])
+def test_integer_input_is_a_type_error_naming_the_dtype(name):
+    prim = get(name)
+    args = [jnp.ones((2, 2), jnp.float32)] * len(prim.arg_names)
+    args[0] = jnp.ones((2, 2), jnp.int32)
+    with pytest.raises(TypeError, match=r"argument 'x' must have a floating dtype.*int32"):
+        prim.fn(*args)
+
