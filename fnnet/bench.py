@@ -347,11 +347,19 @@ def compile_seconds(loss, args) -> tuple[float, float]:
     return t1 - t0, t2 - t1
 
 
-def bench_compile(depths=(4, 64), width=128, batch=32, repeats=3, unrolled=True, out=print) -> list[dict]:
-    """Compile time (trace + lower + compile, median of ``repeats``, interleaved) by depth and layout."""
+def bench_compile(
+    depths=(4, 64), width=128, batch=32, repeats=3, unrolled=True, unrolled_depths=None, out=print
+) -> list[dict]:
+    """Compile time (trace + lower + compile, median of ``repeats``) by depth and layout.
+
+    ``unrolled_depths`` (default ``depths``) are the depths of the unrolled contrast: the quick mode
+    keeps them small, since an unrolled depth-64 step takes tens of seconds to compile on two cores.
+    """
     rows = []
-    kinds = [("scan", False)] + ([("unrolled", True)] if unrolled else [])
-    for kind, unroll in kinds:
+    kinds = [("scan", False, depths)]
+    if unrolled:
+        kinds.append(("unrolled", True, tuple(unrolled_depths or depths)))
+    for kind, unroll, depths in kinds:
         losses_ = _deep_losses(unroll)
         for name, loss in losses_.items():
             per_depth = {d: [] for d in depths}
@@ -423,6 +431,8 @@ def main(argv=None) -> int:
     p.add_argument("--deep-width", type=int, default=128, help="width of the compile-time MLP")
     p.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when installed")
     p.add_argument("--no-unrolled", action="store_true", help="skip the unrolled contrast in compile")
+    p.add_argument("--unrolled-depths", type=_ints, default=None,
+                   help="depths of the unrolled contrast (quick: 4,16; full: as --depths)")
     args = p.parse_args(argv)
     only = [b for b in args.only.split(",") if b]
     bad = [b for b in only if b not in BENCHES]
@@ -448,10 +458,14 @@ def main(argv=None) -> int:
             print("  (torch not installed: PyTorch's step left out; it is not a dependency of fnnet)")
     if "compile" in only:
         depths = ",".join(map(str, args.depths))
+        unrolled_depths = args.unrolled_depths or (args.depths if args.full else (4, 16))
+        ud = ",".join(map(str, unrolled_depths))
         print(f"\n[3] compile time (trace + lower + XLA compile) of a deep {args.deep_width}-wide MLP step, "
-              f"median of {repeats}\n  $ {CMD} --only compile --depths {depths} --deep-width {args.deep_width}")
+              f"median of {repeats}\n  $ {CMD} --only compile --depths {depths} --unrolled-depths {ud} "
+              f"--deep-width {args.deep_width}{' --full' if args.full else ''}")
         results["compile"] = bench_compile(
-            args.depths, args.deep_width, repeats=repeats, unrolled=not args.no_unrolled
+            args.depths, args.deep_width, repeats=repeats, unrolled=not args.no_unrolled,
+            unrolled_depths=unrolled_depths,
         )
     if "memory" in only:
         print(f"\n[4] temporary bytes of the compiled step (memory_analysis)\n  $ {CMD} --only memory "

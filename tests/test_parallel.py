@@ -102,7 +102,10 @@ def _run_layouts(parallel, lg_name, lg, layouts, mesh8, params, x, labels, lr, r
     for name, make in layouts.items():
         mesh, layout = make()
         step = parallel.sgd_step(layout, lr, lg)
-        new, loss, grads = step(*layout.place(params, x, labels))
+        placed = layout.place(params, x, labels)
+        compiled = step.lower(*placed).compile()  # compiled once: run it, and read its HLO
+        new, loss, grads = compiled(*placed)
+        hlo = compiled.as_text()
         w0, w1 = grads[0]["W"], grads[1]["W"]
         results[f"{lg_name} / {name}"] = {
             "loss": abs(float(loss) - float(ref_loss)) / abs(float(ref_loss)),
@@ -113,6 +116,10 @@ def _run_layouts(parallel, lg_name, lg, layouts, mesh8, params, x, labels, lr, r
             "w1_spec": list(w1.sharding.spec),
             # How much of W0 one device holds: 1/(model-axis size) when sharded.
             "w0_local_fraction": w0.addressable_shards[0].data.size / w0.size,
+            # The collectives XLA inserted: a hidden-sharded step must all-reduce partial products and
+            # must not all-gather the weights (that would be replication in disguise).
+            "all_reduce": hlo.count(" all-reduce(") + hlo.count(" all-reduce-start("),
+            "all_gather": hlo.count(" all-gather(") + hlo.count(" all-gather-start("),
         }
     step = parallel.data_parallel_shard_map(mesh8, lr, lg)
     new, loss, grads = step(*parallel.data_parallel(mesh8, params).place(params, x, labels))
@@ -172,6 +179,8 @@ def test_layouts_really_shard(report):
     assert h24["w0_spec"] == ["model", None] and h24["w1_spec"] == [None, "model"]
     assert h24["w0_local_fraction"] == pytest.approx(1 / 4)
     assert h18["w0_local_fraction"] == pytest.approx(1 / 8)
+    for r in (data, h24, h18):
+        assert r["all_reduce"] >= 1 and r["all_gather"] == 0, r
 
 
 def test_hidden_sharded_rejects_indivisible_width():
