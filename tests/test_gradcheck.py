@@ -171,6 +171,15 @@ def test_softmax_vjp_missing_subtraction_is_caught():
     assert gradcheck(softmax(), x).passed
 
 
+def test_large_output_uses_random_sign_cotangents():
+    # 32 outputs > basis_limit = 16: three random ±1 cotangents; a wrong Jacobian column still shows.
+    x = normal((4, 8))
+    report = gradcheck(softmax("no_subtraction"), x)
+    assert "3 random ±1 cotangents" in report.comparison("(a)").detail
+    assert report.comparison("(a)").failed and report.comparison("(b)").failed
+    assert "probability <= 3.9e-03" in str(report)  # 2^-8 for 8 probes per leaf
+
+
 def test_sign_flip_is_caught_and_bad_entry_of_1e5_named():
     x = normal((1000,))
     assert not gradcheck(tanh_sq_sum("sign"), x).passed
