@@ -1,9 +1,9 @@
 """Piecewise activations: values equal to jax.nn's (torch's formula for the torch-only ones), the
 derivative chosen at every kink, prelu's broadcasting, rrelu's sampling, and the error messages.
 
-The generic checks every primitive gets (VJP/JVP against the reference and finite differences, the hard
-points) live in tests/test_primitives.py; what is here is specific to these functions. A light version
-of the reference check is kept here so this module is checked on its own.
+The generic checks every registered primitive gets (VJP/JVP against autodiff of the reference and
+against central differences, the hard points, the diagonal Jacobian) live in tests/test_primitives.py;
+what is here is specific to these functions.
 """
 import inspect
 import math
@@ -37,8 +37,9 @@ def _grid(dtype):
     return jnp.asarray(np.array(pts, dtype=dtype))
 
 
-def _same(a, b):
-    """Equal values (NaN equals NaN; +0 equals −0), up to flushing subnormals to zero.
+def _same(a, b, atol=0.0):
+    """Equal values (NaN equals NaN; +0 equals −0), up to flushing subnormals to zero, and up to
+    ``atol`` where asked.
 
     XLA on CPU flushes subnormal results to zero inside compiled code (jax.nn's functions are jitted)
     and not always in eager dispatch, so a subnormal and a zero are the same value computed in two
@@ -50,12 +51,15 @@ def _same(a, b):
     tiny = np.finfo(a.dtype).tiny
     with np.errstate(invalid="ignore"):
         flushed = ((a == 0) & (np.abs(b) < tiny)) | ((b == 0) & (np.abs(a) < tiny))
-    bad = ~((a == b) | both_nan | flushed)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(a - b) <= atol
+    bad = ~((a == b) | both_nan | flushed | near)
     assert not bad.any(), f"differ at {np.flatnonzero(bad)[:5]}: {a[bad][:5]} vs {b[bad][:5]}"
 
 
 def _grads(f, x, **kw):
-    return jax.vmap(jax.grad(lambda v: f(v, **kw)))(x)
+    """f'(x) entry by entry, compiled once (eager vmap would compile every op separately)."""
+    return jax.jit(jax.vmap(jax.grad(lambda v: f(v, **kw))))(x)
 
 
 # ----- agreement with jax.nn ----------------------------------------------------------------------
@@ -73,10 +77,15 @@ def test_values_and_gradients_equal_jax_nn(name, dtype):
     # 0·(x+1)·2 = 0·∞), fnnet's must be a number; it is pinned in the test below.
     leak = np.isnan(g_ref) & ~np.isnan(np.asarray(x))
     assert np.isfinite(np.asarray(g)[leak]).all()
-    _same(g[~leak], g_ref[~leak])
+    # Compiled, XLA may evaluate hard_silu's hs(x) + x/6 as hs(x) + x·(1/6) in one program and not
+    # the other: the terms are ≤ 1 in magnitude, so the two differ by ≤ 2 roundings of size ≤ eps/2
+    # each, near the zero crossing at x = −1.5 too: atol = 2·eps. Every other derivative here is an
+    # exact constant, and a wrong kink convention or piece is off by ≥ 0.01.
+    atol = 2 * float(np.finfo(dtype).eps)
+    _same(g[~leak], g_ref[~leak], atol=atol)
     # forward mode is built from the same f', so it agrees with the reverse rule
     t = jnp.ones_like(x)
-    _same(jax.jvp(fnnet.forward_mode(f), (x,), (t,))[1], g)
+    _same(jax.jvp(fnnet.forward_mode(f), (x,), (t,))[1], g, atol=atol)
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])
@@ -281,16 +290,20 @@ def _torch_prelu(x, w):
     "x_shape, w_shape",
     [((2, 3, 4, 5), (3,)), ((2, 3), (3,)), ((2, 3, 4), (1,)), ((2, 3, 4), ()), ((7,), (1,)), ((), ())],
 )
-def test_prelu_broadcasting_values_and_gradients(x_shape, w_shape, dtype, key):
-    kx, kw, kg = jax.random.split(key, 3)
-    x = jax.random.normal(kx, x_shape, dtype)
-    w = jax.random.uniform(kw, w_shape, dtype, -0.5, 0.5)
-    y = fnnet.prelu(x, w)
+def test_prelu_broadcasting_values_and_gradients(x_shape, w_shape, dtype):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(x_shape), dtype)
+    w = jnp.asarray(rng.uniform(-0.5, 0.5, w_shape), dtype)
+    g = jnp.asarray(rng.standard_normal(x_shape), dtype)
+
+    @jax.jit  # one compilation per case instead of one per eager op
+    def run(x, w, g):
+        y, vjp = jax.vjp(fnnet.prelu, x, w)
+        return y, vjp(g), jax.vjp(fnnet.prelu.reference, x, w)[1](g)
+
+    y, (dx, dw), (rx, rw) = run(x, w, g)
     assert y.shape == x_shape and y.dtype == dtype
     _same(y, _torch_prelu(np.asarray(x), np.asarray(w)))
-    g = jax.random.normal(kg, x_shape, dtype)
-    dx, dw = jax.vjp(fnnet.prelu, x, w)[1](g)
-    rx, rw = jax.vjp(fnnet.prelu.reference, x, w)[1](g)
     assert dx.shape == x_shape and dw.shape == w_shape and dw.dtype == dtype
     # dx is exact (g or w·g in both); dw is a sum over up to 40 terms in a possibly different order:
     # |error| ≤ n·eps·Σ|x·g| with n = 40
@@ -414,53 +427,3 @@ def test_hard_tanh_is_identity_in_the_middle():
     # The lecture's note prints 0 for −1 ≤ z ≤ 1, a typo: the function is z there.
     z = jnp.array([-3.0, -1.0, -0.25, 0.0, 0.75, 1.0, 2.0])
     _same(fnnet.hard_tanh(z), jnp.array([-1.0, -1.0, -0.25, 0.0, 0.75, 1.0, 1.0]))
-
-
-# ----- hard points and the rules against the plain references -------------------------------------
-MODULE_PRIMITIVES = [
-    "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
-    "sparse_sigmoid", "hardshrink", "softshrink", "threshold", "prelu", "rrelu_with_noise",
-]
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", MODULE_PRIMITIVES)
-def test_rules_match_reference_autodiff(name, dtype, key):
-    # Away from the kinks every piece is linear or quadratic, so the hand rule and jax.vjp of the
-    # reference compute the same few operations; they may round differently by a few ulp of the
-    # cotangent's size (sparse_plus' (x+1)/2 vs 2(x+1)/4, prelu's channel sums): rtol = 8·eps.
-    prim = fnnet.get(name)
-    rtol = 8 * float(jnp.finfo(dtype).eps)
-    for variant in prim.variants:
-        args = prim.sample_inputs(key, dtype, (3, 5), **variant)
-        f = lambda *a: prim.fn(*a, **variant)
-        r = lambda *a: prim.reference(*a, **variant)
-        y, vjp = jax.vjp(f, *args)
-        yr, vjp_r = jax.vjp(r, *args)
-        chex.assert_trees_all_close(y, yr, rtol=rtol, atol=0)
-        g = jax.random.normal(jax.random.fold_in(key, 1), y.shape, dtype)
-        chex.assert_trees_all_close(vjp(g), vjp_r(g), rtol=rtol, atol=rtol)
-        # ⟨g, J t⟩ through the hand JVP equals ⟨Jᵀg, t⟩ through the hand VJP
-        ts = tuple(jax.random.normal(jax.random.fold_in(key, 2 + i), a.shape, dtype) for i, a in enumerate(args))
-        jt = jax.jvp(lambda *a: prim.forward_mode(*a, **variant), args, ts)[1]
-        lhs = float(jnp.vdot(g, jt))
-        rhs = float(sum(jnp.vdot(c, t) for c, t in zip(vjp(g), ts)))
-        scale = float(sum(jnp.vdot(jnp.abs(c), jnp.abs(t)) for c, t in zip(vjp(g), ts))) + 1.0
-        assert abs(lhs - rhs) <= 64 * rtol * scale
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", MODULE_PRIMITIVES[:11])
-def test_extremes_finite_and_limits(name, dtype):
-    finfo = jnp.finfo(dtype)
-    f = fnnet.get(name).fn
-    x = jnp.array([finfo.max, -finfo.max, 1e30 if dtype == jnp.float64 else 1e30, -1e30,
-                   float(finfo.tiny) / 8, -float(finfo.tiny) / 8, 0.0, -0.0], dtype)
-    y, g = f(x), _grads(f, x)
-    assert bool(jnp.all(jnp.isfinite(y))) and bool(jnp.all(jnp.isfinite(g))), (y, g)
-    inf = jnp.array([jnp.inf, -jnp.inf], dtype)
-    yi, gi = np.asarray(f(inf)), np.asarray(_grads(f, inf))
-    assert not np.isnan(yi).any() and not np.isnan(gi).any(), (yi, gi)
-    # the derivative at ±∞ is the derivative's limit: the slope of the outermost piece
-    big = jnp.array([1e6, -1e6], dtype)
-    _same(gi, _grads(f, big))
