@@ -195,6 +195,16 @@ def _check_float_tree(value, name: str):
     return jax.tree.unflatten(jax.tree.structure(value), out)
 
 
+def _describe_call(n: Node, args) -> str:
+    def desc(v):
+        if hasattr(v, "shape") and hasattr(v, "dtype"):
+            return f"{v.dtype}{list(v.shape)}"
+        return jax.tree.map(desc, v) if jax.tree.leaves(v) else repr(v)
+
+    shown = ", ".join(f"{a}={i!r}: {desc(v)}" for a, i, v in zip(n.op.arg_names, n.inputs, args))
+    return f"node {n.name!r} = {n.op.name}({shown})"
+
+
 def _add(a, b):
     return jax.tree.map(jnp.add, a, b)
 
@@ -262,7 +272,11 @@ class Graph:
         residuals = {}
         for n in self._order:
             args = [env[i] for i in n.inputs]
-            out, res = n.op.fwd(*args, **n.kwargs)
+            try:
+                out, res = n.op.fwd(*args, **n.kwargs)
+            except (TypeError, ValueError) as e:
+                # The op's own message (a shape or dtype clash from jnp) does not say which node.
+                raise GraphError(f"{_describe_call(n, args)} failed in forward: {e}") from e
             env[n.name] = out
             if keep_residuals:
                 residuals[n.name] = res
@@ -333,7 +347,11 @@ class Graph:
                 res = residuals[n.name]
             else:
                 _, res = n.op.fwd(*(values[i] for i in n.inputs), **n.kwargs)
-            grads = tuple(n.op.bwd(res, g, **n.kwargs))
+            try:
+                grads = tuple(n.op.bwd(res, g, **n.kwargs))
+            except (TypeError, ValueError) as e:
+                args = [values[i] for i in n.inputs]
+                raise GraphError(f"{_describe_call(n, args)} failed in backward: {e}") from e
             if len(grads) != len(n.inputs):
                 raise GraphError(
                     f"node {n.name!r}: op {n.op.name!r}'s backward rule returned {len(grads)} "

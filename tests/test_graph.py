@@ -206,8 +206,11 @@ def test_ops_by_primitive_function_and_name_are_the_same():
 # ------------------------------------------------------------------------------------------------
 # Forward and backward against jax.vjp of the reference computation
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("seed", range(6))
+# Eager runs are cheap once the per-op compilations are cached; each jitted seed is a fresh compile.
+@pytest.mark.parametrize(
+    "seed,use_jit", [(s, False) for s in range(6)] + [(s, True) for s in range(3)],
+    ids=[f"{s}-eager" for s in range(6)] + [f"{s}-jit" for s in range(3)],
+)
 def test_random_dag_matches_vjp_of_reference(seed, use_jit):
     specs, inputs = random_dag(seed)
     g = Graph(specs)
@@ -226,7 +229,7 @@ def test_random_dag_matches_vjp_of_reference(seed, use_jit):
         assert grads[name].dtype == inputs[name].dtype
 
 
-@pytest.mark.parametrize("seed,use_jit", [(0, False), (0, True), (1, True), (2, True)])
+@pytest.mark.parametrize("seed,use_jit", [(0, False), (1, False), (0, True), (1, True)])
 def test_random_dag_with_fnnet_ops_and_broadcasting(seed, use_jit):
     # fnnet.ops' broadcasting rules inside a graph: p1 (4,) is a bias broadcast over rows and x0 (3, 1)
     # over columns, so their cotangents must be summed back to their own shapes.
@@ -484,6 +487,16 @@ def test_forward_errors_name_the_input():
         g.forward({"x": jnp.ones(2), "biass": jnp.ones(2)})
     with pytest.raises(GraphError, match=r"argument 'x' must have a floating dtype .* got int"):
         g.forward({"x": jnp.ones(2, jnp.int32), "bias": jnp.ones(2)})
+
+
+def test_an_op_failing_inside_the_graph_names_the_node_and_its_inputs():
+    g = Graph([("z", "dense", ["W", "b", "x"]), ("h", "tanh", ["z"])])
+    bad = {"W": jnp.ones((4, 3)), "b": jnp.ones(4), "x": jnp.ones((2, 5))}
+    with pytest.raises(GraphError, match=(
+        r"node 'z' = dense\(W='W': float64\[4, 3\], b='b': float64\[4\], x='x': float64\[2, 5\]\) "
+        r"failed in forward: "
+    )):
+        g.forward(bad)
 
 
 def test_backward_and_value_and_grad_errors():
