@@ -264,6 +264,12 @@ def bench_step(
             "gflops": {k: flops / _med(v) / 1e9 for k, v in times.items() if k != "matmul"},
             "matmul_gflops": mm_rate,
         }
+        # The spread of the per-round ratios: how far one round can land from the median.
+        row["ratio_range"] = {
+            k: (min(x / y for x, y in zip(times[k], times["jax"])),
+                max(x / y for x, y in zip(times[k], times["jax"])))
+            for k in row["ratio"]
+        }
         if tstep is not None:
             row["ratio"]["torch"] = torch_ratio
         row["of_matmul"] = row["gflops"]["fnnet"] / mm_rate
