@@ -116,18 +116,18 @@ def _activation_rule(activation):
 
 
 def _activation_primitives() -> dict[str, _primitive.Primitive]:
-    """Every one-array fnnet primitive usable between layers, by registry name and alias (swish)."""
+    """fnnet's elementwise one-array activations by name, aliases included (swish, hard_swish).
+
+    Taken from ``fnnet.activations`` (not the whole registry, which also holds arithmetic such as
+    ``exp`` and ``log``). Non-elementwise ones (softmax) can still be passed as a function.
+    """
     import fnnet.activations as acts
 
-    prims = {
-        name: p
-        for name, p in _primitive.registry().items()
-        if len(p.arg_names) == 1 and (p.elementwise or name in ("softmax", "log_softmax"))
-    }
+    prims = {}
     for name in getattr(acts, "__all__", ()):
         p = getattr(getattr(acts, name, None), "primitive", None)
-        if isinstance(p, _primitive.Primitive) and p.name in prims:
-            prims.setdefault(name, p)
+        if isinstance(p, _primitive.Primitive) and p.elementwise and len(p.arg_names) == 1:
+            prims[name] = p
     return prims
 
 
@@ -674,7 +674,7 @@ class _ProgressBar:
         bar = "#" * filled + "-" * (self.width - filled)
         line = (
             f"\repoch {info.epoch:>{len(str(info.epochs))}}/{info.epochs} [{bar}] "
-            f"loss {info.loss:.4f}  {info.seconds:5.1f}s"
+            f"loss {info.loss:.4f}  {info.seconds:5.1f}s    "  # trailing blanks cover a longer line
         )
         self.stream.write(line)
         if info.epoch == info.epochs:
@@ -714,6 +714,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"momentum {cfg['momentum']}",
         file=sys.stderr,
     )
+    if not args.quiet:  # the first epoch includes compiling it: say so rather than sit silent
+        print(f"\repoch 0/{cfg['epochs']} (compiling the epoch's lax.scan)", end="", file=sys.stderr, flush=True)
     start = time.perf_counter()
     result = fit(
         params, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg["epochs"],
