@@ -335,6 +335,24 @@ def test_residuals_from_forward_give_the_same_backward():
     )
 
 
+def test_vjp_method_mirrors_jax_vjp():
+    specs, inputs = random_dag(4)
+    g = Graph(specs)
+    a, b = g.order[-1], g.order[-2]
+    outs, vjp_fn = g.vjp(inputs, [a, b])
+    values = g.forward(inputs)
+    chex.assert_trees_all_equal(outs, (values[a], values[b]))
+    ga = jax.random.normal(jax.random.key(1), values[a].shape, jnp.float64)
+    gb = jax.random.normal(jax.random.key(2), values[b].shape, jnp.float64)
+    expected = _reference_vjp(specs, inputs, {a: ga, b: gb})
+    _normwise_close(vjp_fn((ga, gb)), expected, DAG_TOL, "vjp of two outputs")
+    out, vjp_one = g.vjp(inputs, a)
+    chex.assert_trees_all_equal(out, values[a])
+    _normwise_close(vjp_one(ga), _reference_vjp(specs, inputs, {a: ga}), DAG_TOL, "vjp of one output")
+    with pytest.raises(GraphError, match=r"output 'nope' is neither a node nor an input"):
+        g.vjp(inputs, "nope")
+
+
 @pytest.mark.parametrize("use_jit", [False, True], ids=["eager", "jit"])
 def test_value_and_grad_matches_jax_grad_of_reference(use_jit):
     specs, inputs = random_dag(3)
