@@ -12,16 +12,29 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet import data, layers, train
+from fnnet import data, train
 
 DTYPES = [jnp.float32, jnp.float64]
 
 
+def _mlp_params(sizes, dtype=np.float32, seed=0):
+    """Glorot-uniform MLP params drawn with numpy (as init_mlp's, without its eager jax.random ops,
+    which cost seconds of one-off compilation in a test run)."""
+    rng = np.random.default_rng(seed)
+    params = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        limit = np.sqrt(6.0 / (n_in + n_out))
+        params.append({
+            "W": jnp.asarray(rng.uniform(-limit, limit, (n_out, n_in)), dtype),
+            "b": jnp.asarray(rng.uniform(-0.1, 0.1, n_out), dtype),
+        })
+    return params
+
+
 def _problem(dtype, sizes=(5, 7, 6, 3), batch=11, seed=0):
-    k_init, k_x = jax.random.split(jax.random.key(seed))
-    params = layers.init_mlp(k_init, list(sizes), dtype=dtype)
-    x = jax.random.normal(k_x, (batch, sizes[0]), dtype)
-    labels = jnp.arange(batch, dtype=jnp.int32) % sizes[-1]
+    params = _mlp_params(sizes, dtype, seed)
+    x = jnp.asarray(np.random.default_rng(seed + 1).standard_normal((batch, sizes[0])), dtype)
+    labels = jnp.asarray(np.arange(batch) % sizes[-1], jnp.int32)
     return params, x, labels
 
 
@@ -111,7 +124,8 @@ def _bias_free_partial(params, x, soft):
 def test_hand_backprop_bias_free_soft_labels_and_partial_activation():
     params, x, labels = _problem(jnp.float64)
     params = [{"W": layer["W"]} for layer in params]  # no "b": b = 0
-    soft = jax.nn.softmax(jax.random.normal(jax.random.key(3), (x.shape[0], 3), jnp.float64))
+    logits = np.random.default_rng(3).standard_normal((x.shape[0], 3))
+    soft = jnp.asarray(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), jnp.float64)
     (value, grads), (ref_value, ref_grads), default = _bias_free_partial(params, x, soft)
     assert all(set(g) == {"W"} for g in grads)
     eps = float(jnp.finfo(jnp.float64).eps)  # same rules, same arithmetic: a few ulp
@@ -286,7 +300,7 @@ def test_make_epoch_errors():
 @pytest.fixture(scope="module")
 def xor_fit():
     ds = data.load("xor", n=200, seed=1)
-    params = layers.init_mlp(jax.random.key(1), [2, 8, 2])
+    params = _mlp_params([2, 8, 2], seed=1)
     seen = []
     result = train.fit(
         params, ds.x_train, ds.y_train, optimizer=train.momentum(0.1, 0.9), epochs=30,
@@ -328,7 +342,7 @@ def test_evaluate(xor_fit):
 
 def test_fit_learns_spirals():
     ds = data.load("spirals", n=300, seed=0)
-    params = layers.init_mlp(jax.random.key(0), [2, 32, 32, 2])
+    params = _mlp_params([2, 32, 32, 2])
     result = train.fit(
         params, ds.x_train, ds.y_train, optimizer=train.momentum(0.1, 0.9), epochs=40,
         batch_size=16, activation="tanh",
@@ -341,7 +355,7 @@ def test_fit_learns_spirals():
 def test_fit_with_optax_optimizer():
     optax = pytest.importorskip("optax")
     ds = data.load("xor", n=200, seed=1)
-    params = layers.init_mlp(jax.random.key(1), [2, 8, 2])
+    params = _mlp_params([2, 8, 2], seed=1)
     # optax's Adam computes its bias correction from an int32 step count and Python floats, which
     # this suite's strict promotion refuses; optax itself runs under standard promotion, so do we here.
     with jax.numpy_dtype_promotion("standard"):
