@@ -35,20 +35,20 @@ from fnnet.primitive import (
 )
 
 __all__ = [
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "hard_tanh",
     "hard_sigmoid",
     "hard_silu",
     "hard_swish",
+    "hard_tanh",
+    "hardshrink",
+    "leaky_relu",
+    "prelu",
+    "relu",
+    "relu6",
+    "rrelu",
+    "softshrink",
     "sparse_plus",
     "sparse_sigmoid",
-    "hardshrink",
-    "softshrink",
     "threshold",
-    "prelu",
-    "rrelu",
 ]
 
 
@@ -493,7 +493,7 @@ _threshold_primitive = define(
 )
 
 
-def threshold(input, threshold, value):  # noqa: A002 - torch's argument names
+def threshold(input, threshold, value):
     return _threshold_primitive.fn(input, threshold, value)
 
 
@@ -675,7 +675,7 @@ def _is_prng_key(key):
     return dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)  # a legacy raw key
 
 
-def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):  # noqa: A002
+def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
     r"""torch's randomized leaky ReLU (Xu et al. 2015), with an explicit PRNG key.
 
     :math:`x` for :math:`x > 0`, :math:`a·x` otherwise, where
