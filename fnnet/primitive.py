@@ -148,7 +148,8 @@ def forward_mode(fn: Callable) -> Callable:
     prim = getattr(fn, "primitive", None)
     if not isinstance(prim, Primitive):
         raise TypeError(f"forward_mode expects a public fnnet primitive function, got {fn!r}")
-    return prim.forward_mode
+    # A public wrapper (softmax with `where`) carries its own forward-mode twin; plain ones share prim's.
+    return getattr(fn, "forward_mode", prim.forward_mode)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,7 +209,9 @@ def _static_value(value, name: str, where: str, default=None):
     number = (int, float, np.integer, np.floating)
     if isinstance(default, bool) and not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{where}: hyperparameter '{name}' must be a bool; got {value!r}")
-    if (isinstance(default, number) and not isinstance(default, bool)
+    # A float default (slope, alpha, lambd ...) takes a real number; int defaults (axis) may also take
+    # None or a tuple, so they are left to the primitive's own validation.
+    if (isinstance(default, float)
             and not (isinstance(value, number) and not isinstance(value, (bool, np.bool_)))):
         raise TypeError(
             f"{where}: hyperparameter '{name}' must be a real number (default {default!r}); got {value!r}"

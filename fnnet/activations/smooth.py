@@ -8,7 +8,6 @@ reached its limit to the last bit in float64).
 """
 from __future__ import annotations
 
-import decimal
 import functools
 import math
 from fractions import Fraction
@@ -22,7 +21,6 @@ from fnnet.primitive import Kink, elementwise
 _SQRT_2 = math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-_NEG_INV_SQRT2 = "-0.70710678118654752440084436210484903928"
 SELU_SCALE = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
 
@@ -65,36 +63,6 @@ def _sigmoid_parts(v):
     return s, jnp.where(neg, scale, jnp.ones_like(scale)), jnp.where(neg, inv, e * inv)
 
 
-# XLA:CPU contracts a·b ± c into one FMA inside a fusion, so a rounded product can be used unrounded
-# in one place and rounded in another: that breaks the error-free transformations below. An
-# optimization barrier on each product and sum makes it the rounded value everywhere.
-_barrier = lax.optimization_barrier
-
-
-def _split(a):
-    """Veltkamp: a = hi + lo exactly, hi holding the upper half of the significand (|a| ≤ ~1e30)."""
-    p = jnp.finfo(a.dtype).nmant + 1
-    t = _barrier(a * float(2 ** ((p + 1) // 2) + 1))
-    hi = t - (t - a)
-    return hi, a - hi
-
-
-def _two_prod(a, b):
-    """(p, e) with p = fl(a·b) and a·b = p + e exactly (Dekker; no FMA needed)."""
-    b = jnp.asarray(b, a.dtype)  # a constant b is already exact in a's dtype (see _const2)
-    p = _barrier(a * b)
-    ah, al = _split(a)
-    bh, bl = _split(b)
-    return p, ((ah * bh - p) + ah * bl + al * bh) + al * bl
-
-
-def _two_sum(a, b):
-    """(s, e) with s = fl(a + b) and a + b = s + e exactly (Knuth)."""
-    s = _barrier(a + b)
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
-
-
 def _const2(value, dtype):
     """A constant given as a decimal string or Fraction, as (hi, lo) in ``dtype``: hi + lo carries
     twice the dtype's precision (for differences x − r that must not lose r's low bits)."""
@@ -114,12 +82,6 @@ def _minus_root(x, root):
     return lax.optimization_barrier(x - hi) - lo
 
 
-@functools.lru_cache(maxsize=None)
-def _dtype_const(value: float, dtype_name: str) -> float:
-    """``value`` rounded to the dtype, as a Python float (the constant a program in that dtype holds)."""
-    return float(np.asarray(value, jnp.dtype(dtype_name)))
-
-
 # ----- sigmoid -------------------------------------------------------------------------------------
 def _sigmoid(x):
     r"""Logistic sigmoid :math:`σ(x) = 1/(1 + e^{-x})`. Derivative :math:`σ'(x) = σ(x)σ(−x)`."""
@@ -137,9 +99,12 @@ sigmoid = elementwise(
 def _tanh(x):
     r"""Hyperbolic tangent :math:`\tanh x = 2σ(2x) − 1`. Derivative :math:`\operatorname{sech}^2 x`.
 
-    Computed as :math:`−m/(2 + m)`, :math:`m = \operatorname{expm1}(−2|x|)`, with the sign of x: one
-    expm1, ≤ 3 ULP (XLA's own tanh is 7 ULP off in float64 near |x| = 19).
+    float64: :math:`−m/(2 + m)`, :math:`m = \operatorname{expm1}(−2|x|)`, with the sign of x (≤ 3 ULP;
+    XLA's tanh is 7 ULP off in float64 near |x| = 19). Other dtypes: XLA's tanh, which is within 4 ULP
+    there and 3× cheaper than expm1 on XLA:CPU (float32 is the training dtype; float64 the checking one).
     """
+    if x.dtype != jnp.float64:
+        return jnp.tanh(x)
     m = jnp.expm1(-2 * jnp.abs(x))
     return jnp.copysign(-m / (2 + m), x)
 
@@ -228,7 +193,7 @@ def _mish(x):
 _MISH_ROOT = "-1.19243121451549521213758834042"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _mish_expansion():
     r = float(Fraction(_MISH_ROOT))
     E = math.exp(r)
@@ -264,98 +229,35 @@ mish = elementwise(
 
 
 # ----- gelu ----------------------------------------------------------------------------------------
-def _gelu_u(x):
-    return _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-
-
-@functools.lru_cache(maxsize=None)
-def _gelu_tanh_constants(dtype_name):
-    """For the tanh form in a dtype, 2u(x) = K1·x + K3·x³ with the dtype's √(2/π) and 0.044715:
-    K1 = 2c1 (exact), K3 = 2c1c2 in two pieces, and the root r of the derivative's factor
-    g(x) = 1 + x·2u'(x) + e^{2u(x)} (gelu' = σ(2u)σ(−2u)·g) with E = e^{2u(r)}, by Newton in 40 digits."""
-    c1 = Fraction(_dtype_const(_SQRT_2_OVER_PI, dtype_name))
-    c2 = Fraction(_dtype_const(0.044715, dtype_name))
-    k1, k3 = 2 * c1, 2 * c1 * c2
-    with decimal.localcontext() as ctx:
-        ctx.prec = 40
-        K1 = decimal.Decimal(k1.numerator) / k1.denominator
-        K3 = decimal.Decimal(k3.numerator) / k3.denominator
-        r = decimal.Decimal("-0.75")
-        for _ in range(60):
-            e = (K1 * r + K3 * r**3).exp()
-            g = 1 + r * (K1 + 3 * K3 * r * r) + e
-            dg = K1 + 9 * K3 * r * r + (K1 + 3 * K3 * r * r) * e
-            r -= g / dg
-        E = float((K1 * r + K3 * r**3).exp())
-    k3h, k3l = _const2(k3, jnp.dtype(dtype_name))
-    return float(k1), k3h, k3l, str(r), E
-
-
-def _gelu_tanh_2u(x):
-    """2u(x) = K1·x + K3·x³ as v + ve (double-dtype precision). σ(2u) ≈ e^{2u} in the left tail turns
-    an absolute error δ of 2u into a relative error δ; |2u| reaches ~700 (float64), so 2u is needed to
-    about twice the working precision. Dekker products, ~60 flops; x must be clipped (|x| ≤ 40)."""
-    k1, k3h, k3l, _, _ = _gelu_tanh_constants(jnp.dtype(x.dtype).name)
-    sq, sqe = _two_prod(x, x)
-    t, te = _two_prod(sq, k3h)
-    te = te + (sqe * k3h + sq * k3l)
-    a, ae = _two_sum(t, k1)
-    v, ve = _two_prod(x, _barrier(a))
-    return v, ve + x * (ae + te)
+# Cheap stable forms, not double-word arithmetic: Φ(x) = σ(2u) in the tanh form and ½erfc(−x/√2) in
+# the erf form never cancel, so the bulk is accurate to a few ULP; in the far left tail the
+# exponential turns the rounding of u (or of z² inside erfc) into relative error of the result, which
+# only twice-the-precision arithmetic would remove. That was built and measured: XLA:CPU contracts the
+# products into FMAs under jit (defeating it) and the step ran 19× slower than jax.nn.gelu. gelu is the
+# transformer activation; fnnet keeps it as fast as jax.nn and documents the tail (docs/accuracy.md).
+def _gelu_u2(x):
+    """2u = 2√(2/π)(x + 0.044715x³) and its derivative 2u'."""
+    x2 = x * x
+    return 2 * _SQRT_2_OVER_PI * x * (1 + 0.044715 * x2), 2 * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x2)
 
 
 def _gelu(x, approximate=True):
     r"""GELU :math:`x·Φ(x)`; with ``approximate=True`` (jax.nn's default; torch's is exact),
     :math:`Φ(x) ≈ ½(1 + \tanh u) = σ(2u)`, :math:`u = \sqrt{2/π}(x + 0.044715x³)`.
 
-    Written with σ(2u) and erfc so the left tail does not cancel (1 + tanh u → 0); 2u, and the
-    argument of erfc, are carried to twice the working precision, since the left tail's exponential
-    turns their absolute error into relative error of the result (see docs/accuracy.md).
+    Written with σ(2u) and erfc so the left tail does not cancel (1 + tanh u → 0).
     """
     xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit; keeps x³ finite in float16
-    if approximate:
-        v, ve = _gelu_tanh_2u(xc)
-        s, scale, sm = _sigmoid_parts(v)
-        return (jnp.maximum(x, -40.0) * (s * (1 + ve * sm))) * scale  # σ(v + ve) ≈ σ(v)(1 + ve·σ(−v))
-    return jnp.maximum(x, -40.0) * (0.5 * _erfc_of_minus_x_over_sqrt2(xc))
-
-
-def _erfc_of_minus_x_over_sqrt2(x):
-    """erfc(−x/√2) = 2Φ(x). For x < 0, erfc(z) ≈ e^{−z²}·R(z): a relative error δ of z costs 2z²δ, so
-    z = z_h + z_l is formed exactly (Dekker) and the correction −2z_h·z_l applied. XLA's erfc (for
-    z ≥ 1) also evaluates e^{−fl(z·z)} and so misses by the rounding error q of z·z, up to ½ulp(z²), a
-    relative error q: that is put back as the factor (1 − q − 2z_h·z_l). The accuracy test pins this."""
-    nh, nl = _const2(_NEG_INV_SQRT2, x.dtype)
-    zh, zl = _two_prod(x, nh)
-    zl = zl + x * nl
-    _, q = _two_prod(zh, zh)
-    # (below z = 1, d log erfc/dz is O(1) and z_l's effect under an ULP; for z < 0, erfc ≈ 2 is flat)
-    corr = jnp.where(zh >= 1.0, 1 - (q + 2 * zh * zl), 1.0)
-    return lax.erfc(zh) * corr
+    cdf = lax.logistic(_gelu_u2(xc)[0]) if approximate else 0.5 * lax.erfc(-xc / _SQRT_2)
+    return jnp.where(x < -40.0, jnp.zeros_like(x), x) * cdf
 
 
 def _dgelu(x, y, approximate=True):
     xc = jnp.clip(x, -40.0, 40.0)
     if approximate:
-        # x ≥ 0: σ(2u)(1 + x·2u'σ(−2u)), positive terms. x < 0: σ(2u)σ(−2u)·g with
-        # g = 1 + x·2u' + e^{2u}, which cancels at its root r ≈ −0.75. With d = x − r, q = x² + xr + r²,
-        # P = K1 + 3K3q, Δ = d(K1 + K3q) = 2u(x) − 2u(r) and E = e^{2u(r)}: g = d·P + E·expm1(Δ), whose
-        # two terms share the sign of d (g(r) = 0 removes the constant).
-        k1, k3h, _, root, E = _gelu_tanh_constants(jnp.dtype(x.dtype).name)
-        v, ve = _gelu_tanh_2u(xc)
-        s, scale, sm = _sigmoid_parts(v)
-        du2 = k1 + 3 * k3h * xc * xc
-        right = s * (1 + xc * du2 * sm)
-        d = _minus_root(jnp.minimum(xc, 0.0), root)
-        r = float(Fraction(root))
-        q = xc * xc + xc * r + r * r
-        g = d * (k1 + 3 * k3h * q) + E * jnp.expm1(d * (k1 + k3h * q))
-        left = (s * (1 + ve * (sm - s * scale)) * sm * g) * scale  # σ(v+ve)σ(−v−ve) to first order
-        return jnp.where(x < 0, left, right)
-    # Φ(x) + x·φ(x); φ = e^{−x²/2}/√(2π) with x² = p + e exactly: e^{−p/2}(1 − e/2).
-    p, pe = _two_prod(xc, xc)
-    pdf = _INV_SQRT_2PI * (jnp.exp(-0.5 * p) * (1 - 0.5 * pe))
-    return 0.5 * _erfc_of_minus_x_over_sqrt2(xc) + xc * pdf
+        u2, du2 = _gelu_u2(xc)
+        return lax.logistic(u2) + xc * du2 * _dsigmoid(u2)
+    return 0.5 * lax.erfc(-xc / _SQRT_2) + xc * _INV_SQRT_2PI * jnp.exp(-0.5 * xc * xc)
 
 
 def _gelu_reference(x, approximate=True):
@@ -380,12 +282,15 @@ def _elu(x, alpha=1.0):
 
 
 def _delu(x, y, alpha=1.0):
-    return jnp.where(x > 0, 1.0, alpha * jnp.exp(jnp.minimum(x, 0.0))).astype(x.dtype)
+    # α·e^x formed as (α·e_s)·scale: for α > 1 (selu's λα ≈ 1.76) the result is still normal where e^x
+    # alone is already subnormal, and a subnormal intermediate would cost all its bits (left-tail scaling).
+    _, e_s, scale = _exp_neg_scaled(-jnp.minimum(x, 0.0))
+    return jnp.where(x > 0, 1.0, (alpha * e_s) * scale).astype(x.dtype)
 
 
 elu = elementwise(
     "elu", _elu, _delu,
-    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.minimum(x, 0.0)) - 1)),
+    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     static={"alpha": 1.0},
     kinks=(Kink(0.0, 1.0, note="smooth when alpha = 1; for alpha ≠ 1 the rule takes the left side, α"),),
     variants=({"alpha": 1.0}, {"alpha": 0.5}),
@@ -400,7 +305,7 @@ def _selu(x):
 
 selu = elementwise(
     "selu", _selu, lambda x, y: SELU_SCALE * _delu(x, y, SELU_ALPHA),
-    reference=lambda x: SELU_SCALE * jnp.where(x > 0, x, SELU_ALPHA * (jnp.exp(jnp.minimum(x, 0.0)) - 1)),
+    reference=lambda x: SELU_SCALE * jnp.where(x > 0, x, SELU_ALPHA * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     kinks=(Kink(0.0, SELU_SCALE * SELU_ALPHA, note="left derivative λα ≈ 1.7581 (right: λ); jax.nn and torch agree"),),
     derivation="λ·elu'(x, α)",
 ).fn
@@ -414,7 +319,7 @@ def _celu(x, alpha=1.0):
 celu = elementwise(
     "celu", _celu,
     lambda x, y, alpha=1.0: jnp.where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0) / alpha)).astype(x.dtype),
-    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.minimum(x, 0.0) / alpha) - 1)),
+    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x) / alpha) - 1)),
     static={"alpha": 1.0},
     variants=({"alpha": 1.0}, {"alpha": 2.0}),
     derivation="x > 0: 1; x ≤ 0: e^{x/α} (continuously differentiable for every α)",
