@@ -342,7 +342,11 @@ def mlp(
     psi = _activation(final_activation, "final_activation")
     h = x
     for i, layer in enumerate(params):
-        h = dense(layer, h)
+        try:
+            h = dense(layer, h)
+        except (KeyError, ValueError, TypeError) as e:
+            # Say which layer: "params[1]" is what the user has to look at.
+            raise type(e)(f"fnnet.mlp: layer params[{i}]: {e.args[0] if e.args else e}") from None
         act = psi if i == len(params) - 1 else phi
         if act is not None:
             h = act(h)

@@ -5,20 +5,20 @@ rule written below, a forward-mode twin on the hand JVP, and a plain ``jnp`` ref
 ``jax.vjp`` to differentiate as an independent oracle. The rules, as a page of a calculus book
 (``g`` is the cotangent of the output, ``t`` a tangent, ``z`` the output):
 
-================  ==============================  ================================  =============
+================  ==============================  ================================  ================
 op                VJP (cotangent of each input)   JVP (tangent of the output)       residuals
-================  ==============================  ================================  =============
-add(x, y)         ḡ→x: Σ g,  ḡ→y: Σ g             tx + ty                           shapes only
+================  ==============================  ================================  ================
+add(x, y)         Σ g,  Σ g                       tx + ty                           shapes only
 subtract(x, y)    Σ g,  −Σ g                      tx − ty                           shapes only
 multiply(x, y)    Σ g·y,  Σ g·x                   tx·y + x·ty                       x, y
-divide(x, y)      Σ g/y,  −Σ (g/y)·z              (tx − ty·z)/y                     y, z
+divide(x, y)      Σ g/y,  −Σ (g/y)·z              (tx − ty·z)/y                     y, z, x's shape
 negative(x)       −g                              −t                                x (for NaN)
 matmul(x, y)      g·yᵀ,  xᵀ·g (Σ over batch)      tx·y + x·ty                       x, y
 sum(x, axis)      g broadcast back to x           sum(t, axis)                      shape only
 mean(x, axis)     g/n broadcast back to x         mean(t, axis)                     shape only
 exp(x)            g·z                             t·z                               z (the output)
 log(x)            g/x                             t/x                               x
-================  ==============================  ================================  =============
+================  ==============================  ================================  ================
 
 **Broadcasting.** Binary ops broadcast like numpy. Broadcasting copies an input along new leading axes
 and along axes of size 1; the adjoint of a copy is a sum, so "Σ" above means the cotangent summed back

@@ -246,3 +246,6 @@ def test_mlp_bad_input():
         mlp([], jnp.ones(3))
     with pytest.raises(TypeError, match="list of dense dicts"):
         mlp(params[0], jnp.ones(3))
+    with pytest.raises(ValueError, match=r"layer params\[1\]: fnnet.dense: x of shape \(4,\) does not fit"):
+        mlp([params[0], {"W": jnp.ones((2, 5), jnp.float32), "b": jnp.ones(2, jnp.float32)}],
+            jnp.ones(3, jnp.float32))
