@@ -40,6 +40,7 @@ import contextlib
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
 import numpy as np
 
 # Sample points of phi for the central scheme, in units of the step. phi(0) is needed for the
@@ -97,8 +98,6 @@ def step_sizes(x: np.ndarray, dtype, fd: str = "central") -> np.ndarray:
     scale = np.maximum(1.0, np.abs(np.asarray(x, np.float64)))
     if fd == "complex":
         return COMPLEX_STEP * scale
-    import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
-
     eps = float(jnp.finfo(dtype).eps)
     return eps ** (1.0 / 3.0) * scale
 
@@ -184,8 +183,6 @@ def differences(samples: np.ndarray, magnitude: np.ndarray, fd: str) -> Differen
 
 def _project(g, out, fd):
     """``(<g, f>, sum |g| |f|)``, taking imaginary parts for the complex step."""
-    import jax.numpy as jnp
-
     part = jnp.imag if fd == "complex" else (lambda a: a)
     value = sum(jnp.sum(gj * part(oj)) for gj, oj in zip(g, out))
     magnitude = sum(jnp.sum(jnp.abs(gj) * jnp.abs(part(oj))) for gj, oj in zip(g, out))
@@ -194,17 +191,25 @@ def _project(g, out, fd):
 
 def _shift(x, d, t, fd: str):
     """``x + t d`` (central) or ``x + i t d`` (complex step), with explicit casts (strict promotion)."""
-    import jax.numpy as jnp
-
     if fd == "complex":
         c = jnp.complex128
         return x.astype(c) + (t.astype(c) * jnp.asarray(1j, c)) * d.astype(c)
     return x + t.astype(x.dtype) * d.astype(x.dtype)
 
 
-def _magnitude_index(fd: str) -> int:
-    # Rounding acts on |f(x)| (central: the t = 0 sample) or on |Im f(x + i h)| (complex: t = 1).
-    return CENTRAL_TS.index(0.0) if fd == "central" else 0
+def _moving_points(fd: str):
+    """Sample points other than t = 0 (f(x) itself is evaluated once, outside the batch)."""
+    return jnp.asarray([t for t in sample_points(fd) if t != 0.0])
+
+
+def _assemble(moving, g, out0, fd):
+    """Insert phi(0) (central) and pick the rounding magnitude; ``moving``: (vals, mags) at t != 0."""
+    vals, mags = moving
+    if fd == "complex":
+        return vals, mags[..., 0]
+    v0, m0 = _project(g, out0, fd)
+    k = CENTRAL_TS.index(0.0)
+    return jnp.concatenate([vals[..., :k], v0[..., None], vals[..., k:]], axis=-1), m0
 
 
 def make_sampler(F64, fd: str):
@@ -214,21 +219,23 @@ def make_sampler(F64, fd: str):
     The returned ``sample(x, dirs, gs)`` takes the primal leaves ``x``, directions ``dirs`` (one array
     per leaf, leading batch axis ``B``) and cotangents ``gs`` (one per output leaf, leading axis ``B``)
     and returns ``(samples (B, len(ts)), magnitude (B,))``. f appears once in the traced program,
-    vmapped over the sample points and the batch, which keeps compilation cheap. Call it inside
-    :func:`float64_scope`.
+    vmapped over the sample points and the batch, which keeps compilation cheap; ``f(x)`` is
+    evaluated once for the whole batch. Call it inside :func:`float64_scope`.
     """
-    import jax.numpy as jnp
-
-    ts = jnp.asarray(sample_points(fd))
+    ts = _moving_points(fd)
 
     def at(x, d, g, t):
         return _project(g, F64([_shift(xi, di, t, fd) for xi, di in zip(x, d)]), fd)
 
-    def one(x, d, g):
-        vals, mags = jax.vmap(at, in_axes=(None, None, None, 0))(x, d, g, ts)
-        return vals, mags[_magnitude_index(fd)]
+    def one(x, out0, d, g):
+        moving = jax.vmap(at, in_axes=(None, None, None, 0))(x, d, g, ts)
+        return _assemble(moving, g, out0, fd)
 
-    return jax.jit(jax.vmap(one, in_axes=(None, 0, 0)))
+    def sample(x, d, g):
+        out0 = F64(list(x)) if fd != "complex" else None
+        return jax.vmap(one, in_axes=(None, None, 0, 0))(x, out0, d, g)
+
+    return jax.jit(sample)
 
 
 def make_entry_sampler(F64, fd: str):
@@ -237,11 +244,9 @@ def make_entry_sampler(F64, fd: str):
     ``sample(x, leaf, idx, h, gs)``: ``leaf`` (static) picks the leaf, ``idx`` (B,) flat indices,
     ``h`` (B,) their steps, ``gs`` cotangents with a leading axis ``C``. Returns samples
     ``(B, C, len(ts))`` and magnitudes ``(B, C)``. Only the perturbed leaf is copied per direction,
-    so memory is ``B * size(leaf)`` per sample point.
+    so memory is ``B * size(leaf)`` per sample point; ``f(x)`` is evaluated once per call.
     """
-    import jax.numpy as jnp
-
-    ts = jnp.asarray(sample_points(fd))
+    ts = _moving_points(fd)
 
     def at(x, leaf, i, hi, gs, t):
         base = x[leaf].reshape(-1)
@@ -251,8 +256,13 @@ def make_entry_sampler(F64, fd: str):
         out = F64(xs)
         return jax.vmap(lambda g: _project(g, out, fd))(gs)
 
-    def one(x, leaf, i, hi, gs):
+    def one(x, out0, leaf, i, hi, gs):
         vals, mags = jax.vmap(at, in_axes=(None, None, None, None, None, 0))(x, leaf, i, hi, gs, ts)
-        return jnp.moveaxis(vals, 0, -1), mags[_magnitude_index(fd)]
+        moving = (jnp.moveaxis(vals, 0, -1), jnp.moveaxis(mags, 0, -1))
+        return jax.vmap(lambda m0, g: _assemble(m0, g, out0, fd))(moving, gs)
 
-    return jax.jit(jax.vmap(one, in_axes=(None, None, 0, 0, None)), static_argnums=1)
+    def sample(x, leaf, idx, h, gs):
+        out0 = F64(list(x)) if fd != "complex" else None
+        return jax.vmap(one, in_axes=(None, None, None, 0, 0, None))(x, out0, leaf, idx, h, gs)
+
+    return jax.jit(sample, static_argnums=1)

@@ -18,7 +18,6 @@ import numpy as np
 
 from .compare import compare_reference, default_chunk
 from .context import make_context, make_cotangents, rademacher, scalar_output
-from .differences import float64_scope
 from .probes import full_fd, probe_fd
 from .problem import Problem, build_problem
 from .report import SKIP, Comparison, GradCheckReport

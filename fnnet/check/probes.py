@@ -18,7 +18,7 @@ import numpy as np
 
 from .compare import PROBE_BATCH, directional_differences, entry_differences
 from .context import rademacher, scalar_output
-from .differences import differences
+from .differences import sample_points
 from .report import FAIL, PASS, Comparison, Entry
 from .tolerance import (
     Z,
@@ -225,8 +225,6 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
 
 
 def _ts(ctx):
-    from .differences import sample_points
-
     return sample_points(ctx.fd)
 
 

@@ -35,6 +35,7 @@ comparison.
 
 from __future__ import annotations
 
+import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
 import numpy as np
 
 SLACK = 8.0
@@ -44,16 +45,12 @@ FALSE_ALARM_PER_PROBE = 2.0 * np.exp(-Z * Z / 2.0)
 
 def eps_of(*dtypes) -> float:
     """The largest machine epsilon among floating ``dtypes`` (non-floats ignored)."""
-    import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
-
     eps = [float(jnp.finfo(d).eps) for d in dtypes if _is_float(d)]
     return max(eps) if eps else float(np.finfo(np.float64).eps)
 
 
 def _is_float(dtype) -> bool:
     try:
-        import jax.numpy as jnp
-
         return bool(jnp.issubdtype(dtype, jnp.floating))
     except TypeError:
         return False
