@@ -27,13 +27,15 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from fnnet.primitive import as_float_array, define, get as _get_primitive
 
 __all__ = ["affine", "dense", "init_dense", "init_mlp", "mlp", "glorot_uniform", "he_normal"]
 
-_HIGHEST = lax.Precision.HIGHEST  # full float32 products on GPUs too (no TF32): gradients are checked to rounding
+# Products follow JAX's matmul precision setting, exactly as jnp.matmul does (a drop-in must not be
+# slower or more precise behind the user's back): on GPUs with TF32, wrap code in
+# `jax.default_matmul_precision("highest")` for float32-exact products (fnnet.gradcheck does).
+_PRECISION = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ def _affine(W, b, x):
     :math:`\bar b = Σ_{batch} g` ``(n_out,)``, :math:`\bar x = W^\top g` ``(..., n_in)``.
     JVP: :math:`T_W x + t_b + W t_x`. No kinks: the map is linear in each argument.
     """
-    return jnp.matmul(x, W.T, precision=_HIGHEST) + b
+    return jnp.matmul(x, W.T, precision=_PRECISION) + b
 
 
 def _affine_fwd(W, b, x):
@@ -90,22 +92,22 @@ def _affine_bwd(res, g):
     # Flatten the batch axes: Σ over examples of the outer products g xᵀ is one matrix product.
     g2 = g.reshape(-1, n_out)
     x2 = x.reshape(-1, n_in)
-    gW = jnp.matmul(g2.T, x2, precision=_HIGHEST)
+    gW = jnp.matmul(g2.T, x2, precision=_PRECISION)
     gb = jnp.sum(g2, axis=0)
-    gx = jnp.matmul(g, W, precision=_HIGHEST)
+    gx = jnp.matmul(g, W, precision=_PRECISION)
     return gW, gb, gx
 
 
 def _affine_jvp(primals, tangents, z):
-    (W, b, x), (tW, tb, tx) = primals, tangents
+    (W, _, x), (tW, tb, tx) = primals, tangents
     return (
-        jnp.matmul(x, tW.T, precision=_HIGHEST) + tb + jnp.matmul(tx, W.T, precision=_HIGHEST)
+        jnp.matmul(x, tW.T, precision=_PRECISION) + tb + jnp.matmul(tx, W.T, precision=_PRECISION)
     )
 
 
 def _affine_reference(W, b, x):
     """Plain jnp, per example written as W x + b (an einsum over the batch), for jax.vjp to check."""
-    return jnp.einsum("oi,...i->...o", W, x, precision=_HIGHEST) + b
+    return jnp.einsum("oi,...i->...o", W, x, precision=_PRECISION) + b
 
 
 def _sample_affine(key, dtype=jnp.float32, shape=(3, 5)):

@@ -27,9 +27,9 @@ to that input's shape (:func:`fnnet.primitive.unbroadcast`). Shapes are static, 
 
 **matmul** follows ``numpy.matmul`` exactly, 1-D operands included: a 1-D ``x`` is a row vector (a
 length-1 axis is prepended, then removed from the result), a 1-D ``y`` a column vector; batch axes
-(all but the last two) broadcast. 0-D operands are refused, as numpy refuses them. Products are
-computed at ``Precision.HIGHEST``, so float32 on GPUs is not silently TF32: fnnet exists to check
-gradients to the rounding of the dtype.
+(all but the last two) broadcast. 0-D operands are refused, as numpy refuses them. Products follow
+JAX's matmul precision setting, as ``jnp.matmul`` does (on GPUs with TF32 use
+``jax.default_matmul_precision("highest")`` for float32-exact products; ``fnnet.gradcheck`` does).
 
 **Entry points.** ``fnnet.ops.add(x, y)`` is the public function (validated in plain Python, then the
 ``custom_vjp``). ``fnnet.primitive.get("add")`` gives the primitive, whose ``forward(*arrays,
@@ -48,7 +48,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from fnnet.primitive import define, elementwise, unbroadcast
 
@@ -65,7 +64,8 @@ __all__ = [
     "log",
 ]
 
-_HIGHEST = lax.Precision.HIGHEST
+# Products follow JAX's matmul precision setting (jax.default_matmul_precision), as jnp.matmul does.
+_PRECISION = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,7 +310,7 @@ def _matmul(x, y):
     VJP: :math:`\bar X = G Y^\top`, :math:`\bar Y = X^\top G`, each summed over the batch axes its
     operand was broadcast along. JVP: :math:`T_X Y + X T_Y`.
     """
-    return jnp.matmul(x, y, precision=_HIGHEST)
+    return jnp.matmul(x, y, precision=_PRECISION)
 
 
 def _matmul_bwd(res, g):
@@ -324,8 +324,8 @@ def _matmul_bwd(res, g):
         g2 = g2[..., None]  # the n = 1 axis numpy removed from the output
     if len(sx) == 1:
         g2 = jnp.expand_dims(g2, -2)  # the m = 1 axis
-    gx = jnp.matmul(g2, jnp.swapaxes(y2, -1, -2), precision=_HIGHEST)
-    gy = jnp.matmul(jnp.swapaxes(x2, -1, -2), g2, precision=_HIGHEST)
+    gx = jnp.matmul(g2, jnp.swapaxes(y2, -1, -2), precision=_PRECISION)
+    gy = jnp.matmul(jnp.swapaxes(x2, -1, -2), g2, precision=_PRECISION)
     # The matrix axes of gx, gy already match x2, y2; unbroadcast sums the batch axes only.
     gx = unbroadcast(gx, _shape(x2)).reshape(sx)
     gy = unbroadcast(gy, _shape(y2)).reshape(sy)
@@ -347,7 +347,7 @@ matmul = define(
     fwd=lambda x, y: (_matmul(x, y), (x, y)),
     bwd=_matmul_bwd,
     jvp=lambda p, t, z: _matmul(t[0], p[1]) + _matmul(p[0], t[1]),
-    reference=lambda x, y: jnp.matmul(x, y, precision=_HIGHEST),
+    reference=lambda x, y: jnp.matmul(x, y, precision=_PRECISION),
     arg_names=("x", "y"),
     sample=_sample_matmul,
     validate=_validate_matmul,
