@@ -184,10 +184,16 @@ def torch_check(fast):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--sizes", type=str, default=None, help="comma-separated N values")
+    parser.add_argument("--seeds", type=int, default=None)
     opts = parser.parse_args()
     warnings.filterwarnings("ignore", message=".*double precision.*")  # torch on float32: we know
     sizes = [10, 1000] if opts.quick else [10, 100, 1000, 10_000, 100_000]
     seeds = 1 if opts.quick else 3
+    if opts.sizes:
+        sizes = [int(float(v)) for v in opts.sizes.split(",")]
+    if opts.seeds:
+        seeds = opts.seeds
     checkers = {"fnnet auto": (fnnet_auto, 10**9), "fnnet fd-only": (fnnet_fd_only, 10**9),
                 "fnnet full": (fnnet_full, 10_000), "check_grads": (check_grads, 10**9)}
     try:
