@@ -41,8 +41,10 @@ class Context:
     eps: list = field(default_factory=list)
     _sampler: object = None
     _rule: object = None
+    _rule64: object = None
+    notes: list = field(default_factory=list)
+    notes_given: bool = False
     _ref64: object = None
-    _reflow: object = None
     _entry_sampler: object = None
 
     # ---- rule and reference -------------------------------------------------------------------
@@ -62,6 +64,36 @@ class Context:
 
     def rule(self, g, raw: bool = False) -> list:
         return self.rules([g], raw)[0]
+
+    def rules_and_noise(self, gs: list) -> tuple[list, list]:
+        """The rule's VJPs and the observed rounding error of each entry.
+
+        The same rule is also evaluated with every float input and the cotangent upcast to float64;
+        a wrong formula is wrong in both precisions, so ``|VJP_lowp - VJP_f64|`` is the rule's own
+        rounding error, bugs excluded. It matters where an entry is a cancelled sum
+        (``sum_k g_k tanh(x_k)`` near 0): its rounding is set by the size of the terms, which
+        neither the entry nor its leaf shows. Zero (with a note) when f cannot run in float64.
+        """
+        V = self.rules(gs)
+        try:
+            V64 = self.rules64(gs)
+        except Exception as err:  # noqa: BLE001 - f not dtype-generic: no observed rounding
+            if not self.notes_given:
+                self.notes.append(f"the rule could not be evaluated in float64 ({type(err).__name__}); "
+                                  "tolerances use the dtype bound only")
+                self.notes_given = True
+            return V, [[np.zeros(np.shape(v)) for v in vs] for vs in V]
+        noise = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(v, w)] for v, w in zip(V, V64)]
+        return V, noise
+
+    def rules64(self, gs: list) -> list:
+        """The rule's VJP with every float input and the cotangent upcast to float64."""
+        with float64_scope():
+            if self._rule64 is None:
+                self._rule64 = _batched_vjp(self.problem.F64)
+            x = [jnp.asarray(xi) for xi in self.x64]
+            out = _apply_batched(self._rule64, self.problem.F64, x, gs, [np.float64] * len(self.problem.out))
+            return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
     def eager_rule(self, g) -> list:
         """The same VJP evaluated op by op, without jit."""
@@ -83,16 +115,6 @@ class Context:
     def reference64(self, g) -> list | None:
         out = self.references64([g])
         return None if out is None else out[0]
-
-    def references_lowp(self, gs: list) -> list | None:
-        """jax.vjp of the reference at the inputs' own dtypes (to measure its rounding)."""
-        if self.problem.R is None:
-            return None
-        if self._reflow is None:
-            self._reflow = _batched_vjp(self.problem.R)
-        cast = [o.dtype for o in self.problem.out]
-        out = _apply_batched(self._reflow, self.problem.R, list(self.problem.x), gs, cast)
-        return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
     # ---- finite differences -------------------------------------------------------------------
     def sample(self, dirs, gs):

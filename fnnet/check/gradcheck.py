@@ -158,6 +158,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
         add(shape_check)
         for c in structural(ctx):
             add(c)
+    report.notes += [prefix + n for n in ctx.notes]
     return ctx
 
 

@@ -30,8 +30,8 @@ from .tolerance import (
 )
 
 
-def _bound(ctx, v, leaf, override):
-    return override(v) if override else rounding_bound(v, ctx.eps[leaf])
+def _bound(ctx, v, leaf, override, noise=0.0):
+    return override(v) if override else rounding_bound(v, ctx.eps[leaf], noise)
 
 
 def _direction(ctx, leaf, u):
@@ -61,7 +61,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
         cots = [[np.ones(np.shape(problem.out[0]))] for _ in range(probes)]
     else:
         cots = [rademacher(problem.out, ctx.rng) for _ in range(probes)]
-    V = ctx.rules(cots)
+    V, noise = ctx.rules_and_noise(cots)
     signs = [[ctx.rng.choice(np.array([-1.0, 1.0]), size=np.shape(ctx.x64[leaf])) for _ in range(probes)] for leaf in range(n_leaves)]
     dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
@@ -77,7 +77,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             k = leaf * probes + p
             v = V[p][leaf]
             direction = dirs[k][leaf]
-            bound = _bound(ctx, v, leaf, override)
+            bound = _bound(ctx, v, leaf, override, noise[p][leaf])
             pred = float(np.sum(v * direction))
             ok, err, tol, note = _verdict(pred, d, k, bound, direction)
             tols.append(tol)
@@ -90,7 +90,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
                 # kinks' subgradient intervals, which neither the probe's one-sided slopes nor its
                 # directional derivative need match (relu'(0) = 1 at two zeros, probed along
                 # (+1, -1), predicts 2 where phi is smooth with slope 1). Accepted, and reported.
-                entry, localised, saw_kink = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], width, override)
+                entry, localised, saw_kink = bisect(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], width, override, noise[p][leaf])
                 if not localised and (saw_kink or d.kink[k]):
                     kinks += 1
                     continue
@@ -125,7 +125,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     return Comparison("(b) rule vs finite differences", verdict, worst, detail, entries[:max_entries]), power, notes
 
 
-def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool, bool]:
+def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool, bool]:
     """Localise a failing probe ``(g, u)`` on ``leaf`` to one entry by splitting its support.
 
     Each round splits the current range into ``width`` parts, probes all of them in one compiled
@@ -138,7 +138,7 @@ def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool, bool]:
     shape = np.shape(ctx.x64[leaf])
     n = int(np.prod(shape))
     flat_u, flat_v, flat_h = u.reshape(-1), v.reshape(-1), ctx.steps[leaf].reshape(-1)
-    bound_all = _bound(ctx, v, leaf, override).reshape(-1)
+    bound_all = np.broadcast_to(_bound(ctx, v, leaf, override, noise), np.shape(v)).reshape(-1)
     lo, hi, rounds, found, saw_kink = 0, n, 0, None, False
     while found is None:
         edges = np.unique(np.linspace(lo, hi, min(width, hi - lo) + 1).astype(int))
@@ -185,7 +185,7 @@ def bisect(ctx, leaf, g, v, u, width, override) -> tuple[Entry, bool, bool]:
 def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_limit_note=True):
     """Comparison (b) in full mode: every entry of every leaf against finite differences."""
     problem = ctx.problem
-    V = ctx.rules(cots.values)
+    V, noise = ctx.rules_and_noise(cots.values)
     rows, worst, compared, kinks = [], 0.0, 0, 0
     for leaf in range(len(problem.x)):
         n = int(np.prod(np.shape(ctx.x64[leaf])))
@@ -194,7 +194,7 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
         d = entry_differences(ctx, leaf, np.arange(n), cots.values, chunk)
         for c in range(len(cots.values)):
             v = V[c][leaf].reshape(-1)
-            bound = _bound(ctx, V[c][leaf], leaf, override).reshape(-1)
+            bound = np.broadcast_to(_bound(ctx, V[c][leaf], leaf, override, noise[c][leaf]), np.shape(V[c][leaf])).reshape(-1)
             fdv, fde = d.value[:, c], d.error[:, c]
             tol = bound + 2.0 * fde
             err = np.abs(v - fdv)

@@ -241,10 +241,18 @@ def _abstract_call(fn, args):
 
 
 def _upcast(v):
-    arr = _as_array_or_none(v)
-    if arr is None or _kind(arr.dtype) != "float":
+    """Float leaves (arrays or Python floats) as float64; anything else unchanged.
+
+    Converts through numpy, never through jnp: inside a trace every jnp operation (even on a
+    constant) yields a tracer, which numpy cannot read.
+    """
+    if isinstance(v, bool) or isinstance(v, int):
         return v
-    return jnp.asarray(np.asarray(arr, np.float64))
+    if isinstance(v, float):
+        return jnp.asarray(np.float64(v))
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)) and _kind(v.dtype) == "float":
+        return jnp.asarray(np.asarray(v, np.float64))
+    return v
 
 
 def _resolve_reference(f, reference):

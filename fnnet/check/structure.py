@@ -28,11 +28,12 @@ def _gauss(like, rng):
     return [rng.standard_normal(np.shape(a)) for a in like]
 
 
-def _close(ctx, a, b, scale_from):
-    """Worst err/tol over leaves comparing lists ``a`` and ``b`` (tol from ``scale_from``)."""
+def _close(ctx, a, b, scale_from, noise=None):
+    """Worst err/tol over leaves comparing lists ``a`` and ``b`` (tol from ``scale_from``, ``noise``)."""
     worst = 0.0
-    for leaf, (x, y, s) in enumerate(zip(a, b, scale_from)):
-        tol = rounding_bound(s, ctx.eps[leaf])
+    noise = noise if noise is not None else [0.0] * len(a)
+    for leaf, (x, y, s, n) in enumerate(zip(a, b, scale_from, noise)):
+        tol = rounding_bound(s, ctx.eps[leaf], n)
         err = np.abs(np.asarray(x) - np.asarray(y))
         ok = within(err, tol)
         if not ok.all():
@@ -66,12 +67,14 @@ def structural(ctx) -> list:
     problem, rng = ctx.problem, ctx.rng
     g1, g2 = _gauss(problem.out, rng), _gauss(problem.out, rng)
     zero_g = [np.zeros(np.shape(o)) for o in problem.out]
-    v1, v2, combo, zero = ctx.rules([g1, g2, [2 * a + 3 * b for a, b in zip(g1, g2)], zero_g])
+    (v1, v2, combo, zero), (n1, n2, nc, _) = ctx.rules_and_noise(
+        [g1, g2, [2 * a + 3 * b for a, b in zip(g1, g2)], zero_g])
     out = []
 
     expect = [2 * a + 3 * b for a, b in zip(v1, v2)]
     scale = [np.abs(2 * a) + np.abs(3 * b) for a, b in zip(v1, v2)]
-    w = _close(ctx, combo, expect, scale)
+    noise = [2 * a + 3 * b + c for a, b, c in zip(n1, n2, nc)]
+    w = _close(ctx, combo, expect, scale, noise)
     out.append(Comparison("(c) linear in the cotangent", PASS if w <= 1 else FAIL, w,
                           "VJP(2 g1 + 3 g2) vs 2 VJP(g1) + 3 VJP(g2), Gaussian g1, g2"))
 
@@ -81,7 +84,7 @@ def structural(ctx) -> list:
 
     try:
         eager = ctx.eager_rule(g1)
-        w = _close(ctx, eager, v1, v1)
+        w = _close(ctx, eager, v1, v1, n1)
         out.append(Comparison("(c) jit agrees with eager", PASS if w <= 1 else FAIL, w, "jit(VJP)(g1) vs eager VJP(g1)"))
     except Exception as err:  # noqa: BLE001
         out.append(Comparison("(c) jit agrees with eager", FAIL, float("inf"), f"eager VJP raised {type(err).__name__}: {err}"))

@@ -7,11 +7,13 @@ adds ``<= log2(n) u sum_k |t_k|``. The summed magnitude ``sum_k |t_k|`` is not o
 outside the rule, so we bound it normwise: a backward-stable computation of a vector ``v`` has error
 ``<= c eps ||v||_inf`` (Higham, *Accuracy and Stability of Numerical Algorithms*, ch. 3). Together,
 
-    b_i = SLACK * eps * (|v_i| + max_leaf |v|) + SLACK * noise_leaf,
+    b_i = SLACK * eps * (|v_i| + max_leaf |v|) + SLACK * noise_i,
 
-with ``SLACK = 8`` rounding units (a rule up to ~16 operations deep, or 8 times the reference's own
-rounding) and ``noise_leaf = max_leaf |ref_lowp - ref_f64|``, the rounding error the reference itself
-is observed to make at the same precision (zero when there is no reference). ``eps`` is the largest
+with ``SLACK = 8`` rounding units (a rule up to ~16 operations deep, or 8 times an observed rounding)
+and ``noise_i = |VJP_lowp - VJP_f64|_i``, the rule's own observed rounding error (the same rule run
+with float64 inputs and cotangent: a wrong formula is wrong in both, so the difference holds no bug).
+It covers cancelled sums, whose rounding is set by the size of the terms and is invisible in the
+result; it is zero (dtype bound only, with a note) when f cannot run in float64. ``eps`` is the largest
 eps among the leaf's dtype, its VJP's dtype and f's float output dtypes.
 
 Finite-difference probe ``<u, v>`` against ``R`` (Richardson, error bar ``E``, rounding floor ``r``):
@@ -56,8 +58,12 @@ def _is_float(dtype) -> bool:
         return False
 
 
-def rounding_bound(value: np.ndarray, eps: float, noise: float = 0.0) -> np.ndarray:
-    """Per-entry bound ``b_i`` on the rounding error of a rule's result ``value`` (see module doc)."""
+def rounding_bound(value: np.ndarray, eps: float, noise=0.0) -> np.ndarray:
+    """Per-entry bound ``b_i`` on the rounding error of a rule's result ``value`` (see module doc).
+
+    ``noise`` (scalar or per entry) is the rule's *observed* rounding error
+    (:meth:`fnnet.check.context.Context.rules_and_noise`: the rule at float64 vs at its dtype).
+    """
     mag = np.abs(np.asarray(value, np.float64))
     scale = float(np.max(mag)) if mag.size else 0.0
     if not np.isfinite(scale):
