@@ -186,7 +186,13 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes", type=str, default=None, help="comma-separated N values")
     parser.add_argument("--seeds", type=int, default=None)
+    parser.add_argument("--plot", type=str, default=None, help="write a PNG of the rates here")
+    parser.add_argument("--replot", nargs="*", default=None,
+                        help="no run: plot the tables printed by earlier runs (text files) to --plot")
     opts = parser.parse_args()
+    if opts.replot:
+        plot(parse_tables(opts.replot), opts.plot or "docs/gradcheck_power.png")
+        return
     warnings.filterwarnings("ignore", message=".*double precision.*")  # torch on float32: we know
     sizes = [10, 1000] if opts.quick else [10, 100, 1000, 10_000, 100_000]
     seeds = 1 if opts.quick else 3
@@ -204,6 +210,7 @@ def main():
     except ImportError:
         pass
     names = list(checkers)
+    results = {}
     t0 = time.time()
     print(f"jax {jax.__version__}; seeds per cell {seeds}; '-' = not run at that N")
     header = f"{'case':<24} {'dtype':<8} {'N':>6}  " + "  ".join(f"{n:>13}" for n in names)
@@ -232,10 +239,65 @@ def main():
                                 hits += check(f, args)
                                 runs += 1
                         cells.append(f"{hits}/{runs}")
+                        results[(jnp.dtype(dtype).name, n, case, name)] = (hits, runs)
                     label = "correct (false pos.)" if case == "correct" else case
                     print(f"{label:<24} {jnp.dtype(dtype).name:<8} {n:>6}  " + "  ".join(f"{c:>13}" for c in cells),
                           flush=True)
     print(f"total {time.time() - t0:.0f} s")
+    if opts.plot:
+        plot(results, opts.plot)
+
+
+def parse_tables(paths) -> dict:
+    """Results back from printed tables: {(dtype, N, case, checker): (hits, runs)}."""
+    import re
+
+    results = {}
+    for path in paths:
+        names = None
+        for line in open(path):
+            if line.startswith("case "):
+                names = re.split(r"\s{2,}", line.split(" N ", 1)[1].strip())
+                continue
+            m = re.match(r"(.{24}) (\S+)\s+(\d+)\s+(.*)", line.rstrip())
+            if not m or names is None:
+                continue
+            case = "correct" if m.group(1).startswith("correct") else m.group(1).strip()
+            for name, cell in zip(names, m.group(4).split()):
+                if "/" in cell:
+                    h, r = cell.split("/")
+                    results[(m.group(2), int(m.group(3)), case, name)] = (int(h), int(r))
+    return results
+
+
+def plot(results: dict, path: str) -> None:
+    """Detection rate over the seeded bugs (solid) and false-positive rate (dashed) against N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checkers = sorted({k[3] for k in results}, key=lambda c: (not c.startswith("fnnet"), c))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, dtype in zip(axes, ("float32", "float64")):
+        for checker in checkers:
+            sizes = sorted({k[1] for k in results if k[0] == dtype and k[3] == checker})
+            det, fp = [], []
+            for n in sizes:
+                bug = [v for k, v in results.items() if k[:2] == (dtype, n) and k[3] == checker and k[2] != "correct"]
+                ok = results.get((dtype, n, "correct", checker))
+                det.append(sum(h for h, _ in bug) / max(1, sum(r for _, r in bug)))
+                fp.append(ok[0] / ok[1] if ok else float("nan"))
+            (line,) = ax.plot(sizes, det, "o-", label=f"{checker} detection")
+            ax.plot(sizes, fp, "x--", color=line.get_color(), label=f"{checker} false pos.")
+        ax.set_xscale("log")
+        ax.set_title(dtype)
+        ax.set_xlabel("N inputs")
+    axes[0].set_ylabel("rate")
+    axes[1].legend(fontsize=7, loc="center right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
