@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers: the suite is mostly XLA compilation, single-threaded in each process
+JOBS ?= 2
 
 .PHONY: run test test-slow experiments bench clean
 
@@ -26,7 +28,7 @@ run: $(VENV)/.installed
 	$(PY) -m fnnet verify
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(JOBS) $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
