@@ -64,7 +64,8 @@ def dead_gradient(params, x, y, activation, masks) -> float:
     """max |∂L/∂W_l[u, :]|, |∂L/∂b_l[u]| over the never-active units u (hand backprop, whole set); NaN if none."""
     from fnnet import train as T
 
-    _, grads = T.loss_and_grad(params, jnp.asarray(x), jnp.asarray(y), activation=activation)
+    grad_fn = jax.jit(functools.partial(T.loss_and_grad, activation=activation))
+    _, grads = grad_fn(params, jnp.asarray(x), jnp.asarray(y))
     worst = []
     for g, m in zip(grads[:-1], masks):
         if m.any():

@@ -56,17 +56,21 @@ def collapse_error(params, key, n_points: int = 8) -> dict[str, float]:
     """
     from fnnet import layers
 
-    W, b = collapse(params)
-    x = jax.random.normal(key, (n_points, W.shape[1]), W.dtype)
-    net = functools.partial(layers.mlp, params, activation=None)
-    J = jax.vmap(jax.jacrev(net))(x)  # (n_points, out, in): the same matrix at every x
-    out = net(x)
-    affine = x @ W.T + b
-    return {
-        "jacobian": float(jnp.max(jnp.abs(J - W)) / jnp.max(jnp.abs(W))),
-        "map": float(jnp.max(jnp.abs(out - affine)) / jnp.max(jnp.abs(out))),
-        "eps": float(jnp.finfo(W.dtype).eps),
-    }
+    dtype = params[0]["W"].dtype
+    x = jax.random.normal(key, (n_points, params[0]["W"].shape[1]), dtype)
+
+    @jax.jit  # one compilation instead of a dispatch per op
+    def errors(params, x):
+        W, b = collapse(params)
+        net = functools.partial(layers.mlp, params, activation=None)
+        J = jax.vmap(jax.jacrev(net))(x)  # (n_points, out, in): the same matrix at every x
+        out = net(x)
+        affine = x @ W.T + b
+        return (jnp.max(jnp.abs(J - W)) / jnp.max(jnp.abs(W)),
+                jnp.max(jnp.abs(out - affine)) / jnp.max(jnp.abs(out)))
+
+    jac, mapped = errors(params, x)
+    return {"jacobian": float(jac), "map": float(mapped), "eps": float(jnp.finfo(dtype).eps)}
 
 
 def run(*, n: int = 600, hidden=(32, 32), epochs=(150, 400), lr: float = 0.05, seed: int = 0,

@@ -104,10 +104,10 @@ def run(*, steps: int = 400, n: int = 400, lr_unit: float = 0.5, lr_mlp: float =
         act = _activation(name)
         p, values, norms = descend(unit_loss, start, x, y, act, steps=steps, lr=lr_unit)
         pred = (act(fnnet.dense(p, x))[:, 0] > 0.5).astype(jnp.int32)
-        line = jax.vmap(
+        line = jax.jit(jax.vmap(
             lambda t: unit_loss({"W": start["W"] + t * jnp.asarray([[0.7071, 0.7071]], jnp.float32),
                                  "b": start["b"]}, x, y, act)
-        )(jnp.asarray(ts))
+        ))(jnp.asarray(ts))
         out["unit"][name] = {
             "loss": values, "grad_norm": norms[:, 0], "accuracy": float(jnp.mean(pred == y)),
             "line_t": ts, "line_loss": np.asarray(line),
@@ -123,7 +123,7 @@ def run(*, steps: int = 400, n: int = 400, lr_unit: float = 0.5, lr_mlp: float =
         out["mlp"][name] = {
             "loss": values, "grad_norm": norms,
             "hidden_moved": float(jnp.max(jnp.abs(p[0]["W"] - p0[0]["W"]))),
-            "test_accuracy": float(jnp.mean(jnp.argmax(logits, -1) == jnp.asarray(ds.y_test))),
+            "test_accuracy": float(jnp.mean(jnp.argmax(logits, -1).astype(jnp.int32) == jnp.asarray(ds.y_test))),
         }
     return out
 

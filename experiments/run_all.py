@@ -1,0 +1,84 @@
+"""Run every lecture experiment and regenerate every figure under docs/figures/.
+
+    .venv/bin/python experiments/run_all.py --quick     # a few minutes on 2 CPU cores
+    .venv/bin/python experiments/run_all.py             # the full sizes
+    .venv/bin/python experiments/run_all.py --only dead_relu,jacobians
+
+The experiments run one after another in this process (one JAX import, one set of compiled
+primitives). One whose optional packages are missing (matplotlib for every figure, scikit-learn for
+the digits experiments) is skipped with a message naming the package and how to install it; one that
+fails is reported and the rest still run. Exit status: 0 when every experiment that ran succeeded.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pathlib
+import sys
+import time
+import traceback
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+#: In the lecture's order (docs/index.md links their pages).
+EXPERIMENTS = (
+    "linear_stack",
+    "threshold_stall",
+    "tanh_sigmoid_identity",
+    "hard_tanh_vs_tanh",
+    "dead_relu",
+    "activation_zoo",
+    "jacobians",
+    "backprop_graph",
+    "gradcheck_steps",
+)
+INSTALL = {"matplotlib": "matplotlib", "sklearn": "scikit-learn"}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="every experiment's --quick sizes")
+    p.add_argument("--out", type=pathlib.Path, default=C.FIG_DIR, help="where the figures go")
+    p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
+                   help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
+    args = p.parse_args(argv)
+    names = args.only or list(EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        p.error(f"unknown experiment(s) {unknown}; known: {', '.join(EXPERIMENTS)}")
+
+    timings, skipped, failed = {}, {}, {}
+    start = time.perf_counter()
+    for name in names:
+        module = importlib.import_module(name)
+        lacking = C.missing(getattr(module, "REQUIRES", ("matplotlib",)))
+        if lacking:
+            pkgs = " ".join(INSTALL.get(m, m) for m in lacking)
+            skipped[name] = lacking
+            print(f"=== {name}: skipped, needs {', '.join(lacking)} (pip install {pkgs}, or "
+                  "pip install 'fnnet[experiments]')\n", flush=True)
+            continue
+        print(f"=== {name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            module.main((["--quick"] if args.quick else []) + ["--out", str(args.out)])
+        except Exception:  # report and go on: one broken experiment should not hide the others' figures
+            traceback.print_exc()
+            failed[name] = True
+        timings[name] = time.perf_counter() - t0
+        print(f"--- {name}: {timings[name]:.1f} s\n", flush=True)
+    total = time.perf_counter() - start
+
+    print("summary:")
+    for name in names:
+        state = ("skipped (needs " + ", ".join(skipped[name]) + ")" if name in skipped
+                 else "FAILED" if name in failed else "ok")
+        t = f"{timings[name]:6.1f} s" if name in timings else " " * 8
+        print(f"  {name:<22} {t}  {state}")
+    print(f"total {total:.1f} s{' (quick)' if args.quick else ''}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

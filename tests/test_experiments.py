@@ -1,0 +1,204 @@
+"""Smoke tests of the lecture experiments (experiments/*.py): their core functions on tiny sizes.
+
+No figure is drawn: each experiment's ``run`` (or a piece of it) is called and the claim it prints is
+asserted, so an experiment that stops supporting its claim fails here, not only in a figure nobody
+looks at. Skipped when matplotlib (the ``experiments`` extra) is not installed, since the scripts are
+not usable without it. Total well under 15 s on 2 cores.
+"""
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+if str(EXPERIMENTS_DIR) not in sys.path:
+    sys.path.insert(0, str(EXPERIMENTS_DIR))
+
+
+def _load(name):
+    return importlib.import_module(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. linear stacks
+# ---------------------------------------------------------------------------------------------
+
+
+def test_linear_stack_collapses_to_one_affine_map():
+    ls = _load("linear_stack")
+    from fnnet import layers
+
+    params = layers.init_mlp(jax.random.key(0), [2, 16, 16, 3], dtype=jnp.float64)
+    W, b = ls.collapse(params)
+    W1, W2, W3 = (p["W"] for p in params)
+    b1, b2, b3 = (p["b"] for p in params)
+    np.testing.assert_array_equal(W, W3 @ (W2 @ W1))  # the same association: bitwise
+    np.testing.assert_allclose(b, W3 @ (W2 @ b1) + W3 @ b2 + b3, rtol=1e-15, atol=1e-15)
+    e = ls.collapse_error(params, jax.random.key(1))
+    # Each entry of W3 W2 W1 or of net(x) is a sum of at most 16·16 rounded products, reassociated
+    # between the two sides: a relative difference of a few dozen ε at worst (measured: ~4 ε).
+    assert e["jacobian"] < 64 * e["eps"]
+    assert e["map"] < 64 * e["eps"]
+
+
+@pytest.mark.slow  # two trainings: ~5 s of compiling on a quiet machine
+def test_linear_network_cannot_fit_xor_tanh_can():
+    ls = _load("linear_stack")
+    r = ls.run(n=200, hidden=(8,), epochs=(40,), lr=0.1, datasets=("xor",), activations=(None, "tanh"))
+    # A line separates at most 3 of xor's 4 blobs: ≤ 75% plus the few noisy points near the centre.
+    assert r["fits"][("xor", None)]["train_acc"] < 0.8
+    assert r["fits"][("xor", "tanh")]["train_acc"] > 0.95
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. threshold
+# ---------------------------------------------------------------------------------------------
+
+
+def test_threshold_gradient_is_exactly_zero_sigmoid_learns():
+    ts = _load("threshold_stall")
+    r = ts.run(steps=30, n=40, hidden=4)
+    step, sig = r["unit"]["step"], r["unit"]["sigmoid"]
+    assert np.all(step["grad_norm"] == 0.0)
+    assert step["loss"][0] == step["loss"][-1]
+    assert np.all(sig["grad_norm"] > 0.0)
+    assert sig["loss"][-1] < 0.5 * sig["loss"][0]
+    # MLP: the hidden layer below the threshold never gets a gradient; the readout does.
+    assert np.all(r["mlp"]["step"]["grad_norm"][:, 0] == 0.0)
+    assert r["mlp"]["step"]["hidden_moved"] == 0.0
+    assert np.all(r["mlp"]["step"]["grad_norm"][:, 1] > 0.0)
+    assert r["mlp"]["sigmoid"]["hidden_moved"] > 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. tanh = 2σ(2z) − 1
+# ---------------------------------------------------------------------------------------------
+
+
+def test_tanh_sigmoid_identity_to_machine_precision():
+    ti = _load("tanh_sigmoid_identity")
+    r = ti.run(n=401, n_truth=41)
+    for name, res in r.items():
+        # Each form is within ~1.5 ULP of its value (≤ 1 in absolute terms: ≤ 1.5 ε); their
+        # difference within the sum, 3 ε; measured 2.5 ε (float32) and 2 ε (float64).
+        assert res["diff"].max() <= 4.0, name
+        assert res["ddiff"].max() <= 4.0, name
+        # The identity is absolute, not relative: near z = 0 the sigmoid form cancels.
+        assert res["rel_sig"][0] > 1e3, name
+
+
+# ---------------------------------------------------------------------------------------------
+# 4, 5. hard tanh's linear region; dead units get exactly zero gradient
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hard_tanh_linear_fraction():
+    ht = _load("hard_tanh_vs_tanh")
+    from fnnet import layers
+
+    small = [{"W": 0.01 * p["W"], "b": p["b"]} for p in layers.init_mlp(jax.random.key(0), [2, 8, 8, 2])]
+    x = np.linspace(-1.0, 1.0, 20, dtype=np.float32).reshape(10, 2)
+    assert ht.linear_fraction(small, x) == 1.0
+    big = [{"W": 100.0 * p["W"], "b": p["b"]} for p in layers.init_mlp(jax.random.key(0), [2, 8, 8, 2])]
+    assert ht.linear_fraction(big, x) < 0.5
+
+
+@pytest.mark.parametrize("activation, dead_grad_zero", [("relu", True), ("leaky_relu", False), ("swish", False)])
+def test_never_active_unit_gets_zero_gradient_only_for_relu(activation, dead_grad_zero):
+    dr = _load("dead_relu")
+    from fnnet import layers
+
+    params = layers.init_mlp(jax.random.key(0), [3, 6, 2])
+    # Unit 2: |W x| ≤ 3 for |x_j| ≤ 1 (Glorot entries ≤ 1), so b = −5 gives z ≤ −2 for every input,
+    # deep enough to be inactive, shallow enough that swish' = σ(z)(1 + zσ(−z)) is far from underflow.
+    params[0]["b"] = params[0]["b"].at[2].set(-5.0)
+    x = jax.random.uniform(jax.random.key(1), (16, 3), jnp.float32, -1.0, 1.0)
+    y = jnp.arange(16, dtype=jnp.int32) % 2
+    masks = dr.inactive_masks(params, x, activation)
+    assert masks[0].tolist() == [i == 2 for i in range(6)]
+    g = dr.dead_gradient(params, x, y, activation, masks)
+    assert (g == 0.0) == dead_grad_zero
+
+
+# ---------------------------------------------------------------------------------------------
+# 7, 8. Jacobians; backprop on the graph
+# ---------------------------------------------------------------------------------------------
+
+
+def test_jacobian_structure_and_values():
+    jc = _load("jacobians")
+    r = jc.run(n=4, m=3)
+    # float64, entries O(1), each a handful of products: hand rules vs jax.jacrev agree to ~ε.
+    for name, e in r["err"].items():
+        assert e <= 16 * np.finfo(np.float64).eps, name
+    assert r["nonzero"]["tanh"] == 4  # diagonal
+    assert r["nonzero"]["softmax"] == 16  # dense
+    assert r["nonzero"]["dense wrt W"] == 3 * 4  # of 3 × 12: one block per row
+    assert r["shape"].shape == (3, 4) and r["row"].shape == (1, 12)
+
+
+def test_backprop_graph_order_and_gradients():
+    bg = _load("backprop_graph")
+    r = bg.run(batch=4, n_in=3, hidden=5, n_classes=3)
+    g = r["graph"]
+    seen = set(g.inputs)
+    for name in r["order"]:
+        assert set(g.node(name).inputs) <= seen, name
+        seen.add(name)
+    assert r["declared"] != r["order"]  # the sort had work to do
+    for name, e in r["err"].items():
+        # Same math, different association of sums: a few ε of the largest gradient entry.
+        assert e["relative"] <= 32 * e["eps"], name
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. finite differences: the V
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gradcheck_steps_follow_the_error_model():
+    gs = _load("gradcheck_steps")
+    r = gs.run(n=161)["float64"]
+    h = r["h"]
+    # Truncation side (rounding negligible there): slopes 1 (forward) and 2 (central) on log-log.
+    sel = (h > 1e-3) & (h < 1e-1)
+    for method, slope in (("forward", 1.0), ("central", 2.0)):
+        fit = np.polyfit(np.log10(h[sel]), np.log10(r["err"][method][sel]), 1)[0]
+        assert abs(fit - slope) < 0.25, (method, fit)
+    # The central optimum is within a factor 10 of (3ε|f|/|f'''|)^(1/3), and better than forward's.
+    h_star = r["theory"]["central"][0]
+    assert h_star / 10 < r["best"]["central"][0] < 10 * h_star
+    assert r["best"]["richardson"][1] < r["best"]["central"][1] < r["best"]["forward"][1]
+    # Complex step: no subtraction, so no rounding blow-up as h → 0.
+    assert r["complex_floor"] <= 4 * r["eps"] * abs(r["truth"])
+
+
+# ---------------------------------------------------------------------------------------------
+# run_all
+# ---------------------------------------------------------------------------------------------
+
+
+def test_run_all_lists_every_experiment_and_skips_missing_packages(monkeypatch, capsys, tmp_path):
+    ra = _load("run_all")
+    assert set(ra.EXPERIMENTS) == {
+        p.stem for p in EXPERIMENTS_DIR.glob("*.py") if p.stem in ra.EXPERIMENTS
+    }
+    for name in ra.EXPERIMENTS:
+        assert (EXPERIMENTS_DIR / f"{name}.py").exists(), name
+    common = _load("_common")
+    monkeypatch.setattr(common, "missing", lambda requires: list(requires))
+    assert ra.main(["--only", "jacobians,activation_zoo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "activation_zoo: skipped, needs matplotlib, sklearn" in out
+    assert "pip install matplotlib scikit-learn" in out
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(SystemExit):
+        ra.main(["--only", "no_such_experiment"])
