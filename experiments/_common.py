@@ -20,7 +20,7 @@ import importlib.util
 import os
 import pathlib
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp

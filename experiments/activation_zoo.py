@@ -60,7 +60,7 @@ def report(result) -> None:
     for act, c in result["curves"].items():
         e95 = epochs_to(c["test_acc"], 0.95)
         print(f"  {act:<11} {c['train_loss'][-1]:>16.4f} {c['test_loss'][-1]:>10.4f} {c['test_acc'][-1]:>9.4f} "
-              f"{c['test_acc'].max():>9.4f} {str(e95 if e95 else 'never'):>14}")
+              f"{c['test_acc'].max():>9.4f} {e95 if e95 else 'never'!s:>14}")
 
 
 def plot(result, path) -> None:

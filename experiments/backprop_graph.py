@@ -48,8 +48,7 @@ NODES = [
 
 
 def build(seed: int = 0):
-    from fnnet import Graph
-    from fnnet import losses, ops  # noqa: F401  (register softmax_cross_entropy, mean)
+    from fnnet import Graph, losses, ops  # noqa: F401  (register softmax_cross_entropy, mean)
 
     specs = list(NODES)
     random.Random(seed).shuffle(specs)
@@ -147,18 +146,18 @@ def plot(result, path) -> None:
         for arg, inp in zip(node.op.arg_names, node.inputs):
             (x0, y0), (x1, y1) = pos[inp], pos[name]
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
-                        arrowprops=dict(arrowstyle="->", color="#555555", lw=0.9, shrinkA=14, shrinkB=30))
+                        arrowprops={"arrowstyle": "->", "color": "#555555", "lw": 0.9, "shrinkA": 14, "shrinkB": 30})
             ax.text(x0 + 0.6 * (x1 - x0), y0 + 0.6 * (y1 - y0) + 0.06, arg, fontsize=7, color="#555555",
                     ha="center")
     for name, (x, y) in pos.items():
         if name in g.inputs:
             ax.text(x, y, name, ha="center", va="center", fontsize=9,
-                    bbox=dict(boxstyle="ellipse,pad=0.3", fc="#eeeeee", ec="#888888"))
+                    bbox={"boxstyle": "ellipse,pad=0.3", "fc": "#eeeeee", "ec": "#888888"})
         else:
             node = g.node(name)
             fill = "#fdd0a2" if name == "loss" else "#c6dbef"
             ax.text(x, y, f"{name} = {node.op.name}", ha="center", va="center", fontsize=8.5,
-                    bbox=dict(boxstyle="round,pad=0.35", fc=fill, ec="#3182bd"))
+                    bbox={"boxstyle": "round,pad=0.35", "fc": fill, "ec": "#3182bd"})
             back = len(g.order) - order[name] + 1
             ax.text(x, y - 0.32, f"fwd #{order[name]}  ·  bwd #{back}", ha="center", va="top", fontsize=7,
                     color="#08519c")

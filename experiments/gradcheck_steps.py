@@ -70,7 +70,7 @@ def theory(dtype) -> dict[str, tuple[float, float]]:
     eps = float(np.finfo(dtype).eps)
     x = float(dtype(X0))
     fx = float(f(x))
-    d1, d2, d3 = derivatives(x)
+    _d1, d2, d3 = derivatives(x)
     h_f = 2 * np.sqrt(eps * fx / abs(d2))
     h_c = (3 * eps * fx / abs(d3)) ** (1 / 3)
     return {

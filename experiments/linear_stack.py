@@ -115,7 +115,7 @@ def report(result) -> None:
         )
     print("train / test accuracy:")
     for (name, act), fit in result["fits"].items():
-        print(f"  {name:<8} {str(act or 'linear'):<7} train {fit['train_acc']:.3f}  test {fit['test_acc']:.3f}"
+        print(f"  {name:<8} {act or 'linear'!s:<7} train {fit['train_acc']:.3f}  test {fit['test_acc']:.3f}"
               f"  final loss {fit['losses'][-1]:.3f}")
 
 
@@ -149,7 +149,7 @@ def plot(result, path) -> None:
 
 def main(argv=None) -> int:
     args = C.parser(__doc__).parse_args(argv)
-    kw = dict(epochs=(60, 200)) if args.quick else {}
+    kw = {"epochs": (60, 200)} if args.quick else {}
     result = run(**kw)
     report(result)
     plot(result, args.out / FIGURE)

@@ -19,7 +19,7 @@ import time
 import traceback
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+import _common as C
 
 #: In the lecture's order (docs/index.md links their pages).
 EXPERIMENTS = (
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         try:
             module.main((["--quick"] if args.quick else []) + ["--out", str(args.out)])
-        except Exception:  # report and go on: one broken experiment should not hide the others' figures
+        except Exception:  # noqa: BLE001  report and go on: one broken experiment must not hide the others
             traceback.print_exc()
             failed[name] = True
         timings[name] = time.perf_counter() - t0

@@ -105,7 +105,7 @@ def run(*, steps: int = 400, n: int = 400, lr_unit: float = 0.5, lr_mlp: float =
         p, values, norms = descend(unit_loss, start, x, y, act, steps=steps, lr=lr_unit)
         pred = (act(fnnet.dense(p, x))[:, 0] > 0.5).astype(jnp.int32)
         line = jax.jit(jax.vmap(
-            lambda t: unit_loss({"W": start["W"] + t * jnp.asarray([[0.7071, 0.7071]], jnp.float32),
+            lambda t, act=act: unit_loss({"W": start["W"] + t * jnp.asarray([[0.7071, 0.7071]], jnp.float32),
                                  "b": start["b"]}, x, y, act)
         ))(jnp.asarray(ts))
         out["unit"][name] = {
