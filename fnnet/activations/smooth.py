@@ -362,16 +362,34 @@ squareplus = elementwise(
 
 
 # ----- log1mexp ------------------------------------------------------------------------------------
+def _below_unit_roundoff(x):
+    """x < u = ε/2: there e^{±x} − 1 = ±x(1 ± x/2 + …) rounds to ±x (the x/2 term is below half an ULP).
+
+    Used to take x itself instead of expm1(x): XLA's float16 expm1 drops the low bits of a subnormal
+    input (expm1(257·2⁻²⁴) = 256·2⁻²⁴), which made log1mexp'(x) = 1/expm1(x) overflow to inf at
+    x = 257·2⁻²⁴ where the exact value 65280.5 is finite. In float32/float64 expm1 returns x there anyway.
+    """
+    return x < float(jnp.finfo(x.dtype).eps) / 2
+
+
 def _log1mexp(x):
     r""":math:`\log(1 − e^{−x})` for x > 0 (Mächler 2012: ``log(−expm1(−x))`` below log 2,
-    ``log1p(−e^{−x})`` above). Derivative :math:`1/(e^x − 1)`."""
+    ``log1p(−e^{−x})`` above; for x < ε/2, where −expm1(−x) rounds to x, ``log(x)``).
+    Derivative :math:`1/(e^x − 1)`."""
+    small = jnp.where(_below_unit_roundoff(x), x, -jnp.expm1(-x))
     return jnp.where(
-        x < math.log(2.0), jnp.log(-jnp.expm1(-x)), jnp.log1p(-jnp.exp(-x))
+        x < math.log(2.0), jnp.log(small), jnp.log1p(-jnp.exp(-x))
     )
 
 
+def _dlog1mexp(x, y):
+    # 1/expm1(x) = 1/x − 1/2 + x/12 − …: below ε/2 the first two terms are exact to the last bit, and
+    # they avoid the float16 expm1 of a subnormal (see _below_unit_roundoff).
+    return jnp.where(_below_unit_roundoff(x), 1 / x - 0.5, 1 / jnp.expm1(x))
+
+
 log1mexp = elementwise(
-    "log1mexp", _log1mexp, lambda x, y: 1 / jnp.expm1(x),
+    "log1mexp", _log1mexp, _dlog1mexp,
     reference=lambda x: jnp.log(1 - jnp.exp(-x)),
     domain=(0.05, 5.0),
     support=(0.0, float("inf")),

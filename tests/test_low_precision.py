@@ -1,0 +1,411 @@
+"""float16 and bfloat16: every activation's value and gradient, against the float32 result.
+
+**What is compared.** The inputs are low-precision numbers x (so they are exact in float16/bfloat16 and in
+float32 alike); ŷ = fnnet.X(x) is computed in the low dtype, y = fnnet.X(x as float32) in float32. The
+only difference between them is the rounding *inside* the low-precision computation. The derivative is
+``jax.grad`` of the sum (elementwise ops: cotangent 1, i.e. the hand VJP) or the hand VJP with a random
+cotangent g that is itself exact in the low dtype (ops over an axis, where the gradient of the sum of a
+softmax is 0).
+
+**The tolerance: mixed (forward–backward) stability, with c counted from the formula.** A computation
+with k roundings, each ``fl(a ∘ b) = (a ∘ b)(1 + δ) + η`` with ``|δ| ≤ u`` (u = ε/2, the unit roundoff of
+the low dtype) and ``|η| ≤ λ/2`` (λ its smallest subnormal: gradual underflow, Higham §2.1), returns to
+first order the exact result at a perturbed input, perturbed at the output:
+
+    ŷ = f(x(1 + θ) + ξ)·(1 + θ') + ζ,   |θ|, |θ'| ≤ c·u,   |ξ| ≤ c·λ/2,   |ζ| ≤ tiny
+
+where c = k + 1: each of the k roundings is charged either to the input (when it rounds a quantity that
+carries x, such as x + 3 or u = √(2/π)(x + 0.044715x³): the stable forms used by fnnet make that
+perturbation act on x with weight ≤ 1, d log u/d log x ≥ 1) or to the output (when it rounds a factor or a
+positive sum of the result), and the +1 is the float32 result's own error (≤ 8 ULP₃₂ = 2⁻²⁰ relative,
+tests/test_accuracy.py, which is < u/2⁸ of either low dtype, so one more u covers it with room). ``tiny``
+(the smallest normal number of the low dtype) admits results that flush to zero below the normal range,
+as tests/test_accuracy.py does. So the test asserts, entry by entry,
+
+    ŷ ∈ y + [min, max]{f(x') − f(x) : x' = x(1 ± c·u) ± c·λ/2} ± (c·u·|y| + tiny)
+
+with f(x') − f(x) taken in float64. To first order this is |ŷ − y| ≤ c·u·(|y| + |x·f'(x)|): the
+``scale·cond`` term is the input perturbation; beyond first order the perturbed interval also admits a
+rounding that moves an input across a kink (x = 2.998 in float16: x + 3 rounds to 6, the kink of
+hard_sigmoid, whose derivative jumps from 1/6 to 0 there; that is a rounding of x by 2u).
+
+k is counted by hand per op below, from the formula as it runs in the low dtype (each arithmetic
+operation, transcendental function and rounded constant on an entry's path counts 1; jnp.sum of a low
+dtype accumulates in float32 and rounds once). Multiplications by powers of two are exact and not counted.
+Selections, max/min, negation and comparisons of exact values do not round. The count is an upper bound
+under the first-order model; the margin is reported in docs/accuracy.md ("Low precision"): the largest c
+that the measured errors need is 8 (gelu's and mish's derivatives), far below their counts.
+
+For the ops over an axis the same statement is made with a normwise input perturbation (J the
+Jacobian): |ŷ_i − y_i| ≤ c·u·(|y_i| + ‖x‖∞·Σ_j |J_ij|) + tiny, and likewise for the VJP, plus the
+size of the terms the rule subtracts (test_axis_activation_low_precision).
+
+**Domain.** Elementwise ops: *every* finite float16 and bfloat16 number in the op's support (65 k
+each), so any overflow of an intermediate (x³ in gelu, x² in squareplus, e^x past 11.09 in float16)
+would show as a non-finite ŷ where y is finite. Ops over an axis: their ``sample_inputs``.
+Finiteness: wherever |y|·(1 + c·u) ≤ the largest finite low-precision number, ŷ must be finite; NaN
+never appears where y is not NaN.
+
+The check runs under jit, as fnnet trains (one program per precision for all the ops: compiling ~100
+small programs would cost more CPU than the check). The counts assume every operation rounds to the low
+dtype, as eager execution does; the errors measured eagerly needed the same c (docs/accuracy.md).
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+import fnnet.activations
+from fnnet.primitive import registry
+
+LOW = [jnp.float16, jnp.bfloat16]
+
+# k (roundings on an entry's path) for the value and for the derivative, read off fnnet's formulas in
+# the low dtype (fnnet/activations/*.py, fnnet/ops.py). c = k + 1 (module docstring).
+ROUNDINGS = {
+    # selections of x or of exact constants: no rounding at all (c = 1 only covers the comparison)
+    "relu": (0, 0), "relu6": (0, 0), "hard_tanh": (0, 0), "hardshrink": (0, 0), "identity": (0, 0),
+    "negative": (0, 0),
+    "threshold": (1, 0),       # the constant `value`
+    "leaky_relu": (2, 1),      # slope rounded, slope·x | slope
+    "softshrink": (2, 0),      # λ rounded, x − λ | 0 or 1
+    "hard_sigmoid": (2, 2),    # x + 3, /6 | mask tested on x + 3, 1/6 rounded
+    "hard_silu": (3, 5),       # hs (2), x·hs | hs (2), mask on x + 3, x/6, +
+    "sparse_plus": (2, 1),     # x + 1, square (/4 exact) | x + 1 (/2 exact)
+    "sparse_sigmoid": (1, 1),  # x + 1 (·½ exact) | the tie test on x + 1
+    "sigmoid": (1, 4),         # logistic | e = exp(−|x|), 1 + e, square, e/(1+e)²
+    "tanh": (1, 4),            # tanh | e = exp(−2|x|), 1 + e, square, 4e/(1+e)² (4e exact)
+    "softplus": (3, 1),        # logaddexp: exp, log1p, max + … | logistic
+    "log_sigmoid": (3, 1),
+    "exp": (1, 1), "log": (1, 1),
+    "log1mexp": (2, 2),        # expm1 (or exp), log (or log1p) | expm1, reciprocal
+    "soft_sign": (2, 3),       # |x| + 1, / | |x| + 1, square, reciprocal
+    "squareplus": (3, 4),      # hypot, h/2 − x/2, (b/4)/… | hypot, h − x, h·(h − x), (b/2)/…
+    "elu": (3, 5),             # expm1, α rounded, α·… | 64 − a, exp, α rounded, α·e_s, ·scale
+    "celu": (6, 3),            # α rounded, x/α, expm1, α·…, max + … | α, x/α, exp
+    "selu": (5, 7),            # elu (3), λ rounded, λ·… | elu' (5), λ, λ·…
+    # x·σ(x), left-tail scaled: e_s = exp, e = e_s·scale, 1 + e, 1/(1+e), e_s·inv, x·s, ·scale
+    "silu": (7, 13),           # | parts (4), d = (x − r_hi) − r_lo (2), expm1, c rounded, c·m, d + …, s·sm·g·scale (3)
+    # mish: exp, ·scale, e + 2, e_s(e + 2), e(e + 2), + 2, /, x·…, ·scale
+    "mish": (9, 26),           # | exp (2), d (2), expm1, 5 constants, Horner in m (5), d(b1 + b2 m) (3), +,
+                               #   n2 (3), e_s·h, n2², /, ·scale (26 on the left branch, 13 on the right)
+    # gelu (tanh form): x², 0.044715 rounded, ·x², 1 + …, x·…, 2√(2/π) rounded, ·… (= 2u: 6), logistic, x·Φ
+    # (erf form): 1/√2 rounded, x/√2, erfc, x·Φ
+    "gelu": None,              # per variant below
+    # tanhshrink, |x| < 2: s = x², t = s/2 − 1, x·(s·p) (4) and the Clenshaw sum p: 4 roundings per term
+    # (2t·b1, − b2, + c_k, c_k rounded) whose share of p falls by the series' ratio 4.2 per term:
+    # 4·Σ 4.2⁻ᵏ ≤ 5.3, counted as 6. |x| ≥ 2: tanh, x − tanh. | tanh, square
+    "tanhshrink": (10, 2),
+}
+GELU_ROUNDINGS = {True: (8, 19), False: (4, 9)}  # tanh form | σ(2u), 2u', x·2u'·σ'(2u) (4), …
+
+
+def _counts(prim, static):
+    if prim.name == "gelu":
+        return GELU_ROUNDINGS[static.get("approximate", True)]
+    return ROUNDINGS[prim.name]
+
+
+# Ops over an axis (k for the value, k for the VJP), for the normwise input perturbation of
+# test_axis_activation_low_precision: a rounding of a quantity as large as |x_i| + |m| ≤ 2‖x‖∞ (the
+# shift x − m) counts 2, one of (l + g)/τ's shift 4 (|z − m| ≤ 2‖z‖∞ ≤ 4‖x‖∞/τ, times τ back on x).
+# jnp.sum accumulates a low dtype in float32 and rounds once. softmax: shift (2), exp, Σ, / = 5; its
+# VJP y ⊙ (g − ⟨g, y⟩): g·y, Σ, −, y· (4) on top of y's 5.
+AXIS_ROUNDINGS = {
+    "softmax": (5, 9),
+    "softmin": (5, 9),           # softmax(−x): the negation is exact
+    "log_softmax": (6, 8),       # shift (2), exp, Σ, log, − | y = softmax (5), Σg, y·Σg, g − …
+    "logsumexp": (6, 6),         # shift (2), exp, Σ, log, m + … | p = softmax (5), g·p
+    "gumbel_softmax": (13, 17),  # l + g (2), 1/τ rounded (2), ·(1/τ) (2), shift (4), exp, Σ, / | y (13), VJP (4)
+    "glu": (2, 6),               # logistic, a·σ | g·σ (2); σ'(b) (4), a·σ', g·…
+    "prelu": (1, 2),             # w·x | g·w; x·g, Σ over the batch (float32 accumulation, one rounding)
+    "rrelu_with_noise": (1, 2),  # noise·x | g·noise; x·g
+}
+
+
+def _terms_scale(prim, static, y, g):
+    """The size of the terms a VJP rule subtracts, where it subtracts (the g-side of the bound).
+
+    softmax's rule y ⊙ (g − ⟨g, y⟩) cancels where y_i → 1 (g_i − ⟨g, y⟩ → 0): its rounding error is
+    u·y_i·(|g_i| + ⟨|g|, y⟩), which Σ_k |J_ki||g_k| (the exact sensitivity to g) does not bound. It is
+    the formula's, shared with jax.nn; a cancellation-free form (Σ_{k≠i} y_k(g_i − g_k)) costs O(n²).
+    log_softmax's g − y·Σg likewise: |g_i| + y_i·Σ|g|. None: the rule does not subtract (glu, prelu,
+    rrelu, logsumexp), and Σ_k |J_ki||g_k| is the scale.
+    """
+    ag = np.abs(g)
+    if prim.name in ("softmax", "softmin", "gumbel_softmax"):
+        axis = static.get("axis", static.get("dim", -1))
+        axis = -1 if axis is None and prim.name == "softmin" else axis
+        tau = static.get("tau", 1.0)
+        return y * (ag + np.sum(ag * y, axis=axis, keepdims=True)) / tau
+    if prim.name == "log_softmax":
+        return ag + np.exp(y) * np.sum(ag, axis=static["axis"], keepdims=True)
+    return None
+
+
+def _u(dtype):
+    return float(jnp.finfo(dtype).eps) / 2
+
+
+def _all_finite(dtype, support):
+    """Every finite number of a 16-bit dtype inside the open support, as a numpy array of that dtype,
+    padded to 2¹⁶ entries by repeating the first (one shape for both dtypes: the float32 and float64
+    evaluations compile once per op)."""
+    v = np.arange(2**16, dtype=np.uint16).view(jnp.dtype(dtype))
+    with np.errstate(invalid="ignore"):
+        v64 = v.astype(np.float64)
+    lo, hi = support
+    v = v[np.isfinite(v64) & (v64 > lo) & (v64 < hi)]
+    return np.concatenate([v, np.full(2**16 - v.size, v[0], v.dtype)])
+
+
+def _case_id(prim, static):
+    return prim.name + "".join(f"-{k}={v}" for k, v in static.items())
+
+
+ELEMENTWISE = [
+    pytest.param(p, dict(v), id=_case_id(p, dict(v)))
+    for p in registry().values() if p.elementwise for v in p.variants
+]
+_ACTIVATION_NAMES = set(fnnet.activations.__all__) | {"rrelu_with_noise"}
+AXIS_OPS = [
+    pytest.param(p, dict(v), id=_case_id(p, dict(v)))
+    for p in registry().values()
+    if not p.elementwise and p.name in _ACTIVATION_NAMES for v in p.variants
+]
+
+
+def test_every_activation_has_a_rounding_count():
+    """A new activation must come with its count (this file's table), or it would escape the test."""
+    missing = [p.name for p in registry().values() if p.elementwise and p.name not in ROUNDINGS]
+    missing += [p.values[0].name for p in AXIS_OPS if p.values[0].name not in AXIS_ROUNDINGS]
+    assert not missing, f"no rounding count for {sorted(set(missing))} in tests/test_low_precision.py"
+    names = {p.values[0].name for p in AXIS_OPS}
+    assert {"softmax", "log_softmax", "logsumexp", "softmin", "glu"} <= names
+
+
+def _perturbed(x, c, dtype):
+    """float32 inputs, shape (5, n): x and the four corners x(1 ± c·u) ± c·λ/2 (module docstring).
+
+    float32 holds them to 2⁻²⁴ relative, and f(x') − f(x) in float32 is within ε₃₂·|f| of the exact
+    difference: 2⁻¹³ of the band's slack c·u·|y| at the least.
+    """
+    u, eta = _u(dtype), float(jnp.finfo(dtype).smallest_subnormal) / 2
+    x64 = x.astype(np.float64)
+    corners = [x64 * (1 + s * c * u) + t * c * eta for s in (1.0, -1.0) for t in (1.0, -1.0)]
+    with np.errstate(over="ignore"):  # bfloat16's largest numbers times 1 + c·u: inf, not judged
+        return np.stack([x64] + corners).astype(np.float32)
+
+
+@functools.cache
+def _elementwise_results(dtype):
+    """Every elementwise case's inputs and results, from one jitted program per precision (compiling
+    96 small programs costs more CPU than the whole check): per case id, (x, ŷ, ŷ', y, y'), where y and
+    y' are float32 of shape (5, n): at x (row 0) and at the four perturbed corners of _perturbed."""
+    fns = {case.id: (lambda v, p=case.values[0], st=case.values[1]: p.fn(v, **st)) for case in ELEMENTWISE}
+
+    def both(xs_val, xs_grad):
+        return {
+            k: (f(xs_val[k]), jax.grad(lambda v, f=f: jnp.sum(f(v)))(xs_grad[k])) for k, f in fns.items()
+        }
+
+    xs, xv, xd = {}, {}, {}
+    for case in ELEMENTWISE:
+        prim, static = case.values
+        x = _all_finite(dtype, prim.support)
+        k_val, k_grad = _counts(prim, static)
+        xs[case.id] = x
+        xv[case.id] = _perturbed(x, k_val + 1, dtype)
+        xd[case.id] = _perturbed(x, k_grad + 1, dtype)
+    program = jax.jit(both)
+    low = program({k: jnp.asarray(x) for k, x in xs.items()}, {k: jnp.asarray(x) for k, x in xs.items()})
+    f32 = program(xv, xd)  # the same Python program at float32 and shape (5, n): one more compile
+    return {k: (xs[k], *map(np.asarray, low[k]), *map(np.asarray, f32[k])) for k in xs}
+
+
+def _check_band(what, x, y_low, y32, c, dtype):
+    """Assert the mixed-stability band of the module docstring, and finiteness, entry by entry.
+
+    ``y32`` has shape (5, n): f at x (row 0) and at the four perturbed inputs of _perturbed.
+    """
+    u, tiny = _u(dtype), float(jnp.finfo(dtype).tiny)
+    big = float(jnp.finfo(dtype).max)
+    y_low = np.asarray(y_low, np.float64)
+    y32 = np.asarray(y32, np.float64)
+    center = y32[0]
+    with np.errstate(all="ignore"):
+        shifts = np.concatenate([np.zeros_like(center)[None], y32[1:] - center])
+        representable = np.isfinite(center) & (np.abs(center) * (1 + c * u) <= big)
+        bad_nan = np.isnan(y_low) & ~np.isnan(center)
+        assert not bad_nan.any(), f"{what}: NaN at x = {x[bad_nan][:5]} where float32 gives {center[bad_nan][:5]}"
+        bad_inf = representable & ~np.isfinite(y_low)
+        assert not bad_inf.any(), (
+            f"{what}: non-finite {y_low[bad_inf][:5]} at x = {x[bad_inf][:5]} where float32 gives "
+            f"{center[bad_inf][:5]}"
+        )
+        judged = representable & np.all(np.isfinite(shifts), axis=0)
+        slack = c * u * np.abs(center) + tiny
+        lo = center + np.min(shifts, axis=0) - slack
+        hi = center + np.max(shifts, axis=0) + slack
+        bad = judged & ~((y_low >= lo) & (y_low <= hi))
+    if bad.any():
+        i = np.flatnonzero(bad)[:5]
+        raise AssertionError(
+            f"{what}: {bad.sum()} entries outside the c = {c} band, e.g. x = {x[i]}, low {y_low[i]}, "
+            f"float32 {center[i]}, band [{lo[i]}, {hi[i]}]"
+        )
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["f16", "bf16"])
+@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+def test_elementwise_every_low_precision_number(prim, static, dtype):
+    x, y_low, d_low, y32, d32 = _elementwise_results(dtype)[_case_id(prim, static)]
+    assert y_low.dtype == dtype and d_low.dtype == dtype, (
+        f"{prim.name}: {jnp.dtype(dtype).name} in, value {y_low.dtype} and derivative {d_low.dtype} out"
+    )
+    k_val, k_grad = _counts(prim, static)
+    _check_band(f"{prim.name} value", x, y_low, y32, k_val + 1, dtype)
+    _check_band(f"{prim.name} derivative", x, d_low, d32, k_grad + 1, dtype)
+
+
+def _value_and_vjp(prim, static):
+    f = lambda *a: prim.fn(*a, **static)  # noqa: E731
+
+    def value_and_vjp(args, g):
+        y, vjp = jax.vjp(f, *args)
+        return y, vjp(g)
+
+    return value_and_vjp
+
+
+@functools.cache
+def _axis_program():
+    """One jitted program computing every case's value and VJP (compiling 17 programs costs more CPU
+    than the check); float32 calls have the same shapes for both dtypes and compile once."""
+    programs = {case.id: _value_and_vjp(*case.values) for case in AXIS_OPS}
+    return jax.jit(lambda args, gs: {k: programs[k](args[k], gs[k]) for k in programs})
+
+
+@functools.cache
+def _axis_inputs():
+    """Per case id: the float32 sample inputs and a standard normal cotangent of the output's shape."""
+    out = {}
+    for case in AXIS_OPS:
+        prim, static = case.values
+        args = prim.sample_inputs(jax.random.key(0), jnp.float32, **static)
+        shape = jax.eval_shape(lambda *a: prim.fn(*a, **static), *args).shape
+        g = np.asarray(jax.random.normal(jax.random.key(1), shape, jnp.float32))
+        out[case.id] = (tuple(np.asarray(a) for a in args), g)
+    return out
+
+
+def _sensitivities(run, args, gs):
+    """Per case: Σ_j |∂y/∂x_j| (shape of y), and per input i (Σ_j |∂z_i/∂x_j|, |J_i|ᵀ|g|), z = Jᵀg.
+
+    Central differences of fnnet's float32 value and VJP, coordinate by coordinate, all cases in each
+    call of the compiled program. They are only the scales of a tolerance: a step h = 1e-3·max(1, ‖x‖∞)
+    leaves a relative error ~h²·|f‴| + ε₃₂/h ≈ 1e-4 in the scale, which moves the bound by as much.
+    """
+    flat = {k: np.concatenate([a.ravel() for a in v]).astype(np.float64) for k, v in args.items()}
+    h = {k: 1e-3 * max(1.0, float(np.max(np.abs(v)))) for k, v in flat.items()}
+    width = max(v.size for v in flat.values())
+
+    def unflatten(k, v):
+        pieces = np.split(v, np.cumsum([a.size for a in args[k]])[:-1])
+        return tuple(p.reshape(a.shape).astype(np.float32) for p, a in zip(pieces, args[k]))
+
+    cols = {k: [] for k in flat}
+    for j in range(width):
+        outs = []
+        for sign in (1.0, -1.0):
+            moved = {}
+            for k, v in flat.items():
+                w = v.copy()
+                if j < w.size:
+                    w[j] += sign * h[k]
+                moved[k] = unflatten(k, w)
+            outs.append(run(moved, gs))
+        for k in flat:
+            if j < flat[k].size:
+                (yp, zp), (ym, zm) = outs[0][k], outs[1][k]
+                dy = (np.asarray(yp, np.float64) - np.asarray(ym, np.float64)) / (2 * h[k])
+                dz = [(np.asarray(a, np.float64) - np.asarray(b, np.float64)) / (2 * h[k]) for a, b in zip(zp, zm)]
+                cols[k].append((dy, dz))
+    result = {}
+    for k, c in cols.items():
+        jac_y = np.stack([dy.ravel() for dy, _ in c])  # [j, i] = ∂y_i/∂x_j
+        rows = np.abs(jac_y).sum(axis=0).reshape(c[0][0].shape)
+        g_abs = np.abs(np.asarray(gs[k], np.float64)).ravel()
+        per_input, start = [], 0
+        for i, a in enumerate(args[k]):
+            d2 = np.abs(np.stack([dz[i].ravel() for _, dz in c])).sum(axis=0).reshape(a.shape)
+            via_g = (np.abs(jac_y[start:start + a.size]) @ g_abs).reshape(a.shape)
+            per_input.append((d2, via_g))
+            start += a.size
+        result[k] = (rows, per_input)
+    return result
+
+
+@functools.cache
+def _axis_results(dtype):
+    """Per case id: (low-precision args, ŷ, ẑ, y, z, g, sensitivities)."""
+    run = _axis_program()
+    inputs = _axis_inputs()
+    args_low = {k: tuple(jnp.asarray(a).astype(dtype) for a in v[0]) for k, v in inputs.items()}
+    # A cotangent exact in the low dtype, so both precisions see the same g.
+    g32 = {k: np.asarray(jnp.asarray(v[1]).astype(dtype).astype(jnp.float32)) for k, v in inputs.items()}
+    low = run(args_low, {k: jnp.asarray(g).astype(dtype) for k, g in g32.items()})
+    args32 = {k: tuple(np.asarray(a).astype(np.float32) for a in v) for k, v in args_low.items()}
+    f32 = run(args32, g32)
+    sens = _sensitivities(run, args32, g32)
+    return {k: (args_low[k], *low[k], *f32[k], g32[k], sens[k]) for k in low}
+
+
+@pytest.mark.parametrize("dtype", LOW, ids=["f16", "bf16"])
+@pytest.mark.parametrize("prim,static", AXIS_OPS)
+def test_axis_activation_low_precision(prim, static, dtype):
+    """softmax family, glu, prelu, rrelu on their sample inputs.
+
+    The bound is the module docstring's with the input perturbation normwise, ‖Δx‖∞ ≤ c·u·‖x‖∞ (the
+    shift x − m of the softmax family rounds a quantity as large as |x_i| + |m| ≤ 2‖x‖∞, not |x_i|):
+    |ŷ_i − y_i| ≤ c·u·(|y_i| + ‖x‖∞·Σ_j |J_ij|) + tiny, and for the VJP z = Jᵀg
+    |ẑ_i − z_i| ≤ c·u·(|z_i| + ‖x‖∞·Σ_j |∂z_i/∂x_j| + G_i) + tiny, G_i = Σ_k |J_ki|·|g_k| or, where the
+    rule subtracts, the size of the terms it subtracts (_terms_scale).
+    """
+    args_low, y_low, z_low, y32, z32, g32, (rows, per_input) = _axis_results(dtype)[_case_id(prim, static)]
+    u, tiny = _u(dtype), float(jnp.finfo(dtype).tiny)
+    k_val, k_vjp = AXIS_ROUNDINGS[prim.name]
+
+    assert y_low.dtype == dtype and all(z.dtype == dtype for z in z_low), (
+        f"{prim.name}: {jnp.dtype(dtype).name} in, value {y_low.dtype}, cotangents {[z.dtype for z in z_low]}"
+    )
+    assert bool(jnp.all(jnp.isfinite(y_low))) and all(bool(jnp.all(jnp.isfinite(z))) for z in z_low), (
+        f"{prim.name}: non-finite {jnp.dtype(dtype).name} value or gradient on the sample inputs"
+    )
+
+    x_norm = max(float(np.max(np.abs(np.asarray(a, np.float64)))) for a in args_low)
+    err = np.abs(np.asarray(y_low, np.float64) - np.asarray(y32, np.float64))
+    bound = (k_val + 1) * u * (np.abs(np.asarray(y32, np.float64)) + x_norm * np.asarray(rows)) + tiny
+    assert np.all(err <= bound), f"{prim.name} value: max err/bound {np.max(err / bound):.3g}"
+    terms = _terms_scale(prim, static, np.asarray(y32, np.float64), np.asarray(g32, np.float64))
+    for name, zl, z3, (d2, via_g) in zip(prim.arg_names, z_low, z32, per_input):
+        err = np.abs(np.asarray(zl, np.float64) - np.asarray(z3, np.float64))
+        g_side = np.asarray(via_g if terms is None else terms)
+        scale = np.abs(np.asarray(z3, np.float64)) + x_norm * np.asarray(d2) + g_side
+        bound = (k_vjp + 1) * u * scale + tiny
+        assert np.all(err <= bound), f"{prim.name} VJP wrt {name}: max err/bound {np.max(err / bound):.3g}"
+
+
+def test_float16_overflow_of_exp_is_the_exact_overflow():
+    """exp(x) in float16 overflows where e^x exceeds 65504 (x > log 65504 ≈ 11.09), not earlier: the
+    largest float16 below that point maps to a finite value, the next one up to inf."""
+    x = jnp.asarray([11.0859375, 11.09375], jnp.float16)  # consecutive float16 around log(65504)
+    assert math.exp(11.0859375) < 65504 < math.exp(11.09375)
+    y = registry()["exp"].fn(x)
+    assert bool(jnp.isfinite(y[0])) and bool(jnp.isinf(y[1]))
