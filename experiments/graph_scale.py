@@ -11,7 +11,9 @@ Two graphs:
 Measured: the sort (``Graph(nodes)``: validation + Kahn's algorithm), the eager forward (with
 residuals) and backward (hand rules, given the residuals), each after one warm-up run so that JAX's
 per-op compilation is not counted; then ``jax.jit`` of forward+backward: the first call (trace +
-compile) and a compiled call.
+compile) and a compiled call; with ``--baseline`` beside the same for ``jax.jit(jax.vjp)`` of the
+computation written in plain jnp (each op's reference), which separates XLA's compile cost from the
+graph's.
 
     .venv/bin/python experiments/graph_scale.py            # N = 10,000
     .venv/bin/python experiments/graph_scale.py --quick    # N = 1,000
@@ -74,7 +76,7 @@ def _time(f, repeat=1):
     return best, out
 
 
-def measure(label, specs, values, jit_max):
+def measure(label, specs, values, jit_max, with_baseline=False):
     t_sort, g = _time(lambda: Graph(specs), repeat=3)
     # Seed every sink (a node nothing consumes), so the backward pass visits every node that reaches
     # one: all of them. (Seeding one output of the wide DAG would reach only its few ancestors.)
@@ -95,10 +97,26 @@ def measure(label, specs, values, jit_max):
         vals, res = g.forward(values, return_residuals=True)
         return g.backward(vals, seed, residuals=res)
 
+    @jax.jit
+    def baseline(values):
+        # The same computation in plain jnp (each op's reference) differentiated by jax.vjp: what
+        # XLA costs for this graph without fnnet.graph in the way.
+        def f(values):
+            env = dict(values)
+            for n in g._order:
+                env[n.name] = n.op.reference(*(env[i] for i in n.inputs), **n.kwargs)
+            return {k: env[k] for k in seed}
+
+        return jax.vjp(f, values)[1](seed)[0]
+
     if len(g.nodes) <= jit_max:
         t_compile, _ = _time(lambda: step(values))
         t_jit, _ = _time(lambda: step(values), repeat=5)
         jit_cols = f"{t_compile:>12.2f}{t_jit * 1e3:>10.2f}"
+        if with_baseline:
+            t_base_compile, _ = _time(lambda: baseline(values))
+            t_base, _ = _time(lambda: baseline(values), repeat=5)
+            jit_cols += f"{t_base_compile:>12.2f}{t_base * 1e3:>10.2f}"
     else:
         jit_cols = f"{'skipped':>12}{'':>10}"
     n_edges = sum(len(n.inputs) for n in g.nodes)
@@ -119,6 +137,11 @@ def main():
         help="jit only graphs up to this many nodes: XLA's compile time of one long fused chain grows "
         "faster than linearly (about 60 s for a 1,000-tanh chain on a loaded 2-core machine)",
     )
+    ap.add_argument(
+        "--baseline", action="store_true",
+        help="also time jax.jit(jax.vjp) of the same computation in plain jnp (slow to compile: the "
+        "1,000-node tanh chain had not compiled after 14 minutes)",
+    )
     args = ap.parse_args()
     n = args.nodes or (1_000 if args.quick else 10_000)
     print(
@@ -127,12 +150,16 @@ def main():
     )
     print(
         f"{'graph':<7}{'nodes':>7}{'edges':>8}{'seeds':>7}{'sort ms':>10}{'fwd ms':>11}{'bwd ms':>11}"
-        f"{'jit 1st s':>12}{'jit ms':>10}"
+        f"{'jit 1st s':>12}{'jit ms':>10}" + (f"{'vjp 1st s':>12}{'vjp ms':>10}" if args.baseline else "")
     )
-    print("        (fwd, bwd: eager, op by op; jit 1st: trace + compile + run of fwd+bwd; jit: compiled fwd+bwd)")
+    print(
+        "  fwd, bwd: eager, op by op, after a warm-up run; jit 1st: trace + compile + run of the graph's\n"
+        "  forward+backward; jit: that compiled; vjp: the same computation in plain jnp (the ops'\n"
+        "  references) through jax.jit(jax.vjp), first call and compiled"
+    )
     for label, build in (("chain", chain), ("wide", wide)):
         specs, values = build(n)
-        measure(label, specs, values, args.jit_max)
+        measure(label, specs, values, args.jit_max, args.baseline)
 
 
 if __name__ == "__main__":
