@@ -128,7 +128,7 @@ def _make_node(spec, index: int) -> Node:
     merged = dict(prim.static_defaults)
     for k, v in static.items():
         try:
-            merged[k] = _primitive._static_value(v, k, where)
+            merged[k] = _primitive.static_value(v, k, where)
         except TypeError as e:
             raise GraphError(str(e)) from None
     return Node(name, prim, inputs, tuple(merged.items()))

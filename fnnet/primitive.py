@@ -47,6 +47,9 @@ __all__ = [
     "get",
     "forward_mode",
     "as_float_array",
+    "static_value",
+    "uniform_avoiding",
+    "unbroadcast",
 ]
 
 _REGISTRY: dict[str, "Primitive"] = {}
@@ -109,13 +112,14 @@ class Primitive:
         lo, hi = self.domain
         kinks = [k.at for k in self.kinks]
         return tuple(
-            _uniform_avoiding(k, shape, dtype, lo, hi, kinks)
+            uniform_avoiding(k, shape, dtype, lo, hi, kinks)
             for k in jax.random.split(key, len(self.arg_names))
         )
 
 
-def _uniform_avoiding(key, shape, dtype, lo, hi, kinks, margin=None):
-    """Uniform points on [lo, hi] moved at least ``margin`` away from every kink."""
+def uniform_avoiding(key, shape, dtype, lo, hi, kinks, margin=None):
+    """Uniform points on [lo, hi] moved at least ``margin`` (default 5 % of the width) away from every
+    kink: test inputs where finite differences do not straddle a kink."""
     margin = 0.05 * (hi - lo) if margin is None else margin
     x = np.asarray(jax.random.uniform(key, shape, jnp.float32, lo, hi), np.float64)
     for k in kinks:
@@ -188,7 +192,7 @@ def as_float_array(value, name: str, where: str):
     return value if isinstance(value, jax.Array) else jnp.asarray(value)
 
 
-def _static_value(value, name: str, where: str, default=None):
+def static_value(value, name: str, where: str, default=None):
     """A hyperparameter as a hashable Python value; tracers are refused, and where the default is a
     number (bool) the value must be a real number (bool) too."""
     if isinstance(value, jax.core.Tracer):
@@ -255,7 +259,7 @@ def _make_public(name, core, arg_names, static_defaults, validate, doc):
         values = list(bound.arguments.values())
         arrays = [as_float_array(v, a, where) for v, a in zip(values[:n], arg_names)]
         static = tuple(
-            (k, _static_value(v, k, where, static_defaults[k]))
+            (k, static_value(v, k, where, static_defaults[k]))
             for k, v in zip(static_defaults, values[n:])
         )
         if validate is not None:

@@ -26,8 +26,8 @@ import numpy as np
 
 from fnnet.primitive import (
     Kink,
-    _static_value,
-    _uniform_avoiding,
+    static_value,
+    uniform_avoiding,
     as_float_array,
     define,
     elementwise,
@@ -71,7 +71,7 @@ def _sampler(kinks_of, domain, n_args=1):
     def sample(key, dtype=jnp.float32, shape=(3, 5), **static):
         kinks = kinks_of(**static)
         return tuple(
-            _uniform_avoiding(k, shape, dtype, lo, hi, kinks)
+            uniform_avoiding(k, shape, dtype, lo, hi, kinks)
             for k in jax.random.split(key, n_args)
         )
 
@@ -586,7 +586,7 @@ def _prelu_validate(input, weight):
 
 def _prelu_sample(key, dtype=jnp.float32, shape=(3, 5)):
     kx, kw = jax.random.split(key)
-    x = _uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
+    x = uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
     n_channels = shape[1] if len(shape) >= 2 else 1
     w = jax.random.uniform(kw, (n_channels,), jnp.float32, -0.5, 0.5).astype(dtype)
     return x, w
@@ -647,7 +647,7 @@ def _leaky_noise_validate(input, noise):
 
 def _leaky_noise_sample(key, dtype=jnp.float32, shape=(3, 5)):
     kx, ka = jax.random.split(key)
-    x = _uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
+    x = uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
     a = jax.random.uniform(ka, shape, jnp.float32, 1 / 8, 1 / 3).astype(dtype)
     return x, a
 
@@ -702,9 +702,9 @@ def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
     """
     where = "fnnet.rrelu"
     x = as_float_array(input, "input", where)
-    lower = _static_value(lower, "lower", where)
-    upper = _static_value(upper, "upper", where)
-    training = _static_value(training, "training", where)
+    lower = static_value(lower, "lower", where)
+    upper = static_value(upper, "upper", where)
+    training = static_value(training, "training", where)
     for name, v in (("lower", lower), ("upper", upper)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{where}: '{name}' must be a real number; got {v!r}")
