@@ -275,7 +275,7 @@ def test_elementwise_every_low_precision_number(prim, static, dtype):
 
 
 def _value_and_vjp(prim, static):
-    f = lambda *a: prim.fn(*a, **static)  # noqa: E731
+    f = functools.partial(prim.fn, **static)
 
     def value_and_vjp(args, g):
         y, vjp = jax.vjp(f, *args)
@@ -299,7 +299,7 @@ def _axis_inputs():
     for case in AXIS_OPS:
         prim, static = case.values
         args = prim.sample_inputs(jax.random.key(0), jnp.float32, **static)
-        shape = jax.eval_shape(lambda *a: prim.fn(*a, **static), *args).shape
+        shape = jax.eval_shape(functools.partial(prim.fn, **static), *args).shape
         g = np.asarray(jax.random.normal(jax.random.key(1), shape, jnp.float32))
         out[case.id] = (tuple(np.asarray(a) for a in args), g)
     return out
@@ -331,8 +331,8 @@ def _sensitivities(run, args, gs):
                     w[j] += sign * h[k]
                 moved[k] = unflatten(k, w)
             outs.append(run(moved, gs))
-        for k in flat:
-            if j < flat[k].size:
+        for k, v in flat.items():
+            if j < v.size:
                 (yp, zp), (ym, zm) = outs[0][k], outs[1][k]
                 dy = (np.asarray(yp, np.float64) - np.asarray(ym, np.float64)) / (2 * h[k])
                 dz = [(np.asarray(a, np.float64) - np.asarray(b, np.float64)) / (2 * h[k]) for a, b in zip(zp, zm)]

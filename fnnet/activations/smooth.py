@@ -347,10 +347,13 @@ def _squareplus(x, b=4.0):
 
 
 def _dsquareplus(x, y, b=4.0):
-    h = jnp.hypot(x, math.sqrt(b))
+    # ±∞ take their limits 1 and 0 and are kept out of the formulas (x/h = ∞/∞ is NaN at +∞).
+    xf = jnp.where(jnp.isinf(x), 0.0, x)
+    h = jnp.hypot(xf, math.sqrt(b))
     # (1 + x/h)/2; for x < 0 that is (h + x)/(2h) = b/(2h(h − x)), again without cancellation.
-    left = (b / 2) / (h * (h - x))
-    return jnp.where(x < 0, jnp.where(jnp.isinf(x), 0.0, left), 0.5 + 0.5 * (x / h)).astype(x.dtype)
+    left = (b / 2) / (h * (h - xf))
+    d = jnp.where(xf < 0, left, 0.5 + 0.5 * (xf / h))
+    return jnp.where(jnp.isinf(x), jnp.where(x > 0, 1.0, 0.0), d).astype(x.dtype)
 
 
 squareplus = elementwise(
