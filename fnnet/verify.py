@@ -12,10 +12,17 @@ compared, normwise, with
 Pass: autodiff error ≤ 64ε (two exact formulas, each a few dozen roundings: see tests/test_primitives)
 and finite-difference error ≤ 1e-7 (truncation h²|f'''|/6 plus round-off ε|f|/h, ≈ 1e-9, with a
 factor 100 of margin).
+
+Then the full checker, :func:`fnnet.gradcheck`, runs on the same inputs in float32 (the training
+dtype; its reference and finite differences are evaluated in float64, the truth at float32's scale)
+with ``mode="full"``: every entry against ``jax.vjp`` of the reference and against finite differences,
+plus the structural checks of the rule. The ``gradcheck`` column shows the worst error/tolerance of
+(a) and (b) and the structural verdict (c); a row passes only if all of it passes.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import jax
@@ -31,10 +38,12 @@ class Row:
     name: str
     err_autodiff: float
     err_fd: float
+    gradcheck: object = None  # the float32 GradCheckReport (None when not run)
 
     @property
     def passed(self) -> bool:
-        return self.err_autodiff <= AUTODIFF_TOL and self.err_fd <= FD_TOL
+        ok = self.err_autodiff <= AUTODIFF_TOL and self.err_fd <= FD_TOL
+        return ok and (self.gradcheck is None or self.gradcheck.passed)
 
 
 def _flat(f, args, i):
@@ -61,7 +70,7 @@ def _normwise(a, b):
     return float(jnp.max(jnp.abs(a - b))) / scale
 
 
-def check_primitive(prim, static, key) -> Row:
+def check_primitive(prim, static, key, gradcheck: bool = True) -> Row:
     args = tuple(a.astype(jnp.float64) for a in prim.sample_inputs(key, jnp.float64, **static))
     fn = lambda *a: prim.fn(*a, **static)  # noqa: E731
     fwd = lambda *a: prim.forward_mode(*a, **static)  # noqa: E731
@@ -76,10 +85,19 @@ def check_primitive(prim, static, key) -> Row:
         err_ad = max(err_ad, _normwise(j_vjp, j_ref), _normwise(j_jvp, j_ref))
         err_fd = max(err_fd, _normwise(j_vjp, j_fd), _normwise(j_jvp, j_fd))
     label = prim.name + "".join(f" {k}={v}" for k, v in static.items() if len(prim.variants) > 1)
-    return Row(label, err_ad, err_fd)
+    report = None
+    if gradcheck:
+        from fnnet.check import gradcheck as run_gradcheck
+
+        args32 = tuple(a.astype(jnp.float32) for a in args)
+        report = run_gradcheck(
+            functools.partial(prim.fn, **static), *args32,
+            reference=functools.partial(prim.reference, **static), mode="full",
+        )
+    return Row(label, err_ad, err_fd, report)
 
 
-def verify(names=None, seed: int = 0) -> list[Row]:
+def verify(names=None, seed: int = 0, gradcheck: bool = True) -> list[Row]:
     """Check every registered primitive (or those named); needs float64 (``jax_enable_x64``)."""
     import fnnet  # noqa: F401  (registers everything)
     from fnnet.primitive import registry
@@ -93,21 +111,37 @@ def verify(names=None, seed: int = 0) -> list[Row]:
             raise SystemExit(f"unknown primitive(s): {', '.join(unknown)}; known: {', '.join(sorted(prims))}")
         prims = {n: prims[n] for n in names}
     key = jax.random.key(seed)
-    return [check_primitive(p, dict(v), key) for p in prims.values() for v in p.variants]
+    return [check_primitive(p, dict(v), key, gradcheck) for p in prims.values() for v in p.variants]
+
+
+def _gradcheck_cell(report) -> str:
+    if report is None:
+        return "-"
+    parts = []
+    for prefix in ("(a)", "(b)"):
+        c = next((c for c in report.comparisons if c.name.startswith(prefix)), None)
+        parts.append("skip" if c is None or c.verdict == "skipped" else f"{c.worst:.2f}")
+    structural = [c for c in report.comparisons if c.name.startswith("(c)")]
+    parts.append("FAIL" if any(c.failed for c in structural) else "ok")
+    return " ".join(parts)
 
 
 def format_table(rows) -> str:
     width = max(len(r.name) for r in rows)
     lines = [
-        f"{'primitive':<{width}}  {'vs autodiff':>12}  {'vs central FD':>13}  verdict",
-        f"{'':<{width}}  {'(tol %.1e)' % AUTODIFF_TOL:>12}  {'(tol %.0e)' % FD_TOL:>13}",
+        f"{'primitive':<{width}}  {'vs autodiff':>12}  {'vs central FD':>13}  {'gradcheck f32':>15}  verdict",
+        f"{'':<{width}}  {'(tol %.1e)' % AUTODIFF_TOL:>12}  {'(tol %.0e)' % FD_TOL:>13}  {'(a) (b) (c)':>15}",
     ]
     for r in rows:
         lines.append(
-            f"{r.name:<{width}}  {r.err_autodiff:12.2e}  {r.err_fd:13.2e}  {'PASS' if r.passed else 'FAIL'}"
+            f"{r.name:<{width}}  {r.err_autodiff:12.2e}  {r.err_fd:13.2e}  {_gradcheck_cell(r.gradcheck):>15}"
+            f"  {'PASS' if r.passed else 'FAIL'}"
         )
     n_fail = sum(not r.passed for r in rows)
     lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    for r in rows:
+        if r.gradcheck is not None and not r.gradcheck.passed:
+            lines += ["", str(r.gradcheck)]
     return "\n".join(lines)
 
 
@@ -117,9 +151,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fnnet verify", description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="primitives to check (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-gradcheck", action="store_true", help="skip the fnnet.gradcheck column")
     args = parser.parse_args(argv)
     jax.config.update("jax_enable_x64", True)
-    rows = verify(args.names, args.seed)
+    rows = verify(args.names, args.seed, gradcheck=not args.no_gradcheck)
     print(format_table(rows))
     return 0 if all(r.passed for r in rows) else 1
 

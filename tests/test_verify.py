@@ -14,6 +14,7 @@ def test_verify_table_rows_and_verdicts():
     assert {r.name.split()[0] for r in rows} == set(names)
     assert len(rows) == sum(len(fnnet.get(n).variants) for n in names)
     assert all(r.passed for r in rows), verify.format_table(rows)
+    assert all(r.gradcheck is not None and r.gradcheck.passed for r in rows)
     assert f"{len(rows)} passed, 0 failed" in verify.format_table(rows)
 
 
@@ -38,3 +39,5 @@ def test_verify_flags_a_wrong_rule():
     row = verify.check_primitive(prim, {}, jax.random.key(0))
     assert not row.passed
     assert row.err_autodiff > 1.0 and row.err_fd > 1.0
+    assert not row.gradcheck.passed  # the full checker sees it too, and the table prints its report
+    assert "gradcheck FAILED" in verify.format_table([row])

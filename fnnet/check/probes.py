@@ -204,8 +204,9 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
             kinks += int(at_kink.sum())
             ok = ok | at_kink
             compared += n
-            ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.inf)
-            ratio = np.nan_to_num(ratio, nan=np.inf)
+            # 0/0 (a zero derivative matched exactly with no error bar) is a ratio of 0, not ∞.
+            ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0))
+            ratio = np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
             if ok.any():
                 worst = max(worst, float(np.max(np.where(ok & ~at_kink, ratio, 0.0))))
             for i in np.flatnonzero(~ok):
