@@ -7,10 +7,11 @@ The public surface:
 * ``fnnet.ops`` (arithmetic primitives), ``fnnet.layers`` (dense, init_dense, init_mlp, mlp),
   ``fnnet.losses`` (softmax cross-entropy, mse, sigmoid binary cross-entropy);
 * ``fnnet.gradcheck`` / ``fnnet.assert_gradcheck``: cross-validate any custom gradient;
-* ``fnnet.Graph``: backprop by topological sort with the hand rules only;
+* ``fnnet.Graph``: backprop by topological sort with the hand rules only; ``fnnet.calculus``: Jacobians
+  from the hand rules, shape convention against Jacobian form;
 * ``fnnet.registry()``, ``fnnet.get(name)``, ``fnnet.forward_mode(fn)``: the primitives themselves.
 """
-from fnnet import activations, layers, losses, ops
+from fnnet import activations, calculus, layers, losses, ops
 from fnnet.activations import *  # noqa: F401,F403  (jax.nn-compatible names at the top level)
 from fnnet.check import GradCheckReport, assert_gradcheck, gradcheck
 from fnnet.graph import Graph, GraphError
