@@ -44,7 +44,7 @@ def directional_differences(ctx, gbatch, dirs_batch, chunk):
     """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks."""
     samples, mags = [], []
     n = len(dirs_batch)
-    chunk = max(1, min(chunk, n))
+    chunk = max(1, chunk)  # always padded to ``chunk``: one compiled shape for every caller
     for start in range(0, n, chunk):
         part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
         k = len(part)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .differences import float64_scope, make_entry_sampler, make_sampler, step_sizes
 from .problem import Problem
+from .programs import Programs
 from .tolerance import eps_of
 
 
@@ -39,13 +40,9 @@ class Context:
     x64: list = field(default_factory=list)
     steps: list = field(default_factory=list)
     eps: list = field(default_factory=list)
-    _sampler: object = None
-    _rule: object = None
-    _rule64: object = None
     notes: list = field(default_factory=list)
     notes_given: bool = False
-    _ref64: object = None
-    _entry_sampler: object = None
+    programs: Programs = field(default_factory=Programs)
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled function of (x, g), vmapped over a fixed batch of VJP_BATCH
@@ -56,11 +53,13 @@ class Context:
 
         Float64 numpy arrays; ``raw=True`` keeps the arrays as the VJP produced them (shape/dtype check).
         """
-        if self._rule is None:
-            self._rule = _batched_vjp(self.problem.F)
         cast = [o.dtype for o in self.problem.out]
-        out = _apply_batched(self._rule, self.problem.F, list(self.problem.x), gs, cast)
+        call = self._caller("rule", lambda: _batched_vjp(self.problem.F))
+        out = _apply_batched(call, self.problem.F, list(self.problem.x), gs, cast)
         return out if raw else [[np.asarray(vi, np.float64) for vi in v] for v in out]
+
+    def _caller(self, role, build):
+        return lambda *args: self.programs.call(role, build, *args)
 
     def rule(self, g, raw: bool = False) -> list:
         return self.rules([g], raw)[0]
@@ -89,10 +88,9 @@ class Context:
     def rules64(self, gs: list) -> list:
         """The rule's VJP with every float input and the cotangent upcast to float64."""
         with float64_scope():
-            if self._rule64 is None:
-                self._rule64 = _batched_vjp(self.problem.F64)
             x = [jnp.asarray(xi) for xi in self.x64]
-            out = _apply_batched(self._rule64, self.problem.F64, x, gs, [np.float64] * len(self.problem.out))
+            call = self._caller("rule64", lambda: _batched_vjp(self.problem.F64))
+            out = _apply_batched(call, self.problem.F64, x, gs, [np.float64] * len(self.problem.out))
             return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
     def eager_rule(self, g) -> list:
@@ -106,10 +104,9 @@ class Context:
         if self.problem.R64 is None:
             return None
         with float64_scope():
-            if self._ref64 is None:
-                self._ref64 = _batched_vjp(self.problem.R64)
             x = [jnp.asarray(xi) for xi in self.x64]
-            out = _apply_batched(self._ref64, self.problem.R64, x, gs, [np.float64] * len(self.problem.out))
+            call = self._caller("ref64", lambda: _batched_vjp(self.problem.R64))
+            out = _apply_batched(call, self.problem.R64, x, gs, [np.float64] * len(self.problem.out))
             return [[np.asarray(vi, np.float64) for vi in v] for v in out]
 
     def reference64(self, g) -> list | None:
@@ -120,24 +117,21 @@ class Context:
     def sample(self, dirs, gs):
         """phi samples along a batch of directions (see differences.make_sampler)."""
         with float64_scope():
-            if self._sampler is None:
-                self._sampler = make_sampler(self.problem.F64, self.fd)
             x = [jnp.asarray(xi) for xi in self.x64]
             d = [jnp.asarray(np.asarray(di, np.float64)) for di in dirs]
             g = [jnp.asarray(np.asarray(gi, np.float64)) for gi in gs]
-            s, m = self._sampler(x, d, g)
+            s, m = self.programs.call("sampler", lambda: make_sampler(self.problem.F64, self.fd), x, d, g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
     def sample_entries(self, leaf: int, idx, cots: list):
         """phi samples along ``h_i e_i`` of one leaf for each cotangent in ``cots``."""
         with float64_scope():
-            if self._entry_sampler is None:
-                self._entry_sampler = make_entry_sampler(self.problem.F64, self.fd)
             x = [jnp.asarray(xi) for xi in self.x64]
             idx = np.asarray(idx, np.int64)
             h = self.steps[leaf].reshape(-1)[idx]
             g = [jnp.asarray(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
-            s, m = self._entry_sampler(x, leaf, jnp.asarray(idx), jnp.asarray(h), g)
+            build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)  # noqa: E731
+            s, m = self.programs.call(f"entries{leaf}", build, x, jnp.asarray(idx), jnp.asarray(h), g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
 
@@ -177,14 +171,15 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
         return [single(x, g) for g in gs]
 
 
-def make_context(problem: Problem, fd: str, seed: int) -> Context:
+def make_context(problem: Problem, fd: str, seed: int, programs: Programs | None = None) -> Context:
     """Linearise f once (its VJP closure), upcast the primal, compute steps and each leaf's eps."""
     vjp_fn = lambda g: jax.vjp(problem.F, list(problem.x))[1](g)  # noqa: E731 - eager, on demand
     out_dtypes = [o.dtype for o in problem.out]
     x64 = [np.asarray(xi, np.float64) for xi in problem.x]
     steps = [step_sizes(xi, p.dtype, fd) for xi, p in zip(x64, problem.x)]
     eps = [eps_of(p.dtype, *out_dtypes) for p in problem.x]
-    return Context(problem, fd, np.random.default_rng(seed), vjp_fn, x64, steps, eps)
+    return Context(problem, fd, np.random.default_rng(seed), vjp_fn, x64, steps, eps,
+                   programs=programs if programs is not None else Programs())
 
 
 def make_cotangents(problem: Problem, rng: np.random.Generator, count: int, basis_limit: int) -> Cotangents:

@@ -238,17 +238,17 @@ def make_sampler(F64, fd: str):
     return jax.jit(sample)
 
 
-def make_entry_sampler(F64, fd: str):
-    """A jitted sampler of phi along basis directions ``h_i e_i`` of one leaf, for several cotangents.
+def make_entry_sampler(F64, fd: str, leaf: int):
+    """A jitted sampler of phi along basis directions ``h_i e_i`` of leaf ``leaf``, for several cotangents.
 
-    ``sample(x, leaf, idx, h, gs)``: ``leaf`` (static) picks the leaf, ``idx`` (B,) flat indices,
-    ``h`` (B,) their steps, ``gs`` cotangents with a leading axis ``C``. Returns samples
-    ``(B, C, len(ts))`` and magnitudes ``(B, C)``. Only the perturbed leaf is copied per direction,
-    so memory is ``B * size(leaf)`` per sample point; ``f(x)`` is evaluated once per call.
+    ``sample(x, idx, h, gs)``: ``idx`` (B,) flat indices, ``h`` (B,) their steps, ``gs`` cotangents
+    with a leading axis ``C``. Returns samples ``(B, C, len(ts))`` and magnitudes ``(B, C)``. Only the
+    perturbed leaf is copied per direction, so memory is ``B * size(leaf)`` per sample point;
+    ``f(x)`` is evaluated once per call.
     """
     ts = _moving_points(fd)
 
-    def at(x, leaf, i, hi, gs, t):
+    def at(x, i, hi, gs, t):
         base = x[leaf].reshape(-1)
         base = base.astype(jnp.complex128) if fd == "complex" else base
         xs = list(x)
@@ -256,13 +256,13 @@ def make_entry_sampler(F64, fd: str):
         out = F64(xs)
         return jax.vmap(lambda g: _project(g, out, fd))(gs)
 
-    def one(x, out0, leaf, i, hi, gs):
-        vals, mags = jax.vmap(at, in_axes=(None, None, None, None, None, 0))(x, leaf, i, hi, gs, ts)
+    def one(x, out0, i, hi, gs):
+        vals, mags = jax.vmap(at, in_axes=(None, None, None, None, 0))(x, i, hi, gs, ts)
         moving = (jnp.moveaxis(vals, 0, -1), jnp.moveaxis(mags, 0, -1))
         return jax.vmap(lambda m0, g: _assemble(m0, g, out0, fd))(moving, gs)
 
-    def sample(x, leaf, idx, h, gs):
+    def sample(x, idx, h, gs):
         out0 = F64(list(x)) if fd != "complex" else None
-        return jax.vmap(one, in_axes=(None, None, None, 0, 0, None))(x, out0, leaf, idx, h, gs)
+        return jax.vmap(one, in_axes=(None, None, 0, 0, None))(x, out0, idx, h, gs)
 
-    return jax.jit(sample, static_argnums=1)
+    return jax.jit(sample)

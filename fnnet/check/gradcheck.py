@@ -16,12 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compare import compare_reference, default_chunk
-from .context import make_context, make_cotangents, rademacher, scalar_output
+from .compare import PROBE_BATCH, compare_reference, default_chunk
+from .context import VJP_BATCH, _batched_vjp, make_context, make_cotangents, rademacher, scalar_output
+from .differences import float64_scope, make_entry_sampler, make_sampler
 from .probes import full_fd, probe_fd
 from .problem import Problem, build_problem
+from .programs import Programs, cache_key, cached_programs, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
-from .structure import shapes_and_dtypes, structural
+from .structure import draws, eager, shapes_and_dtypes, structural
 
 
 def gradcheck(
@@ -42,6 +44,7 @@ def gradcheck(
     max_entries: int = 8,
     kink_checks: int = 1024,
     structure: bool = True,
+    cache: bool = True,
 ) -> GradCheckReport:
     """Check the reverse-mode derivative of ``f`` at ``args``.
 
@@ -67,6 +70,13 @@ def gradcheck(
     - ``seed``: all random directions come from ``numpy.random.default_rng(seed)``.
     - ``max_entries``: worst entries shown; ``kink_checks``: failing entries re-examined for kinks.
     - ``structure``: run the structural checks (c).
+    - ``cache``: reuse the compiled programs of an earlier check of the same ``f`` at the same shapes
+      and fixed values (a weak-keyed cache on ``f``; see :mod:`fnnet.check.programs`). Pass False
+      when f reads Python state that changes between calls.
+
+    f, its rule and the reference all run under ``jax.default_matmul_precision("highest")`` (the
+    caller's setting is restored afterwards): a TF32/bfloat16 matmul pass would otherwise differ from
+    the float64 finite differences by ~1e-3 and be reported as a wrong gradient.
 
     **Returns** a :class:`GradCheckReport`: ``.passed``, ``.comparisons`` (one verdict each),
     ``.worst_entries`` (keypath, index, rule, reference, fd, error, tol), ``str()`` a table.
@@ -80,19 +90,29 @@ def gradcheck(
         raise ValueError(f"gradcheck: fd must be 'central' or 'complex', got {fd!r}")
     if order not in (1, 2):
         raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
-    problem = build_problem(f, args, argnums, reference)
-    name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", None) or type(f).__name__
-    options = dict(mode=mode, probes=probes, cotangents=cotangents, basis_limit=basis_limit, chunk_size=chunk_size,
-                   rtol=rtol, atol=atol, max_entries=max_entries, kink_checks=kink_checks, structure=structure)
-    dtypes = sorted({str(x.dtype) for x in problem.x})
-    settings = f"mode={mode}, fd={fd}, order={order}, inputs {'/'.join(dtypes)}, {len(problem.x)} leaves, " \
-               f"{sum(int(np.prod(x.shape)) for x in problem.x)} entries"
-    report = GradCheckReport(name, settings, skipped=list(problem.skipped), notes=list(problem.notes),
-                             max_entries=max_entries)
-    ctx = _check(problem, fd, seed, report, "", options)
-    if order == 2 and ctx is not None:
-        second = _second_order(problem, ctx, seed)
-        _check(second, fd, seed + 1, report, "order 2 ", options)
+    with precision_scope():
+        problem = build_problem(f, args, argnums, reference)
+        name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", None) or type(f).__name__
+        options = dict(mode=mode, probes=probes, cotangents=cotangents, basis_limit=basis_limit,
+                       chunk_size=chunk_size, rtol=rtol, atol=atol, max_entries=max_entries,
+                       kink_checks=kink_checks, structure=structure)
+        dtypes = sorted({str(x.dtype) for x in problem.x})
+        settings = f"mode={mode}, fd={fd}, order={order}, inputs {'/'.join(dtypes)}, {len(problem.x)} leaves, " \
+                   f"{sum(int(np.prod(x.shape)) for x in problem.x)} entries, matmul precision highest"
+        report = GradCheckReport(name, settings, skipped=list(problem.skipped), notes=list(problem.notes),
+                                 max_entries=max_entries)
+        key = None
+        if cache:
+            ref_token = reference if reference is not None else getattr(f, "reference", None)
+            key = cache_key(args, problem.argnums, problem.diff_positions, fd, ref_token)
+        programs, _ = cached_programs(f, key)
+        try:
+            ctx = _check(problem, fd, seed, report, "", options, programs)
+            if order == 2 and ctx is not None:
+                second = _second_order(problem, ctx, seed)
+                _check(second, fd, seed + 1, report, "order 2 ", options, Programs())
+        finally:
+            programs.release()
     return report
 
 
@@ -111,12 +131,50 @@ def _override(rtol, atol):
     return lambda expected: a + r * np.abs(np.asarray(expected, np.float64))
 
 
-def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix: str, o: dict):
+def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
+    """Trace every program the check will run and start compiling them all in the background.
+
+    Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
+    ``min(chunk, PROBE_BATCH)`` directions), so each later call finds its program compiled.
+    """
+    problem, P = ctx.problem, ctx.programs
+
+    def sds(shape, dtype):
+        return jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+    x = list(problem.x)
+    P.prefetch("rule", lambda: _batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
+    with float64_scope():
+        x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
+        g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
+        P.prefetch("rule64", lambda: _batched_vjp(problem.F64), (x64, g64))
+        if problem.R64 is not None:
+            P.prefetch("ref64", lambda: _batched_vjp(problem.R64), (x64, g64))
+        width = max(2, min(chunk, PROBE_BATCH))
+        dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
+        gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
+        P.prefetch("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw))
+        if mode == "full":
+            gc = [sds((len(cots.values), *o.shape), jnp.float64) for o in problem.out]
+            for leaf, xi in enumerate(ctx.x64):
+                if xi.size:
+                    b = max(1, min(chunk, xi.size))
+                    P.prefetch(f"entries{leaf}", lambda leaf=leaf: make_entry_sampler(problem.F64, ctx.fd, leaf),
+                               (x64, sds((b,), jnp.int64), sds((b,), jnp.float64), gc))
+
+
+def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix: str, o: dict,
+           programs: Programs):
     """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
-    ctx = make_context(problem, fd, seed)
+    ctx = make_context(problem, fd, seed, programs)
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
+    _prefetch(ctx, cots, o["mode"], chunk)
+    # The op-by-op VJP of the jit-vs-eager check runs now, on this thread, while the programs compile.
+    srng = np.random.default_rng([seed, 1])
+    g1, g2 = draws(problem, srng)
+    eager_result = eager(ctx, g1) if o["structure"] else None
 
     def add(c: Comparison):
         c.name = prefix + c.name
@@ -156,7 +214,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
                               "(finite differences need f to follow its inputs' dtype)"))
     if o["structure"]:
         add(shape_check)
-        for c in structural(ctx):
+        for c in structural(ctx, g1, g2, eager_result, srng):
             add(c)
     report.notes += [prefix + n for n in ctx.notes]
     return ctx

@@ -44,6 +44,8 @@ class Problem:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reference_name: str = ""
+    argnums: tuple = ()
+    diff_positions: frozenset = frozenset()  # (argnum, flat leaf index) of each differentiated leaf
 
 
 def _is_none(x):
@@ -225,6 +227,8 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
         skipped=skipped,
         notes=notes,
         reference_name=ref_name,
+        argnums=argnums,
+        diff_positions=frozenset((slots[slot][0], k) for slot, k in positions),
     )
 
 

@@ -1,0 +1,203 @@
+"""The compiled programs of a check: traced once, compiled in parallel, reused across calls.
+
+A check of the default mode runs four small XLA programs (the rule's batched VJP at the inputs'
+dtype and in float64, the reference's batched VJP in float64, the finite-difference sampler) plus
+the rule once op by op (the jit-vs-eager check). On a small problem nearly all of the time is
+compilation, so:
+
+* **one program per role and shape.** Every call of a role uses one padded batch shape (8
+  cotangents, 8 directions), so the probes, the kink re-examination and every bisection round share
+  one compiled sampler.
+* **compiled in parallel.** The main thread traces and lowers each program (tracing reads JAX's
+  thread-local configuration, so it stays on the caller's thread) and hands the XLA compilation,
+  which releases the GIL, to a small thread pool; the eager rule runs on the main thread meanwhile.
+* **cached across calls.** The programs are kept in a weak-keyed cache on ``f`` (dropped with f), keyed
+  by everything the traced programs depend on: the finite-difference scheme, the reference, argnums,
+  the pytree structure, the shape/dtype of each differentiated leaf, the *value* of every leaf held
+  fixed (it is a constant in the traced program), and the JAX settings that change tracing (x64,
+  dtype promotion, rank promotion). A second check of the same f at the same shapes compiles nothing.
+  As with ``jax.jit``, Python state that f reads at trace time is assumed fixed; pass
+  ``cache=False`` when it is not (the jit-vs-eager check, always run eagerly, would also flag it).
+
+Everything runs under ``jax.default_matmul_precision("highest")`` (see :func:`precision_scope`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import weakref
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import jax
+import numpy as np
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+_EXECUTOR_LOCK = threading.Lock()
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+# Parallel compilation pays where there are cores to spare; on a 2-core machine the compile threads
+# and the eager rule fight for the same cores and the first call was measured slower (not faster).
+PARALLEL = os.environ.get("FNNET_GRADCHECK_PARALLEL", "1" if (os.cpu_count() or 1) >= 4 else "0") != "0"
+MAX_PER_FUNCTION = 8  # cached problems per f (different shapes / fixed values); oldest dropped
+
+
+def precision_scope():
+    """``jax.default_matmul_precision("highest")`` for the body only (thread-local; restored after).
+
+    fnnet's matrix products follow JAX's matmul precision setting, which on GPUs/TPUs may mean TF32
+    or bfloat16 passes for float32 products: rounding of ~1e-3 relative, far above float32's eps,
+    that float64 finite differences would then report as a wrong gradient. Checks run f, its rule and
+    the reference at full precision; the user's setting is restored afterwards.
+    """
+    scope = getattr(jax, "default_matmul_precision", None)
+    if scope is None:  # pragma: no cover - very old JAX
+        return contextlib.nullcontext()
+    return scope("highest")
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            workers = int(os.environ.get("FNNET_GRADCHECK_WORKERS", max(1, min(8, (os.cpu_count() or 2) - 1))))
+            _EXECUTOR = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fnnet-gradcheck-compile")
+        return _EXECUTOR
+
+
+def _signature(args) -> tuple:
+    leaves, treedef = jax.tree_util.tree_flatten(args)
+    return (treedef, tuple((tuple(a.shape), str(a.dtype), _weak(a)) for a in leaves))
+
+
+def _weak(a) -> bool:
+    """Weak type (a Python scalar leaf as ``jnp.asarray(2.0)``): it changes promotion, so it is traced."""
+    return bool(getattr(a, "weak_type", False))
+
+
+def _avals(args):
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype, weak_type=_weak(a)), args)
+
+
+class Programs:
+    """Compiled executables of one problem, by (role, argument shapes); compilation in a thread pool."""
+
+    def __init__(self):
+        self._jitted: dict = {}
+        self._compiled: dict = {}
+        self._lock = threading.Lock()
+
+    def jitted(self, role: str, build):
+        """The ``jax.jit`` object of ``role`` (built once by ``build()``)."""
+        with self._lock:
+            fn = self._jitted.get(role)
+            if fn is None:
+                fn = self._jitted[role] = build()
+            return fn
+
+    def prefetch(self, role: str, build, args) -> Future:
+        """Trace and lower ``role`` for ``args`` (arrays or ShapeDtypeStructs) here; compile in the pool.
+
+        Call it inside the scopes (x64, precision) the program must be traced under. An error while
+        tracing is stored in the future and raised where the program is used, as a direct call would.
+        """
+        key = (role, _signature(args))
+        with self._lock:
+            fut = self._compiled.get(key)
+            if fut is not None:
+                return fut
+            fut = self._compiled[key] = Future()
+        try:
+            lowered = self.jitted(role, build).lower(*_avals(args))
+        except Exception as err:  # noqa: BLE001 - re-raised at the point of use
+            fut.set_exception(err)
+            return fut
+
+        def compile_():
+            try:
+                fut.set_result(lowered.compile())
+            except Exception as err:  # noqa: BLE001
+                fut.set_exception(err)
+
+        if PARALLEL:
+            _executor().submit(compile_)
+        else:
+            compile_()
+        return fut
+
+    def release(self) -> None:
+        """Drop the jit objects (they hold f); the compiled executables stay for the next call."""
+        with self._lock:
+            self._jitted.clear()
+
+    def call(self, role: str, build, *args):
+        """Run ``role`` on ``args``, compiling it first if no prefetch did."""
+        return self.prefetch(role, build, args).result()(*args)
+
+
+def _fingerprint(leaf):
+    """A hashable stand-in for a leaf held fixed (its value is baked into the traced programs)."""
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+        a = np.asarray(leaf)
+        return ("array", a.shape, str(a.dtype), hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest())
+    if leaf is None or isinstance(leaf, (bool, int, float, complex, str)):
+        return (type(leaf).__name__, leaf)
+    hash(leaf)  # TypeError for unhashable objects: not cached
+    return ("object", leaf)
+
+
+def cache_key(args, argnums, diff_positions, fd: str, reference) -> tuple | None:
+    """The key of everything the traced programs depend on (see module doc); None if not cacheable."""
+    try:
+        parts = []
+        for a, arg in enumerate(args):
+            flat, treedef = jax.tree_util.tree_flatten(arg, is_leaf=lambda v: v is None)
+            leaves = []
+            for k, leaf in enumerate(flat):
+                if (a, k) in diff_positions:
+                    dtype = getattr(leaf, "dtype", None) or type(leaf).__name__  # Python float: weak
+                    leaves.append(("x", tuple(np.shape(leaf)), str(dtype)))
+                else:
+                    leaves.append(_fingerprint(leaf))
+            parts.append((treedef, tuple(leaves)))
+        config = tuple(
+            str(getattr(jax.config, name, None))
+            for name in ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion")
+        )
+        key = (fd, tuple(argnums), tuple(parts), config, reference)
+        hash(key)
+        return key
+    except TypeError:
+        return None
+
+
+def cached_programs(f, key) -> tuple[Programs, bool]:
+    """(programs, hit): the cached programs of ``(f, key)``, or fresh ones stored for next time."""
+    if key is None:
+        return Programs(), False
+    with _CACHE_LOCK:
+        try:
+            per_f = _CACHE.get(f)
+        except TypeError:  # f not weak-referenceable: no cache
+            return Programs(), False
+        if per_f is None:
+            per_f = {}
+            try:
+                _CACHE[f] = per_f
+            except TypeError:
+                return Programs(), False
+        hit = per_f.get(key)
+        if hit is not None:
+            return hit, True
+        while len(per_f) >= MAX_PER_FUNCTION:
+            per_f.pop(next(iter(per_f)))
+        programs = per_f[key] = Programs()
+        return programs, False
+
+
+def clear_cache() -> None:
+    """Drop every cached program (for tests and benchmarks of a cold start)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
