@@ -221,6 +221,80 @@ def test_x64_setting_is_restored_when_off():
     assert report.passed
 
 
+def test_matmul_precision_is_highest_inside_the_check_and_restored_after():
+    # f records the matmul precision in force each time it is traced or run (forward, rule,
+    # reference, finite differences, eager). A TF32 pass (GPU default for float32 products) would
+    # differ from float64 differences by ~1e-3, so every one of them must see "highest".
+    seen = []
+
+    @jax.custom_vjp
+    def f(W, x):
+        seen.append(jax.config.jax_default_matmul_precision)
+        return jnp.sum(jnp.tanh(x @ W))
+
+    def fwd(W, x):
+        seen.append(jax.config.jax_default_matmul_precision)
+        y = jnp.tanh(x @ W)
+        return jnp.sum(y), (W, x, y)
+
+    def bwd(res, g):
+        W, x, y = res
+        seen.append(jax.config.jax_default_matmul_precision)
+        d = g * (1 - y**2)
+        return x.T @ d, d @ W.T
+
+    f.defvjp(fwd, bwd)
+    W, x = normal((4, 3)), normal((5, 4), key=jax.random.PRNGKey(1))
+    with jax.default_matmul_precision("bfloat16"):
+        report = gradcheck(f, W, x, cache=False)
+        assert jax.config.jax_default_matmul_precision == "bfloat16"  # the caller's scope is back
+    assert report.passed, str(report)
+    assert seen and set(seen) == {"highest"}, set(seen)
+    assert jax.config.jax_default_matmul_precision is None
+    assert "matmul precision highest" in str(report)
+
+
+def test_compiled_programs_are_reused_for_the_same_function_and_dropped_with_it():
+    import gc
+    import weakref
+
+    from fnnet.check import programs
+
+    traces = []  # one element per trace of the rule's fwd (jit traces; eager runs add one each)
+
+    @jax.custom_vjp
+    def f_traced(x):
+        return jnp.sum(jnp.tanh(x) ** 2)
+
+    def fwd(x):
+        traces.append(1)
+        y = jnp.tanh(x)
+        return jnp.sum(y**2), y
+
+    def bwd(y, g):
+        return (g * 2 * y * (1 - y**2) * jnp.ones_like(y).at[7].set(1 + 1e-3),)
+
+    f_traced.defvjp(fwd, bwd)
+    x = normal((40,))
+    first = gradcheck(f_traced, x)
+    n_first = len(traces)
+    second = gradcheck(f_traced, x)
+    # Same verdicts and the same entry named. The second call still runs the rule outside jit (the
+    # eager check, the JVP attempt), but the two compiled programs that trace fwd (the rule at
+    # float32, the float64 rule+reference pair) are not traced again.
+    assert not first.passed and not second.passed
+    assert [c.verdict for c in first.comparisons] == [c.verdict for c in second.comparisons]
+    assert first.comparison("(a)").entries[0].where == second.comparison("(a)").entries[0].where == "args[0][7]"
+    assert n_first - (len(traces) - n_first) == 2
+    different_value = gradcheck(f_traced, x + 1)  # new point, same shapes: programs reused, new verdict
+    assert not different_value.passed
+    ref = weakref.ref(f_traced)
+    del f_traced, first, second, different_value
+    gc.collect()
+    assert ref() is None  # the cache holds f weakly: nothing keeps it alive
+    assert all(k is not None for k in list(programs._CACHE.keys()))
+
+
 @pytest.mark.parametrize("convention", [0.0, 0.5, 1.0])
 def test_relu_exactly_at_its_kink_passes_with_any_subgradient(convention):
     x = jnp.array([-1.0, 0.0, 0.0, 2.0, 0.0, -0.5], jnp.float32)

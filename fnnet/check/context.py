@@ -43,6 +43,8 @@ class Context:
     notes: list = field(default_factory=list)
     notes_given: bool = False
     programs: Programs = field(default_factory=Programs)
+    _memo64: tuple | None = None
+    _fused_failed: bool = False
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled function of (x, g), vmapped over a fixed batch of VJP_BATCH
@@ -87,11 +89,41 @@ class Context:
 
     def rules64(self, gs: list) -> list:
         """The rule's VJP with every float input and the cotangent upcast to float64."""
+        return _value(self._vjps64(gs)[0])
+
+    def _vjps64(self, gs: list) -> tuple:
+        """``(rule VJPs, reference VJPs)`` in float64 for ``gs``; either may be an exception object.
+
+        Both come from one compiled program (``both64``) when there is a reference: one compilation
+        instead of two, and the reference's VJPs of every probe come for free. If that program cannot
+        be built (a non-differentiable reference, or f not runnable in float64) each is computed on
+        its own, so each failure is reported where it belongs. The last result is kept: comparison (a)
+        asks for both halves of the same cotangents.
+        """
+        if self._memo64 is not None and self._memo64[0] is gs:
+            return self._memo64[1]
+        problem, n = self.problem, len(self.problem.x)
+        dts = [np.float64] * len(problem.out)
+        as64 = lambda out: [[np.asarray(vi, np.float64) for vi in v] for v in out]  # noqa: E731
+        result = None
         with float64_scope():
             x = [jnp.asarray(xi) for xi in self.x64]
-            call = self._caller("rule64", lambda: _batched_vjp(self.problem.F64))
-            out = _apply_batched(call, self.problem.F64, x, gs, [np.float64] * len(self.problem.out))
-            return [[np.asarray(vi, np.float64) for vi in v] for v in out]
+            if problem.R64 is not None and not self._fused_failed:
+                try:
+                    call = self._caller("both64", lambda: _batched_vjp_pair(problem.F64, problem.R64))
+                    out = as64(_apply_batched(call, None, x, gs, dts))
+                    result = ([v[:n] for v in out], [v[n:] for v in out])
+                except Exception:  # noqa: BLE001 - find out which half fails, below
+                    self._fused_failed = True
+            if result is None:
+                result = (
+                    _attempt(lambda: as64(_apply_batched(
+                        self._caller("rule64", lambda: _batched_vjp(problem.F64)), problem.F64, x, gs, dts))),
+                    None if problem.R64 is None else _attempt(lambda: as64(_apply_batched(
+                        self._caller("ref64", lambda: _batched_vjp(problem.R64)), problem.R64, x, gs, dts))),
+                )
+        self._memo64 = (gs, result)
+        return result
 
     def eager_rule(self, g) -> list:
         """The same VJP evaluated op by op, without jit."""
@@ -103,11 +135,7 @@ class Context:
         """jax.vjp of the reference with every float input and the cotangent upcast to float64."""
         if self.problem.R64 is None:
             return None
-        with float64_scope():
-            x = [jnp.asarray(xi) for xi in self.x64]
-            call = self._caller("ref64", lambda: _batched_vjp(self.problem.R64))
-            out = _apply_batched(call, self.problem.R64, x, gs, [np.float64] * len(self.problem.out))
-            return [[np.asarray(vi, np.float64) for vi in v] for v in out]
+        return _value(self._vjps64(gs)[1])
 
     def reference64(self, g) -> list | None:
         out = self.references64([g])
@@ -147,6 +175,28 @@ def _batched_vjp(F):
     return jax.jit(jax.vmap(apply, in_axes=(None, 0)))
 
 
+def _batched_vjp_pair(F, R):
+    """``jit((x, G) -> VJPs of F then of R at x for each G[b])``: both float64 VJPs in one program."""
+
+    def apply(x, g):
+        return list(jax.vjp(F, x)[1](g)[0]) + list(jax.vjp(R, x)[1](g)[0])
+
+    return jax.jit(jax.vmap(apply, in_axes=(None, 0)))
+
+
+def _attempt(thunk):
+    try:
+        return thunk()
+    except Exception as err:  # noqa: BLE001 - handed to the caller, raised where it is used
+        return err
+
+
+def _value(v):
+    if isinstance(v, BaseException):
+        raise v
+    return v
+
+
 def _apply_batched(fn, F, x, gs, dtypes) -> list:
     """Run the batched VJP over ``gs`` in padded batches of VJP_BATCH; per-cotangent lists of arrays.
 
@@ -167,6 +217,8 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
     except (ValueError, TypeError):
         raise
     except Exception:  # noqa: BLE001 - not vmappable: one cotangent at a time
+        if F is None:
+            raise
         single = jax.jit(lambda x, g: list(jax.vjp(F, x)[1](g)[0]))
         return [single(x, g) for g in gs]
 

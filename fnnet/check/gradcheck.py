@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compare import PROBE_BATCH, compare_reference, default_chunk
-from .context import VJP_BATCH, _batched_vjp, make_context, make_cotangents, rademacher, scalar_output
+from .context import VJP_BATCH, _batched_vjp, _batched_vjp_pair, make_context, make_cotangents, rademacher, scalar_output
 from .differences import float64_scope, make_entry_sampler, make_sampler
 from .probes import full_fd, probe_fd
 from .problem import Problem, build_problem
@@ -147,9 +147,10 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
     with float64_scope():
         x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
-        P.prefetch("rule64", lambda: _batched_vjp(problem.F64), (x64, g64))
         if problem.R64 is not None:
-            P.prefetch("ref64", lambda: _batched_vjp(problem.R64), (x64, g64))
+            P.prefetch("both64", lambda: _batched_vjp_pair(problem.F64, problem.R64), (x64, g64))
+        else:
+            P.prefetch("rule64", lambda: _batched_vjp(problem.F64), (x64, g64))
         width = max(2, min(chunk, PROBE_BATCH))
         dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
         gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
