@@ -9,6 +9,16 @@
    function and bug in float64 (it is "designed for double"), and its fast mode too.
 2. Full mode at N_full on the correct function, against torch's full mode at the same N.
 Prints a table; docs/gradcheck.md records the figures and this command.
+
+    python experiments/bench_gradcheck.py --before b4fd3dc --repeats 5
+        before/after of the default mode (N = 3e4, one entry off 1e-3): fnnet.check at git revision
+        REV (extracted to a temporary package) against the working tree, each timed in a fresh
+        process (first call = cold, compilation included; a repeat call on the same f; a call on a
+        fresh f of the same shapes), processes interleaved, medians printed.
+    python experiments/bench_gradcheck.py --throughput
+        entries checked per second, auto and full mode, N = 1e3 and 1e4 (warm: a fresh f after one
+        call on another f, so compilation is included but JAX's one-time start is not; interleaved
+        repeats, medians).
 """
 
 from __future__ import annotations
@@ -80,14 +90,98 @@ def torch_check(f, x, fast):
     return "pass" if ok else "FAIL"
 
 
+CHILD = """
+import json, sys, time
+sys.path.insert(0, {exp!r})
+{path_line}
+import jax, jax.numpy as jnp
+from bench_gradcheck import tanh_sq
+from {pkg} import gradcheck
+n = {n}
+x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
+x.block_until_ready()
+f = tanh_sq(n // 2 - 3)
+out = {{}}
+for label, fn in (("cold", f), ("repeat", f), ("fresh f", tanh_sq(n // 2 - 3))):
+    t = time.perf_counter()
+    r = gradcheck(fn, x)
+    out[label] = time.perf_counter() - t
+    out[label + " named"] = (r.worst_entries[0].where if r.worst_entries else "-") if not r.passed else "missed"
+print(json.dumps(out))
+"""
+
+
+def before_after(rev: str, n: int, repeats: int):
+    """Default mode, cold / repeat / fresh-f, at ``rev`` and in the working tree; fresh processes."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tmp = tempfile.mkdtemp(prefix="gradcheck_before_")
+    pkg = "check_" + rev[:12]
+    archive = subprocess.run(["git", "-C", root, "archive", rev, "fnnet/check"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+    os.rename(os.path.join(tmp, "fnnet", "check"), os.path.join(tmp, pkg))
+    exp = os.path.join(root, "experiments")
+    variants = {
+        f"before ({rev[:7]})": CHILD.format(exp=exp, path_line=f"sys.path.insert(0, {tmp!r})", pkg=pkg, n=n),
+        "after (working tree)": CHILD.format(exp=exp, path_line="", pkg="fnnet.check", n=n),
+    }
+    results = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, code in variants.items():  # interleaved: both see the same machine load
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"default mode, sum(tanh(x)^2), N = {n}, one entry off 1e-3; {repeats} fresh processes per variant, "
+          f"interleaved; medians (min-max); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'variant':<24} {'named':<16} {'first call s':>18} {'repeat, same f s':>20} {'fresh f s':>18}")
+    for name, runs in results.items():
+        def cell(key):
+            v = np.array([r[key] for r in runs])
+            return f"{np.median(v):.3f} ({v.min():.2f}-{v.max():.2f})"
+        named = ",".join(sorted({r["cold named"] for r in runs} | {r["repeat named"] for r in runs}))
+        print(f"{name:<24} {named:<16} {cell('cold'):>18} {cell('repeat'):>20} {cell('fresh f'):>18}")
+
+
+def throughput(sizes, repeats: int):
+    """Entries checked per second, auto and full mode, on sum(tanh(x)^2) (correct rule), float32."""
+    # One call first so that JAX's one-time start (backend, eager op compilations) is not counted.
+    gradcheck(tanh_sq(), jax.numpy.ones(10, jnp.float32))
+    cases = [(mode, n) for n in sizes for mode in ("auto", "full")]
+    times = {c: [] for c in cases}
+    for _ in range(repeats):
+        for mode, n in cases:  # interleaved
+            x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
+            _, t = timed(lambda: gradcheck(tanh_sq(), x, mode=mode))  # a fresh f: compilation included
+            times[(mode, n)].append(t)
+    print(f"gradcheck throughput (fresh f per call, compilation included), medians of {repeats}, "
+          f"jax {jax.__version__} {jax.default_backend()}")
+    print(f"{'mode':<6} {'N':>7} {'median s':>9} {'entries/s':>11}")
+    for (mode, n), ts in times.items():
+        t = float(np.median(ts))
+        print(f"{mode:<6} {n:>7} {t:>9.3f} {n / t:>11.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--before", metavar="REV", help="before/after of the default mode against git REV")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--throughput", action="store_true")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--full-n", type=int, default=None)
     parser.add_argument("--skip-torch-auto", action="store_true", help="skip torch's full mode at N (slow)")
     args = parser.parse_args()
     n = args.n or (3_000 if args.quick else 30_000)
+    if args.before:
+        before_after(args.before, n, args.repeats)
+        return
+    if args.throughput:
+        throughput([1_000, 10_000], args.repeats)
+        return
     n_full = args.full_n or (1_000 if args.quick else 10_000)
     bad = n // 2 - 3
     try:

@@ -475,3 +475,66 @@ def test_non_differentiable_fun_is_reported_and_the_rest_runs():
     a = report.comparison("(a)")
     assert a.verdict == "skipped" and "jax.vjp of f.fun" in a.detail
     assert report.passed  # FD and structure still ran and passed
+
+
+MULTI_DEVICE_SCRIPT = """
+import json
+import jax, jax.numpy as jnp
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+from fnnet.check import gradcheck
+
+def dense(bug):
+    @jax.custom_vjp
+    def f(p, x):
+        return jnp.tanh(x @ p["W"] + p["b"])
+    def fwd(p, x):
+        y = jnp.tanh(x @ p["W"] + p["b"])
+        return y, (p, x, y)
+    def bwd(res, g):
+        p, x, y = res
+        d = g * (1 - y**2)
+        dW = x.T @ d
+        if bug:
+            dW = dW.at[2, 1].multiply(1 + 1e-3)
+        return {"W": dW, "b": d.sum(0)}, d @ p["W"].T
+    f.defvjp(fwd, bwd)
+    return jax.jit(f)  # no reference: full mode's finite differences decide alone
+
+k = jax.random.split(jax.random.PRNGKey(0), 3)
+p = {"W": jax.random.normal(k[0], (5, 3), jnp.float32), "b": jax.random.normal(k[1], (3,), jnp.float32)}
+x = jax.random.normal(k[2], (4, 5), jnp.float32)
+out = {"devices": jax.device_count()}
+for bug in (False, True):
+    for name, devices in (("one", None), ("all", "auto")):
+        r = gradcheck(dense(bug), p, x, mode="full", devices=devices)
+        b = r.comparison("(b)")
+        out[f"{bug}-{name}"] = [r.passed, b.verdict, b.worst, b.detail,
+                                [(e.where, e.cotangent, e.rule, e.fd, e.error) for e in b.entries]]
+print(json.dumps(out))
+"""
+
+
+def test_full_mode_splits_perturbations_over_devices_with_one_device_results():
+    # 8 host devices need XLA_FLAGS before jax is imported: a subprocess (as tests/test_parallel.py).
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+    proc = subprocess.run([sys.executable, "-c", MULTI_DEVICE_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 8
+    for bug in ("False", "True"):
+        one, every = out[f"{bug}-one"], out[f"{bug}-all"]
+        assert "split over 8 devices" in every[3] and "devices" not in one[3]
+        # Each perturbation is evaluated by the same program on one device or another; sharding the
+        # batch axis moves work, not arithmetic, so verdicts, ratios, entries and values are equal.
+        assert one[:3] == every[:3]
+        assert one[4] == every[4]
+    assert out["False-one"][0] is True
+    assert out["True-one"][0] is False and out["True-one"][4][0][0] == "args[0]['W'][2, 1]"

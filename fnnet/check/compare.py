@@ -28,6 +28,9 @@ def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Difference
     """
     idx = np.asarray(idx, np.int64).reshape(-1)
     chunk = max(1, min(int(chunk), len(idx)))
+    if ctx.mesh is not None:  # a whole number of perturbations per device
+        k = ctx.mesh.size
+        chunk = -(-chunk // k) * k
     samples, mags = [], []
     for start in range(0, len(idx), chunk):
         part = idx[start : start + chunk]

@@ -43,6 +43,7 @@ class Context:
     notes: list = field(default_factory=list)
     notes_given: bool = False
     programs: Programs = field(default_factory=Programs)
+    mesh: object = None  # a 1-D jax.sharding.Mesh (axis "fd") for full mode, or None
     _memo64: tuple | None = None
     _fused_failed: bool = False
 
@@ -159,11 +160,34 @@ class Context:
             h = self.steps[leaf].reshape(-1)[idx]
             g = [jnp.asarray(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
             build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)  # noqa: E731
-            s, m = self.programs.call(f"entries{leaf}", build, x, jnp.asarray(idx), jnp.asarray(h), g)
+            idx, h = jnp.asarray(idx), jnp.asarray(h)
+            if self.mesh is not None:  # the perturbations split over the devices (GSPMD), the rest replicated
+                idx, h = (jax.device_put(a, batch_sharding(self.mesh)) for a in (idx, h))
+                x, g = jax.device_put((x, g), replicated(self.mesh))
+            s, m = self.programs.call(f"entries{leaf}", build, x, idx, h, g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
 
 VJP_BATCH = 8
+FD_AXIS = "fd"
+
+
+def fd_mesh(devices):
+    """A 1-D mesh over ``devices`` ("auto": every device of the default backend when there are
+    several; None or one device: no mesh)."""
+    if devices == "auto":
+        devices = jax.devices()
+    if devices is None or len(devices) < 2:
+        return None
+    return jax.sharding.Mesh(np.asarray(list(devices)), (FD_AXIS,))
+
+
+def batch_sharding(mesh):
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(FD_AXIS))
+
+
+def replicated(mesh):
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
 
 
 def _batched_vjp(F):

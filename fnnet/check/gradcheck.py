@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compare import PROBE_BATCH, compare_reference, default_chunk
-from .context import VJP_BATCH, _batched_vjp, _batched_vjp_pair, make_context, make_cotangents, rademacher, scalar_output
+from .context import VJP_BATCH, fd_mesh, _batched_vjp, _batched_vjp_pair, make_context, make_cotangents, rademacher, scalar_output
 from .differences import float64_scope, make_entry_sampler, make_sampler
 from .probes import full_fd, probe_fd
 from .problem import Problem, build_problem
@@ -45,6 +45,7 @@ def gradcheck(
     kink_checks: int = 1024,
     structure: bool = True,
     cache: bool = True,
+    devices="auto",
 ) -> GradCheckReport:
     """Check the reverse-mode derivative of ``f`` at ``args``.
 
@@ -73,6 +74,11 @@ def gradcheck(
     - ``cache``: reuse the compiled programs of an earlier check of the same ``f`` at the same shapes
       and fixed values (a weak-keyed cache on ``f``; see :mod:`fnnet.check.programs`). Pass False
       when f reads Python state that changes between calls.
+
+    - ``devices``: full mode splits its perturbations (the vmapped batch axis of the finite
+      differences) over these devices with a ``NamedSharding`` on a 1-D mesh, as fnnet.parallel splits
+      a batch; ``"auto"`` (default) uses every device of the default backend when there are several,
+      None or one device runs on one. The results are those of one device.
 
     f, its rule and the reference all run under ``jax.default_matmul_precision("highest")`` (the
     caller's setting is restored afterwards): a TF32/bfloat16 matmul pass would otherwise differ from
@@ -105,8 +111,10 @@ def gradcheck(
         if cache:
             ref_token = reference if reference is not None else getattr(f, "reference", None)
             key = cache_key(args, problem.argnums, problem.diff_positions, fd, ref_token)
+            key = None if key is None else (key, devices if devices in (None, "auto") else tuple(devices))
         programs, _ = cached_programs(f, key)
         try:
+            options["mesh"] = fd_mesh(devices) if mode == "full" else None
             ctx = _check(problem, fd, seed, report, "", options, programs)
             if order == 2 and ctx is not None:
                 second = _second_order(problem, ctx, seed)
@@ -155,7 +163,7 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
         dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
         gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
         P.prefetch("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw))
-        if mode == "full":
+        if mode == "full" and ctx.mesh is None:  # (sharded programs are compiled on first use)
             gc = [sds((len(cots.values), *o.shape), jnp.float64) for o in problem.out]
             for leaf, xi in enumerate(ctx.x64):
                 if xi.size:
@@ -168,6 +176,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
            programs: Programs):
     """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
     ctx = make_context(problem, fd, seed, programs)
+    ctx.mesh = o.get("mesh")
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])

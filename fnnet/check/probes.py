@@ -218,7 +218,9 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
     rows.sort(key=lambda e: -np.nan_to_num(e.ratio, nan=np.inf))
     failures = len(rows)
     evals = compared // max(len(cots.values), 1) * (len(_ts(ctx)))
-    detail = f"every entry: {compared} (entry, cotangent) pairs, {evals} evaluations of f in chunks of {chunk}; {failures} fail"
+    spread = f", perturbations split over {ctx.mesh.size} devices" if getattr(ctx, "mesh", None) is not None else ""
+    detail = (f"every entry: {compared} (entry, cotangent) pairs, {evals} evaluations of f in chunks of {chunk}"
+              f"{spread}; {failures} fail")
     if kinks:
         detail += f", {kinks} at kinks accepted (subgradient)"
     return Comparison("(b) rule vs finite differences (full)", FAIL if failures else PASS, worst, detail, rows[:max_entries])

@@ -69,7 +69,13 @@ def _executor() -> ThreadPoolExecutor:
 
 def _signature(args) -> tuple:
     leaves, treedef = jax.tree_util.tree_flatten(args)
-    return (treedef, tuple((tuple(a.shape), str(a.dtype), _weak(a)) for a in leaves))
+    return (treedef, tuple((tuple(a.shape), str(a.dtype), _weak(a), _named(a)) for a in leaves))
+
+
+def _named(a):
+    """A NamedSharding (multi-device full mode) is part of the program; single-device placement is not."""
+    s = getattr(a, "sharding", None)
+    return s if isinstance(s, jax.sharding.NamedSharding) else None
 
 
 def _weak(a) -> bool:
@@ -78,7 +84,8 @@ def _weak(a) -> bool:
 
 
 def _avals(args):
-    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype, weak_type=_weak(a)), args)
+    return jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype, weak_type=_weak(a), sharding=_named(a)), args)
 
 
 class Programs:
