@@ -477,6 +477,18 @@ def test_non_differentiable_fun_is_reported_and_the_rest_runs():
     assert report.passed  # FD and structure still ran and passed
 
 
+def test_programs_compiled_in_parallel_give_the_same_report(monkeypatch):
+    # Parallel compilation is on by default only with >= 4 cores; force it here so it is tested.
+    from fnnet.check import programs
+
+    x = normal((300,))
+    serial = gradcheck(tanh_sq_sum("entry"), x, cache=False)
+    monkeypatch.setattr(programs, "PARALLEL", True)
+    parallel = gradcheck(tanh_sq_sum("entry"), x, cache=False)
+    assert str(serial) == str(parallel)
+    assert not parallel.passed and parallel.comparison("(a)").entries[0].where == "args[0][7]"
+
+
 MULTI_DEVICE_SCRIPT = """
 import json
 import jax, jax.numpy as jnp

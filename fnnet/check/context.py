@@ -108,7 +108,7 @@ class Context:
         as64 = lambda out: [[np.asarray(vi, np.float64) for vi in v] for v in out]  # noqa: E731
         result = None
         with float64_scope():
-            x = [jnp.asarray(xi) for xi in self.x64]
+            x = [_put(xi) for xi in self.x64]
             if problem.R64 is not None and not self._fused_failed:
                 try:
                     call = self._caller("both64", lambda: _batched_vjp_pair(problem.F64, problem.R64))
@@ -128,7 +128,7 @@ class Context:
 
     def eager_rule(self, g) -> list:
         """The same VJP evaluated op by op, without jit."""
-        gs = [jnp.asarray(gi, dtype=o.dtype) for gi, o in zip(g, self.problem.out)]
+        gs = [_put(np.asarray(gi, dtype=o.dtype)) for gi, o in zip(g, self.problem.out)]
         (v,) = self.vjp_fn(gs)
         return [np.asarray(vi, np.float64) for vi in v]
 
@@ -146,21 +146,21 @@ class Context:
     def sample(self, dirs, gs):
         """phi samples along a batch of directions (see differences.make_sampler)."""
         with float64_scope():
-            x = [jnp.asarray(xi) for xi in self.x64]
-            d = [jnp.asarray(np.asarray(di, np.float64)) for di in dirs]
-            g = [jnp.asarray(np.asarray(gi, np.float64)) for gi in gs]
+            x = [_put(xi) for xi in self.x64]
+            d = [_put(np.asarray(di, np.float64)) for di in dirs]
+            g = [_put(np.asarray(gi, np.float64)) for gi in gs]
             s, m = self.programs.call("sampler", lambda: make_sampler(self.problem.F64, self.fd), x, d, g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
     def sample_entries(self, leaf: int, idx, cots: list):
         """phi samples along ``h_i e_i`` of one leaf for each cotangent in ``cots``."""
         with float64_scope():
-            x = [jnp.asarray(xi) for xi in self.x64]
+            x = [_put(xi) for xi in self.x64]
             idx = np.asarray(idx, np.int64)
             h = self.steps[leaf].reshape(-1)[idx]
-            g = [jnp.asarray(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
+            g = [_put(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
             build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)  # noqa: E731
-            idx, h = jnp.asarray(idx), jnp.asarray(h)
+            idx, h = _put(idx), _put(np.asarray(h, np.float64))
             if self.mesh is not None:  # the perturbations split over the devices (GSPMD), the rest replicated
                 idx, h = (jax.device_put(a, batch_sharding(self.mesh)) for a in (idx, h))
                 x, g = jax.device_put((x, g), replicated(self.mesh))
@@ -208,6 +208,12 @@ def _batched_vjp_pair(F, R):
     return jax.jit(jax.vmap(apply, in_axes=(None, 0)))
 
 
+def _put(a):
+    """A numpy array onto the default device. (``jnp.asarray`` of a numpy array compiles a small copy
+    program per shape on first use; a transfer does not.) Call inside float64_scope for float64."""
+    return jax.device_put(a)
+
+
 def _attempt(thunk):
     try:
         return thunk()
@@ -227,15 +233,17 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
     A rule that cannot be vmapped (e.g. a callback without a batching rule) falls back to one jit
     call per cotangent.
     """
-    gs = [[jnp.asarray(np.asarray(gi), dtype=dt) for gi, dt in zip(g, dtypes)] for g in gs]
+    # Stacking, padding and unstacking happen in numpy: the same steps as jnp operations would each
+    # compile a small XLA program per shape on first use (~15 ms apiece).
+    gs = [[np.asarray(gi, dtype=dt) for gi, dt in zip(g, dtypes)] for g in gs]
     out = []
     try:
         for start in range(0, len(gs), VJP_BATCH):
             part = gs[start : start + VJP_BATCH]
             k = len(part)
             part = part + [part[0]] * (VJP_BATCH - k)
-            stacked = [jnp.stack([g[j] for g in part]) for j in range(len(part[0]))]
-            res = fn(x, stacked)
+            stacked = [_put(np.stack([g[j] for g in part])) for j in range(len(part[0]))]
+            res = [np.asarray(r) for r in fn(x, stacked)]
             out += [[r[b] for r in res] for b in range(k)]
         return out
     except (ValueError, TypeError):
@@ -244,7 +252,7 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
         if F is None:
             raise
         single = jax.jit(lambda x, g: list(jax.vjp(F, x)[1](g)[0]))
-        return [single(x, g) for g in gs]
+        return [[np.asarray(r) for r in single(x, [jnp.asarray(gi) for gi in g])] for g in gs]
 
 
 def make_context(problem: Problem, fd: str, seed: int, programs: Programs | None = None) -> Context:

@@ -116,7 +116,7 @@ def _jvp_vs_vjp(ctx, g, v, rng) -> Comparison:
     problem = ctx.problem
     u = [rng.standard_normal(np.shape(x)).astype(x.dtype) for x in problem.x]
     try:
-        _, ju = jax.jvp(problem.F, (list(problem.x),), ([jnp.asarray(ui) for ui in u],))
+        _, ju = jax.jvp(problem.F, (list(problem.x),), ([jax.device_put(ui) for ui in u],))
     except Exception as err:  # noqa: BLE001 - custom_vjp functions have no forward mode
         msg = str(err).split("\n")[0]
         return Comparison(name, SKIP, detail=f"jax.jvp unavailable on f ({type(err).__name__}: {msg})")
