@@ -21,6 +21,9 @@ of the ratio within a round, which cancels slow drifts of a shared machine.
    stacked into one ``(depth, w, w)`` array and run with ``lax.scan``: depth 64 against depth 4. The
    same network unrolled in Python is shown for contrast (its compile time grows with depth).
 4. ``memory``: ``jax.jit(step).lower(...).compile().memory_analysis()`` temporary bytes of each step.
+5. ``gradcheck``: entries checked per second by :func:`fnnet.check.gradcheck` in auto and full mode,
+   N = 1e3 and 1e4, on a custom-VJP ``sum(tanh(x)^2)`` (float32): a fresh f per call (its programs
+   compiled, as for a new rule) and the same f again (compiled programs reused from gradcheck's cache).
 """
 from __future__ import annotations
 
@@ -416,7 +419,46 @@ def bench_memory(widths=WIDTHS, batch=BATCH, out=print) -> list[dict]:
 # Command line
 # ---------------------------------------------------------------------------------------------
 
-BENCHES = ("step", "compile", "memory")
+# ---------------------------------------------------------------------------------------------
+# 5. gradcheck throughput
+# ---------------------------------------------------------------------------------------------
+def _tanh_sq():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(jnp.tanh(x) ** 2)
+
+    def fwd(x):
+        y = jnp.tanh(x)
+        return jnp.sum(y**2), y
+
+    f.defvjp(fwd, lambda y, g: (g * 2 * y * (1 - y**2),))
+    return f
+
+
+def bench_gradcheck(sizes=(1_000, 10_000), rounds: int = 3, out=print) -> list[dict]:
+    """Entries per second of gradcheck, auto and full mode; interleaved rounds, medians."""
+    from fnnet.check import gradcheck
+
+    fns, same = {}, {}
+    for n in sizes:
+        x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
+        for mode in ("auto", "full"):
+            same[(mode, n)] = _tanh_sq()
+            fns[f"{mode} {n} fresh"] = lambda x=x, mode=mode: gradcheck(_tanh_sq(), x, mode=mode).passed and None
+            fns[f"{mode} {n} same"] = (lambda x=x, mode=mode, f=same[(mode, n)]:
+                                       gradcheck(f, x, mode=mode).passed and None)
+    times = interleaved(fns, rounds, min_seconds=0.0)
+    out(f"  {'mode':<5} {'N':>6} {'fresh f s':>10} {'entries/s':>10} {'same f s':>9} {'entries/s':>10}")
+    rows = []
+    for n in sizes:
+        for mode in ("auto", "full"):
+            fresh, cached = _med(times[f"{mode} {n} fresh"]), _med(times[f"{mode} {n} same"])
+            rows.append({"mode": mode, "n": n, "fresh_s": fresh, "same_s": cached})
+            out(f"  {mode:<5} {n:>6} {fresh:>10.3f} {n / fresh:>10.0f} {cached:>9.3f} {n / cached:>10.0f}")
+    return rows
+
+
+BENCHES = ("step", "compile", "memory", "gradcheck")
 
 
 def _ints(s):
@@ -477,6 +519,11 @@ def main(argv=None) -> int:
         print(f"\n[4] temporary bytes of the compiled step (memory_analysis)\n  $ {CMD} --only memory "
               f"--widths {widths} --batch {args.batch}")
         results["memory"] = bench_memory(args.widths, args.batch)
+    if "gradcheck" in only:
+        print(f"\n[5] gradcheck throughput, custom-VJP sum(tanh(x)^2) float32; fresh f = programs compiled, "
+              f"same f = cached; medians of {repeats} interleaved rounds\n  $ {CMD} --only gradcheck"
+              f"{' --full' if args.full else ''}")
+        results["gradcheck"] = bench_gradcheck(rounds=repeats)
     if args.json:
         import json
 

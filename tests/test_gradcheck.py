@@ -550,3 +550,13 @@ def test_full_mode_splits_perturbations_over_devices_with_one_device_results():
         assert one[4] == every[4]
     assert out["False-one"][0] is True
     assert out["True-one"][0] is False and out["True-one"][4][0][0] == "args[0]['W'][2, 1]"
+
+
+def test_bench_gradcheck_throughput_rows():
+    from fnnet import bench
+
+    lines = []
+    rows = bench.bench_gradcheck(sizes=(20,), rounds=1, out=lines.append)
+    assert [(r["mode"], r["n"]) for r in rows] == [("auto", 20), ("full", 20)]
+    assert all(r["fresh_s"] > 0 and r["same_s"] > 0 for r in rows)
+    assert "entries/s" in lines[0] and len(lines) == 3
