@@ -139,7 +139,7 @@ def before_after(rev: str, n: int, repeats: int):
           f"interleaved; medians (min-max); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"{'variant':<24} {'named':<16} {'first call s':>18} {'repeat, same f s':>20} {'fresh f s':>18}")
     for name, runs in results.items():
-        def cell(key):
+        def cell(key, runs=runs):
             v = np.array([r[key] for r in runs])
             return f"{np.median(v):.3f} ({v.min():.2f}-{v.max():.2f})"
         named = ",".join(sorted({r["cold named"] for r in runs} | {r["repeat named"] for r in runs}))
@@ -155,7 +155,7 @@ def throughput(sizes, repeats: int):
     for _ in range(repeats):
         for mode, n in cases:  # interleaved
             x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
-            _, t = timed(lambda: gradcheck(tanh_sq(), x, mode=mode))  # a fresh f: compilation included
+            _, t = timed(lambda x=x, mode=mode: gradcheck(tanh_sq(), x, mode=mode))  # fresh f: compiles
             times[(mode, n)].append(t)
     print(f"gradcheck throughput (fresh f per call, compilation included), medians of {repeats}, "
           f"jax {jax.__version__} {jax.default_backend()}")

@@ -105,7 +105,7 @@ class Context:
             return self._memo64[1]
         problem, n = self.problem, len(self.problem.x)
         dts = [np.float64] * len(problem.out)
-        as64 = lambda out: [[np.asarray(vi, np.float64) for vi in v] for v in out]  # noqa: E731
+        as64 = lambda out: [[np.asarray(vi, np.float64) for vi in v] for v in out]
         result = None
         with float64_scope():
             x = [_put(xi) for xi in self.x64]
@@ -159,7 +159,7 @@ class Context:
             idx = np.asarray(idx, np.int64)
             h = self.steps[leaf].reshape(-1)[idx]
             g = [_put(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
-            build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)  # noqa: E731
+            build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)
             idx, h = _put(idx), _put(np.asarray(h, np.float64))
             if self.mesh is not None:  # the perturbations split over the devices (GSPMD), the rest replicated
                 idx, h = (jax.device_put(a, batch_sharding(self.mesh)) for a in (idx, h))
@@ -248,7 +248,7 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
         return out
     except (ValueError, TypeError):
         raise
-    except Exception:  # noqa: BLE001 - not vmappable: one cotangent at a time
+    except Exception:
         if F is None:
             raise
         single = jax.jit(lambda x, g: list(jax.vjp(F, x)[1](g)[0]))
@@ -257,7 +257,7 @@ def _apply_batched(fn, F, x, gs, dtypes) -> list:
 
 def make_context(problem: Problem, fd: str, seed: int, programs: Programs | None = None) -> Context:
     """Linearise f once (its VJP closure), upcast the primal, compute steps and each leaf's eps."""
-    vjp_fn = lambda g: jax.vjp(problem.F, list(problem.x))[1](g)  # noqa: E731 - eager, on demand
+    vjp_fn = lambda g: jax.vjp(problem.F, list(problem.x))[1](g)
     out_dtypes = [o.dtype for o in problem.out]
     x64 = [np.asarray(xi, np.float64) for xi in problem.x]
     steps = [step_sizes(xi, p.dtype, fd) for xi, p in zip(x64, problem.x)]

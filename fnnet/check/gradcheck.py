@@ -17,7 +17,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from .compare import PROBE_BATCH, compare_reference, default_chunk
-from .context import VJP_BATCH, fd_mesh, _batched_vjp, _batched_vjp_pair, make_context, make_cotangents, rademacher, scalar_output
+from .context import (
+    VJP_BATCH,
+    _batched_vjp,
+    _batched_vjp_pair,
+    fd_mesh,
+    make_context,
+    make_cotangents,
+    rademacher,
+    scalar_output,
+)
 from .differences import float64_scope, make_entry_sampler, make_sampler
 from .probes import full_fd, probe_fd
 from .problem import Problem, build_problem
