@@ -19,3 +19,10 @@ from fnnet.layers import dense, init_dense, init_mlp, mlp
 from fnnet.primitive import Kink, Primitive, forward_mode, get, registry
 
 __version__ = "0.1.0"
+
+__all__ = [  # the activations (jax.nn's and torch's names) are listed in fnnet.activations.__all__
+    "GradCheckReport", "Graph", "GraphError", "Kink", "Primitive",
+    "activations", "assert_gradcheck", "calculus", "dense", "forward_mode", "get", "gradcheck",
+    "init_dense", "init_mlp", "layers", "losses", "mlp", "ops", "registry",
+    *activations.__all__,
+]

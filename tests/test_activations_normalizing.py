@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet.activations import normalizing as N
 
 F64_EPS = float(jnp.finfo(jnp.float64).eps)
 VALUE_RTOL = 16 * F64_EPS

@@ -31,7 +31,6 @@ def _worker() -> dict:
     import numpy as np
 
     jax.config.update("jax_numpy_dtype_promotion", "strict")
-    import fnnet
     from fnnet import layers, parallel
 
     assert jax.device_count() == N_DEVICES, jax.devices()
