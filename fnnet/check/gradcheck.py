@@ -168,11 +168,12 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
             P.prefetch("both64", lambda: _batched_vjp_pair(problem.F64, problem.R64), (x64, g64))
         else:
             P.prefetch("rule64", lambda: _batched_vjp(problem.F64), (x64, g64))
-        width = max(2, min(chunk, PROBE_BATCH))
-        dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
-        gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
-        P.prefetch("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw))
-        if mode == "full" and ctx.mesh is None:  # (sharded programs are compiled on first use)
+        if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
+            width = max(2, min(chunk, PROBE_BATCH))
+            dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
+            gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
+            P.prefetch("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw))
+        elif ctx.mesh is None:  # (sharded programs are compiled on first use)
             gc = [sds((len(cots.values), *o.shape), jnp.float64) for o in problem.out]
             for leaf, xi in enumerate(ctx.x64):
                 if xi.size:
