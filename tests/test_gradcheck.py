@@ -560,3 +560,36 @@ def test_bench_gradcheck_throughput_rows():
     assert [(r["mode"], r["n"]) for r in rows] == [("auto", 20), ("full", 20)]
     assert all(r["fresh_s"] > 0 and r["same_s"] > 0 for r in rows)
     assert "entries/s" in lines[0] and len(lines) == 3
+
+
+@pytest.mark.parametrize("name", ["tanh", "gelu", "softmax"])
+def test_float64_inputs_account_for_the_references_own_rounding(name):
+    """In float64 the reference is no more precise than the rule: gelu's reference 0.5x(1 + tanh u)
+    cancels in the left tail (hundreds of ε), tanh's quotient of exponentials is ~30ε off. Correct
+    rules must still pass (a) — the pair's rounding is estimated from a float32 rerun."""
+    import fnnet
+
+    prim = fnnet.get(name)
+    (x,) = prim.sample_inputs(jax.random.key(0), jnp.float64, (3, 5))
+    report = fnnet.gradcheck(prim.fn, x, reference=prim.reference)
+    assert report.passed, str(report)
+
+
+def test_float64_small_rule_error_is_still_caught():
+    """The float64 allowance is ~K·ε64 (K the formulas' error growth): a 1e-9 relative error in one
+    entry is 10⁷ ulp and must fail (a), named by index."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.tanh(x)
+
+    def bwd(x, g):
+        d = 1 - jnp.tanh(x) ** 2
+        return (g * d * jnp.where(jnp.arange(x.size).reshape(x.shape) == 7, 1 + 1e-9, 1.0),)
+
+    f.defvjp(lambda x: (f(x), x), bwd)
+    x = jnp.linspace(-2.0, 2.0, 15, dtype=jnp.float64)
+    report = gradcheck(f, x, reference=jnp.tanh)
+    assert not report.passed
+    assert report.comparison("(a)").failed
+    assert any(e.index == (7,) for e in report.comparison("(a)").entries), str(report)

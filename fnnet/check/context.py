@@ -88,6 +88,41 @@ class Context:
         noise = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(v, w)] for v, w in zip(V, V64)]
         return V, noise
 
+    def same_precision_noise(self, gs: list) -> list | None:
+        """Rounding estimate for leaves already in float64, where (a) has no more precise truth.
+
+        For a float32 input the reference is differentiated in float64, the truth at float32's scale.
+        For a float64 input it runs in float64 too, and its own rounding (2σ(2u) − 1 cancelling in a
+        reference of gelu, say) is as large as the rule's: both must enter the tolerance. Both are run
+        once more in float32: a formula's rounding error scales with ε (``K·ε·scale`` for a fixed
+        formula and input), so ``(|rule32 − rule64| + |ref32 − ref64|)·ε64/ε32`` estimates the
+        float64 rounding of the pair (slightly more: it also holds the effect of rounding x to float32).
+        None when there is no reference, no float64 leaf, or f cannot run in float32.
+        """
+        problem = self.problem
+        eps64, eps32 = float(np.finfo(np.float64).eps), float(np.finfo(np.float32).eps)
+        if problem.R is None or not any(e <= eps64 for e in self.eps):
+            return None
+        try:
+            x32 = [_put(np.asarray(xi, np.float32)) for xi in self.x64]
+            dts = [np.float32] * len(problem.out)
+            gs32 = [[np.asarray(gi, np.float32) for gi in g] for g in gs]
+            rule32 = _apply_batched(_batched_vjp(problem.F), problem.F, x32, gs32, dts)
+            ref32 = _apply_batched(_batched_vjp(problem.R), problem.R, x32, gs32, dts)
+            rule64, ref64 = (_value(v) for v in self._vjps64(gs))
+        except Exception:  # noqa: BLE001 - f or its reference not runnable in float32: no estimate
+            return None
+        scale = eps64 / eps32
+        return [
+            [
+                np.nan_to_num(scale * (np.abs(np.asarray(a, np.float64) - b) + np.abs(np.asarray(c, np.float64) - d)),
+                              nan=0.0, posinf=0.0)
+                if e <= eps64 else np.zeros(np.shape(b))
+                for a, b, c, d, e in zip(r32, r64, t32, t64, self.eps)
+            ]
+            for r32, r64, t32, t64 in zip(rule32, rule64, ref32, ref64)
+        ]
+
     def rules64(self, gs: list) -> list:
         """The rule's VJP with every float input and the cotangent upcast to float64."""
         return _value(self._vjps64(gs)[0])
