@@ -1,6 +1,6 @@
 """``python -m fnnet verify``: the table, and a failing rule turns the verdict and the exit code."""
-import jax.numpy as jnp
 import jax
+import jax.numpy as jnp
 
 import fnnet
 from fnnet import verify
