@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from fnnet.check import GradCheckReport, assert_gradcheck, gradcheck

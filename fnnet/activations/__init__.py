@@ -6,7 +6,7 @@ whose backward pass is a hand-written rule (see ``docs/activations.md``).
 Modules: ``smooth`` (sigmoid family, exponential units), ``piecewise`` (ReLU family, hard and shrink
 functions, prelu, rrelu), ``normalizing`` (softmax family, glu, gumbel_softmax).
 """
-from fnnet.activations import normalizing, piecewise, smooth
+from fnnet.activations import normalizing, piecewise
 from fnnet.activations.normalizing import *  # noqa: F401,F403
 from fnnet.activations.piecewise import *  # noqa: F401,F403
 from fnnet.activations.smooth import (

@@ -160,6 +160,38 @@ def _finish(public, prim: Primitive, general: Primitive, call, reference):
     return public
 
 
+def _axis_op_with_mask(name, *, forward, fwd, bwd, jvp, reference, derivation, doc):
+    """softmax and log_softmax: the registered primitive over ``x`` and an unregistered twin over
+    ``(x, where)`` sharing the same rules, behind one public ``name(x, axis=-1, where=None)``."""
+    common = dict(forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
+                  static=_SOFTMAX_STATIC, doc=doc)
+    prim = define(
+        name, arg_names=("x",), validate=lambda x, axis=-1: _validate_axis(name, x, axis=axis),
+        sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+        derivation=derivation, **common,
+    )
+    masked = define(
+        name, arg_names=("x", "where"), register=False,
+        validate=lambda x, w, axis=-1: _validate_axis(name, x, axis=axis), **common,
+    )
+    where_ = f"fnnet.{name}"
+
+    def call(forward_mode, x, axis=-1, where=None):
+        use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
+        if where is None:
+            return use(prim)(x, axis=axis)
+        x = as_float_array(x, "x", where_)
+        return use(masked)(x, _as_mask(where, x, where_), axis=axis)
+
+    def public(x, axis=-1, where=None):
+        return call(False, x, axis, where)
+
+    public.__name__ = public.__qualname__ = name
+    public.__module__ = "fnnet"
+    public.__doc__ = doc
+    return _finish(public, prim, masked, call, reference)
+
+
 # ---------------------------------------------------------------------------------------------
 # softmax
 # ---------------------------------------------------------------------------------------------
@@ -216,38 +248,11 @@ maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 # numeric default, and jax.nn's axis is int | tuple | None. _axes() validates it instead. The public
 # functions' signatures keep jax.nn's default, -1.
 _SOFTMAX_STATIC = {"axis": (-1,)}
-_softmax_prim = define(
-    "softmax",
-    forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
-    reference=_softmax_reference, arg_names=("x",), static=_SOFTMAX_STATIC,
-    validate=lambda x, axis=-1: _validate_axis("softmax", x, axis=axis),
-    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+softmax = _axis_op_with_mask(
+    "softmax", forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
+    reference=_softmax_reference, doc=_SOFTMAX_DOC,
     derivation="∂y_i/∂x_j = y_i(δ_ij − y_j) ⇒ Jᵀg = y ⊙ (g − ⟨g, y⟩)",
-    doc=_SOFTMAX_DOC,
 )
-_softmax_where = define(
-    "softmax",
-    forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
-    reference=_softmax_reference, arg_names=("x", "where"), static=_SOFTMAX_STATIC,
-    validate=lambda x, w, axis=-1: _validate_axis("softmax", x, axis=axis),
-    doc=_SOFTMAX_DOC, register=False,
-)
-
-
-def _softmax_call(forward_mode, x, axis=-1, where=None):
-    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
-    if where is None:
-        return use(_softmax_prim)(x, axis=axis)
-    x = as_float_array(x, "x", "fnnet.softmax")
-    return use(_softmax_where)(x, _as_mask(where, x, "fnnet.softmax"), axis=axis)
-
-
-def softmax(x, axis=-1, where=None):
-    return _softmax_call(False, x, axis, where)
-
-
-softmax.__doc__ = _SOFTMAX_DOC
-_finish(softmax, _softmax_prim, _softmax_where, _softmax_call, _softmax_reference)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,40 +322,11 @@ Derivative: :math:`∂o_i/∂x_j = δ_{ij} − y_j` with y = softmax(x); VJP :ma
 ``−inf`` once a probability underflows): ``log_softmax([0, -1e4]) = [0, -1e4]``.
 """
 
-_log_softmax_prim = define(
-    "log_softmax",
-    forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
-    jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x",),
-    static=_SOFTMAX_STATIC,
-    validate=lambda x, axis=-1: _validate_axis("log_softmax", x, axis=axis),
-    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+log_softmax = _axis_op_with_mask(
+    "log_softmax", forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
+    jvp=_log_softmax_jvp, reference=_log_softmax_reference, doc=_LOG_SOFTMAX_DOC,
     derivation="o = x − lse(x) ⇒ ∂o_i/∂x_j = δ_ij − y_j ⇒ Jᵀg = g − y·Σg",
-    doc=_LOG_SOFTMAX_DOC,
 )
-_log_softmax_where = define(
-    "log_softmax",
-    forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
-    jvp=_log_softmax_jvp, reference=_log_softmax_reference, arg_names=("x", "where"),
-    static=_SOFTMAX_STATIC,
-    validate=lambda x, w, axis=-1: _validate_axis("log_softmax", x, axis=axis),
-    doc=_LOG_SOFTMAX_DOC, register=False,
-)
-
-
-def _log_softmax_call(forward_mode, x, axis=-1, where=None):
-    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
-    if where is None:
-        return use(_log_softmax_prim)(x, axis=axis)
-    x = as_float_array(x, "x", "fnnet.log_softmax")
-    return use(_log_softmax_where)(x, _as_mask(where, x, "fnnet.log_softmax"), axis=axis)
-
-
-def log_softmax(x, axis=-1, where=None):
-    return _log_softmax_call(False, x, axis, where)
-
-
-log_softmax.__doc__ = _LOG_SOFTMAX_DOC
-_finish(log_softmax, _log_softmax_prim, _log_softmax_where, _log_softmax_call, _log_softmax_reference)
 
 
 # ---------------------------------------------------------------------------------------------
