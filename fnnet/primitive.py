@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_derivatives import SymbolicZero
 
 __all__ = [
     "Kink",
@@ -96,6 +97,7 @@ class Primitive:
     derivation: str = ""
     df: Callable[..., Any] | None = None  # elementwise only: f'(x, y, **static)
     saves: str = ""  # elementwise only: "x", "y" or "xy"
+    traced: tuple[str, ...] = ()  # parameters passed traced (masks, labels, keys, jax.nn's traced hyperparameters)
 
     def __call__(self, *args, **kwargs):
         return self.fn(*args, **kwargs)
@@ -234,42 +236,169 @@ def static_value(value, name: str, where: str, default=None):
 # The mechanism
 # ---------------------------------------------------------------------------------------------
 
-
-def _signature(arg_names, static_defaults):
-    params = [inspect.Parameter(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in arg_names]
-    params += [
-        inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v)
-        for k, v in static_defaults.items()
-    ]
-    return inspect.Signature(params)
+REQUIRED = inspect.Parameter.empty  # a parameter without a default (torch's threshold(input, θ, value))
 
 
-def _make_public(name, core, arg_names, static_defaults, validate, doc):
-    """Wrap a core (custom_vjp or custom_jvp over ``(static, *arrays)``) in the public signature."""
-    sig = _signature(arg_names, static_defaults)
-    n = len(arg_names)
+def _signature(arg_names, params):
+    kinds = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    out = [inspect.Parameter(a, kinds) for a in arg_names]
+    out += [inspect.Parameter(k, kinds, default=v) for k, v in params.items()]
+    return inspect.Signature(out)
+
+
+def _promote(value, name: str, where: str):
+    """An input argument as a floating array, promoted as jax.numpy promotes (integers and bools
+    are refused except where jax.nn promotes them: integer arrays and NumPy/Python integer scalars
+    take the default float dtype, as ``jnp.sin`` does)."""
+    if isinstance(value, (list, tuple)):
+        try:
+            value = jnp.asarray(value)
+        except Exception:  # noqa: BLE001 - ragged or non-numeric
+            raise TypeError(
+                f"{where}: argument '{name}' must be a floating array; got a {type(value).__name__} "
+                "that is not a rectangular array of numbers"
+            ) from None
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return jnp.asarray(value, dtype=float) if isinstance(value, int) else value
+        raise TypeError(
+            f"{where}: argument '{name}' must be a floating array; got {type(value).__name__}"
+        )
+    if jnp.issubdtype(dtype, jnp.floating):
+        return value
+    if jnp.issubdtype(dtype, jnp.integer):
+        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.promote_types(dtype, float)))
+    raise TypeError(
+        f"{where}: argument '{name}' must have a floating dtype ({_FLOAT_DTYPES}) or an integer "
+        f"dtype (promoted as jax.numpy promotes); got {dtype}"
+    )
+
+
+def _is_float(v):
+    return jnp.issubdtype(getattr(v, "dtype", np.dtype(np.int32)), jnp.inexact)
+
+
+@functools.lru_cache(maxsize=None)
+def _zero_struct(shape, dtype):
+    return jax.ShapeDtypeStruct(shape, dtype)
+
+
+def _build_core(name, forward, fwd, bwd, jvp, diagonal, static_items):
+    """The ``jax.custom_jvp`` for one static configuration.
+
+    Its tangent map is the transpose of the hand VJP, so JAX's reverse mode (which transposes the
+    tangent map) runs exactly the hand VJP's operations, while ``jax.jvp`` gets the Jacobian-vector
+    product from the same rule. For an elementwise op (``diagonal``) the tangent map t·f′ and the hand
+    VJP g·f′ are the same product, so the hand JVP is used directly (it is its own transpose).
+
+    The traced parameters (masks, labels, keys, traced hyperparameters) travel beside the
+    differentiable arrays; a floating one that is differentiated gets its tangent from autodiff of
+    ``forward`` (no hand rule covers it), the others have none.
+    """
+    static = dict(static_items)
+
+    def core(diff, aux):
+        return forward(*diff, **aux, **static)
+
+    core.__name__ = core.__qualname__ = name  # what jaxprs print: custom_jvp_call[name=<op>]
+    core = jax.custom_jvp(core)
+
+    def rule(primals, tangents):
+        diff, aux = primals
+        tdiff, taux = tangents
+        kw = {**aux, **static}
+        live = [not isinstance(t, SymbolicZero) for t in tdiff]
+        if diagonal:
+            out = forward(*diff, **kw)
+            t_out = jvp(diff, tdiff, out, **kw) if live[0] else jnp.zeros_like(out)
+        else:
+            out, res = fwd(*diff, **kw)
+            if any(live):
+                tin = tuple(
+                    t if ok else jnp.zeros(jnp.shape(p), p.dtype) for t, ok, p in zip(tdiff, live, diff)
+                )
+                g_struct = jax.tree.map(lambda o: jax.ShapeDtypeStruct(jnp.shape(o), o.dtype), out)
+                (t_out,) = jax.linear_transpose(lambda g: tuple(bwd(res, g, **kw)), g_struct)(tin)
+            else:
+                t_out = jax.tree.map(jnp.zeros_like, out)
+        extra = [
+            (k, t) for k, t in taux.items()
+            if t is not None and not isinstance(t, SymbolicZero) and _is_float(aux[k])
+        ]
+        if extra:
+            keys = [k for k, _ in extra]
+
+            def of_extra(*vals):
+                return forward(*diff, **{**aux, **dict(zip(keys, vals))}, **static)
+
+            _, t_extra = jax.jvp(of_extra, tuple(aux[k] for k in keys), tuple(t for _, t in extra))
+            t_out = jax.tree.map(jnp.add, t_out, t_extra)
+        return out, t_out
+
+    core.defjvp(rule, symbolic_zeros=True)
+    return core
+
+
+def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, static_names,
+             validate, doc, convert, traced_names):
+    """The public function: jitted (static hyperparameters as static arguments), validating and
+    promoting its inputs while it is traced (so at no cost on a compiled call), then calling the
+    ``custom_jvp`` core of its static configuration."""
+    sig = _signature(arg_names, params)
     where = f"fnnet.{name}"
+    cores: dict = {}
+
+    def traced(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = bound.arguments
+        for k, v in values.items():
+            if v is REQUIRED:
+                raise TypeError(f"{where}{sig}: missing a required argument: {k!r}")
+        diff = [_promote(values[a], a, where) for a in arg_names]
+        static = tuple(
+            (k, static_value(values[k], k, where, params[k])) for k in static_names
+        )
+        aux = {k: values[k] for k in traced_names}
+        if convert is not None:
+            diff, aux = convert(diff, aux, dict(static))
+        if validate is not None:
+            validate(*diff, **aux, **dict(static))
+        core = cores.get(static)
+        if core is None:
+            core = cores[static] = _build_core(name, forward, fwd, bwd, jvp, diagonal, static)
+        return core(tuple(diff), aux)
+
+    traced.__name__ = traced.__qualname__ = name
+    traced.__signature__ = sig
+    jitted = jax.jit(traced, static_argnames=tuple(static_names))
 
     def public(*args, **kwargs):
         try:
-            bound = sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise TypeError(f"{where}{sig}: {e}") from None
-        bound.apply_defaults()
-        values = list(bound.arguments.values())
-        arrays = [as_float_array(v, a, where) for v, a in zip(values[:n], arg_names)]
-        static = tuple(
-            (k, static_value(v, k, where, static_defaults[k]))
-            for k, v in zip(static_defaults, values[n:])
-        )
-        if validate is not None:
-            validate(*arrays, **dict(static))
-        return core(static, *arrays)
+            return jitted(*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            # jax.jit's own refusals, before our code runs: say which argument in our words.
+            msg = str(err)
+            if msg.startswith("fnnet."):
+                raise
+            if "Non-hashable static arguments" in msg or "unhashable" in msg:
+                raise TypeError(
+                    f"{where}: the hyperparameters {', '.join(static_names)} must be hashable "
+                    f"(a number, bool, str, None or tuple); {msg.splitlines()[0]}"
+                ) from None
+            if "is not a valid JAX type" in msg:
+                raise TypeError(f"{where}: {msg.splitlines()[0]}") from None
+            if "got an unexpected keyword argument" in msg or "missing" in msg and "argument" in msg \
+                    or "too many positional" in msg or "multiple values" in msg:
+                raise TypeError(f"{where}{sig}: {msg.splitlines()[0]}") from None
+            raise
 
     public.__name__ = public.__qualname__ = name
     public.__signature__ = sig
     public.__doc__ = doc
     public.__module__ = "fnnet"
+    public.jitted = jitted
     return public
 
 
@@ -283,6 +412,7 @@ def define(
     fwd: Callable | None = None,
     arg_names: Sequence[str] = ("x",),
     static: Mapping[str, Any] | None = None,
+    traced: Sequence[str] = (),
     elementwise: bool = False,
     kinks: Sequence[Kink] = (),
     domain: tuple[float, float] = (-4.0, 4.0),
@@ -291,75 +421,65 @@ def define(
     sample: Callable | None = None,
     variants: Sequence[Mapping[str, Any]] = ({},),
     validate: Callable | None = None,
+    convert: Callable | None = None,
     derivation: str = "",
     doc: str | None = None,
     register: bool = True,
-    _df: Callable | None = None,
-    _saves: str = "",
+    df: Callable | None = None,
+    saves: str = "",
 ) -> Primitive:
-    """Declare a primitive from its two hand-written rules.
+    """Declare a primitive from its two hand-written rules and publish its public function.
 
     Arguments:
-      forward: ``forward(*arrays, **static) -> out`` (any pytree of arrays).
-      fwd: ``fwd(*arrays, **static) -> (out, residuals)``; defaults to saving the inputs.
-      bwd: ``bwd(residuals, g, **static) -> tuple`` of cotangents, one per array argument, each in the
-        shape and dtype of that argument (the shape convention).
-      jvp: ``jvp(primals, tangents, out, **static) -> tangent_out``; linear in ``tangents``.
+      forward: ``forward(*arrays, **params) -> out`` (any pytree of arrays).
+      fwd: ``fwd(*arrays, **params) -> (out, residuals)``; defaults to saving the inputs.
+      bwd: ``bwd(residuals, g, **params) -> tuple`` of cotangents, one per differentiable argument,
+        each in the shape and dtype of that argument (the shape convention). Linear in ``g``.
+      jvp: ``jvp(primals, tangents, out, **params) -> tangent_out``; linear in ``tangents``. Checked
+        equal to the transpose of ``bwd`` by the tests (the public function uses the transpose).
       reference: plain jnp with the public signature, differentiated by ``jax.vjp`` as an oracle.
-      arg_names: the array arguments, in order. static: hyperparameters and their defaults.
-      validate: ``validate(*arrays, **static)`` raising a clear error for bad shapes, before tracing.
+      arg_names: the differentiable array arguments, in order (each gets a hand cotangent).
+      static: the other parameters in signature order with their defaults (``REQUIRED`` for none).
+        They are static (fixed at trace time, hashable) unless named in ``traced``.
+      traced: parameters passed as traced values: masks, integer labels, PRNG keys, and the
+        hyperparameters jax.nn traces (leaky_relu's slope). A floating one that is differentiated gets
+        its derivative from autodiff of ``forward``.
+      validate: ``validate(*arrays, **params)`` raising a clear error, run while tracing.
+      convert: ``convert(arrays, traced, static) -> (arrays, traced)``, run while tracing before
+        ``validate``: dtype promotion of labels, masks as arrays.
       kinks: the points where the derivative is undefined and the value the rule takes there.
       domain: where ``sample_inputs`` draws test points. support: the open interval on which the
         function is defined (log1mexp: (0, ∞)). singular: points where the derivative is unbounded.
     """
-    static_defaults = dict(static or {})
+    params = dict(static or {})
     arg_names = tuple(arg_names)
+    traced = tuple(traced)
+    unknown = set(traced) - set(params)
+    if unknown:
+        raise ValueError(f"{name}: traced names {sorted(unknown)} are not parameters")
+    static_names = tuple(k for k in params if k not in traced)
     if fwd is None:
 
         def fwd(*arrays, **kw):
             return forward(*arrays, **kw), arrays
 
-    def vjp_core(static_items, *arrays):
-        return forward(*arrays, **dict(static_items))
-
-    vjp_core.__name__ = vjp_core.__qualname__ = name  # the name jaxprs print: custom_vjp_call[name=...]
-    vjp_core = jax.custom_vjp(vjp_core, nondiff_argnums=(0,))
-
-    def vjp_core_fwd(static_items, *arrays):
-        return fwd(*arrays, **dict(static_items))
-
-    def vjp_core_bwd(static_items, residuals, g):
-        return tuple(bwd(residuals, g, **dict(static_items)))
-
-    vjp_core.defvjp(vjp_core_fwd, vjp_core_bwd)
-
-    @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-    def jvp_core(static_items, *arrays):
-        return forward(*arrays, **dict(static_items))
-
-    @jvp_core.defjvp
-    def _jvp_core_rule(static_items, primals, tangents):
-        # Calling jvp_core (not forward) keeps the hand rule in charge at every order (hessian).
-        out = jvp_core(static_items, *primals)
-        return out, jvp(primals, tangents, out, **dict(static_items))
-
     doc = doc or (forward.__doc__ or "")
-    public = _make_public(name, vjp_core, arg_names, static_defaults, validate, doc)
-    public_fwd = _make_public(
-        name, jvp_core, arg_names, static_defaults, validate,
-        f"Forward-mode variant of fnnet.{name} (custom_jvp over the hand-written JVP).\n\n{doc}",
+    public = _publish(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, diagonal=df is not None,
+        arg_names=arg_names, params=params, static_names=static_names, traced_names=traced,
+        validate=validate, doc=doc, convert=convert,
     )
     prim = Primitive(
         name=name,
         fn=public,
-        forward_mode=public_fwd,
+        forward_mode=public,
         reference=reference,
         forward=forward,
         fwd=fwd,
         bwd=bwd,
         jvp=jvp,
         arg_names=arg_names,
-        static_defaults=static_defaults,
+        static_defaults={k: v for k, v in params.items()},
         elementwise=elementwise,
         kinks=tuple(kinks),
         domain=tuple(domain),
@@ -368,18 +488,39 @@ def define(
         sample=sample,
         variants=tuple(variants),
         derivation=derivation,
-        df=_df,
-        saves=_saves,
+        df=df,
+        saves=saves,
+        traced=traced,
     )
-    for f in (public, public_fwd):
-        f.primitive = prim
-        f.reference = reference
-    public.forward_mode = public_fwd
+    public.primitive = prim
+    public.reference = reference
+    public.forward_mode = public
     if register:
-        if name in _REGISTRY:
-            raise ValueError(f"a primitive named {name!r} is already registered")
+        old = _REGISTRY.get(name)
+        if old is not None and not _same_declaration(old, prim):
+            raise ValueError(
+                f"a different primitive named {name!r} is already registered "
+                f"(declared in {_origin(old)}); choose another name"
+            )
         _REGISTRY[name] = prim
     return prim
+
+
+def _origin(prim):
+    code = getattr(prim.forward, "__code__", None)
+    return f"{code.co_filename}:{code.co_firstlineno}" if code else repr(prim.forward)
+
+
+def _same_declaration(a: Primitive, b: Primitive) -> bool:
+    """Re-running the cell (or module) that declared a primitive declares it again from the same
+    source: allowed, the new declaration replaces the old."""
+    def key(p):
+        return tuple(
+            (getattr(f, "__code__", None) and (f.__code__.co_filename, f.__code__.co_firstlineno,
+                                              f.__code__.co_code)) or f
+            for f in (p.forward, p.bwd, p.jvp, p.reference)
+        ) + (p.arg_names, tuple(p.static_defaults), p.elementwise)
+    return key(a) == key(b)
 
 
 def elementwise(
@@ -390,6 +531,7 @@ def elementwise(
     reference: Callable,
     saves: str = "x",
     static: Mapping[str, Any] | None = None,
+    traced: Sequence[str] = (),
     kinks: Sequence[Kink] = (),
     domain: tuple[float, float] = (-4.0, 4.0),
     support: tuple[float, float] = (-float("inf"), float("inf")),
@@ -398,26 +540,33 @@ def elementwise(
     derivation: str = "",
     doc: str | None = None,
     sample: Callable | None = None,
+    arg_name: str = "x",
+    validate: Callable | None = None,
+    nan_select: bool = True,
 ) -> Primitive:
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
-    ``df(x, y, **static)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says
+    ``df(x, y, **params)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says
     (the other is None). VJP: ``g * f'``. JVP: ``t * f'``. The Jacobian is diagonal. Where the input
-    is NaN the derivative is NaN (``f`` itself must map NaN to NaN).
+    is NaN the derivative is NaN (``f`` itself must map NaN to NaN): ``nan_select=True`` enforces it
+    with a select; pass False where ``df`` already maps NaN to NaN (the registry suite checks it).
+
+    ``saves`` decides what the backward pass reads: ``"y"`` (the output, which the next layer keeps
+    anyway: no extra memory) or ``"x"`` (the input, alive beside the output).
     """
     if saves not in ("x", "y", "xy"):
         raise ValueError(f"saves must be 'x', 'y' or 'xy'; got {saves!r}")
 
+    def derivative(x, y, **kw):
+        d = df(x, y, **kw)
+        if not nan_select:
+            return d
+        r = x if x is not None else y
+        return jnp.where(jnp.isnan(r), r, d)
+
     def fwd(x, **kw):
         y = f(x, **kw)
         return y, (x if "x" in saves else None, y if "y" in saves else None)
-
-    def derivative(x, y, **kw):
-        # A NaN input gives a NaN derivative even where f' is constant (identity, relu's flat side):
-        # a NaN must never vanish from the gradient. XLA fuses the select into the multiply by g.
-        d = df(x, y, **kw)
-        r = x if x is not None else y
-        return jnp.where(jnp.isnan(r), r, d)
 
     def bwd(residuals, g, **kw):
         x, y = residuals
@@ -434,7 +583,9 @@ def elementwise(
         bwd=bwd,
         jvp=jvp,
         reference=reference,
+        arg_names=(arg_name,),
         static=static,
+        traced=traced,
         elementwise=True,
         kinks=kinks,
         domain=domain,
@@ -444,8 +595,9 @@ def elementwise(
         derivation=derivation,
         doc=doc or f.__doc__,
         sample=sample,
-        _df=df,
-        _saves=saves,
+        validate=validate,
+        df=df,
+        saves=saves,
     )
 
 

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet.primitive import Primitive, as_float_array, define, unbroadcast
+from fnnet.primitive import as_float_array, define
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmin", "gumbel_softmax", "glu"]
 
@@ -78,22 +78,20 @@ def _axes(axis, ndim, where):
     return tuple(sorted(out))
 
 
-def _validate_axis(name, *arrays, axis=-1, **_):
-    _axes(axis, arrays[0].ndim, f"fnnet.{name}")
-
-
 def _shifted(x, axes, mask):
     """``(m, x − m, e)``: the slice maximum, the shifted input, ``e = exp(x − m)`` (0 where masked).
 
-    Entries equal to the maximum are shifted to exactly 0, also when the maximum is ±inf (where
-    ``x − m`` would be ``inf − inf``): ties at infinity share the mass. A NaN makes ``m`` NaN, and
-    NaN compares unequal, so the whole slice becomes NaN.
+    Where the maximum is ±inf, ``x − m`` would be ``inf − inf``: there the entries equal to the maximum
+    are shifted to 0 and the others to −inf (ties at infinity share the mass). The choice is made per
+    slice (on ``m``), so a finite slice is plain ``x − m`` and XLA fuses the maximum, the subtraction
+    and the exponential into one pass. A NaN makes ``m`` NaN and the whole slice NaN. ``initial=−inf``
+    makes an empty axis valid (an empty result).
     """
-    if mask is None:
-        m = jnp.max(x, axis=axes, keepdims=True)
-    else:
-        m = jnp.max(x, axis=axes, keepdims=True, where=mask, initial=-jnp.inf)
-    shifted = jnp.where(x == m, 0.0, x - m)
+    m = jnp.max(x, axis=axes, keepdims=True, where=mask, initial=-jnp.inf)
+    inf_m = jnp.isinf(m)
+    shifted = jnp.where(
+        inf_m, jnp.where(x == m, 0.0, -jnp.inf), x - jnp.where(inf_m, 0.0, m)
+    ).astype(x.dtype)
     e = jnp.exp(shifted)
     if mask is not None:
         e = jnp.where(mask, e, 0.0)
@@ -108,10 +106,6 @@ def _normalize(e, axes, mask):
     return e / s
 
 
-def _mask_of(mask_f):
-    return None if mask_f is None else mask_f != 0
-
-
 def _masked(v, mask):
     return v if mask is None else jnp.where(mask, v, 0.0)
 
@@ -121,20 +115,29 @@ def _softmax_vjp(y, g, axes):
     return y * (g - jnp.sum(g * y, axis=axes, keepdims=True))
 
 
-def _as_mask(where_arg, x, fname):
-    """A boolean ``where`` mask as a 0/1 array of ``x``'s dtype; its shape must broadcast to x's."""
-    m = where_arg if isinstance(where_arg, jax.Array) else jnp.asarray(where_arg)
-    if m.dtype != jnp.bool_:
-        raise TypeError(f"{fname}: 'where' must be a boolean mask; got dtype {m.dtype}")
-    try:
-        shape = np.broadcast_shapes(m.shape, x.shape)
-    except ValueError:
-        shape = None
-    if shape != x.shape:
-        raise ValueError(
-            f"{fname}: 'where' of shape {m.shape} does not broadcast to the input's shape {x.shape}"
-        )
-    return m.astype(x.dtype)
+def _mask_convert(fname, mask_name="where"):
+    """``convert`` for ops with a jax.nn ``where`` mask: a boolean array broadcastable to the input."""
+
+    def convert(arrays, aux, static):
+        m = aux.get(mask_name)
+        if m is None:
+            return arrays, aux
+        m = jnp.asarray(m)
+        if m.dtype != jnp.bool_:
+            raise TypeError(f"{fname}: '{mask_name}' must be a boolean mask; got dtype {m.dtype}")
+        x = arrays[0]
+        try:
+            shape = np.broadcast_shapes(m.shape, x.shape)
+        except ValueError:
+            shape = None
+        if shape != x.shape:
+            raise ValueError(
+                f"{fname}: '{mask_name}' of shape {m.shape} does not broadcast to the input's shape "
+                f"{x.shape}"
+            )
+        return arrays, {**aux, mask_name: m}
+
+    return convert
 
 
 def _sample_normal(scale=2.0):
@@ -145,80 +148,29 @@ def _sample_normal(scale=2.0):
     return sample
 
 
-def _finish(public, prim: Primitive, general: Primitive, call, reference):
-    """Give a wrapper the attributes a primitive's public function carries."""
-    public.primitive = prim
-    public.reference = reference
-    public.masked_primitive = general
-
-    def fwd_mode(*args, **kwargs):
-        return call(True, *args, **kwargs)
-
-    fwd_mode.__name__ = public.__name__
-    fwd_mode.__doc__ = f"Forward-mode variant of fnnet.{public.__name__} (custom_jvp over the hand JVP)."
-    public.forward_mode = fwd_mode
-    return public
-
-
-def _axis_op_with_mask(name, *, forward, fwd, bwd, jvp, reference, derivation, doc):
-    """softmax and log_softmax: the registered primitive over ``x`` and an unregistered twin over
-    ``(x, where)`` sharing the same rules, behind one public ``name(x, axis=-1, where=None)``."""
-    common = dict(forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
-                  static=_SOFTMAX_STATIC, doc=doc)
-    prim = define(
-        name, arg_names=("x",), validate=lambda x, axis=-1: _validate_axis(name, x, axis=axis),
-        sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
-        derivation=derivation, **common,
-    )
-    masked = define(
-        name, arg_names=("x", "where"), register=False,
-        validate=lambda x, w, axis=-1: _validate_axis(name, x, axis=axis), **common,
-    )
-    where_ = f"fnnet.{name}"
-
-    def call(forward_mode, x, axis=-1, where=None):
-        use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
-        if where is None:
-            return use(prim)(x, axis=axis)
-        x = as_float_array(x, "x", where_)
-        return use(masked)(x, _as_mask(where, x, where_), axis=axis)
-
-    def public(x, axis=-1, where=None):
-        return call(False, x, axis, where)
-
-    public.__name__ = public.__qualname__ = name
-    public.__module__ = "fnnet"
-    public.__doc__ = doc
-    return _finish(public, prim, masked, call, reference)
-
-
 # ---------------------------------------------------------------------------------------------
 # softmax
 # ---------------------------------------------------------------------------------------------
 
 
-def _softmax_forward(x, mask_f=None, *, axis=-1):
-    mask = _mask_of(mask_f)
+def _softmax_forward(x, where=None, axis=-1):
     axes = _axes(axis, x.ndim, "fnnet.softmax")
-    return _normalize(_shifted(x, axes, mask)[2], axes, mask)
+    return _normalize(_shifted(x, axes, where)[2], axes, where)
 
 
-def _softmax_fwd(x, mask_f=None, *, axis=-1):
-    y = _softmax_forward(x, mask_f, axis=axis)
-    return y, (y, mask_f)
+def _softmax_fwd(x, where=None, axis=-1):
+    y = _softmax_forward(x, where, axis=axis)
+    return y, y
 
 
-def _softmax_bwd(res, g, *, axis=-1):
-    y, mask_f = res
-    axes = _axes(axis, y.ndim, "fnnet.softmax")
-    dx = _softmax_vjp(y, _masked(g, _mask_of(mask_f)), axes)
-    return (dx,) if mask_f is None else (dx, jnp.zeros_like(mask_f))
+def _softmax_bwd(y, g, where=None, axis=-1):
+    # y is 0 at masked entries; g is masked too so that a non-finite cotangent there cannot leak.
+    return (_softmax_vjp(y, _masked(g, where), _axes(axis, y.ndim, "fnnet.softmax")),)
 
 
-def _softmax_jvp(primals, tangents, out, *, axis=-1):
-    mask_f = primals[1] if len(primals) > 1 else None
+def _softmax_jvp(primals, tangents, out, where=None, axis=-1):
     axes = _axes(axis, out.ndim, "fnnet.softmax")
-    return _softmax_vjp(out, _masked(tangents[0], _mask_of(mask_f)), axes)  # J is symmetric
+    return _softmax_vjp(out, _masked(tangents[0], where), axes)  # J is symmetric
 
 
 def _softmax_reference(x, axis=-1, where=None):
@@ -230,7 +182,21 @@ def _softmax_reference(x, axis=-1, where=None):
     return e / jnp.sum(e, axis, keepdims=True)
 
 
-_SOFTMAX_DOC = r"""Softmax :math:`y_i = e^{x_i} / Σ_j e^{x_j}` over ``axis`` (jax.nn.softmax's signature).
+def _validate_axis(fname):
+    def validate(x, axis=-1, **_):
+        _axes(axis, x.ndim, fname)
+
+    return validate
+
+
+softmax = define(
+    "softmax",
+    forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
+    reference=_softmax_reference, arg_names=("x",), static={"axis": -1, "where": None},
+    traced=("where",), convert=_mask_convert("fnnet.softmax"), validate=_validate_axis("fnnet.softmax"),
+    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+    derivation="∂y_i/∂x_j = y_i(δ_ij − y_j) ⇒ Jᵀg = y ⊙ (g − ⟨g, y⟩)",
+    doc=r"""Softmax :math:`y_i = e^{x_i} / Σ_j e^{x_j}` over ``axis`` (jax.nn.softmax's signature).
 
 Arguments:
   x: floating array. axis: int, tuple of ints or None (all axes); static.
@@ -242,17 +208,8 @@ Returns:
 Derivative: :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`; VJP :math:`y ⊙ (g − ⟨g, y⟩)`, JVP the same with
 ``t`` (the Jacobian is symmetric). Computed as ``exp(x − max) / Σ``; entries equal to an infinite
 maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
-"""
-
-# Declared as the tuple (-1,) (the same axes as -1): the mechanism type-checks a hyperparameter against a
-# numeric default, and jax.nn's axis is int | tuple | None. _axes() validates it instead. The public
-# functions' signatures keep jax.nn's default, -1.
-_SOFTMAX_STATIC = {"axis": (-1,)}
-softmax = _axis_op_with_mask(
-    "softmax", forward=_softmax_forward, fwd=_softmax_fwd, bwd=_softmax_bwd, jvp=_softmax_jvp,
-    reference=_softmax_reference, doc=_SOFTMAX_DOC,
-    derivation="∂y_i/∂x_j = y_i(δ_ij − y_j) ⇒ Jᵀg = y ⊙ (g − ⟨g, y⟩)",
-)
+""",
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,41 +217,36 @@ softmax = _axis_op_with_mask(
 # ---------------------------------------------------------------------------------------------
 
 
-def _log_softmax_parts(x, mask_f, axis):
-    mask = _mask_of(mask_f)
+def _log_softmax_parts(x, where, axis):
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
-    _, shifted, e = _shifted(x, axes, mask)
+    _, shifted, e = _shifted(x, axes, where)
     out = shifted - jnp.log(jnp.sum(e, axis=axes, keepdims=True))
-    if mask is not None:
-        out = jnp.where(mask, out, -jnp.inf)
-    return out, _normalize(e, axes, mask)
+    if where is not None:
+        out = jnp.where(where, out, -jnp.inf)
+    return out, e, axes
 
 
-def _log_softmax_forward(x, mask_f=None, *, axis=-1):
-    return _log_softmax_parts(x, mask_f, axis)[0]
+def _log_softmax_forward(x, where=None, axis=-1):
+    return _log_softmax_parts(x, where, axis)[0]
 
 
-def _log_softmax_fwd(x, mask_f=None, *, axis=-1):
-    out, y = _log_softmax_parts(x, mask_f, axis)
-    return out, (y, mask_f)
+def _log_softmax_fwd(x, where=None, axis=-1):
+    out, e, axes = _log_softmax_parts(x, where, axis)
+    return out, _normalize(e, axes, where)
 
 
-def _log_softmax_bwd(res, g, *, axis=-1):
-    y, mask_f = res
+def _log_softmax_bwd(y, g, where=None, axis=-1):
     axes = _axes(axis, y.ndim, "fnnet.log_softmax")
-    gm = _masked(g, _mask_of(mask_f))  # a masked output is the constant −inf: its cotangent is dropped
-    dx = gm - y * jnp.sum(gm, axis=axes, keepdims=True)
-    return (dx,) if mask_f is None else (dx, jnp.zeros_like(mask_f))
+    gm = _masked(g, where)  # a masked output is the constant −inf: its cotangent is dropped
+    return (gm - y * jnp.sum(gm, axis=axes, keepdims=True),)
 
 
-def _log_softmax_jvp(primals, tangents, out, *, axis=-1):
+def _log_softmax_jvp(primals, tangents, out, where=None, axis=-1):
     x = primals[0]
-    mask_f = primals[1] if len(primals) > 1 else None
-    mask = _mask_of(mask_f)
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
-    y = _normalize(_shifted(x, axes, mask)[2], axes, mask)
-    t = _masked(tangents[0], mask)
-    return _masked(t - jnp.sum(t * y, axis=axes, keepdims=True), mask)
+    y = _normalize(_shifted(x, axes, where)[2], axes, where)
+    t = _masked(tangents[0], where)
+    return _masked(t - jnp.sum(t * y, axis=axes, keepdims=True), where)
 
 
 def _log_softmax_reference(x, axis=-1, where=None):
@@ -308,7 +260,15 @@ def _log_softmax_reference(x, axis=-1, where=None):
     return out if where is None else jnp.where(where, out, -jnp.inf)
 
 
-_LOG_SOFTMAX_DOC = r"""Log-softmax :math:`x_i − \log Σ_j e^{x_j}` over ``axis`` (jax.nn's signature).
+log_softmax = define(
+    "log_softmax",
+    forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd, jvp=_log_softmax_jvp,
+    reference=_log_softmax_reference, arg_names=("x",), static={"axis": -1, "where": None},
+    traced=("where",), convert=_mask_convert("fnnet.log_softmax"),
+    validate=_validate_axis("fnnet.log_softmax"),
+    sample=_sample_normal(), variants=({"axis": -1}, {"axis": 0}, {"axis": None}),
+    derivation="o = x − lse(x) ⇒ ∂o_i/∂x_j = δ_ij − y_j ⇒ Jᵀg = g − y·Σg",
+    doc=r"""Log-softmax :math:`x_i − \log Σ_j e^{x_j}` over ``axis`` (jax.nn's signature).
 
 Arguments:
   x: floating array. axis: int, tuple of ints or None; static.
@@ -320,13 +280,8 @@ Returns:
 Derivative: :math:`∂o_i/∂x_j = δ_{ij} − y_j` with y = softmax(x); VJP :math:`g − y·Σg`, JVP
 :math:`t − ⟨t, y⟩`. Computed as ``(x − m) − log Σ e^{x − m}``, never as ``log(softmax)`` (which is
 ``−inf`` once a probability underflows): ``log_softmax([0, -1e4]) = [0, -1e4]``.
-"""
-
-log_softmax = _axis_op_with_mask(
-    "log_softmax", forward=_log_softmax_forward, fwd=_log_softmax_fwd, bwd=_log_softmax_bwd,
-    jvp=_log_softmax_jvp, reference=_log_softmax_reference, doc=_LOG_SOFTMAX_DOC,
-    derivation="o = x − lse(x) ⇒ ∂o_i/∂x_j = δ_ij − y_j ⇒ Jᵀg = g − y·Σg",
-)
+""",
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,40 +289,29 @@ log_softmax = _axis_op_with_mask(
 # ---------------------------------------------------------------------------------------------
 
 
-def _lse_parts(a, b, mask_f, axis):
-    """``(m, S, p, q, axes)`` with w = e^{a−m}: S = Σ b·w (b = 1 if absent) over the included entries,
-    p = b·w/S (∂out/∂a), q = w/S (∂out/∂b, also at b = 0). Entries with b = 0 are excluded from the
-    maximum and the sum, as in jax.nn (so ``a = inf`` there cannot poison the value)."""
+def _lse_parts(a, b, where, axis):
+    """``(m, S, p, axes)`` with w = e^{a−m}: S = Σ b·w (b = 1 if absent) over the included entries and
+    p = b·w/S (∂out/∂a). Entries with b = 0 are excluded from the maximum and the sum, as in jax.nn
+    (so ``a = inf`` there cannot poison the value)."""
     axes = _axes(axis, a.ndim, "fnnet.logsumexp")
-    mask = _mask_of(mask_f)
-    eff = mask
+    eff = where
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
-        eff = nz if mask is None else (mask & nz)
-    m, shifted, e = _shifted(a, axes, eff)
-    if b is None:
-        s = jnp.sum(e, axis=axes, keepdims=True)
-        p, q = e, None
-    else:
-        bw = jnp.where(eff, b * e, 0.0)
-        s = jnp.sum(bw, axis=axes, keepdims=True)
-        p = bw
-        # ∂out/∂b_j = w_j/S holds at b_j = 0 too (jax.nn returns 0 there): w is recomputed for the
-        # excluded entries; a masked (`where`) entry stays 0.
-        q = _masked(jnp.exp(shifted), mask)
+        eff = nz if where is None else (where & nz)
+    m, _, e = _shifted(a, axes, eff)
+    p = e if b is None else jnp.where(eff, b * e, 0.0)
+    s = jnp.sum(p, axis=axes, keepdims=True)
     if eff is not None:
         # An empty slice has S = 0 and every w = 0: divide by 1 so its gradient is 0, as in jax.nn.
         # (A slice whose b-weighted terms cancel keeps S = 0: out = −inf, an infinite gradient.)
-        empty = ~jnp.any(eff, axis=axes, keepdims=True)
-        s_div = jnp.where(empty, 1.0, s)
+        s_div = jnp.where(~jnp.any(eff, axis=axes, keepdims=True), 1.0, s)
     else:
         s_div = s
-    p = p / s_div
-    q = None if q is None else q / s_div
-    return m, s, p, q, axes
+    return m, s, p / s_div, axes
 
 
 def _lse_values(m, s, axes, keepdims, return_sign, has_b):
+    # An empty (or fully masked) slice has m = −inf (the initial value) and S = 0: −inf, as jax.nn.
     out = m + jnp.log(jnp.abs(s))
     sign = jnp.sign(s)
     if has_b and not return_sign:
@@ -377,94 +321,67 @@ def _lse_values(m, s, axes, keepdims, return_sign, has_b):
     return (out, sign) if return_sign else out
 
 
-def _lse_unpack(arrays):
-    a, *rest = arrays
-    b = rest[0] if len(rest) > 0 else None
-    mask_f = rest[1] if len(rest) > 1 else None
-    return a, b, mask_f
-
-
-def _lse_forward(*arrays, axis=None, keepdims=False, return_sign=False):
-    a, b, mask_f = _lse_unpack(arrays)
-    m, s, _, _, axes = _lse_parts(a, b, mask_f, axis)
+def _lse_forward(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
+    m, s, _, axes = _lse_parts(a, b, where, axis)
     return _lse_values(m, s, axes, keepdims, return_sign, b is not None)
 
 
-def _lse_fwd(*arrays, axis=None, keepdims=False, return_sign=False):
-    a, b, mask_f = _lse_unpack(arrays)
-    m, s, p, q, axes = _lse_parts(a, b, mask_f, axis)
-    out = _lse_values(m, s, axes, keepdims, return_sign, b is not None)
-    return out, (p, q, b, mask_f)  # b only for its shape (unbroadcast); it is alive anyway
+def _lse_fwd(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
+    m, s, p, axes = _lse_parts(a, b, where, axis)
+    return _lse_values(m, s, axes, keepdims, return_sign, b is not None), p
 
 
-def _expand(g, axes, keepdims):
-    return g if keepdims else jnp.expand_dims(g, axes)
-
-
-def _lse_bwd(res, g, *, axis=None, keepdims=False, return_sign=False):
-    p, q, b, mask_f = res
+def _lse_bwd(p, g, b=None, where=None, axis=None, keepdims=False, return_sign=False):
     axes = _axes(axis, p.ndim, "fnnet.logsumexp")
     if return_sign:
         g = g[0]  # the sign is piecewise constant: its cotangent contributes nothing
-    ge = _expand(g, axes, keepdims)
-    cts = [ge * p]
-    if q is not None:
-        cts.append(unbroadcast(ge * q, b.shape))
-    if mask_f is not None:
-        cts.append(jnp.zeros_like(mask_f))
-    return tuple(cts)
+    return ((g if keepdims else jnp.expand_dims(g, axes)) * p,)
 
 
-def _lse_jvp(primals, tangents, out, *, axis=None, keepdims=False, return_sign=False):
-    a, b, mask_f = _lse_unpack(primals)
-    _, _, p, q, axes = _lse_parts(a, b, mask_f, axis)
-    t = jnp.sum(p * tangents[0], axis=axes, keepdims=True)
-    if q is not None:
-        t = t + jnp.sum(q * tangents[1], axis=axes, keepdims=True)
-    if not keepdims:
-        t = jnp.squeeze(t, axes)
+def _lse_jvp(primals, tangents, out, b=None, where=None, axis=None, keepdims=False, return_sign=False):
+    _, _, p, axes = _lse_parts(primals[0], b, where, axis)
+    t = jnp.sum(p * tangents[0], axis=axes, keepdims=keepdims)
     return (t, jnp.zeros_like(out[1])) if return_sign else t
 
 
 def _lse_reference(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
     """Plain jnp: m + log Σ b·exp(a − m), the maximum m held constant (it cancels mathematically)."""
-    axes = None if axis is None else axis
-    m = jax.lax.stop_gradient(jnp.max(a, axes, keepdims=True, where=where, initial=-jnp.inf))
+    m = jax.lax.stop_gradient(jnp.max(a, axis, keepdims=True, where=where, initial=-jnp.inf))
     m = jnp.where(jnp.isfinite(m), m, 0.0)
     terms = jnp.exp(a - m) if b is None else b * jnp.exp(a - m)
-    s = jnp.sum(terms, axes, keepdims=True, where=where)
+    s = jnp.sum(terms, axis, keepdims=True, where=where)
     out = m + jnp.log(jnp.abs(s))
     sign = jnp.sign(s)
     if not keepdims:
-        out, sign = jnp.squeeze(out, axes), jnp.squeeze(sign, axes)
+        out, sign = jnp.squeeze(out, axis), jnp.squeeze(sign, axis)
     if return_sign:
         return out, sign
     return out if b is None else jnp.where(sign < 0, jnp.nan, out)
 
 
-_LSE_DOC = r"""Log-sum-exp :math:`\log Σ_i b_i e^{a_i}` over ``axis`` (jax.nn.logsumexp's signature).
+def _lse_convert(arrays, aux, static):
+    """``b`` in ``a``'s dtype; where ``b`` is larger than ``a``, ``a`` is broadcast first (the
+    broadcast's transpose sums its cotangent back)."""
+    (a,) = arrays
+    b = aux.get("b")
+    if b is not None:
+        b = jnp.asarray(b)
+        if not jnp.issubdtype(b.dtype, jnp.number) or jnp.issubdtype(b.dtype, jnp.complexfloating):
+            raise TypeError(f"fnnet.logsumexp: 'b' must be a real array; got dtype {b.dtype}")
+        b = b.astype(jnp.result_type(a, b))
+        a = a.astype(b.dtype)
+        try:
+            shape = np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"fnnet.logsumexp: 'b' of shape {b.shape} does not broadcast with 'a' of shape {a.shape}"
+            ) from None
+        a = jnp.broadcast_to(a, shape)
+        aux = {**aux, "b": b}
+    return _mask_convert("fnnet.logsumexp")((a,), aux, static)
 
-Arguments:
-  a: floating array. axis: int, tuple of ints or None (all axes; the default); static.
-  b: optional weights of ``a``'s dtype, broadcastable to ``a``; entries with ``b = 0`` are excluded
-    (as in jax.nn). keepdims: keep the reduced axes with size 1; static.
-  return_sign: return ``(log|Σ b e^a|, sign(Σ b e^a))``; without it a negative sum gives NaN.
-  where: optional boolean mask; masked entries take no part (an empty slice gives ``−inf``).
 
-Returns:
-  ``a`` reduced over ``axis`` (or the pair with ``return_sign``).
-
-Derivative: with :math:`w_i = e^{a_i − m}` and :math:`S = Σ b_i w_i`,
-:math:`∂/∂a_i = b_i w_i / S` (softmax(a) when b is absent) and :math:`∂/∂b_i = w_i / S`; the sign's
-cotangent is ignored (it is piecewise constant). jax.nn returns ∂/∂b_i = 0 where b_i = 0; fnnet the
-exact w_i/S. Computed as ``m + log Σ b·e^{a − m}``; ``logsumexp([1, inf]) = inf`` with gradient
-``[0, 1]`` (jax.nn: ``[0, nan]``).
-"""
-
-_LSE_STATIC = {"axis": None, "keepdims": False, "return_sign": False}
-
-
-def _validate_lse(a, *rest, axis=None, keepdims=False, return_sign=False):
+def _validate_lse(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
     _axes(axis, a.ndim, "fnnet.logsumexp")
     if not isinstance(keepdims, bool) or not isinstance(return_sign, bool):
         raise TypeError(
@@ -472,65 +389,33 @@ def _validate_lse(a, *rest, axis=None, keepdims=False, return_sign=False):
         )
 
 
-_lse_prim = define(
+logsumexp = define(
     "logsumexp",
     forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
-    reference=_lse_reference, arg_names=("a",), static=_LSE_STATIC,
-    validate=_validate_lse, sample=_sample_normal(),
+    reference=_lse_reference, arg_names=("a",),
+    static={"axis": None, "b": None, "keepdims": False, "return_sign": False, "where": None},
+    traced=("b", "where"), convert=_lse_convert, validate=_validate_lse, sample=_sample_normal(),
     variants=({"axis": None}, {"axis": -1}, {"axis": 0, "keepdims": True}),
     derivation="∂/∂a_i log Σ e^{a_j} = e^{a_i}/Σ e^{a_j} = softmax(a)_i",
-    doc=_LSE_DOC,
-)
-_lse_general = define(
-    "logsumexp",
-    forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
-    reference=_lse_reference, arg_names=("a", "b", "where"), static=_LSE_STATIC,
-    validate=_validate_lse, doc=_LSE_DOC, register=False,
-)
-_lse_b = define(
-    "logsumexp",
-    forward=_lse_forward, fwd=_lse_fwd, bwd=_lse_bwd, jvp=_lse_jvp,
-    reference=_lse_reference, arg_names=("a", "b"), static=_LSE_STATIC,
-    validate=_validate_lse, doc=_LSE_DOC, register=False,
-)
+    doc=r"""Log-sum-exp :math:`\log Σ_i b_i e^{a_i}` over ``axis`` (jax.nn.logsumexp's signature).
 
+Arguments:
+  a: floating array. axis: int, tuple of ints or None (all axes; the default); static.
+  b: optional weights broadcastable with ``a``; entries with ``b = 0`` are excluded (as in jax.nn).
+  keepdims: keep the reduced axes with size 1; static.
+  return_sign: return ``(log|Σ b e^a|, sign(Σ b e^a))``; without it a negative sum gives NaN.
+  where: optional boolean mask; masked entries take no part (an empty slice gives ``−inf``).
 
-def _logsumexp_call(forward_mode, a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
-    use = (lambda p: p.forward_mode) if forward_mode else (lambda p: p.fn)
-    static = dict(axis=axis, keepdims=keepdims, return_sign=return_sign)
-    if b is None and where is None:
-        return use(_lse_prim)(a, **static)
-    fname = "fnnet.logsumexp"
-    a = as_float_array(a, "a", fname)
-    if b is None:
-        b_arr = jnp.ones((), a.dtype)
-    else:
-        b_arr = (
-            jnp.asarray(b, a.dtype) if isinstance(b, (int, float)) and not isinstance(b, bool)
-            else as_float_array(b, "b", fname)
-        )
-        if b_arr.dtype != a.dtype:
-            raise TypeError(f"{fname}: 'b' must have a's dtype {a.dtype}; got {b_arr.dtype}")
-    try:
-        shape = np.broadcast_shapes(a.shape, b_arr.shape)
-    except ValueError:
-        raise ValueError(
-            f"{fname}: 'b' of shape {b_arr.shape} does not broadcast with 'a' of shape {a.shape}"
-        ) from None
-    if shape != a.shape:
-        # b is larger than a: broadcast a first (jnp.broadcast_to's transpose sums its cotangent back).
-        a = jnp.broadcast_to(a, shape)
-    if where is None:
-        return use(_lse_b)(a, b_arr, **static)
-    return use(_lse_general)(a, b_arr, _as_mask(where, a, fname), **static)
+Returns:
+  ``a`` reduced over ``axis`` (or the pair with ``return_sign``).
 
-
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
-    return _logsumexp_call(False, a, axis, b, keepdims, return_sign, where)
-
-
-logsumexp.__doc__ = _LSE_DOC
-_finish(logsumexp, _lse_prim, _lse_general, _logsumexp_call, _lse_reference)
+Derivative: with :math:`w_i = e^{a_i − m}` and :math:`S = Σ b_i w_i`, the hand rule gives
+:math:`∂/∂a_i = b_i w_i / S` (softmax(a) when b is absent). ``b`` is not covered by the hand rule: its
+derivative :math:`w_i / S` comes from autodiff of the forward (0 where b_i = 0, as in jax.nn). The
+sign's cotangent is ignored (it is piecewise constant). ``logsumexp([1, inf]) = inf`` with gradient
+``[0, 1]`` (jax.nn: ``[0, nan]``).
+""",
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,7 +630,9 @@ def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
 
 
 gumbel_softmax.__doc__ = _GUMBEL_DOC
-_finish(gumbel_softmax, _gumbel_prim, _gumbel_prim, _gumbel_call, _gumbel_reference)
+gumbel_softmax.__module__ = "fnnet"
+gumbel_softmax.primitive = _gumbel_prim
+gumbel_softmax.reference = _gumbel_reference
 
 
 # ---------------------------------------------------------------------------------------------

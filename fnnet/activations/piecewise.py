@@ -158,6 +158,7 @@ leaky_relu = elementwise(
     lambda x, y, negative_slope=0.01: _select(x >= 0, 1.0, negative_slope, x),
     reference=lambda x, negative_slope=0.01: jnp.maximum(x, 0) + negative_slope * jnp.minimum(x, 0),
     static={"negative_slope": 0.01},
+    traced=("negative_slope",),
     kinks=(Kink(0.0, 1.0, torch=0.01, note="jax.nn takes the right side (x >= 0); torch the left, α"),),
     variants=({"negative_slope": 0.01}, {"negative_slope": 0.2}),
     derivation="x ≥ 0: 1; x < 0: α",
@@ -389,8 +390,8 @@ hardshrink = define(
     sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
     variants=({"lambd": 0.5}, {"lambd": 1.5}),
     derivation="[|x| > λ]",
-    _df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
-    _saves="x",
+    df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
+    saves="x",
 ).fn
 
 
@@ -439,8 +440,8 @@ softshrink = define(
     sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
     variants=({"lambd": 0.5}, {"lambd": 1.5}),
     derivation="[|x| > λ]",
-    _df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
-    _saves="x",
+    df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
+    saves="x",
 )
 softshrink = softshrink.fn
 
@@ -488,8 +489,8 @@ _threshold_primitive = define(
     sample=_sampler(lambda threshold=0.0, value=0.0: [threshold], (-3.0, 3.0)),
     variants=({"threshold": 0.0, "value": 0.0}, {"threshold": 0.5, "value": -2.0}),
     derivation="[x > θ]",
-    _df=lambda x, y, threshold=0.0, value=0.0: _dthreshold(x, threshold),
-    _saves="x",
+    df=lambda x, y, threshold=0.0, value=0.0: _dthreshold(x, threshold),
+    saves="x",
 )
 
 

@@ -292,6 +292,7 @@ elu = elementwise(
     "elu", _elu, _delu,
     reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     static={"alpha": 1.0},
+    traced=("alpha",),
     kinks=(Kink(0.0, 1.0, note="smooth when alpha = 1; for alpha ≠ 1 the rule takes the left side, α"),),
     variants=({"alpha": 1.0}, {"alpha": 0.5}),
     derivation="x > 0: 1; x ≤ 0: αe^x (from x, not y + α, which cancels as y → −α)",
@@ -321,6 +322,7 @@ celu = elementwise(
     lambda x, y, alpha=1.0: jnp.where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0) / alpha)).astype(x.dtype),
     reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x) / alpha) - 1)),
     static={"alpha": 1.0},
+    traced=("alpha",),
     variants=({"alpha": 1.0}, {"alpha": 2.0}),
     derivation="x > 0: 1; x ≤ 0: e^{x/α} (continuously differentiable for every α)",
 ).fn
