@@ -268,11 +268,15 @@ def _promote(value, name: str, where: str):
     if jnp.issubdtype(dtype, jnp.floating):
         return value
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.promote_types(dtype, float)))
+        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.float64))
     raise TypeError(
         f"{where}: argument '{name}' must have a floating dtype ({_FLOAT_DTYPES}) or an integer "
         f"dtype (promoted as jax.numpy promotes); got {dtype}"
     )
+
+
+def _weak(v):
+    return bool(getattr(getattr(v, "aval", None), "weak_type", False))
 
 
 def _is_float(v):
@@ -357,6 +361,10 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
             if v is REQUIRED:
                 raise TypeError(f"{where}{sig}: missing a required argument: {k!r}")
         diff = [_promote(values[a], a, where) for a in arg_names]
+        if len(diff) > 1 and any(_weak(d) for d in diff):
+            # A Python scalar beside an array takes the array's dtype (jax.numpy's weak typing).
+            common = jnp.result_type(*diff)
+            diff = [d.astype(common) if _weak(d) else d for d in diff]
         static = tuple(
             (k, static_value(values[k], k, where, params[k])) for k in static_names
         )
@@ -374,25 +382,49 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
     traced.__signature__ = sig
     jitted = jax.jit(traced, static_argnames=tuple(static_names))
 
+    def explain(args, kwargs, err):
+        """jax.jit refused the call before fnnet's checks ran: say which argument, in fnnet's words."""
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as e:
+            return TypeError(f"{where}{sig}: {e}")
+        for k, v in bound.arguments.items():
+            if k in static_names:
+                if isinstance(v, jax.core.Tracer):
+                    return TypeError(
+                        f"{where}: hyperparameter '{k}' is static (it fixes the computation when the "
+                        f"function is traced, as in jax.nn); got a traced {v.dtype}{list(v.shape)} "
+                        "value: pass a Python value"
+                    )
+                try:
+                    hash(v)
+                except TypeError:
+                    return TypeError(
+                        f"{where}: hyperparameter '{k}' must be hashable (a number, bool, str, None or "
+                        f"tuple); got {type(v).__name__} {v!r}"
+                    )
+            else:
+                for leaf in jax.tree.leaves(v):
+                    if isinstance(leaf, (str, bytes)) or not (
+                        hasattr(leaf, "dtype") or isinstance(leaf, (int, float, complex, bool))
+                    ):
+                        what = "argument" if k in arg_names else "hyperparameter"
+                        return TypeError(
+                            f"{where}: {what} '{k}' must be an array or a real number; got "
+                            f"{type(leaf).__name__} {leaf!r}"
+                        )
+        return None
+
     def public(*args, **kwargs):
         try:
             return jitted(*args, **kwargs)
         except (TypeError, ValueError) as err:
-            # jax.jit's own refusals, before our code runs: say which argument in our words.
-            msg = str(err)
-            if msg.startswith("fnnet."):
+            if str(err).startswith("fnnet."):
                 raise
-            if "Non-hashable static arguments" in msg or "unhashable" in msg:
-                raise TypeError(
-                    f"{where}: the hyperparameters {', '.join(static_names)} must be hashable "
-                    f"(a number, bool, str, None or tuple); {msg.splitlines()[0]}"
-                ) from None
-            if "is not a valid JAX type" in msg:
-                raise TypeError(f"{where}: {msg.splitlines()[0]}") from None
-            if "got an unexpected keyword argument" in msg or "missing" in msg and "argument" in msg \
-                    or "too many positional" in msg or "multiple values" in msg:
-                raise TypeError(f"{where}{sig}: {msg.splitlines()[0]}") from None
-            raise
+            better = explain(args, kwargs, err)
+            if better is None:
+                raise
+            raise better from None
 
     public.__name__ = public.__qualname__ = name
     public.__signature__ = sig
@@ -561,7 +593,9 @@ def elementwise(
         d = df(x, y, **kw)
         if not nan_select:
             return d
-        r = x if x is not None else y
+        # The output is NaN exactly where the input is (f maps NaN to NaN): test it when it is saved,
+        # so that a rule reading only y does not keep x alive for the select.
+        r = y if y is not None else x
         return jnp.where(jnp.isnan(r), r, d)
 
     def fwd(x, **kw):

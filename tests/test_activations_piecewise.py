@@ -147,7 +147,7 @@ def test_every_function_runs_a_hand_rule(name):
     f = getattr(fnnet, name)
     args = {"threshold": (0.5, 0.0), "prelu": (jnp.ones(1),)}.get(name, ())
     jaxpr = str(jax.make_jaxpr(lambda x: f(x, *args))(jnp.ones((2, 3))))
-    assert "custom_vjp_call" in jaxpr
+    assert "custom_jvp_call" in jaxpr
 
 
 # ----- kinks ---------------------------------------------------------------------------------------
@@ -333,8 +333,8 @@ def test_prelu_errors():
         fnnet.prelu(jnp.ones((2, 3)), jnp.ones((1, 3)))
     with pytest.raises(TypeError, match="'weight' must have the dtype of 'input' \\(float32\\); got float64"):
         fnnet.prelu(jnp.ones((2, 3), jnp.float32), jnp.ones(3, jnp.float64))
-    with pytest.raises(TypeError, match="'input'.*int32"):
-        fnnet.prelu(jnp.ones((2, 3), jnp.int32), jnp.ones(3))
+    with pytest.raises(TypeError, match="'input'.*bool"):
+        fnnet.prelu(jnp.ones((2, 3), bool), jnp.ones(3))
 
 
 # ----- rrelu ---------------------------------------------------------------------------------------
@@ -405,11 +405,14 @@ def test_softshrink_negative_lambd_is_refused():
         fnnet.softshrink(jnp.ones(2), -0.5)
 
 
-def test_integer_input_is_refused():
-    with pytest.raises(TypeError, match="argument 'x' must have a floating dtype.*int32"):
-        fnnet.relu(jnp.arange(3, dtype=jnp.int32))
-    with pytest.raises(TypeError, match="argument 'input'.*int32"):
-        fnnet.threshold(jnp.arange(3, dtype=jnp.int32), 0.0, 0.0)
+def test_integer_input_is_promoted_to_the_default_float():
+    """As jax.numpy promotes (jnp.sin(int32) is float): integers take the default float dtype."""
+    y = fnnet.relu(jnp.arange(-1, 2, dtype=jnp.int32))
+    assert y.dtype == jnp.float64  # x64 is on in the tests
+    np.testing.assert_array_equal(y, [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(fnnet.threshold(jnp.arange(3, dtype=jnp.int32), 0.5, -1.0), [-1.0, 1.0, 2.0])
+    with pytest.raises(TypeError, match="argument 'x' must have a floating dtype.*bool"):
+        fnnet.relu(jnp.ones(3, bool))
 
 
 def test_threshold_requires_both_hyperparameters():
@@ -417,9 +420,12 @@ def test_threshold_requires_both_hyperparameters():
         fnnet.threshold(jnp.ones(2), 0.5)
 
 
-def test_traced_slope_is_refused():
-    with pytest.raises(TypeError, match="'negative_slope' must be a static Python value"):
-        jax.jit(fnnet.leaky_relu)(jnp.ones(2), 0.1)
+def test_traced_slope_is_accepted_as_in_jax_nn():
+    x = jnp.array([-2.0, 3.0])
+    np.testing.assert_array_equal(jax.jit(fnnet.leaky_relu)(x, 0.1), jax.nn.leaky_relu(x, 0.1))
+    # its derivative, from autodiff of the forward (the hand rule covers x)
+    d = jax.grad(lambda a: fnnet.leaky_relu(x, a).sum())(0.1)
+    np.testing.assert_allclose(d, -2.0)
 
 
 # ----- the lecture's hard tanh --------------------------------------------------------------------

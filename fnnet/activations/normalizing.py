@@ -298,9 +298,18 @@ def _lse_parts(a, b, where, axis):
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
         eff = nz if where is None else (where & nz)
-    m, _, e = _shifted(a, axes, eff)
+    m, shifted, e = _shifted(a, axes, eff)
     p = e if b is None else jnp.where(eff, b * e, 0.0)
     s = jnp.sum(p, axis=axes, keepdims=True)
+    if b is not None:
+        # ∂out/∂b_j = w_j/S holds at b_j = 0 too (jax.nn gives 0 there). b has no hand rule (autodiff
+        # of this forward differentiates it), so the excluded entries enter S as (b − b̄)·w_j with b̄ =
+        # stop_gradient(b): exactly 0 in value, w_j in derivative (w_j = 0 where it would overflow).
+        w0 = jnp.exp(jnp.where(eff, -jnp.inf, jnp.where(jnp.isfinite(m), a - m, -jnp.inf)))
+        w0 = jnp.where(jnp.isfinite(w0), w0, 0.0)
+        if where is not None:
+            w0 = jnp.where(where, w0, 0.0)
+        s = s + jnp.sum((b - lax.stop_gradient(b)) * w0, axis=axes, keepdims=True)
     if eff is not None:
         # An empty slice has S = 0 and every w = 0: divide by 1 so its gradient is 0, as in jax.nn.
         # (A slice whose b-weighted terms cancel keeps S = 0: out = −inf, an infinite gradient.)
@@ -368,8 +377,14 @@ def _lse_convert(arrays, aux, static):
         b = jnp.asarray(b)
         if not jnp.issubdtype(b.dtype, jnp.number) or jnp.issubdtype(b.dtype, jnp.complexfloating):
             raise TypeError(f"fnnet.logsumexp: 'b' must be a real array; got dtype {b.dtype}")
-        b = b.astype(jnp.result_type(a, b))
-        a = a.astype(b.dtype)
+        try:
+            dtype = jnp.result_type(a, b)
+        except jax.dtypes.TypePromotionError:
+            raise TypeError(
+                f"fnnet.logsumexp: 'b' must have a's dtype {a.dtype}; got {b.dtype} (no implicit "
+                "promotion under jax_numpy_dtype_promotion='strict')"
+            ) from None
+        b, a = b.astype(dtype), a.astype(dtype)
         try:
             shape = np.broadcast_shapes(a.shape, b.shape)
         except ValueError:

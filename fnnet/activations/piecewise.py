@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.primitive import (
+    REQUIRED,
     Kink,
     static_value,
     uniform_avoiding,
@@ -471,38 +472,25 @@ def _dthreshold(x, threshold):
     return _keep_nan(x, _select(x <= threshold, 0.0, 1.0, x))
 
 
-# Registered with defaults θ = 0, value = 0 (relu) so that generic tools (the registry tests, the
-# verify CLI) can call it with its static defaults; the public ``threshold`` below requires both, as
-# torch.nn.functional.threshold does.
-_threshold_primitive = define(
+threshold = define(
     "threshold",
     forward=_threshold,
-    fwd=lambda x, threshold=0.0, value=0.0: (_threshold(x, threshold, value), x),
-    bwd=lambda x, g, threshold=0.0, value=0.0: (g * _dthreshold(x, threshold),),
-    jvp=lambda p, t, out, threshold=0.0, value=0.0: t[0] * _dthreshold(p[0], threshold),
-    reference=lambda input, threshold=0.0, value=0.0: jnp.where(input > threshold, input, jnp.full_like(input, value)),
+    fwd=lambda x, threshold, value: (_threshold(x, threshold, value), x),
+    bwd=lambda x, g, threshold, value: (g * _dthreshold(x, threshold),),
+    jvp=lambda p, t, out, threshold, value: t[0] * _dthreshold(p[0], threshold),
+    reference=lambda input, threshold, value: jnp.where(input > threshold, input, jnp.full_like(input, value)),
     arg_names=("input",),
-    static={"threshold": 0.0, "value": 0.0},
+    static={"threshold": REQUIRED, "value": REQUIRED},  # required, as in torch.nn.functional.threshold
     elementwise=True,
-    kinks=(Kink(0.0, 0.0, note="at x = threshold (0 for the registered defaults); torch: x <= θ ⇒ 0"),),
+    kinks=(Kink(0.0, 0.0, note="at x = threshold; torch: x <= θ ⇒ 0"),),
     domain=(-3.0, 3.0),
     sample=_sampler(lambda threshold=0.0, value=0.0: [threshold], (-3.0, 3.0)),
     variants=({"threshold": 0.0, "value": 0.0}, {"threshold": 0.5, "value": -2.0}),
     derivation="[x > θ]",
-    df=lambda x, y, threshold=0.0, value=0.0: _dthreshold(x, threshold),
+    df=lambda x, y, threshold, value: _dthreshold(x, threshold),
     saves="x",
-)
-
-
-def threshold(input, threshold, value):
-    return _threshold_primitive.fn(input, threshold, value)
-
-
-threshold.__doc__ = _threshold.__doc__
-threshold.__module__ = "fnnet"
-threshold.primitive = _threshold_primitive
-threshold.reference = _threshold_primitive.reference
-threshold.forward_mode = _threshold_primitive.forward_mode
+    doc=_threshold.__doc__,
+).fn
 
 
 # ===== Learnable and random slopes: prelu, rrelu ====================================================
@@ -676,36 +664,38 @@ def _is_prng_key(key):
     return dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)  # a legacy raw key
 
 
-def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    r"""torch's randomized leaky ReLU (Xu et al. 2015), with an explicit PRNG key.
+def _rrelu_noise(x, key, lower, upper, training):
+    if training:
+        return jax.random.uniform(key, x.shape, x.dtype, lower, upper)
+    return jnp.asarray((lower + upper) / 2, x.dtype)
 
-    :math:`x` for :math:`x > 0`, :math:`a·x` otherwise, where
 
-    * ``training=True``: a slope :math:`a \sim U(\text{lower}, \text{upper})` drawn per element from
-      ``key`` (required);
-    * ``training=False`` (torch's default): the fixed slope :math:`a = (\text{lower} + \text{upper})/2`;
-      ``key`` is not used.
+def _rrelu_forward(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return _leaky_noise_forward(input, _rrelu_noise(input, key, lower, upper, training))
 
-    Derivative: 1 for x > 0, the *same* a for x ≤ 0 (the slopes are drawn once, in the forward pass,
-    and the hand-written VJP of :func:`rrelu_with_noise` multiplies by them). **Kink** at 0: the rule
-    returns a, torch's convention (``rrelu_with_noise_backward`` multiplies by the noise, which is a for
-    x ≤ 0; in evaluation mode torch's leaky_relu backward gives a at 0 too). The key and the bounds are
-    not differentiated.
 
-    Arguments:
-      input: array of any shape and floating dtype.
-      key: a ``jax.random.key`` (or legacy ``PRNGKey``); required when ``training=True``.
-      lower, upper: the slope range, ``lower <= upper`` (defaults 1/8 and 1/3, as torch).
-      training: sample the slopes (True) or use their mean (False, default).
+def _rrelu_fwd(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    noise = _rrelu_noise(input, key, lower, upper, training)
+    return _leaky_noise_forward(input, noise), (input, noise)
 
-    Returns:
-      An array of ``input``'s shape and dtype.
-    """
+
+def _rrelu_bwd(residuals, g, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    return _leaky_noise_bwd(residuals, g)[:1]
+
+
+def _rrelu_jvp(primals, tangents, out, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    (x,), (t,) = primals, tangents
+    noise = _rrelu_noise(x, key, lower, upper, training)
+    return _keep_nan(x, jnp.where(x > 0, t, noise * t))
+
+
+def _rrelu_reference(input, lower=1.0 / 8, upper=1.0 / 3, training=False, key=None):
+    noise = _rrelu_noise(input, key, lower, upper, training)
+    return jnp.maximum(input, 0) + noise * jnp.minimum(input, 0)
+
+
+def _rrelu_validate(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
     where = "fnnet.rrelu"
-    x = as_float_array(input, "input", where)
-    lower = static_value(lower, "lower", where)
-    upper = static_value(upper, "upper", where)
-    training = static_value(training, "training", where)
     for name, v in (("lower", lower), ("upper", upper)):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise TypeError(f"{where}: '{name}' must be a real number; got {v!r}")
@@ -724,10 +714,44 @@ def rrelu(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
                 f"{where}: 'key' must be a jax.random.key (or a uint32 PRNGKey of shape (2,)); got "
                 f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', ()))}"
             )
-        noise = jax.random.uniform(key, x.shape, x.dtype, lower, upper)
-    else:
-        noise = jnp.asarray((lower + upper) / 2, x.dtype)
-    return rrelu_with_noise(x, noise)
 
 
-rrelu.__module__ = "fnnet"
+rrelu = define(
+    "rrelu",
+    forward=_rrelu_forward, fwd=_rrelu_fwd, bwd=_rrelu_bwd, jvp=_rrelu_jvp,
+    reference=_rrelu_reference,
+    arg_names=("input",),
+    static={"lower": 1.0 / 8, "upper": 1.0 / 3, "training": False, "key": None},
+    traced=("key",),
+    validate=_rrelu_validate,
+    elementwise=True,
+    kinks=(Kink(0.0, (1 / 8 + 1 / 3) / 2, note="∂y/∂x(0) = the slope a (torch's convention)"),),
+    sample=_sampler(lambda **_: [0.0], (-4.0, 4.0)),
+    variants=({"training": False}, {"lower": 0.1, "upper": 0.3}),
+    derivation="∂y/∂x = [x > 0] + a·[x ≤ 0], a drawn once in the forward pass (training) or (l + u)/2",
+    doc=r"""torch's randomized leaky ReLU (Xu et al. 2015), with an explicit PRNG key.
+
+``rrelu(input, lower=1/8, upper=1/3, training=False, key=None)``: torch's positional order (torch's
+``inplace`` has no meaning for immutable arrays; ``key`` comes last). :math:`x` for :math:`x > 0`,
+:math:`a·x` otherwise, where
+
+* ``training=True``: a slope :math:`a \sim U(\text{lower}, \text{upper})` drawn per element from
+  ``key`` (required);
+* ``training=False`` (torch's default): the fixed slope :math:`a = (\text{lower} + \text{upper})/2`;
+  ``key`` is not used.
+
+Derivative: 1 for x > 0, the *same* a for x ≤ 0 (the slopes are drawn once, in the forward pass, and
+kept as the residual). **Kink** at 0: the rule returns a, torch's convention. The key and the bounds
+are not differentiated.
+
+Args:
+  input: array of any shape and floating dtype.
+  lower: lower end of the slope range (default 1/8, as torch); static.
+  upper: upper end, ``lower <= upper`` (default 1/3, as torch); static.
+  training: sample the slopes (True) or use their mean (False, default); static.
+  key: a ``jax.random.key`` (or legacy ``PRNGKey``); required when ``training=True``.
+
+Returns:
+  An array of ``input``'s shape and dtype.
+""",
+).fn

@@ -83,21 +83,48 @@ def _minus_root(x, root):
 
 
 # ----- sigmoid -------------------------------------------------------------------------------------
-def _sigmoid(x):
-    r"""Logistic sigmoid :math:`σ(x) = 1/(1 + e^{-x})`. Derivative :math:`σ'(x) = σ(x)σ(−x)`."""
+def _sigmoid(x, exact_tails=False):
+    r"""Logistic sigmoid :math:`σ(x) = 1/(1 + e^{-x})`. Derivative :math:`σ'(x) = σ(x)σ(−x)`.
+
+    Args:
+      x: array of any shape and floating dtype.
+      exact_tails: the backward pass's residual (static). False (default): σ' = y(1 − y) from the
+        output, as ``jax.grad(jax.nn.sigmoid)`` keeps it: no memory beyond jax.nn's, but σ' is 0
+        where y rounds to 1 (x > 17 in float32). True: σ' = e/(1+e)², e = e^{−|x|}, from the input:
+        exact everywhere, and the input stays alive until the backward pass.
+
+    Returns:
+      An array of ``x``'s shape and dtype.
+    """
     return lax.logistic(x)
 
 
+def _dsigmoid_rule(x, y, exact_tails=False):
+    # Lean (default): σ' = y(1 − y) from the output, which the next layer keeps anyway: no residual
+    # beyond jax.grad's. It loses the right tail (y rounds to 1: σ'(x) = 0 for x > 17 in float32).
+    # exact_tails=True: e/(1+e)² from the input, exact to the last bit everywhere, at the cost of
+    # keeping x alive until the backward pass (measured in docs/performance.md).
+    return _dsigmoid(x) if exact_tails else y * (1 - y)
+
+
 sigmoid = elementwise(
-    "sigmoid", _sigmoid, lambda x, y: _dsigmoid(x),
-    reference=lambda x: 1 / (1 + jnp.exp(-x)),
-    derivation="σ = 1/(1+e^{−x}) ⇒ σ' = e^{−x}/(1+e^{−x})² = σ(x)·σ(−x); written e/(1+e)², e = e^{−|x|}",
+    "sigmoid", _sigmoid, _dsigmoid_rule,
+    reference=lambda x, exact_tails=False: 1 / (1 + jnp.exp(-x)),
+    saves="xy",
+    static={"exact_tails": False},
+    variants=({"exact_tails": False}, {"exact_tails": True}),
+    derivation="σ = 1/(1+e^{−x}) ⇒ σ' = e^{−x}/(1+e^{−x})² = σ(x)·σ(−x); lean: y(1 − y); exact: e/(1+e)², e = e^{−|x|}",
 ).fn
 
 
 # ----- tanh ----------------------------------------------------------------------------------------
-def _tanh(x):
+def _tanh(x, exact_tails=False):
     r"""Hyperbolic tangent :math:`\tanh x = 2σ(2x) − 1`. Derivative :math:`\operatorname{sech}^2 x`.
+
+    ``exact_tails`` (static) chooses the backward pass's residual: False (default) computes
+    :math:`(1 − y)(1 + y)` from the output, jax.grad's residual (no extra memory; 0 where y rounds to
+    ±1, |x| > 9 in float32); True computes :math:`4e/(1+e)^2`, :math:`e = e^{−2|x|}`, from the input,
+    exact everywhere at the cost of keeping the input alive until the backward pass.
 
     float64: :math:`−m/(2 + m)`, :math:`m = \operatorname{expm1}(−2|x|)`, with the sign of x (≤ 3 ULP;
     XLA's tanh is 7 ULP off in float64 near |x| = 19). Other dtypes: XLA's tanh, which is within 4 ULP
@@ -109,11 +136,20 @@ def _tanh(x):
     return jnp.copysign(-m / (2 + m), x)
 
 
+def _dtanh_rule(x, y, exact_tails=False):
+    # Lean (default): 1 − y² = (1 − y)(1 + y) from the output (jax.grad's residual); the product form
+    # is exact in its own arithmetic (1 − y is exact for y ≥ ½). exact_tails=True: sech² from x.
+    return _sech2(x) if exact_tails else (1 - y) * (1 + y)
+
+
 tanh = elementwise(
-    "tanh", _tanh, lambda x, y: _sech2(x),
-    reference=lambda x: (jnp.exp(x) - jnp.exp(-x)) / (jnp.exp(x) + jnp.exp(-x)),
+    "tanh", _tanh, _dtanh_rule,
+    reference=lambda x, exact_tails=False: (jnp.exp(x) - jnp.exp(-x)) / (jnp.exp(x) + jnp.exp(-x)),
+    saves="xy",
+    static={"exact_tails": False},
+    variants=({"exact_tails": False}, {"exact_tails": True}),
     domain=(-3.0, 3.0),
-    derivation="tanh' = 1 − tanh² = sech²; written 4e/(1+e)², e = e^{−2|x|} (1 − y² is 0 for |x| > 19)",
+    derivation="tanh' = 1 − tanh² = sech²; lean: (1 − y)(1 + y); exact: 4e/(1+e)², e = e^{−2|x|}",
 ).fn
 
 
