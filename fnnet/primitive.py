@@ -575,6 +575,7 @@ def elementwise(
     arg_name: str = "x",
     validate: Callable | None = None,
     nan_select: bool = True,
+    register: bool = True,
 ) -> Primitive:
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
@@ -632,6 +633,7 @@ def elementwise(
         validate=validate,
         df=df,
         saves=saves,
+        register=register,
     )
 
 
