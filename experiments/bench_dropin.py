@@ -1,6 +1,6 @@
 """Is fnnet a drop-in for jax.nn at no cost? Every shared activation, timed and sized side by side.
 
-    python experiments/bench_dropin.py                  # the full set (~10 min on a loaded 2-core CPU)
+    python experiments/bench_dropin.py                  # the full set (~8 min on a loaded 2-core CPU)
     python experiments/bench_dropin.py --quick          # a few ops, small sizes, few repeats (< 60 s)
     python experiments/bench_dropin.py --json out.json  # also write the raw numbers
     python experiments/bench_dropin.py --ops relu,gelu,softmax --repeats 50
@@ -421,10 +421,10 @@ def parse_args(argv=None):
                    help="comma-separated row labels (default: every shared op; see --list)")
     p.add_argument("--list", action="store_true", help="print the row labels and exit")
     p.add_argument("--n", type=int, default=None, help="entries of the large input (default 2**20)")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 40)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 60)")
     p.add_argument("--small-repeats", type=int, default=None,
-                   help="timed rounds of the 16-entry eager case (default 400: one call is microseconds)")
-    p.add_argument("--compile-repeats", type=int, default=None, help="compile rounds (default 5)")
+                   help="timed rounds of the 16-entry eager case (default 600: one call is microseconds)")
+    p.add_argument("--compile-repeats", type=int, default=None, help="compile rounds (default 7)")
     p.add_argument("--mlp-widths", type=lambda s: [int(v) for v in s.split("-")], default=None,
                    help="MLP layer widths, e.g. 784-1024-1024-1024-10 (the default)")
     p.add_argument("--mlp-batch", type=int, default=None, help="MLP batch (default 256)")
@@ -435,8 +435,8 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
     cfg = p.parse_args(argv)
     q = cfg.quick
-    defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 40, "small_repeats": 50 if q else 400,
-                "compile_repeats": 2 if q else 5,
+    defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 60, "small_repeats": 50 if q else 600,
+                "compile_repeats": 2 if q else 7,
                 "mlp_widths": [784, 128, 128, 10] if q else [784, 1024, 1024, 1024, 10],
                 "mlp_batch": 32 if q else 256, "mlp_acts": list(QUICK_MLP_ACTS if q else MLP_ACTS),
                 "ops": list(QUICK_OPS) if q else all_labels()}
