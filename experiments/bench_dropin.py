@@ -411,6 +411,15 @@ def _git_commit() -> str | None:
         return None
 
 
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--quick", action="store_true",
@@ -435,8 +444,8 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
     cfg = p.parse_args(argv)
     q = cfg.quick
-    defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 60, "small_repeats": 50 if q else 600,
-                "compile_repeats": 2 if q else 7,
+    defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 60,
+                "small_repeats": 50 if q else 600, "compile_repeats": 2 if q else 7,
                 "mlp_widths": [784, 128, 128, 10] if q else [784, 1024, 1024, 1024, 10],
                 "mlp_batch": 32 if q else 256, "mlp_acts": list(QUICK_MLP_ACTS if q else MLP_ACTS),
                 "ops": list(QUICK_OPS) if q else all_labels()}
@@ -460,12 +469,13 @@ def main(argv=None) -> int:
     meta = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python experiments/bench_dropin.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "jax": jax.__version__, "jaxlib": getattr(jax.lib, "__version__", None) or jax.__version__,
+        "jax": jax.__version__, "jaxlib": _jaxlib_version(),
         "backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "fnnet_file": fnnet.__file__, "git_commit": _git_commit(),
-        "n": cfg.n, "repeats": cfg.repeats, "small_repeats": cfg.small_repeats, "compile_repeats": cfg.compile_repeats,
+        "n": cfg.n, "repeats": cfg.repeats, "small_repeats": cfg.small_repeats,
+        "compile_repeats": cfg.compile_repeats,
         "mlp_widths": cfg.mlp_widths, "mlp_batch": cfg.mlp_batch, "tolerance": TOLERANCE,
     }
     print(f"fnnet drop-in benchmark: {meta['date_utc']}, jax {meta['jax']}, {meta['backend']} "
