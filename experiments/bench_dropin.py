@@ -1,0 +1,510 @@
+"""Is fnnet a drop-in for jax.nn at no cost? Every shared activation, timed and sized side by side.
+
+    python experiments/bench_dropin.py                  # the full set (~8 min on a loaded 2-core CPU)
+    python experiments/bench_dropin.py --quick          # a few ops, small sizes, few repeats (< 60 s)
+    python experiments/bench_dropin.py --json out.json  # also write the raw numbers
+    python experiments/bench_dropin.py --ops relu,gelu,softmax --repeats 50
+
+For every function in both ``fnnet.activations.__all__`` and ``dir(jax.nn)`` (plus variants:
+``gelu(approximate=False)``, ``logsumexp`` over the last axis and over everything), four sections,
+each printed as a markdown table whose rows appear as they finish:
+
+1. **eager**: ``f(x).block_until_ready()`` on a device array, at 16 entries (dispatch cost) and at
+   ``--n`` entries (default 2**20, the kernel itself), float32; plus the largest difference of the two
+   outputs relative to the largest output (a drop-in must agree, else the timing compares different
+   things);
+2. **jit**: at ``--n`` entries, ``jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(f(x) * w)))``
+   (fwd+bwd; ``w`` a fixed random array, so the cotangent is not a constant that XLA could fold; it
+   is passed as an argument rather than closed over so that it is not embedded in the program as a
+   4 MB constant, and the gradient is taken with respect to ``x`` only), and ``jax.jit(f)`` (fwd);
+3. **compile**: wall time of ``jax.jit(value_and_grad(...)).lower(x, w).compile()``, a fresh lambda
+   each repeat and ``jax.clear_caches()`` before each compile (so neither side reuses a trace or an
+   executable; fnnet's inner jits and jax.nn's are both retraced);
+4. **MLP memory**: ``jax.jit(jax.grad(loss)).lower(params, x, y).compile().memory_analysis()`` of a
+   784-1024-1024-1024-10 MLP (batch 256, float32, softmax cross-entropy written in plain jnp so only
+   the activation differs) for relu, tanh, sigmoid, gelu, silu (and gelu exact): temp bytes, argument
+   and output bytes, fnnet / jax.nn. Deterministic: no timing.
+
+Timing protocol (the machine this was written on is shared and loaded): both competitors are
+compiled and warmed first, then timed in rounds; each round calls fnnet and jax.nn once each, in an
+order that alternates from round to round, each call blocked until its result is ready (the 16-entry
+eager case, whose call takes microseconds, gets more rounds: ``--small-repeats``). A ratio is
+the **median over rounds of the within-round ratio** fnnet / jax.nn, which cancels a load that drifts
+slowly; the medians of the absolute times are reported alongside. Ratio < 1: fnnet is faster/leaner.
+
+An op that raises prints the error in its row and the run continues. The last line is a one-line
+verdict.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+import traceback
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `python experiments/bench_dropin.py` from anywhere finds this fnnet
+    sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import fnnet  # noqa: E402
+import fnnet.activations as A  # noqa: E402
+
+#: A ratio above this (fnnet / jax.nn) counts as a cost in the verdict. Noise on a loaded machine is
+#: several per cent even for identical programs, so 1.00 would flag ties.
+TOLERANCE = 1.10
+
+#: The ops of --quick (when --ops is not given).
+QUICK_OPS = ("relu", "gelu", "softmax")
+MLP_ACTS = ("relu", "tanh", "sigmoid", "gelu", "silu", "gelu(approximate=False)")
+QUICK_MLP_ACTS = ("relu", "gelu")
+
+
+# ---------------------------------------------------------------------------------------------
+# The ops: one (label, fnnet function, jax.nn function, input transform) per row
+# ---------------------------------------------------------------------------------------------
+
+
+def _partial(f, **kw):
+    def g(x):
+        return f(x, **kw)
+
+    return g
+
+
+#: Variants that are not a plain ``f(x)``: label -> (name, keyword arguments).
+VARIANTS = {
+    "gelu": ("gelu", {"approximate": True}),
+    "gelu(approximate=False)": ("gelu", {"approximate": False}),
+    "logsumexp(axis=-1)": ("logsumexp", {"axis": -1}),
+    "logsumexp": ("logsumexp", {}),
+}
+
+#: Inputs outside an op's domain: log1mexp is defined for x > 0 (jax.nn's docstring).
+INPUT = {"log1mexp": lambda x: jnp.abs(x) + 1e-3}
+
+
+def shared_names() -> list[str]:
+    return sorted(set(A.__all__) & set(dir(jax.nn)))
+
+
+def all_labels() -> list[str]:
+    labels = []
+    for name in shared_names():
+        variants = [lab for lab, (n, _) in VARIANTS.items() if n == name]
+        labels.extend(variants or [name])
+    return labels
+
+
+def resolve(label: str):
+    """(fnnet function, jax.nn function, input transform) of a row label."""
+    name, kw = VARIANTS.get(label, (label, {}))
+    fa, fb = getattr(A, name), getattr(jax.nn, name)
+    if kw:
+        fa, fb = _partial(fa, **kw), _partial(fb, **kw)
+    return fa, fb, INPUT.get(name, lambda x: x)
+
+
+def make_input(n: int, label: str, seed: int = 0):
+    """n float32 entries ~ N(0, 9), shaped (n // L, L) with L = min(n, 1024): the softmax family and
+    glu act on the last axis (rows of 1024); elementwise ops do not care about the shape."""
+    last = min(n, 1024)
+    x = jax.random.normal(jax.random.key(seed), (n // last, last), jnp.float32) * 3
+    return jax.device_put(resolve(label)[2](x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------
+
+
+def _block(out):
+    return jax.block_until_ready(out)
+
+
+def interleaved(fa, fb, repeats: int, warmup: int = 3) -> dict:
+    """Median times (s, per call) of fa() and fb() and the median within-round ratio: one call of
+    each per round, fa and fb alternating which goes first; every call blocked until ready."""
+    for _ in range(warmup):
+        _block(fa())
+        _block(fb())
+    ta, tb = [], []
+    for r in range(repeats):
+        order = ((0, fa), (1, fb)) if r % 2 == 0 else ((1, fb), (0, fa))
+        for i, f in order:
+            t0 = time.perf_counter()
+            _block(f())
+            (ta if i == 0 else tb).append(time.perf_counter() - t0)
+    ratios = [a / b for a, b in zip(ta, tb)]
+    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
+            "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
+
+
+def compile_times(fa, fb, x, w, repeats: int) -> dict:
+    """lower+compile time of jit(value_and_grad) for each, fresh lambdas, caches cleared before each."""
+
+    def one(f):
+        jax.clear_caches()
+        loss = (lambda f_: lambda v, c: jnp.sum(f_(v) * c))(f)  # a new function object every time
+        t0 = time.perf_counter()
+        jax.jit(jax.value_and_grad(loss)).lower(x, w).compile()
+        return time.perf_counter() - t0
+
+    one(fa), one(fb)  # the first compile of a process also pays one-time costs: not counted
+    ta, tb = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            ta.append(one(fa)); tb.append(one(fb))
+        else:
+            tb.append(one(fb)); ta.append(one(fa))
+    ratios = [a / b for a, b in zip(ta, tb)]
+    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
+            "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
+
+
+def fwd_bwd(f):
+    return jax.jit(jax.value_and_grad(lambda v, c: jnp.sum(f(v) * c)))
+
+
+def cotangent(f, x):
+    shape = jax.eval_shape(f, x)
+    return jax.random.normal(jax.random.key(1), shape.shape, shape.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections
+# ---------------------------------------------------------------------------------------------
+
+
+def _err(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}".replace("\n", " ").replace("|", "/")
+    return msg[:160]
+
+
+def _r(v) -> str:
+    return "—" if v is None else f"{v:.2f}"
+
+
+def _us(v) -> str:
+    return "—" if v is None else (f"{v * 1e6:.1f}" if v < 1e-3 else f"{v * 1e6:.0f}")
+
+
+def _ms(v) -> str:
+    return "—" if v is None else f"{v * 1e3:.3f}"
+
+
+def table(title: str, header: list[str]):
+    print(f"\n### {title}\n", flush=True)
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header), flush=True)
+
+
+def row(cells):
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def section_eager(labels, cfg, out):
+    table(f"1. Eager call, float32, fnnet / jax.nn (median of {cfg.small_repeats} interleaved rounds "
+          f"at 16 entries, {cfg.repeats} at {cfg.n})",
+          ["op", "16: fnnet µs", "16: jax.nn µs", "16: ratio",
+           f"{cfg.n}: fnnet µs", f"{cfg.n}: jax.nn µs", f"{cfg.n}: ratio", "max rel. diff"])
+    for label in labels:
+        rec = {}
+        try:
+            fa, fb, _ = resolve(label)
+            xs = make_input(16, label)
+            rec["small"] = interleaved(lambda: fa(xs), lambda: fb(xs), cfg.small_repeats)
+            xl = make_input(cfg.n, label)
+            rec["large"] = interleaved(lambda: fa(xl), lambda: fb(xl), cfg.repeats)
+            ya, yb = np.asarray(fa(xl), np.float64), np.asarray(fb(xl), np.float64)
+            if ya.shape != yb.shape:
+                raise ValueError(f"output shapes differ: {ya.shape} vs {yb.shape}")
+            scale = max(float(np.max(np.abs(yb[np.isfinite(yb)]), initial=0.0)), 1e-30)
+            same_inf = np.array_equal(np.isfinite(ya), np.isfinite(yb))
+            fin = np.isfinite(ya) & np.isfinite(yb)
+            rec["max_rel_diff"] = (float(np.max(np.abs(ya - yb)[fin], initial=0.0)) / scale
+                                   if same_inf else float("inf"))
+            s, l_ = rec["small"], rec["large"]
+            row([label, _us(s["fnnet_s"]), _us(s["jax_s"]), _r(s["ratio"]),
+                 _us(l_["fnnet_s"]), _us(l_["jax_s"]), _r(l_["ratio"]), f"{rec['max_rel_diff']:.1e}"])
+        except Exception as e:  # noqa: BLE001 -- a failing op is reported, the rest still run
+            rec["error"] = _err(e)
+            row([label, f"ERROR: {rec['error']}"] + [""] * 6)
+            if cfg.verbose:
+                traceback.print_exc()
+        out[label] = rec
+
+
+def section_jit(labels, cfg, out):
+    table(f"2. jit at {cfg.n} float32 entries, fnnet / jax.nn (median of {cfg.repeats} interleaved rounds)",
+          ["op", "fwd+bwd: fnnet ms", "fwd+bwd: jax.nn ms", "fwd+bwd: ratio",
+           "fwd: fnnet ms", "fwd: jax.nn ms", "fwd: ratio"])
+    for label in labels:
+        rec = {}
+        try:
+            fa, fb, _ = resolve(label)
+            x = make_input(cfg.n, label)
+            w = cotangent(fb, x)
+            ga, gb = fwd_bwd(fa), fwd_bwd(fb)
+            rec["fwd_bwd"] = interleaved(lambda: ga(x, w), lambda: gb(x, w), cfg.repeats)
+            ja, jb = jax.jit(fa), jax.jit(fb)
+            rec["fwd"] = interleaved(lambda: ja(x), lambda: jb(x), cfg.repeats)
+            g, f = rec["fwd_bwd"], rec["fwd"]
+            row([label, _ms(g["fnnet_s"]), _ms(g["jax_s"]), _r(g["ratio"]),
+                 _ms(f["fnnet_s"]), _ms(f["jax_s"]), _r(f["ratio"])])
+        except Exception as e:  # noqa: BLE001
+            rec["error"] = _err(e)
+            row([label, f"ERROR: {rec['error']}"] + [""] * 5)
+            if cfg.verbose:
+                traceback.print_exc()
+        out[label] = rec
+
+
+def section_compile(labels, cfg, out):
+    table(f"3. Compile time of jit(value_and_grad), lower+compile, fnnet / jax.nn "
+          f"(median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
+          ["op", "fnnet ms", "jax.nn ms", "ratio"])
+    for label in labels:
+        rec = {}
+        try:
+            fa, fb, _ = resolve(label)
+            x = make_input(cfg.n, label)
+            w = cotangent(fb, x)
+            rec["compile"] = c = compile_times(fa, fb, x, w, cfg.compile_repeats)
+            row([label, f"{c['fnnet_s'] * 1e3:.1f}", f"{c['jax_s'] * 1e3:.1f}", _r(c["ratio"])])
+        except Exception as e:  # noqa: BLE001
+            rec["error"] = _err(e)
+            row([label, f"ERROR: {rec['error']}", "", ""])
+            if cfg.verbose:
+                traceback.print_exc()
+        out[label] = rec
+
+
+def mlp_loss(act):
+    """Softmax cross-entropy of an MLP in plain jnp: only ``act`` differs between the competitors."""
+
+    def loss(params, x, y):
+        h = x
+        for W, b in params[:-1]:
+            h = act(h @ W + b)
+        W, b = params[-1]
+        z = h @ W + b
+        m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
+        lse = jnp.log(jnp.sum(jnp.exp(z - m), axis=-1)) + m[:, 0]
+        picked = jnp.sum(jnp.where(jnp.arange(z.shape[-1]) == y[:, None], z, 0.0), axis=-1)
+        return jnp.mean(lse - picked)
+
+    return loss
+
+
+def mlp_setup(widths, batch):
+    keys = jax.random.split(jax.random.key(2), len(widths) + 1)
+    params = [(jax.random.normal(k, (a, b), jnp.float32) / math.sqrt(a), jnp.zeros((b,), jnp.float32))
+              for k, a, b in zip(keys[:-2], widths[:-1], widths[1:])]
+    x = jax.random.normal(keys[-2], (batch, widths[0]), jnp.float32)
+    y = jax.random.randint(keys[-1], (batch,), 0, widths[-1])
+    return params, x, y
+
+
+def mlp_memory(act, params, x, y) -> dict:
+    m = jax.jit(jax.grad(mlp_loss(act))).lower(params, x, y).compile().memory_analysis()
+    if m is None:
+        raise RuntimeError("memory_analysis() is not available on this backend")
+    return {k: int(getattr(m, k)) for k in
+            ("temp_size_in_bytes", "argument_size_in_bytes", "output_size_in_bytes",
+             "alias_size_in_bytes", "generated_code_size_in_bytes") if hasattr(m, k)}
+
+
+def section_mlp(acts, cfg, out):
+    widths = cfg.mlp_widths
+    shape = "-".join(map(str, widths))
+    table(f"4. MLP {shape}, batch {cfg.mlp_batch}, float32: compiled memory of jit(grad(loss)), "
+          "fnnet / jax.nn", ["activation", "temp: fnnet MB", "temp: jax.nn MB", "temp: ratio",
+                             "arg+out: fnnet MB", "arg+out: jax.nn MB", "arg+out: ratio"])
+    params, x, y = mlp_setup(widths, cfg.mlp_batch)
+    for label in acts:
+        rec = {}
+        try:
+            fa, fb, _ = resolve(label)
+            rec["fnnet"], rec["jax"] = a, b = mlp_memory(fa, params, x, y), mlp_memory(fb, params, x, y)
+            ao = lambda m: m["argument_size_in_bytes"] + m["output_size_in_bytes"]  # noqa: E731
+            rec["temp_ratio"] = a["temp_size_in_bytes"] / b["temp_size_in_bytes"]
+            rec["arg_out_ratio"] = ao(a) / ao(b)
+            row([label, f"{a['temp_size_in_bytes'] / 1e6:.3f}", f"{b['temp_size_in_bytes'] / 1e6:.3f}",
+                 f"{rec['temp_ratio']:.3f}", f"{ao(a) / 1e6:.3f}", f"{ao(b) / 1e6:.3f}",
+                 f"{rec['arg_out_ratio']:.3f}"])
+        except Exception as e:  # noqa: BLE001
+            rec["error"] = _err(e)
+            row([label, f"ERROR: {rec['error']}"] + [""] * 5)
+            if cfg.verbose:
+                traceback.print_exc()
+        out[label] = rec
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdict
+# ---------------------------------------------------------------------------------------------
+
+
+def costs(results) -> tuple[list[tuple[str, str, float]], list[str]]:
+    """(label, measure, ratio) of every ratio above TOLERANCE, and the labels that errored."""
+    found, errors = [], set()
+    for section, key_measures in (("eager", (("small", "eager 16"), ("large", "eager n"))),
+                                  ("jit", (("fwd_bwd", "jit fwd+bwd"), ("fwd", "jit fwd"))),
+                                  ("compile", (("compile", "compile"),))):
+        for label, rec in results.get(section, {}).items():
+            if "error" in rec:
+                errors.add(label)
+            for key, measure in key_measures:
+                r = rec.get(key, {}).get("ratio")
+                if r is not None and r > TOLERANCE:
+                    found.append((label, measure, r))
+    for label, rec in results.get("mlp", {}).items():
+        if "error" in rec:
+            errors.add(f"mlp:{label}")
+        elif rec["temp_ratio"] > 1.0 + 1e-9:  # bytes are deterministic: any excess is a cost
+            found.append((label, "MLP temp bytes", rec["temp_ratio"]))
+    return found, sorted(errors)
+
+
+def verdict(results, n_ops) -> str:
+    found, errors = costs(results)
+    ops = sorted({lab for lab, _, _ in found})
+    worst = sorted(found, key=lambda t: -t[2])[:3]
+    mlp = [r["temp_ratio"] for r in results.get("mlp", {}).values() if "temp_ratio" in r]
+    parts = []
+    if not found and not errors:
+        parts.append(f"drop-in at no cost: YES — all {n_ops} ops within {TOLERANCE:.2f}× of jax.nn "
+                     "in every measure")
+    else:
+        parts.append(f"drop-in at no cost: NO — {len(ops)}/{n_ops} ops above {TOLERANCE:.2f}× "
+                     "jax.nn in some measure")
+        if worst:
+            parts.append("worst: " + ", ".join(f"{lab} {m} {r:.2f}×" for lab, m, r in worst))
+        if errors:
+            parts.append(f"{len(errors)} errored: " + ", ".join(errors))
+    if mlp:
+        parts.append(f"MLP temp bytes ratio {min(mlp):.3f}–{max(mlp):.3f}")
+    return "VERDICT: " + "; ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p.add_argument("--quick", action="store_true",
+                   help=f"ops {','.join(QUICK_OPS)} unless --ops, n=2**14, 5 repeats, 2 compile repeats, "
+                        "a 784-128-128-10 MLP with relu and gelu (< 60 s)")
+    p.add_argument("--json", type=pathlib.Path, default=None, help="write the raw numbers here")
+    p.add_argument("--ops", type=lambda s: [o for o in s.split(",") if o], default=None,
+                   help="comma-separated row labels (default: every shared op; see --list)")
+    p.add_argument("--list", action="store_true", help="print the row labels and exit")
+    p.add_argument("--n", type=int, default=None, help="entries of the large input (default 2**20)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 60)")
+    p.add_argument("--small-repeats", type=int, default=None,
+                   help="timed rounds of the 16-entry eager case (default 600: one call is microseconds)")
+    p.add_argument("--compile-repeats", type=int, default=None, help="compile rounds (default 7)")
+    p.add_argument("--mlp-widths", type=lambda s: [int(v) for v in s.split("-")], default=None,
+                   help="MLP layer widths, e.g. 784-1024-1024-1024-10 (the default)")
+    p.add_argument("--mlp-batch", type=int, default=None, help="MLP batch (default 256)")
+    p.add_argument("--mlp-acts", type=lambda s: [o for o in s.split(",") if o], default=None,
+                   help=f"MLP activations (default {','.join(MLP_ACTS)})")
+    p.add_argument("--sections", type=lambda s: [o for o in s.split(",") if o],
+                   default=["eager", "jit", "compile", "mlp"], help="subset of eager,jit,compile,mlp")
+    p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
+    cfg = p.parse_args(argv)
+    q = cfg.quick
+    defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 60,
+                "small_repeats": 50 if q else 600, "compile_repeats": 2 if q else 7,
+                "mlp_widths": [784, 128, 128, 10] if q else [784, 1024, 1024, 1024, 10],
+                "mlp_batch": 32 if q else 256, "mlp_acts": list(QUICK_MLP_ACTS if q else MLP_ACTS),
+                "ops": list(QUICK_OPS) if q else all_labels()}
+    for k, v in defaults.items():
+        if getattr(cfg, k) is None:
+            setattr(cfg, k, v)
+    return p, cfg
+
+
+def main(argv=None) -> int:
+    p, cfg = parse_args(argv)
+    labels = all_labels()
+    if cfg.list:
+        print("\n".join(labels))
+        return 0
+    unknown = [o for o in cfg.ops + cfg.mlp_acts if o not in labels]
+    if unknown:
+        p.error(f"unknown op(s) {unknown}; known: {', '.join(labels)}")
+    start = time.perf_counter()
+    dev = jax.devices()[0]
+    meta = {
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python experiments/bench_dropin.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "jax": jax.__version__, "jaxlib": _jaxlib_version(),
+        "backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
+        "python": platform.python_version(), "cpus": os.cpu_count(),
+        "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "fnnet_file": fnnet.__file__, "git_commit": _git_commit(),
+        "n": cfg.n, "repeats": cfg.repeats, "small_repeats": cfg.small_repeats,
+        "compile_repeats": cfg.compile_repeats,
+        "mlp_widths": cfg.mlp_widths, "mlp_batch": cfg.mlp_batch, "tolerance": TOLERANCE,
+    }
+    print(f"fnnet drop-in benchmark: {meta['date_utc']}, jax {meta['jax']}, {meta['backend']} "
+          f"({meta['device']}), {meta['cpus']} CPUs, load average "
+          f"{' '.join(f'{v:.1f}' for v in meta['loadavg'] or [])}, fnnet at {meta['fnnet_file']} "
+          f"(commit {meta['git_commit']})", flush=True)
+    print(f"ratio = fnnet / jax.nn (< 1: fnnet faster or leaner); a ratio is the median over rounds "
+          f"of the within-round ratio", flush=True)
+    results: dict = {}
+    sections = {"eager": section_eager, "jit": section_jit, "compile": section_compile}
+    for name in cfg.sections:
+        results[name] = {}
+        t0 = time.perf_counter()
+        if name == "mlp":
+            section_mlp(cfg.mlp_acts, cfg, results[name])
+        elif name in sections:
+            sections[name](cfg.ops, cfg, results[name])
+        else:
+            p.error(f"unknown section {name!r}")
+        print(f"\n({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
+    meta["seconds"] = time.perf_counter() - start
+    v = verdict(results, len(cfg.ops))
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps({"meta": meta, "results": results, "verdict": v}, indent=1))
+    print(f"\ntotal {meta['seconds']:.0f} s")
+    print(v, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

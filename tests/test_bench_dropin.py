@@ -1,0 +1,84 @@
+"""Dry run of experiments/bench_dropin.py --quick: it runs, prints parsable tables, writes sane JSON.
+
+No timing is asserted (the machines that run the suite are shared and loaded): only that every ratio
+the script reports is a positive finite number, in its markdown tables and in its --json output, that
+no op errored, and that it ends with a one-line verdict. A subprocess, so that the script is run the
+way a user runs it (its own process, its own jax configuration: no float64, default promotion).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "experiments" / "bench_dropin.py"
+OPS = ["relu", "softmax"]
+
+
+def _tables(stdout: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The markdown tables in stdout: (header, rows)."""
+    tables, lines = [], stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            header = [c.strip() for c in lines[i - 1].strip("|").split("|")]
+            rows = []
+            for ln in lines[i + 1:]:
+                if not ln.startswith("| "):
+                    break
+                rows.append([c.strip() for c in ln.strip("|").split("|")])
+            tables.append((header, rows))
+    return tables
+
+
+def _ratios(obj, path=""):
+    """Every number stored under a key ending in 'ratio' in the JSON results."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k.endswith("ratio") and not isinstance(v, (dict, list)):
+                yield f"{path}.{k}", v
+            else:
+                yield from _ratios(v, f"{path}.{k}")
+
+
+def test_bench_dropin_quick_dry_run(tmp_path):
+    out = tmp_path / "dropin.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--ops", ",".join(OPS), "--mlp-acts", "relu",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERROR" not in proc.stdout, proc.stdout
+
+    tables = _tables(proc.stdout)
+    assert len(tables) == 4  # eager, jit, compile, MLP memory
+    for header, rows in tables:
+        expected = ["relu"] if header[0] == "activation" else OPS
+        assert [r[0] for r in rows] == expected, (header, rows)
+        ratio_cols = [j for j, h in enumerate(header) if "ratio" in h]
+        assert ratio_cols, header
+        for r in rows:
+            assert len(r) == len(header), (header, r)
+            for j in ratio_cols:
+                v = float(r[j])
+                assert math.isfinite(v) and v > 0, (header[j], r)
+    assert proc.stdout.strip().splitlines()[-1].startswith("VERDICT: drop-in at no cost: ")
+
+    data = json.loads(out.read_text())
+    assert set(data["results"]) == {"eager", "jit", "compile", "mlp"}
+    ratios = dict(_ratios(data["results"]))
+    # 2 ops x (eager 16, eager n, jit fwd+bwd, jit fwd, compile) + MLP temp and arg+out
+    assert len(ratios) == 2 * 5 + 2, sorted(ratios)
+    for where, v in ratios.items():
+        assert isinstance(v, float) and math.isfinite(v) and v > 0, (where, v)
+    for rec in data["results"]["eager"].values():
+        assert rec["max_rel_diff"] < 1e-5  # the two compute the same thing
+    mlp = data["results"]["mlp"]["relu"]
+    for side in ("fnnet", "jax"):
+        assert mlp[side]["temp_size_in_bytes"] > 0 and mlp[side]["argument_size_in_bytes"] > 0
+    assert data["meta"]["fnnet_file"].startswith(str(ROOT))
+    assert data["verdict"] == proc.stdout.strip().splitlines()[-1]
