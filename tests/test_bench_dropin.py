@@ -12,6 +12,8 @@ import math
 import os
 import pathlib
 import subprocess
+
+import pytest
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -44,6 +46,7 @@ def _ratios(obj, path=""):
                 yield from _ratios(v, f"{path}.{k}")
 
 
+@pytest.mark.slow  # ~40 s of compilation: run with `make test-slow`
 def test_bench_dropin_quick_dry_run(tmp_path):
     out = tmp_path / "dropin.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
