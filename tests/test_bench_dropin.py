@@ -12,9 +12,9 @@ import math
 import os
 import pathlib
 import subprocess
+import sys
 
 import pytest
-import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "bench_dropin.py"
