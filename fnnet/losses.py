@@ -365,17 +365,12 @@ def _sce_int_convert(arrays, aux, static):
     _check_has_axis(_SCE_INT, logits)
     axis = static["axis"]
     axes, _ = _class_axes(axis, logits.ndim)  # validates the axis
-    labels = aux["labels"]
-    dtype = getattr(labels, "dtype", None)
-    if dtype is None:
-        labels = np.asarray(labels)
-        dtype = labels.dtype
-    if dtype == jnp.bool_ or not jnp.issubdtype(dtype, jnp.integer):
+    labels = jnp.asarray(aux["labels"])  # a list or tuple arrives as a tuple of traced scalars
+    if labels.dtype == jnp.bool_ or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
-            f"{_SCE_INT}: labels must be integer class indices; got dtype {dtype} "
+            f"{_SCE_INT}: labels must be integer class indices; got dtype {labels.dtype} "
             "(for probabilities use softmax_cross_entropy)"
         )
-    labels = jnp.asarray(labels)
     batch = tuple(i for i in range(logits.ndim) if i not in axes)
     batch_shape = tuple(logits.shape[i] for i in batch)
     try:
@@ -557,15 +552,13 @@ def _targets_convert(fname):
         t = aux.get("targets")
         if t is None:
             return [p], aux
-        if not hasattr(t, "dtype"):
-            t = np.asarray(t)
-            if not (jnp.issubdtype(t.dtype, jnp.number) and not jnp.issubdtype(t.dtype, jnp.complexfloating)):
-                raise TypeError(f"{fname}: targets must be real numbers; got dtype {t.dtype}")
-            t = jnp.asarray(t, p.dtype)
+        own_dtype = hasattr(t, "dtype")  # a list or tuple arrives as a tuple of traced scalars
         t = jnp.asarray(t)
         if t.dtype == jnp.bool_ or not jnp.issubdtype(t.dtype, jnp.number) \
                 or jnp.issubdtype(t.dtype, jnp.complexfloating):
-            raise TypeError(f"{fname}: targets must be a real array; got dtype {t.dtype}")
+            raise TypeError(f"{fname}: targets must be real numbers; got dtype {t.dtype}")
+        if not own_dtype:
+            t = t.astype(p.dtype)
         if t.shape != p.shape:
             raise ValueError(
                 f"{fname}: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
