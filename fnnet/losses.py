@@ -274,39 +274,60 @@ def _class_axes(axis, ndim):
     return axes, tuple(int(a) % ndim for a in given)
 
 
-def _one_hot(labels, shape, axes, order):
-    """The one-hot of each label over the class axes (bool, broadcast to ``shape``), and whether the
-    label is in range. A label is a row-major flat index over the class axes taken in ``order``."""
-    n_classes = math.prod(shape[a] for a in order)
-    valid = (labels >= 0) & (labels < n_classes)
-    lab = jnp.expand_dims(labels, axes)
-    hot = None
-    rem = lab
-    for a in reversed(order):
-        idx = rem % shape[a]
-        rem = rem // shape[a]
-        iota_shape = tuple(shape[a] if i == a else 1 for i in range(len(shape)))
-        eq = lax.broadcasted_iota(labels.dtype, iota_shape, a) == idx
-        hot = eq if hot is None else hot & eq
-    return jnp.broadcast_to(hot, shape), valid
+def _flatten_classes(x, batch, order):
+    """``x`` with the class axes moved last (in ``order``) and flattened into one: (batch..., C)."""
+    perm = batch + order
+    if perm != tuple(range(x.ndim)):
+        x = jnp.transpose(x, perm)
+    return x.reshape(x.shape[:len(batch)] + (-1,))
+
+
+def _unflatten_classes(x, shape, batch, order):
+    """The inverse of :func:`_flatten_classes`: back to ``shape``."""
+    perm = batch + order
+    x = x.reshape(tuple(shape[i] for i in perm))
+    if perm != tuple(range(len(shape))):
+        x = jnp.transpose(x, tuple(int(i) for i in np.argsort(perm)))
+    return x
 
 
 def _sce_int_parts(logits, labels, axis, where):
     """(loss, p, one-hot, scale, axes); scale is 1, 0 for a fully masked example, NaN for a label out
-    of range: the loss and its gradient are multiplied by it."""
+    of range: the loss and its gradient are multiplied by it.
+
+    With several class axes the computation runs on the logits with those axes moved last and
+    flattened (a label is a row-major index over them), so a tuple ``axis`` gives bit for bit the
+    result of the same logits laid out as (batch..., C); p and the one-hot are laid back for the VJP.
+    """
     axes, order = _class_axes(axis, logits.ndim)
     labels = jnp.asarray(labels)
     mask = _mask(where, logits.shape, axis, _SCE_INT)
-    hot, valid = _one_hot(labels, logits.shape, axes, order)
-    _, shifted, e = _shifted(logits, axes, mask)
-    s = jnp.sum(e, axis=axes)
+    flat = len(order) > 1
+    if flat:
+        batch = tuple(i for i in range(logits.ndim) if i not in axes)
+        z = _flatten_classes(logits, batch, order)
+        if mask is not None:
+            mask = _flatten_classes(jnp.broadcast_to(mask, logits.shape), batch, order)
+        red = (z.ndim - 1,)
+    else:
+        z, red = logits, axes
+    n_classes = math.prod(z.shape[a] for a in red)
+    valid = (labels >= 0) & (labels < n_classes)
+    lab = jnp.expand_dims(labels, red)
+    hot = lax.broadcasted_iota(labels.dtype, z.shape, red[0]) == lab
+    _, shifted, e = _shifted(z, red, mask)
+    s = jnp.sum(e, axis=red)
     # lse − z_k = log Σ e^{z − m} − (z_k − m): no large value is subtracted from another.
-    loss = jnp.log(jnp.where(s == 0, 1.0, s)) - jnp.sum(jnp.where(hot, shifted, 0.0), axis=axes)
+    loss = jnp.log(jnp.where(s == 0, 1.0, s)) - jnp.sum(jnp.where(hot, shifted, 0.0), axis=red)
     scale = jnp.where(valid, 1.0, jnp.nan).astype(logits.dtype)
     if mask is not None:
-        scale = jnp.where(jnp.any(jnp.broadcast_to(mask, logits.shape), axis=axes), scale, 0.0)
+        scale = jnp.where(jnp.any(jnp.broadcast_to(mask, z.shape), axis=red), scale, 0.0)
     loss = jnp.where(scale == 0, 0.0, loss * scale)
-    return loss, _normalize(e, axes, mask), hot, scale, axes
+    p = _normalize(e, red, mask)
+    if flat:
+        p = _unflatten_classes(p, logits.shape, batch, order)
+        hot = _unflatten_classes(hot, logits.shape, batch, order)
+    return loss, p, hot, scale, axes
 
 
 def _sce_int_forward(logits, labels, axis=-1, where=None):
