@@ -247,7 +247,7 @@ Returns:
   their common dtype. No reduction.
 
 Raises:
-  TypeError: integer-free non-floating input (bool, complex), a non-boolean ``where``, dtypes with no
+  TypeError: bool or complex input, a non-boolean ``where``, dtypes with no
     implicit promotion (strict promotion mode), or an axis that is not an int/tuple/None.
   ValueError: shapes that do not broadcast, an axis out of range, 0-d logits, or a mask of the wrong
     shape (each message names the shapes).
