@@ -123,6 +123,12 @@ def _mask(where, shape, axis, fname):
     return m
 
 
+def _keepdims(g, shape, axes):
+    """A per-example cotangent with the reduced axes put back as size 1 (a reshape: its transpose is a
+    reshape too, so reverse mode through the transposed tangent map runs the same operation)."""
+    return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
 def _neg_log_capped(logp):
     """−log p with +inf (p = 0) replaced by the largest finite value: the labels' derivative, kept finite
     so that a zero tangent of the labels gives 0 in forward mode, not 0·∞ = NaN."""
@@ -163,7 +169,7 @@ def _sce_fwd(logits, labels, axis=-1, where=None):
 def _sce_bwd(res, g, axis=-1, where=None):
     p, y_in, nlogp = res
     axes = _axes(axis, p.ndim, _SCE)
-    ge = jnp.expand_dims(g, axes)
+    ge = _keepdims(g, p.shape, axes)
     d_logits = ge * (p * jnp.sum(y_in, axis=axes, keepdims=True) - y_in)
     return d_logits, ge * nlogp
 
@@ -342,7 +348,7 @@ def _sce_int_fwd(logits, labels, axis=-1, where=None):
 def _sce_int_bwd(res, g, labels=None, axis=-1, where=None):
     p, hot, scale = res
     axes = _axes(axis, p.ndim, _SCE_INT)
-    return (jnp.expand_dims(g * scale, axes) * (p - hot.astype(p.dtype)),)
+    return (_keepdims(g * scale, p.shape, axes) * (p - hot.astype(p.dtype)),)
 
 
 def _sce_int_jvp(primals, tangents, out, labels=None, axis=-1, where=None):
@@ -726,7 +732,7 @@ def _two_over_n_diff(p, t, scale):
 
 def _mse_bwd(res, g):
     p, t = res
-    d = g[..., None] * _two_over_n_diff(p, t, 2.0 / p.shape[-1])
+    d = _keepdims(g, p.shape, (p.ndim - 1,)) * _two_over_n_diff(p, t, 2.0 / p.shape[-1])
     return d, -d
 
 
