@@ -480,6 +480,20 @@ def test_forward_mode(case):
         _close(t_out, t_ref, what=f"{case}: jvp vs the reference's")
 
 
+def test_hessians():
+    """Second derivatives run through the hand rules (forward mode over reverse mode): the softmax
+    losses' Hessian in z is diag(p) − ppᵀ (times Σy), the binary loss's σ(1 − σ), the L2 loss's 1."""
+    z = _normal(30, (5,))
+    y = jax.nn.softmax(_normal(31, (5,)))
+    p = jax.nn.softmax(z)
+    cov = jnp.diag(p) - jnp.outer(p, p)
+    _close(jax.hessian(lambda z: SCE(z, y))(z), cov, what="softmax CE")
+    _close(jax.hessian(lambda z: SCE_INT(z, 2))(z), cov, what="integer labels")
+    s = jax.nn.sigmoid(z)
+    _close(jax.hessian(lambda z: jnp.sum(BCE(z, y)))(z), jnp.diag(s * (1 - s)), what="binary")
+    _close(jax.hessian(lambda z: jnp.sum(L.l2_loss(z, y)))(z), jnp.eye(5), what="l2")
+
+
 def test_forward_mode_with_infinite_logits_is_not_nan():
     """A −inf logit with label 0 (and z = ±inf in the binary loss): forward mode in the logits alone
     is finite — the labels' derivative there (+∞ exactly) is held at the largest finite value, so the
