@@ -1,28 +1,39 @@
-r"""Losses with hand-written rules, following optax's conventions: one value per example, no reduction.
+r"""Losses with hand-written rules, with optax's signatures and semantics: one value per example, no
+reduction.
 
 ============================================= ===================================== =============================
 loss                                          value (per example)                   VJP (cotangent ``g``)
 ============================================= ===================================== =============================
 ``softmax_cross_entropy(logits, labels)``     :math:`−Σ_c y_c \log\operatorname{softmax}(z)_c`  :math:`∂z = g·(p·Σy − y)`, :math:`∂y = −g·\log p`
-``softmax_cross_entropy_with_integer_labels`` :math:`−\log\operatorname{softmax}(z)_k`  :math:`∂z = g·(p − e_k)`
+``softmax_cross_entropy_with_integer_labels`` :math:`\operatorname{lse}(z) − z_k`    :math:`∂z = g·(p − e_k)`
 ``sigmoid_binary_cross_entropy``              :math:`y·\operatorname{sp}(−z) + (1−y)·\operatorname{sp}(z)`  :math:`∂z = g·(σ(z) − y)`, :math:`∂y = −g·z`
+``squared_error(predictions, targets=None)``  :math:`(p − t)^2` elementwise          :math:`∂p = 2g(p − t)`
+``l2_loss(predictions, targets=None)``        :math:`\frac12 (p − t)^2` elementwise  :math:`∂p = g(p − t)`
 ``mse(predictions, targets)``                 :math:`\frac1n Σ_i (p_i − t_i)^2` over the last axis  :math:`∂p = g·\frac2n(p − t) = −∂t`
-``squared_error(predictions, targets)``       :math:`(p − t)^2` elementwise (optax)  :math:`∂p = 2g(p − t) = −∂t`
 ============================================= ===================================== =============================
 
-(p = softmax(z) over the last axis, sp = softplus, e_k the one-hot of class k; in the softmax losses
-``g`` has the batch shape ``z.shape[:-1]`` and is broadcast over the class axis.) When the labels of a
-softmax cross-entropy sum to 1 its logit gradient is the familiar :math:`p − y`; fnnet writes
+(p = softmax(z) over the class axes, sp = softplus, e_k the one-hot of class k; in the softmax losses
+``g`` has the batch shape and is broadcast over the class axes.) When the labels of a softmax
+cross-entropy sum to 1 its logit gradient is the familiar :math:`p − y`; fnnet writes
 :math:`p·Σy − y`, which is the exact derivative for any labels.
+
+Every loss is one declared primitive (:func:`fnnet.primitive.define`): a jitted ``jax.custom_jvp``
+whose reverse mode runs the hand VJP above and whose forward mode is its transpose. Integer labels and
+``where`` masks are traced parameters without a derivative; ``targets`` of ``squared_error`` and
+``l2_loss`` is a traced parameter too (it may be omitted), whose derivative :math:`−∂p` comes from
+autodiff of the forward.
+
+**Promotion and broadcasting** happen before the primitive, while tracing: labels (targets) and
+logits (predictions) are cast to their common dtype as ``jax.numpy`` promotes them (bfloat16 logits
+with float32 labels compute in float32); ``sigmoid_binary_cross_entropy`` casts its labels to the
+logits' dtype instead. Shapes broadcast against each other; the transpose of the broadcast sums each
+cotangent back to its argument's shape. ``squared_error``/``l2_loss``/``mse`` need equal shapes.
 
 **Stability.** The softmax losses go through log-softmax, ``(z − m) − log Σ e^{z − m}``, never
 ``log(softmax)``: logits of ±1e4, ±1e30 or ±max finite give finite losses and gradients. The binary
 loss uses softplus (``logaddexp(z, 0)``), so ``z = ±1e30`` gives the exact 0 or |z|. A label of exactly
-0 contributes 0 even where its log-probability is −inf (the convention 0·log 0 = 0, as in information
-theory): ``softmax_cross_entropy([0, -inf], [1, 0]) = 0``, not NaN.
-
-``mse`` is the *mean* over the last axis (what "mean squared error per example" means to most users;
-optax has only the elementwise ``squared_error``, also provided here).
+0 contributes 0 even where its log-probability is −inf (the convention 0·log 0 = 0):
+``softmax_cross_entropy([0, -inf], [1, 0]) = 0``, not NaN.
 """
 from __future__ import annotations
 
@@ -33,30 +44,170 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet.activations.normalizing import _shifted
-from fnnet.primitive import as_float_array, define
+from fnnet.activations.normalizing import _axes, _normalize, _shifted
+from fnnet.primitive import REQUIRED, define
 
 __all__ = [
     "softmax_cross_entropy",
     "softmax_cross_entropy_with_integer_labels",
     "sigmoid_binary_cross_entropy",
-    "mse",
     "squared_error",
+    "l2_loss",
+    "mse",
 ]
 
+_SCE = "fnnet.softmax_cross_entropy"
+_SCE_INT = "fnnet.softmax_cross_entropy_with_integer_labels"
+_BCE = "fnnet.sigmoid_binary_cross_entropy"
 
-def _same_shape_and_dtype(fname, a, b, a_name, b_name, min_ndim=0):
-    if a.shape != b.shape:
+
+# ---------------------------------------------------------------------------------------------
+# Shared conversion and validation (run while tracing, before the primitive)
+# ---------------------------------------------------------------------------------------------
+
+
+def _common_dtype(fname, a, b, a_name, b_name):
+    """The dtype ``a − b`` would have (jax.numpy's promotion, weak types included)."""
+    try:
+        return jnp.result_type(a, b)
+    except jax.dtypes.TypePromotionError:
+        raise TypeError(
+            f"{fname}: {a_name} dtype {jnp.asarray(a).dtype} and {b_name} dtype {jnp.asarray(b).dtype} "
+            "have no implicit promotion under jax_numpy_dtype_promotion='strict'; cast one of them"
+        ) from None
+
+
+def _broadcast_pair(fname, a, b, a_name, b_name):
+    try:
+        shape = np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
         raise ValueError(
-            f"{fname}: {b_name} of shape {b.shape} must have the shape of {a_name}, {a.shape}"
-        )
-    if a.dtype != b.dtype:
-        raise TypeError(f"{fname}: {b_name} dtype {b.dtype} must equal {a_name} dtype {a.dtype}")
-    if a.ndim < min_ndim:
+            f"{fname}: {b_name} of shape {b.shape} does not broadcast with {a_name} of shape {a.shape}"
+        ) from None
+    return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
+
+
+def _check_has_axis(fname, x, name="logits"):
+    if x.ndim < 1:
         raise ValueError(
-            f"{fname}: {a_name} must have at least {min_ndim} axis (the classes are the last); "
-            f"got shape {a.shape}"
+            f"{fname}: {name} must have at least one axis (the classes); got shape {x.shape}"
         )
+
+
+def _mask(where, shape, axis, fname):
+    """``where`` as a boolean array of ``shape``'s rank (None stays None), as optax reads it: a mask
+    with fewer axes than the logits gets the class axes inserted (``jnp.expand_dims(where, axis)``),
+    so a per-example mask applies to every class of the example. Idempotent."""
+    if where is None:
+        return None
+    m = jnp.asarray(where)
+    if m.dtype != jnp.bool_:
+        raise TypeError(f"{fname}: 'where' must be a boolean mask; got dtype {m.dtype}")
+    if m.ndim != len(shape):
+        n_axes = len(shape) if axis is None else len(axis) if isinstance(axis, tuple) else 1
+        if axis is None or m.ndim + n_axes != len(shape):
+            raise ValueError(
+                f"{fname}: 'where' of shape {m.shape} must have the logits' {len(shape)} axes, or the "
+                f"{len(shape) - n_axes} batch axes (the class axes {axis} are then inserted); "
+                f"logits shape {tuple(shape)}"
+            )
+        m = jnp.expand_dims(m, axis)
+    try:
+        ok = np.broadcast_shapes(m.shape, tuple(shape)) == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{fname}: 'where' of shape {m.shape} does not broadcast to the logits' shape {tuple(shape)}"
+        )
+    return m
+
+
+def _keepdims(g, shape, axes):
+    """A per-example cotangent with the reduced axes put back as size 1 (a reshape: its transpose is a
+    reshape too, so reverse mode through the transposed tangent map runs the same operation)."""
+    return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
+def _neg_log_capped(logp):
+    """−log p with +inf (p = 0) replaced by the largest finite value: the labels' derivative, kept finite
+    so that a zero tangent of the labels gives 0 in forward mode, not 0·∞ = NaN."""
+    return -jnp.maximum(logp, jnp.finfo(logp.dtype).min)
+
+
+# ---------------------------------------------------------------------------------------------
+# softmax_cross_entropy
+# ---------------------------------------------------------------------------------------------
+
+
+def _sce_parts(logits, labels, axis, where):
+    """(loss, p, y over the included entries, −log p capped and 0 where excluded, axes)."""
+    axes = _axes(axis, logits.ndim, _SCE)
+    mask = _mask(where, logits.shape, axis, _SCE)
+    _, shifted, e = _shifted(logits, axes, mask)
+    logp = shifted - jnp.log(jnp.sum(e, axis=axes, keepdims=True))
+    keep = labels != 0  # 0·log p = 0, also where log p = −inf
+    if mask is not None:
+        keep = keep & mask
+    loss = -jnp.sum(jnp.where(keep, labels * logp, 0.0), axis=axes)
+    y_in = labels if mask is None else jnp.where(mask, labels, 0.0)
+    nlogp = _neg_log_capped(logp)
+    if mask is not None:
+        nlogp = jnp.where(mask, nlogp, 0.0)
+    return loss, _normalize(e, axes, mask), y_in, nlogp, axes
+
+
+def _sce_forward(logits, labels, axis=-1, where=None):
+    return _sce_parts(logits, labels, axis, where)[0]
+
+
+def _sce_fwd(logits, labels, axis=-1, where=None):
+    loss, p, y_in, nlogp, _ = _sce_parts(logits, labels, axis, where)
+    return loss, (p, y_in, nlogp)
+
+
+def _sce_bwd(res, g, axis=-1, where=None):
+    p, y_in, nlogp = res
+    axes = _axes(axis, p.ndim, _SCE)
+    ge = _keepdims(g, p.shape, axes)
+    d_logits = ge * (p * jnp.sum(y_in, axis=axes, keepdims=True) - y_in)
+    return d_logits, ge * nlogp
+
+
+def _sce_jvp(primals, tangents, out, axis=-1, where=None):
+    (logits, labels), (t_logits, t_labels) = primals, tangents
+    _, p, y_in, nlogp, axes = _sce_parts(logits, labels, axis, where)
+    d_logits = p * jnp.sum(y_in, axis=axes, keepdims=True) - y_in
+    return jnp.sum(t_logits * d_logits + t_labels * nlogp, axis=axes)
+
+
+def _sce_reference(logits, labels, axis=-1, where=None):
+    """Plain jnp, optax's formula: −Σ y·log_softmax(z) over the included entries (0·log 0 = 0)."""
+    logits, labels = jnp.broadcast_arrays(logits, labels)
+    mask = None
+    if where is not None:
+        mask = jnp.asarray(where)
+        if mask.ndim != logits.ndim:
+            mask = jnp.expand_dims(mask, axis)
+    m = lax.stop_gradient(jnp.max(logits, axis, keepdims=True, where=mask, initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    e = jnp.exp(logits - m)
+    if mask is not None:
+        e = jnp.where(mask, e, 0.0)
+    s = jnp.sum(e, axis, keepdims=True)
+    logp = logits - m - jnp.log(jnp.where(s == 0, 1.0, s))
+    keep = labels != 0 if mask is None else (labels != 0) & mask
+    return -jnp.sum(jnp.where(keep, labels * logp, 0.0), axis)
+
+
+def _sce_convert(arrays, aux, static):
+    logits, labels = (jnp.asarray(a) for a in arrays)
+    dtype = _common_dtype(_SCE, logits, labels, "logits", "labels")
+    logits, labels = _broadcast_pair(_SCE, logits.astype(dtype), labels.astype(dtype), "logits", "labels")
+    _check_has_axis(_SCE, logits)
+    axis = static["axis"]
+    _axes(axis, logits.ndim, _SCE)
+    return [logits, labels], {**aux, "where": _mask(aux.get("where"), logits.shape, axis, _SCE)}
 
 
 def _sample_logits_probs(key, dtype=jnp.float32, shape=(3, 5), **_):
@@ -66,81 +217,51 @@ def _sample_logits_probs(key, dtype=jnp.float32, shape=(3, 5), **_):
     return jnp.asarray(logits, dtype), jnp.asarray(labels, dtype)
 
 
-def _finish(public, prim, reference):
-    public.primitive = prim
-    public.reference = reference
-    return public
-
-
-# ---------------------------------------------------------------------------------------------
-# softmax_cross_entropy
-# ---------------------------------------------------------------------------------------------
-
-
-def _log_softmax_last(logits):
-    """(log_softmax, softmax) over the last axis, shifted by the maximum (fnnet.log_softmax's kernel)."""
-    _, shifted, e = _shifted(logits, (logits.ndim - 1,), None)
-    s = jnp.sum(e, axis=-1, keepdims=True)
-    return shifted - jnp.log(s), e / s
-
-
-def _xent(labels, logp):
-    """−Σ y·log p with 0·log p = 0 where y = 0 (so a −inf log-probability of an unused class is fine)."""
-    return -jnp.sum(jnp.where(labels == 0, 0.0, labels * logp), axis=-1)
-
-
-def _sce_forward(logits, labels):
-    return _xent(labels, _log_softmax_last(logits)[0])
-
-
-def _sce_fwd(logits, labels):
-    logp, p = _log_softmax_last(logits)
-    return _xent(labels, logp), (logp, p, labels)
-
-
-def _sce_bwd(res, g):
-    logp, p, labels = res
-    ge = g[..., None]
-    d_logits = ge * (p * jnp.sum(labels, axis=-1, keepdims=True) - labels)
-    return d_logits, -ge * logp
-
-
-def _sce_jvp(primals, tangents, out):
-    logits, labels = primals
-    t_logits, t_labels = tangents
-    logp, p = _log_softmax_last(logits)
-    d_logits = p * jnp.sum(labels, axis=-1, keepdims=True) - labels
-    return jnp.sum(t_logits * d_logits, axis=-1) - jnp.sum(t_labels * logp, axis=-1)
-
-
-def _sce_reference(logits, labels):
-    """Plain jnp: −Σ y·(z − m − log Σ e^{z − m})."""
-    m = lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    shifted = logits - m
-    return -jnp.sum(labels * (shifted - jnp.log(jnp.sum(jnp.exp(shifted), -1, keepdims=True))), -1)
-
+_T, _F = True, False
 
 softmax_cross_entropy = define(
     "softmax_cross_entropy",
     forward=_sce_forward, fwd=_sce_fwd, bwd=_sce_bwd, jvp=_sce_jvp, reference=_sce_reference,
     arg_names=("logits", "labels"),
-    validate=lambda logits, labels: _same_shape_and_dtype(
-        "fnnet.softmax_cross_entropy", logits, labels, "logits", "labels", min_ndim=1
-    ),
+    static={"axis": -1, "where": None},
+    traced=("where",),
+    convert=_sce_convert,
     sample=_sample_logits_probs,
+    variants=(
+        {},
+        {"axis": 0},
+        {"axis": (0, 1)},
+        # a partly masked row (label mass on a masked class), a fully masked row, a whole row
+        {"where": ((_T, _F, _T, _T, _F), (_F,) * 5, (_T,) * 5)},
+        {"where": (_T, _F, _T)},  # one flag per example
+    ),
     derivation="L = −Σ y·(z − lse z) ⇒ ∂L/∂z = p·Σy − y (p − y for Σy = 1), ∂L/∂y = −log p",
-    doc=r"""Softmax cross-entropy :math:`L = −Σ_c y_c \log \operatorname{softmax}(z)_c` (optax's).
+    doc=r"""Softmax cross-entropy :math:`L = −Σ_c y_c \log \operatorname{softmax}(z)_c` over ``axis``.
 
-Arguments:
-  logits: (..., C) floating. labels: (..., C), the same shape and dtype: a probability
-    distribution over the last axis (one-hot or soft labels).
+Args:
+  logits: floating array of unnormalised log-probabilities.
+  labels: array broadcastable with ``logits``: a distribution over the class axes per example
+    (one-hot or soft labels). Promoted with ``logits`` to their common dtype (bfloat16 logits with
+    float32 labels compute in float32).
+  axis: the class axis or axes (int, tuple of ints, or None for all); static. Default -1.
+  where: optional boolean mask of the logits' shape, or of the batch shape (the class axes are then
+    inserted, as ``jnp.expand_dims(where, axis)``); masked entries take no part: they are left out
+    of the softmax and of the sum. A fully masked example gives 0 with zero gradient.
 
 Returns:
-  (...,) one loss per example, no reduction.
+  The loss per example: the broadcast shape of ``logits`` and ``labels`` without the class axes, in
+  their common dtype. No reduction.
+
+Raises:
+  TypeError: bool or complex input, a non-boolean ``where``, dtypes with no
+    implicit promotion (strict promotion mode), or an axis that is not an int/tuple/None.
+  ValueError: shapes that do not broadcast, an axis out of range, 0-d logits, or a mask of the wrong
+    shape (each message names the shapes).
 
 Derivative: :math:`∂L/∂z = p·Σ_c y_c − y` (= p − y for normalised labels),
-:math:`∂L/∂y = −\log p`; VJP multiplies both by ``g[..., None]``. A class with label 0 and logit
-−inf contributes 0 (not NaN).
+:math:`∂L/∂y = −\log p` (both multiplied by ``g`` broadcast over the class axes; 0 at masked
+entries). A class with label 0 and logit −inf contributes 0 (not NaN); its label derivative
+:math:`−\log 0 = +∞` is represented by the largest finite value.
 """,
 ).fn
 
@@ -150,66 +271,216 @@ Derivative: :math:`∂L/∂z = p·Σ_c y_c − y` (= p − y for normalised labe
 # ---------------------------------------------------------------------------------------------
 
 
-def softmax_cross_entropy_with_integer_labels(logits, labels):
-    r"""Softmax cross-entropy with class indices: :math:`L = −\log\operatorname{softmax}(z)_k` (optax's).
+def _class_axes(axis, ndim):
+    """(sorted class axes, the same in the order given: a label is a row-major index over them)."""
+    axes = _axes(axis, ndim, _SCE_INT)
+    if axis is None:
+        return axes, axes
+    given = axis if isinstance(axis, tuple) else (axis,)
+    return axes, tuple(int(a) % ndim for a in given)
 
-    Arguments:
-      logits: (..., C) floating. labels: (...,) integer class indices in ``[0, C)``.
 
-    Returns:
-      (...,) one loss per example.
+def _flatten_classes(x, batch, order):
+    """``x`` with the class axes moved last (in ``order``) and flattened into one: (batch..., C)."""
+    perm = batch + order
+    if perm != tuple(range(x.ndim)):
+        x = jnp.transpose(x, perm)
+    return x.reshape(x.shape[:len(batch)] + (-1,))
 
-    The labels are turned into one-hot rows of ``logits``' dtype and the loss is
-    :func:`softmax_cross_entropy`'s primitive, whose hand VJP is then :math:`g·(p − e_k)`; the labels
-    are not differentiable. Bad labels are caught before tracing: a float dtype raises TypeError,
-    a shape other than ``logits.shape[:-1]`` ValueError naming both shapes, and, when the labels are
-    concrete (not traced under ``jit``), a label outside ``[0, C)`` raises ValueError naming the label
-    and its index. Traced labels cannot be checked: an out-of-range one gives a NaN loss (never a
-    silently clamped class).
+
+def _unflatten_classes(x, shape, batch, order):
+    """The inverse of :func:`_flatten_classes`: back to ``shape``."""
+    perm = batch + order
+    x = x.reshape(tuple(shape[i] for i in perm))
+    if perm != tuple(range(len(shape))):
+        x = jnp.transpose(x, tuple(int(i) for i in np.argsort(perm)))
+    return x
+
+
+def _sce_int_parts(logits, labels, axis, where):
+    """(loss, p, one-hot, scale, axes); scale is 1, 0 for a fully masked example, NaN for a label out
+    of range: the loss and its gradient are multiplied by it.
+
+    With several class axes the computation runs on the logits with those axes moved last and
+    flattened (a label is a row-major index over them), so a tuple ``axis`` gives bit for bit the
+    result of the same logits laid out as (batch..., C); p and the one-hot are laid back for the VJP.
     """
-    fname = "fnnet.softmax_cross_entropy_with_integer_labels"
-    logits = as_float_array(logits, "logits", fname)
-    if not hasattr(labels, "dtype"):
-        labels = np.asarray(labels)
+    axes, order = _class_axes(axis, logits.ndim)
+    labels = jnp.asarray(labels)
+    mask = _mask(where, logits.shape, axis, _SCE_INT)
+    flat = len(order) > 1
+    if flat:
+        batch = tuple(i for i in range(logits.ndim) if i not in axes)
+        z = _flatten_classes(logits, batch, order)
+        if mask is not None:
+            mask = _flatten_classes(jnp.broadcast_to(mask, logits.shape), batch, order)
+        red = (z.ndim - 1,)
+    else:
+        z, red = logits, axes
+    n_classes = math.prod(z.shape[a] for a in red)
+    valid = (labels >= 0) & (labels < n_classes)
+    lab = jnp.expand_dims(labels, red)
+    hot = lax.broadcasted_iota(labels.dtype, z.shape, red[0]) == lab
+    _, shifted, e = _shifted(z, red, mask)
+    s = jnp.sum(e, axis=red)
+    # lse − z_k = log Σ e^{z − m} − (z_k − m): no large value is subtracted from another.
+    loss = jnp.log(jnp.where(s == 0, 1.0, s)) - jnp.sum(jnp.where(hot, shifted, 0.0), axis=red)
+    scale = jnp.where(valid, 1.0, jnp.nan).astype(logits.dtype)
+    if mask is not None:
+        scale = jnp.where(jnp.any(jnp.broadcast_to(mask, z.shape), axis=red), scale, 0.0)
+    loss = jnp.where(scale == 0, 0.0, loss * scale)
+    p = _normalize(e, red, mask)
+    if flat:
+        p = _unflatten_classes(p, logits.shape, batch, order)
+        hot = _unflatten_classes(hot, logits.shape, batch, order)
+    return loss, p, hot, scale, axes
+
+
+def _sce_int_forward(logits, labels, axis=-1, where=None):
+    return _sce_int_parts(logits, labels, axis, where)[0]
+
+
+def _sce_int_fwd(logits, labels, axis=-1, where=None):
+    loss, p, hot, scale, _ = _sce_int_parts(logits, labels, axis, where)
+    return loss, (p, hot, scale)
+
+
+def _sce_int_bwd(res, g, labels=None, axis=-1, where=None):
+    p, hot, scale = res
+    axes = _axes(axis, p.ndim, _SCE_INT)
+    return (_keepdims(g * scale, p.shape, axes) * (p - hot.astype(p.dtype)),)
+
+
+def _sce_int_jvp(primals, tangents, out, labels=None, axis=-1, where=None):
+    _, p, hot, scale, axes = _sce_int_parts(primals[0], labels, axis, where)
+    return scale * jnp.sum(tangents[0] * (p - hot.astype(p.dtype)), axis=axes)
+
+
+def _sce_int_reference(logits, labels, axis=-1, where=None):
+    """Plain jnp, optax's formula: the class axes moved last and flattened, then
+    ``logsumexp(z) − take_along_axis(z, k)``; a fully masked example gives 0, a label out of range NaN."""
+    axes, order = _class_axes(axis, logits.ndim)
+    labels = jnp.asarray(labels)
+    mask = None
+    if where is not None:
+        mask = jnp.asarray(where)
+        if mask.ndim != logits.ndim:
+            mask = jnp.expand_dims(mask, axis)
+        mask = jnp.broadcast_to(mask, logits.shape)
+    batch = tuple(i for i in range(logits.ndim) if i not in axes)
+    batch_shape = tuple(logits.shape[i] for i in batch)
+    z = jnp.transpose(logits, batch + order).reshape(batch_shape + (-1,))
+    w = None if mask is None else jnp.transpose(mask, batch + order).reshape(batch_shape + (-1,))
+    n = z.shape[-1]
+    m = lax.stop_gradient(jnp.max(z, -1, keepdims=True, where=w, initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    e = jnp.exp(z - m)
+    if w is not None:
+        e = jnp.where(w, e, 0.0)
+    s = jnp.sum(e, -1)
+    lse = m[..., 0] + jnp.log(jnp.where(s == 0, 1.0, s))
+    k = jnp.broadcast_to(jnp.clip(labels, 0, n - 1), batch_shape)
+    out = lse - jnp.take_along_axis(z, k[..., None], axis=-1)[..., 0]
+    if w is not None:
+        out = jnp.where(jnp.any(w, -1), out, 0.0)
+    return jnp.where((labels >= 0) & (labels < n), out, jnp.nan)
+
+
+def _sce_int_convert(arrays, aux, static):
+    (logits,) = arrays
+    logits = jnp.asarray(logits)
+    _check_has_axis(_SCE_INT, logits)
+    axis = static["axis"]
+    axes, _ = _class_axes(axis, logits.ndim)  # validates the axis
+    labels = jnp.asarray(aux["labels"])  # a list or tuple arrives as a tuple of traced scalars
     if labels.dtype == jnp.bool_ or not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(
-            f"{fname}: labels must be integer class indices; got dtype {labels.dtype} "
+            f"{_SCE_INT}: labels must be integer class indices; got dtype {labels.dtype} "
             "(for probabilities use softmax_cross_entropy)"
         )
-    if logits.ndim < 1:
-        raise ValueError(f"{fname}: logits must have a class axis (the last); got shape {logits.shape}")
-    if tuple(labels.shape) != logits.shape[:-1]:
+    batch = tuple(i for i in range(logits.ndim) if i not in axes)
+    batch_shape = tuple(logits.shape[i] for i in batch)
+    try:
+        shape = np.broadcast_shapes(batch_shape, labels.shape)
+    except ValueError:
+        shape = None
+    if shape is None or len(shape) != len(batch_shape):
         raise ValueError(
-            f"{fname}: labels of shape {tuple(labels.shape)} must have shape logits.shape[:-1] = "
-            f"{logits.shape[:-1]} (logits shape {logits.shape})"
+            f"{_SCE_INT}: labels of shape {labels.shape} must broadcast to the logits' batch shape "
+            f"{batch_shape} (logits shape {logits.shape} without the class axes {axis})"
         )
-    n_classes = logits.shape[-1]
-    concrete = not isinstance(labels, jax.core.Tracer)
-    if concrete:
-        lab = np.asarray(labels)
-        bad = (lab < 0) | (lab >= n_classes)
-        if bad.any():
-            idx = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"{fname}: label {int(lab[idx])} at index {idx} is out of range [0, {n_classes}) "
-                f"for logits of shape {logits.shape}"
-            )
-    labels = jnp.asarray(labels)
-    one_hot = (labels[..., None] == jnp.arange(n_classes, dtype=labels.dtype)).astype(logits.dtype)
-    loss = softmax_cross_entropy(logits, one_hot)
-    if not concrete:
-        valid = (labels >= 0) & (labels < n_classes)
-        loss = jnp.where(valid, loss, jnp.nan)
-    return loss
+    if shape != batch_shape:  # labels with more examples than logits: the logits are broadcast
+        full = list(logits.shape)
+        for i, n in zip(batch, shape):
+            full[i] = n
+        logits = jnp.broadcast_to(logits, tuple(full))
+    labels = jnp.broadcast_to(labels, shape)
+    where = _mask(aux.get("where"), logits.shape, axis, _SCE_INT)
+    return [logits], {**aux, "labels": labels, "where": where}
 
 
-def _sce_int_reference(logits, labels):
-    m = lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
-    logp = logits - m - jnp.log(jnp.sum(jnp.exp(logits - m), -1, keepdims=True))
-    return -jnp.take_along_axis(logp, jnp.asarray(labels)[..., None], axis=-1)[..., 0]
+_INT_CLASSES = (5, 3, 4, 2)  # class-axis sizes the registry samples use: 5 for one axis, 3·4 for two ...
 
 
-_finish(softmax_cross_entropy_with_integer_labels, softmax_cross_entropy.primitive, _sce_int_reference)
+def _sample_int(key, dtype=jnp.float32, shape=(3, 5), labels=(0, 4, 2), axis=-1, where=None, **_):
+    """Logits that fit the labels of a registry variant: the labels' shape is the batch shape; the
+    class axes (5 classes for one axis, 3 × 4 for two) are inserted at ``axis``."""
+    batch = np.shape(labels)
+    given = (axis,) if isinstance(axis, int) else tuple(axis)
+    ndim = len(batch) + len(given)
+    pos = [a % ndim for a in given]
+    dims = (_INT_CLASSES[0],) if len(given) == 1 else _INT_CLASSES[1:1 + len(given)]
+    full, it = [], iter(batch)
+    for i in range(ndim):
+        full.append(dims[pos.index(i)] if i in pos else next(it))
+    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(full), jnp.float32), dtype),)
+
+
+softmax_cross_entropy_with_integer_labels = define(
+    "softmax_cross_entropy_with_integer_labels",
+    forward=_sce_int_forward, fwd=_sce_int_fwd, bwd=_sce_int_bwd, jvp=_sce_int_jvp,
+    reference=_sce_int_reference,
+    arg_names=("logits",),
+    static={"labels": REQUIRED, "axis": -1, "where": None},
+    traced=("labels", "where"),
+    convert=_sce_int_convert,
+    sample=_sample_int,
+    variants=(
+        {"labels": (0, 4, 2)},
+        {"labels": (2, 0, 1, 4, 3, 3), "axis": 0},
+        {"labels": ((0, 11), (5, 7)), "axis": (2, 0)},
+        # a label on a masked class (row 1) and a fully masked row (row 2)
+        {"labels": (0, 4, 2), "where": ((_T,) * 5, (_T, _T, _T, _T, _F), (_F,) * 5)},
+    ),
+    derivation="L = lse(z) − z_k ⇒ ∂L/∂z = p − e_k",
+    doc=r"""Softmax cross-entropy with class indices: :math:`L = \log Σ_c e^{z_c} − z_k`.
+
+Args:
+  logits: floating array of unnormalised log-probabilities.
+  labels: integer class indices of the batch shape (the logits' shape without the class axes), or
+    broadcastable to it; traced, not differentiable. With several class axes a label is the
+    row-major flat index over them, taken in the order ``axis`` lists them.
+  axis: the class axis (int) or axes (tuple of ints, or None for all); static. Default -1; may be
+    passed positionally.
+  where: optional boolean mask of the logits' shape or of the batch shape; masked classes are left
+    out of the normaliser (the label's own logit is read wherever it is). A fully masked example
+    gives 0 with zero gradient.
+
+Returns:
+  The loss per example, of the batch shape and the logits' dtype. No reduction.
+
+Raises:
+  TypeError: float or bool labels, non-floating logits, a non-boolean ``where``, an axis that is not
+    an int/tuple/None.
+  ValueError: labels that do not broadcast to the batch shape (the message names the labels', the
+    batch and the logits' shapes), an axis out of range, 0-d logits, a mask of the wrong shape.
+
+A label outside ``[0, C)`` (negative ones included) cannot be seen while tracing: that example's loss
+and gradient are NaN, never a silently chosen class.
+
+Derivative: :math:`∂L/∂z = p − e_k` (p the softmax over the included classes), times ``g``.
+""",
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,28 +493,39 @@ def _softplus(x):
 
 
 def _bce_forward(logits, labels):
-    # optax: −y·log σ(z) − (1 − y)·log σ(−z) = y·sp(−z) + (1 − y)·sp(z); a term whose weight is exactly
-    # 0 is 0 (so z = ±inf with the matching label gives 0, not 0·inf = NaN).
+    # −y·log σ(z) − (1 − y)·log σ(−z) = y·sp(−z) + (1 − y)·sp(z); a term whose weight is exactly 0 is 0
+    # (so z = ±inf with the matching label gives 0, not 0·inf = NaN).
     pos = jnp.where(labels == 0, 0.0, labels * _softplus(-logits))
     neg = jnp.where(labels == 1, 0.0, (1 - labels) * _softplus(logits))
     return pos + neg
 
 
+def _bce_fwd(logits, labels):
+    big = jnp.finfo(logits.dtype).max
+    # ∂L/∂y = −z, kept finite at z = ±inf so that a zero label tangent gives 0 (not 0·∞ = NaN)
+    return _bce_forward(logits, labels), (lax.logistic(logits) - labels, -jnp.clip(logits, -big, big))
+
+
 def _bce_bwd(res, g):
-    logits, labels = res
-    return g * (lax.logistic(logits) - labels), -g * logits
+    d_logits, d_labels = res
+    return g * d_logits, g * d_labels
 
 
 def _bce_jvp(primals, tangents, out):
     (logits, labels), (t_logits, t_labels) = primals, tangents
-    return t_logits * (lax.logistic(logits) - labels) - t_labels * logits
+    _, (d_logits, d_labels) = _bce_fwd(logits, labels)
+    return t_logits * d_logits + t_labels * d_labels
 
 
 def _bce_reference(logits, labels):
-    """optax's formula: −y·log σ(z) − (1 − y)·log σ(−z)."""
-    return -labels * jnp.log(1 / (1 + jnp.exp(-logits))) - (1 - labels) * jnp.log(
-        1 / (1 + jnp.exp(logits))
-    )
+    """optax's formula: −y·log σ(z) − (1 − y)·log σ(−z), labels in the logits' dtype."""
+    labels = jnp.asarray(labels).astype(jnp.asarray(logits).dtype)
+    return -labels * jax.nn.log_sigmoid(logits) - (1 - labels) * jax.nn.log_sigmoid(-logits)
+
+
+def _bce_convert(arrays, aux, static):
+    logits, labels = (jnp.asarray(a) for a in arrays)
+    return list(_broadcast_pair(_BCE, logits, labels.astype(logits.dtype), "logits", "labels")), aux
 
 
 def _sample_logits_unit(key, dtype=jnp.float32, shape=(3, 5), **_):
@@ -253,49 +535,182 @@ def _sample_logits_unit(key, dtype=jnp.float32, shape=(3, 5), **_):
     return jnp.asarray(logits, dtype), jnp.asarray(labels, dtype)
 
 
-_bce_prim = define(
+sigmoid_binary_cross_entropy = define(
     "sigmoid_binary_cross_entropy",
-    forward=_bce_forward, bwd=_bce_bwd, jvp=_bce_jvp, reference=_bce_reference,
+    forward=_bce_forward, fwd=_bce_fwd, bwd=_bce_bwd, jvp=_bce_jvp, reference=_bce_reference,
     arg_names=("logits", "labels"),
-    validate=lambda logits, labels: _same_shape_and_dtype(
-        "fnnet.sigmoid_binary_cross_entropy", logits, labels, "logits", "labels"
-    ),
+    convert=_bce_convert,
     sample=_sample_logits_unit,
     derivation="L = y·sp(−z) + (1−y)·sp(z) ⇒ ∂L/∂z = −yσ(−z) + (1−y)σ(z) = σ(z) − y; ∂L/∂y = sp(−z) − sp(z) = −z",
-)
-
-_BCE_DOC = r"""Sigmoid binary cross-entropy, elementwise (optax's):
+    doc=r"""Sigmoid binary cross-entropy, elementwise:
 :math:`L = −y \log σ(z) − (1 − y)\log σ(−z) = y·\operatorname{softplus}(−z) + (1 − y)·\operatorname{softplus}(z)`.
 
-Arguments:
-  logits: floating array. labels: the same shape; probabilities in [0, 1] of the positive class.
-    Integer or boolean labels are cast to the logits' dtype (as optax does).
+Args:
+  logits: floating array; each entry the logit of an independent binary prediction.
+  labels: array broadcastable with ``logits``: probabilities in [0, 1] of the positive class.
+    Cast to the logits' dtype (integer 0/1 labels included).
 
 Returns:
-  An array of ``logits``' shape (no reduction).
+  The loss per entry: the broadcast shape, the logits' dtype. No reduction.
 
-Derivative: :math:`∂L/∂z = σ(z) − y`, :math:`∂L/∂y = −z`. Softplus is ``logaddexp(z, 0)``:
-``z = 1e30, y = 1`` gives exactly 0 and ``y = 0`` gives 1e30; a term with weight exactly 0 is 0,
-so ``z = inf, y = 1`` gives 0 rather than NaN.
-"""
+Raises:
+  TypeError: non-floating logits; boolean labels (cast them to the logits' dtype).
+  ValueError: shapes that do not broadcast (the message names both).
 
-
-def sigmoid_binary_cross_entropy(logits, labels):
-    dtype = getattr(labels, "dtype", None)
-    if dtype is not None and (dtype == jnp.bool_ or jnp.issubdtype(dtype, jnp.integer)):
-        logits = as_float_array(logits, "logits", "fnnet.sigmoid_binary_cross_entropy")
-        labels = jnp.asarray(labels).astype(logits.dtype)
-    return _bce_prim.fn(logits, labels)
-
-
-sigmoid_binary_cross_entropy.__doc__ = _BCE_DOC
-_bce_prim.fn.__doc__ = _BCE_DOC
-_finish(sigmoid_binary_cross_entropy, _bce_prim, _bce_reference)
-sigmoid_binary_cross_entropy.forward_mode = _bce_prim.forward_mode
+Derivative: :math:`∂L/∂z = σ(z) − y`, :math:`∂L/∂y = −z` (±the largest finite value at z = ∓inf).
+Softplus is ``logaddexp(z, 0)``: ``z = 1e30, y = 1`` gives exactly 0 and ``y = 0`` gives 1e30; a term
+with weight exactly 0 is 0, so ``z = inf, y = 1`` gives 0 rather than NaN.
+""",
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
-# mse, squared_error
+# squared_error, l2_loss
+# ---------------------------------------------------------------------------------------------
+
+
+def _targets_convert(fname):
+    """Predictions and targets in their common dtype, of equal shapes. A Python number or sequence of
+    numbers as targets takes the predictions' dtype (it has none of its own)."""
+
+    def convert(arrays, aux, static):
+        (p,) = arrays
+        p = jnp.asarray(p)
+        t = aux.get("targets")
+        if t is None:
+            return [p], aux
+        own_dtype = hasattr(t, "dtype")  # a list or tuple arrives as a tuple of traced scalars
+        t = jnp.asarray(t)
+        if t.dtype == jnp.bool_ or not jnp.issubdtype(t.dtype, jnp.number) \
+                or jnp.issubdtype(t.dtype, jnp.complexfloating):
+            raise TypeError(f"{fname}: targets must be real numbers; got dtype {t.dtype}")
+        if not own_dtype:
+            t = t.astype(p.dtype)
+        if t.shape != p.shape:
+            raise ValueError(
+                f"{fname}: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
+            )
+        dtype = _common_dtype(fname, p, t, "predictions", "targets")
+        return [p.astype(dtype)], {**aux, "targets": t.astype(dtype)}
+
+    return convert
+
+
+def _diff(p, targets):
+    return p if targets is None else p - jnp.asarray(targets, p.dtype)
+
+
+def _se_forward(predictions, targets=None):
+    return jnp.square(_diff(predictions, targets))
+
+
+def _se_fwd(predictions, targets=None):
+    d = _diff(predictions, targets)
+    return jnp.square(d), d
+
+
+def _se_bwd(d, g, targets=None):
+    return (2.0 * g * d,)
+
+
+def _se_jvp(primals, tangents, out, targets=None):
+    return 2.0 * _diff(primals[0], targets) * tangents[0]
+
+
+def _se_reference(predictions, targets=None):
+    """Plain jnp, optax's formula: (p − t)², or p² without targets."""
+    errors = predictions if targets is None else predictions - jnp.asarray(targets, predictions.dtype)
+    return errors ** 2
+
+
+def _half_square(d):
+    # (d/2)·d: halving is exact, so one rounding, and no overflow of d² where d²/2 is finite
+    return jnp.where(jnp.abs(d) >= 1, (0.5 * d) * d, 0.5 * (d * d))
+
+
+def _l2_forward(predictions, targets=None):
+    return _half_square(_diff(predictions, targets))
+
+
+def _l2_fwd(predictions, targets=None):
+    d = _diff(predictions, targets)
+    return _half_square(d), d
+
+
+def _l2_bwd(d, g, targets=None):
+    return (g * d,)
+
+
+def _l2_jvp(primals, tangents, out, targets=None):
+    return _diff(primals[0], targets) * tangents[0]
+
+
+def _l2_reference(predictions, targets=None):
+    """Plain jnp, optax's definition: 0.5·squared_error."""
+    return 0.5 * _se_reference(predictions, targets)
+
+
+def _sample_predictions(key, dtype=jnp.float32, shape=(3, 5), targets=None, **_):
+    shape = shape if targets is None else np.shape(targets)
+    return (jnp.asarray(jax.random.normal(key, shape, jnp.float32), dtype),)
+
+
+_TARGETS_VARIANT = {"targets": ((0.5, -1.0, 2.0, 0.25), (1.5, 0.0, -0.75, 3.0))}
+
+_TARGETS_DOC = """
+Args:
+  predictions: floating array (integers are promoted to the default float dtype).
+  targets: optional array of the same shape (optax's check: no broadcasting); traced. Omitted, it is
+    0. Promoted with ``predictions`` to their common dtype; a Python number or sequence takes the
+    predictions' dtype.
+
+Returns:
+  The loss per entry, of the predictions' shape and the common dtype. No reduction (the mean squared
+  error of a batch is ``squared_error(p, t).mean()``; :func:`mse` averages over the last axis).
+
+Raises:
+  TypeError: non-real predictions or targets, or dtypes with no implicit promotion (strict mode).
+  ValueError: targets of another shape (the message names both shapes).
+"""
+
+squared_error = define(
+    "squared_error",
+    forward=_se_forward, fwd=_se_fwd, bwd=_se_bwd, jvp=_se_jvp, reference=_se_reference,
+    arg_names=("predictions",),
+    static={"targets": None},
+    traced=("targets",),
+    convert=_targets_convert("fnnet.squared_error"),
+    sample=_sample_predictions,
+    variants=({}, _TARGETS_VARIANT),
+    derivation="L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
+    doc=r"""Elementwise squared error :math:`(p − t)^2`.
+""" + _TARGETS_DOC + r"""
+Derivative: :math:`∂L/∂p = 2(p − t)` (the hand rule, times ``g``); :math:`∂L/∂t = −∂L/∂p` comes from
+autodiff of the forward (``targets`` is a traced parameter).
+""",
+).fn
+
+
+l2_loss = define(
+    "l2_loss",
+    forward=_l2_forward, fwd=_l2_fwd, bwd=_l2_bwd, jvp=_l2_jvp, reference=_l2_reference,
+    arg_names=("predictions",),
+    static={"targets": None},
+    traced=("targets",),
+    convert=_targets_convert("fnnet.l2_loss"),
+    sample=_sample_predictions,
+    variants=({}, _TARGETS_VARIANT),
+    derivation="L = ½(p − t)² ⇒ ∂L/∂p = p − t = −∂L/∂t",
+    doc=r"""Elementwise L2 loss :math:`\frac12 (p − t)^2` (half the squared error).
+""" + _TARGETS_DOC + r"""
+Derivative: :math:`∂L/∂p = p − t` (the hand rule, times ``g``); :math:`∂L/∂t = −(p − t)` comes from
+autodiff of the forward. ½d² is computed as (½d)·d for |d| ≥ 1: finite wherever the result is.
+""",
+).fn
+
+
+# ---------------------------------------------------------------------------------------------
+# mse (fnnet's own: the mean over the last axis)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -317,7 +732,7 @@ def _two_over_n_diff(p, t, scale):
 
 def _mse_bwd(res, g):
     p, t = res
-    d = g[..., None] * _two_over_n_diff(p, t, 2.0 / p.shape[-1])
+    d = _keepdims(g, p.shape, (p.ndim - 1,)) * _two_over_n_diff(p, t, 2.0 / p.shape[-1])
     return d, -d
 
 
@@ -328,6 +743,17 @@ def _mse_jvp(primals, tangents, out):
 
 def _mse_reference(predictions, targets):
     return jnp.mean((predictions - targets) ** 2, axis=-1)
+
+
+def _mse_convert(arrays, aux, static):
+    p, t = (jnp.asarray(a) for a in arrays)
+    if t.shape != p.shape:
+        raise ValueError(
+            f"fnnet.mse: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
+        )
+    _check_has_axis("fnnet.mse", p, "predictions")
+    dtype = _common_dtype("fnnet.mse", p, t, "predictions", "targets")
+    return [p.astype(dtype), t.astype(dtype)], aux
 
 
 def _sample_pair(key, dtype=jnp.float32, shape=(3, 5), **_):
@@ -341,45 +767,24 @@ mse = define(
     "mse",
     forward=_mse_forward, bwd=_mse_bwd, jvp=_mse_jvp, reference=_mse_reference,
     arg_names=("predictions", "targets"),
-    validate=lambda p, t: _same_shape_and_dtype("fnnet.mse", p, t, "predictions", "targets", min_ndim=1),
+    convert=_mse_convert,
     sample=_sample_pair,
     derivation="L = (1/n)Σ(p − t)² ⇒ ∂L/∂p = (2/n)(p − t) = −∂L/∂t",
     doc=r"""Mean squared error per example: :math:`L = \frac1n Σ_{i=1}^n (p_i − t_i)^2` over the last axis.
 
-Arguments:
-  predictions: (..., n) floating. targets: (..., n), the same shape and dtype.
+Args:
+  predictions: (..., n) floating array.
+  targets: (..., n), the same shape; promoted with ``predictions`` to their common dtype.
 
 Returns:
-  (...,) one value per example (reduce it yourself: ``mse(p, t).mean()``). For optax's elementwise
+  (...,) one value per example (reduce it yourself: ``mse(p, t).mean()``). For the elementwise
   :math:`(p − t)^2` use :func:`squared_error`.
 
-Derivative: :math:`∂L/∂p = \frac2n (p − t)`, :math:`∂L/∂t = −∂L/∂p`.
-""",
-).fn
+Raises:
+  TypeError: non-floating input, or dtypes with no implicit promotion (strict mode).
+  ValueError: targets of another shape, or 0-d predictions.
 
-
-def _se_bwd(res, g):
-    p, t = res
-    d = g * _two_over_n_diff(p, t, 2.0)
-    return d, -d
-
-
-squared_error = define(
-    "squared_error",
-    forward=lambda p, t: jnp.square(p - t),
-    bwd=_se_bwd,
-    jvp=lambda primals, tangents, out: _two_over_n_diff(*primals, 2.0) * (tangents[0] - tangents[1]),
-    reference=lambda predictions, targets: (predictions - targets) ** 2,
-    arg_names=("predictions", "targets"),
-    validate=lambda p, t: _same_shape_and_dtype("fnnet.squared_error", p, t, "predictions", "targets"),
-    sample=_sample_pair,
-    derivation="L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
-    doc=r"""Elementwise squared error :math:`(p − t)^2` (optax.squared_error; targets required).
-
-Arguments:
-  predictions, targets: floating arrays of the same shape and dtype.
-
-Returns:
-  An array of that shape. Derivative: :math:`∂/∂p = 2(p − t) = −∂/∂t`.
+Derivative: :math:`∂L/∂p = \frac2n (p − t)`, :math:`∂L/∂t = −∂L/∂p`; finite where p − t overflows
+but the result does not.
 """,
 ).fn

@@ -1,12 +1,18 @@
-"""Losses: values against optax's formulas (written out here in float64 numpy: optax is not a
-dependency), gradients against jax.grad of the plain references, stability at huge and infinite logits,
-and the bad-input messages. The generic VJP/JVP/finite-difference checks run in tests/test_primitives.py.
+"""Losses: values against the formulas written out in float64 numpy, gradients against jax.grad of the
+plain references and against the closed forms, the class axes (ints, tuples, positional), masks,
+broadcast labels, dtype promotion, omitted targets, forward mode, stability at huge and infinite
+logits, and the bad-input messages. The generic VJP/JVP/finite-difference checks of every declared
+variant run in tests/test_primitives.py.
 
 Tolerances. Values: a log-softmax is (x − m) − log Σ, each step ≤ 1 ULP with |x − m| ≲ 10 on these
-inputs, then a sum of ≤ 6 products: ≤ ~16 roundings of quantities of the loss's size, hence
-``rtol = 32·ε`` (normwise). Gradients: two or three more roundings: the same bound holds.
+inputs, then a sum of ≤ 24 products: ≤ ~30 roundings of quantities of the loss's size, hence
+``rtol = 32·ε`` (normwise, float64). Gradients: two or three more roundings: the same bound holds.
+Where two computations perform the same operations in the same order (a broadcast made explicit, a
+dtype promoted by hand) the results are compared exactly.
 """
 from __future__ import annotations
+
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -14,23 +20,67 @@ import numpy as np
 import pytest
 
 import fnnet.losses as L
+from fnnet.primitive import registry
 
 EPS = float(jnp.finfo(jnp.float64).eps)
 RTOL = 32 * EPS
+
+SCE = L.softmax_cross_entropy
+SCE_INT = L.softmax_cross_entropy_with_integer_labels
+BCE = L.sigmoid_binary_cross_entropy
 
 
 def _close(actual, expected, rtol=RTOL, what=""):
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
-    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
-    err = float(np.max(np.abs(actual - expected), initial=0.0)) / scale
+    assert np.array_equal(np.isnan(actual), np.isnan(expected)), f"{what}: NaNs differ"
+    ok = ~np.isnan(expected)
+    scale = max(float(np.max(np.abs(expected[ok]), initial=0.0)), 1e-300)
+    err = float(np.max(np.abs(actual[ok] - expected[ok]), initial=0.0)) / scale
     assert err <= rtol, f"{what}: normwise error {err:.3e} > {rtol:.3e}"
 
 
-def _np_log_softmax(z):
+@np.errstate(divide="ignore")  # log 0 = −inf for a fully masked example, as intended
+def _np_log_softmax(z, axis=-1, mask=None):
     z = np.asarray(z, np.float64)
-    m = z.max(-1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))
+    zm = z if mask is None else np.where(mask, z, -np.inf)
+    m = zm.max(axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return z - m - np.log(np.exp(zm - m).sum(axis, keepdims=True))
+
+
+def _np_sce(z, y, axis=-1, mask=None):
+    """−Σ y·log_softmax(z) over the included entries (numpy, float64)."""
+    z, y = np.broadcast_arrays(np.asarray(z, np.float64), np.asarray(y, np.float64))
+    terms = y * _np_log_softmax(z, axis, mask)
+    if mask is not None:
+        terms = np.where(mask, terms, 0.0)
+    return -terms.sum(axis)
+
+
+@np.errstate(divide="ignore")
+def _np_sce_int(z, k, axis=-1, mask=None):
+    """lse(z over the included classes) − z_k: the class axes moved last (in the given order) and
+    flattened; 0 for a fully masked example, NaN for a label out of range."""
+    z = np.asarray(z, np.float64)
+    axes = (axis,) if isinstance(axis, int) else axis
+    axes = tuple(a % z.ndim for a in axes)
+    batch = tuple(i for i in range(z.ndim) if i not in axes)
+    bshape = tuple(z.shape[i] for i in batch)
+    zt = z.transpose(batch + axes).reshape(bshape + (-1,))
+    n = zt.shape[-1]
+    k = np.broadcast_to(np.asarray(k), bshape)
+    if mask is None:
+        w = np.ones_like(zt, bool)
+    else:
+        w = np.broadcast_to(mask, z.shape).transpose(batch + axes).reshape(bshape + (-1,))
+    zm = np.where(w, zt, -np.inf)
+    m = zm.max(-1)
+    m = np.where(np.isfinite(m), m, 0.0)
+    lse = m + np.log(np.exp(zm - m[..., None]).sum(-1))
+    picked = np.take_along_axis(zt, np.clip(k, 0, n - 1)[..., None], -1)[..., 0]
+    out = np.where(w.any(-1), lse - picked, 0.0)
+    return np.where((k >= 0) & (k < n), out, np.nan)
 
 
 @pytest.fixture
@@ -43,94 +93,421 @@ def probs():
     return jax.nn.softmax(jax.random.normal(jax.random.key(2), (4, 5), jnp.float64))
 
 
+def _normal(seed, shape):
+    return jax.random.normal(jax.random.key(seed), shape, jnp.float64)
+
+
 # ------------------------------------------------------------------------------------------------
-# Values and gradients
+# Every public loss is one declared primitive
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", L.__all__)
+def test_each_loss_is_a_declared_primitive(name):
+    f = getattr(L, name)
+    assert registry()[name] is f.primitive and f.primitive.fn is f
+    assert f.reference is f.primitive.reference
+    assert f.__name__ == name
+    for section in ("Args:", "Returns:", "Raises:"):
+        assert section in f.__doc__, f"{name}: docstring lacks {section}"
+
+
+def test_signatures():
+    sig = {n: str(inspect.signature(getattr(L, n))) for n in L.__all__}
+    assert sig["softmax_cross_entropy"] == "(logits, labels, axis=-1, where=None)"
+    assert sig["softmax_cross_entropy_with_integer_labels"] == "(logits, labels, axis=-1, where=None)"
+    assert sig["sigmoid_binary_cross_entropy"] == "(logits, labels)"
+    assert sig["squared_error"] == "(predictions, targets=None)"
+    assert sig["l2_loss"] == "(predictions, targets=None)"
+    assert sig["mse"] == "(predictions, targets)"
+
+
+def test_integer_labels_are_one_primitive_with_traced_labels(logits):
+    labels = jnp.array([0, 4, 2, 2])
+    jaxpr = str(jax.make_jaxpr(SCE_INT)(logits, labels))
+    assert "name=softmax_cross_entropy_with_integer_labels" in jaxpr
+    assert "name=softmax_cross_entropy " not in jaxpr and "one_hot" not in jaxpr
+
+
+# ------------------------------------------------------------------------------------------------
+# softmax_cross_entropy
 # ------------------------------------------------------------------------------------------------
 
 
 def test_softmax_cross_entropy(logits, probs):
-    _close(L.softmax_cross_entropy(logits, probs), -(np.asarray(probs) * _np_log_softmax(logits)).sum(-1))
+    _close(SCE(logits, probs), _np_sce(logits, probs))
     g = jnp.arange(1.0, 5.0)
     f = lambda z, y, loss: jnp.vdot(g, loss(z, y))  # noqa: E731
-    dz, dy = jax.grad(f, (0, 1))(logits, probs, L.softmax_cross_entropy)
-    dz_ref, dy_ref = jax.grad(f, (0, 1))(logits, probs, L.softmax_cross_entropy.reference)
+    dz, dy = jax.grad(f, (0, 1))(logits, probs, SCE)
+    dz_ref, dy_ref = jax.grad(f, (0, 1))(logits, probs, SCE.reference)
     _close(dz, dz_ref, what="d/dlogits")
     _close(dy, dy_ref, what="d/dlabels")
-    # normalised labels: the textbook p − y
     _close(dz, g[:, None] * (jax.nn.softmax(logits) - probs), what="p − y")
+    _close(dy, -g[:, None] * jax.nn.log_softmax(logits), what="−log p")
 
 
 def test_softmax_cross_entropy_unnormalised_labels(logits, probs):
     """For labels that do not sum to 1 the exact gradient is p·Σy − y, not p − y."""
     y = 3.0 * probs
-    dz = jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy(z, y)))(logits)
-    _close(dz, jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy.reference(z, y)))(logits))
+    dz = jax.grad(lambda z: jnp.sum(SCE(z, y)))(logits)
+    _close(dz, jax.grad(lambda z: jnp.sum(SCE.reference(z, y)))(logits))
     _close(dz, jax.nn.softmax(logits) * 3.0 - y)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -2, (0, 2), (2, 0), (0, 1, 2), None])
+def test_softmax_cross_entropy_axis(axis):
+    z = 2.0 * _normal(3, (3, 4, 5))
+    y = jax.random.uniform(jax.random.key(4), (3, 4, 5), jnp.float64)
+    np_axis = tuple(range(3)) if axis is None else axis
+    expected = _np_sce(z, y, np_axis)
+    _close(SCE(z, y, axis=axis), expected, what=f"axis={axis}")
+    _close(SCE(z, y, axis), expected, what=f"positional axis={axis}")
+    g = jnp.cos(jnp.asarray(expected))
+    f = lambda z, y, loss: jnp.vdot(g, loss(z, y, axis))  # noqa: E731
+    for got, ref in zip(jax.grad(f, (0, 1))(z, y, SCE), jax.grad(f, (0, 1))(z, y, SCE.reference)):
+        _close(got, ref, what=f"gradient, axis={axis}")
+
+
+def test_softmax_cross_entropy_axis_is_moveaxis():
+    z, y = _normal(5, (4, 5, 6)), jax.random.uniform(jax.random.key(6), (4, 5, 6), jnp.float64)
+    for axis in range(3):
+        _close(SCE(z, y, axis=axis), SCE(jnp.moveaxis(z, axis, -1), jnp.moveaxis(y, axis, -1)))
+
+
+def test_softmax_cross_entropy_where_per_entry(logits, probs):
+    mask = np.array([[1, 0, 1, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1], [0, 1, 0, 0, 0]], bool)
+    out = SCE(logits, probs, where=mask)
+    _close(out, _np_sce(logits, probs, mask=mask))
+    assert out[1] == 0  # a fully masked example
+    # masked entries take no part: changing their logits or labels changes nothing
+    z2 = jnp.where(mask, logits, 1e3)
+    y2 = jnp.where(mask, probs, 7.0)
+    np.testing.assert_array_equal(SCE(z2, y2, where=mask), out)
+    # the same as dropping the masked classes (a 1-D example)
+    sel = mask[0]
+    _close(SCE(logits[0], probs[0], where=sel), SCE(logits[0][sel], probs[0][sel]))
+    dz, dy = jax.grad(lambda z, y: jnp.sum(SCE(z, y, where=mask)), (0, 1))(logits, probs)
+    assert jnp.all(jnp.isfinite(dz)) and jnp.all(dz[~mask] == 0) and jnp.all(dy[~mask] == 0)
+    dz_ref, dy_ref = jax.grad(lambda z, y: jnp.sum(SCE.reference(z, y, where=mask)), (0, 1))(logits, probs)
+    _close(dz, dz_ref, what="masked d/dlogits")
+    _close(dy, dy_ref, what="masked d/dlabels")
+
+
+def test_softmax_cross_entropy_where_per_example(logits, probs):
+    """A mask of the batch shape applies to every class of its example (the class axis is inserted)."""
+    mask = np.array([True, False, True, True])
+    out = SCE(logits, probs, where=mask)
+    _close(out, jnp.where(mask, SCE(logits, probs), 0.0))
+    dz = jax.grad(lambda z: jnp.sum(SCE(z, probs, where=mask)))(logits)
+    assert jnp.all(dz[1] == 0) and jnp.all(jnp.isfinite(dz))
+    # with axis=0 the classes run down the columns: one flag per column
+    col = np.array([True, True, False, True, False])
+    _close(SCE(logits, probs, axis=0, where=col), jnp.where(col, SCE(logits, probs, axis=0), 0.0))
+
+
+def test_softmax_cross_entropy_broadcast_labels(logits, probs):
+    row = probs[0]
+    out = SCE(logits, row)
+    np.testing.assert_array_equal(out, SCE(logits, jnp.broadcast_to(row, logits.shape)))
+    _close(out, _np_sce(logits, row))
+    # the labels' cotangent is summed over the examples they were broadcast to
+    dy = jax.grad(lambda y: jnp.sum(SCE(logits, y)))(row)
+    _close(dy, -jnp.sum(jax.nn.log_softmax(logits), axis=0))
+    # and the other way round: one row of logits against a batch of labels
+    out2 = SCE(logits[0], probs)
+    _close(out2, _np_sce(logits[0], probs))
+    dz = jax.grad(lambda z: jnp.sum(SCE(z, probs)))(logits[0])
+    _close(dz, jnp.sum(jax.nn.softmax(logits[0]) * probs.sum(-1, keepdims=True) - probs, axis=0))
+    with pytest.raises(ValueError, match=r"labels of shape \(4, 3\) does not broadcast with logits of shape \(4, 5\)"):
+        SCE(logits, jnp.ones((4, 3)))
+
+
+def test_softmax_cross_entropy_promotes_mixed_dtypes():
+    z = jnp.asarray([[10.0, 1.0, -2.0], [1.0, 4.0, 0.2]], jnp.bfloat16)
+    y = jnp.asarray([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], jnp.float32)
+    with jax.numpy_dtype_promotion("standard"):
+        out = SCE(z, y)
+        dz, dy = jax.grad(lambda z, y: jnp.sum(SCE(z, y)), (0, 1))(z, y)
+    assert out.dtype == jnp.float32 and dz.dtype == jnp.bfloat16 and dy.dtype == jnp.float32
+    # computed in float32: the same operations as with the logits cast by hand
+    np.testing.assert_array_equal(out, SCE(z.astype(jnp.float32), y))
+    dz32 = jax.grad(lambda z: jnp.sum(SCE(z, y)))(z.astype(jnp.float32))
+    np.testing.assert_array_equal(dz, dz32.astype(jnp.bfloat16))
+    # a Python number is weakly typed: it takes the logits' dtype
+    assert SCE(z, 0.5).dtype == jnp.bfloat16
+    # under strict promotion (this suite's setting) the mix is refused, naming both dtypes
+    with pytest.raises(TypeError, match=r"logits dtype bfloat16 and labels dtype float32 have no implicit promotion"):
+        SCE(z, y)
+
+
+# ------------------------------------------------------------------------------------------------
+# softmax_cross_entropy_with_integer_labels
+# ------------------------------------------------------------------------------------------------
 
 
 def test_integer_labels(logits):
     labels = jnp.array([0, 4, 2, 2])
-    loss = L.softmax_cross_entropy_with_integer_labels(logits, labels)
+    loss = SCE_INT(logits, labels)
     _close(loss, -_np_log_softmax(logits)[np.arange(4), np.asarray(labels)])
-    dz = jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy_with_integer_labels(z, labels)))(logits)
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, labels)))(logits)
     _close(dz, jax.nn.softmax(logits) - jax.nn.one_hot(labels, 5, dtype=jnp.float64), what="p − e_k")
-    dz_ref = jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy_with_integer_labels.reference(z, labels)))(logits)
+    dz_ref = jax.grad(lambda z: jnp.sum(SCE_INT.reference(z, labels)))(logits)
     _close(dz, dz_ref)
-    # Python lists of ints work; under jit, labels are traced and the loss is the same
-    _close(L.softmax_cross_entropy_with_integer_labels(logits, [0, 4, 2, 2]), loss)
-    jitted = jax.jit(L.softmax_cross_entropy_with_integer_labels)
-    _close(jitted(logits, labels), loss)
-    assert "name=softmax_cross_entropy" in str(jax.make_jaxpr(jitted)(logits, labels))
+    # the same as the probability loss with one-hot labels
+    _close(loss, SCE(logits, jax.nn.one_hot(labels, 5, dtype=jnp.float64)))
+    # Python lists of ints work; under an outer jit the labels are traced and the loss is the same
+    _close(SCE_INT(logits, [0, 4, 2, 2]), loss)
+    _close(jax.jit(SCE_INT)(logits, labels), loss)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_integer_labels_int_axis(axis):
+    z = _normal(7, (4, 5, 6))
+    n = z.shape[axis]
+    batch = tuple(s for i, s in enumerate(z.shape) if i != axis % 3)
+    k = jax.random.randint(jax.random.key(8), batch, 0, n)
+    _close(SCE_INT(z, k, axis=axis), _np_sce_int(z, k, axis))
+    _close(SCE_INT(z, k, axis), SCE_INT(jnp.moveaxis(z, axis, -1), k), what="positional axis = moveaxis")
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, k, axis)))(z)
+    hot = jnp.moveaxis(jax.nn.one_hot(k, n, dtype=jnp.float64), -1, axis)
+    _close(dz, jax.nn.softmax(z, axis=axis) - hot, what="p − e_k")
+
+
+@pytest.mark.parametrize("axis", [(1, 3), (3, 1), (2, 3), (-1, -2), (0, 1, 3), (-4, -3, -1)])
+def test_integer_labels_axis_tuple(axis):
+    """A label is the row-major flat index over the class axes taken in the order given."""
+    z = _normal(9, (2, 3, 4, 5))
+    axes = tuple(a % 4 for a in axis)
+    batch = tuple(s for i, s in enumerate(z.shape) if i not in axes)
+    n = int(np.prod([z.shape[a] for a in axes]))
+    k = jax.random.randint(jax.random.key(10), batch, 0, n)
+    out = SCE_INT(z, k, axis)
+    _close(out, _np_sce_int(z, k, axis), what=f"axis={axis}")
+    _close(SCE_INT(z, k, axis=axis), out)
+    g = jnp.cos(out)
+    dz = jax.grad(lambda z: jnp.vdot(g, SCE_INT(z, k, axis)))(z)
+    _close(dz, jax.grad(lambda z: jnp.vdot(g, SCE_INT.reference(z, k, axis)))(z))
+    # the order of the axes matters: (a, b) and (b, a) index the classes differently
+    if len(axis) == 2 and axes[0] != axes[1]:
+        swapped = SCE_INT(z, k, axis[::-1])
+        assert not np.allclose(swapped, out)
+
+
+def test_integer_labels_where(logits):
+    labels = jnp.array([1, 4, 2, 0])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [0, 0, 0, 0, 0], [1, 0, 1, 0, 1]], bool)
+    out = SCE_INT(logits, labels, where=mask)
+    # row 1's label is a masked class: its logit is still read, the normaliser leaves it out
+    _close(out, _np_sce_int(logits, labels, -1, mask))
+    assert out[2] == 0
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, labels, where=mask)))(logits)
+    assert jnp.all(dz[2] == 0) and jnp.all(jnp.isfinite(dz))
+    _close(dz, jax.grad(lambda z: jnp.sum(SCE_INT.reference(z, labels, where=mask)))(logits))
+    # one flag per example
+    ex = np.array([True, False, True, True])
+    _close(SCE_INT(logits, labels, where=ex), jnp.where(ex, SCE_INT(logits, labels), 0.0))
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, labels, where=ex)))(logits)
+    assert jnp.all(dz[1] == 0)
+
+
+def test_integer_labels_broadcast(logits):
+    out = SCE_INT(logits, jnp.array([3]))
+    np.testing.assert_array_equal(out, SCE_INT(logits, jnp.full((4,), 3)))
+    # more examples in the labels than in the logits: the logits are broadcast
+    z = logits[:1]
+    out = SCE_INT(z, jnp.array([0, 3]))
+    _close(out, -_np_log_softmax(z)[0, [0, 3]])
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, jnp.array([0, 3]))))(z)
+    _close(dz, 2 * jax.nn.softmax(z) - jax.nn.one_hot(jnp.array([[0, 3]]), 5, dtype=jnp.float64).sum(1))
+
+
+def test_integer_labels_out_of_range_give_nan(logits):
+    labels = jnp.array([0, 5, -1, 2])
+    out = SCE_INT(logits, labels)
+    assert jnp.isnan(out[1]) and jnp.isnan(out[2])
+    _close(out[jnp.array([0, 3])], SCE_INT(logits[jnp.array([0, 3])], labels[jnp.array([0, 3])]))
+    dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, labels)))(logits)
+    assert jnp.all(jnp.isnan(dz[1:3])) and jnp.all(jnp.isfinite(dz[jnp.array([0, 3])]))
+    # the same under an outer jit (the labels are never concrete inside the primitive)
+    np.testing.assert_array_equal(jax.jit(SCE_INT)(logits, labels), out)
+
+
+# ------------------------------------------------------------------------------------------------
+# sigmoid_binary_cross_entropy
+# ------------------------------------------------------------------------------------------------
 
 
 def test_sigmoid_binary_cross_entropy(logits):
     y = jax.random.uniform(jax.random.key(3), logits.shape, jnp.float64)
     z, yn = np.asarray(logits), np.asarray(y)
-    log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)  # optax: log_sigmoid(±z)
-    _close(L.sigmoid_binary_cross_entropy(logits, y), -yn * log_p - (1 - yn) * log_not_p)
+    log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+    _close(BCE(logits, y), -yn * log_p - (1 - yn) * log_not_p)
     g = jnp.cos(logits)
     f = lambda z, y, loss: jnp.vdot(g, loss(z, y))  # noqa: E731
-    dz, dy = jax.grad(f, (0, 1))(logits, y, L.sigmoid_binary_cross_entropy)
-    dz_ref, dy_ref = jax.grad(f, (0, 1))(logits, y, L.sigmoid_binary_cross_entropy.reference)
+    dz, dy = jax.grad(f, (0, 1))(logits, y, BCE)
+    dz_ref, dy_ref = jax.grad(f, (0, 1))(logits, y, BCE.reference)
     _close(dz, dz_ref, what="d/dlogits")
     _close(dy, dy_ref, what="d/dlabels")
     _close(dz, g * (jax.nn.sigmoid(logits) - y), what="σ(z) − y")
     _close(dy, -g * logits, what="−z")
-    # integer (0/1) labels are cast to the logits' dtype, as optax does
+    # integer (0/1) labels are cast to the logits' dtype
     y_int = (y > 0.5).astype(jnp.int32)
-    _close(L.sigmoid_binary_cross_entropy(logits, y_int),
-           L.sigmoid_binary_cross_entropy(logits, y_int.astype(jnp.float64)))
+    with jax.numpy_dtype_promotion("standard"):  # integer input is promoted as jax.numpy promotes it
+        np.testing.assert_array_equal(BCE(logits, y_int), BCE(logits, y_int.astype(jnp.float64)))
 
 
-def test_mse_and_squared_error():
-    p = jax.random.normal(jax.random.key(4), (3, 7), jnp.float64)
-    t = jax.random.normal(jax.random.key(5), (3, 7), jnp.float64)
+def test_sigmoid_binary_cross_entropy_broadcast_and_dtype(logits):
+    y = jax.random.uniform(jax.random.key(4), (5,), jnp.float64)
+    out = BCE(logits, y)
+    np.testing.assert_array_equal(out, BCE(logits, jnp.broadcast_to(y, logits.shape)))
+    dy = jax.grad(lambda y: jnp.sum(BCE(logits, y)))(y)
+    _close(dy, -jnp.sum(logits, axis=0))
+    assert BCE(logits[0], jnp.ones((3, 5))).shape == (3, 5)
+    # the labels take the logits' dtype (no promotion to float32)
+    zb = logits.astype(jnp.bfloat16)
+    out = BCE(zb, y.astype(jnp.float32))
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out, BCE(zb, y.astype(jnp.bfloat16)))
+    dy = jax.grad(lambda y: jnp.sum(BCE(zb, y)))(y.astype(jnp.float32))
+    assert dy.dtype == jnp.float32
+
+
+# ------------------------------------------------------------------------------------------------
+# squared_error, l2_loss, mse
+# ------------------------------------------------------------------------------------------------
+
+
+def test_squared_error_and_l2_loss():
+    p, t = _normal(4, (3, 7)), _normal(5, (3, 7))
+    pn, tn = np.asarray(p), np.asarray(t)
+    _close(L.squared_error(p, t), (pn - tn) ** 2)
+    _close(L.l2_loss(p, t), 0.5 * (pn - tn) ** 2)
+    _close(L.squared_error(p), pn ** 2, what="targets omitted")
+    _close(L.l2_loss(p), 0.5 * pn ** 2, what="targets omitted")
+    _close(L.squared_error(p, None), pn ** 2)
+    g = jnp.sin(p)
+    for f, c in ((L.squared_error, 2.0), (L.l2_loss, 1.0)):
+        dp, dt = jax.grad(lambda p, t: jnp.vdot(g, f(p, t)), (0, 1))(p, t)
+        _close(dp, c * g * (p - t), what=f"{f.__name__} d/dpredictions")
+        _close(dt, -dp, what=f"{f.__name__} d/dtargets")
+        _close(jax.grad(lambda p: jnp.vdot(g, f(p)))(p), c * g * p, what=f"{f.__name__} no targets")
+
+
+def test_squared_error_dtypes_and_shapes():
+    p = jnp.asarray([-2.0, -1.0, 0.5, 1.0], jnp.bfloat16)
+    t = jnp.asarray([-1.5, 0.0, -1.0, 1.0], jnp.float32)
+    with jax.numpy_dtype_promotion("standard"):
+        out = L.squared_error(p, t)
+        dp = jax.grad(lambda p: jnp.sum(L.l2_loss(p, t)))(p)
+    assert out.dtype == jnp.float32 and dp.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(out, L.squared_error(p.astype(jnp.float32), t))
+    # a Python sequence has no dtype of its own: it takes the predictions'
+    assert L.squared_error(p, [1.0, 2.0, 3.0, 4.0]).dtype == jnp.bfloat16
+    with jax.numpy_dtype_promotion("standard"):  # integer input is promoted as jax.numpy promotes it
+        assert L.squared_error(jnp.arange(3, dtype=jnp.int32)).dtype == jnp.float64
+    with pytest.raises(ValueError, match=r"targets of shape \(4, 1\) must have the shape of predictions, \(4,\)"):
+        L.squared_error(p, t[:, None])
+    with pytest.raises(ValueError, match=r"targets of shape \(4, 1\) must have the shape of predictions, \(4,\)"):
+        jax.jit(L.l2_loss)(p, t[:, None])
+    with pytest.raises(TypeError, match=r"predictions dtype bfloat16 and targets dtype float32"):
+        L.squared_error(p, t)  # strict promotion
+
+
+def test_l2_loss_huge_differences():
+    """½d² is finite where d² overflows but ½d² does not."""
+    d = jnp.asarray([1.5e154, -1.5e154, 1e-160])
+    _close(L.l2_loss(d), np.array([1.125e308, 1.125e308, 5e-321]), rtol=4 * EPS)
+    assert jnp.isinf(L.squared_error(d)[0])
+
+
+def test_mse():
+    p, t = _normal(4, (3, 7)), _normal(5, (3, 7))
     pn, tn = np.asarray(p), np.asarray(t)
     _close(L.mse(p, t), ((pn - tn) ** 2).mean(-1))
-    _close(L.squared_error(p, t), (pn - tn) ** 2)
     g = jnp.array([1.0, -2.0, 0.5])
     dp, dt = jax.grad(lambda p, t: jnp.vdot(g, L.mse(p, t)), (0, 1))(p, t)
     _close(dp, g[:, None] * 2 * (p - t) / 7, what="2(p − t)/n")
     _close(dt, -dp)
-    dp2 = jax.grad(lambda p: jnp.sum(L.squared_error(p, t)))(p)
-    _close(dp2, 2 * (p - t))
 
 
-@pytest.mark.parametrize(
-    "name", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mse", "squared_error"]
-)
-def test_vjp_and_jvp_agree(name, logits, probs):
-    """⟨g, J u⟩ through the hand JVP = ⟨Jᵀg, u⟩ through the hand VJP (both arguments at once)."""
-    f = getattr(L, name)
-    args = (logits, probs)
-    u = (jnp.sin(logits), jnp.cos(probs))
-    out, ju = jax.jvp(f.forward_mode, args, u)
-    g = jnp.linspace(-1.0, 2.0, out.size).reshape(out.shape)
-    cts = jax.vjp(f, *args)[1](g)
-    lhs, rhs = jnp.vdot(g, ju), sum(jnp.vdot(c, t) for c, t in zip(cts, u))
-    terms = sum(float(jnp.sum(jnp.abs(c * t))) for c, t in zip(cts, u))
-    # two sums of 2·20 products, each rounding ≤ ε relative to Σ|terms|
-    assert abs(float(lhs - rhs)) <= 80 * EPS * terms
+# ------------------------------------------------------------------------------------------------
+# Forward mode: jax.jvp and jax.jacfwd on every loss agree with reverse mode and the references
+# ------------------------------------------------------------------------------------------------
+
+_Z = 2.0 * np.asarray(jax.random.normal(jax.random.key(20), (3, 4), jnp.float64))
+_Y = np.asarray(jax.nn.softmax(jax.random.normal(jax.random.key(21), (3, 4), jnp.float64)))
+_K = np.array([3, 0, 1])
+_MASK = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], bool)
+
+FORWARD_CASES = {
+    "sce": (SCE, (_Z, _Y), {}),
+    "sce-axis0": (SCE, (_Z, _Y), {"axis": 0}),
+    "sce-where": (SCE, (_Z, _Y), {"where": _MASK}),
+    "sce-int": (lambda z, **kw: SCE_INT(z, _K, **kw), (_Z,), {}),
+    "sce-int-where": (lambda z, **kw: SCE_INT(z, _K, **kw), (_Z,), {"where": _MASK}),
+    "sce-int-axis-tuple": (lambda z, **kw: SCE_INT(z, np.array(5), **kw), (_Z,), {"axis": (1, 0)}),
+    "bce": (BCE, (_Z, _Y), {}),
+    "squared_error": (L.squared_error, (_Z, _Y), {}),
+    "squared_error-no-targets": (L.squared_error, (_Z,), {}),
+    "l2_loss": (L.l2_loss, (_Z, _Y), {}),
+    "mse": (L.mse, (_Z, _Y), {}),
+}
+
+
+def _reference_of(f):
+    return {SCE: SCE.reference, BCE: BCE.reference, L.squared_error: L.squared_error.reference,
+            L.l2_loss: L.l2_loss.reference, L.mse: L.mse.reference}.get(f)
+
+
+@pytest.mark.parametrize("case", FORWARD_CASES, ids=list(FORWARD_CASES))
+def test_forward_mode(case):
+    f, args, kw = FORWARD_CASES[case]
+    args = tuple(jnp.asarray(a) for a in args)
+    fn = lambda *a: f(*a, **kw)  # noqa: E731
+    tangents = tuple(jnp.sin(3.0 * a + i) for i, a in enumerate(args))
+    out, t_out = jax.jvp(fn, args, tangents)
+    np.testing.assert_array_equal(out, fn(*args))
+    # jvp = Σ_i J_i t_i with J from reverse mode
+    jac_rev = jax.jacrev(fn, argnums=tuple(range(len(args))))(*args)
+    expected = sum(jnp.tensordot(j, t, axes=t.ndim) for j, t in zip(jac_rev, tangents))
+    _close(t_out, expected, what=f"{case}: jvp vs jacrev")
+    jac_fwd = jax.jacfwd(fn, argnums=tuple(range(len(args))))(*args)
+    for jf, jr in zip(jac_fwd, jac_rev):
+        _close(jf, jr, what=f"{case}: jacfwd vs jacrev")
+    ref = _reference_of(f)
+    if ref is not None:
+        _, t_ref = jax.jvp(lambda *a: ref(*a, **kw), args, tangents)
+        _close(t_out, t_ref, what=f"{case}: jvp vs the reference's")
+
+
+def test_hessians():
+    """Second derivatives run through the hand rules (forward mode over reverse mode): the softmax
+    losses' Hessian in z is diag(p) − ppᵀ (times Σy), the binary loss's σ(1 − σ), the L2 loss's 1."""
+    z = _normal(30, (5,))
+    y = jax.nn.softmax(_normal(31, (5,)))
+    p = jax.nn.softmax(z)
+    cov = jnp.diag(p) - jnp.outer(p, p)
+    _close(jax.hessian(lambda z: SCE(z, y))(z), cov, what="softmax CE")
+    _close(jax.hessian(lambda z: SCE_INT(z, 2))(z), cov, what="integer labels")
+    s = jax.nn.sigmoid(z)
+    _close(jax.hessian(lambda z: jnp.sum(BCE(z, y)))(z), jnp.diag(s * (1 - s)), what="binary")
+    _close(jax.hessian(lambda z: jnp.sum(L.l2_loss(z, y)))(z), jnp.eye(5), what="l2")
+
+
+def test_forward_mode_with_infinite_logits_is_not_nan():
+    """A −inf logit with label 0 (and z = ±inf in the binary loss): forward mode in the logits alone
+    is finite — the labels' derivative there (+∞ exactly) is held at the largest finite value, so the
+    labels' zero tangent contributes 0, not 0·∞."""
+    z = jnp.array([[0.0, -jnp.inf, 1.0]])
+    y = jnp.array([[0.3, 0.0, 0.7]])
+    jf = jax.jacfwd(lambda z: SCE(z, y))(z)
+    assert jnp.all(jnp.isfinite(jf))
+    _close(jf, jax.jacrev(lambda z: SCE(z, y))(z))
+    zb = jnp.array([jnp.inf, -jnp.inf, 3.0])
+    yb = jnp.array([1.0, 0.0, 0.5])
+    jb = jax.jacfwd(lambda z: BCE(z, yb))(zb)
+    assert jnp.all(jnp.isfinite(jb))
+    _close(jnp.diag(jb), jax.nn.sigmoid(zb) - yb)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,27 +523,30 @@ def test_softmax_cross_entropy_large_logits(big, dtype):
         pytest.skip("not representable in float32")
     z = jnp.asarray([[big, 0.0, -big], [0.0, big, -big]], dtype)
     y = jnp.asarray([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]], dtype)
-    loss = L.softmax_cross_entropy(z, y)
+    loss = SCE(z, y)
     # row 0: the right class is certain: 0. row 1: −½·log p_0 − ½·log p_1 = ½·big, exactly
     np.testing.assert_array_equal(loss, jnp.asarray([0.0, 0.5 * big], dtype))
-    dz = jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy(z, y)))(z)
+    dz = jax.grad(lambda z: jnp.sum(SCE(z, y)))(z)
     np.testing.assert_array_equal(dz, jnp.asarray([[0, 0, 0], [-0.5, 0.5, 0]], dtype))
     k = jnp.array([0, 0])
-    li = L.softmax_cross_entropy_with_integer_labels(z, k)
-    np.testing.assert_array_equal(li, jnp.asarray([0.0, big], dtype))  # −log p = lse − z_k = big − 0
-    assert jnp.all(jnp.isfinite(jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy_with_integer_labels(z, k)))(z)))
+    li = SCE_INT(z, k)
+    np.testing.assert_array_equal(li, jnp.asarray([0.0, big], dtype))  # lse − z_k = big − 0
+    dk = jax.grad(lambda z: jnp.sum(SCE_INT(z, k)))(z)
+    np.testing.assert_array_equal(dk, jnp.asarray([[0, 0, 0], [-1, 1, 0]], dtype))
 
 
 def test_softmax_cross_entropy_neg_inf_logit_with_zero_label():
-    """0·log 0 = 0: an impossible class that is also not a label costs nothing (optax's naive −Σ y log p is NaN)."""
+    """0·log 0 = 0: an impossible class that is also not a label costs nothing."""
     z = jnp.array([[0.0, -jnp.inf, 1.0]])
     y = jnp.array([[0.3, 0.0, 0.7]])
-    loss = L.softmax_cross_entropy(z, y)
+    loss = SCE(z, y)
     _close(loss, -(np.array([0.3, 0.7]) * _np_log_softmax(np.array([0.0, 1.0]))).sum()[None])
-    dz = jax.grad(lambda z: jnp.sum(L.softmax_cross_entropy(z, y)))(z)
+    dz = jax.grad(lambda z: jnp.sum(SCE(z, y)))(z)
     assert jnp.all(jnp.isfinite(dz)) and dz[0, 1] == 0
     # a label on an impossible class: an infinite loss, the honest answer
-    assert L.softmax_cross_entropy(z, jnp.array([[0.0, 1.0, 0.0]]))[0] == jnp.inf
+    assert SCE(z, jnp.array([[0.0, 1.0, 0.0]]))[0] == jnp.inf
+    assert SCE_INT(z, jnp.array([1]))[0] == jnp.inf
+    _close(SCE_INT(z, jnp.array([2])), -_np_log_softmax(np.array([0.0, 1.0]))[1:])
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
@@ -174,24 +554,22 @@ def test_sigmoid_bce_extremes(dtype):
     big = float(jnp.finfo(dtype).max)
     z = jnp.asarray([1e30, -1e30, big, -big, jnp.inf, -jnp.inf, 1e4], dtype)
     one, zero = jnp.ones_like(z), jnp.zeros_like(z)
-    np.testing.assert_array_equal(L.sigmoid_binary_cross_entropy(z, jnp.where(z > 0, one, zero)), zero)
-    np.testing.assert_array_equal(L.sigmoid_binary_cross_entropy(z, jnp.where(z > 0, zero, one)), jnp.abs(z))
+    np.testing.assert_array_equal(BCE(z, jnp.where(z > 0, one, zero)), zero)
+    np.testing.assert_array_equal(BCE(z, jnp.where(z > 0, zero, one)), jnp.abs(z))
     half = jnp.full_like(z, 0.5)
-    np.testing.assert_array_equal(L.sigmoid_binary_cross_entropy(z, half), 0.5 * jnp.abs(z))
-    dz = jax.grad(lambda z: jnp.sum(L.sigmoid_binary_cross_entropy(z, half)))(z)
+    np.testing.assert_array_equal(BCE(z, half), 0.5 * jnp.abs(z))
+    dz = jax.grad(lambda z: jnp.sum(BCE(z, half)))(z)
     np.testing.assert_array_equal(dz, jnp.where(z > 0, 0.5, -0.5).astype(dtype))
     nan = jnp.asarray([jnp.nan], dtype)
     for lab in (0.0, 1.0, 0.5):
-        assert jnp.isnan(L.sigmoid_binary_cross_entropy(nan, jnp.asarray([lab], dtype)))[0]
+        assert jnp.isnan(BCE(nan, jnp.asarray([lab], dtype)))[0]
 
 
 def test_mse_huge_differences():
     """(p − t)² overflows for |p − t| > 1.3e154; the mean (and the gradient) need not."""
-    big = 1e200
-    p = jnp.array([[big, 0.0, 0.0, 0.0]])
+    p = jnp.array([[1e200, 0.0, 0.0, 0.0]])
     t = jnp.zeros((1, 4))
-    # (1e200)²/4 = 2.5e399 overflows, as it should; 1e154 differences do not
-    assert L.mse(p, t)[0] == jnp.inf
+    assert L.mse(p, t)[0] == jnp.inf  # (1e200)²/4 overflows, as it should
     p = jnp.array([[2e154, 0.0, 0.0, 0.0]])
     _close(L.mse(p, t), jnp.array([1e308]), rtol=4 * EPS)
     p = jnp.array([[1e308, 0.0, 0.0, 0.0]])
@@ -206,36 +584,44 @@ def test_mse_huge_differences():
 
 
 def test_wrong_shapes_name_both_shapes(logits):
-    with pytest.raises(ValueError, match=r"labels of shape \(4, 3\) must have the shape of logits, \(4, 5\)"):
-        L.softmax_cross_entropy(logits, jnp.ones((4, 3)))
-    with pytest.raises(ValueError, match=r"labels of shape \(4, 5\) must have the shape of logits, \(4, 6\)"):
-        L.sigmoid_binary_cross_entropy(jnp.ones((4, 6)), jnp.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"labels of shape \(4, 5\) does not broadcast with logits of shape \(4, 6\)"):
+        BCE(jnp.ones((4, 6)), jnp.ones((4, 5)))
     with pytest.raises(ValueError, match=r"targets of shape \(3,\) must have the shape of predictions, \(4, 5\)"):
         L.mse(logits, jnp.ones(3))
-    with pytest.raises(ValueError, match=r"labels of shape \(4, 5\) must have shape logits.shape\[:-1\] = \(4,\)"):
-        L.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros((4, 5), jnp.int32))
-    with pytest.raises(ValueError, match=r"logits must have at least 1 axis.*got shape \(\)"):
-        L.softmax_cross_entropy(jnp.float64(1.0), jnp.float64(1.0))
+    with pytest.raises(ValueError, match=r"labels of shape \(4, 5\) must broadcast to the logits' batch shape \(4,\)"):
+        SCE_INT(logits, jnp.zeros((4, 5), jnp.int32))
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\) must broadcast to the logits' batch shape \(4,\)"):
+        SCE_INT(logits, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match=r"logits must have at least one axis.*got shape \(\)"):
+        SCE(jnp.float64(1.0), jnp.float64(1.0))
+    with pytest.raises(ValueError, match=r"'where' of shape \(4, 3\) does not broadcast to the logits' shape \(4, 5\)"):
+        SCE(logits, logits, where=np.ones((4, 3), bool))
+    with pytest.raises(ValueError, match=r"'where' of shape \(2, 2, 2\) must have the logits' 2 axes"):
+        SCE_INT(logits, jnp.zeros(4, jnp.int32), where=np.ones((2, 2, 2), bool))
+
+
+def test_axis_errors(logits, probs):
+    with pytest.raises(ValueError, match=r"axis 2 is out of range for an input with ndim 2"):
+        SCE(logits, probs, axis=2)
+    with pytest.raises(ValueError, match=r"axis \(0, -2\) names the same axis twice"):
+        SCE_INT(logits, jnp.zeros((), jnp.int32), axis=(0, -2))
+    with pytest.raises(TypeError, match=r"axis must be an int, a tuple of ints or None; got 1.5"):
+        SCE_INT(logits, jnp.zeros(4, jnp.int32), axis=1.5)
 
 
 def test_dtypes(logits, probs):
     with pytest.raises(TypeError, match=r"labels must be integer class indices; got dtype float64"):
-        L.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(4))
+        SCE_INT(logits, jnp.zeros(4))
     with pytest.raises(TypeError, match=r"labels must be integer class indices; got dtype bool"):
-        L.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(4, bool))
-    with pytest.raises(TypeError, match=r"argument 'labels' must have a floating dtype.*got int32"):
-        L.softmax_cross_entropy(logits, jnp.zeros((4, 5), jnp.int32))
-    with pytest.raises(TypeError, match=r"labels dtype float32 must equal logits dtype float64"):
-        L.softmax_cross_entropy(logits, probs.astype(jnp.float32))
-    with pytest.raises(TypeError, match=r"argument 'logits' must have a floating dtype.*got int32"):
-        L.softmax_cross_entropy_with_integer_labels(jnp.zeros((4, 5), jnp.int32), jnp.zeros(4, jnp.int32))
-
-
-def test_integer_labels_out_of_range(logits):
-    with pytest.raises(ValueError, match=r"label 5 at index \(2,\) is out of range \[0, 5\)"):
-        L.softmax_cross_entropy_with_integer_labels(logits, jnp.array([0, 1, 5, 2]))
-    with pytest.raises(ValueError, match=r"label -1 at index \(0,\) is out of range \[0, 5\)"):
-        L.softmax_cross_entropy_with_integer_labels(logits, np.array([-1, 1, 2, 2]))
-    # traced labels cannot be checked before running: the bad example's loss is NaN, the others exact
-    out = jax.jit(L.softmax_cross_entropy_with_integer_labels)(logits, jnp.array([0, 1, 7, 2]))
-    assert jnp.isnan(out[2]) and not jnp.any(jnp.isnan(out[jnp.array([0, 1, 3])]))
+        SCE_INT(logits, jnp.zeros(4, bool))
+    with pytest.raises(TypeError, match=r"argument 'logits' must have a floating dtype.*got bool"):
+        SCE_INT(jnp.zeros((4, 5), bool), jnp.zeros(4, jnp.int32))
+    with pytest.raises(TypeError, match=r"argument 'labels' must have a floating dtype.*got bool"):
+        BCE(logits, jnp.zeros((4, 5), bool))
+    with pytest.raises(TypeError, match=r"'where' must be a boolean mask; got dtype int"):
+        SCE(logits, probs, where=jnp.ones((4, 5), jnp.int32))
+    with pytest.raises(TypeError, match=r"logits dtype float64 and labels dtype float32 have no implicit promotion"):
+        SCE(logits, probs.astype(jnp.float32))
+    # integer arrays are promoted as jax.numpy promotes them
+    with jax.numpy_dtype_promotion("standard"):
+        assert SCE(logits, jnp.zeros((4, 5), jnp.int32)).dtype == jnp.float64
