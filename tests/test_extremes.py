@@ -108,6 +108,9 @@ EXACT = {
     "leaky_relu": lambda x, negative_slope=0.01: (
         (x, ONE) if x >= 0 else (mpmath.mpf(negative_slope) * x, mpmath.mpf(negative_slope))
     ),
+    "rrelu": lambda x, lower=1 / 8, upper=1 / 3, training=False: (
+        (x, ONE) if x > 0 else (mpmath.mpf((lower + upper) / 2) * x, mpmath.mpf((lower + upper) / 2))
+    ),
     "hard_tanh": lambda x: (min(max(x, -ONE), ONE), ONE if _between(x, -1, 1) else ZERO),
     "hard_sigmoid": lambda x: (
         min(max((x + 3) / 6, ZERO), ONE), ONE / 6 if _between(x, -3, 3) else ZERO
@@ -159,6 +162,7 @@ LIMITS = {
     "relu": lambda: (0, 0, INF, 1),
     "relu6": lambda: (0, 0, 6, 0),
     "leaky_relu": lambda negative_slope=0.01: (-INF, negative_slope, INF, 1),
+    "rrelu": lambda lower=1 / 8, upper=1 / 3, training=False: (-INF, (lower + upper) / 2, INF, 1),
     "hard_tanh": lambda: (-1, 0, 1, 0),
     "hard_sigmoid": lambda: (0, 0, 1, 0),
     "hard_silu": lambda: (0, 0, INF, 1),

@@ -75,6 +75,7 @@ ROUNDINGS = {
     "negative": (0, 0),
     "threshold": (1, 0),       # the constant `value`
     "leaky_relu": (2, 1),      # slope rounded, slope·x | slope
+    "rrelu": (2, 1),           # (lower + upper)/2 rounded, slope·x | slope (training=False)
     "softshrink": (2, 0),      # λ rounded, x − λ | 0 or 1
     "hard_sigmoid": (2, 2),    # x + 3, /6 | mask tested on x + 3, 1/6 rounded
     "hard_silu": (3, 5),       # hs (2), x·hs | hs (2), mask on x + 3, x/6, +
