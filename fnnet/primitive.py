@@ -248,8 +248,7 @@ def _signature(arg_names, params):
 
 def _promote(value, name: str, where: str):
     """An input argument as a floating array, promoted as jax.numpy promotes (integers and bools
-    are refused except where jax.nn promotes them: integer arrays and NumPy/Python integer scalars
-    take the default float dtype, as ``jnp.sin`` does)."""
+    are refused; integer arrays and NumPy integer scalars are promoted as ``jnp.sin`` promotes them)."""
     if isinstance(value, (list, tuple)):
         try:
             value = jnp.asarray(value)
@@ -268,7 +267,10 @@ def _promote(value, name: str, where: str):
     if jnp.issubdtype(dtype, jnp.floating):
         return value
     if jnp.issubdtype(dtype, jnp.integer):
-        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+        # jax.numpy's rule (jnp.sin, jax.nn.gelu): 64-bit integers to float64 (float32 without x64),
+        # narrower ones to float32.
+        wide = np.dtype(dtype).itemsize == 8
+        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.float64 if wide else jnp.float32))
     raise TypeError(
         f"{where}: argument '{name}' must have a floating dtype ({_FLOAT_DTYPES}) or an integer "
         f"dtype (promoted as jax.numpy promotes); got {dtype}"

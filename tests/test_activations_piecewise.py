@@ -405,10 +405,10 @@ def test_softshrink_negative_lambd_is_refused():
         fnnet.softshrink(jnp.ones(2), -0.5)
 
 
-def test_integer_input_is_promoted_to_the_default_float():
-    """As jax.numpy promotes (jnp.sin(int32) is float): integers take the default float dtype."""
+def test_integer_input_is_promoted_as_jnp_promotes_it():
+    """As jax.numpy promotes (jnp.sin(int32) is float32)."""
     y = fnnet.relu(jnp.arange(-1, 2, dtype=jnp.int32))
-    assert y.dtype == jnp.float64  # x64 is on in the tests
+    assert y.dtype == jnp.float32  # int32 to float32, as jnp.sin promotes it
     np.testing.assert_array_equal(y, [0.0, 0.0, 1.0])
     np.testing.assert_array_equal(fnnet.threshold(jnp.arange(3, dtype=jnp.int32), 0.5, -1.0), [-1.0, 1.0, 2.0])
     with pytest.raises(TypeError, match="argument 'x' must have a floating dtype.*bool"):

@@ -341,11 +341,11 @@ def test_mixed_float_dtypes_name_both(name):
 
 
 @pytest.mark.parametrize("name", ["add", "matmul", "exp", "sum"])
-def test_integer_input_is_a_type_error_naming_the_dtype(name):
-    """Integers are promoted to the default float as jax.numpy promotes them; booleans are refused."""
+def test_integer_input_is_promoted_and_bool_refused(name):
+    """Integers are promoted as jax.numpy promotes them (jnp.sin); booleans are refused."""
     prim = get(name)
     args = [jnp.ones((2, 2), jnp.float64)] * len(prim.arg_names)
-    args[0] = jnp.ones((2, 2), jnp.int32)
+    args[0] = jnp.ones((2, 2), jnp.int64)  # promoted to float64, the other arguments' dtype
     np.testing.assert_array_equal(prim.fn(*args), prim.fn(*[a.astype(jnp.float64) for a in args]))
     args[0] = jnp.ones((2, 2), bool)
     with pytest.raises(TypeError, match=r"argument 'x' must have a floating dtype.*bool"):

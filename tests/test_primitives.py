@@ -233,6 +233,10 @@ def _primitive_names(jaxpr):
         if subs:
             for s in subs:
                 names += _primitive_names(s.jaxpr if isinstance(s, jex.core.ClosedJaxpr) else s)
+        elif eqn.primitive.name == "reduce_sum" and all(
+            eqn.invars[0].aval.shape[a] == 1 for a in eqn.params["axes"]
+        ):
+            names.append("reduce_sum over size-1 axes")  # a sum of one term: a reshape
         else:
             names.append(eqn.primitive.name)
     return names
@@ -251,13 +255,13 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
     g = _cotangent(out)
     backward = _primitive_names(jax.make_jaxpr(vjp)(g).jaxpr)
     _, res = prim.fwd(*args, **static)
-    hand = _primitive_names(jax.make_jaxpr(lambda r, g: prim.bwd(r, g, **static))(res, g).jaxpr)
+    hand = _primitive_names(jax.make_jaxpr(lambda g: prim.bwd(res, g, **static))(g).jaxpr)
     # Transposing twice may rewrite the linear map's bookkeeping exactly: a value used twice is summed
     # with add_any, x − y becomes x + (−y) (neg is exact), and reductions and broadcasts move data by
     # reshape/broadcast/transpose; it adds no arithmetic of the forward (exp, log, max, div ...).
     bookkeeping = {
         "add_any", "neg", "reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims",
-        "copy", "copy_p", "convert_element_type", "pjit", "jit",
+        "copy", "copy_p", "convert_element_type", "pjit", "jit", "reduce_sum over size-1 axes",
     }
     foreign = sorted(set(backward) - set(hand) - bookkeeping)
     assert not foreign, f"{prim.name}: the backward pass applies {foreign}, which the hand VJP does not"
@@ -312,8 +316,16 @@ def test_forward_mode_and_hessian_work_on_the_public_function():
 
 
 def test_integer_input_is_promoted_as_jax_nn_promotes():
-    y = fnnet.sigmoid(jnp.arange(3, dtype=jnp.int32))
-    assert y.dtype == jax.nn.sigmoid(jnp.arange(3, dtype=jnp.int32)).dtype
+    """Integers are promoted as jax.nn.gelu and jax.nn.softplus promote them (as jnp.sin does: int32
+    to float32, int64 to float64 under x64)."""
+    assert fnnet.sigmoid(jnp.arange(3, dtype=jnp.int32)).dtype == jnp.float32
+    assert fnnet.sigmoid(jnp.arange(3, dtype=jnp.int64)).dtype == jnp.float64
+    for name in ("gelu", "softplus"):
+        with jax.numpy_dtype_promotion("standard"):
+            expected = getattr(jax.nn, name)(jnp.arange(3, dtype=jnp.int32))
+        got = getattr(fnnet, name)(jnp.arange(3, dtype=jnp.int32))
+        assert got.dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
     np.testing.assert_allclose(y, jax.nn.sigmoid(jnp.arange(3.0)), rtol=1e-6)
 
 
