@@ -138,8 +138,8 @@ def test_torch_signatures():
     assert params(fnnet.threshold) == [("input", empty), ("threshold", empty), ("value", empty)]
     assert params(fnnet.prelu) == [("input", empty), ("weight", empty)]
     assert params(fnnet.rrelu) == [
-        ("input", empty), ("key", None), ("lower", 1 / 8), ("upper", 1 / 3), ("training", False)
-    ]
+        ("input", empty), ("lower", 1 / 8), ("upper", 1 / 3), ("training", False), ("key", None)
+    ]  # torch's positional order; the key (fnnet's addition) last
 
 
 @pytest.mark.parametrize("name", JAX_NAMES + TORCH_ONLY)
@@ -200,8 +200,9 @@ def test_rule_at_every_declared_kink(name, dtype):
         assert set(declared) == set(want_torch)
     for at, kink in declared.items():
         x = jnp.asarray(at, dtype)
-        reverse = jax.grad(prim.fn)(x)
-        forward = jax.jvp(prim.forward_mode, (x,), (jnp.ones_like(x),))[1]
+        f = lambda v: prim.fn(v, **prim.variants[0])  # noqa: E731  (threshold's parameters are required)
+        reverse = jax.grad(f)(x)
+        forward = jax.jvp(f, (x,), (jnp.ones_like(x),))[1]
         assert reverse.dtype == dtype
         assert float(reverse) == kink.derivative == float(forward), (at, reverse, forward)
         if want_jax is not None:
@@ -340,22 +341,22 @@ def test_prelu_errors():
 # ----- rrelu ---------------------------------------------------------------------------------------
 def test_rrelu_training_samples_slopes_in_range_and_the_vjp_uses_them(key):
     x = -jnp.abs(jax.random.normal(jax.random.key(1), (200,))) - 0.1  # all negative
-    y = fnnet.rrelu(x, key, training=True)
+    y = fnnet.rrelu(x, training=True, key=key)
     slopes = y / x
     assert float(slopes.min()) >= 1 / 8 and float(slopes.max()) < 1 / 3
     assert float(jnp.std(slopes)) > 0.01  # drawn per element, not one slope
-    _same(fnnet.rrelu(x, key, training=True), y)  # the key fixes the draw
-    assert not np.array_equal(fnnet.rrelu(x, jax.random.key(7), training=True), y)
+    _same(fnnet.rrelu(x, training=True, key=key), y)  # the key fixes the draw
+    assert not np.array_equal(fnnet.rrelu(x, training=True, key=jax.random.key(7)), y)
     # the backward pass multiplies by the same slopes: dy/dx = y/x elementwise (exact: y = a·x, and
     # a·x/x = a to within one rounding, so compare the rule with the drawn noise itself)
     noise = jax.random.uniform(key, x.shape, x.dtype, 1 / 8, 1 / 3)
     _same(y, noise * x)
-    grad = jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, key, training=True)))(x)
+    grad = jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, training=True, key=key)))(x)
     _same(grad, noise)
     # positive inputs pass unchanged with derivative 1
     xp = jnp.abs(x)
-    _same(fnnet.rrelu(xp, key, training=True), xp)
-    _same(jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, key, training=True)))(xp), jnp.ones_like(xp))
+    _same(fnnet.rrelu(xp, training=True, key=key), xp)
+    _same(jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, training=True, key=key)))(xp), jnp.ones_like(xp))
 
 
 def test_rrelu_eval_is_leaky_relu_with_the_mean_slope_and_torch_kink():
@@ -365,17 +366,17 @@ def test_rrelu_eval_is_leaky_relu_with_the_mean_slope_and_torch_kink():
     _same(fnnet.rrelu(finite), jnp.where(finite > 0, finite, slope * finite))
     g = jax.vmap(jax.grad(fnnet.rrelu))(finite)
     _same(g, jnp.where(finite > 0, 1.0, slope))  # at 0: the slope (torch's x > 0 ? g : g·a)
-    assert float(jax.grad(fnnet.rrelu)(0.0, None, 0.1, 0.3)) == pytest.approx(0.2, rel=1e-15)
+    assert float(jax.grad(fnnet.rrelu)(0.0, 0.1, 0.3)) == pytest.approx(0.2, rel=1e-15)
 
 
 def test_rrelu_under_jit_and_float32(key):
     x = jnp.linspace(-2, 2, 9, dtype=jnp.float32)
-    f = jax.jit(lambda v, k: fnnet.rrelu(v, k, training=True))
+    f = jax.jit(lambda v, k: fnnet.rrelu(v, training=True, key=k))
     y = f(x, key)
     assert y.dtype == jnp.float32
-    _same(y, fnnet.rrelu(x, key, training=True))
+    _same(y, fnnet.rrelu(x, training=True, key=key))
     legacy = jax.random.PRNGKey(0)
-    assert fnnet.rrelu(x, legacy, training=True).shape == x.shape
+    assert fnnet.rrelu(x, training=True, key=legacy).shape == x.shape
 
 
 def test_rrelu_errors(key):
@@ -383,13 +384,13 @@ def test_rrelu_errors(key):
     with pytest.raises(ValueError, match="training=True .* needs a PRNG key.*got key=None"):
         fnnet.rrelu(x, training=True)
     with pytest.raises(TypeError, match="'key' must be a jax.random.key.*float64"):
-        fnnet.rrelu(x, jnp.ones(2), training=True)
+        fnnet.rrelu(x, training=True, key=jnp.ones(2))
     with pytest.raises(ValueError, match="'lower' must be <= 'upper'; got lower=0.5, upper=0.1"):
-        fnnet.rrelu(x, key, 0.5, 0.1, True)
+        fnnet.rrelu(x, 0.5, 0.1, True, key)
     with pytest.raises(TypeError, match="'training' must be a bool"):
-        fnnet.rrelu(x, key, training="yes")
-    with pytest.raises(TypeError, match="'input'.*int"):
-        fnnet.rrelu(jnp.ones(3, jnp.int32))
+        fnnet.rrelu(x, training="yes", key=key)
+    with pytest.raises(TypeError, match="'input'.*bool"):
+        fnnet.rrelu(jnp.ones(3, bool))
 
 
 def test_rrelu_with_noise_noise_shape_error():

@@ -725,6 +725,11 @@ rrelu = define(
     traced=("key",),
     validate=_rrelu_validate,
     elementwise=True,
+    # f' for the elementwise tools (Jacobian diagonal, extremes): the same slopes, redrawn from the key
+    df=lambda x, y, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False: _keep_nan(
+        x, jnp.where(x > 0, jnp.ones_like(x), _rrelu_noise(x, key, lower, upper, training))
+    ),
+    saves="x",
     kinks=(Kink(0.0, (1 / 8 + 1 / 3) / 2, note="∂y/∂x(0) = the slope a (torch's convention)"),),
     sample=_sampler(lambda **_: [0.0], (-4.0, 4.0)),
     variants=({"training": False}, {"lower": 0.1, "upper": 0.3}),
