@@ -19,15 +19,22 @@ class Entry:
     keypath: str
     index: tuple
     cotangent: str
-    rule: float
-    reference: float = float("nan")
-    fd: float = float("nan")
+    rule: float | None
+    reference: float | None = None  # None: not computed (NaN means the reference *is* NaN)
+    fd: float | None = None
     error: float = float("nan")
     tol: float = float("nan")
     note: str = ""
+    x: float | None = None  # the input's value at this entry
+    accepted: bool = False  # passed after re-examination (kink, or a reference contradicted by FD)
 
     @property
     def ratio(self) -> float:
+        """``error / tol``; NaN anywhere counts as ``inf`` (a failure, never a pass)."""
+        if self.accepted:
+            return 0.0
+        if np.isnan(self.error) or np.isnan(self.tol):
+            return float("inf")
         if self.tol > 0:
             return self.error / self.tol
         return float("inf") if self.error > 0 else 0.0
@@ -130,8 +137,19 @@ def _nan_to_inf(x: float) -> float:
 
 
 def _fmt(x: float) -> str:
-    return "nan" if np.isnan(x) else f"{x:.2e}"
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "inf"
+    return f"{x:.2e}"
 
 
-def _fmtv(x: float) -> str:
-    return f"{'-':>12}" if np.isnan(x) else f"{x:>12.5g}"
+def _fmtv(x, width: int = 12) -> str:
+    """A value for the table: ``-`` when not computed, ``NaN``/``+inf``/``-inf`` named."""
+    if x is None:
+        return f"{'-':>{width}}"
+    if np.isnan(x):
+        return f"{'NaN':>{width}}"
+    if np.isinf(x):
+        return f"{'+inf' if x > 0 else '-inf':>{width}}"
+    return f"{x:>{width}.5g}"
