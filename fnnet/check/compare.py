@@ -89,9 +89,11 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
     """Comparison (a); returns it and ``{cotangent index: reference VJP}`` for reuse."""
     name = "(a) rule vs jax.vjp(reference)"
     problem = ctx.problem
-    if problem.R is None:
+    if problem.R is None and problem.RV is None:
         why = "no reference: pass reference=, or give f a .reference attribute"
         return Comparison(name, SKIP, detail=why), {}
+    if problem.RV is not None:
+        return _compare_given_vjp(ctx, cots, max_entries=max_entries, override=override), {}
     try:
         T = ctx.references64(cots.values)
     except Exception as err:  # noqa: BLE001 - a non-differentiable reference is reported, not fatal
@@ -167,6 +169,42 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
                    f"{'y' if len(where) == 1 else 'ies'} ({', '.join(where[:4])}{', ...' if len(where) > 4 else ''}) "
                    "where finite differences side with the rule")
     return Comparison(name, verdict, worst, detail, entries), {c: T[c] for c in range(len(T))}
+
+
+def _compare_given_vjp(ctx, cots, *, max_entries, override) -> Comparison:
+    """(a) against a given reference VJP (``reference_vjp=``): entrywise, no finite differences."""
+    import jax
+
+    from .differences import float64_scope
+
+    problem = ctx.problem
+    name = f"(a) rule vs {problem.reference_name}"
+    with float64_scope():
+        x = [jax.device_put(xi) for xi in ctx.x64]
+        RV = jax.jit(problem.RV)
+        T = [[np.asarray(t, np.float64) for t in RV(x, [jax.device_put(np.asarray(gi, np.float64)) for gi in g])]
+             for g in cots.values]
+    V = ctx.rules(cots.values)
+    rows, worst, compared = [], 0.0, 0
+    for c in range(len(cots.values)):
+        for leaf in range(len(problem.x)):
+            t, v = T[c][leaf].reshape(-1), V[c][leaf].reshape(-1)
+            tol = override(t) if override else rounding_bound(t, ctx.eps[leaf])
+            with np.errstate(invalid="ignore"):
+                err = np.where(np.isfinite(v) & np.isfinite(t), np.abs(v - t), np.where(v == t, 0.0, np.nan))
+            r = ratio(err, tol)
+            compared += t.size
+            worst = max(worst, float(np.max(r))) if r.size else worst
+            for i in np.flatnonzero(~within(err, tol)):
+                note = f"rule is {_name(float(v[i]))}" if not np.isfinite(v[i]) else ""
+                rows.append(Entry(problem.labels[leaf], _unravel(int(i), problem.x[leaf].shape), cots.labels[c],
+                                  float(v[i]), float(t[i]), error=float(err[i]), tol=float(tol[i]), note=note,
+                                  x=_value_at(ctx, leaf, int(i))))
+    rows.sort(key=lambda e: -e.ratio)
+    failing = len(rows)
+    how = f"full Jacobian ({len(cots.values)} basis cotangents)" if cots.basis else f"{len(cots.values)} random ±1 cotangents"
+    return Comparison(name, FAIL if failing else PASS, worst, f"{how}, {compared} entries; {failing} fail",
+                      _once_per_entry(rows)[:max_entries])
 
 
 def _at(d: Differences, k: int) -> dict:

@@ -78,8 +78,12 @@ def eager(ctx, g1):
         return None, err
 
 
-def structural(ctx, g1=None, g2=None, eager_result=None, rng=None) -> list:
-    """The linear / zero / jit / jvp checks (call after :func:`shapes_and_dtypes` passed)."""
+def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: bool = True) -> list:
+    """The linear / zero / jit / jvp checks (call after :func:`shapes_and_dtypes` passed).
+
+    ``derivative=False`` (a rule checked against a given reference VJP): linearity and JVP-vs-VJP
+    assume the rule is a derivative, so they are reported as skipped.
+    """
     problem = ctx.problem
     rng = rng if rng is not None else ctx.rng
     if g1 is None:
@@ -92,9 +96,13 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None) -> list:
     expect = [2 * a + 3 * b for a, b in zip(v1, v2)]
     scale = [np.abs(2 * a) + np.abs(3 * b) for a, b in zip(v1, v2)]
     noise = [2 * a + 3 * b + c for a, b, c in zip(n1, n2, nc)]
-    w = _close(ctx, combo, expect, scale, noise)
-    out.append(Comparison("(c) linear in the cotangent", PASS if w <= 1 else FAIL, w,
-                          "VJP(2 g1 + 3 g2) vs 2 VJP(g1) + 3 VJP(g2), Gaussian g1, g2"))
+    if derivative:
+        w = _close(ctx, combo, expect, scale, noise)
+        out.append(Comparison("(c) linear in the cotangent", PASS if w <= 1 else FAIL, w,
+                              "VJP(2 g1 + 3 g2) vs 2 VJP(g1) + 3 VJP(g2), Gaussian g1, g2"))
+    else:
+        out.append(Comparison("(c) linear in the cotangent", SKIP,
+                              detail="not run: reference_vjp= given (the rule need not be linear)"))
 
     w = _close(ctx, zero, [np.zeros_like(z) for z in zero], v1)
     out.append(Comparison("(c) zero cotangent gives zero", PASS if w <= 1 else FAIL, w,
@@ -107,7 +115,11 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None) -> list:
     else:
         out.append(Comparison("(c) jit agrees with eager", FAIL, float("inf"), f"eager VJP raised {type(err).__name__}: {err}"))
 
-    out.append(_jvp_vs_vjp(ctx, g1, v1, rng))
+    if derivative:
+        out.append(_jvp_vs_vjp(ctx, g1, v1, rng))
+    else:
+        out.append(Comparison("(c) JVP agrees with VJP", SKIP,
+                              detail="not run: reference_vjp= given (the rule is not f's derivative by design)"))
     return out
 
 
