@@ -160,6 +160,30 @@ def draw_sinc(dtype, rng):
     return (_arr(x, dtype),)
 
 
+def make_sinc_at_zero_only(bug=None):
+    """sinc as jax.numpy.sinc ships it (https://github.com/jax-ml/jax/blob/main/jax/_src/numpy/ufuncs.py):
+    the series only at x == 0 and the cancelling quotient everywhere else, so the rule loses ~u/x
+    relative accuracy near 0 (https://github.com/jax-ml/jax/issues/34139): correct, but its rounding
+    is far above ε there, which tolerances must see."""
+
+    @jax.custom_jvp
+    def sinc(x):
+        px = jnp.pi * x
+        return jnp.where(x == 0, jnp.ones_like(x), jnp.sin(px) / px)
+
+    @sinc.defjvp
+    def _jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        px = jnp.pi * x
+        zero = x == 0
+        safe = jnp.where(zero, jnp.ones_like(px), px)
+        exact = (jnp.cos(safe) * safe - jnp.sin(safe)) / (safe * safe)
+        series = (1.0 if bug == "series_sign" else -1.0) * px / 3.0
+        return sinc(x), dx * jnp.pi * jnp.where(zero, series, exact)
+
+    return sinc
+
+
 # -------------------------------------------------------------------------------------------------
 # 5. logsumexp over a log semiring with a custom VJP whose gradient is 0 (not NaN) for a row that is
 #    all -inf, the workaround posted in https://github.com/jax-ml/jax/issues/6811 for CTC-like
@@ -382,6 +406,10 @@ CASES = [
          {"series_sign": "args[0][1]"}, finding="NaN"),
     Case("sinc_order2", "https://github.com/jax-ml/jax/issues/5054", make_sinc, draw_sinc,
          {"series_sign": "args[0][1]"}, options={"order": 2}),
+    Case("sinc_jnp", "https://github.com/jax-ml/jax/issues/34139", make_sinc_at_zero_only, draw_sinc, {},
+         finding="NaN"),
+    Case("sinc_jnp_order2", "https://github.com/jax-ml/jax/issues/34139", make_sinc_at_zero_only, draw_sinc,
+         {"series_sign": "args[0][0]"}, options={"order": 2}),
     Case("log_semiring_sum", "https://github.com/jax-ml/jax/issues/6811", make_log_semiring_sum,
          draw_log_semiring_sum, {"softmax_nan": "args[0][1, 0]", "unnormalised": "args[0]"}, finding="NaN"),
     Case("attention", "https://github.com/lucidrains/flash-attention-jax", make_attention, draw_attention,

@@ -15,7 +15,7 @@ import numpy as np
 
 from .differences import Differences, differences
 from .report import FAIL, PASS, SKIP, Comparison, Entry
-from .tolerance import interval_contains, ratio, rounding_bound, within
+from .tolerance import SLACK, interval_contains, ratio, rounding_bound, within
 
 PROBE_BATCH = 8  # directions per compiled FD call in auto mode (also the bisection's branching)
 
@@ -31,32 +31,66 @@ def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Difference
     if ctx.mesh is not None:  # a whole number of perturbations per device
         k = ctx.mesh.size
         chunk = -(-chunk // k) * k
-    samples, mags = [], []
-    for start in range(0, len(idx), chunk):
-        part = idx[start : start + chunk]
-        pad = np.concatenate([part, np.full(chunk - len(part), part[0])])
-        s, m = ctx.sample_entries(leaf, pad, cots)
-        samples.append(s[: len(part)])
-        mags.append(m[: len(part)])
-    d = differences(np.concatenate(samples), np.concatenate(mags), ctx.fd)
+    def run(scale):
+        samples, mags = [], []
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
+            pad = np.concatenate([part, np.full(chunk - len(part), part[0])])
+            s, m = ctx.sample_entries(leaf, pad, cots, step_scale=scale)
+            samples.append(s[: len(part)] / scale)
+            mags.append(m[: len(part)] / scale)
+        return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd, ctx.fd_eps)
+
+    d = with_observed_noise(ctx, run)
     return d.scaled(ctx.steps[leaf].reshape(-1)[idx][:, None])
+
+
+STEP_SCALES = (1.125, 0.875)  # the reruns of with_observed_noise
+
+
+def with_observed_noise(ctx, run) -> Differences:
+    """``run(1.0)``, its error bar widened by the differences' own observed rounding.
+
+    ``run(k)`` computes the differences with every step multiplied by ``k`` (in per-step units of the
+    unscaled step). The float64 rounding floor ``8·3·ε·Σ|g||f|`` assumes f rounds like a few operations
+    on its result; a cancelling f (a rule differentiated again near a removable singularity) rounds
+    far more, and its differences with it. Where a leaf is float64 the differences are rerun at steps
+    ``1.125 h`` and ``0.875 h``: truncation changes smoothly with the step (and is already in the
+    Richardson bar), rounding does not, so ``8·max_k |R_k − R|`` is added to the error bar. (A float32
+    rerun does not work here: a float32 evaluation of such a formula cancels completely, and its
+    error no longer scales with ε.)
+    """
+    d = run(1.0)
+    if not ctx.fd_noise_rerun():
+        return d
+    spread = np.zeros(np.shape(d.value))
+    for k in STEP_SCALES:
+        dk = run(k)
+        with np.errstate(invalid="ignore"):
+            spread = np.maximum(spread, np.where(np.isfinite(dk.value), np.abs(dk.value - d.value), 0.0))
+    extra = SLACK * np.nan_to_num(spread, nan=0.0, posinf=0.0)
+    return Differences(d.value, d.error + extra, d.kink, d.left, d.right, d.side_error + extra, d.one_sided)
 
 
 def directional_differences(ctx, gbatch, dirs_batch, chunk):
     """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks."""
-    samples, mags = [], []
     n = len(dirs_batch)
     chunk = max(1, chunk)  # always padded to ``chunk``: one compiled shape for every caller
-    for start in range(0, n, chunk):
-        part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
-        k = len(part)
-        part, gpart = part + [part[0]] * (chunk - k), gpart + [gpart[0]] * (chunk - k)
-        dirs = [np.stack([d[j] for d in part]) for j in range(len(part[0]))]
-        gs = [np.stack([np.asarray(g[j], np.float64) for g in gpart]) for j in range(len(gpart[0]))]
-        s, m = ctx.sample(dirs, gs)
-        samples.append(s[:k])
-        mags.append(m[:k])
-    return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd)
+
+    def run(scale):
+        samples, mags = [], []
+        for start in range(0, n, chunk):
+            part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
+            k = len(part)
+            part, gpart = part + [part[0]] * (chunk - k), gpart + [gpart[0]] * (chunk - k)
+            dirs = [np.stack([d[j] for d in part]) * scale for j in range(len(part[0]))]
+            gs = [np.stack([np.asarray(g[j], np.float64) for g in gpart]) for j in range(len(gpart[0]))]
+            s, m = ctx.sample(dirs, gs)
+            samples.append(s[:k] / scale)
+            mags.append(m[:k] / scale)
+        return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd, ctx.fd_eps)
+
+    return with_observed_noise(ctx, run)
 
 
 def pair_differences(ctx, pairs, cots, width: int) -> Differences:

@@ -135,12 +135,13 @@ class Differences:
                            self.side_error / h, self.one_sided)
 
 
-def rounding_floor(magnitude: np.ndarray) -> np.ndarray:
-    """Float64 rounding in a per-step derivative built from phi samples of size ``magnitude``."""
-    return ROUNDING_UNITS * RICHARDSON_WEIGHT * FLOAT64_EPS * np.asarray(magnitude, np.float64)
+def rounding_floor(magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> np.ndarray:
+    """Rounding in a per-step derivative built from phi samples of size ``magnitude`` (``eps``: the
+    samples' rounding unit, float64's unless f computes in a lower precision inside)."""
+    return ROUNDING_UNITS * RICHARDSON_WEIGHT * eps * np.asarray(magnitude, np.float64)
 
 
-def central_differences(phi: np.ndarray, magnitude: np.ndarray) -> Differences:
+def central_differences(phi: np.ndarray, magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> Differences:
     """Richardson-extrapolated central differences and kink test from samples at ``CENTRAL_TS``.
 
     ``phi[..., k]`` is ``phi(CENTRAL_TS[k]) - phi(0)`` (an output that does not move contributes an
@@ -153,7 +154,7 @@ def central_differences(phi: np.ndarray, magnitude: np.ndarray) -> Differences:
     """
     phi = np.asarray(phi, np.float64)
     m2, m1, p0, p1, p2 = (phi[..., k] for k in range(5))
-    noise = rounding_floor(magnitude)
+    noise = rounding_floor(magnitude, eps)
     with np.errstate(invalid="ignore", over="ignore"):
         d_big = (p2 - m2) / 2.0  # step 1
         d_small = (p1 - m1) / 1.0  # step 1/2
@@ -182,13 +183,13 @@ def central_differences(phi: np.ndarray, magnitude: np.ndarray) -> Differences:
     return Differences(value, error, kink, left, right, side_error, one_sided)
 
 
-def complex_step_differences(im_phi: np.ndarray, magnitude: np.ndarray) -> Differences:
+def complex_step_differences(im_phi: np.ndarray, magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> Differences:
     """Complex-step derivative from ``Im phi(i t)`` at ``COMPLEX_TS`` (t in units of the step)."""
     im_phi = np.asarray(im_phi, np.float64)
     d_big = im_phi[..., 0] / COMPLEX_TS[0]
     d_small = im_phi[..., 1] / COMPLEX_TS[1]
     # No subtraction: only the rounding of the terms of Im phi (``magnitude`` = sum |g_j| |Im f_j|).
-    noise = ROUNDING_UNITS * FLOAT64_EPS * (np.abs(d_small) + np.asarray(magnitude, np.float64))
+    noise = ROUNDING_UNITS * eps * (np.abs(d_small) + np.asarray(magnitude, np.float64))
     error = np.abs(d_small - d_big) + noise
     no_kink = np.zeros(d_small.shape, bool)
     return Differences(d_small, error, no_kink, d_small, d_small, error, no_kink)
@@ -203,11 +204,11 @@ def sample_points(fd: str) -> tuple[float, ...]:
     raise ValueError(f"fd must be 'central' or 'complex', got {fd!r}")
 
 
-def differences(samples: np.ndarray, magnitude: np.ndarray, fd: str) -> Differences:
+def differences(samples: np.ndarray, magnitude: np.ndarray, fd: str, eps: float = FLOAT64_EPS) -> Differences:
     """Dispatch on the scheme: samples at :func:`sample_points` -> :class:`Differences`."""
     if fd == "complex":
-        return complex_step_differences(samples, magnitude)
-    return central_differences(samples, magnitude)
+        return complex_step_differences(samples, magnitude, eps)
+    return central_differences(samples, magnitude, eps)
 
 
 def _project(g, out, fd, out0=None):
