@@ -70,19 +70,23 @@ def arrays(shape=None, dtype="float32", *, min_value: float = -4.0, max_value: f
     return shapes.flatmap(lambda s: hnp.arrays(np_dtype, s, elements=values)).map(jnp.asarray)
 
 
-def gradcheck_property(f, *strategies, max_examples: int = 10, **options):
+def gradcheck_property(f, *strategies, max_examples: int = 10, shrink: bool = True, **options):
     """A test function checking ``f`` with :func:`fnnet.gradcheck` at inputs drawn from ``strategies``.
 
     One strategy per positional argument of f. ``options`` go to gradcheck. Each new shape compiles
-    new programs (~0.3 s), so keep ``max_examples`` small or fix the shape.
+    new programs (~0.3 s), so keep ``max_examples`` small or fix the shape; ``shrink=False`` reports
+    the first failing input instead of searching for a smaller one (each step of that search is a
+    gradient check).
     """
-    hypothesis, _, _ = _hypothesis()
+    hypothesis, _, st = _hypothesis()
     from fnnet.check import assert_gradcheck
 
+    phases = [p for p in hypothesis.Phase if shrink or p != hypothesis.Phase.shrink]
+
     @hypothesis.settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                         suppress_health_check=list(hypothesis.HealthCheck))
-    @hypothesis.given(*strategies)
-    def test(*args):
+                         suppress_health_check=list(hypothesis.HealthCheck), phases=phases)
+    @hypothesis.given(st.tuples(*strategies))
+    def test(args):
         __tracebackhide__ = True  # noqa: F841
         assert_gradcheck(f, *args, **options)
 

@@ -296,6 +296,9 @@ class Context:
                              "float32 rounding, so their error bars and the rule's allowance use float32's ε")
             self.fd_eps = max(self.fd_eps, eps32)
             self.eps = [max(e, eps32) for e in self.eps]
+            # A step sized for float64 (ε^(1/3) = 6e-6) drowns in float32 rounding: size it for float32.
+            self.steps = [step_sizes(xi, np.float32, self.fd) if np.dtype(p.dtype).itemsize > 4 else h
+                          for xi, p, h in zip(self.x64, self.problem.x, self.steps)]
 
 
 VJP_BATCH = 8
