@@ -137,9 +137,9 @@ def _jvp_vs_vjp(ctx, g, v, rng, v_noise=None) -> Comparison:
     problem = ctx.problem
     u = [rng.standard_normal(np.shape(x)).astype(x.dtype) for x in problem.x]
     try:
-        # One compiled program rather than f's primitives one by one (cheaper on a first call).
-        ju = ctx.programs.call("jvp", lambda: jax.jit(lambda x, t: jax.jvp(problem.F, (x,), (t,))[1]),
-                               list(problem.x), [jax.device_put(ui) for ui in u])
+        # Eager, as before: a jit-traced attempt that fails (custom_vjp has no forward mode) left JAX's
+        # tracing caches holding f, which the weak-keyed program cache must not do.
+        _, ju = jax.jvp(problem.F, (list(problem.x),), ([jax.device_put(ui) for ui in u],))
     except Exception as err:  # noqa: BLE001 - custom_vjp functions have no forward mode
         msg = str(err).split("\n")[0]
         return Comparison(name, SKIP, detail=f"jax.jvp unavailable on f ({type(err).__name__}: {msg})")
