@@ -210,7 +210,8 @@ def make_log_semiring_sum(bug=None):
             w = jnp.where(finite, jnp.exp(a - jnp.where(finite, out[..., None], jnp.zeros_like(a))),
                           jnp.zeros_like(a))
             if bug == "unnormalised":
-                w = jnp.exp(a - jnp.max(jnp.where(finite, a, jnp.zeros_like(a)), axis=-1, keepdims=True)) * finite
+                w = jnp.exp(a - jnp.max(jnp.where(finite, a, jnp.zeros_like(a)), axis=-1, keepdims=True))
+                w = jnp.where(finite, w, jnp.zeros_like(w))
         return (g[..., None] * w,)
 
     lse.defvjp(fwd, bwd)
