@@ -6,7 +6,8 @@ name the entry the bug is in and say NaN where a value is NaN. The quick test ru
 case in float32; the whole grid is marked slow (``pytest -m slow tests/test_gradcheck_corpus.py``).
 
 ``python tests/test_gradcheck_corpus.py`` runs the grid and prints the table of docs/gradcheck.md,
-with jax.test_util.check_grads side by side.
+with jax.test_util.check_grads side by side. ``python tests/test_gradcheck_corpus.py --first-call``
+times the first call of each tool on each float32 case in fresh processes (interleaved, medians).
 """
 
 from __future__ import annotations
@@ -138,5 +139,59 @@ def main():  # pragma: no cover - prints the docs table
               f"{np.median(times[who]):.3f} s (first calls included)")
 
 
+FIRST_CALL = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import jax, jax.numpy as jnp, numpy as np
+jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+from gradcheck_corpus import CASES
+case = next(c for c in CASES if c.name == {name!r})
+f = case.make(None)
+args = case.draw("float32", np.random.default_rng(0))
+jnp.zeros(1).block_until_ready()  # JAX's backend start is not counted
+t = time.perf_counter()
+if {tool!r} == "fnnet":
+    from fnnet.check import gradcheck
+    ok = gradcheck(f, *args, **case.options).passed
+else:
+    from jax.test_util import check_grads
+    try:
+        check_grads(f, args, order=case.options.get("order", 1), modes=["rev"])
+        ok = True
+    except AssertionError:
+        ok = False
+print(ok, time.perf_counter() - t)
+"""
+
+
+def first_call(repeats: int = 3):  # pragma: no cover - timing
+    import os
+    import subprocess
+
+    tests = str(Path(__file__).parent)
+    names = [c.name for c in CASES if "reference_vjp" not in c.options]
+    times = {(n, t): [] for n in names for t in ("fnnet", "check_grads")}
+    for _ in range(repeats):
+        for name in names:
+            for tool in ("fnnet", "check_grads"):  # interleaved: both see the same load
+                code = FIRST_CALL.format(tests=tests, name=name, tool=tool)
+                out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                times[(name, tool)].append(float(out.stdout.split()[-1]))
+    print(f"first call, float32, fresh processes, medians of {repeats}; load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} cores")
+    print("| case | fnnet s | check_grads s | ratio |")
+    print("|---|---|---|---|")
+    ratios = []
+    for name in names:
+        a, b = np.median(times[(name, "fnnet")]), np.median(times[(name, "check_grads")])
+        ratios.append(a / b)
+        print(f"| {name} | {a:.2f} | {b:.2f} | {a / b:.1f} |")
+    print(f"median ratio {np.median(ratios):.1f}")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    if "--first-call" in sys.argv:
+        first_call()
+    else:
+        main()
