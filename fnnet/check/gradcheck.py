@@ -3,7 +3,10 @@
     report = gradcheck(f, *args)          # report.passed, print(report)
     assert_gradcheck(f, *args)            # AssertionError carrying the report's text
 
-(a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry;
+(a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry; where
+    they disagree, finite differences are the third witness: a reference they contradict (autodiff
+    of the plain function is NaN or wrong exactly where the rule was written) is a finding, not a
+    failure, and a rule they contradict always fails (table in docs/gradcheck.md, "Verdict");
 (b) against finite differences of f in float64 (central + Richardson, or complex step);
 (c) structural properties of the rule (shapes/dtypes, linearity, zero, jit, JVP vs VJP).
 ``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
@@ -62,7 +65,8 @@ def gradcheck(
     **Arguments**
 
     - ``f``: any JAX function from pytrees to pytrees (a ``jax.custom_vjp`` or not).
-    - ``*args``: the point; pytrees of arrays. Integer/bool/complex leaves are held fixed and listed.
+    - ``*args``: the point; pytrees of arrays. Integer/bool leaves are held fixed and listed; complex
+      leaves (and outputs) are checked as real pairs in JAX's convention (see fnnet.check.problem).
     - ``reference``: a plain function with f's signature whose ``jax.vjp`` is the oracle. Default:
       ``f.reference`` if present, else ``f.fun`` of a custom_vjp/custom_jvp function.
     - ``reference_vjp``: for a rule that is not a derivative by design (gradient clipping, reversal,
