@@ -95,21 +95,40 @@ class Context:
         return V, noise
 
     def rules32(self, gs: list) -> list | None:
-        """The rule at float32 for two roundings of x (nearest, and the neighbouring float32 on the
-        other side of x), or None when there is no float64 leaf or f cannot run in float32."""
+        """Rounding samples of the rule for float64 leaves: ``[(rule32, rule64)]`` at three points.
+
+        Point 0: x rounded to float32, against the rule at x itself (so the effect of rounding x, the
+        rule's condition, is included). Points 1, 2: ``x·(1 ± 2⁻¹²)`` rounded to float32, with both
+        precisions evaluated at that same float32 number. The three points round independently: at a
+        single point the float32 result can land on the truth by chance (and x's float32 neighbours
+        round the same way), which once let a cancelling rule pass its allowance by a hair too little.
+        None when there is no float64 leaf or f cannot run in float32.
+        """
         problem = self.problem
         if not any(e <= float(np.finfo(np.float64).eps) for e in self.eps):
             return None
         if self._rules32 is not None and self._rules32[0] is gs:
             return self._rules32[1]
         try:
-            near = [np.asarray(xi, np.float32) for xi in self.x64]
-            other = [np.nextafter(a, np.where(a.astype(np.float64) <= xi, np.float32(np.inf), np.float32(-np.inf)))
-                     .astype(np.float32) for a, xi in zip(near, self.x64)]
-            dts = [np.float32] * len(problem.out)
-            call = self._caller("rule32", lambda: _batched_vjp(problem.F))
-            out = [[[np.asarray(v, np.float64) for v in vs] for vs in
-                    _apply_batched(call, problem.F, [_put(a) for a in xs], gs, dts)] for xs in (near, other)]
+            dts32 = [np.float32] * len(problem.out)
+            dts = [o.dtype for o in problem.out]
+            call32 = self._caller("rule32", lambda: _batched_vjp(problem.F))
+            call = self._caller("rule", lambda: _batched_vjp(problem.F))
+
+            def run(caller, xs, dtypes):
+                return [[np.asarray(v, np.float64) for v in vs] for vs in
+                        _apply_batched(caller, problem.F, [_put(a) for a in xs], gs, dtypes)]
+
+            out = []
+            for k, factor in enumerate((1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)):
+                x32 = [np.asarray(xi * factor, np.float32) for xi in self.x64]
+                low = run(call32, x32, dts32)
+                if k == 0:
+                    high = [[np.asarray(v, np.float64) for v in vs] for vs in self.rules(gs)]
+                else:
+                    same = [np.asarray(a, np.float64).astype(p.dtype) for a, p in zip(x32, problem.x)]
+                    high = run(call, same, dts)
+                out.append((low, high))
         except Exception:  # noqa: BLE001 - f not runnable in float32: no estimate
             out = None
         self._rules32 = (gs, out)
@@ -119,12 +138,11 @@ class Context:
         """Observed rounding of the rule on float64 leaves, from float32 reruns scaled by ε64/ε32.
 
         A float64 rule has no more precise twin to compare with, so its own rounding (a cancelling
-        formula near a removable singularity: ``(cos u · u − sin u)/u²`` loses ``u/x`` relative) is
-        invisible to ``|VJP_lowp − VJP_f64|``. A formula's rounding error scales with ε (``K·ε·scale``
-        for a fixed formula and input), so the float32 rerun's error, scaled by ε64/ε32, estimates it;
-        the larger of two reruns (x rounded to the nearest float32 and to its neighbour on the other
-        side) guards against one rerun that happens to round exactly. Also holds the effect of
-        rounding x (the rule's condition), which a float64 computation has as well.
+        formula near a removable singularity: ``(cos u · u − sin u)/u²`` loses ``u/x`` relative;
+        ``1 − 1/(1 + eˣ)`` for x < 0) is invisible to ``|VJP_lowp − VJP_f64|``. A formula's rounding
+        error scales with ε (``K·ε·scale`` for a fixed formula and input), so the float32 rerun's error,
+        scaled by ε64/ε32, estimates it; the largest over the three points of :meth:`rules32` guards
+        against one rerun that happens to round exactly.
         """
         runs = self.rules32(gs)
         if runs is None:
@@ -138,8 +156,11 @@ class Context:
                 if self.eps[leaf] > eps64:
                     row.append(np.zeros(np.shape(vi)))
                     continue
-                d = np.maximum(np.abs(runs[0][c][leaf] - vi), np.abs(runs[1][c][leaf] - vi))
-                row.append(np.nan_to_num(scale * d, nan=0.0, posinf=0.0))
+                d = np.zeros(np.shape(vi))
+                for low, high in runs:
+                    with np.errstate(invalid="ignore"):
+                        d = np.maximum(d, np.nan_to_num(np.abs(low[c][leaf] - high[c][leaf]), nan=0.0, posinf=0.0))
+                row.append(scale * d)
             out.append(row)
         return out
 
