@@ -8,6 +8,8 @@ case in float32; the whole grid is marked slow (``pytest -m slow tests/test_grad
 ``python tests/test_gradcheck_corpus.py`` runs the grid and prints the table of docs/gradcheck.md,
 with jax.test_util.check_grads side by side. ``python tests/test_gradcheck_corpus.py --first-call``
 times the first call of each tool on each float32 case in fresh processes (interleaved, medians).
+``python tests/test_gradcheck_corpus.py --many-draws`` checks the correct rules at new draws (3-12 in
+float32, 3-22 in float64) and counts false alarms.
 """
 
 from __future__ import annotations
@@ -190,8 +192,28 @@ def first_call(repeats: int = 3):  # pragma: no cover - timing
     print(f"median ratio {np.median(ratios):.1f}")
 
 
+def many_draws():  # pragma: no cover - long
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    for dtype, stop in (("float32", 13), ("float64", 23)):
+        alarms = checks = 0
+        for case in CASES:
+            f = case.make(None)
+            for draw in range(3, stop):
+                report = gradcheck(f, *case.draw(dtype, np.random.default_rng(draw)), **case.options)
+                checks += 1
+                if not report.passed:
+                    alarms += 1
+                    print("false alarm:", case.name, dtype, draw, report.summary, flush=True)
+        print(f"{dtype}: false alarms {alarms}/{checks} (correct rules, draws 3..{stop - 1})", flush=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     if "--first-call" in sys.argv:
         first_call()
+    elif "--many-draws" in sys.argv:
+        many_draws()
     else:
         main()
