@@ -45,6 +45,9 @@ class Context:
     programs: Programs = field(default_factory=Programs)
     mesh: object = None  # a 1-D jax.sharding.Mesh (axis "fd") for full mode, or None
     _memo64: tuple | None = None
+    _rules32: tuple | None = None
+    fd_eps: float = float(np.finfo(np.float64).eps)  # rounding unit of the finite differences' samples
+    degraded: str = ""  # why the float64 finite differences are not float64-accurate (empty: they are)
     _fused_failed: bool = False
 
     # ---- rule and reference -------------------------------------------------------------------
@@ -86,7 +89,80 @@ class Context:
                 self.notes_given = True
             return V, [[np.zeros(np.shape(v)) for v in vs] for vs in V]
         noise = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(v, w)] for v, w in zip(V, V64)]
+        low = self.float32_noise(gs, V)
+        if low is not None:
+            noise = [[n + m for n, m in zip(ns, ms)] for ns, ms in zip(noise, low)]
         return V, noise
+
+    def rules32(self, gs: list) -> list | None:
+        """Rounding samples of the rule for float64 leaves: ``[(rule32, rule64)]`` at three points.
+
+        Point 0: x rounded to float32, against the rule at x itself (so the effect of rounding x, the
+        rule's condition, is included). Points 1, 2: ``x·(1 ± 2⁻¹²)`` rounded to float32, with both
+        precisions evaluated at that same float32 number. The three points round independently: at a
+        single point the float32 result can land on the truth by chance (and x's float32 neighbours
+        round the same way), which once let a cancelling rule pass its allowance by a hair too little.
+        None when there is no float64 leaf or f cannot run in float32.
+        """
+        problem = self.problem
+        if not any(e <= float(np.finfo(np.float64).eps) for e in self.eps):
+            return None
+        if self._rules32 is not None and self._rules32[0] is gs:
+            return self._rules32[1]
+        try:
+            dts32 = [np.float32] * len(problem.out)
+            dts = [o.dtype for o in problem.out]
+            call32 = self._caller("rule32", lambda: _batched_vjp(problem.F))
+            call = self._caller("rule", lambda: _batched_vjp(problem.F))
+
+            def run(caller, xs, dtypes):
+                return [[np.asarray(v, np.float64) for v in vs] for vs in
+                        _apply_batched(caller, problem.F, [_put(a) for a in xs], gs, dtypes)]
+
+            out = []
+            for k, factor in enumerate((1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)):
+                x32 = [np.asarray(xi * factor, np.float32) for xi in self.x64]
+                low = run(call32, x32, dts32)
+                if k == 0:
+                    high = [[np.asarray(v, np.float64) for v in vs] for vs in self.rules(gs)]
+                else:
+                    same = [np.asarray(a, np.float64).astype(p.dtype) for a, p in zip(x32, problem.x)]
+                    high = run(call, same, dts)
+                out.append((low, high))
+        except Exception:  # noqa: BLE001 - f not runnable in float32: no estimate
+            out = None
+        self._rules32 = (gs, out)
+        return out
+
+    def float32_noise(self, gs: list, V: list) -> list | None:
+        """Observed rounding of the rule on float64 leaves, from float32 reruns scaled by ε64/ε32.
+
+        A float64 rule has no more precise twin to compare with, so its own rounding (a cancelling
+        formula near a removable singularity: ``(cos u · u − sin u)/u²`` loses ``u/x`` relative;
+        ``1 − 1/(1 + eˣ)`` for x < 0) is invisible to ``|VJP_lowp − VJP_f64|``. A formula's rounding
+        error scales with ε (``K·ε·scale`` for a fixed formula and input), so the float32 rerun's error,
+        scaled by ε64/ε32, estimates it; the largest over the three points of :meth:`rules32` guards
+        against one rerun that happens to round exactly.
+        """
+        runs = self.rules32(gs)
+        if runs is None:
+            return None
+        scale = float(np.finfo(np.float64).eps) / float(np.finfo(np.float32).eps)
+        eps64 = float(np.finfo(np.float64).eps)
+        out = []
+        for c, v in enumerate(V):
+            row = []
+            for leaf, vi in enumerate(v):
+                if self.eps[leaf] > eps64:
+                    row.append(np.zeros(np.shape(vi)))
+                    continue
+                d = np.zeros(np.shape(vi))
+                for low, high in runs:
+                    with np.errstate(invalid="ignore"):
+                        d = np.maximum(d, np.nan_to_num(np.abs(low[c][leaf] - high[c][leaf]), nan=0.0, posinf=0.0))
+                row.append(scale * d)
+            out.append(row)
+        return out
 
     def same_precision_noise(self, gs: list) -> list | None:
         """Rounding estimate for leaves already in float64, where (a) has no more precise truth.
@@ -187,12 +263,12 @@ class Context:
             s, m = self.programs.call("sampler", lambda: make_sampler(self.problem.F64, self.fd), x, d, g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
-    def sample_entries(self, leaf: int, idx, cots: list):
-        """phi samples along ``h_i e_i`` of one leaf for each cotangent in ``cots``."""
+    def sample_entries(self, leaf: int, idx, cots: list, step_scale: float = 1.0):
+        """phi samples along ``step_scale * h_i e_i`` of one leaf for each cotangent in ``cots``."""
         with float64_scope():
             x = [_put(xi) for xi in self.x64]
             idx = np.asarray(idx, np.int64)
-            h = self.steps[leaf].reshape(-1)[idx]
+            h = self.steps[leaf].reshape(-1)[idx] * step_scale
             g = [_put(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
             build = lambda: make_entry_sampler(self.problem.F64, self.fd, leaf)
             idx, h = _put(idx), _put(np.asarray(h, np.float64))
@@ -201,6 +277,49 @@ class Context:
                 x, g = jax.device_put((x, g), replicated(self.mesh))
             s, m = self.programs.call(f"entries{leaf}", build, x, idx, h, g)
             return np.asarray(s, np.float64), np.asarray(m, np.float64)
+
+    def fd_noise_rerun(self) -> bool:
+        """Whether finite differences are rerun at other steps to observe their own rounding: where a
+        leaf is float64 (for float32 leaves the float64 differences are ~2^29 times finer than the
+        rule's allowance) and the scheme is central."""
+        eps64 = float(np.finfo(np.float64).eps)
+        return self.fd == "central" and any(e <= eps64 for e in self.eps)
+
+    def check_degraded(self) -> None:
+        """Detect an f that computes in float32 inside even when called with float64 inputs.
+
+        Its float64 outputs then carry float32 rounding: every float64 finite difference is only as
+        good as float32, and so is the rule. Evidence: an output dtype below float64, or every finite
+        output value exactly representable in float32 while some has more than bfloat16's 8 significant
+        bits (a float64 result lands on a float32 by chance with probability 2^-29 per value). Then
+        ``fd_eps`` (the rounding unit of the differences) and each leaf's eps become float32's, and a
+        note says why.
+        """
+        eps32 = float(np.finfo(np.float32).eps)
+        try:
+            with float64_scope():
+                out = self.programs.call("f64", lambda: jax.jit(self.problem.F64), [_put(xi) for xi in self.x64])
+                dtypes = [np.dtype(o.dtype) for o in out]
+                vals = np.concatenate([np.asarray(o, np.float64).reshape(-1) for o in out]) if out else np.zeros(0)
+        except Exception:  # noqa: BLE001 - f not runnable in float64: (b) reports that
+            return
+        vals = vals[np.isfinite(vals)]
+        low_dtype = any(d.itemsize < 8 for d in dtypes)
+        as32 = vals.astype(np.float32).astype(np.float64)
+        import ml_dtypes  # shipped with jaxlib
+
+        as_bf16 = vals.astype(ml_dtypes.bfloat16).astype(np.float64)
+        representable = vals.size > 0 and bool(np.all(as32 == vals)) and bool(np.any(as_bf16 != vals))
+        if low_dtype or representable:
+            why = (f"returns {'/'.join(sorted({str(d) for d in dtypes}))} for float64 inputs" if low_dtype
+                   else "returns float64 values that are all exact float32 numbers for float64 inputs")
+            self.degraded = (f"f computes in float32 inside (it {why}): finite differences and the reference carry "
+                             "float32 rounding, so their error bars and the rule's allowance use float32's ε")
+            self.fd_eps = max(self.fd_eps, eps32)
+            self.eps = [max(e, eps32) for e in self.eps]
+            # A step sized for float64 (ε^(1/3) = 6e-6) drowns in float32 rounding: size it for float32.
+            self.steps = [step_sizes(xi, np.float32, self.fd) if np.dtype(p.dtype).itemsize > 4 else h
+                          for xi, p, h in zip(self.x64, self.problem.x, self.steps)]
 
 
 VJP_BATCH = 8

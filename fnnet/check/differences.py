@@ -95,7 +95,8 @@ def step_sizes(x: np.ndarray, dtype, fd: str = "central") -> np.ndarray:
 
     ``dtype`` is the dtype of the *input* leaf; the returned steps are float64.
     """
-    scale = np.maximum(1.0, np.abs(np.asarray(x, np.float64)))
+    mag = np.abs(np.asarray(x, np.float64))
+    scale = np.maximum(1.0, np.where(np.isfinite(mag), mag, 1.0))  # x = ±inf moves by a finite step (and stays)
     if fd == "complex":
         return COMPLEX_STEP * scale
     eps = float(jnp.finfo(dtype).eps)
@@ -111,6 +112,8 @@ class Differences:
     kink: True where one-sided slopes disagree (non-differentiable point within the step).
     left, right: one-sided derivative estimates (meaningful where ``kink``).
     side_error: error bar of ``left``/``right``.
+    one_sided: True where f is undefined (NaN/inf) on one side of x, so ``value`` is the other side's
+    derivative (a domain edge such as ``sqrt`` at 0); all False for the complex step.
     """
 
     value: np.ndarray
@@ -119,50 +122,77 @@ class Differences:
     left: np.ndarray
     right: np.ndarray
     side_error: np.ndarray
+    one_sided: np.ndarray | None = None
+
+    @property
+    def defined(self) -> np.ndarray:
+        """Where the estimate exists (finite value and error bar)."""
+        return np.isfinite(self.value) & np.isfinite(self.error)
+
+    def scaled(self, h) -> "Differences":
+        """The same estimates divided by the step ``h`` (per-step units -> derivative units)."""
+        return Differences(self.value / h, self.error / h, self.kink, self.left / h, self.right / h,
+                           self.side_error / h, self.one_sided)
 
 
-def rounding_floor(magnitude: np.ndarray) -> np.ndarray:
-    """Float64 rounding in a per-step derivative built from phi samples of size ``magnitude``."""
-    return ROUNDING_UNITS * RICHARDSON_WEIGHT * FLOAT64_EPS * np.asarray(magnitude, np.float64)
+def rounding_floor(magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> np.ndarray:
+    """Rounding in a per-step derivative built from phi samples of size ``magnitude`` (``eps``: the
+    samples' rounding unit, float64's unless f computes in a lower precision inside)."""
+    return ROUNDING_UNITS * RICHARDSON_WEIGHT * eps * np.asarray(magnitude, np.float64)
 
 
-def central_differences(phi: np.ndarray, magnitude: np.ndarray) -> Differences:
+def central_differences(phi: np.ndarray, magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> Differences:
     """Richardson-extrapolated central differences and kink test from samples at ``CENTRAL_TS``.
 
-    ``phi[..., k]`` is ``phi(CENTRAL_TS[k])``; ``magnitude`` (shape ``phi.shape[:-1]``) is
-    ``sum_j |g_j| |f_j(x)|``, the size of the terms that rounding acts on.
+    ``phi[..., k]`` is ``phi(CENTRAL_TS[k]) - phi(0)`` (an output that does not move contributes an
+    exact 0, even when it is ±inf); ``magnitude`` (shape ``phi.shape[:-1]``) is ``sum_j |g_j| |f_j(x)|``
+    over finite outputs, the size of the terms that rounding acts on.
+
+    Where the samples on one side are not finite and those on the other side are (x on the edge of
+    f's domain: ``sqrt`` at 0), the one-sided Richardson derivative of the defined side is returned,
+    with ``one_sided`` set and the one-sided error bar.
     """
     phi = np.asarray(phi, np.float64)
     m2, m1, p0, p1, p2 = (phi[..., k] for k in range(5))
-    noise = rounding_floor(magnitude)
-    d_big = (p2 - m2) / 2.0  # step 1
-    d_small = (p1 - m1) / 1.0  # step 1/2
-    value = d_small + (d_small - d_big) / 3.0
-    error = np.abs(d_small - d_big) / 3.0 + noise
-    # One-sided slopes, each first-order Richardson-extrapolated.
-    right_big, right_small = p2 - p0, (p1 - p0) / 0.5
-    left_big, left_small = p0 - m2, (p0 - m1) / 0.5
-    right = 2.0 * right_small - right_big
-    left = 2.0 * left_small - left_big
-    side_error = np.maximum(np.abs(right_small - right_big), np.abs(left_small - left_big)) + noise
-    jump_big = right_big - left_big  # = J(1)
-    jump_small = right_small - left_small  # = J(1/2)
-    kink = (np.abs(jump_small - jump_big / 2.0) > np.maximum(np.abs(jump_big) / 4.0, 4.0 * noise)) & (
-        np.abs(jump_small) > 4.0 * noise
-    )
-    return Differences(value, error, kink, left, right, side_error)
+    noise = rounding_floor(magnitude, eps)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d_big = (p2 - m2) / 2.0  # step 1
+        d_small = (p1 - m1) / 1.0  # step 1/2
+        value = d_small + (d_small - d_big) / 3.0
+        error = np.abs(d_small - d_big) / 3.0 + noise
+        # One-sided slopes, each first-order Richardson-extrapolated.
+        right_big, right_small = p2 - p0, (p1 - p0) / 0.5
+        left_big, left_small = p0 - m2, (p0 - m1) / 0.5
+        right = 2.0 * right_small - right_big
+        left = 2.0 * left_small - left_big
+        right_error = np.abs(right_small - right_big) + noise
+        left_error = np.abs(left_small - left_big) + noise
+        side_error = np.maximum(right_error, left_error)
+        jump_big = right_big - left_big  # = J(1)
+        jump_small = right_small - left_small  # = J(1/2)
+        kink = (np.abs(jump_small - jump_big / 2.0) > np.maximum(np.abs(jump_big) / 4.0, 4.0 * noise)) & (
+            np.abs(jump_small) > 4.0 * noise
+        )
+    left_ok = np.isfinite(m2) & np.isfinite(m1) & np.isfinite(p0)
+    right_ok = np.isfinite(p2) & np.isfinite(p1) & np.isfinite(p0)
+    both = left_ok & right_ok
+    one_sided = left_ok ^ right_ok
+    value = np.where(both, value, np.where(right_ok, right, np.where(left_ok, left, np.nan)))
+    error = np.where(both, error, np.where(right_ok, right_error, np.where(left_ok, left_error, np.nan)))
+    kink = kink & both
+    return Differences(value, error, kink, left, right, side_error, one_sided)
 
 
-def complex_step_differences(im_phi: np.ndarray, magnitude: np.ndarray) -> Differences:
+def complex_step_differences(im_phi: np.ndarray, magnitude: np.ndarray, eps: float = FLOAT64_EPS) -> Differences:
     """Complex-step derivative from ``Im phi(i t)`` at ``COMPLEX_TS`` (t in units of the step)."""
     im_phi = np.asarray(im_phi, np.float64)
     d_big = im_phi[..., 0] / COMPLEX_TS[0]
     d_small = im_phi[..., 1] / COMPLEX_TS[1]
     # No subtraction: only the rounding of the terms of Im phi (``magnitude`` = sum |g_j| |Im f_j|).
-    noise = ROUNDING_UNITS * FLOAT64_EPS * (np.abs(d_small) + np.asarray(magnitude, np.float64))
+    noise = ROUNDING_UNITS * eps * (np.abs(d_small) + np.asarray(magnitude, np.float64))
     error = np.abs(d_small - d_big) + noise
     no_kink = np.zeros(d_small.shape, bool)
-    return Differences(d_small, error, no_kink, d_small, d_small, error)
+    return Differences(d_small, error, no_kink, d_small, d_small, error, no_kink)
 
 
 def sample_points(fd: str) -> tuple[float, ...]:
@@ -174,19 +204,37 @@ def sample_points(fd: str) -> tuple[float, ...]:
     raise ValueError(f"fd must be 'central' or 'complex', got {fd!r}")
 
 
-def differences(samples: np.ndarray, magnitude: np.ndarray, fd: str) -> Differences:
+def differences(samples: np.ndarray, magnitude: np.ndarray, fd: str, eps: float = FLOAT64_EPS) -> Differences:
     """Dispatch on the scheme: samples at :func:`sample_points` -> :class:`Differences`."""
     if fd == "complex":
-        return complex_step_differences(samples, magnitude)
-    return central_differences(samples, magnitude)
+        return complex_step_differences(samples, magnitude, eps)
+    return central_differences(samples, magnitude, eps)
 
 
-def _project(g, out, fd):
-    """``(<g, f>, sum |g| |f|)``, taking imaginary parts for the complex step."""
-    part = jnp.imag if fd == "complex" else (lambda a: a)
-    value = sum(jnp.sum(gj * part(oj)) for gj, oj in zip(g, out))
-    magnitude = sum(jnp.sum(jnp.abs(gj) * jnp.abs(part(oj))) for gj, oj in zip(g, out))
-    return jnp.real(value), magnitude
+def _project(g, out, fd, out0=None):
+    """``(<g, f>, sum |g| |f|)``, imaginary parts for the complex step.
+
+    With ``out0`` (central scheme): ``<g, f - f0>``, where an output entry equal to its value at x
+    contributes exactly 0, so outputs that do not move (a -inf of a log-semiring row, a clipped
+    constant) give a zero difference instead of ``inf - inf = NaN``. The magnitude (the size of the
+    terms that rounding acts on) counts finite outputs only.
+    """
+    if fd == "complex":
+        value = sum(jnp.sum(gj * jnp.imag(oj)) for gj, oj in zip(g, out))
+        magnitude = sum(jnp.sum(jnp.abs(gj) * jnp.abs(jnp.imag(oj))) for gj, oj in zip(g, out))
+        return jnp.real(value), magnitude
+    value = 0.0
+    magnitude = 0.0
+    for j, (gj, oj) in enumerate(zip(g, out)):
+        if out0 is not None:
+            base = out0[j]
+            delta = jnp.where(oj == base, jnp.zeros_like(oj), oj - base)
+            value = value + jnp.sum(gj * delta)
+        else:
+            value = value + jnp.sum(gj * oj)
+        finite = jnp.where(jnp.isfinite(oj), jnp.abs(oj), jnp.zeros_like(oj))
+        magnitude = magnitude + jnp.sum(jnp.abs(gj) * finite)
+    return value, magnitude
 
 
 def _shift(x, d, t, fd: str):
@@ -203,13 +251,15 @@ def _moving_points(fd: str):
 
 
 def _assemble(moving, g, out0, fd):
-    """Insert phi(0) (central) and pick the rounding magnitude; ``moving``: (vals, mags) at t != 0."""
+    """Insert phi(0) - phi(0) = 0 (central) and pick the rounding magnitude; ``moving``: (vals, mags)
+    at t != 0 (already differences from phi(0))."""
     vals, mags = moving
     if fd == "complex":
         return vals, mags[..., 0]
-    v0, m0 = _project(g, out0, fd)
+    _, m0 = _project(g, out0, fd)
     k = CENTRAL_TS.index(0.0)
-    return jnp.concatenate([vals[..., :k], v0[..., None], vals[..., k:]], axis=-1), m0
+    zero = jnp.zeros(vals.shape[:-1] + (1,), vals.dtype)
+    return jnp.concatenate([vals[..., :k], zero, vals[..., k:]], axis=-1), m0
 
 
 def make_sampler(F64, fd: str):
@@ -224,11 +274,11 @@ def make_sampler(F64, fd: str):
     """
     ts = _moving_points(fd)
 
-    def at(x, d, g, t):
-        return _project(g, F64([_shift(xi, di, t, fd) for xi, di in zip(x, d)]), fd)
+    def at(x, d, g, t, out0):
+        return _project(g, F64([_shift(xi, di, t, fd) for xi, di in zip(x, d)]), fd, out0)
 
     def one(x, out0, d, g):
-        moving = jax.vmap(at, in_axes=(None, None, None, 0))(x, d, g, ts)
+        moving = jax.vmap(at, in_axes=(None, None, None, 0, None))(x, d, g, ts, out0)
         return _assemble(moving, g, out0, fd)
 
     def sample(x, d, g):
@@ -248,16 +298,16 @@ def make_entry_sampler(F64, fd: str, leaf: int):
     """
     ts = _moving_points(fd)
 
-    def at(x, i, hi, gs, t):
+    def at(x, i, hi, gs, t, out0):
         base = x[leaf].reshape(-1)
         base = base.astype(jnp.complex128) if fd == "complex" else base
         xs = list(x)
         xs[leaf] = base.at[i].add(_shift(jnp.zeros((), base.dtype), hi, t, fd)).reshape(x[leaf].shape)
         out = F64(xs)
-        return jax.vmap(lambda g: _project(g, out, fd))(gs)
+        return jax.vmap(lambda g: _project(g, out, fd, out0))(gs)
 
     def one(x, out0, i, hi, gs):
-        vals, mags = jax.vmap(at, in_axes=(None, None, None, None, 0))(x, i, hi, gs, ts)
+        vals, mags = jax.vmap(at, in_axes=(None, None, None, None, 0, None))(x, i, hi, gs, ts, out0)
         moving = (jnp.moveaxis(vals, 0, -1), jnp.moveaxis(mags, 0, -1))
         return jax.vmap(lambda m0, g: _assemble(m0, g, out0, fd))(moving, gs)
 

@@ -3,7 +3,10 @@
     report = gradcheck(f, *args)          # report.passed, print(report)
     assert_gradcheck(f, *args)            # AssertionError carrying the report's text
 
-(a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry;
+(a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry; where
+    they disagree, finite differences are the third witness: a reference they contradict (autodiff
+    of the plain function is NaN or wrong exactly where the rule was written) is a finding, not a
+    failure, and a rule they contradict always fails (table in docs/gradcheck.md, "Verdict");
 (b) against finite differences of f in float64 (central + Richardson, or complex step);
 (c) structural properties of the rule (shapes/dtypes, linearity, zero, jit, JVP vs VJP).
 ``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
@@ -39,6 +42,7 @@ def gradcheck(
     f,
     *args,
     reference=None,
+    reference_vjp=None,
     argnums=None,
     mode: str = "auto",
     fd: str = "central",
@@ -61,9 +65,16 @@ def gradcheck(
     **Arguments**
 
     - ``f``: any JAX function from pytrees to pytrees (a ``jax.custom_vjp`` or not).
-    - ``*args``: the point; pytrees of arrays. Integer/bool/complex leaves are held fixed and listed.
+    - ``*args``: the point; pytrees of arrays. Integer/bool leaves are held fixed and listed; complex
+      leaves (and outputs) are checked as real pairs in JAX's convention (see fnnet.check.problem).
     - ``reference``: a plain function with f's signature whose ``jax.vjp`` is the oracle. Default:
       ``f.reference`` if present, else ``f.fun`` of a custom_vjp/custom_jvp function.
+    - ``reference_vjp``: for a rule that is not a derivative by design (gradient clipping, reversal,
+      scaling): ``reference_vjp(args, g)`` returns the cotangents the rule should give (a tuple, one
+      per argnum, each shaped like that argument) for the positional ``args`` and the output
+      cotangent ``g`` (shaped like f's output). (a) compares the rule with it; (b) (finite
+      differences) and the structural checks that assume a derivative (linearity, JVP) are skipped,
+      and the report says so.
     - ``argnums``: which positional args to differentiate (int or tuple; default all).
     - ``mode``: ``"auto"`` (entrywise reference comparison + ``probes`` FD probes per leaf with
       bisection) or ``"full"`` (every entry of every leaf by FD, in jit-compiled vmapped chunks).
@@ -105,8 +116,14 @@ def gradcheck(
         raise ValueError(f"gradcheck: fd must be 'central' or 'complex', got {fd!r}")
     if order not in (1, 2):
         raise ValueError(f"gradcheck: order must be 1 or 2, got {order!r}")
+    if reference is not None and reference_vjp is not None:
+        raise ValueError("gradcheck: pass reference= (a function whose autodiff is the truth) or reference_vjp= "
+                         "(the VJP itself), not both")
+    __tracebackhide__ = True  # noqa: F841 - pytest: show the caller's frame, not fnnet's
     with precision_scope():
-        problem = build_problem(f, args, argnums, reference)
+        problem = build_problem(f, args, argnums, reference, reference_vjp)
+        if fd == "complex" and any(label.endswith("[re,im]") for label in problem.labels):
+            raise ValueError("gradcheck: fd='complex' (complex step) cannot be used on complex inputs; use fd='central'")
         name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", None) or type(f).__name__
         options = dict(mode=mode, probes=probes, cotangents=cotangents, basis_limit=basis_limit,
                        chunk_size=chunk_size, rtol=rtol, atol=atol, max_entries=max_entries,
@@ -118,7 +135,8 @@ def gradcheck(
                                  max_entries=max_entries)
         key = None
         if cache:
-            ref_token = reference if reference is not None else getattr(f, "reference", None)
+            ref_token = reference if reference is not None else reference_vjp if reference_vjp is not None \
+                else getattr(f, "reference", None)
             key = cache_key(args, problem.argnums, problem.diff_positions, fd, ref_token)
             key = None if key is None else (key, devices if devices in (None, "auto") else tuple(devices))
         programs, _ = cached_programs(f, key)
@@ -127,17 +145,26 @@ def gradcheck(
             ctx = _check(problem, fd, seed, report, "", options, programs)
             if order == 2 and ctx is not None:
                 second = _second_order(problem, ctx, seed)
-                _check(second, fd, seed + 1, report, "order 2 ", options, Programs())
+                programs2, _ = cached_programs(f, None if key is None else (key, "order 2"))
+                try:
+                    _check(second, fd, seed + 1, report, "order 2 ", options, programs2)
+                finally:
+                    programs2.release()
         finally:
             programs.release()
     return report
 
 
 def assert_gradcheck(f, *args, **options) -> GradCheckReport:
-    """:func:`gradcheck`, raising ``AssertionError`` with the report's text when it fails."""
+    """:func:`gradcheck`, raising ``AssertionError`` when it fails.
+
+    The message's first line is a one-line summary (what failed, where, with which values), so that
+    pytest's short summary shows it; the full report follows.
+    """
+    __tracebackhide__ = True  # noqa: F841 - pytest hides this frame (and gradcheck's)
     report = gradcheck(f, *args, **options)
     if not report.passed:
-        raise AssertionError("\n" + str(report))
+        raise AssertionError(report.summary + "\n" + str(report))
     return report
 
 
@@ -161,6 +188,8 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
 
     x = list(problem.x)
     P.prefetch("rule", lambda: _batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
+    if problem.RV is not None:
+        return
     with float64_scope():
         x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
@@ -187,6 +216,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
     """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
     ctx = make_context(problem, fd, seed, programs)
     ctx.mesh = o.get("mesh")
+    ctx.check_degraded()
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
@@ -215,7 +245,11 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
             f"cotangents with probability <= {0.5 ** len(cots.values):.1e}")
         report.power.append(f"{prefix}(a) {how}")
     try:
-        if o["mode"] == "full":
+        if problem.RV is not None:
+            add(Comparison("(b) rule vs finite differences", SKIP,
+                           detail="not run: reference_vjp= was given, so the rule is checked against that VJP only "
+                                  "(a rule that is not a derivative by design cannot match finite differences)"))
+        elif o["mode"] == "full":
             b = full_fd(ctx, cots, chunk=chunk, override=override, reference=T or None, max_entries=o["max_entries"])
             add(b)
             report.power.append(f"{prefix}(b) full mode: every entry compared with its own tolerance")
@@ -232,9 +266,14 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
         add(Comparison("(b) rule vs finite differences", SKIP,
                        detail=f"f could not be evaluated in {how}: {type(err).__name__}: {msg} "
                               "(finite differences need f to follow its inputs' dtype)"))
+    if ctx.degraded:
+        for c in report.comparisons:
+            if c.name.startswith(prefix + "(b)") and c.verdict != SKIP:
+                c.detail += "; degraded: float32-accurate differences (see notes)"
+        ctx.notes.append(ctx.degraded)
     if o["structure"]:
         add(shape_check)
-        for c in structural(ctx, g1, g2, eager_result, srng):
+        for c in structural(ctx, g1, g2, eager_result, srng, derivative=problem.RV is None):
             add(c)
     report.notes += [prefix + n for n in ctx.notes]
     return ctx

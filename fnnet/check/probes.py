@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import PROBE_BATCH, directional_differences, entry_differences
+from .compare import PROBE_BATCH, _name, _once_per_entry, directional_differences, entry_differences
 from .context import rademacher, scalar_output
 from .differences import sample_points
 from .report import FAIL, PASS, Comparison, Entry
@@ -28,6 +28,7 @@ from .tolerance import (
     rounding_bound,
     within,
 )
+from .tolerance import ratio as ratio_of
 
 
 def _bound(ctx, v, leaf, override, noise=0.0):
@@ -63,13 +64,35 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
         cots = [rademacher(problem.out, ctx.rng) for _ in range(probes)]
     V, noise = ctx.rules_and_noise(cots)
     signs = [[ctx.rng.choice(np.array([-1.0, 1.0]), size=np.shape(ctx.x64[leaf])) for _ in range(probes)] for leaf in range(n_leaves)]
+    # Entries where the rule itself is NaN/inf fail as they are, named; the probes leave them out, so
+    # that one NaN does not make every probe (and every tolerance) NaN and hide the rest of the leaf.
+    nonfinite_entries = []
+    for leaf in range(n_leaves):
+        bad = np.zeros(np.shape(ctx.x64[leaf]), bool)
+        for p in range(probes):
+            bad |= ~np.isfinite(V[p][leaf])
+        if bad.any():
+            for i in np.flatnonzero(bad.reshape(-1))[:max_entries]:
+                p = next(q for q in range(probes) if not np.isfinite(V[q][leaf].reshape(-1)[i]))
+                value = float(V[p][leaf].reshape(-1)[i])
+                nonfinite_entries.append(Entry(
+                    problem.labels[leaf], _unravel(int(i), np.shape(ctx.x64[leaf])),
+                    "1" if scalar_output(problem) else f"random ±1 #{p}", value, error=float("inf"), tol=0.0,
+                    x=float(ctx.x64[leaf].reshape(-1)[i]),
+                    note=f"rule is {_name(value)} ({int(bad.sum())} entr{'y' if bad.sum() == 1 else 'ies'} of this leaf)"))
+            for p in range(probes):
+                signs[leaf][p] = np.where(bad, 0.0, signs[leaf][p])
+                V[p][leaf] = np.where(bad, 0.0, V[p][leaf])
+                noise[p][leaf] = np.where(bad, 0.0, noise[p][leaf])
     dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
     # One compiled call shape serves the probes and every bisection round.
     width = max(2, min(chunk, PROBE_BATCH))
     d = directional_differences(ctx, gbatch, dirs, width)
 
-    worst, failures, kinks, entries, notes, power = 0.0, 0, 0, [], [], []
+    worst, failures, kinks, entries, notes, power = 0.0, len(nonfinite_entries), 0, list(nonfinite_entries), [], []
+    if nonfinite_entries:
+        worst = float("inf")
     for leaf in range(n_leaves):
         tols = []
         failed_probes = []
@@ -82,8 +105,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             ok, err, tol, note = _verdict(pred, d, k, bound, direction)
             tols.append(tol)
             kinks += bool(note)
-            ratio = err / tol if tol > 0 else (np.inf if err > 0 else 0.0)
-            ratio = float(np.nan_to_num(ratio, nan=np.inf))
+            ratio = ratio_of(err, tol)
             if not ok:
                 # Localise. If no part fails on its own and the probe met a kink, the mismatch comes
                 # from combining several kinks: the valid projections form the Minkowski sum of the
@@ -102,7 +124,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             ratio, p, entry = max(failed_probes, key=lambda r: r[0])
             worst = max(worst, ratio)
             entry.cotangent = "1" if scalar_output(problem) else f"random ±1 #{p}"
-            if reference_for is not None and entry.index is not None and not np.isnan(entry.rule):
+            if reference_for is not None and entry.index is not None and entry.rule is not None:
                 T = reference_for(cots[p])
                 if T is not None:
                     entry.reference = float(T[leaf].reshape(-1)[_flat(entry.index, problem.x[leaf].shape)])
@@ -110,7 +132,8 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             entries.append(entry)
         h_min = float(np.min(ctx.steps[leaf])) if ctx.steps[leaf].size else 1.0
         rms = float(np.sqrt(np.mean(np.concatenate([V[p][leaf].reshape(-1) for p in range(probes)]) ** 2)))
-        e_min = max(tols) / h_min
+        finite_tols = [t for t in tols if np.isfinite(t)]
+        e_min = (max(finite_tols) if finite_tols else float("nan")) / h_min
         rel = f" = {e_min / rms:.1e} x rms entry" if rms > 0 else ""
         power.append(
             f"(b) {problem.labels[leaf]}: one wrong entry is caught by every probe once its error exceeds "
@@ -157,7 +180,7 @@ def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool,
             ok, err, tol, _ = _verdict(pred, d, k, bound_all, directions[k])
             saw_kink = saw_kink or bool(d.kink[k])
             if not ok:
-                ratio = err / tol if tol > 0 else np.inf
+                ratio = ratio_of(err, tol)
                 if choice is None or ratio > choice[0]:
                     choice = (ratio, k, a, b, tol)
         if choice is None:
@@ -168,7 +191,7 @@ def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool,
     if found is None:
         first, last = _unravel(lo, shape), _unravel(hi - 1, shape)
         return Entry(
-            problem.labels[leaf], first, "", float("nan"), error=float("inf"), tol=1.0,
+            problem.labels[leaf], first, "", None, error=float("inf"), tol=1.0,
             note=f"bisection stopped after {rounds} rounds: no part fails alone; the error is spread over "
                  f"flat entries {lo}..{hi - 1} (to {last})",
         ), False, saw_kink
@@ -177,7 +200,7 @@ def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool,
     scale = flat_h[i] * flat_u[i]  # the probe measured the derivative times h_i u_i
     fd_value = float(d.value[k] / scale)
     return Entry(
-        problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value,
+        problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value, x=float(ctx.x64[leaf].reshape(-1)[i]),
         error=abs(float(flat_v[i]) - fd_value), tol=tol / flat_h[i], note=f"localised in {rounds} rounds",
     ), True, saw_kink
 
@@ -205,17 +228,24 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
             ok = ok | at_kink
             compared += n
             # 0/0 (a zero derivative matched exactly with no error bar) is a ratio of 0, not ∞.
-            ratio = np.where(tol > 0, err / np.where(tol > 0, tol, 1.0), np.where(err > 0, np.inf, 0.0))
-            ratio = np.nan_to_num(ratio, nan=np.inf, posinf=np.inf)
+            ratio = ratio_of(err, tol)
             if ok.any():
                 worst = max(worst, float(np.max(np.where(ok & ~at_kink, ratio, 0.0))))
             for i in np.flatnonzero(~ok):
                 worst = max(worst, float(ratio[i]))
-                ref = reference[c][leaf].reshape(-1)[i] if reference else float("nan")
+                ref = float(reference[c][leaf].reshape(-1)[i]) if reference else None
                 note = "kink: outside subgradient interval" if kink[i] else ""
+                if not np.isfinite(v[i]):
+                    note = f"rule is {_name(float(v[i]))}"
+                elif not np.isfinite(fdv[i]):
+                    note = "finite differences undefined here (f is NaN/inf on both sides)"
+                elif d.one_sided is not None and d.one_sided[i, c]:
+                    note = "one-sided fd (f undefined on the other side)"
                 rows.append(Entry(problem.labels[leaf], _unravel(int(i), problem.x[leaf].shape), cots.labels[c],
-                                  float(v[i]), float(ref), float(fdv[i]), float(err[i]), float(tol[i]), note))
-    rows.sort(key=lambda e: -np.nan_to_num(e.ratio, nan=np.inf))
+                                  float(v[i]), ref, float(fdv[i]), float(err[i]), float(tol[i]), note,
+                                  x=float(ctx.x64[leaf].reshape(-1)[i])))
+    rows.sort(key=lambda e: -e.ratio)
+    rows = _once_per_entry(rows)
     failures = len(rows)
     evals = compared // max(len(cots.values), 1) * (len(_ts(ctx)))
     spread = f", perturbations split over {ctx.mesh.size} devices" if getattr(ctx, "mesh", None) is not None else ""

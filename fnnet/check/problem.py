@@ -5,9 +5,18 @@
     F(leaves: list[array]) -> list[array]
 
 where ``leaves`` are the floating-point leaves of the differentiated arguments (labelled by their
-keypath, e.g. ``args[0]['W']``) and the outputs are f's floating-point output leaves. Integer,
-boolean and complex leaves are held fixed and listed as skipped. Validation happens here, eagerly and
-in plain Python, so that bad input fails with a message naming what was expected and what came.
+keypath, e.g. ``args[0]['W']``) and the outputs are f's floating-point output leaves. Integer and
+boolean leaves are held fixed and listed as skipped. Validation happens here, eagerly and in plain
+Python, so that bad input fails with a message naming what was expected and what came.
+
+Complex leaves are checked as real pairs. A complex input ``z`` of shape ``S`` becomes a real leaf of
+shape ``S + (2,)`` (``[..., 0]`` the real part, ``[..., 1]`` the imaginary part) that F turns back into
+``lax.complex(re, im)``; a complex output becomes ``stack([real, imag], -1)``. ``jax.vjp`` of this
+real function runs the custom rule through the transposes of ``complex``/``real``/``imag``, which
+encode JAX's convention (``vjp(g) = g * f'(z)`` for holomorphic f, no conjugate; the same convention
+``jax.test_util.check_grads`` tests), so a rule in JAX's convention gives exactly the transposed real
+Jacobian that finite differences of the real function measure, and a rule in another convention (a
+conjugated derivative) fails.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ class Problem:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     reference_name: str = ""
+    RV: Callable | None = None  # a given reference VJP: (leaves, output cotangents) -> leaf cotangents
     argnums: tuple = ()
     diff_positions: frozenset = frozenset()  # (argnum, flat leaf index) of each differentiated leaf
 
@@ -107,12 +117,53 @@ def _flatten_outputs(out, who: str):
         if kind == "float":
             leaves.append(arr)
             labels.append(label)
+        elif kind == "complex":
+            leaves.append(jax.ShapeDtypeStruct(tuple(arr.shape) + (2,), _real_dtype(arr.dtype)))
+            labels.append(label + "[re,im]")
         else:
             skipped.append((label, f"{arr.dtype} output: not differentiable, ignored"))
     return leaves, labels, skipped, treedef, flat
 
 
-def build_problem(f, args, argnums=None, reference=None) -> Problem:
+def _real_dtype(dtype):
+    return jnp.float64 if jnp.dtype(dtype) == jnp.complex128 else jnp.float32
+
+
+def _as_complex(leaf):
+    return jax.lax.complex(leaf[..., 0], leaf[..., 1])
+
+
+def _as_real(out):
+    return jnp.stack([jnp.real(out), jnp.imag(out)], axis=-1)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_usage(f, args, argnums) -> None:
+    """Usage mistakes that would otherwise look like a broken rule: raise with what to pass instead."""
+    for a, arg in enumerate(args):
+        if isinstance(arg, (list, tuple)) and len(arg) > 1 and all(_is_number(v) for v in arg):
+            raise TypeError(
+                f"gradcheck: args[{a}] is a {type(arg).__name__} of {len(arg)} Python numbers, which JAX treats as "
+                f"{len(arg)} separate scalar leaves, not an array; pass jnp.asarray({list(arg)!r}, jnp.float32) "
+                "(or a tuple of jnp arrays if f really takes separate scalars)"
+            )
+    nondiff = tuple(getattr(f, "nondiff_argnums", ()) or ())
+    for a in argnums:
+        if a in nondiff:
+            has_array = any(isinstance(v, (jax.Array, np.ndarray)) for v in jax.tree_util.tree_leaves(args[a]))
+            if has_array:
+                keep = tuple(b for b in range(len(args)) if b not in nondiff)
+                raise ValueError(
+                    f"gradcheck: argument {a} of {_name(f)} is one of its nondiff_argnums {nondiff}, and it holds "
+                    f"arrays; JAX does not differentiate it, and tracing it as an input fails. Pass argnums={keep} "
+                    "(gradcheck then holds it fixed)"
+                )
+
+
+def build_problem(f, args, argnums=None, reference=None, reference_vjp=None) -> Problem:
     """Validate ``f(*args)`` and its reference, and flatten both to :class:`Problem`."""
     if not callable(f):
         raise TypeError(f"gradcheck: f must be callable, got {type(f).__name__}")
@@ -128,10 +179,12 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
             raise ValueError(f"gradcheck: argnums must index the {len(args)} positional args, got {a!r}")
     argnums = tuple(sorted({a % len(args) for a in argnums}))
     check_arity(f, args)
+    check_usage(f, args, argnums)
 
     # Differentiable leaves of the chosen arguments.
     slots = []  # (argnum, flat list of (path, leaf), treedef)
-    x, labels, skipped, positions = [], [], [], []
+    x, labels, skipped, positions, notes = [], [], [], [], []
+    complex_positions = set()
     for a in argnums:
         flat, treedef = tree_flatten_with_path(args[a], is_leaf=_is_none)
         slots.append((a, [leaf for _, leaf in flat], treedef))
@@ -149,7 +202,13 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
                 labels.append(label)
                 positions.append((len(slots) - 1, k))
             elif kind == "complex":
-                skipped.append((label, f"{arr.dtype}: complex inputs are not checked, held fixed"))
+                pair = np.stack([np.real(np.asarray(arr)), np.imag(np.asarray(arr))], axis=-1)
+                x.append(jnp.asarray(pair.astype(_real_dtype(arr.dtype))))
+                labels.append(label + "[re,im]")
+                positions.append((len(slots) - 1, k))
+                complex_positions.add((len(slots) - 1, k))
+                notes.append(f"{label}: {arr.dtype} checked as real pairs (last index 0 = real part, 1 = imaginary "
+                             "part), JAX's convention for complex VJPs")
             else:
                 skipped.append((label, f"{arr.dtype}: not differentiable, held fixed"))
     if not x:
@@ -166,7 +225,7 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
                 flat = [_upcast(v) for v in flat]
             for (slot, k), leaf in zip(positions, leaves):
                 if slot == s:
-                    flat[k] = leaf
+                    flat[k] = _as_complex(leaf) if (slot, k) in complex_positions else leaf
             new_args[a] = tree_unflatten(treedef, flat)
         if upcast:
             for a in range(len(args)):
@@ -181,17 +240,17 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
     out, out_labels, out_skipped, treedef, flat_out = _flatten_outputs(out0, _name(f))
     if not out:
         raise ValueError(f"gradcheck: {_name(f)} has no floating-point outputs to check")
-    float_idx = [i for i, (_, leaf) in enumerate(flat_out) if _kind(_as_array_or_none(leaf).dtype) == "float"]
+    kinds = [_kind(_as_array_or_none(leaf).dtype) for _, leaf in flat_out]
+    float_idx = [i for i, kind in enumerate(kinds) if kind in ("float", "complex")]
     skipped += out_skipped
 
     def floats_of(fn, upcast):
         def G(leaves):
             res = jax.tree_util.tree_leaves(fn(*rebuild(leaves, upcast)), is_leaf=_is_none)
-            return [res[i] for i in float_idx]
+            return [_as_real(res[i]) if kinds[i] == "complex" else res[i] for i in float_idx]
 
         return G
 
-    notes = []
     ref, ref_name = _resolve_reference(f, reference)
     R = R64 = None
     if ref is not None:
@@ -214,6 +273,30 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
                 )
     if ref is not None:
         R, R64 = floats_of(ref, False), floats_of(ref, True)
+    RV = None
+    if reference_vjp is not None:
+        if not callable(reference_vjp):
+            raise TypeError(f"gradcheck: reference_vjp must be callable, got {type(reference_vjp).__name__}")
+        if complex_positions or any(k == "complex" for k in kinds):
+            raise ValueError("gradcheck: reference_vjp with complex inputs or outputs is not supported")
+        R = R64 = None
+        ref_name = f"reference_vjp={_name(reference_vjp)}"
+
+        def RV(leaves, gs):
+            new_args = rebuild(leaves, False)
+            flat_g = [np.zeros(np.shape(leaf), np.asarray(leaf).dtype) if not hasattr(leaf, "dtype") else
+                      jnp.zeros(leaf.shape, leaf.dtype) for _, leaf in flat_out]
+            for j, i in enumerate(float_idx):
+                flat_g[i] = gs[j]
+            cts = reference_vjp(tuple(new_args), tree_unflatten(treedef, flat_g))
+            if not isinstance(cts, (tuple, list)) or len(cts) != len(argnums):
+                raise TypeError(f"gradcheck: reference_vjp must return a tuple of {len(argnums)} cotangent(s), one per "
+                                f"argnum {argnums}; got {type(cts).__name__}")
+            out = []
+            for (slot, k) in positions:
+                flat = jax.tree_util.tree_leaves(cts[slot], is_leaf=_is_none)
+                out.append(flat[k])
+            return out
 
     return Problem(
         F=floats_of(f, False),
@@ -227,6 +310,7 @@ def build_problem(f, args, argnums=None, reference=None) -> Problem:
         skipped=skipped,
         notes=notes,
         reference_name=ref_name,
+        RV=RV,
         argnums=argnums,
         diff_positions=frozenset((slots[slot][0], k) for slot, k in positions),
     )

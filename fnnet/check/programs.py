@@ -119,7 +119,8 @@ class Programs:
         try:
             lowered = self.jitted(role, build).lower(*_avals(args))
         except Exception as err:  # noqa: BLE001 - re-raised at the point of use
-            fut.set_exception(err)
+            # Kept without its traceback: the traceback's frames hold f, and the cache holds f weakly.
+            fut.set_exception(_detached(err))
             return fut
 
         def compile_():
@@ -142,6 +143,18 @@ class Programs:
     def call(self, role: str, build, *args):
         """Run ``role`` on ``args``, compiling it first if no prefetch did."""
         return self.prefetch(role, build, args).result()(*args)
+
+
+def _detached(err: BaseException) -> BaseException:
+    """The same error (type and message) with no traceback, cause or context."""
+    try:
+        clean = type(err)(*err.args)
+    except Exception:  # noqa: BLE001 - an exception type with another constructor
+        clean = RuntimeError(f"{type(err).__name__}: {err}")
+    clean.__traceback__ = None
+    clean.__cause__ = clean.__context__ = None
+    clean.__suppress_context__ = True
+    return clean
 
 
 def _fingerprint(leaf):

@@ -19,15 +19,22 @@ class Entry:
     keypath: str
     index: tuple
     cotangent: str
-    rule: float
-    reference: float = float("nan")
-    fd: float = float("nan")
+    rule: float | None
+    reference: float | None = None  # None: not computed (NaN means the reference *is* NaN)
+    fd: float | None = None
     error: float = float("nan")
     tol: float = float("nan")
     note: str = ""
+    x: float | None = None  # the input's value at this entry
+    accepted: bool = False  # passed after re-examination (kink, or a reference contradicted by FD)
 
     @property
     def ratio(self) -> float:
+        """``error / tol``; NaN anywhere counts as ``inf`` (a failure, never a pass)."""
+        if self.accepted:
+            return 0.0
+        if np.isnan(self.error) or np.isnan(self.tol):
+            return float("inf")
         if self.tol > 0:
             return self.error / self.tol
         return float("inf") if self.error > 0 else 0.0
@@ -83,33 +90,72 @@ class GradCheckReport:
 
     @property
     def worst_entries(self) -> list:
-        """Failing entries of every comparison, worst first (kink-accepted entries excluded)."""
+        """Failing entries of every comparison, worst first (accepted entries excluded)."""
         entries = [e for c in self.comparisons for e in c.entries if not e.ratio <= 1.0]
         return sorted(entries, key=lambda e: -_nan_to_inf(e.ratio))
 
+    @property
+    def findings(self) -> list:
+        """Entries accepted after re-examination: kinks, and references contradicted by finite differences."""
+        return [e for c in self.comparisons for e in c.entries if e.accepted]
+
+    @property
+    def summary(self) -> str:
+        """One line: the verdict, what failed and the worst entry with its values (pytest's short summary)."""
+        if self.passed:
+            extra = ""
+            refs = [e for e in self.findings if not e.note.startswith("kink")]
+            if refs:
+                extra = f"; finding: the reference is wrong at {len({e.where for e in refs})} entr" \
+                        f"{'y' if len({e.where for e in refs}) == 1 else 'ies'} (finite differences side with the rule)"
+            return f"gradcheck PASSED: {self.function}{extra}"
+        failed = []
+        for c in self.comparisons:
+            if c.failed and c.name.split(")")[0] + ")" not in failed:
+                failed.append(c.name.split(")")[0] + ")")
+        line = f"gradcheck FAILED: {self.function} {' '.join(failed)}"
+        worst = self.worst_entries
+        if worst:
+            e = worst[0]
+            vals = [f"rule {_short(e.rule)}"]
+            if e.reference is not None:
+                vals.append(f"reference {_short(e.reference)}")
+            if e.fd is not None:
+                vals.append(f"fd {_short(e.fd)}")
+            at = f" (x = {_short(e.x)})" if e.x is not None else ""
+            note = f"; {e.note}" if e.note else ""
+            more = len({x.where for x in worst}) - 1
+            line += f"; worst {e.where}{at}: {', '.join(vals)}{note}" + (f"; {more} more entr{'y' if more == 1 else 'ies'}" if more > 0 else "")
+        else:
+            details = [c.detail for c in self.comparisons if c.failed and c.detail]
+            if details:
+                line += f"; {details[0]}"
+        return line.replace("\n", " ")
+
     def __str__(self) -> str:
-        lines = [f"gradcheck {'PASSED' if self.passed else 'FAILED'}: {self.function}  ({self.settings})"]
+        lines = [self.summary, f"  ({self.settings})"]
         width = max([len(c.name) for c in self.comparisons] + [10])
         lines.append(f"  {'comparison':<{width}}  {'verdict':<7}  {'err/tol':>9}  detail")
         for c in self.comparisons:
             worst = "" if c.verdict == SKIP else _fmt(c.worst)
             lines.append(f"  {c.name:<{width}}  {c.verdict:<7}  {worst:>9}  {c.detail}")
-        shown = self.worst_entries[: self.max_entries]
-        accepted = [e for c in self.comparisons for e in c.entries if e.note and e.ratio <= 1.0]
-        if shown or accepted:
-            rows = shown + accepted[: max(0, self.max_entries - len(shown))]
-            lines.append("  worst entries (rule = f's VJP; reference = jax.vjp of the reference in float64;")
-            lines.append("                 fd = finite difference in float64):")
+        rows = _merge(self.worst_entries)[: self.max_entries]
+        accepted = _merge(self.findings)
+        rows += accepted[: max(0, self.max_entries - len(rows))]
+        if rows:
+            lines.append("  entries (one row per input entry; x = its input value; rule = f's VJP; reference = jax.vjp of")
+            lines.append("           the reference in float64; fd = finite difference in float64; NaN/inf shown as such,")
+            lines.append("           - = not computed):")
             wl = max(len(e.where) for e in rows)
             wc = max([len(e.cotangent) for e in rows] + [9])
             lines.append(
-                f"    {'entry':<{wl}}  {'cotangent':<{wc}}  {'rule':>12}  {'reference':>12}  {'fd':>12}"
+                f"    {'entry':<{wl}}  {'x':>10}  {'cotangent':<{wc}}  {'rule':>12}  {'reference':>12}  {'fd':>12}"
                 f"  {'|error|':>9}  {'tol':>9}  note"
             )
             for e in rows:
                 lines.append(
-                    f"    {e.where:<{wl}}  {e.cotangent:<{wc}}  {_fmtv(e.rule)}  {_fmtv(e.reference)}  {_fmtv(e.fd)}"
-                    f"  {_fmt(e.error):>9}  {_fmt(e.tol):>9}  {e.note}"
+                    f"    {e.where:<{wl}}  {_fmtv(e.x, 10)}  {e.cotangent:<{wc}}  {_fmtv(e.rule)}  {_fmtv(e.reference)}"
+                    f"  {_fmtv(e.fd)}  {_fmt(e.error):>9}  {_fmt(e.tol):>9}  {e.note}"
                 )
         if self.skipped:
             lines.append("  skipped leaves:")
@@ -125,13 +171,53 @@ class GradCheckReport:
     __repr__ = __str__
 
 
+def _merge(entries: list) -> list:
+    """One row per input entry across comparisons: values missing in one row are taken from another
+    row of the same entry (full mode's (a) has the reference, its (b) the finite difference)."""
+    rows, order = {}, []
+    for e in entries:
+        key = e.where
+        if key not in rows:
+            rows[key] = Entry(**{k: getattr(e, k) for k in e.__dataclass_fields__})
+            order.append(key)
+            continue
+        r = rows[key]
+        for k in ("reference", "fd", "x", "rule"):
+            if getattr(r, k) is None and getattr(e, k) is not None:
+                setattr(r, k, getattr(e, k))
+        if e.note and e.note not in r.note:
+            r.note = f"{r.note}; {e.note}" if r.note else e.note
+    return [rows[k] for k in order]
+
+
+def _short(x) -> str:
+    if x is None:
+        return "-"
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
 def _nan_to_inf(x: float) -> float:
     return float("inf") if np.isnan(x) else x
 
 
 def _fmt(x: float) -> str:
-    return "nan" if np.isnan(x) else f"{x:.2e}"
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "inf"
+    return f"{x:.2e}"
 
 
-def _fmtv(x: float) -> str:
-    return f"{'-':>12}" if np.isnan(x) else f"{x:>12.5g}"
+def _fmtv(x, width: int = 12) -> str:
+    """A value for the table: ``-`` when not computed, ``NaN``/``+inf``/``-inf`` named."""
+    if x is None:
+        return f"{'-':>{width}}"
+    if np.isnan(x):
+        return f"{'NaN':>{width}}"
+    if np.isinf(x):
+        return f"{'+inf' if x > 0 else '-inf':>{width}}"
+    return f"{x:>{width}.5g}"

@@ -65,9 +65,8 @@ def rounding_bound(value: np.ndarray, eps: float, noise=0.0) -> np.ndarray:
     (:meth:`fnnet.check.context.Context.rules_and_noise`: the rule at float64 vs at its dtype).
     """
     mag = np.abs(np.asarray(value, np.float64))
-    scale = float(np.max(mag)) if mag.size else 0.0
-    if not np.isfinite(scale):
-        scale = 0.0
+    finite = mag[np.isfinite(mag)]
+    scale = float(np.max(finite)) if finite.size else 0.0
     return SLACK * eps * (mag + scale) + SLACK * noise
 
 
@@ -87,6 +86,17 @@ def interval_contains(value, left, right, slack) -> np.ndarray:
     lo = np.minimum(left, right) - slack
     hi = np.maximum(left, right) + slack
     return (value >= lo) & (value <= hi)
+
+
+def ratio(error, tol):
+    """``error / tol`` where NaN anywhere is ``inf`` (a failure, never a pass), ``0/0`` is 0 and
+    ``x/0`` is ``inf`` (scalar or array, as given)."""
+    e = np.asarray(error, np.float64)
+    t = np.asarray(tol, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(t > 0, e / np.where(t > 0, t, 1.0), np.where(e > 0, np.inf, 0.0))
+    r = np.where(np.isnan(e) | np.isnan(t) | np.isnan(r), np.inf, r)
+    return float(r) if r.ndim == 0 else r
 
 
 def within(error, tol) -> np.ndarray:

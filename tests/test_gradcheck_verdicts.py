@@ -1,0 +1,233 @@
+"""gradcheck's verdict and report on the hard cases: three witnesses, NaN, usage mistakes, degraded
+differences, pytest integration.
+
+The verdict table these tests pin down is in docs/gradcheck.md ("Verdict"). Each test that shows a
+correct rule passing also shows the twin that must fail, so none of them passes by accepting all.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet.check import assert_gradcheck, context, gradcheck
+
+
+def tanh_rule(defect=None, reference=None):
+    """tanh with a hand-written VJP; ``defect(x, d)`` edits the derivative; optional .reference."""
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.tanh(x)
+
+    def bwd(x, g):
+        d = 1 - jnp.tanh(x) ** 2
+        return (g * (defect(x, d) if defect else d),)
+
+    f.defvjp(lambda x: (f(x), x), bwd)
+    if reference is not None:
+        f.reference = reference
+    return f
+
+
+X = jnp.linspace(-2.0, 2.0, 7, dtype=jnp.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Three witnesses
+# ---------------------------------------------------------------------------------------------
+def test_reference_contradicted_by_fd_is_a_finding_not_a_failure():
+    # The reference is old buggy code (its derivative at entry 3 is 2x the truth); the rule is right.
+    def old_code(x):
+        return jnp.tanh(x) + jnp.where(jnp.arange(x.size) == 3, 1.0, 0.0).astype(x.dtype) * x
+    report = gradcheck(tanh_rule(reference=old_code), X)
+    assert report.passed, str(report)
+    a = report.comparison("(a)")
+    assert "finding: the reference's autodiff gives wrong values at 1 input entry (args[0][3])" in a.detail
+    assert [e.where for e in report.findings] == ["args[0][3]"]
+    assert "reference is wrong; fd sides with the rule" in str(report)
+    assert "finding" in report.summary
+    # The same reference against a rule with the same error: FD sides with neither... the rule fails.
+    wrong = tanh_rule(defect=lambda x, d: d + jnp.where(jnp.arange(x.size) == 3, 1.0, 0.0).astype(x.dtype),
+                      reference=old_code)
+    bad = gradcheck(wrong, X)
+    assert not bad.passed and bad.comparison("(b)").failed  # never pass a rule FD contradicts
+    assert bad.worst_entries[0].where == "args[0][3]"
+
+
+def test_fd_that_cannot_tell_rule_and_reference_apart_leaves_the_reference_to_decide():
+    # 3e-6 relative is far above float64 rounding (so (a) sees it) but FD's error bar in this float64
+    # check is wider at these steps only if f is rough; here both witnesses resolve it: it must fail.
+    x = jnp.linspace(-2.0, 2.0, 7, dtype=jnp.float64)
+    bad = gradcheck(tanh_rule(defect=lambda x, d: d * (1 + 3e-6), reference=jnp.tanh), x)
+    assert not bad.passed and bad.comparison("(a)").failed
+    assert gradcheck(tanh_rule(reference=jnp.tanh), x).passed
+
+
+def test_nan_in_the_rule_is_named_never_a_ratio_of_zero():
+    rule = tanh_rule(defect=lambda x, d: jnp.where(jnp.arange(x.size) == 2, jnp.nan, d).astype(x.dtype))
+    report = gradcheck(rule, X)
+    assert not report.passed
+    worst = report.worst_entries[0]
+    assert worst.where == "args[0][2]" and np.isnan(worst.rule) and worst.ratio == float("inf")
+    assert worst.x == pytest.approx(float(X[2]))
+    assert "rule is NaN" in str(report) and "rule NaN" in report.summary
+    for c in report.comparisons:
+        assert not (c.failed and c.worst == 0.0), c  # a failure is never shown with ratio 0
+    assert "1.8e+308" not in str(report) and "e+30" not in str(report)
+
+
+def test_zero_tolerance_and_nan_give_inf_never_a_huge_number_or_zero():
+    from fnnet.check.report import Entry, _fmt
+    from fnnet.check.tolerance import ratio
+
+    assert ratio(1e-3, 0.0) == float("inf") and ratio(0.0, 0.0) == 0.0
+    assert ratio(float("nan"), 1.0) == float("inf") and ratio(1.0, float("nan")) == float("inf")
+    assert list(ratio(np.array([np.nan, 1.0, 0.0]), np.array([np.nan, 0.0, 0.0]))) == [np.inf, np.inf, 0.0]
+    assert Entry("x", (0,), "1", float("nan"), error=float("nan"), tol=float("nan")).ratio == float("inf")
+    assert _fmt(float("inf")) == "inf" and _fmt(float("nan")) == "NaN"
+
+
+# ---------------------------------------------------------------------------------------------
+# Usage mistakes raise, saying what to pass
+# ---------------------------------------------------------------------------------------------
+def test_array_in_nondiff_argnums_is_a_usage_error_with_the_argnums_to_pass():
+    @partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def masked_sum(x, mask):
+        return jnp.sum(x * mask)
+
+    masked_sum.defvjp(lambda x, m: (masked_sum(x, m), None), lambda m, _, g: (g * m,))
+    x, mask = jnp.ones(3, jnp.float32), jnp.array([1.0, 0.0, 1.0], jnp.float32)
+    with pytest.raises(ValueError, match=r"nondiff_argnums \(1,\).*Pass argnums=\(0,\)"):
+        gradcheck(masked_sum, x, mask)
+    assert gradcheck(masked_sum, x, mask, argnums=0).passed
+
+
+def test_list_of_numbers_is_a_usage_error_suggesting_an_array():
+    with pytest.raises(TypeError, match=r"pass jnp.asarray\(\[1.0, 2.0\]"):
+        gradcheck(fnnet.tanh, [1.0, 2.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Degraded differences: f computes in float32 inside
+# ---------------------------------------------------------------------------------------------
+def _inner_float32(bug=False):
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(jnp.tanh(x.astype(jnp.float32)) ** 2).astype(x.dtype)
+
+    def bwd(x, g):
+        y = jnp.tanh(x.astype(jnp.float32))
+        d = 2 * y * (1 - y**2)
+        if bug:
+            d = d.at[4].multiply(1.01)
+        return ((g.astype(jnp.float32) * d).astype(x.dtype),)
+
+    f.defvjp(lambda x: (f(x), x), bwd)
+    return f
+
+
+def test_full_mode_marks_float32_inside_as_degraded(monkeypatch):
+    x = jax.random.normal(jax.random.PRNGKey(0), (12,), jnp.float32)
+    report = gradcheck(_inner_float32(), x, mode="full")
+    assert report.passed, str(report)
+    assert "degraded" in report.comparison("(b)").detail
+    assert any("computes in float32 inside" in n for n in report.notes)
+    bad = gradcheck(_inner_float32(bug=True), x, mode="full")
+    assert not bad.passed and bad.worst_entries[0].where == "args[0][4]"
+    # Without the detection the correct rule fails: the test can fail.
+    monkeypatch.setattr(context.Context, "check_degraded", lambda self: None)
+    assert not gradcheck(_inner_float32(), x, mode="full", cache=False).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Report layout
+# ---------------------------------------------------------------------------------------------
+def test_full_mode_shows_each_entry_once_with_its_input_value():
+    @jax.custom_vjp
+    def f(x):
+        return jnp.tanh(x)
+
+    f.defvjp(lambda x: (f(x), x), lambda x, g: (g * (1 - jnp.tanh(x) ** 2) * jnp.where(
+        jnp.arange(x.size) == 1, 1.01, 1.0).astype(x.dtype),))
+    report = gradcheck(f, X, mode="full")
+    text = str(report)
+    rows = [line for line in text.splitlines() if line.strip().startswith("args[0][1]")]
+    assert len(rows) == 1, text
+    assert f"{float(X[1]):.5g}" in rows[0]
+    assert report.summary.splitlines() == [text.splitlines()[0]]
+    assert "args[0][1]" in report.summary and "rule" in report.summary and "fd" in report.summary
+
+
+def test_assert_gradcheck_message_starts_with_the_one_line_summary():
+    rule = tanh_rule(defect=lambda x, d: d.at[5].multiply(1.01))
+    with pytest.raises(AssertionError) as info:
+        assert_gradcheck(rule, X)
+    first = str(info.value).splitlines()[0]
+    assert first.startswith("gradcheck FAILED: f") and "args[0][5]" in first
+
+
+PLUGIN_TEST = '''
+import jax, jax.numpy as jnp
+from fnnet.testing import arrays, gradcheck_property
+
+@jax.custom_jvp
+def sinc(x):
+    px = jnp.pi * x
+    return jnp.where(x == 0, jnp.ones_like(x), jnp.sin(px) / jnp.where(x == 0, 1.0, px))
+
+@sinc.defjvp
+def _(p, t):
+    (x,), (dx,) = p, t
+    px = jnp.pi * x
+    safe = jnp.where(x == 0, 1.0, px)
+    d = jnp.where(x == 0, -px / 3, (jnp.cos(safe) * safe - jnp.sin(safe)) / safe**2)
+    return sinc(x), dx * jnp.pi * d * {factor}
+
+def test_fixture(gradcheck):
+    gradcheck(sinc, jnp.array([0.0, 0.5, 1.5], jnp.float32))
+
+test_property = gradcheck_property(sinc, arrays((4,), "float32", special=(0.0,)), max_examples=3)
+'''
+
+
+def test_hypothesis_property_finds_the_bug_and_passes_the_rule():
+    pytest.importorskip("hypothesis")
+    from fnnet.testing import arrays, gradcheck_property
+
+    strategy = arrays((5,), "float32", special=(0.0,))
+    gradcheck_property(tanh_rule(), strategy, max_examples=2, shrink=False)()
+    with pytest.raises(AssertionError, match="gradcheck FAILED"):
+        gradcheck_property(tanh_rule(defect=lambda x, d: d * 1.01), strategy, max_examples=2, shrink=False)()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("factor", ["1.0", "1.01"])
+def test_pytest_plugin_fixture_and_hypothesis_property(tmp_path, factor):
+    import os
+    from pathlib import Path
+
+    (tmp_path / "test_rule.py").write_text(textwrap.dedent(PLUGIN_TEST.format(factor=factor)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(fnnet.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "fnnet.testing", "-q", "-rf", "-p", "no:cacheprovider",
+                           str(tmp_path / "test_rule.py")], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env=env)
+    out = proc.stdout + proc.stderr
+    if factor == "1.0":
+        assert proc.returncode == 0, out
+        assert "2 passed" in out
+        return
+    assert proc.returncode == 1, out
+    assert "2 failed" in out
+    summary = [line for line in out.splitlines() if line.startswith("FAILED")]
+    assert len(summary) == 2 and all("gradcheck FAILED: sinc" in line for line in summary), out
+    assert "fnnet/check/gradcheck.py" not in out  # fnnet's frames are hidden
