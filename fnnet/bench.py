@@ -460,8 +460,15 @@ def bench_gradcheck(sizes=(1_000, 10_000), rounds: int = 3, out=print) -> list[d
 BENCHES = ("step", "compile", "memory", "gradcheck")
 
 
-def _ints(s):
-    return tuple(int(v) for v in s.split(",") if v)
+def _ints(s: str) -> tuple[int, ...]:
+    """``"128,512"`` -> (128, 512), for ``--widths`` and ``--depths``."""
+    try:
+        values = tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 128,512; got {s!r}")
+    return values
 
 
 def main(argv=None) -> int:

@@ -702,6 +702,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m fnnet train: {e}", file=sys.stderr)
         return 1
 
+    n_train = int(ds.x_train.shape[0])
+    if cfg["batch_size"] > n_train:  # fit would take full-batch steps anyway: say so, print what runs
+        print(
+            f"python -m fnnet train: --batch-size {cfg['batch_size']} is more than the {n_train} training "
+            f"points of {args.dataset}; using {n_train} (full-batch steps)",
+            file=sys.stderr,
+        )
+        cfg["batch_size"] = n_train
     key_init, key_fit = jax.random.split(jax.random.key(args.seed))
     sizes = [ds.n_features, *cfg["hidden"], ds.n_classes]
     init = "he" if cfg["activation"] in ("relu", "leaky_relu", "relu6") else "glorot"
