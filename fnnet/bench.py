@@ -1,7 +1,8 @@
 """Benchmarks: is a hand-written backward pass as fast and as lean as XLA's own autodiff?
 
-``python -m fnnet bench`` runs the quick version of every benchmark below (a couple of minutes on two
-CPU cores) and prints each figure with the command that reproduces it alone. ``--full`` takes more
+``python -m fnnet bench`` runs the quick version of every benchmark below (a few minutes on two CPU
+cores; on a terminal a progress line says what runs) and prints each figure with the command that
+reproduces it alone, then a one-line summary. ``--full`` takes more
 rounds. The scripts in ``experiments/benchmarks/`` run one benchmark each.
 
 Every comparison is measured **side by side in one process**: the competitors are compiled first, then
@@ -16,7 +17,8 @@ of the ratio within a round, which cancels slow drifts of a shared machine.
    ``jax`` (``jax.value_and_grad`` of the same MLP written in plain jnp), and PyTorch's CPU step when
    torch is installed (not a dependency of fnnet).
 2. ``roofline``: the FLOPs of the step (its matrix products: forward, ∂W and ∂x) over its time, against
-   the rate of one bare XLA matmul of the step's largest shape, timed in the same rounds.
+   the same products alone (:func:`matmuls_only`: the step's shapes, nothing else), timed in the same
+   rounds: the products' time as a fraction of the step's says how much of the step is overhead.
 3. ``compile``: compile time of the step of a deep homogeneous MLP (``w-w-...-w``) whose layers are
    stacked into one ``(depth, w, w)`` array and run with ``lax.scan``: depth 64 against depth 4. The
    same network unrolled in Python is shown for contrast (its compile time grows with depth).
@@ -64,7 +66,7 @@ CMD = "python -m fnnet bench"
 
 
 def mlp_sizes(width: int, n_in: int = 784, n_out: int = 10, hidden: int = 3) -> list[int]:
-    """``[n_in, width × hidden, n_out]``: the MNIST-shaped MLP of the issue (784-1024-1024-1024-10)."""
+    """``[n_in, width × hidden, n_out]``: an MNIST-shaped MLP (784-w-w-w-10)."""
     return [n_in] + [width] * hidden + [n_out]
 
 

@@ -38,8 +38,11 @@ __all__ = [
 ]
 
 SYNTHETIC = ("xor", "spirals", "circles")
+"""The datasets made here, with no dependency."""
 SKLEARN = ("iris", "wine", "breast_cancer", "digits")
+"""scikit-learn's bundled datasets (need the ``experiments`` extra; nothing is downloaded)."""
 NAMES = SYNTHETIC + SKLEARN
+"""Every name :func:`load` accepts."""
 
 _INSTALL_HINT = "pip install 'fnnet[experiments]' (or pip install scikit-learn)"
 

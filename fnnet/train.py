@@ -137,6 +137,7 @@ def activation_names() -> list[str]:
 
 
 LOSSES = ("softmax_cross_entropy", "mse")
+"""The training losses that :func:`loss_fn`, :func:`loss_and_grad` and :func:`fit` accept by name."""
 
 
 def _loss_name(loss) -> str:
@@ -589,7 +590,6 @@ def fit(
 # Command line: python -m fnnet train
 # ---------------------------------------------------------------------------------------------
 
-#: Per-dataset defaults of the command line (any of them can be overridden by its flag).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "xor": dict(activation="tanh", hidden=(8,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
     "spirals": dict(activation="tanh", hidden=(64, 64), epochs=300, lr=0.05, momentum=0.9, batch_size=32),
@@ -599,6 +599,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "breast_cancer": dict(activation="tanh", hidden=(32,), epochs=50, lr=0.01, momentum=0.9, batch_size=32),
     "digits": dict(activation="relu", hidden=(64, 64), epochs=50, lr=0.05, momentum=0.9, batch_size=32),
 }
+"""Per-dataset defaults of ``python -m fnnet train`` (any of them can be overridden by its flag)."""
 
 
 def _hidden_arg(text: str) -> tuple[int, ...]:
