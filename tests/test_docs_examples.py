@@ -89,6 +89,10 @@ class _Worker:
         self.proc.wait(timeout=60)
 
 
+def _isolated(code: str) -> bool:
+    return "XLA_FLAGS" in code  # must be set before JAX starts: a process of its own
+
+
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
     w = _Worker(tmp_path_factory.mktemp("docs"))  # blocks that write files write them there
@@ -96,12 +100,27 @@ def worker(tmp_path_factory):
     w.close()
 
 
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory):
+    """The blocks that need a process of their own, all started at once: they run while the worker
+    runs the others."""
+    cwd = tmp_path_factory.mktemp("isolated")
+    procs = {
+        p.values[0]: subprocess.Popen([sys.executable, "-c", p.values[0]], cwd=cwd, env=_env(),
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for p in _all_blocks() if _isolated(p.values[0])
+    }
+    yield procs
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("code", list(_all_blocks()))
-def test_block_runs_as_printed(code, worker, tmp_path):
-    if "XLA_FLAGS" in code:  # must be set before JAX starts: a process of its own
-        run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=_env(), capture_output=True,
-                             text=True, timeout=TIMEOUT)
-        result = {"ok": run.returncode == 0, "out": run.stdout + run.stderr}
+def test_block_runs_as_printed(code, isolated, worker):
+    if _isolated(code):
+        out, _ = isolated[code].communicate(timeout=TIMEOUT)
+        result = {"ok": isolated[code].returncode == 0, "out": out}
     else:
         result = worker.run(code)
     assert result["ok"], f"block failed:\n{code}\n--- output ---\n{result['out']}"
