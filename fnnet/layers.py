@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fnnet.primitive import as_float_array, define, get as _get_primitive
 
@@ -354,7 +355,7 @@ def _layout_hint(layer, x) -> str:
 
 def mlp(
     params: Sequence[Mapping[str, Any]],
-    x,
+    x: ArrayLike,
     activation: str | Callable | None = "relu",
     final_activation: str | Callable | None = None,
 ) -> jax.Array:
@@ -379,7 +380,7 @@ def mlp(
         raise ValueError("fnnet.mlp: params is empty; an MLP needs at least one dense layer")
     phi = _activation(activation, "activation")
     psi = _activation(final_activation, "final_activation")
-    h = x
+    h: Any = x
     for i, layer in enumerate(params):
         try:
             h = dense(layer, h)

@@ -27,7 +27,8 @@ import functools
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,7 +43,7 @@ class Row:
     name: str
     err_autodiff: float
     err_fd: float
-    gradcheck: object = None  # the float32 GradCheckReport (None when not run)
+    gradcheck: Any = None  # the float32 GradCheckReport (None when not run)
 
     @property
     def passed(self) -> bool:
@@ -89,7 +90,7 @@ def _compile_once(f, *args):
     return jitted.lower(*args).compile(COMPILER_OPTIONS)(*args)
 
 
-def check_primitive(prim, static, key, gradcheck: bool = True) -> Row:
+def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck: bool = True) -> Row:
     args = tuple(a.astype(jnp.float64) for a in prim.sample_inputs(key, jnp.float64, **static))
     fn = lambda *a: prim.fn(*a, **static)  # noqa: E731
     fwd = lambda *a: prim.forward_mode(*a, **static)  # noqa: E731
@@ -141,10 +142,10 @@ def _selected(names=None):
 
 
 def iter_verify(
-    names=None, seed: int = 0, gradcheck: bool = True, workers: int | None = None
+    names: Sequence[str] | None = None, seed: int = 0, gradcheck: bool = True, workers: int | None = None
 ) -> Iterator[Row]:
     """Like :func:`verify`, one row at a time, as each finishes."""
-    if not jax.config.jax_enable_x64:
+    if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # (the current value, scopes included)
         raise RuntimeError("verify runs in float64: enable jax_enable_x64 first")
     key = jax.random.key(seed)
     selected = _selected(names)
@@ -156,10 +157,10 @@ def iter_verify(
         return
     # XLA compiles with the GIL released: rows compile side by side, and are yielded in order.
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        yield from pool.map(lambda ps: check_primitive(*ps, key, gradcheck), selected)
+        yield from pool.map(lambda ps: check_primitive(ps[0], ps[1], key, gradcheck), selected)
 
 
-def verify(names=None, seed: int = 0, gradcheck: bool = True) -> list[Row]:
+def verify(names: Sequence[str] | None = None, seed: int = 0, gradcheck: bool = True) -> list[Row]:
     """Check every registered primitive (or those named); needs float64 (``jax_enable_x64``)."""
     return list(iter_verify(names, seed, gradcheck))
 
@@ -190,7 +191,7 @@ def format_row(r: Row, width: int) -> str:
     )
 
 
-def format_summary(rows, seconds: float | None = None) -> str:
+def format_summary(rows: Sequence[Row], seconds: float | None = None) -> str:
     """The closing count, then the full report of every row whose gradcheck failed."""
     n_fail = sum(not r.passed for r in rows)
     took = "" if seconds is None else f" in {seconds:.0f} s"
@@ -201,7 +202,7 @@ def format_summary(rows, seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
-def verdict(rows) -> str:
+def verdict(rows: Sequence[Row]) -> str:
     """One line: what the run established, or which rows failed."""
     failed = [r.name for r in rows if not r.passed]
     if not failed:
@@ -209,7 +210,7 @@ def verdict(rows) -> str:
     return f"verify: FAILED, {len(failed)} of {len(rows)} rows: {', '.join(failed)}"
 
 
-def format_table(rows) -> str:
+def format_table(rows: Sequence[Row]) -> str:
     width = max(len(r.name) for r in rows)
     return "\n".join([format_header(width), *(format_row(r, width) for r in rows), format_summary(rows)])
 
@@ -225,7 +226,7 @@ def _fast_compiles() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m fnnet verify", description=__doc__.splitlines()[0])
