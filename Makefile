@@ -1,6 +1,12 @@
 # Two commands from a fresh machine with only Python and make:
 #   make run    creates .venv, installs fnnet, runs `python -m fnnet verify`
 #   make test   creates .venv, installs fnnet with its test extras, runs the suite
+# and more:
+#   make experiments   the lecture's experiments (--quick); figures go to build/figures/ (untracked)
+#   make figures       redraws the committed figures in docs/figures/
+#   make bench         the quick benchmarks
+#   make docs          the documentation site with its API reference, built strictly, in build/site/
+#   make wheel         builds the wheel and installs it into a clean venv, then imports it
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +14,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: the suite is mostly XLA compilation, single-threaded in each process
 JOBS ?= 2
 
-.PHONY: run test test-slow experiments bench clean
+.PHONY: run test test-slow experiments figures bench docs wheel clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +30,10 @@ $(VENV)/.installed-experiments: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[experiments]'
 	touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@
+
 run: $(VENV)/.installed
 	$(PY) -m fnnet verify
 
@@ -36,8 +46,26 @@ test-slow: $(VENV)/.installed-test
 experiments: $(VENV)/.installed-experiments
 	$(PY) experiments/run_all.py --quick
 
+figures: $(VENV)/.installed-experiments
+	$(PY) experiments/run_all.py --quick --out docs/figures
+
 bench: $(VENV)/.installed
 	$(PY) -m fnnet bench
 
+# --strict: every warning (a broken link, an unresolved reference, a page outside the nav) is an error
+docs: $(VENV)/.installed-docs
+	$(PY) -m mkdocs build --strict --site-dir build/site
+	@echo "docs: build/site/index.html"
+
+# build (isolated, as pip would) into dist/, then a venv that has nothing but the wheel and its
+# dependencies, run from outside the source tree
+wheel: $(VENV)/.installed-test
+	rm -rf dist build/wheel-venv
+	$(PY) -m build --wheel --outdir dist .
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/python -m pip install --quiet dist/fnnet-*.whl
+	cd build && wheel-venv/bin/python -c "import fnnet, sys; assert 'wheel-venv' in fnnet.__file__, fnnet.__file__; print('wheel ok:', fnnet.__file__)"
+	cd build && wheel-venv/bin/python -m fnnet --version
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info

@@ -5,7 +5,8 @@ Every experiment script has the same shape:
 * ``run(...) -> dict``: the measurement alone (no plotting), with size arguments so that the smoke test
   (``tests/test_experiments.py``) can call it on tiny problems;
 * ``plot(result, path)``: the figure, written with matplotlib's Agg backend (no display needed);
-* ``main(argv)``: ``--quick`` (smaller sizes, same claim), ``--out DIR`` (default ``docs/figures``);
+* ``main(argv)``: ``--quick`` (smaller sizes, same claim), ``--out DIR`` (default ``build/figures``,
+  untracked; ``docs/figures`` holds the committed figures, drawn with ``--quick``);
   prints the number that supports or refutes the claim, writes the figure, returns 0.
 
 ``REQUIRES`` in each module names the optional packages it needs (``matplotlib`` always, for the
@@ -27,7 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: The committed figures (drawn by ``make figures``: ``run_all.py --quick --out docs/figures``).
 FIG_DIR = ROOT / "docs" / "figures"
+#: Where a run writes unless told otherwise: untracked, so running the experiments leaves git status clean.
+OUT_DIR = ROOT / "build" / "figures"
 DPI = 100
 #: Figures are committed: each must stay small (PNG, flat colours compress well).
 MAX_FIGURE_BYTES = 200_000
@@ -44,7 +48,8 @@ def missing(requires: Sequence[str]) -> list[str]:
 def parser(doc: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes, same claim (seconds)")
-    p.add_argument("--out", type=pathlib.Path, default=FIG_DIR, help="where the figure goes")
+    p.add_argument("--out", type=pathlib.Path, default=OUT_DIR,
+                   help="where the figure goes (default build/figures; docs/figures holds the committed ones)")
     return p
 
 
@@ -60,11 +65,15 @@ def pyplot():
 
 
 def save(fig, path: pathlib.Path) -> pathlib.Path:
-    """Write ``fig`` as PNG at ``DPI``, close it, and check it stays under ``MAX_FIGURE_BYTES``."""
+    """Write ``fig`` as PNG at ``DPI``, close it, and check it stays under ``MAX_FIGURE_BYTES``.
+
+    The file holds no date and no matplotlib version: the same figure drawn again on the same versions
+    is the same bytes, so regenerating the committed figures leaves git status clean.
+    """
     plt = pyplot()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
     size = path.stat().st_size
     if size > MAX_FIGURE_BYTES:

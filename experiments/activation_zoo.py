@@ -65,24 +65,29 @@ def report(result) -> None:
 
 def plot(result, path) -> None:
     plt = C.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.5))
+    fig, axes = plt.subplots(1, 3, figsize=(12.5, 3.9))
     cmap = plt.get_cmap("tab10")
     for i, (act, c) in enumerate(result["curves"].items()):
         epochs = np.arange(1, len(c["train_loss"]) + 1)
-        axes[0].semilogy(epochs, c["train_loss"], color=cmap(i), label=act)
-        axes[1].semilogy(epochs, c["test_loss"], color=cmap(i), label=act)
-        axes[2].plot(epochs, c["test_acc"], color=cmap(i), label=f"{act}: {c['test_acc'][-1]:.3f}")
+        axes[0].semilogy(epochs, c["train_loss"], color=cmap(i), label=f"{act} (final test acc {c['test_acc'][-1]:.3f})")
+        axes[1].semilogy(epochs, c["test_loss"], color=cmap(i))
+        axes[2].plot(epochs, c["test_acc"], color=cmap(i))
     axes[0].set_title("training loss (mean over the epoch's steps)")
+    axes[0].set_ylabel("cross-entropy")
     axes[1].set_title("test loss")
+    axes[1].set_ylabel("cross-entropy")
     axes[2].set_title("test accuracy")
-    axes[2].set_ylim(0.8, 1.0)
+    axes[2].set_ylabel("fraction of test digits right")
+    axes[2].set_ylim(0.0, 1.0)  # the whole range: the slow starter (sigmoid) stays in view
+    axes[2].axhline(0.1, color="#999999", lw=0.8, ls=":")
+    axes[2].text(len(epochs), 0.12, "chance (10 classes)", ha="right", fontsize=7, color="#666666")
     for ax in axes:
         ax.set_xlabel("epoch")
-    axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"{result['dataset']}: MLP 64-64-64-10, SGD momentum 0.9, lr {result['lr']}, fnnet hand backprop",
-                 y=1.02)
-    fig.tight_layout()
+    # one legend for the three panels, under them: no curve is covered
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"{result['dataset']}: MLP 64-64-64-10, SGD momentum 0.9, lr {result['lr']}, fnnet hand backprop")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     C.save(fig, path)
 
 

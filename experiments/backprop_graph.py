@@ -124,22 +124,37 @@ def plot(result, path) -> None:
     plt = C.pyplot()
     g = result["graph"]
     d = depths(g)
-    # Nodes in columns by depth; each graph input one column before its first consumer, stacked
-    # above and below the node row, so that no edge crosses the drawing.
+
+    def label(name):
+        return name if name in g.inputs else f"{name} = {g.node(name).op.name}"
+
+    def half_width(name):  # in data units: about 0.045 per character at these font sizes
+        return 0.045 * len(label(name)) + 0.12
+
+    # Nodes in columns by depth, each column as wide as its widest label plus a gap for the edge
+    # labels; each graph input one column before its first consumer, stacked above and below the
+    # node row, so that no edge crosses the drawing.
+    column = {n: d[n] for n in g.order}
+    for inp in g.inputs:
+        column[inp] = d[next(n for n in g.order if inp in g.node(n).inputs)] - 1
+    n_cols = max(column.values()) + 1
+    width = [max((half_width(n) for n in column if column[n] == c), default=0.3) for c in range(n_cols)]
+    col_x = [0.0]
+    for c in range(1, n_cols):
+        col_x.append(col_x[-1] + width[c - 1] + width[c] + 1.1)
     pos, column_use = {}, {}
     for name in g.order:
         col = d[name]
         k = column_use.get(col, 0)
         column_use[col] = k + 1
-        pos[name] = (col * 2.2, -1.0 * k)
+        pos[name] = (col_x[col], -1.0 * k)
     slots = [1.0, -1.0, 2.0, -2.0, 3.0, -3.0]
     for inp in g.inputs:
-        consumer = next(n for n in g.order if inp in g.node(n).inputs)
-        col = d[consumer] - 1
-        taken = {round(y, 3) for (x, y) in pos.values() if abs(x - col * 2.2) < 1e-9}
+        col = column[inp]
+        taken = {round(y, 3) for (x, y) in pos.values() if abs(x - col_x[col]) < 1e-9}
         y = next(0.8 * s for s in ([0.0] + slots) if round(0.8 * s, 3) not in taken)
-        pos[inp] = (col * 2.2, y)
-    fig, ax = plt.subplots(figsize=(11, 3.6))
+        pos[inp] = (col_x[col], y)
+    fig, ax = plt.subplots(figsize=(11, 3.0))
     order = {n: i + 1 for i, n in enumerate(g.order)}
     for name in g.order:
         node = g.node(name)
@@ -147,8 +162,13 @@ def plot(result, path) -> None:
             (x0, y0), (x1, y1) = pos[inp], pos[name]
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops={"arrowstyle": "->", "color": "#555555", "lw": 0.9, "shrinkA": 14, "shrinkB": 30})
-            ax.text(x0 + 0.6 * (x1 - x0), y0 + 0.6 * (y1 - y0) + 0.06, arg, fontsize=7, color="#555555",
-                    ha="center")
+            # the argument's name halfway along the edge, on a white patch: no box or line covers it
+            # halfway between the two boxes' edges (not their centres: a wide box would cover it)
+            xa, xb = x0 + half_width(inp), x1 - half_width(name)
+            t = ((xa + xb) / 2 - x0) / (x1 - x0)
+            ax.text(x0 + t * (x1 - x0), y0 + t * (y1 - y0), arg, fontsize=7.5, color="#333333",
+                    ha="center", va="center", zorder=3,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
     for name, (x, y) in pos.items():
         if name in g.inputs:
             ax.text(x, y, name, ha="center", va="center", fontsize=9,
@@ -163,8 +183,8 @@ def plot(result, path) -> None:
                     color="#08519c")
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
-    ax.set_xlim(min(xs) - 0.8, max(xs) + 1.4)
-    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.5)
+    ax.set_xlim(min(xs) - 0.6, max(xs) + 1.0)
+    ax.set_ylim(min(ys) - 0.3, max(ys) + 0.3)
     ax.axis("off")
     e = result["err"]
     ax.set_title(

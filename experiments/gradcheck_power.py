@@ -249,13 +249,27 @@ def main():
 
 
 def parse_tables(paths) -> dict:
-    """Results back from printed tables: {(dtype, N, case, checker): (hits, runs)}."""
+    """Results back from printed tables, or from the Markdown tables of docs/gradcheck.md:
+    {(dtype, N, case, checker): (hits, runs)}."""
     import re
 
     results = {}
     for path in paths:
         names = None
         for line in open(path):
+            if line.startswith("| case |"):  # Markdown: | case | dtype | N | checker ... |
+                names = [c.strip() for c in line.strip().strip("|").split("|")][3:]
+                continue
+            if line.startswith("|") and names is not None:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) != 3 + len(names) or not cells[2].isdigit():
+                    continue
+                case = "correct" if cells[0].startswith("correct") else cells[0]
+                for name, cell in zip(names, cells[3:]):
+                    if "/" in cell:
+                        h, r = cell.split("/")
+                        results[(cells[1], int(cells[2]), case, name)] = (int(h), int(r))
+                continue
             if line.startswith("case "):
                 names = re.split(r"\s{2,}", line.split(" N ", 1)[1].strip())
                 continue
@@ -271,16 +285,19 @@ def parse_tables(paths) -> dict:
 
 
 def plot(results: dict, path: str) -> None:
-    """Detection rate over the seeded bugs (solid) and false-positive rate (dashed) against N."""
+    """Detection rate over the seeded bugs (top row) and false-positive rate (bottom row) against N,
+    float32 left and float64 right. Each checker has its own marker and a small sideways offset, so
+    that checkers with equal rates stay visible side by side; the legend sits outside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     checkers = sorted({k[3] for k in results}, key=lambda c: (not c.startswith("fnnet"), c))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, dtype in zip(axes, ("float32", "float64")):
-        for checker in checkers:
+    markers = "osD^vP*X"
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6.2), sharex=True, sharey=True)
+    for col, dtype in enumerate(("float32", "float64")):
+        for i, checker in enumerate(checkers):
             sizes = sorted({k[1] for k in results if k[0] == dtype and k[3] == checker})
             det, fp = [], []
             for n in sizes:
@@ -288,15 +305,23 @@ def plot(results: dict, path: str) -> None:
                 ok = results.get((dtype, n, "correct", checker))
                 det.append(sum(h for h, _ in bug) / max(1, sum(r for _, r in bug)))
                 fp.append(ok[0] / ok[1] if ok else float("nan"))
-            (line,) = ax.plot(sizes, det, "o-", label=f"{checker} detection")
-            ax.plot(sizes, fp, "x--", color=line.get_color(), label=f"{checker} false pos.")
+            shift = 1.12 ** (i - (len(checkers) - 1) / 2)  # side by side on the log axis
+            xs = [n * shift for n in sizes]
+            style = {"marker": markers[i % len(markers)], "color": f"C{i}", "lw": 1.2, "ms": 5}
+            axes[0, col].plot(xs, det, label=checker, **style)
+            axes[1, col].plot(xs, fp, ls="--", **style)
+        axes[0, col].set_title(f"{dtype}: detection of the seeded bugs")
+        axes[1, col].set_title(f"{dtype}: false positives on correct rules")
+        axes[1, col].set_xlabel("N inputs")
+    for ax in axes.flat:
         ax.set_xscale("log")
-        ax.set_title(dtype)
-        ax.set_xlabel("N inputs")
-    axes[0].set_ylabel("rate")
-    axes[1].legend(fontsize=7, loc="center right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(True, alpha=0.3)
+    axes[0, 0].set_ylabel("fraction of bugs flagged")
+    axes[1, 0].set_ylabel("fraction of correct rules flagged")
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="center right", title="checker", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
+    fig.savefig(path, dpi=100, metadata={"Software": None})
     print(f"wrote {path}")
 
 

@@ -132,7 +132,7 @@ def report(result) -> None:
 def plot(result, path) -> None:
     plt = C.pyplot()
     names = sorted({k[0] for k in result["accuracy"]}, key=list(TASKS).index)
-    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.2 * (1 + len(names)), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, 1 + len(names), figsize=(4.4 * (1 + len(names)), 4.6), squeeze=False)
     axes = axes[0]
     colors = {"tanh": "#1f77b4", "hard_tanh": "#ff7f0e"}
     t = result["timing"]
@@ -154,7 +154,8 @@ def plot(result, path) -> None:
         ax.set_ylabel("training loss (seed 0)")
         n_seeds = len(next(iter(result["accuracy"].values())))
         ax.set_title(f"{name} (accuracy: mean of {n_seeds} seed{'s' if n_seeds > 1 else ''})")
-        ax.legend(fontsize=8)
+        # under the panel: the curves cross the whole plot, so no corner is free
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
     fig.tight_layout()
     C.save(fig, path)
 

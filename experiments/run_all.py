@@ -1,8 +1,14 @@
-"""Run every lecture experiment and regenerate every figure under docs/figures/.
+"""Run every lecture experiment and draw its figure.
 
-    .venv/bin/python experiments/run_all.py --quick     # a few minutes on 2 CPU cores
+    .venv/bin/python experiments/run_all.py --quick     # a few minutes on 2 CPU cores (make experiments)
     .venv/bin/python experiments/run_all.py             # the full sizes
     .venv/bin/python experiments/run_all.py --only dead_relu,jacobians
+    .venv/bin/python experiments/run_all.py --quick --out docs/figures   # redraw the committed figures (make figures)
+
+Figures go to ``build/figures/`` (untracked) unless ``--out`` says otherwise, so a run leaves git status
+clean. The committed ones in ``docs/figures/`` are the ``--quick`` sizes; ``_common.save`` writes no
+date or version into a PNG, so redrawing them gives the same bytes on the same versions of jax and
+matplotlib, except where a figure shows a timing (hard_tanh_vs_tanh's left panel).
 
 The experiments run one after another in this process (one JAX import, one set of compiled
 primitives). One whose optional packages are missing (matplotlib for every figure, scikit-learn for
@@ -33,13 +39,14 @@ EXPERIMENTS = (
     "backprop_graph",
     "gradcheck_steps",
 )
-INSTALL = {"matplotlib": "matplotlib", "sklearn": "scikit-learn"}
+INSTALL = {"matplotlib": "matplotlib", "sklearn": "scikit-learn", "mpmath": "mpmath"}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--quick", action="store_true", help="every experiment's --quick sizes")
-    p.add_argument("--out", type=pathlib.Path, default=C.FIG_DIR, help="where the figures go")
+    p.add_argument("--out", type=pathlib.Path, default=C.OUT_DIR,
+                   help="where the figures go (default build/figures; docs/figures holds the committed ones)")
     p.add_argument("--only", type=lambda s: [x for x in s.split(",") if x], default=None,
                    help=f"comma-separated subset of: {', '.join(EXPERIMENTS)}")
     args = p.parse_args(argv)

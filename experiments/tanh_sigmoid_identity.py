@@ -32,7 +32,7 @@ try:
 except ImportError:
     import _common as C
 
-REQUIRES = ("matplotlib",)
+REQUIRES = ("matplotlib", "mpmath")
 FIGURE = "tanh_sigmoid_identity.png"
 DTYPES = ("float32", "float64")
 

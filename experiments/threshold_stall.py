@@ -143,7 +143,9 @@ def report(result) -> None:
 
 def plot(result, path) -> None:
     plt = C.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+    # every legend sits under its panel: none covers a curve
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "fontsize": 8, "frameon": False}
     colors = {"step": "#d62728", "sigmoid": "#1f77b4"}
     ax = axes[0]
     for name, r in result["unit"].items():
@@ -157,21 +159,23 @@ def plot(result, path) -> None:
     ax.set_xlabel("t  (w = w_start + t·(1,1)/√2)")
     ax.set_ylabel("squared loss")
     ax.set_title("one unit: the loss along a line in weight space")
-    ax.legend(loc="lower left")
+    ax.legend(**below, ncol=2)
     ax = axes[1]
     for name, r in result["unit"].items():
         ax.plot(r["loss"], color=colors[name],
                 label=f"{name}: max |∇| = {r['grad_norm'].max():.2g}, acc {r['accuracy']:.2f}")
     ax.set_xlabel("gradient-descent step")
+    ax.set_ylabel("squared loss (training set)")
     ax.set_title("one unit: training loss")
-    ax.legend(fontsize=8)
+    ax.legend(**below)
     ax = axes[2]
     for name, r in result["mlp"].items():
         ax.plot(r["loss"], color=colors[name],
                 label=f"{name}: max |∇W₁| = {r['grad_norm'][:, 0].max():.2g}, test acc {r['test_accuracy']:.2f}")
     ax.set_xlabel("gradient-descent step")
+    ax.set_ylabel("cross-entropy (training set)")
     ax.set_title("MLP 2-16-2 on circles: training loss")
-    ax.legend(fontsize=8)
+    ax.legend(**below)
     fig.tight_layout()
     C.save(fig, path)
 

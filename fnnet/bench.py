@@ -1,7 +1,8 @@
 """Benchmarks: is a hand-written backward pass as fast and as lean as XLA's own autodiff?
 
-``python -m fnnet bench`` runs the quick version of every benchmark below (a couple of minutes on two
-CPU cores) and prints each figure with the command that reproduces it alone. ``--full`` takes more
+``python -m fnnet bench`` runs the quick version of every benchmark below (a few minutes on two CPU
+cores; on a terminal a progress line says what runs) and prints each figure with the command that
+reproduces it alone, then a one-line summary. ``--full`` takes more
 rounds. The scripts in ``experiments/benchmarks/`` run one benchmark each.
 
 Every comparison is measured **side by side in one process**: the competitors are compiled first, then
@@ -16,7 +17,8 @@ of the ratio within a round, which cancels slow drifts of a shared machine.
    ``jax`` (``jax.value_and_grad`` of the same MLP written in plain jnp), and PyTorch's CPU step when
    torch is installed (not a dependency of fnnet).
 2. ``roofline``: the FLOPs of the step (its matrix products: forward, ∂W and ∂x) over its time, against
-   the rate of one bare XLA matmul of the step's largest shape, timed in the same rounds.
+   the same products alone (:func:`matmuls_only`: the step's shapes, nothing else), timed in the same
+   rounds: the products' time as a fraction of the step's says how much of the step is overhead.
 3. ``compile``: compile time of the step of a deep homogeneous MLP (``w-w-...-w``) whose layers are
    stacked into one ``(depth, w, w)`` array and run with ``lax.scan``: depth 64 against depth 4. The
    same network unrolled in Python is shown for contrast (its compile time grows with depth).
@@ -64,7 +66,7 @@ CMD = "python -m fnnet bench"
 
 
 def mlp_sizes(width: int, n_in: int = 784, n_out: int = 10, hidden: int = 3) -> list[int]:
-    """``[n_in, width × hidden, n_out]``: the MNIST-shaped MLP of the issue (784-1024-1024-1024-10)."""
+    """``[n_in, width × hidden, n_out]``: an MNIST-shaped MLP (784-w-w-w-10)."""
     return [n_in] + [width] * hidden + [n_out]
 
 
@@ -109,6 +111,36 @@ def step_flops(sizes, batch: int) -> int:
     return 2 * sum(per) + sum(per[1:])
 
 
+def matmuls_only(sizes, batch: int) -> Callable:
+    """The step's matrix products alone, with the step's shapes, as one function of ``(xs, Ws, ds)``.
+
+    Forward ``x Wᵀ`` for every layer, ∂W = δᵀx for every layer, ∂x = δW for every layer but the first:
+    exactly the FLOPs that :func:`step_flops` counts, with none of the elementwise work. Its time is a
+    lower bound on the step's on the same machine: ``t(products) / t(step)`` is how close the step
+    comes to doing nothing but its matrix products (100 % = no overhead at all).
+    """
+
+    def products(xs, Ws, ds):
+        out = []
+        for i, (x, W, d) in enumerate(zip(xs, Ws, ds)):
+            out.append(x @ W.T)  # forward
+            out.append(d.T @ x)  # ∂W
+            if i > 0:
+                out.append(d @ W)  # ∂x
+        return out
+
+    return products
+
+
+def _products_args(sizes, batch, seed=3):
+    ks = jax.random.split(jax.random.key(seed), 3 * (len(sizes) - 1))
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    xs = [jax.random.normal(ks[3 * i], (batch, a), jnp.float32) for i, (a, b) in enumerate(pairs)]
+    Ws = [jax.random.normal(ks[3 * i + 1], (b, a), jnp.float32) for i, (a, b) in enumerate(pairs)]
+    ds = [jax.random.normal(ks[3 * i + 2], (batch, b), jnp.float32) for i, (a, b) in enumerate(pairs)]
+    return xs, Ws, ds
+
+
 def _sgd_step(loss_and_grad):
     def step(params, x, labels):
         loss, grads = loss_and_grad(params, x, labels)
@@ -147,7 +179,8 @@ def _problem(width, batch, seed=0, sizes=None):
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.02
+    fns: dict[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.02,
+    progress: Callable[[str], Any] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each thunk, one list entry per round, rounds interleaved.
 
@@ -165,6 +198,8 @@ def interleaved(
     inner = max(1, int(math.ceil(min_seconds / max(max(warm.values()), 1e-6))))
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
+        if progress is not None:
+            progress(f"round {r + 1}/{rounds}")
         order = names[r % len(names):] + names[: r % len(names)]
         for n in order:
             f = fns[n]
@@ -229,34 +264,35 @@ def _torch_step(sizes, batch, seed=0):
 
 
 def bench_step(
-    widths=WIDTHS, batch=BATCH, rounds=7, torch=True, min_seconds=0.02, out=print
+    widths=WIDTHS, batch=BATCH, rounds=7, torch=True, min_seconds=0.02, out=print, progress=None
 ) -> list[dict]:
-    """Time each training step and a bare matmul side by side; one row per width.
+    """Time each training step and its matrix products alone, side by side; one row per width.
 
     Row keys: ``width``, ``flops``, ``ms`` (median ms per step by competitor), ``ratio`` (paired median
-    of competitor / jax), ``gflops`` (step FLOPs / median time), ``matmul_gflops`` (the bare matmul
-    ``(batch, w) @ (w, w)``), ``of_matmul`` (fnnet's GFLOP/s over the matmul's).
+    of competitor / jax), ``gflops`` (step FLOPs / median time), ``matmul_gflops`` (the same FLOPs
+    done by :func:`matmuls_only`, the step's products with nothing else), ``of_matmul`` (fnnet's
+    GFLOP/s over that: the products' time over fnnet's step time, at most about 1).
     """
+    progress = progress or (lambda msg: None)
     steps = {k: jax.jit(v) for k, v in make_steps().items()}
     rows = []
     for w in widths:
         sizes = mlp_sizes(w)
         params, x, labels = _problem(w, batch)
         fns = {k: functools.partial(f, params, x, labels) for k, f in steps.items()}
-        a = jax.random.normal(jax.random.key(1), (batch, w), jnp.float32)
-        b = jax.random.normal(jax.random.key(2), (w, w), jnp.float32)
-        mm = jax.jit(lambda a, b: a @ b.T)
-        fns["matmul"] = functools.partial(mm, a, b)
-        times = interleaved(fns, rounds, min_seconds)
+        fns["matmul"] = functools.partial(jax.jit(matmuls_only(sizes, batch)), *_products_args(sizes, batch))
+        progress(f"w={w}: compiling and timing {len(fns)} programs, {rounds} rounds")
+        times = interleaved(fns, rounds, min_seconds, progress=progress)
         # PyTorch in a pass of its own against the same jax step: its thread pool is not XLA's, and
         # sharing rounds with it would perturb the fnnet/jax pairs that the targets are about.
         tstep = _torch_step(sizes, batch) if torch else None
         if tstep is not None:
-            ttimes = interleaved({"jax": fns["jax"], "torch": tstep}, rounds, min_seconds)
+            progress(f"w={w}: PyTorch against jax, {rounds} rounds")
+            ttimes = interleaved({"jax": fns["jax"], "torch": tstep}, rounds, min_seconds, progress=progress)
             times["torch"] = ttimes["torch"]
             torch_ratio = paired_ratio(ttimes, "torch", "jax")
         flops = step_flops(sizes, batch)
-        mm_rate = 2 * batch * w * w / _med(times["matmul"]) / 1e9
+        mm_rate = flops / _med(times["matmul"]) / 1e9
         row = {
             "width": w,
             "sizes": sizes,
@@ -280,13 +316,22 @@ def bench_step(
     return rows
 
 
+STEP_LEGEND = """\
+  fnnet   jax.grad through fnnet's primitives (dense, relu, softmax cross-entropy): their hand VJPs
+  hand    fnnet.train.loss_and_grad: an explicit reverse loop over the layers, no jax.grad at all
+  jax     jax.grad of the same MLP written in plain jax.numpy: XLA's own autodiff, the baseline
+  torch   PyTorch's CPU step on the same MLP (only when torch is installed)
+  X/jax   paired median over rounds of X's time over jax's: below 1 is faster than jax.grad
+  GFLOP/s the step's matrix-product FLOPs over fnnet's time; 'products alone' = the same products
+          with the same shapes and nothing else, as a % of fnnet's step time (100 % = no overhead)"""
+
+
 def _step_line(row):
     parts = [f"w={row['width']:5d}"]
     parts += [f"{k} {row['ms'][k]:.3f} ms" for k in row["ms"] if k != "matmul"]
     parts += [f"{k}/jax {row['ratio'][k]:.3f}" for k in row["ratio"]]
     parts += [
-        f"fnnet {row['gflops']['fnnet']:.1f} GFLOP/s = {100 * row['of_matmul']:.0f}% of matmul "
-        f"{row['matmul_gflops']:.1f}"
+        f"fnnet {row['gflops']['fnnet']:.1f} GFLOP/s, products alone {100 * row['of_matmul']:.0f}% of its time"
     ]
     return "  " + " | ".join(parts)
 
@@ -356,7 +401,8 @@ def compile_seconds(loss, args) -> tuple[float, float]:
 
 
 def bench_compile(
-    depths=(4, 64), width=128, batch=32, repeats=3, unrolled=True, unrolled_depths=None, out=print
+    depths=(4, 64), width=128, batch=32, repeats=3, unrolled=True, unrolled_depths=None, out=print,
+    progress=None,
 ) -> list[dict]:
     """Compile time (trace + lower + compile, median of ``repeats``) by depth and layout.
 
@@ -367,12 +413,14 @@ def bench_compile(
     kinds = [("scan", False, depths)]
     if unrolled:
         kinds.append(("unrolled", True, tuple(unrolled_depths or depths)))
+    progress = progress or (lambda msg: None)
     for kind, unroll, depths in kinds:
         losses_ = _deep_losses(unroll)
         for name, loss in losses_.items():
             per_depth = {d: [] for d in depths}
-            for _ in range(repeats):
+            for rep in range(repeats):
                 for d in depths:
+                    progress(f"{kind} {name}: compiling depth {d}, repeat {rep + 1}/{repeats}")
                     stacked = init_stacked(jax.random.key(0), d, width)
                     x = jax.random.normal(jax.random.key(1), (batch, width), jnp.float32)
                     labels = jax.random.randint(jax.random.key(2), (batch,), 0, width)
@@ -434,34 +482,102 @@ def _tanh_sq():
     return f
 
 
-def bench_gradcheck(sizes=(1_000, 10_000), rounds: int = 3, out=print) -> list[dict]:
-    """Entries per second of gradcheck, auto and full mode; interleaved rounds, medians."""
+def bench_gradcheck(sizes=(1_000, 10_000), rounds: int = 3, out=print, progress=None) -> list[dict]:
+    """Entries per second of gradcheck, auto and full mode; interleaved rounds, medians.
+
+    One size at a time (its four competitors interleaved), its rows printed as soon as it is done.
+    """
     from fnnet.check import gradcheck
 
-    fns, same = {}, {}
-    for n in sizes:
-        x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
-        for mode in ("auto", "full"):
-            same[(mode, n)] = _tanh_sq()
-            fns[f"{mode} {n} fresh"] = lambda x=x, mode=mode: gradcheck(_tanh_sq(), x, mode=mode).passed and None
-            fns[f"{mode} {n} same"] = (lambda x=x, mode=mode, f=same[(mode, n)]:
-                                       gradcheck(f, x, mode=mode).passed and None)
-    times = interleaved(fns, rounds, min_seconds=0.0)
     out(f"  {'mode':<5} {'N':>6} {'fresh f s':>10} {'entries/s':>10} {'same f s':>9} {'entries/s':>10}")
     rows = []
     for n in sizes:
+        x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
+        fns = {}
         for mode in ("auto", "full"):
-            fresh, cached = _med(times[f"{mode} {n} fresh"]), _med(times[f"{mode} {n} same"])
+            same = _tanh_sq()
+            fns[f"{mode} fresh"] = lambda x=x, mode=mode: gradcheck(_tanh_sq(), x, mode=mode).passed and None
+            fns[f"{mode} same"] = lambda x=x, mode=mode, f=same: gradcheck(f, x, mode=mode).passed and None
+        if progress is not None:
+            progress(f"N={n}: auto and full mode, fresh and cached, {rounds} rounds")
+        times = interleaved(fns, rounds, min_seconds=0.0, progress=progress)
+        for mode in ("auto", "full"):
+            fresh, cached = _med(times[f"{mode} fresh"]), _med(times[f"{mode} same"])
             rows.append({"mode": mode, "n": n, "fresh_s": fresh, "same_s": cached})
             out(f"  {mode:<5} {n:>6} {fresh:>10.3f} {n / fresh:>10.0f} {cached:>9.3f} {n / cached:>10.0f}")
     return rows
 
 
+class _Progress:
+    """What the benchmark is doing now, on one line of a terminal's stderr, redrawn in place and
+    erased by the next printed row. Silent when stderr is not a terminal (logs get the rows alone)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.section = ""
+        self.start = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if msg.startswith("round "):
+            msg = f"{self.section}, {msg}"
+        else:
+            self.section = msg
+        if self.live:
+            line = f"  … {msg} ({time.perf_counter() - self.start:.0f} s)"
+            self.stream.write("\r" + line[:110].ljust(110))
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+    def out(self, line: str) -> None:
+        """print() for the rows: the progress line first erased."""
+        self.clear()
+        print(line, flush=True)
+
+
+def summary(results: dict, seconds: float) -> str:
+    """One line: what the run found, section by section."""
+    parts = []
+    step = results.get("step")
+    if step:
+        ratios = [r["ratio"]["fnnet"] for r in step]
+        parts.append(f"fnnet step {min(ratios):.2f}-{max(ratios):.2f}x jax.grad's time "
+                     f"(w={step[0]['width']}..{step[-1]['width']})")
+    comp = results.get("compile")
+    if comp:
+        scan = [r for r in comp if r["layout"] == "scan" and r["model"] == "fnnet"]
+        if scan:
+            d = list(scan[0]["seconds"])
+            parts.append(f"compile depth {d[-1]}/depth {d[0]} {scan[0]['ratio']:.2f}x with lax.scan")
+    mem = results.get("memory")
+    if mem:
+        ratios = [r["ratio"]["fnnet"] for r in mem if r["ratio"].get("fnnet") is not None]
+        if ratios:
+            parts.append(f"memory fnnet/jax {min(ratios):.2f}-{max(ratios):.2f}")
+    gc = results.get("gradcheck")
+    if gc:
+        full = max((r for r in gc if r["mode"] == "full"), key=lambda r: r["n"], default=None)
+        if full:
+            parts.append(f"gradcheck full N={full['n']} {full['n'] / full['same_s']:.0f} entries/s")
+    return f"bench done in {seconds:.0f} s: " + ("; ".join(parts) if parts else "nothing run")
+
+
 BENCHES = ("step", "compile", "memory", "gradcheck")
 
 
-def _ints(s):
-    return tuple(int(v) for v in s.split(",") if v)
+def _ints(s: str) -> tuple[int, ...]:
+    """``"128,512"`` -> (128, 512), for ``--widths`` and ``--depths``."""
+    try:
+        values = tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 128,512; got {s!r}")
+    return values
 
 
 def main(argv=None) -> int:
@@ -490,39 +606,47 @@ def main(argv=None) -> int:
     widths = ",".join(map(str, args.widths))
 
     print(f"fnnet bench: jax {jax.__version__}, {jax.devices()[0].platform} × {jax.device_count()}, "
-          f"float32, batch {args.batch}, {'full' if args.full else 'quick'} ({rounds} rounds)")
+          f"float32, batch {args.batch}, {'full' if args.full else 'quick'} ({rounds} rounds); "
+          f"each section prints the command that runs it alone", flush=True)
     if hand_loss_and_grad() is None:
         print("  (fnnet.train.loss_and_grad not available: the explicit hand backprop is left out)")
+    progress = _Progress()
+    start = time.perf_counter()
     results: dict[str, Any] = {}
     if "step" in only:
-        print(f"\n[1, 2] training step 784-w-w-w-10, relu, softmax cross-entropy; ratios = paired medians "
-              f"over rounds; roofline vs (batch, w) @ (w, w)\n  $ {CMD} --only step --widths {widths} "
-              f"--batch {args.batch} --rounds {rounds}")
-        results["step"] = bench_step(args.widths, args.batch, rounds, torch=not args.no_torch)
+        print(f"\n[1, 2] training step 784-w-w-w-10, relu, softmax cross-entropy, one row per width w\n"
+              f"{STEP_LEGEND}\n  $ {CMD} --only step --widths {widths} --batch {args.batch} --rounds {rounds}",
+              flush=True)
+        results["step"] = bench_step(args.widths, args.batch, rounds, torch=not args.no_torch,
+                                     out=progress.out, progress=progress)
         try:
             import torch  # noqa: F401
         except ImportError:
-            print("  (torch not installed: PyTorch's step left out; it is not a dependency of fnnet)")
+            progress.out("  (torch not installed: PyTorch's step left out; it is not a dependency of fnnet)")
     if "compile" in only:
         depths = ",".join(map(str, args.depths))
         unrolled_depths = args.unrolled_depths or (args.depths if args.full else (4, 16))
         ud = ",".join(map(str, unrolled_depths))
         print(f"\n[3] compile time (trace + lower + XLA compile) of a deep {args.deep_width}-wide MLP step, "
-              f"median of {repeats}\n  $ {CMD} --only compile --depths {depths} --unrolled-depths {ud} "
-              f"--deep-width {args.deep_width}{' --full' if args.full else ''}")
+              f"median of {repeats}: with lax.scan it should not grow with depth; unrolled, it does\n"
+              f"  $ {CMD} --only compile --depths {depths} --unrolled-depths {ud} "
+              f"--deep-width {args.deep_width}{' --full' if args.full else ''}", flush=True)
         results["compile"] = bench_compile(
             args.depths, args.deep_width, repeats=repeats, unrolled=not args.no_unrolled,
-            unrolled_depths=unrolled_depths,
+            unrolled_depths=unrolled_depths, out=progress.out, progress=progress,
         )
     if "memory" in only:
-        print(f"\n[4] temporary bytes of the compiled step (memory_analysis)\n  $ {CMD} --only memory "
-              f"--widths {widths} --batch {args.batch}")
-        results["memory"] = bench_memory(args.widths, args.batch)
+        print(f"\n[4] temporary bytes of the compiled step (memory_analysis); X/jax below 1 = leaner than jax.grad\n"
+              f"  $ {CMD} --only memory --widths {widths} --batch {args.batch}", flush=True)
+        progress("memory: compiling the steps")
+        results["memory"] = bench_memory(args.widths, args.batch, out=progress.out)
     if "gradcheck" in only:
         print(f"\n[5] gradcheck throughput, custom-VJP sum(tanh(x)^2) float32; fresh f = programs compiled, "
               f"same f = cached; medians of {repeats} interleaved rounds\n  $ {CMD} --only gradcheck"
-              f"{' --full' if args.full else ''}")
-        results["gradcheck"] = bench_gradcheck(rounds=repeats)
+              f"{' --full' if args.full else ''}", flush=True)
+        results["gradcheck"] = bench_gradcheck(rounds=repeats, out=progress.out, progress=progress)
+    progress.clear()
+    print("\n" + summary(results, time.perf_counter() - start))
     if args.json:
         import json
 

@@ -28,9 +28,13 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from fnnet import primitive as _primitive
 from fnnet.primitive import Primitive
+
+#: An op: a primitive, its public function, or its registered name.
+OpLike = Any
 
 __all__ = [
     "jacobian",
@@ -59,7 +63,7 @@ def _as_primitive(op) -> Primitive:
 
 
 def jacobian(
-    op, argnums: int | Sequence[int] = 0, *, mode: str = "rev"
+    op: OpLike, argnums: int | Sequence[int] = 0, *, mode: str = "rev"
 ) -> Callable[..., Any]:
     """The Jacobian of a primitive, assembled from its hand-written rules only.
 
@@ -81,7 +85,7 @@ def jacobian(
     if mode not in ("rev", "fwd"):
         raise ValueError(f"mode must be 'rev' or 'fwd'; got {mode!r}")
     single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
+    nums: tuple[int, ...] = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     for a in nums:
         if not 0 <= a < len(prim.arg_names):
             raise ValueError(
@@ -128,7 +132,7 @@ def jacobian(
     return jac
 
 
-def as_matrix(J, out_shape) -> jax.Array:
+def as_matrix(J: ArrayLike, out_shape: Sequence[int]) -> jax.Array:
     """Flatten a Jacobian of shape ``out_shape + in_shape`` to the ``(m, n)`` matrix, row-major."""
     out_shape = tuple(out_shape)
     J = jnp.asarray(J)
@@ -142,7 +146,7 @@ def as_matrix(J, out_shape) -> jax.Array:
 # ------------------------------------------------------------------------------------------------
 
 
-def elementwise_jacobian(op, x, **static) -> jax.Array:
+def elementwise_jacobian(op: OpLike, x: ArrayLike, **static: Any) -> jax.Array:
     """The diagonal of an elementwise op's Jacobian, ``f'(x)``, in the shape of ``x``.
 
     ``y_i = f(x_i)`` depends on ``x_i`` alone, so ``∂y_i/∂x_j = 0`` for ``i ≠ j``: the Jacobian is
@@ -159,7 +163,7 @@ def elementwise_jacobian(op, x, **static) -> jax.Array:
     return prim.df(x if "x" in prim.saves else None, y if "y" in prim.saves else None, **kw)
 
 
-def materialize_diagonal(d) -> jax.Array:
+def materialize_diagonal(d: ArrayLike) -> jax.Array:
     """The full Jacobian from its diagonal ``d``: shape ``d.shape + d.shape``, ``J[i, j] = d_i δ_ij``
     (the :func:`jacobian` layout; ``as_matrix(J, d.shape)`` gives ``diag(vec d)``)."""
     d = jnp.asarray(d)
@@ -180,7 +184,7 @@ class DenseJacobians(NamedTuple):
     W: jax.Array
 
 
-def dense_jacobians(W, b, x) -> DenseJacobians:
+def dense_jacobians(W: ArrayLike, b: ArrayLike, x: ArrayLike) -> DenseJacobians:
     """The Jacobians of the dense layer ``y = W x + b`` for a single example.
 
     Arguments:
@@ -207,14 +211,14 @@ def dense_jacobians(W, b, x) -> DenseJacobians:
 # ------------------------------------------------------------------------------------------------
 
 
-def to_jacobian_form(grad) -> jax.Array:
+def to_jacobian_form(grad: ArrayLike) -> jax.Array:
     """A scalar's gradient in the shape convention (shape of its parameter) → the Jacobian row
     ``(1, size)``, entries in row-major order: ``W (out, in)`` → ``(1, out·in)``."""
     grad = jnp.asarray(grad)
     return grad.reshape(1, grad.size)
 
 
-def to_shape_convention(row, shape) -> jax.Array:
+def to_shape_convention(row: ArrayLike, shape: Sequence[int]) -> jax.Array:
     """A Jacobian row ``(1, size)`` (or ``(size,)``) → the gradient in the shape of its parameter.
 
     The inverse of :func:`to_jacobian_form`; raises ``ValueError`` naming both shapes if the sizes differ.
@@ -230,7 +234,7 @@ def to_shape_convention(row, shape) -> jax.Array:
     return row.reshape(shape)
 
 
-def inner_product_gradient(u, h, convention: str = "shape") -> jax.Array:
+def inner_product_gradient(u: ArrayLike, h: ArrayLike, convention: str = "shape") -> jax.Array:
     """``∂(uᵀh)/∂u`` for column vectors ``u, h`` of shape ``(n, 1)``: the lecture's transposes example.
 
     ``uᵀh = Σ_i u_i h_i`` so ``∂/∂u_i = h_i``. In the *shape convention* the gradient has ``u``'s

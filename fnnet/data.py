@@ -19,9 +19,10 @@ model), in ``dtype`` (float32 unless asked). Labels are int32 class indices ``0 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 __all__ = [
     "Dataset",
@@ -38,8 +39,11 @@ __all__ = [
 ]
 
 SYNTHETIC = ("xor", "spirals", "circles")
+"""The datasets made here, with no dependency."""
 SKLEARN = ("iris", "wine", "breast_cancer", "digits")
+"""scikit-learn's bundled datasets (need the ``experiments`` extra; nothing is downloaded)."""
 NAMES = SYNTHETIC + SKLEARN
+"""Every name :func:`load` accepts."""
 
 _INSTALL_HINT = "pip install 'fnnet[experiments]' (or pip install scikit-learn)"
 
@@ -189,7 +193,9 @@ def load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 
 
-def split(x, y, test_fraction: float = 0.25, seed: int = 0):
+def split(
+    x: ArrayLike, y: ArrayLike, test_fraction: float = 0.25, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A stratified train/test split fixed by ``seed``.
 
     Each class contributes ``round(test_fraction · count)`` points to the test set (at least one, and
@@ -217,7 +223,7 @@ def split(x, y, test_fraction: float = 0.25, seed: int = 0):
     return x[train], y[train], x[test], y[test]
 
 
-def standardize(x_train, *others):
+def standardize(x_train: ArrayLike, *others: ArrayLike) -> tuple[np.ndarray, ...]:
     """Zero mean, unit variance per feature, with the statistics of ``x_train`` alone.
 
     A constant feature (std 0, e.g. the always-blank corner pixels of digits) is divided by 1, not 0:
@@ -242,8 +248,8 @@ def load(
     *,
     seed: int = 0,
     test_fraction: float = 0.25,
-    dtype=np.float32,
-    **options,
+    dtype: DTypeLike = np.float32,
+    **options: Any,
 ) -> Dataset:
     """The dataset ``name`` split (stratified, fixed by ``seed``) and standardised (train statistics).
 

@@ -168,7 +168,8 @@ def _describe_cycle(nodes, index, indegree) -> str:
     # Every node left with indegree > 0 has an unfinished predecessor; walking from one to such a
     # predecessor repeatedly must revisit a node, and the walk from that node's first visit is a cycle.
     stuck = [i for i, d in enumerate(indegree) if d > 0]
-    walk, seen = [], {}
+    walk: list[int] = []
+    seen: dict[int, int] = {}
     i = stuck[0]
     while i not in seen:
         seen[i] = len(walk)
@@ -218,7 +219,7 @@ class Graph:
       inputs: the names no node produces, in order of first use (data and parameters alike).
     """
 
-    def __init__(self, nodes: Iterable):
+    def __init__(self, nodes: Iterable[Any]) -> None:
         nodes = [_make_node(spec, i) for i, spec in enumerate(nodes)]
         first: dict[str, int] = {}
         for i, n in enumerate(nodes):
@@ -282,7 +283,9 @@ class Graph:
                 residuals[n.name] = res
         return env, residuals
 
-    def forward(self, values: Mapping[str, Any], *, return_residuals: bool = False):
+    def forward(
+        self, values: Mapping[str, Any], *, return_residuals: bool = False
+    ) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]:
         """Evaluate every node in topological order.
 
         Arguments:
@@ -381,7 +384,9 @@ class Graph:
             out.append(c)
         return jax.tree.unflatten(vs, out)
 
-    def vjp(self, values: Mapping[str, Any], outputs: str | Sequence[str]):
+    def vjp(
+        self, values: Mapping[str, Any], outputs: str | Sequence[str]
+    ) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
         """``(outs, vjp_fn)`` like :func:`jax.vjp`: ``vjp_fn(cts)`` gives ``{input: cotangent}``.
 
         ``outputs`` is a name (``cts`` one cotangent) or a sequence of names (``cts`` a matching tuple).

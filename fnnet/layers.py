@@ -22,11 +22,12 @@ arrays: ``TypeError`` naming the dtype) before anything is traced.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
 from fnnet.primitive import as_float_array, define, get as _get_primitive
 
@@ -226,13 +227,26 @@ def _positive_int(value, name, where):
     return int(value)
 
 
+def _check_key(key, where: str):
+    """A PRNG key: typed (``jax.random.key``) or raw uint32 (``jax.random.PRNGKey``), one of them."""
+    if isinstance(key, (jax.Array, np.ndarray)):
+        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
+            return key
+        if key.dtype == jnp.uint32 and key.ndim == 1:
+            return key
+        desc = f"an array of dtype {key.dtype} and shape {tuple(key.shape)}"
+    else:
+        desc = f"{type(key).__name__} {key!r}" if isinstance(key, (int, float)) else type(key).__name__
+    raise TypeError(f"{where}: key must be one PRNG key such as jax.random.key(0); got {desc}")
+
+
 def init_dense(
-    key,
+    key: jax.Array,
     n_in: int,
     n_out: int,
     *,
-    init: str | Callable = "glorot",
-    dtype=jnp.float32,
+    init: str | Callable[..., Any] = "glorot",
+    dtype: Any = jnp.float32,
     bias: float = 0.0,
 ) -> dict[str, jax.Array]:
     r"""Parameters of a dense layer: ``{"W": (n_out, n_in), "b": (n_out,)}``.
@@ -249,6 +263,7 @@ def init_dense(
     - ``bias``: the constant every entry of b starts at.
     """
     where = "fnnet.init_dense"
+    key = _check_key(key, where)
     n_in = _positive_int(n_in, "n_in", where)
     n_out = _positive_int(n_out, "n_out", where)
     dtype = jnp.dtype(dtype)
@@ -271,12 +286,23 @@ def init_dense(
 
 
 def init_mlp(
-    key, sizes: Sequence[int], *, init: str | Callable = "glorot", dtype=jnp.float32
+    key: jax.Array,
+    sizes: Sequence[int],
+    *,
+    init: str | Callable[..., Any] = "glorot",
+    dtype: Any = jnp.float32,
 ) -> list[dict[str, jax.Array]]:
     """Parameters of an MLP with layer sizes ``sizes = [n_in, h_1, ..., n_out]``: one dense dict per layer.
 
     Each layer gets its own key (``jax.random.split``); ``init`` and ``dtype`` as in :func:`init_dense`.
     """
+    where = "fnnet.init_mlp"
+    key = _check_key(key, where)
+    if isinstance(sizes, (int, np.integer)) or not isinstance(sizes, Iterable):
+        raise TypeError(
+            f"{where}: sizes must be the list of layer sizes [n_in, h_1, ..., n_out], e.g. [4, 16, 3]; "
+            f"got {type(sizes).__name__} {sizes!r} (init_dense(key, n_in, n_out) makes one layer)"
+        )
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"fnnet.init_mlp: sizes needs at least an input and an output size; got {sizes}")
@@ -315,9 +341,21 @@ def _activation(activation, what):
     raise TypeError(f"fnnet.mlp: {what} must be a name, a callable or None; got {type(activation).__name__}")
 
 
+def _layout_hint(layer, x) -> str:
+    """A note when W is laid out ``(n_in, n_out)`` (Flax, Keras) where fnnet expects ``(n_out, n_in)``."""
+    try:
+        W, b, n_in = layer["W"], layer["b"], jnp.shape(x)[-1]
+        if jnp.ndim(W) == 2 and jnp.shape(W)[0] == n_in and jnp.shape(b) == (jnp.shape(W)[1],):
+            return (f" (W has shape (n_in, n_out) = {tuple(jnp.shape(W))}, the layout of Flax and Keras; "
+                    "fnnet's W is (n_out, n_in): pass W.T)")
+    except Exception:  # noqa: BLE001  a hint only: the original error stands
+        pass
+    return ""
+
+
 def mlp(
     params: Sequence[Mapping[str, Any]],
-    x,
+    x: ArrayLike,
     activation: str | Callable | None = "relu",
     final_activation: str | Callable | None = None,
 ) -> jax.Array:
@@ -342,13 +380,13 @@ def mlp(
         raise ValueError("fnnet.mlp: params is empty; an MLP needs at least one dense layer")
     phi = _activation(activation, "activation")
     psi = _activation(final_activation, "final_activation")
-    h = x
+    h: Any = x
     for i, layer in enumerate(params):
         try:
             h = dense(layer, h)
         except (KeyError, ValueError, TypeError) as e:
             # Say which layer: "params[1]" is what the user has to look at.
-            raise type(e)(f"fnnet.mlp: layer params[{i}]: {e.args[0] if e.args else e}") from None
+            raise type(e)(f"fnnet.mlp: layer params[{i}]: {e.args[0] if e.args else e}{_layout_hint(layer, h)}") from None
         act = psi if i == len(params) - 1 else phi
         if act is not None:
             h = act(h)

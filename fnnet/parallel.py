@@ -45,6 +45,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import ArrayLike
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 __all__ = [
@@ -60,7 +61,9 @@ __all__ = [
 LossAndGrad = Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 
-def make_mesh(shape: Sequence[int], axis_names: Sequence[str], devices=None) -> Mesh:
+def make_mesh(
+    shape: Sequence[int], axis_names: Sequence[str], devices: Sequence[jax.Device] | None = None
+) -> Mesh:
     """A mesh of ``prod(shape)`` devices (the first ones of ``jax.devices()`` unless given).
 
     Raises ``ValueError`` naming the mesh shape and the device count when there are too few devices.
@@ -82,7 +85,7 @@ def make_mesh(shape: Sequence[int], axis_names: Sequence[str], devices=None) -> 
     return Mesh(np.asarray(devices[:n], dtype=object).reshape(shape), tuple(axis_names))
 
 
-def mlp_loss(params, x, labels, activation="relu"):
+def mlp_loss(params: Any, x: ArrayLike, labels: ArrayLike, activation: Any = "relu") -> jax.Array:
     """Mean softmax cross-entropy of fnnet's MLP: every op a primitive with a hand-written rule.
 
     ``params``: a list of ``{"W": (out, in), "b": (out,)}``; ``x``: ``(batch, in)``; ``labels``: integer
@@ -106,7 +109,7 @@ class Layout:
     batch: NamedSharding
     labels: NamedSharding
 
-    def place(self, params, x, labels):
+    def place(self, params: Any, x: ArrayLike, labels: ArrayLike) -> tuple[Any, jax.Array, jax.Array]:
         """``params``, ``x`` and ``labels`` moved onto the mesh in this layout."""
         return (
             jax.device_put(params, self.params),
@@ -120,7 +123,7 @@ def _check_batch_axis(mesh, axis):
         raise ValueError(f"mesh axes are {mesh.axis_names}; batch axis {axis!r} is not one of them")
 
 
-def data_parallel(mesh: Mesh, params, *, batch_axis: str = "data") -> Layout:
+def data_parallel(mesh: Mesh, params: Any, *, batch_axis: str = "data") -> Layout:
     """Batch split over ``batch_axis``, every parameter replicated on every device."""
     _check_batch_axis(mesh, batch_axis)
     replicated = NamedSharding(mesh, P())
@@ -133,7 +136,7 @@ def data_parallel(mesh: Mesh, params, *, batch_axis: str = "data") -> Layout:
 
 
 def hidden_sharded(
-    mesh: Mesh, params, *, model_axis: str = "model", batch_axis: str | None = "data"
+    mesh: Mesh, params: Any, *, model_axis: str = "model", batch_axis: str | None = "data"
 ) -> Layout:
     """Hidden units split over ``model_axis`` (and the batch over ``batch_axis``, None for no split).
 
@@ -183,7 +186,7 @@ def sgd_step(
     loss_and_grad: LossAndGrad | None = None,
     *,
     donate: bool = False,
-):
+) -> Callable[..., tuple[Any, jax.Array, Any]]:
     """A compiled SGD step ``step(params, x, labels) -> (new_params, loss, grads)`` in ``layout``.
 
     ``loss_and_grad(params, x, labels) -> (loss, grads)`` defaults to ``jax.value_and_grad`` of
@@ -213,7 +216,7 @@ def data_parallel_shard_map(
     loss_and_grad: LossAndGrad | None = None,
     *,
     batch_axis: str = "data",
-):
+) -> Callable[..., tuple[Any, jax.Array, Any]]:
     """The data-parallel step with its one collective written out (``shard_map``).
 
     Each device runs ``loss_and_grad`` on its slice of the batch, whole parameters in hand; the loss is a
@@ -224,7 +227,7 @@ def data_parallel_shard_map(
     _check_batch_axis(mesh, batch_axis)
     if loss_and_grad is None:
         loss_and_grad = jax.value_and_grad(mlp_loss)
-    shard_map = getattr(jax, "shard_map", None)
+    shard_map: Any = getattr(jax, "shard_map", None)
     if shard_map is None:  # jax < 0.7
         from jax.experimental.shard_map import shard_map  # type: ignore[no-redef]
 

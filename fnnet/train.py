@@ -34,6 +34,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 from jax import lax
 
 from fnnet import primitive as _primitive
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 Params = Sequence[Mapping[str, jax.Array]]
+#: An activation: a name (``"relu"``), an fnnet public function, a ``functools.partial`` of one, or None.
+Activation = Any
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +140,7 @@ def activation_names() -> list[str]:
 
 
 LOSSES = ("softmax_cross_entropy", "mse")
+"""The training losses that :func:`loss_fn`, :func:`loss_and_grad` and :func:`fit` accept by name."""
 
 
 def _loss_name(loss) -> str:
@@ -243,7 +247,10 @@ def _check_labels(params, x, labels):
         )
 
 
-def loss_fn(params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"):
+def loss_fn(
+    params: Params, x: ArrayLike, labels: ArrayLike, *, activation: Activation = "relu",
+    loss: str = "softmax_cross_entropy",
+) -> jax.Array:
     """The mean training loss of ``mlp(params, x, activation)`` through fnnet's public functions.
 
     ``loss="softmax_cross_entropy"``: integer ``labels (batch,)`` go to
@@ -273,7 +280,10 @@ def loss_fn(params: Params, x, labels, *, activation="relu", loss="softmax_cross
     return jnp.mean(per_example)
 
 
-def loss_and_grad(params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"):
+def loss_and_grad(
+    params: Params, x: ArrayLike, labels: ArrayLike, *, activation: Activation = "relu",
+    loss: str = "softmax_cross_entropy",
+) -> tuple[jax.Array, list[dict[str, jax.Array]]]:
     r"""The mean loss of an MLP and its gradient, by the hand-written backward pass alone.
 
     Forward: :math:`h_0 = x`, :math:`z_l = h_{l-1} W_l^\top + b_l`, :math:`h_l = φ(z_l)` for
@@ -312,7 +322,7 @@ def loss_and_grad(params: Params, x, labels, *, activation="relu", loss="softmax
 
     # Forward, keeping each rule's residuals on a tape.
     tape = []
-    h = x
+    h: Any = x
     last = len(params) - 1
     for i, layer in enumerate(params):
         W = layer["W"]
@@ -409,7 +419,7 @@ def momentum(learning_rate: float, beta: float = 0.9, nesterov: bool = False) ->
     return Optimizer(init, update)
 
 
-def apply_updates(params, updates):
+def apply_updates(params: Any, updates: Any) -> Any:
     """``params + updates`` leaf by leaf, each result in its parameter's dtype."""
     return jax.tree_util.tree_map(lambda p, u: (p + u.astype(p.dtype)), params, updates)
 
@@ -422,10 +432,10 @@ def apply_updates(params, updates):
 def make_step(
     optimizer: Optimizer,
     *,
-    activation="relu",
-    loss="softmax_cross_entropy",
-    grad_fn: Callable | None = None,
-):
+    activation: Activation = "relu",
+    loss: str = "softmax_cross_entropy",
+    grad_fn: Callable[..., Any] | None = None,
+) -> Callable[..., tuple[Any, Any, jax.Array]]:
     """One pure training step ``step(params, opt_state, x, labels) -> (params, opt_state, loss)``.
 
     ``grad_fn(params, x, labels) -> (loss, grads)`` defaults to :func:`loss_and_grad` (the hand
@@ -461,7 +471,9 @@ def _batches(key, x, labels, batch_size, shuffle):
     )
 
 
-def make_epoch(step: Callable, batch_size: int, *, shuffle: bool = True):
+def make_epoch(
+    step: Callable[..., Any], batch_size: int, *, shuffle: bool = True
+) -> Callable[..., tuple[Any, Any, jax.Array]]:
     """One epoch as one compiled call: ``epoch(params, opt_state, x, labels, key) -> (params,
     opt_state, losses)``.
 
@@ -498,7 +510,7 @@ def _predict(params, x, activation):
     return jnp.argmax(layers.mlp(params, x, activation=activation), axis=-1)
 
 
-def accuracy(params: Params, x, labels, *, activation="relu") -> float:
+def accuracy(params: Params, x: ArrayLike, labels: ArrayLike, *, activation: Activation = "relu") -> float:
     """The fraction of examples whose largest logit is at the true class.
 
     ``labels``: integer classes ``(batch,)``, or float targets ``(batch, C)`` whose largest entry is
@@ -515,7 +527,8 @@ _loss_jit = jax.jit(loss_fn, static_argnames=("activation", "loss"))
 
 
 def evaluate(
-    params: Params, x, labels, *, activation="relu", loss="softmax_cross_entropy"
+    params: Params, x: ArrayLike, labels: ArrayLike, *, activation: Activation = "relu",
+    loss: str = "softmax_cross_entropy",
 ) -> dict[str, float]:
     """``{"loss": mean loss, "accuracy": fraction correct}`` on ``(x, labels)``."""
     value = _loss_jit(params, jnp.asarray(x), jnp.asarray(labels), activation=activation, loss=loss)
@@ -548,17 +561,17 @@ class FitResult(NamedTuple):
 
 def fit(
     params: Params,
-    x,
-    labels,
+    x: ArrayLike,
+    labels: ArrayLike,
     *,
     optimizer: Optimizer,
     epochs: int,
     batch_size: int,
-    activation="relu",
-    loss="softmax_cross_entropy",
-    key=None,
+    activation: Activation = "relu",
+    loss: str = "softmax_cross_entropy",
+    key: jax.Array | None = None,
     callback: Callable[[EpochInfo], Any] | None = None,
-    grad_fn: Callable | None = None,
+    grad_fn: Callable[..., Any] | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs: a Python loop over epochs, each one compiled ``lax.scan``.
 
@@ -589,7 +602,6 @@ def fit(
 # Command line: python -m fnnet train
 # ---------------------------------------------------------------------------------------------
 
-#: Per-dataset defaults of the command line (any of them can be overridden by its flag).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "xor": dict(activation="tanh", hidden=(8,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
     "spirals": dict(activation="tanh", hidden=(64, 64), epochs=300, lr=0.05, momentum=0.9, batch_size=32),
@@ -599,6 +611,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "breast_cancer": dict(activation="tanh", hidden=(32,), epochs=50, lr=0.01, momentum=0.9, batch_size=32),
     "digits": dict(activation="relu", hidden=(64, 64), epochs=50, lr=0.05, momentum=0.9, batch_size=32),
 }
+"""Per-dataset defaults of ``python -m fnnet train`` (any of them can be overridden by its flag)."""
 
 
 def _hidden_arg(text: str) -> tuple[int, ...]:
@@ -702,6 +715,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m fnnet train: {e}", file=sys.stderr)
         return 1
 
+    n_train = int(ds.x_train.shape[0])
+    if cfg["batch_size"] > n_train:  # fit would take full-batch steps anyway: say so, print what runs
+        print(
+            f"python -m fnnet train: --batch-size {cfg['batch_size']} is more than the {n_train} training "
+            f"points of {args.dataset}; using {n_train} (full-batch steps)",
+            file=sys.stderr,
+        )
+        cfg["batch_size"] = n_train
     key_init, key_fit = jax.random.split(jax.random.key(args.seed))
     sizes = [ds.n_features, *cfg["hidden"], ds.n_classes]
     init = "he" if cfg["activation"] in ("relu", "leaky_relu", "relu6") else "glorot"

@@ -21,9 +21,14 @@ plus the structural checks of the rule. The ``gradcheck`` column shows the worst
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import os
 import sys
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +43,7 @@ class Row:
     name: str
     err_autodiff: float
     err_fd: float
-    gradcheck: object = None  # the float32 GradCheckReport (None when not run)
+    gradcheck: Any = None  # the float32 GradCheckReport (None when not run)
 
     @property
     def passed(self) -> bool:
@@ -59,32 +64,53 @@ def _flat(f, args, i):
 
 
 def _central_jacobian(g, v):
-    h = np.finfo(np.float64).eps ** (1 / 3) * jnp.maximum(1.0, jnp.abs(v))
+    h = float(np.finfo(np.float64).eps) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(v))
     basis = jnp.eye(v.size, dtype=v.dtype) * h[:, None]
     cols = jax.vmap(lambda e, hh: (g(v + e) - g(v - e)) / (2 * hh))(basis, h)
     return cols.T
 
 
 def _normwise(a, b):
-    scale = max(float(jnp.max(jnp.abs(b))), np.finfo(np.float64).tiny)
-    return float(jnp.max(jnp.abs(a - b))) / scale
+    a, b = np.asarray(a), np.asarray(b)
+    scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(a - b))) / scale
 
 
-def check_primitive(prim, static, key, gradcheck: bool = True) -> Row:
+# verify compiles each of its programs once and runs it once, on inputs of a few dozen entries: the
+# compile is nearly all of the time, and LLVM's optimization passes are most of the compile. They change
+# how fast a program runs, not what it computes (XLA's CPU backend does no fast-math reassociation).
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _compile_once(f, *args):
+    """Run ``f(*args)`` as one compiled program, without the optimizations a hot loop would want."""
+    jitted = jax.jit(f)
+    if jax.default_backend() != "cpu":  # the options above are the CPU backend's
+        return jitted(*args)
+    return jitted.lower(*args).compile(COMPILER_OPTIONS)(*args)
+
+
+def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck: bool = True) -> Row:
     args = tuple(a.astype(jnp.float64) for a in prim.sample_inputs(key, jnp.float64, **static))
     fn = lambda *a: prim.fn(*a, **static)  # noqa: E731
     fwd = lambda *a: prim.forward_mode(*a, **static)  # noqa: E731
     ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
     err_ad = err_fd = 0.0
     for i in range(len(args)):
-        v = args[i].ravel()
-        j_vjp = jax.jacrev(_flat(fn, args, i))(v)
-        j_jvp = jax.jacfwd(_flat(fwd, args, i))(v)
-        j_ref = jax.jacrev(_flat(ref, args, i))(v)
-        j_fd = _central_jacobian(_flat(fn, args, i), v)
+
+        def jacobians(args, v, i=i):
+            # the four Jacobians of argument i, in one program: one compile per argument
+            return (
+                jax.jacrev(_flat(fn, args, i))(v),
+                jax.jacfwd(_flat(fwd, args, i))(v),
+                jax.jacrev(_flat(ref, args, i))(v),
+                _central_jacobian(_flat(fn, args, i), v),
+            )
+
+        j_vjp, j_jvp, j_ref, j_fd = _compile_once(jacobians, args, args[i].ravel())
         err_ad = max(err_ad, _normwise(j_vjp, j_ref), _normwise(j_jvp, j_ref))
         err_fd = max(err_fd, _normwise(j_vjp, j_fd), _normwise(j_jvp, j_fd))
-    label = prim.name + "".join(f" {k}={v}" for k, v in static.items() if len(prim.variants) > 1)
+    label = _label(prim, static)
     report = None
     if gradcheck:
         from fnnet.check import gradcheck as run_gradcheck
@@ -97,21 +123,46 @@ def check_primitive(prim, static, key, gradcheck: bool = True) -> Row:
     return Row(label, err_ad, err_fd, report)
 
 
-def verify(names=None, seed: int = 0, gradcheck: bool = True) -> list[Row]:
-    """Check every registered primitive (or those named); needs float64 (``jax_enable_x64``)."""
+def _label(prim, static) -> str:
+    return prim.name + "".join(f" {k}={v}" for k, v in static.items() if len(prim.variants) > 1)
+
+
+def _selected(names=None):
+    """The (primitive, static variant) pairs to check, in registry order."""
     import fnnet  # noqa: F401  (registers everything)
     from fnnet.primitive import registry
 
-    if not jax.config.jax_enable_x64:
-        raise RuntimeError("verify runs in float64: enable jax_enable_x64 first")
     prims = registry()
     if names:
         unknown = sorted(set(names) - set(prims))
         if unknown:
             raise SystemExit(f"unknown primitive(s): {', '.join(unknown)}; known: {', '.join(sorted(prims))}")
         prims = {n: prims[n] for n in names}
+    return [(p, dict(v)) for p in prims.values() for v in p.variants]
+
+
+def iter_verify(
+    names: Sequence[str] | None = None, seed: int = 0, gradcheck: bool = True, workers: int | None = None
+) -> Iterator[Row]:
+    """Like :func:`verify`, one row at a time, as each finishes."""
+    if not jax.config.jax_enable_x64:  # type: ignore[attr-defined]  # (the current value, scopes included)
+        raise RuntimeError("verify runs in float64: enable jax_enable_x64 first")
     key = jax.random.key(seed)
-    return [check_primitive(p, dict(v), key, gradcheck) for p in prims.values() for v in p.variants]
+    selected = _selected(names)
+    if workers is None:
+        workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if workers <= 1:
+        for prim, static in selected:
+            yield check_primitive(prim, static, key, gradcheck)
+        return
+    # XLA compiles with the GIL released: rows compile side by side, and are yielded in order.
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(lambda ps: check_primitive(ps[0], ps[1], key, gradcheck), selected)
+
+
+def verify(names: Sequence[str] | None = None, seed: int = 0, gradcheck: bool = True) -> list[Row]:
+    """Check every registered primitive (or those named); needs float64 (``jax_enable_x64``)."""
+    return list(iter_verify(names, seed, gradcheck))
 
 
 def _gradcheck_cell(report) -> str:
@@ -126,26 +177,56 @@ def _gradcheck_cell(report) -> str:
     return " ".join(parts)
 
 
-def format_table(rows) -> str:
-    width = max(len(r.name) for r in rows)
-    lines = [
+def format_header(width: int) -> str:
+    return "\n".join([
         f"{'primitive':<{width}}  {'vs autodiff':>12}  {'vs central FD':>13}  {'gradcheck f32':>15}  verdict",
         f"{'':<{width}}  {'(tol %.1e)' % AUTODIFF_TOL:>12}  {'(tol %.0e)' % FD_TOL:>13}  {'(a) (b) (c)':>15}",
-    ]
-    for r in rows:
-        lines.append(
-            f"{r.name:<{width}}  {r.err_autodiff:12.2e}  {r.err_fd:13.2e}  {_gradcheck_cell(r.gradcheck):>15}"
-            f"  {'PASS' if r.passed else 'FAIL'}"
-        )
+    ])
+
+
+def format_row(r: Row, width: int) -> str:
+    return (
+        f"{r.name:<{width}}  {r.err_autodiff:12.2e}  {r.err_fd:13.2e}  {_gradcheck_cell(r.gradcheck):>15}"
+        f"  {'PASS' if r.passed else 'FAIL'}"
+    )
+
+
+def format_summary(rows: Sequence[Row], seconds: float | None = None) -> str:
+    """The closing count, then the full report of every row whose gradcheck failed."""
     n_fail = sum(not r.passed for r in rows)
-    lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    took = "" if seconds is None else f" in {seconds:.0f} s"
+    lines = [f"{len(rows) - n_fail} passed, {n_fail} failed{took}"]
     for r in rows:
         if r.gradcheck is not None and not r.gradcheck.passed:
             lines += ["", str(r.gradcheck)]
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def verdict(rows: Sequence[Row]) -> str:
+    """One line: what the run established, or which rows failed."""
+    failed = [r.name for r in rows if not r.passed]
+    if not failed:
+        return f"verify: OK, all {len(rows)} hand-written VJP/JVP rules agree with autodiff and finite differences"
+    return f"verify: FAILED, {len(failed)} of {len(rows)} rows: {', '.join(failed)}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    width = max(len(r.name) for r in rows)
+    return "\n".join([format_header(width), *(format_row(r, width) for r in rows), format_summary(rows)])
+
+
+def _fast_compiles() -> None:
+    """Compile the checker's programs without LLVM's optimizations too (see COMPILER_OPTIONS).
+
+    XLA reads ``XLA_FLAGS`` once, when the first computation starts its backend; later it has no effect.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        extra = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+        os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m fnnet verify", description=__doc__.splitlines()[0])
@@ -153,9 +234,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-gradcheck", action="store_true", help="skip the fnnet.gradcheck column")
     args = parser.parse_args(argv)
+    _fast_compiles()
     jax.config.update("jax_enable_x64", True)
-    rows = verify(args.names, args.seed, gradcheck=not args.no_gradcheck)
-    print(format_table(rows))
+    selected = _selected(args.names)
+    width = max(len(_label(p, s)) for p, s in selected)
+    print(f"checking {len(selected)} primitives and variants; one row as each finishes", flush=True)
+    print(format_header(width), flush=True)
+    start = time.perf_counter()
+    rows = []
+    for row in iter_verify(args.names, args.seed, gradcheck=not args.no_gradcheck):
+        rows.append(row)
+        print(format_row(row, width), flush=True)
+    print(format_summary(rows, time.perf_counter() - start))
+    print(verdict(rows))
     return 0 if all(r.passed for r in rows) else 1
 
 

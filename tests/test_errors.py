@@ -31,6 +31,9 @@ CASES = [
     ("dense-params-list", lambda: layers.dense([jnp.ones((3, 5))], jnp.ones(5)), TypeError, ["params", "dict", "list"]),
     ("init-mlp-sizes", lambda: layers.init_mlp(jax.random.key(0), [3]), ValueError, ["sizes", "[3]"]),
     ("init-dense-negative", lambda: layers.init_dense(jax.random.key(0), -1, 3), ValueError, ["n_in", "positive", "-1"]),
+    ("init-mlp-int-sizes", lambda: layers.init_mlp(jax.random.key(0), 4), TypeError, ["sizes", "list", "int 4"]),
+    ("init-dense-int-key", lambda: layers.init_dense(0, 4, 3), TypeError, ["key", "PRNG key", "int 0"]),
+    ("mlp-flax-layout-W", lambda: layers.mlp([{"W": jnp.ones((4, 3)), "b": jnp.ones(3)}], jnp.ones((2, 4))), ValueError, ["(n_in, n_out)", "Flax", "W.T"]),
     ("mlp-activation", lambda: layers.mlp(_mlp_params(), jnp.ones((2, 3)), activation="nope"), ValueError, ["activation", "'nope'", "known"]),
     ("mlp-x-shape", lambda: layers.mlp(_mlp_params(), jnp.ones((2, 5))), ValueError, ["x", "(2, 5)", "(4, 3)"]),
     # ----- ops: broadcasting and axes
@@ -84,3 +87,17 @@ def test_docs_errors_lists_every_case():
     doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
     missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in doc]
     assert not missing, f"docs/errors.md lacks {missing}: python experiments/errors_table.py > docs/errors.md"
+
+
+def test_docs_errors_md_is_what_its_generator_prints():
+    """docs/errors.md is generated (experiments/errors_table.py): it must not drift from the messages."""
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = subprocess.run([sys.executable, str(root / "experiments" / "errors_table.py")], capture_output=True,
+                         text=True, cwd=root, check=True)
+    assert run.stdout == (root / "docs" / "errors.md").read_text(), (
+        "docs/errors.md is stale: python experiments/errors_table.py > docs/errors.md"
+    )

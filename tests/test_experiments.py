@@ -202,3 +202,30 @@ def test_run_all_lists_every_experiment_and_skips_missing_packages(monkeypatch, 
     assert not list(tmp_path.iterdir())
     with pytest.raises(SystemExit):
         ra.main(["--only", "no_such_experiment"])
+
+
+# ---------------------------------------------------------------------------------------------
+# figures: written where they do not dirty the checkout, the same bytes every time
+# ---------------------------------------------------------------------------------------------
+
+
+def test_runs_write_untracked_figures_by_default():
+    C = _load("_common")
+    assert C.parser("doc").parse_args([]).out == C.OUT_DIR
+    assert C.OUT_DIR.relative_to(C.ROOT).parts[0] == "build"  # ignored by .gitignore
+    assert "build/" in (C.ROOT / ".gitignore").read_text().split()
+    assert "default=C.OUT_DIR" in (EXPERIMENTS_DIR / "run_all.py").read_text()  # run_all's --out too
+
+
+def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
+    C = _load("_common")
+    plt = C.pyplot()
+    paths = []
+    for name in ("a.png", "b.png"):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1, 2], [1, 0, 1], label="x")
+        ax.legend()
+        paths.append(C.save(fig, tmp_path / name))
+    data = [p.read_bytes() for p in paths]
+    assert data[0] == data[1]
+    assert b"Software" not in data[0]  # no matplotlib version in the file

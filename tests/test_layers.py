@@ -249,3 +249,21 @@ def test_mlp_bad_input():
     with pytest.raises(ValueError, match=r"layer params\[1\]: fnnet.dense: x of shape \(4,\) does not fit"):
         mlp([params[0], {"W": jnp.ones((2, 5), jnp.float32), "b": jnp.ones(2, jnp.float32)}],
             jnp.ones(3, jnp.float32))
+
+
+def test_init_mistakes_are_named():
+    with pytest.raises(TypeError, match=r"sizes must be the list of layer sizes .* got int 4"):
+        init_mlp(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match=r"init_dense: key must be one PRNG key .* got int 0"):
+        init_dense(0, 4, 3)
+    with pytest.raises(TypeError, match=r"init_mlp: key must be one PRNG key"):
+        init_mlp(jax.random.split(jax.random.key(0), 3), [2, 3])  # a batch of keys is not one key
+    # both kinds of key work
+    assert init_dense(jax.random.PRNGKey(0), 4, 3)["W"].shape == (3, 4)
+    assert init_mlp(jax.random.key(0), (2, 5, 3))[1]["W"].shape == (3, 5)
+
+
+def test_mlp_names_a_flax_layout_weight():
+    p = init_dense(jax.random.key(0), 4, 3)
+    with pytest.raises(ValueError, match=r"the layout of Flax and Keras; fnnet's W is \(n_out, n_in\): pass W.T"):
+        mlp([{"W": p["W"].T, "b": p["b"]}], jnp.ones((2, 4)))

@@ -8,7 +8,7 @@ line of measurements, and the tests below assert on it.
 Tolerance: a sharded gradient is the one-device gradient summed in another order (per-shard partial
 sums, then an all-reduce). Reordering a float32 sum of n terms moves it by at most about
 log2(n)·ε·Σ|terms| ≈ 8 · 6e-8 · Σ|terms| here; measured norm-wise (‖Δ‖/‖g‖, per leaf) it is ~1e-7.
-The issue asks for 1e-6 relative, which leaves room for that and fails on any real error (a missing
+The tests ask for 1e-6 relative, which leaves room for that and fails on any real error (a missing
 or doubled all-reduce is off by a factor of 8 or 2, a wrong shard by O(1)).
 """
 from __future__ import annotations

@@ -425,3 +425,10 @@ def test_defaults_cover_every_dataset():
     assert set(train.DEFAULTS) == set(data.NAMES)
     for cfg in train.DEFAULTS.values():
         assert cfg["activation"] in train.activation_names()
+
+
+def test_cli_batch_size_larger_than_the_data_is_clamped_and_said(capsys):
+    assert train.main(["--dataset", "xor", "--batch-size", "100000", "--epochs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "--batch-size 100000 is more than the 300 training points of xor; using 300" in err
+    assert "batch 300," in err and "batch 100000" not in err

@@ -19,8 +19,17 @@ def test_verify_table_rows_and_verdicts():
 
 
 def test_verify_main_exit_code(capsys):
-    assert verify.main(["sigmoid"]) == 0
-    assert "sigmoid" in capsys.readouterr().out
+    assert verify.main(["sigmoid", "relu"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("checking 2 primitives")
+    assert out[3].startswith("sigmoid") and out[4].startswith("relu")  # rows in registry order
+    assert out[-2].startswith("2 passed, 0 failed in ")
+    assert out[-1].startswith("verify: OK, all 2 ")
+
+
+def test_verdict_names_the_failing_rows():
+    rows = [verify.Row("good", 0.0, 0.0), verify.Row("bad", 1.0, 0.0)]
+    assert verify.verdict(rows) == "verify: FAILED, 1 of 2 rows: bad"
 
 
 def test_verify_flags_a_wrong_rule():
