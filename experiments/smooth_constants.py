@@ -1,0 +1,133 @@
+"""Generate the constant tables of fnnet/activations/smooth.py with mpmath (50 digits) and print them.
+
+    python experiments/smooth_constants.py
+
+* Root expansions. Where a derivative passes through zero at r (silu' at −1.2785, gelu' at −0.752 in both
+  forms) its usual formula cancels near r. There fnnet evaluates f'(x) (silu) or the factor of f' that
+  vanishes (gelu: g of σ(2u)·g and of φ(x)·g; a fit of f' itself would be small at the window's far
+  edge, where Horner's sum of O(1) terms loses digits) as d·Q(d) + c0 with d = x − r_h
+  (r_h: r rounded to the dtype; x − r_h is exact near r by Sterbenz), Q a Chebyshev fit of g(r + d)/d on
+  the window lo ≤ d ≤ hi (relative error far below the dtype's ε), and c0 = f'(r_h) ≈ −(r − r_h)·Q(0) the
+  value at r_h, which carries r's low bits. The window is where the usual formula's cancellation factor
+  exceeds ~1.5 (printed below).
+* erfcx. gelu's erf form needs erfc(z) = e^{−z²}·erfcx(z) for z = |x|/√2 up to 27 (float64) or 10
+  (float32); erfcx(z)·(1 + 2z) = F(t), t = (z − 4)/(z + 4) ∈ [−1, 1), is a smooth function of t and F is
+  a Chebyshev fit (Horner in t) to relative error below the dtype's ε.
+"""
+import math
+
+import mpmath
+import numpy as np
+
+mp = mpmath.mp
+mp.dps = 50
+
+
+def sig(v):
+    return 1 / (1 + mpmath.exp(-v))
+
+
+def fit_root(fprime, r, lo, hi, deg):
+    """Q with f'(r + d) = d·Q(d) on [lo, hi]; (monomial coefficients low → high, max relative error)."""
+    def q(d):
+        d = d if abs(d) > mpmath.mpf(10) ** -30 else mpmath.mpf(10) ** -30
+        return fprime(r + d) / d
+    poly, _ = mpmath.chebyfit(q, [lo, hi], deg + 1, error=True)
+    rel = max(abs(mpmath.polyval(poly, d) / q(d) - 1) for d in mpmath.linspace(lo, hi, 301))
+    return [float(c) for c in poly[::-1]], float(rel)
+
+
+def dtype_const(v, dtype):
+    return mpmath.mpf(float(np.asarray(v, dtype)))
+
+
+def gelu_tanh_prime(dtype):
+    """The bracket g of gelu' = σ(2u)·g, g = 1 + x·2u'·σ(−2u) (σ(2u) itself never cancels)."""
+    c1, c2 = dtype_const(math.sqrt(2 / math.pi), dtype), dtype_const(0.044715, dtype)
+    def f(x):
+        u2 = 2 * c1 * (x + c2 * x**3)
+        return 1 + x * 2 * c1 * (1 + 3 * c2 * x**2) * sig(-u2)
+    def ratio(x):  # cancellation factor of σ(2u)(1 + x·2u'·σ(−2u))
+        u2 = 2 * c1 * (x + c2 * x**3)
+        a = x * 2 * c1 * (1 + 3 * c2 * x**2) * sig(-u2)
+        return abs(a) / abs(1 + a)
+    return f, ratio
+
+
+def gelu_erf_prime(dtype):
+    """The bracket g of gelu' = φ(x)·g, g = x + Φ(x)/φ(x) (φ itself never cancels)."""
+    def f(x):
+        return x + mpmath.erfc(-x / mpmath.sqrt(2)) / 2 / mpmath.npdf(x)
+    def ratio(x):
+        return abs(x) / abs(f(x))
+    return f, ratio
+
+
+def silu_prime(dtype):
+    def f(x):
+        return sig(x) * (1 + x * sig(-x))
+    def ratio(x):  # e(1 + x + e)/(1 + e)², e = e^x: the sum (1 + x) + e
+        e = mpmath.exp(x)
+        return e / abs(1 + x + e)
+    return f, ratio
+
+
+# (name, derivative factory, initial root, window (lo, hi) of d = x − r, degree per dtype)
+ROOTS = [
+    ("SILU", silu_prime, -1.278, (-0.3, 0.3), {"float32": 6, "float64": 12}),
+    ("GELU_TANH", gelu_tanh_prime, -0.752, (-1.5, 0.3), {"float32": 10, "float64": 21}),
+    ("GELU_ERF", gelu_erf_prime, -0.752, (-1.5, 0.3), {"float32": 10, "float64": 18}),
+]
+
+ERFCX_K = 4
+ERFCX = {"float32": (10.5, 11), "float64": (27.5, 24)}  # (z_max, degree)
+
+
+def erfcx_fit(zmax, deg):
+    K = mpmath.mpf(ERFCX_K)
+    tmax = (zmax - K) / (zmax + K)
+    def F(t):
+        z = K * (1 + t) / (1 - t)
+        return mpmath.exp(z * z) * mpmath.erfc(z) * (1 + 2 * z)
+    poly, _ = mpmath.chebyfit(F, [-1, tmax], deg + 1, error=True)
+    rel = max(abs(mpmath.polyval(poly, t) / F(t) - 1) for t in mpmath.linspace(-1, tmax, 401))
+    return [float(c) for c in poly[::-1]], float(rel), float(sum(abs(c) for c in poly))
+
+
+def _tuple(values, indent=8, width=100):
+    """A tuple literal wrapped to ``width`` columns."""
+    lines, line = [], " " * indent
+    for v in values:
+        item = repr(v) + ", "
+        if len(line) + len(item) > width:
+            lines.append(line.rstrip())
+            line = " " * indent
+        line += item
+    lines.append(line.rstrip())
+    return "(\n" + "\n".join(lines) + "\n" + " " * (indent - 4) + ")"
+
+
+def main():
+    for name, factory, r0, (lo, hi), degs in ROOTS:
+        print(f"_{name}_ROOT = {{")
+        for dtype, deg in degs.items():
+            f, ratio = factory(dtype)
+            r = mpmath.findroot(f, r0)
+            rh = float(np.asarray(float(r), dtype))
+            coeffs, rel = fit_root(f, r, lo, hi, deg)
+            c0 = float(f(mpmath.mpf(rh)))
+            edge = max(ratio(r + lo), ratio(r + hi))
+            print(f"    # root {mpmath.nstr(r, 25)}; fit relative error {rel:.2g}; "
+                  f"cancellation at the edges {float(edge):.2f}")
+            print(f"    {dtype!r}: ({rh!r}, {c0!r}, {(lo, hi)!r}, {_tuple(coeffs, 12)}),")
+        print("}")
+    print("_ERFCX = {")
+    for dtype, (zmax, deg) in ERFCX.items():
+        coeffs, rel, size = erfcx_fit(zmax, deg)
+        print(f"    # z ≤ {zmax}: relative error {rel:.2g}; Σ|c_k| = {size:.3g}")
+        print(f"    {dtype!r}: ({zmax!r}, {_tuple(coeffs, 12)}),")
+    print("}")
+
+
+if __name__ == "__main__":
+    main()
