@@ -425,27 +425,28 @@ def _scaled_exp_neg(a):
 
 
 def _gelu_tanh_parts(x):
-    """σ(±2u) with 2u = v + ve: (s, sm, scale) with σ(2u) = s·scale, σ(−2u) = sm."""
-    v, ve, sq = _gelu_2u(x)
+    """σ(±2u), 2u = v + ve: (q, rt, v, ve, scale) with σ(v) = q·scale, σ(−v) = rt, and
+    σ(2u) = σ(v)(1 + ve·σ(−v)) to first order (|ve| ≤ ulp(v)). One exp, one division; written with
+    few reuses of each intermediate, which keeps XLA's fusion of the whole derivative in one loop."""
+    v, ve, _ = _gelu_2u(x)
     neg = v < 0
     es, scale = _scaled_exp_neg(jnp.abs(v))
     e = es * scale
     t = 1 / (1 + e)
-    sm0 = jnp.where(neg, t, e * t)  # σ(−v)
-    s = jnp.where(neg, es * t, t) * (1 + ve * sm0)  # σ(v + ve) = σ(v)(1 + ve·σ(−v)) to first order
-    return s, sm0, jnp.where(neg, scale, 1.0), sq
+    return jnp.where(neg, es, 1.0) * t, jnp.where(neg, 1.0, e) * t, v, ve, jnp.where(neg, scale, 1.0)
 
 
 def _erfc_parts(x):
-    """(P, E, scale, R): ½erfc(|x|/√2) = P·scale (= Φ(−|x|)), e^{−x²/2} = E·scale from x² = p + pe
-    exactly, and R = erfcx(z) = e^{z²}erfc(z), z = |x|/√2, from its fit F(t) = erfcx(z)·(1 + 2z)."""
+    """(E, scale, R): e^{−x²/2} = E·scale from x² = p + pe exactly, and R = erfcx(z) = e^{z²}erfc(z),
+    z = |x|/√2, from its fit F(t) = erfcx(z)·(1 + 2z); so Φ(−|x|) = ½erfc(z) = ½E·R·scale."""
     zmax, coeffs = _ERFCX[x.dtype.name]
     p, pe = _two_prod(x, x)
     es, scale = _scaled_exp_neg(0.5 * p)
-    E = es * (1 - 0.5 * pe)
     z = jnp.minimum(jnp.abs(x) * _INV_SQRT_2, zmax)
-    R = _horner((z - 4.0) / (z + 4.0), coeffs) / (1 + 2 * z)
-    return 0.5 * E * R, E, scale, R
+    # t = (z − 4)/(z + 4) as (z − 4)·(1/(z + 4)): Horner reads t once per coefficient, and XLA's CPU
+    # fusion splits the loop at a division read that often (a product is duplicated instead).
+    R = _horner((z - 4.0) * (1 / (z + 4.0)), coeffs) / (1 + 2 * z)
+    return es * (1 - 0.5 * pe), scale, R
 
 
 @_in_float32
@@ -459,10 +460,11 @@ def _gelu(x, approximate=True):
     xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit
     xm = jnp.where(x < -40.0, 0.0, x).astype(x.dtype)  # −∞ gives 0, +∞ gives ∞
     if approximate:
-        s, _, scale, _ = _gelu_tanh_parts(xc)
-        return (xm * s) * scale
-    P, _, scale, _ = _erfc_parts(xc)
-    return jnp.where(x < 0, (xm * P) * scale, xm * (1 - P * scale))
+        q, rt, _, ve, scale = _gelu_tanh_parts(xc)
+        return (xm * (q * (1 + ve * rt))) * scale
+    E, scale, R = _erfc_parts(xc)
+    xP = xm * (0.5 * E * R)  # x·Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
+    return jnp.where(x < 0, xP * scale, xm - xP * scale)
 
 
 def _dgelu(x, y, approximate=True):
@@ -470,18 +472,23 @@ def _dgelu(x, y, approximate=True):
     if approximate:
         # σ(2u)·g, g = 1 + x·2u'·σ(−2u): positive terms for x ≥ 0; for x < 0, g cancels towards its
         # root r ≈ −0.752 and is taken from the expansion about r there.
-        k1, k3h, _ = _gelu_tanh_constants(x.dtype)
-        s, sm, scale, sq = _gelu_tanh_parts(xc)
-        g = 1 + xc * (k1 + (3 * k3h) * sq) * sm
+        # x·2u' = K1x + 3K3x³ = 3·2u − 2K1x, from the double-word 2u: ~1 rounding instead of ~5.
+        k1, _, _ = _gelu_tanh_constants(x.dtype)
+        q, rt, v, ve, scale = _gelu_tanh_parts(xc)
+        g = 1 + ((3 * v - (2 * k1) * xc) + 3 * ve) * rt
         near, inside = _root_expansion(xc, _GELU_TANH_ROOT)
-        return (s * jnp.where(inside, near, g)) * scale
-    # Φ(x) + xφ(x). x ≥ 0: positive terms. x < 0: φ(x)·g with g = x + Φ(x)/φ(x) = x + √(π/2)·erfcx(z)
-    # (Φ/φ from the same fit as Φ), which cancels towards its root r ≈ −0.752: expansion about r there.
-    P, E, scale, ratio = _erfc_parts(xc)
-    phi = _INV_SQRT_2PI * E
+        return (q * (1 + ve * rt) * jnp.where(inside, near, g)) * scale
+    # Φ(x) + xφ(x), φ(x) = e^{−x²/2}/√(2π). x < 0: φ(x)·g with g = x + Φ(x)/φ(x) = x + √(π/2)·erfcx(z),
+    # which cancels towards its root r ≈ −0.752 (expansion about r there). x ≥ 0: 1 − ½erfc(z) + xφ =
+    # 1 + e^{−x²/2}(x/√(2π) − ½erfcx(z)), the bracket below ½ in magnitude against a result ≥ ½.
+    E, scale, R = _erfc_parts(xc)
+    neg = xc < 0
     near, inside = _root_expansion(xc, _GELU_ERF_ROOT)
-    g = jnp.where(inside, near, xc + _SQRT_PI_OVER_2 * ratio)
-    return jnp.where(xc < 0, (phi * g) * scale, (1 - P * scale) + (xc * phi) * scale)
+    # φ·g = e^{−x²/2}(x/√(2π) + ½erfcx(z)) for x < 0 (√(π/2)/√(2π) = ½), and the bracket of x ≥ 0 is
+    # the same with −½: one expression, R read once (see _erfc_parts on XLA's fusion).
+    bracket = _INV_SQRT_2PI * xc + jnp.where(neg, 0.5, -0.5) * R
+    A = (E * jnp.where(neg & inside, _INV_SQRT_2PI * near, bracket)) * scale
+    return jnp.where(neg, A, 1 + A)
 
 
 def _gelu_reference(x, approximate=True):
@@ -505,11 +512,12 @@ def _elu(x, alpha=1.0):
     return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.where(x > 0, 0.0, x)))
 
 
-def _delu(x, y, alpha=1.0):
-    # α·e^x formed as (α·e_s)·scale: for α > 1 (selu's λα ≈ 1.76) the result is still normal where e^x
-    # alone is already subnormal, and a subnormal intermediate would cost all its bits (left-tail scaling).
+def _delu(x, y, alpha=1.0, lam=1.0):
+    # λα·e^x formed as ((λα)·e_s)·scale: for λα > 1 (selu's ≈ 1.76) the result is still normal where e^x
+    # alone (or α·e^x) is already subnormal, and a subnormal intermediate would cost all its bits (the
+    # CPU flushes it to 0): left-tail scaling, the scale applied last. λ = 1 for elu.
     _, e_s, scale = _exp_neg_scaled(-jnp.minimum(x, 0.0))
-    return jnp.where(x > 0, 1.0, (alpha * e_s) * scale).astype(x.dtype)
+    return jnp.where(x > 0, lam, ((lam * alpha) * e_s) * scale).astype(x.dtype)
 
 
 elu = elementwise(
@@ -528,7 +536,7 @@ def _selu(x):
 
 
 selu = elementwise(
-    "selu", _selu, lambda x, y: SELU_SCALE * _delu(x, y, SELU_ALPHA),
+    "selu", _selu, lambda x, y: _delu(x, y, SELU_ALPHA, SELU_SCALE),
     reference=lambda x: SELU_SCALE * jnp.where(x > 0, x, SELU_ALPHA * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     kinks=(Kink(0.0, SELU_SCALE * SELU_ALPHA, note="left derivative λα ≈ 1.7581 (right: λ); jax.nn and torch agree"),),
     derivation="λ·elu'(x, α)",
@@ -573,19 +581,23 @@ def _squareplus_parts(x, b):
 
 @_in_float32
 def _squareplus(x, b=4.0):
-    r"""Squareplus :math:`(x + \sqrt{x² + b})/2`; for x < 0 as :math:`(b/2)/(\sqrt{x²+b} − x)`
-    (no cancellation); x² is not formed past |x| = 2⁶⁰."""
-    h, m = _squareplus_parts(x, b)
-    return jnp.where(x < 0, (0.5 * b) / m, 0.5 * x + 0.5 * h)  # (not 0.5·m: m overflows past max/2)
+    r"""Squareplus :math:`(x + \sqrt{x² + b})/2 = \max(x, 0) + (b/2)/(\sqrt{x²+b} + |x|)` (for x ≥ 0,
+    (h − x)/2 = (b/2)/(h + x)): one division, no cancellation, no overflow of x + h; x² is not formed
+    past |x| = 2⁶⁰."""
+    _, m = _squareplus_parts(x, b)
+    return jnp.maximum(x, 0.0) + (0.5 * b) / m
 
 
 def _dsquareplus(x, y, b=4.0):
-    # (1 + x/h)/2 = (h + x)/(2h): for x ≥ 0 that is m/(2h); for x < 0, (h + x) = b/(h − x) = b/m, so
-    # b/(2h·m) without cancellation: one division. +∞ is clipped to 2⁶⁰, where the result is 1.
+    # (1 + x/h)/2 = (h + x)/(2h), which cancels only for x ≪ 0: below x = −1 it is written
+    # b/(2h·m) (h + x = b/(h − x) = b/m); above, (h + x)/(2h) cancels by at most |x|/(h + x) ≤ 0.81.
+    # One division. Below −2³² numerator and denominator are scaled by 2⁻⁶⁴ (exact) so that 2h·m
+    # (≈ 4x²) does not overflow where the result is still normal. +∞ is clipped to 2⁶⁰ (result 1).
     xc = jnp.minimum(x, 2.0**60)
     h, m = _squareplus_parts(xc, b)
-    pos = xc >= 0
-    return jnp.where(pos, m, b) / ((2 * h) * jnp.where(pos, 1.0, m))
+    left = xc < -1.0
+    s = jnp.where(xc < -(2.0**32), 2.0**-64, 1.0)
+    return jnp.where(left, b * s, h + xc) / ((2 * h) * jnp.where(left, m * s, 1.0))
 
 
 squareplus = elementwise(
@@ -654,6 +666,17 @@ _TANHSHRINK_CHEB = (
 )
 
 
+def _tanhshrink_series(x, s):
+    """s·p(s) = (x − tanh x)/x for s = x² ≤ 4 (Clenshaw over _TANHSHRINK_CHEB)."""
+    t = 0.5 * s - 1.0
+    eps = float(jnp.finfo(x.dtype).eps)
+    coeffs = [c for c in _TANHSHRINK_CHEB if abs(c) >= 0.01 * eps]
+    b1 = b2 = jnp.zeros_like(x)
+    for c in coeffs[:0:-1]:
+        b1, b2 = 2 * t * b1 - b2 + c, b1
+    return s * (t * b1 - b2 + coeffs[0])
+
+
 def _tanhshrink(x):
     r"""torch's Tanhshrink :math:`x − \tanh x` (no jax.nn equivalent).
 
@@ -662,18 +685,19 @@ def _tanhshrink(x):
     """
     small = jnp.abs(x) < 2.0
     s = jnp.square(jnp.where(small, x, 0.0))
-    t = 0.5 * s - 1.0
-    eps = float(jnp.finfo(x.dtype).eps)
-    coeffs = [c for c in _TANHSHRINK_CHEB if abs(c) >= 0.01 * eps]
-    b1 = b2 = jnp.zeros_like(x)
-    for c in coeffs[:0:-1]:
-        b1, b2 = 2 * t * b1 - b2 + c, b1
-    p = t * b1 - b2 + coeffs[0]
-    return jnp.where(small, x * (s * p), x - _tanh(x))
+    return jnp.where(small, x * _tanhshrink_series(x, s), x - _tanh(x))
+
+
+def _dtanhshrink(x, y):
+    # tanh² x: squaring tanh doubles its error; instead 1 − sech² x for |x| ≥ 0.88 (sech² ≤ ½ there, so
+    # the difference loses nothing) and s·(1 − s·p(s))², s = x², from the value's series below.
+    small = jnp.abs(x) < 0.88
+    s = jnp.square(jnp.where(small, x, 0.0))
+    return jnp.where(small, s * jnp.square(1 - _tanhshrink_series(x, s)), 1 - _sech2(x))
 
 
 tanhshrink = elementwise(
-    "tanhshrink", _tanhshrink, lambda x, y: jnp.square(_tanh(x)),
+    "tanhshrink", _tanhshrink, _dtanhshrink,
     reference=lambda x: x - (jnp.exp(x) - jnp.exp(-x)) / (jnp.exp(x) + jnp.exp(-x)),
     domain=(-3.0, 3.0),
     derivation="(x − tanh x)' = 1 − sech² x = tanh² x",
