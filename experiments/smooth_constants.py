@@ -10,9 +10,12 @@
   the window lo ≤ d ≤ hi (relative error far below the dtype's ε), and c0 = f'(r_h) ≈ −(r − r_h)·Q(0) the
   value at r_h, which carries r's low bits. The window is where the usual formula's cancellation factor
   exceeds ~1.5 (printed below).
-* erfcx. gelu's erf form needs erfc(z) = e^{−z²}·erfcx(z) for z = |x|/√2 up to 27 (float64) or 10
-  (float32); erfcx(z)·(1 + 2z) = F(t), t = (z − 4)/(z + 4) ∈ [−1, 1), is a smooth function of t and F is
-  a Chebyshev fit (Horner in t) to relative error below the dtype's ε.
+* erfcx. gelu's erf form needs erfc(z) = e^{−z²}·erfcx(z), z = |x|/√2, for |x| up to 39 (float64) or 15
+  (float32). With w = |x| and K = 6: G(t) = erfcx(z)·(w + K), t = (w − K)/(w + K) ∈ [−1, 1), is a
+  smooth function of t, fitted (Chebyshev, Horner in t) to relative error below the dtype's ε; then
+  erfcx(z) = G(t)·r with r = 1/(w + K), the one division, and t = 2w·r − 1. Working in w avoids rounding
+  z (erfcx's relative error is z's at large z). t is held to ε/4 absolute, which costs
+  K/(2√2)·(ε/4)·1.13 relative at w = 0 and (w + K)²/(8Kw)·ε at large w: K = 6 balances them (≲ ε).
 """
 import math
 
@@ -75,22 +78,26 @@ def silu_prime(dtype):
 # (name, derivative factory, initial root, window (lo, hi) of d = x − r, degree per dtype)
 ROOTS = [
     ("SILU", silu_prime, -1.278, (-0.3, 0.3), {"float32": 6, "float64": 12}),
-    ("GELU_TANH", gelu_tanh_prime, -0.752, (-1.5, 0.3), {"float32": 10, "float64": 21}),
-    ("GELU_ERF", gelu_erf_prime, -0.752, (-1.5, 0.3), {"float32": 10, "float64": 18}),
+    ("GELU_TANH", gelu_tanh_prime, -0.752, (-1.5, 0.45), {"float32": 10, "float64": 21}),
+    ("GELU_ERF", gelu_erf_prime, -0.752, (-1.5, 0.45), {"float32": 10, "float64": 18}),
 ]
 
-ERFCX_K = 4
-ERFCX = {"float32": (10.5, 11), "float64": (27.5, 24)}  # (z_max, degree)
+ERFCX_K = 6  # in units of |x| = √2·z (exactly representable: no rounding of z = |x|/√2 enters)
+ERFCX = {"float32": (15.0, 11), "float64": (39.0, 24)}  # (|x|_max, degree)
 
 
-def erfcx_fit(zmax, deg):
+def erfcx_fit(wmax, deg):
+    """G(t) = erfcx(|x|/√2)·(|x| + K), t = (|x| − K)/(|x| + K), on [−1, t(wmax)]."""
     K = mpmath.mpf(ERFCX_K)
-    tmax = (zmax - K) / (zmax + K)
-    def F(t):
-        z = K * (1 + t) / (1 - t)
-        return mpmath.exp(z * z) * mpmath.erfc(z) * (1 + 2 * z)
-    poly, _ = mpmath.chebyfit(F, [-1, tmax], deg + 1, error=True)
-    rel = max(abs(mpmath.polyval(poly, t) / F(t) - 1) for t in mpmath.linspace(-1, tmax, 401))
+    tmax = (wmax - K) / (wmax + K)
+
+    def G(t):
+        w = K * (1 + t) / (1 - t)
+        z = w / mpmath.sqrt(2)
+        return mpmath.exp(z * z) * mpmath.erfc(z) * (w + K)
+
+    poly, _ = mpmath.chebyfit(G, [-1, tmax], deg + 1, error=True)
+    rel = max(abs(mpmath.polyval(poly, t) / G(t) - 1) for t in mpmath.linspace(-1, tmax, 401))
     return [float(c) for c in poly[::-1]], float(rel), float(sum(abs(c) for c in poly))
 
 
@@ -124,7 +131,7 @@ def main():
     print("_ERFCX = {")
     for dtype, (zmax, deg) in ERFCX.items():
         coeffs, rel, size = erfcx_fit(zmax, deg)
-        print(f"    # z ≤ {zmax}: relative error {rel:.2g}; Σ|c_k| = {size:.3g}")
+        print(f"    # |x| ≤ {zmax}: relative error {rel:.2g}; Σ|c_k| = {size:.3g}")
         print(f"    {dtype!r}: ({zmax!r}, {_tuple(coeffs, 12)}),")
     print("}")
 

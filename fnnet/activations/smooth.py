@@ -118,17 +118,23 @@ def _root_expansion(x, table):
 # ----- numerical tools (why each exists: docs/accuracy.md) -----------------------------------------
 # Left-tail scaling. x·σ(x), σ(x)σ(−x)·g, ... are normal numbers down to x ≈ −91.7 in float32 (−715 in
 # float64) while e^x is already subnormal below −87.3 (−708): a product formed through e^x loses up to
-# all its bits there. So e^{−a} (a = |x|) is formed as e_s·E with e_s = e^{64−a} (a − 64 is exact: 64
-# is a multiple of ulp(a) and |a − 64| ≤ a) and E = fl(e^{−64}) applied last, once the product is back
+# all its bits there. So e^{−a} (a = |x|) is formed as e_s·E with e_s = e^{c−a} (a − c is exact: c is a
+# multiple of ulp(a) and |a − c| ≤ a) and E = fl(e^{−c}) applied last, once the product is back
 # in the normal range.
-_E64 = math.exp(-64.0)
+# c = 86: of the integers 40…90, e^{−86} is the one nearest a float in both float32 and float64 (0.02 ULP;
+# e^{−64} is 0.5 ULP off), and e^{−86} is still normal in float32. The shift applies from a > 64 on
+# (a − 86 is still exact there, Sterbenz), so that products of e^{−a} with factors down to ~e^{−20}
+# stay normal before the scale is applied.
+_SHIFT = 86.0
+_SHIFT_FROM = 64.0
+_E_SHIFT = math.exp(-_SHIFT)
 
 
 def _exp_neg_scaled(a):
     """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal."""
-    big = a > 64.0
-    e_s = jnp.exp(jnp.where(big, 64.0 - a, -a))
-    scale = jnp.where(big, jnp.asarray(_E64, a.dtype), jnp.asarray(1.0, a.dtype))
+    big = a > _SHIFT_FROM
+    e_s = jnp.exp(jnp.where(big, _SHIFT - a, -a))
+    scale = jnp.where(big, jnp.asarray(_E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
     return e_s * scale, e_s, scale
 
 
@@ -177,60 +183,60 @@ _SILU_ROOT = {
         )),
 }
 _GELU_TANH_ROOT = {
-    # root -0.7524614044087226429506442; fit relative error 9.3e-10; cancellation at the edges 1.20
-    'float32': (-0.7524614334106445, -5.523703654793586e-08, (-1.5, 0.3), (
-            1.904599151329398, -0.8163184923451532, 0.06160533235866218, 0.002321148052695686,
-            0.010200904156027365, -0.001750133622496187, -0.0008239662374043073,
-            0.0004519784633206979, 0.00018591103440853212, -1.3127692760818585e-07,
-            -5.5614757451382184e-06,
+    # root -0.7524614044087226429506442; fit relative error 1.9e-09; cancellation at the edges 1.20
+    'float32': (-0.7524614334106445, -5.523703654793586e-08, (-1.5, 0.45), (
+            1.9045991530113775, -0.8163185430261211, 0.0616051008830033, 0.002322437600706956,
+            0.010206852298097079, -0.0017509102901578125, -0.000859352839052766,
+            0.0003833976422642896, 0.00012692401529413466, -2.4704109956201644e-05,
+            -9.59856035003675e-06,
         )),
-    # root -0.7524614220710162185581739; fit relative error 8.4e-19; cancellation at the edges 1.20
-    'float64': (-0.7524614220710162, 6.615990132647629e-17, (-1.5, 0.3), (
-            1.9045991238220834, -0.8163184971863922, 0.06160513613987167, 0.002321084733121039,
-            0.0102054769981208, -0.0017409966964013327, -0.0008417388464599064,
-            0.00036960746659101164, 7.2154907595256e-05, -6.825711935947385e-05,
-            -1.3449168849546976e-05, 9.805530012125327e-06, 2.819125351610513e-06,
-            -1.1248907214231956e-06, -4.771551921918712e-07, 8.387613404856042e-08,
-            2.418574892303316e-08, -5.025961790359184e-08, -3.47118757124872e-08,
-            -1.0375214945428378e-08, -1.5947815701853448e-09, -1.0391442993486784e-10,
+    # root -0.7524614220710162185581739; fit relative error 8.1e-18; cancellation at the edges 1.20
+    'float64': (-0.7524614220710162, 6.615990132647629e-17, (-1.5, 0.45), (
+            1.9045991238220834, -0.8163184971863922, 0.061605136139866734, 0.0023210847331160247,
+            0.010205476998429176, -0.0017409966958358497, -0.0008417388535963788,
+            0.0003696074459216201, 7.215497256832235e-05, -6.825679564156948e-05,
+            -1.344913555932874e-05, 9.803475117052118e-06, 2.8149924300964326e-06,
+            -1.12447796841727e-06, -4.6221223974172587e-07, 1.14636135015458e-07,
+            5.898503439858661e-08, -2.492188526767599e-08, -2.2491128752949557e-08,
+            -6.57743369177509e-09, -9.029944330342081e-10, -4.761543619893244e-11,
         )),
 }
 _GELU_ERF_ROOT = {
-    # root -0.7517915246935644574579049; fit relative error 1.1e-10; cancellation at the edges 1.21
-    'float32': (-0.7517915368080139, -1.738192718040505e-08, (-1.5, 0.3), (
-            1.4348095035549342, 0.21245271218383366, 0.09169643018121042, 0.035879010405580974,
-            0.01294502425372139, 0.0043589527338805546, 0.0013798656227140915,
-            0.0004064835726586206, 0.00010444128692082277, 1.9826429414812637e-05,
-            1.9430538630989547e-06,
+    # root -0.7517915246935644574579049; fit relative error 3.4e-10; cancellation at the edges 1.21
+    'float32': (-0.7517915368080139, -1.738192718040505e-08, (-1.5, 0.45), (
+            1.4348095033855375, 0.21245271888160136, 0.09169645680374862, 0.03587884203323952,
+            0.012944303460005155, 0.004359101411553539, 0.0013841814717982627,
+            0.0004146702177098661, 0.00011139702990440854, 2.2698475151817772e-05,
+            2.411615276784205e-06,
         )),
-    # root -0.7517915246935644574579049; fit relative error 6e-19; cancellation at the edges 1.21
-    'float64': (-0.7517915246935645, -2.1460100207222875e-17, (-1.5, 0.3), (
-            1.4348095033989257, 0.21245271259101728, 0.09169645155828006, 0.03587902436625567,
-            0.012944581025109765, 0.004357899676904121, 0.001381192711501019,
-            0.00041494133550679915, 0.00011880481340267937, 3.2562507940522614e-05,
-            8.575018172338754e-06, 2.176338947941867e-06, 5.335472481288275e-07,
-            1.2623930701023234e-07, 2.8467467674897713e-08, 5.868921598189081e-09,
-            1.0105500610284236e-09, 1.2371994580624214e-10, 7.73448583673047e-12,
+    # root -0.7517915246935644574579049; fit relative error 3.7e-18; cancellation at the edges 1.21
+    'float64': (-0.7517915246935645, -2.1460100207222875e-17, (-1.5, 0.45), (
+            1.4348095033989257, 0.21245271259101725, 0.09169645155828172, 0.03587902436626037,
+            0.01294458102503514, 0.004357899676660944, 0.001381192712564476,
+            0.00041494134057418024, 0.00011880481161872983, 3.256246635038095e-05,
+            8.574948721273738e-06, 2.176387915499529e-06, 5.338916522348241e-07,
+            1.268366250838863e-07, 2.904771881947485e-08, 6.220243975636797e-09,
+            1.1427413331828546e-09, 1.5215788446426728e-10, 1.0417175549659632e-11,
         )),
 }
 _ERFCX = {
-    # z ≤ 10.5: relative error 9.6e-10; Σ|c_k| = 1.78
-    'float32': (10.5, (
-            1.2329951186481043, -0.1396211348130777, 0.01537963641911414, 0.06809800463094816,
-            -0.10103775016849999, 0.09371953400624503, -0.06635710169974308, 0.037226408654272694,
-            -0.01601292981706137, 0.005049267497611673, -0.0011386667239085865,
-            -0.0006437728425240374,
+    # |x| ≤ 15.0: relative error 2.5e-10; Σ|c_k| = 6
+    'float32': (15.0, (
+            1.5547035438125671, -1.4020180570236684, 1.137937787615619, -0.8278073042531832,
+            0.5359480614374567, -0.3053584960308966, 0.15035253965295728, -0.06197594208903891,
+            0.019999918066149324, -0.004315107675847021, 0.00017606359869146978,
+            0.0005928216478382749,
         )),
-    # z ≤ 27.5: relative error 3.6e-19; Σ|c_k| = 1.78
-    'float64': (27.5, (
-            1.2329951186255526, -0.13962111684056253, 0.015379652102620116, 0.06809705425469291,
-            -0.10103906603632995, 0.09373283499833801, -0.06633036581153134, 0.03716751553780008,
-            -0.01619773406724676, 0.005031969972928771, -0.0007577732128748177,
-            -0.00019925664643860174, 0.00015062130119265676, -2.4399495858584883e-05,
-            -1.1220862886053713e-05, 5.710759853356509e-06, 2.91554876533271e-07,
-            -8.277774152040894e-07, 7.715610529040176e-08, 1.1334820346673086e-07,
-            -1.91900525160708e-08, -1.6688087128107713e-08, 1.7002770343447557e-09,
-            2.137056431008382e-09, 3.008082939955346e-10,
+    # |x| ≤ 39.0: relative error 2.3e-19; Σ|c_k| = 6
+    'float64': (39.0, (
+            1.5547035437867245, -1.4020180591817313, 1.1379377836295668, -0.8278071715511645,
+            0.5359484916833469, -0.3053604641295911, 0.15034383133706397, -0.0619706310051119,
+            0.02005964129176102, -0.004263210511091552, 6.573995131078315e-05,
+            0.00036272131399270373, -0.0001295035338185707, 2.1496766997131333e-06,
+            1.3591094832751185e-05, -3.5966323464356932e-06, -8.554793962317829e-07,
+            6.18341216976107e-07, 1.0396916725821403e-08, -8.665633656996534e-08,
+            7.117598155540868e-09, 1.2237310343401567e-08, -6.455634999142889e-10,
+            -1.511323762588791e-09, -2.398204706445867e-10,
         )),
 }
 
@@ -297,13 +303,13 @@ log_sigmoid = elementwise(
 
 # ----- silu (swish) --------------------------------------------------------------------------------
 def _silu_parts(x):
-    """(xc, e, ed, scale): e^{−|x|} as ``e`` (times e^{64} where x < −64, with ``scale`` = e^{−64}
+    """(xc, e, ed, scale): e^{−|x|} as ``e`` (times e^{86} where x < −64, with ``scale`` = e^{−86}
     applied last; ``ed`` is e^{−|x|} itself, 0 there), so that no product passes through a subnormal
     (left-tail scaling). One exp."""
     xc = jnp.clip(x, -1e4, 1e4)  # silu and silu' have reached their limits at ±1e4 in every dtype
-    tail = xc < -64.0
-    e = jnp.exp(jnp.where(tail, xc + 64.0, -jnp.abs(xc)))  # x + 64 is exact for x ≤ −64
-    return xc, e, jnp.where(tail, 0.0, e), jnp.where(tail, _E64, 1.0).astype(x.dtype)
+    tail = xc < -_SHIFT_FROM
+    e = jnp.exp(jnp.where(tail, xc + _SHIFT, -jnp.abs(xc)))  # x + 86 is exact for x ≤ −64
+    return xc, e, jnp.where(tail, 0.0, e), jnp.where(tail, _E_SHIFT, 1.0).astype(x.dtype)
 
 
 @_in_float32
@@ -419,9 +425,9 @@ def _gelu_2u(x):
 
 
 def _scaled_exp_neg(a):
-    """e^{−a} for a ≥ 0 as (e_s, scale): e_s·scale, e_s normal (left-tail scaling, a − 64 exact)."""
-    big = a > 64.0
-    return jnp.exp(jnp.where(big, 64.0 - a, -a)), jnp.where(big, _E64, 1.0).astype(a.dtype)
+    """e^{−a} for a ≥ 0 as (e_s, scale): e_s·scale, e_s normal (left-tail scaling, 86 − a exact)."""
+    big = a > _SHIFT_FROM
+    return jnp.exp(jnp.where(big, _SHIFT - a, -a)), jnp.where(big, _E_SHIFT, 1.0).astype(a.dtype)
 
 
 def _gelu_tanh_parts(x):
@@ -438,15 +444,16 @@ def _gelu_tanh_parts(x):
 
 def _erfc_parts(x):
     """(E, scale, R): e^{−x²/2} = E·scale from x² = p + pe exactly, and R = erfcx(z) = e^{z²}erfc(z),
-    z = |x|/√2, from its fit F(t) = erfcx(z)·(1 + 2z); so Φ(−|x|) = ½erfc(z) = ½E·R·scale."""
-    zmax, coeffs = _ERFCX[x.dtype.name]
+    z = |x|/√2, from its fit G(t) = erfcx(z)·(|x| + 6), t = (|x| − 6)/(|x| + 6) (z itself is never
+    rounded); so Φ(−|x|) = ½erfc(z) = ½E·R·scale."""
+    wmax, coeffs = _ERFCX[x.dtype.name]
     p, pe = _two_prod(x, x)
     es, scale = _scaled_exp_neg(0.5 * p)
-    z = jnp.minimum(jnp.abs(x) * _INV_SQRT_2, zmax)
-    # t = (z − 4)/(z + 4) as (z − 4)·(1/(z + 4)): Horner reads t once per coefficient, and XLA's CPU
-    # fusion splits the loop at a division read that often (a product is duplicated instead).
-    R = _horner((z - 4.0) * (1 / (z + 4.0)), coeffs) / (1 + 2 * z)
-    return es * (1 - 0.5 * pe), scale, R
+    w = jnp.minimum(jnp.abs(x), wmax)
+    # r = 1/(w + 6) is the one division, read twice; t = 2w·r − 1 (one rounding) is read once per
+    # coefficient by Horner: XLA's CPU fusion splits the loop at a division read that often.
+    r = 1 / (w + 6.0)
+    return es - (0.5 * pe) * es, scale, _horner(2 * (w * r) - 1, coeffs) * r
 
 
 @_in_float32
