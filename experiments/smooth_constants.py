@@ -78,7 +78,7 @@ def silu_prime(dtype):
 # (name, derivative factory, initial root, window (lo, hi) of d = x − r, degree per dtype)
 ROOTS = [
     ("SILU", silu_prime, -1.278, (-0.3, 0.3), {"float32": 6, "float64": 12}),
-    ("GELU_TANH", gelu_tanh_prime, -0.752, (-1.5, 0.45), {"float32": 10, "float64": 21}),
+    ("GELU_TANH", gelu_tanh_prime, -0.752, (-2.5, 0.45), {"float32": 12, "float64": 27}),
     ("GELU_ERF", gelu_erf_prime, -0.752, (-1.5, 0.45), {"float32": 10, "float64": 18}),
 ]
 

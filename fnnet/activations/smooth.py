@@ -183,22 +183,24 @@ _SILU_ROOT = {
         )),
 }
 _GELU_TANH_ROOT = {
-    # root -0.7524614044087226429506442; fit relative error 1.9e-09; cancellation at the edges 1.20
-    'float32': (-0.7524614334106445, -5.523703654793586e-08, (-1.5, 0.45), (
-            1.9045991530113775, -0.8163185430261211, 0.0616051008830033, 0.002322437600706956,
-            0.010206852298097079, -0.0017509102901578125, -0.000859352839052766,
-            0.0003833976422642896, 0.00012692401529413466, -2.4704109956201644e-05,
-            -9.59856035003675e-06,
+    # root -0.7524614044087226429506442; fit relative error 1.7e-09; cancellation at the edges 1.09
+    'float32': (-0.7524614334106445, -5.523703654793586e-08, (-2.5, 0.45), (
+            1.9045991519357106, -0.8163185139298336, 0.06160522202268255, 0.00232148003689729,
+            0.010204140627011195, -0.0017447264239277135, -0.0008376153769458442,
+            0.00038604598387360765, 7.824180117030201e-05, -9.052704368303872e-05,
+            -4.6190351716332955e-05, -8.864026012848788e-06, -6.516620223756604e-07,
         )),
-    # root -0.7524614220710162185581739; fit relative error 8.1e-18; cancellation at the edges 1.20
-    'float64': (-0.7524614220710162, 6.615990132647629e-17, (-1.5, 0.45), (
-            1.9045991238220834, -0.8163184971863922, 0.061605136139866734, 0.0023210847331160247,
-            0.010205476998429176, -0.0017409966958358497, -0.0008417388535963788,
-            0.0003696074459216201, 7.215497256832235e-05, -6.825679564156948e-05,
-            -1.344913555932874e-05, 9.803475117052118e-06, 2.8149924300964326e-06,
-            -1.12447796841727e-06, -4.6221223974172587e-07, 1.14636135015458e-07,
-            5.898503439858661e-08, -2.492188526767599e-08, -2.2491128752949557e-08,
-            -6.57743369177509e-09, -9.029944330342081e-10, -4.761543619893244e-11,
+    # root -0.7524614220710162185581739; fit relative error 1.8e-18; cancellation at the edges 1.09
+    'float64': (-0.7524614220710162, 6.615990132647629e-17, (-2.5, 0.45), (
+            1.9045991238220834, -0.8163184971863922, 0.06160513613987206, 0.0023210847331275658,
+            0.010205476998125785, -0.0017409966965883344, -0.000841738847493362,
+            0.0003696074659235383, 7.215492611337308e-05, -6.825703881688122e-05,
+            -1.3449143931855915e-05, 9.804805026712963e-06, 2.816902231741577e-06,
+            -1.1264701133998832e-06, -4.7053362552962306e-07, 1.0723638500879103e-07,
+            6.381634775201281e-08, -6.747708237840173e-09, -1.6756773034660587e-09,
+            6.9793761008505e-09, 4.3044950482736234e-09, 8.32183264791717e-10,
+            -1.8421689397415998e-10, -1.5224331435787095e-10, -4.2975820732405865e-11,
+            -6.756187514551775e-12, -5.912862906302247e-13, -2.26936641801173e-14,
         )),
 }
 _GELU_ERF_ROOT = {
@@ -431,14 +433,21 @@ def _scaled_exp_neg(a):
 
 
 def _gelu_tanh_parts(x):
-    """σ(±2u), 2u = v + ve: (q, rt, v, ve, scale) with σ(v) = q·scale, σ(−v) = rt, and
-    σ(2u) = σ(v)(1 + ve·σ(−v)) to first order (|ve| ≤ ulp(v)). One exp, one division; written with
-    few reuses of each intermediate, which keeps XLA's fusion of the whole derivative in one loop."""
+    """σ(±2u), 2u = v + ve: (q, rt, v, ve, scale) with σ(2u) = q·scale and σ(−2u) = rt.
+
+    e^{−|2u|} = e^{−|v|}(1 ∓ ve) to first order (|ve| ≤ ulp(v)), one rounding; then one division.
+    Written with few reuses of each intermediate, which keeps XLA's fusion of the whole derivative in
+    one loop."""
     v, ve, _ = _gelu_2u(x)
     neg = v < 0
     es, scale = _scaled_exp_neg(jnp.abs(v))
+    es = es + es * jnp.where(neg, ve, -ve)  # e^{−|2u|}/scale
     e = es * scale
-    t = 1 / (1 + e)
+    # t = 1/(1 + e): the rounding of 1 + e costs up to ε/2 relative (1 ULP of t ≈ 1) where e ≪ 1;
+    # there t = 1 − e·t0 instead, which rounds once. (A Fast2Sum of 1 + e would be folded away by
+    # XLA's constant reassociation: (1 + e) − 1 → e.)
+    t0 = 1 / (1 + e)
+    t = jnp.where(e < 0.25, 1 - e * t0, t0)
     return jnp.where(neg, es, 1.0) * t, jnp.where(neg, 1.0, e) * t, v, ve, jnp.where(neg, scale, 1.0)
 
 
@@ -467,8 +476,8 @@ def _gelu(x, approximate=True):
     xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit
     xm = jnp.where(x < -40.0, 0.0, x).astype(x.dtype)  # −∞ gives 0, +∞ gives ∞
     if approximate:
-        q, rt, _, ve, scale = _gelu_tanh_parts(xc)
-        return (xm * (q * (1 + ve * rt))) * scale
+        q, _, _, _, scale = _gelu_tanh_parts(xc)
+        return (xm * q) * scale
     E, scale, R = _erfc_parts(xc)
     xP = xm * (0.5 * E * R)  # x·Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
     return jnp.where(x < 0, xP * scale, xm - xP * scale)
@@ -479,12 +488,14 @@ def _dgelu(x, y, approximate=True):
     if approximate:
         # σ(2u)·g, g = 1 + x·2u'·σ(−2u): positive terms for x ≥ 0; for x < 0, g cancels towards its
         # root r ≈ −0.752 and is taken from the expansion about r there.
-        # x·2u' = K1x + 3K3x³ = 3·2u − 2K1x, from the double-word 2u: ~1 rounding instead of ~5.
+        # x·2u' = K1x + 3K3x³ = 3·2u − 2K1x from the double-word 2u, 3v = 2v + v exactly (Fast2Sum,
+        # 2v exact): one rounding of the sum and one of 2K1x, instead of ~5 through K1 + 3K3x².
         k1, _, _ = _gelu_tanh_constants(x.dtype)
         q, rt, v, ve, scale = _gelu_tanh_parts(xc)
-        g = 1 + ((3 * v - (2 * k1) * xc) + 3 * ve) * rt
+        h = 2 * v + v
+        g = 1 + (h + (((v - (h - 2 * v)) + 3 * ve) - (2 * k1) * xc)) * rt
         near, inside = _root_expansion(xc, _GELU_TANH_ROOT)
-        return (q * (1 + ve * rt) * jnp.where(inside, near, g)) * scale
+        return (q * jnp.where(inside, near, g)) * scale
     # Φ(x) + xφ(x), φ(x) = e^{−x²/2}/√(2π). x < 0: φ(x)·g with g = x + Φ(x)/φ(x) = x + √(π/2)·erfcx(z),
     # which cancels towards its root r ≈ −0.752 (expansion about r there). x ≥ 0: 1 − ½erfc(z) + xφ =
     # 1 + e^{−x²/2}(x/√(2π) − ½erfcx(z)), the bracket below ½ in magnitude against a result ≥ ½.
