@@ -11,11 +11,12 @@
   value at r_h, which carries r's low bits. The window is where the usual formula's cancellation factor
   exceeds ~1.5 (printed below).
 * erfcx. gelu's erf form needs erfc(z) = e^{−z²}·erfcx(z), z = |x|/√2, for |x| up to 39 (float64) or 15
-  (float32). With w = |x| and K = 6: G(t) = erfcx(z)·(w + K), t = (w − K)/(w + K) ∈ [−1, 1), is a
-  smooth function of t, fitted (Chebyshev, Horner in t) to relative error below the dtype's ε; then
-  erfcx(z) = G(t)·r with r = 1/(w + K), the one division, and t = 2w·r − 1. Working in w avoids rounding
-  z (erfcx's relative error is z's at large z). t is held to ε/4 absolute, which costs
-  K/(2√2)·(ε/4)·1.13 relative at w = 0 and (w + K)²/(8Kw)·ε at large w: K = 6 balances them (≲ ε).
+  (float32). With w = |x| and K = 4: G(t) = erfcx(z)·(w + K), t = (w − K)/(w + K) ∈ [−1, 1), is a
+  smooth function of t, fitted (Chebyshev, then monomials in τ = t − ½ for Horner: its rounding errors
+  stay within 1.5·G) to relative error below the dtype's ε; then erfcx(z) = G/(w + K) with
+  τ = 2w·r − 3/2, r = 1/(w + K). Working in w avoids rounding z (erfcx's relative error is z's at large
+  z). The rounding of τ (ε/2 near w = 0, where dw/dτ = K/2) costs erfcx ~(K/2)(ε/2)(2/√π)/√2 relative:
+  K = 4 keeps that under ε while the fit converges fast; an error of r cancels between G and 1/(w + K).
 """
 import math
 
@@ -82,23 +83,31 @@ ROOTS = [
     ("GELU_ERF", gelu_erf_prime, -0.752, (-1.5, 0.45), {"float32": 10, "float64": 18}),
 ]
 
-ERFCX_K = 6  # in units of |x| = √2·z (exactly representable: no rounding of z = |x|/√2 enters)
-ERFCX = {"float32": (15.0, 11), "float64": (39.0, 24)}  # (|x|_max, degree)
+ERFCX_K = 4  # in units of |x| = √2·z (exactly representable: no rounding of z = |x|/√2 enters)
+ERFCX = {"float32": (15.0, 11), "float64": (39.0, 26)}  # (|x|_max, degree)
+
+
+ERFCX_T0 = 0.5  # the expansion's centre in t: Σ|c_k τ^k| ≤ 1.5·G (4 to 8 about t = 0)
 
 
 def erfcx_fit(wmax, deg):
-    """G(t) = erfcx(|x|/√2)·(|x| + K), t = (|x| − K)/(|x| + K), on [−1, t(wmax)]."""
+    """G(t) = erfcx(|x|/√2)·(|x| + K), t = (|x| − K)/(|x| + K), as a polynomial in τ = t − ½ on
+    [−1, t(wmax)] − ½ (monomials about t = ½: Horner's rounding errors stay within 1.4·G)."""
     K = mpmath.mpf(ERFCX_K)
+    t0 = mpmath.mpf(ERFCX_T0)
     tmax = (wmax - K) / (wmax + K)
 
-    def G(t):
+    def G(tau):
+        t = tau + t0
         w = K * (1 + t) / (1 - t)
         z = w / mpmath.sqrt(2)
         return mpmath.exp(z * z) * mpmath.erfc(z) * (w + K)
 
-    poly, _ = mpmath.chebyfit(G, [-1, tmax], deg + 1, error=True)
-    rel = max(abs(mpmath.polyval(poly, t) / G(t) - 1) for t in mpmath.linspace(-1, tmax, 401))
-    return [float(c) for c in poly[::-1]], float(rel), float(sum(abs(c) for c in poly))
+    poly, _ = mpmath.chebyfit(G, [-1 - t0, tmax - t0], deg + 1, error=True)
+    taus = mpmath.linspace(-1 - t0, tmax - t0, 401)
+    rel = max(abs(mpmath.polyval(poly, tau) / G(tau) - 1) for tau in taus)
+    amp = max(sum(abs(c) * abs(tau) ** k for k, c in enumerate(poly[::-1])) / G(tau) for tau in taus)
+    return [float(c) for c in poly[::-1]], float(rel), float(amp)
 
 
 def _tuple(values, indent=8, width=100):
@@ -131,7 +140,7 @@ def main():
     print("_ERFCX = {")
     for dtype, (zmax, deg) in ERFCX.items():
         coeffs, rel, size = erfcx_fit(zmax, deg)
-        print(f"    # |x| ≤ {zmax}: relative error {rel:.2g}; Σ|c_k| = {size:.3g}")
+        print(f"    # |x| ≤ {zmax}: relative error {rel:.2g}; max Σ|c_k τ^k|/G = {size:.3g}")
         print(f"    {dtype!r}: ({zmax!r}, {_tuple(coeffs, 12)}),")
     print("}")
 
