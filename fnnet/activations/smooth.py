@@ -385,10 +385,13 @@ def _dmish(x, y):
     d = _minus_root(jnp.clip(xc, -3.0, 0.0), _MISH_ROOT)
     m = jnp.expm1(d)
     h_near = m * (a1 + m * (a2 + a3 * m)) + d * (b1 + b2 * m)
-    n2 = e * (e + 2) + 2
-    h_far = (e + 2) * n2 + 4 * xc * (1 + e)
-    h = jnp.where(xc >= -3.0, h_near, h_far)
-    neg = (e_s * h / jnp.square(n2)) * scale
+    # Below −3, h/4 = (1 + x) + e((1.5 + x) + e(1 + e/4)) (1 + x exact, the rest small) and
+    # (n + 2)²/4 = 1 + e(2 + e(2 + e(1 + e/4))): one rounding each, where (e + 2)(n + 2) + 4x(1 + e)
+    # and a square took ~5.
+    q = 1 + e * (2 + e * (2 + e * (1 + 0.25 * e)))
+    h4_far = (1 + xc) + e * ((1.5 + xc) + e * (1 + 0.25 * e))
+    h4 = jnp.where(xc >= -3.0, 0.25 * h_near, h4_far)
+    neg = (e_s * h4 / q) * scale
     return jnp.where(x < 0, neg, pos)
 
 
