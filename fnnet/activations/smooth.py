@@ -131,7 +131,11 @@ _E_SHIFT = math.exp(-_SHIFT)
 
 
 def _exp_neg_scaled(a):
-    """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal."""
+    """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal.
+    float16 is not scaled: e^{22} overflows it, and its left tails are far below its range anyway."""
+    if a.dtype == jnp.float16:
+        e = jnp.exp(-a)
+        return e, e, jnp.ones_like(a)
     big = a > _SHIFT_FROM
     e_s = jnp.exp(jnp.where(big, _SHIFT - a, -a))
     scale = jnp.where(big, jnp.asarray(_E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
@@ -432,8 +436,8 @@ def _gelu_2u(x):
 
 def _scaled_exp_neg(a):
     """e^{−a} for a ≥ 0 as (e_s, scale): e_s·scale, e_s normal (left-tail scaling, 86 − a exact)."""
-    big = a > _SHIFT_FROM
-    return jnp.exp(jnp.where(big, _SHIFT - a, -a)), jnp.where(big, _E_SHIFT, 1.0).astype(a.dtype)
+    _, e_s, scale = _exp_neg_scaled(a)
+    return e_s, scale
 
 
 def _gelu_tanh_parts(x):
@@ -484,8 +488,8 @@ def _gelu(x, approximate=True):
         q, _, _, _, scale = _gelu_tanh_parts(xc)
         return (xm * q) * scale
     E, scale, R = _erfc_parts(xc)
-    xP = xm * (0.5 * E * R)  # x·Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
-    return jnp.where(x < 0, xP * scale, xm - xP * scale)
+    P = 0.5 * E * R  # Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
+    return jnp.where(x < 0, (xm * P) * scale, xm * (1 - P * scale))
 
 
 def _dgelu(x, y, approximate=True):
@@ -733,7 +737,7 @@ def _identity(x):
 
 
 identity = elementwise(
-    "identity", _identity, lambda x, y: jnp.ones_like(x),
+    "identity", _identity, lambda x, y: jnp.where(jnp.isnan(x), x, 1.0).astype(x.dtype),  # NaN → NaN
     reference=lambda x: x,
     derivation="x' = 1",
 ).fn
