@@ -41,3 +41,6 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+device-check:
+	bash experiments/device_check.sh
