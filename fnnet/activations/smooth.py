@@ -380,7 +380,7 @@ def _dmish(x, y):
     # (1 + 2t)/D + 4x·t²(1 + t)/D², positive terms. For x < 0, with e = e^x and n = e(e + 2):
     # e·h/(n + 2)², h = (e + 2)(n + 2) + 4x(1 + e), which cancels near its root r ≈ −1.1924. There,
     # with d = x − r, m = expm1(d), E = e^r, h = A1·m + A2·m² + A3·m³ + B1·d + B2·d·m exactly (h(r) = 0
-    # removes the constant term), and on [−3, 0) these terms do not cancel.
+    # removes the constant term), and on [−3, −0.75] (where it is used) these terms do not cancel.
     xc = jnp.clip(x, -1e4, 1e4)  # mish' has reached its limits 0 and 1 at ±1e4
     e, e_s, scale = _exp_neg_scaled(jnp.abs(xc))
     D = 1 + 2 * e + 2 * e * e
@@ -389,12 +389,12 @@ def _dmish(x, y):
     d = _minus_root(jnp.clip(xc, -3.0, 0.0), _MISH_ROOT)
     m = jnp.expm1(d)
     h_near = m * (a1 + m * (a2 + a3 * m)) + d * (b1 + b2 * m)
-    # Below −3, h/4 = (1 + x) + e((1.5 + x) + e(1 + e/4)) (1 + x exact, the rest small) and
-    # (n + 2)²/4 = 1 + e(2 + e(2 + e(1 + e/4))): one rounding each, where (e + 2)(n + 2) + 4x(1 + e)
-    # and a square took ~5.
+    # Off [−3, −0.75], h/4 = (1 + x) + e((1.5 + x) + e(1 + e/4)): below −3 (1 + x exact) the rest is
+    # small, above −1 all terms are positive; and (n + 2)²/4 = 1 + e(2 + e(2 + e(1 + e/4))). Fewer
+    # roundings than (e + 2)(n + 2) + 4x(1 + e) and a square.
     q = 1 + e * (2 + e * (2 + e * (1 + 0.25 * e)))
     h4_far = (1 + xc) + e * ((1.5 + xc) + e * (1 + 0.25 * e))
-    h4 = jnp.where(xc >= -3.0, 0.25 * h_near, h4_far)
+    h4 = jnp.where((xc >= -3.0) & (xc <= -0.75), 0.25 * h_near, h4_far)
     neg = (e_s * h4 / q) * scale
     return jnp.where(x < 0, neg, pos)
 
