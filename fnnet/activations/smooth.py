@@ -142,15 +142,6 @@ def _exp_neg_scaled(a):
     return e_s * scale, e_s, scale
 
 
-def _sigmoid_parts(v):
-    """σ(v) = s·scale (s normal where σ(v) is not far below the normal range) and σ(−v)."""
-    e, e_s, scale = _exp_neg_scaled(jnp.abs(v))
-    neg = v < 0
-    inv = 1 / (1 + e)
-    s = jnp.where(neg, e_s * inv, inv)
-    return s, jnp.where(neg, scale, jnp.ones_like(scale)), jnp.where(neg, inv, e * inv)
-
-
 def _const2(value, dtype):
     """A constant given as a decimal string or Fraction, as (hi, lo) in ``dtype``: hi + lo carries
     twice the dtype's precision (for differences x − r that must not lose r's low bits)."""
@@ -257,7 +248,7 @@ def _sigmoid(x):
 sigmoid = elementwise(
     "sigmoid", _sigmoid, lambda x, y: _dsigmoid(x),
     reference=lambda x: 1 / (1 + jnp.exp(-x)),
-    derivation="σ = 1/(1+e^{−x}) ⇒ σ' = e^{−x}/(1+e^{−x})² = σ(x)·σ(−x); written e/(1+e)², e = e^{−|x|}",
+    derivation="σ = 1/(1+e^{−x}) ⇒ σ' = e^{−x}/(1+e^{−x})² = σ(x)·σ(−x); written s(1 − s), s = σ(−|x|)",
 ).fn
 
 
@@ -279,7 +270,7 @@ tanh = elementwise(
     "tanh", _tanh, lambda x, y: _sech2(x),
     reference=lambda x: (jnp.exp(x) - jnp.exp(-x)) / (jnp.exp(x) + jnp.exp(-x)),
     domain=(-3.0, 3.0),
-    derivation="tanh' = 1 − tanh² = sech²; written 4e/(1+e)², e = e^{−2|x|} (1 − y² is 0 for |x| > 19)",
+    derivation="tanh' = 1 − tanh² = sech²; written q(1 − q/4), q = 4/(1 + e^{2|x|}) (1 − y² is 0 for |x| > 19)",
 ).fn
 
 
