@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 # pytest-xdist workers: the suite is mostly XLA compilation, single-threaded in each process
 JOBS ?= 2
 
-.PHONY: run test test-slow experiments figures bench docs wheel clean
+.PHONY: run test test-slow experiments figures bench docs wheel clean device-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,3 +69,7 @@ wheel: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
+
+# on a machine with a GPU: the suite, the activation benchmarks and the accuracy table, into $$OUT
+device-check:
+	bash experiments/device_check.sh

@@ -1,12 +1,14 @@
 """Forward + backward time of fnnet's activations against jax.nn's, side by side in one process.
 
-    python experiments/activation_speed.py [--n 1048576] [--repeats 30]
+    python experiments/activation_speed.py [--n 1048576 [16777216 ...]] [--repeats 30] [--only gelu,silu]
 
-For each activation: jit(grad(sum(f)))(x), x of n float32 entries ~ N(0, 9); interleaved runs, medians.
+For each activation and size: jit(grad(sum(f)))(x), x of n float32 entries ~ N(0, 9); the two programs
+run interleaved, medians reported, ratio = fnnet / jax.nn.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import jax
@@ -15,31 +17,58 @@ import numpy as np
 
 import fnnet
 
-NAMES = ["sigmoid", "tanh", "softplus", "log_sigmoid", "silu", "mish", "gelu", "elu", "selu", "celu",
-         "relu", "leaky_relu", "soft_sign", "squareplus"]
+# name -> (fnnet function, jax counterpart)
+CASES = {
+    "sigmoid": (fnnet.sigmoid, jax.nn.sigmoid),
+    "tanh": (fnnet.tanh, jnp.tanh),
+    "softplus": (fnnet.softplus, jax.nn.softplus),
+    "log_sigmoid": (fnnet.log_sigmoid, jax.nn.log_sigmoid),
+    "silu": (fnnet.silu, jax.nn.silu),
+    "mish": (fnnet.mish, jax.nn.mish),
+    "gelu": (fnnet.gelu, jax.nn.gelu),
+    "gelu_erf": (functools.partial(fnnet.gelu, approximate=False),
+                 functools.partial(jax.nn.gelu, approximate=False)),
+    "elu": (fnnet.elu, jax.nn.elu),
+    "selu": (fnnet.selu, jax.nn.selu),
+    "celu": (fnnet.celu, jax.nn.celu),
+    "relu": (fnnet.relu, jax.nn.relu),
+    "leaky_relu": (fnnet.leaky_relu, jax.nn.leaky_relu),
+    "hard_silu": (fnnet.hard_silu, jax.nn.hard_silu),
+    "soft_sign": (fnnet.soft_sign, jax.nn.soft_sign),
+    "squareplus": (fnnet.squareplus, jax.nn.squareplus),
+    "glu": (fnnet.glu, jax.nn.glu),
+}
+NAMES = list(CASES)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1 << 20)
+    ap.add_argument("--n", type=int, nargs="+", default=[1 << 20])
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--only", default="", help="comma-separated activation names")
     args = ap.parse_args()
-    x = jax.random.normal(jax.random.key(0), (args.n,), jnp.float32) * 3
-    print(f"fwd+bwd of {args.n} float32 entries, median of {args.repeats} interleaved runs ({jax.devices()[0].platform})")
-    print(f"{'activation':<12} {'fnnet ms':>9} {'jax.nn ms':>9} {'ratio':>6}")
-    for name in NAMES:
-        fns = [getattr(fnnet, name), getattr(jax.nn, name) if name != "tanh" else jnp.tanh]
-        steps = [jax.jit(jax.grad(lambda v, f=f: f(v).sum())) for f in fns]
-        for s in steps:
-            s(x).block_until_ready()
-        times = [[], []]
-        for _ in range(args.repeats):
-            for i, s in enumerate(steps):
-                t0 = time.perf_counter()
+    names = args.only.split(",") if args.only else NAMES
+    dev = jax.devices()[0]
+    print(f"fwd+bwd (jit(grad(sum f))) of float32 arrays, median of {args.repeats} interleaved runs, "
+          f"{dev.platform} ({dev.device_kind}), jax {jax.__version__}")
+    print(f"{'activation':<12} {'n':>9} {'fnnet ms':>9} {'jax.nn ms':>9} {'ratio':>6}")
+    for n in args.n:
+        x = jax.random.normal(jax.random.key(0), (n,), jnp.float32) * 3
+        ratios = []
+        for name in names:
+            steps = [jax.jit(jax.grad(lambda v, f=f: f(v).sum())) for f in CASES[name]]
+            for s in steps:
                 s(x).block_until_ready()
-                times[i].append(time.perf_counter() - t0)
-        a, b = (float(np.median(t)) * 1e3 for t in times)
-        print(f"{name:<12} {a:9.3f} {b:9.3f} {a / b:6.2f}")
+            times = [[], []]
+            for _ in range(args.repeats):
+                for i, s in enumerate(steps):
+                    t0 = time.perf_counter()
+                    s(x).block_until_ready()
+                    times[i].append(time.perf_counter() - t0)
+            a, b = (float(np.median(t)) * 1e3 for t in times)
+            ratios.append(a / b)
+            print(f"{name:<12} {n:>9} {a:9.3f} {b:9.3f} {a / b:6.2f}", flush=True)
+        print(f"{'geomean':<12} {n:>9} {'':>9} {'':>9} {float(np.exp(np.mean(np.log(ratios)))):6.2f}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """Accuracy of every smooth activation and its derivative against mpmath, in ULP of the exact result.
 
-The exact value is computed with mpmath at 60 significant digits (cancellation in the oracle itself is
-at most ~1e-20 relative on the grid, so ≥ 40 digits survive), rounded to the dtype under test, and the
+The exact value is computed with mpmath at DPS = 120 significant digits (cancellation in the oracle itself
+is at most ~1e-20 relative on the grid, so ≥ 100 digits survive; experiments/accuracy_table.py uses 400
+and finds the same errors), rounded to the dtype under test, and the
 error of fnnet's result is measured in units in the last place of that exact value
 (ulp(e) = 2^(⌊log₂|e|⌋ − p + 1), p = 53 or 24). The derivative measured is ``jax.grad`` of the public
 function, i.e. the hand-written VJP.
 
-Rules (issue 7): exact results below the smallest normal number may flush to zero and are not counted;
+Rules: exact results below the smallest normal number may flush to zero and are not counted;
 points within a relative 1e-3 of a zero crossing of the measured function are excluded (relative error
 has no meaning where the value passes through 0; the crossings are listed per op below and located with
 mpmath.findroot). Targets: ≤ 4 ULP in float64, ≤ 8 ULP in float32.
@@ -20,8 +21,10 @@ constants (what any implementation in that dtype computes). Every other op is me
 mathematical definition (SELU's λ and α to 30 digits).
 
 The grid: magnitudes log-spaced from 1e-10 to 0.9 × the largest finite number, densest on [1e-2, 1e3]
-where the branches and the tails' transitions lie, both signs (log1mexp: positive only), cast to the
-dtype first (the exact value is taken at the cast input).
+where the branches and the tails' transitions lie, both signs (log1mexp: positive only), plus points at
+relative distances 1e-7 … 1e-1 on both sides of every point where fnnet's formulas switch (SWITCHES:
+root-expansion windows, tail shifts, clips, branch thresholds), cast to the dtype first (the exact value
+is taken at the cast input).
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ import pytest
 import fnnet
 
 mp = mpmath.mp
-DPS = 60
+DPS = 120
 TARGET_ULP = {"float64": 4.0, "float32": 8.0}
 CROSSING_RTOL = 1e-3
 
@@ -148,8 +151,32 @@ OPS = {
 DTYPES = ("float64", "float32")
 
 
-def grid(dtype, positive_only=False, density=1):
-    """Test inputs in ``dtype``: log-spaced magnitudes, both signs, densest on [1e-2, 1e3]."""
+def _gelu_2u_at(target):
+    """x < 0 where 2u(x) = target (tanh form): the left-tail shift of fnnet's gelu starts at |2u| = 64."""
+    c1, c2 = math.sqrt(2 / math.pi), 0.044715
+    roots = np.roots([2 * c1 * c2, 0.0, 2 * c1, -target])
+    return float(min(r.real for r in roots if abs(r.imag) < 1e-9))
+
+
+# Where fnnet's formulas switch (fnnet/activations/smooth.py): root-expansion windows (r + lo, r + hi),
+# the left-tail shift (e^{-a} scaled from a = 64 on), clips and branch thresholds.
+SWITCHES = {
+    "silu": (-1.5784645, -0.9784645, -64.0, -1e4),
+    "gelu_tanh": (-3.2524614, -0.3024614, _gelu_2u_at(-64.0), -40.0),
+    "gelu_erf": (-2.2517915, -0.3017915, -math.sqrt(128.0), -39.0, -40.0),
+    "mish": (-3.0, -0.75, -64.0, -1e4),
+    "elu": (-64.0,), "celu": (-64.0,), "celu_a2": (-64.0,),
+    "selu": (-64.0, -87.85, -707.9),  # where α·e^x alone turns subnormal (float32, float64)
+    "squareplus": (-1.0, -(2.0**32), 2.0**60),
+    "log1mexp": (math.log(4.0), 0.5 ** 24, 0.5 ** 53),
+    "tanhshrink": (-2.0, -0.88, 0.88, 2.0),
+    "sigmoid": (-64.0,), "tanh": (-32.0, 32.0),
+}
+
+
+def grid(dtype, positive_only=False, density=1, switches=()):
+    """Test inputs in ``dtype``: log-spaced magnitudes, both signs, densest on [1e-2, 1e3], and both sides
+    of each switch point s at relative distances 1e-7 … 1e-1."""
     top = math.log10(0.9 * float(np.finfo(dtype).max))
     mags = np.concatenate([
         np.logspace(-10, -2, 16 * density, endpoint=False),
@@ -157,7 +184,9 @@ def grid(dtype, positive_only=False, density=1):
         np.logspace(3, top, 12 * density),
     ])
     xs = mags if positive_only else np.concatenate([-mags[::-1], mags])
-    return np.unique(xs.astype(dtype))
+    near = np.logspace(-7, -1, 8 * density)
+    extra = [sw * (1 + sg * near) for sw in switches for sg in (1.0, -1.0)]
+    return np.unique(np.concatenate([xs, *extra]).astype(dtype))
 
 
 @functools.lru_cache(maxsize=None)
@@ -173,7 +202,7 @@ def exact_table(name, which, dtype, density=1):
     """(x, r, ulp, residual) on the grid: r is the exact result rounded to ``dtype``, ulp its ULP,
     residual = (exact − r)/ulp (|residual| ≤ ½), for the points that are counted."""
     exact = OPS[name][3 + which]
-    x = grid(dtype, OPS[name][5], density)
+    x = grid(dtype, OPS[name][5], density, SWITCHES.get(name, ()))
     p = np.finfo(dtype).nmant + 1
     tiny = float(np.finfo(dtype).tiny)
     big = float(np.finfo(dtype).max)
@@ -209,27 +238,10 @@ def ulp_errors(fn, static, name, which, dtype, density=1):
     return x, np.where(np.isfinite(err), err, np.inf)
 
 
-# Measured misses of the target, each with its cause (docs/accuracy.md). The bound asserted is the
-# measured maximum on this grid rounded up to the next half ULP: a regression still fails.
-# Misses, bounded by the maximum measured on experiments/accuracy_table.py's 4× denser grid (rounded
-# up), each with its cause. gelu keeps its cheap forms on purpose (the comment above fnnet's _gelu):
-# in the left tail e^{2u} and e^{−z²} turn the rounding of u (|2u| up to ~700) and of z² into relative
-# error of the result, ~|2u|·ε/2 (~z²·ε); removing it needs double-word arithmetic, which was built,
-# ran 19× slower than jax.nn.gelu, and was undone by XLA:CPU's FMA contraction under jit.
-_GELU_TAIL = "left tail: e^{2u} / e^{-z^2} amplify the rounding of u / z^2 (cheap form kept on purpose)"
-KNOWN_MISSES = {
-    ("gelu_tanh", 0, "float64"): (550.0, _GELU_TAIL),
-    ("gelu_tanh", 1, "float64"): (520.0, _GELU_TAIL),
-    ("gelu_tanh", 0, "float32"): (80.0, _GELU_TAIL),
-    ("gelu_tanh", 1, "float32"): (260.0, _GELU_TAIL),
-    ("gelu_erf", 0, "float64"): (860.0, _GELU_TAIL + "; XLA's erfc evaluates e^{-fl(z*z)}"),
-    ("gelu_erf", 1, "float64"): (530.0, _GELU_TAIL),
-    ("gelu_erf", 0, "float32"): (1.7e7, _GELU_TAIL + "; and near x = -13.3, where Φ(x) is subnormal but "
-                                        "x·Φ(x) is not, erfc's subnormal result has lost its bits"),
-    ("gelu_erf", 1, "float32"): (9.2e6, "as the value: Φ(x) subnormal inside Φ(x) + xφ(x) near x = -13.3"),
-    ("log1mexp", 0, "float64"): (76.5, "log1p(−e^{−x}) near x = 0.9, both fnnet and jax.nn: not yet traced"),
-    ("tanhshrink", 1, "float64"): (6.0, "tanh² doubles tanh's ~3 ULP (expm1-based tanh)"),
-}
+# Measured misses of the target, each as (bound, cause): none at present. A miss would be listed here
+# with the maximum measured on experiments/accuracy_table.py's 4× denser grid, rounded up, so that a
+# regression still fails; the target is the bound otherwise.
+KNOWN_MISSES: dict[tuple[str, int, str], tuple[float, str]] = {}
 
 CASES = [pytest.param(n, w, d, id=f"{n}-{'value' if w == 0 else 'grad'}-{d}")
          for n in OPS for w in (0, 1) for d in DTYPES]

@@ -353,3 +353,32 @@ def test_softmax_family_at_huge_and_infinite_logits(case, dtype):
         assert close.all(), f"{name}({logits}) = {got}, limit {want}"
         assert np.all(np.isfinite(np.asarray(grad))), f"{name}({logits}): gradient {grad}"
         assert y.dtype == dtype and grad.dtype == dtype
+
+
+SMOOTH_CASES = [c for c in CASES if c.values[0].df is not None
+                and getattr(c.values[0].df, "__module__", "") == "fnnet.activations.smooth"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_smooth_derivative_formulas_map_nan_to_nan(dtype):
+    """Each smooth activation's f'(x, y) itself (not the NaN select a mechanism may add) is NaN at NaN,
+    and finite at ±inf and 0 inside its support: a NaN must not vanish from a gradient, whatever wraps
+    the formula."""
+    assert len(SMOOTH_CASES) >= 15
+    x = jnp.asarray([np.nan, -np.inf, np.inf, 0.0], dtype)
+
+    def all_df(x):
+        out = {}
+        for case in SMOOTH_CASES:
+            prim, static = case.values
+            y = prim.forward(x, **static) if "y" in prim.saves else None
+            out[case.id] = prim.df(x if "x" in prim.saves else None, y, **static)
+        return out
+
+    prims = {case.id: case.values[0] for case in SMOOTH_CASES}
+    for k, d in jax.jit(all_df)(x).items():
+        d = np.asarray(d)
+        assert np.isnan(d[0]), f"{k}: f'(NaN) = {d[0]}"
+        lo, hi = prims[k].support  # ±inf and 0 where they are in the (closed) support and not singular
+        inside = [(lo <= v <= hi) and v not in prims[k].singular and v != lo for v in (-np.inf, np.inf, 0.0)]
+        assert np.isfinite(d[1:][inside]).all(), f"{k}: f'(−inf, inf, 0) = {d[1:]}"

@@ -81,34 +81,32 @@ ROUNDINGS = {
     "hard_silu": (3, 5),       # hs (2), x·hs | hs (2), mask on x + 3, x/6, +
     "sparse_plus": (3, 1),     # x + 1, square (2) (/4 exact) | x + 1 (/2 exact)
     "sparse_sigmoid": (1, 1),  # x + 1 (·½ exact) | the tie test on x + 1
-    "sigmoid": (3, 5),         # logistic (3) | e = exp(−|x|), 1 + e, square (2), e/(1+e)²
-    "tanh": (1, 5),            # tanh | e = exp(−2|x|), 1 + e, square (2), 4e/(1+e)² (4e exact)
+    "sigmoid": (3, 5),         # logistic (3) | s = logistic(−|x|) (3), 1 − s, s·(1 − s)
+    "tanh": (1, 5),            # tanh | E = exp(2|x|), 1 + E, q = 4/(…), 1 − q/4 (q/4 exact), q·(…)
     "softplus": (3, 3),        # logaddexp: exp, log1p, max + … | logistic (3)
     "log_sigmoid": (3, 3),
     "exp": (1, 1), "log": (1, 1),
     "log1mexp": (2, 2),        # expm1 (or exp), log (or log1p) | expm1, reciprocal
     "soft_sign": (2, 4),       # |x| + 1, / | |x| + 1, square (2), reciprocal
-    "squareplus": (3, 4),      # hypot, h/2 − x/2, (b/4)/… | hypot, h − x, h·(h − x), (b/2)/…
-    "elu": (3, 5),             # expm1, α rounded, α·… | 64 − a, exp, α rounded, α·e_s, ·scale
+    # computed in float32 and rounded once to the low dtype (_in_float32 in fnnet/activations/smooth.py):
+    # the float32 result's own error is the +1 of c
+    "squareplus": (1, 1),
+    "elu": (3, 5),             # expm1, α rounded, α·… | 86 − a, exp, α rounded, α·e_s, ·scale
     "celu": (6, 3),            # α rounded, x/α, expm1, α·…, max + … | α, x/α, exp
-    "selu": (5, 7),            # elu (3), λ rounded, λ·… | elu' (5), λ, λ·…
-    # x·σ(x), left-tail scaled: e_s = exp, e = e_s·scale, 1 + e, 1/(1+e), e_s·inv, x·s, ·scale
-    "silu": (7, 13),           # | parts (4), d = (x − r_hi) − r_lo (2), expm1, c rounded, c·m, d + …, s·sm·g·scale (3)
+    "selu": (5, 5),            # elu (3), λ rounded, λ·… | 86 − a, exp, λα rounded, λα·e_s, ·scale
+    "silu": (1, 1),            # computed in float32 (as squareplus)
     # mish: exp, ·scale, e + 2, e_s(e + 2), e(e + 2), + 2, /, x·…, ·scale (9; the right branch 8 with e·e (2))
     "mish": (9, 27),           # | exp (2), d (2), expm1, 5 constants, Horner in m (5), d(b1 + b2 m) (3), +,
-                               #   n2 (3), e_s·h, n2² (2), /, ·scale (27 on the left branch, 15 on the right)
-    # gelu (tanh form): x², 0.044715 rounded, ·x², 1 + …, x·…, 2√(2/π) rounded, ·… (= 2u: 6), logistic (3),
-    # x·Φ (x² of the exact x is one rounding)
-    # (erf form): 1/√2 rounded, x/√2, erfc, x·Φ
-    "gelu": None,              # per variant below
+                               #   ·¼ (exact), q (7), e_s·h, /, ·scale (27 on [−3, 0); 20 below −3,
+                               #   h/4 (7) and q (7); 15 on the right)
+    "gelu": None,              # per variant below (computed in float32, as squareplus)
     # tanhshrink, |x| < 2: s = x², t = s/2 − 1, x·(s·p) (4) and the Clenshaw sum p: 4 roundings per term
     # (2t·b1, − b2, + c_k, c_k rounded) whose share of p falls by the series' ratio 4.2 per term:
-    # 4·Σ 4.2⁻ᵏ ≤ 5.3, counted as 6. |x| ≥ 2: tanh, x − tanh. | tanh, square (2)
-    "tanhshrink": (10, 3),
+    # 4·Σ 4.2⁻ᵏ ≤ 5.3, counted as 6. |x| ≥ 2: tanh, x − tanh. | |x| < 0.88: s, the series (6), s·p,
+    # 1 − …, square (2), s·(…) = 12; |x| ≥ 0.88: sech² (5, as tanh'), 1 − sech² = 6
+    "tanhshrink": (10, 12),
 }
-# tanh form | 2u (6), 2u' (5), σ(2u) (3), σ'(2u) (5), x·2u'·σ'(2u) (2), + ; erf form | ½erfc(−x/√2) (3),
-# x/√2 (2), x², exp, x·φ (2), +
-GELU_ROUNDINGS = {True: (10, 22), False: (4, 9)}
+GELU_ROUNDINGS = {True: (1, 1), False: (1, 1)}
 
 
 def _counts(prim, static):

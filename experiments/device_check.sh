@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# One-command check of fnnet on an accelerator machine (jax already installed; no internet needed):
+#
+#   experiments/device_check.sh            (or: make device-check)
+#
+#   1. the test suite, quickly: pytest -x -q -n 4 (without -n if pytest-xdist is missing; test files
+#      needing mpmath or hypothesis are skipped if those are missing), under a time limit;
+#   2. the activation benchmark: fnnet vs jax.nn, jit(grad(sum f)) ratios at 2^20 and 2^24 entries;
+#   3. the accuracy table in float32 (fnnet beside jax.nn, against mpmath; skipped without mpmath).
+#
+# Results go to $OUT (default ./device_out): env.txt, tests.txt, activation_speed.txt,
+# accuracy_float32.txt, summary.txt. The steps are time-limited so that the whole run stays under
+# ~5 minutes of device time (TEST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT seconds). A CPU dry run:
+#
+#   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py" ACC_ARGS="--quick --dps 60" \
+#     experiments/device_check.sh
+set -u
+cd "$(dirname "$0")/.."
+OUT="${OUT:-./device_out}"
+SIZES="${SIZES:-1048576 16777216}"
+REPEATS="${REPEATS:-30}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-150}"
+SPEED_TIMEOUT="${SPEED_TIMEOUT:-90}"
+ACC_TIMEOUT="${ACC_TIMEOUT:-60}"
+ACC_ARGS="${ACC_ARGS:---quick}"
+PYTEST_SELECT="${PYTEST_SELECT:-tests}"
+mkdir -p "$OUT"
+PY="${PYTHON:-$(command -v python || command -v python3)}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # fnnet from this checkout, installed or not
+export XLA_PYTHON_CLIENT_PREALLOCATE=false            # several pytest workers share one accelerator
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+SUMMARY="$OUT/summary.txt"
+: > "$SUMMARY"
+note() { echo "$*" | tee -a "$SUMMARY"; }
+has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+step() {  # step NAME TIMEOUT OUTFILE CMD...: run, time, record the exit status
+    local name=$1 limit=$2 file=$3; shift 3
+    local t0=$SECONDS
+    timeout "$limit" "$@" > "$file" 2>&1
+    local rc=$?
+    note "$name: exit $rc after $((SECONDS - t0)) s$([ $rc = 124 ] && echo " (time limit $limit s)") -> $file"
+    tail -n 3 "$file" | sed 's/^/    /' | tee -a "$SUMMARY"
+}
+
+note "fnnet device check, $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+{
+    "$PY" -c "import sys, jax, jaxlib; print(sys.version.split()[0], 'jax', jax.__version__, 'jaxlib', jaxlib.__version__); print(jax.devices())"
+    "$PY" -c "import fnnet; print('fnnet from', fnnet.__file__)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+} > "$OUT/env.txt" 2>&1
+sed 's/^/    /' "$OUT/env.txt" | tee -a "$SUMMARY"
+
+# Test dependencies: use what is installed; try pip only briefly (offline it fails fast).
+for mod in pytest xdist hypothesis mpmath; do
+    if ! has "$mod"; then
+        pkg=$mod; [ "$mod" = xdist ] && pkg=pytest-xdist
+        timeout 60 "$PY" -m pip install -q --retries 0 --timeout 5 "$pkg" >/dev/null 2>&1 \
+            && note "installed $pkg" || note "missing $pkg (skipping what needs it)"
+    fi
+done
+
+if has pytest; then
+    args=(-x -q -p no:cacheprovider)
+    has xdist && args+=(-n 4)
+    has mpmath || args+=(--ignore=tests/test_accuracy.py --ignore=tests/test_extremes.py)
+    has hypothesis || args+=(--ignore=tests/test_properties.py)
+    # shellcheck disable=SC2086
+    step "tests" "$TEST_TIMEOUT" "$OUT/tests.txt" "$PY" -m pytest "${args[@]}" $PYTEST_SELECT
+else
+    note "tests: skipped (no pytest)"
+fi
+
+# shellcheck disable=SC2086
+step "activation speed" "$SPEED_TIMEOUT" "$OUT/activation_speed.txt" \
+    "$PY" experiments/activation_speed.py --n $SIZES --repeats "$REPEATS"
+
+if has mpmath; then
+    # shellcheck disable=SC2086
+    step "accuracy float32" "$ACC_TIMEOUT" "$OUT/accuracy_float32.txt" \
+        "$PY" experiments/accuracy_table.py --dtypes float32 $ACC_ARGS
+else
+    note "accuracy table: skipped (no mpmath)"
+fi
+note "done in $SECONDS s; results in $OUT"
