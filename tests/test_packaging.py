@@ -75,7 +75,8 @@ def test_wheel_installs_and_imports_in_a_clean_venv(wheel, tmp_path):
         "assert fnnet.__file__.startswith(%r), fnnet.__file__; "
         "print(float(jax.grad(fnnet.sigmoid)(0.0)))" % site
     )
-    run = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no source tree on the path
+    run = subprocess.run([str(python), "-c", code], cwd=tmp_path, capture_output=True, text=True, env=clean)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "0.25"
     version = subprocess.run([str(python), "-m", "fnnet", "--version"], cwd=tmp_path,

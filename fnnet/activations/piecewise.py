@@ -683,10 +683,16 @@ def _rrelu_bwd(residuals, g, key=None, lower=1.0 / 8, upper=1.0 / 3, training=Fa
     return _leaky_noise_bwd(residuals, g)[:1]
 
 
-def _rrelu_jvp(primals, tangents, out, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    (x,), (t,) = primals, tangents
+def _drrelu(x, y, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    """f' with the same slopes, redrawn from the key; NaN where x is NaN."""
     noise = _rrelu_noise(x, key, lower, upper, training)
-    return _keep_nan(x, jnp.where(x > 0, t, noise * t))
+    return _keep_nan(x, jnp.where(x > 0, jnp.ones_like(x), noise))
+
+
+def _rrelu_jvp(primals, tangents, out, **params):
+    # t·f' (a product, not a select on t: its transpose, the hand VJP g·f', keeps a NaN of f')
+    (x,), (t,) = primals, tangents
+    return t * _drrelu(x, None, **params)
 
 
 def _rrelu_reference(input, lower=1.0 / 8, upper=1.0 / 3, training=False, key=None):
@@ -726,9 +732,7 @@ rrelu = define(
     validate=_rrelu_validate,
     elementwise=True,
     # f' for the elementwise tools (Jacobian diagonal, extremes): the same slopes, redrawn from the key
-    df=lambda x, y, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False: _keep_nan(
-        x, jnp.where(x > 0, jnp.ones_like(x), _rrelu_noise(x, key, lower, upper, training))
-    ),
+    df=_drrelu,
     saves="x",
     kinks=(Kink(0.0, (1 / 8 + 1 / 3) / 2, note="∂y/∂x(0) = the slope a (torch's convention)"),),
     sample=_sampler(lambda **_: [0.0], (-4.0, 4.0)),
