@@ -1,7 +1,7 @@
 r"""Arithmetic primitives with hand-written, broadcasting-aware rules: what computation graphs are built of.
 
-Every op here is a :class:`fnnet.primitive.Primitive`: a ``jax.custom_vjp`` whose backward pass is the
-rule written below, a forward-mode twin on the hand JVP, and a plain ``jnp`` reference for
+Every op here is a :class:`fnnet.primitive.Primitive`: a jitted function whose reverse mode runs the
+rule written below, forward mode on the same function, and a plain ``jnp`` reference for
 ``jax.vjp`` to differentiate as an independent oracle. The rules, as a page of a calculus book
 (``g`` is the cotangent of the output, ``t`` a tangent, ``z`` the output):
 

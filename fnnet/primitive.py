@@ -2,11 +2,10 @@
 
 Every differentiable operation in fnnet is a :class:`Primitive`. Declaring one gives
 
-* ``prim.fn``: the public function, a ``jax.custom_vjp`` whose backward pass is the hand-written VJP
-  (what ``jax.grad``, ``jax.vjp`` and ``jax.jacrev`` use);
-* ``prim.forward_mode``: the same function as a ``jax.custom_jvp`` whose rule is the hand-written JVP,
-  so that ``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian`` work (a ``custom_vjp`` function refuses
-  forward mode; JAX allows a function one kind of custom rule, so the two live side by side);
+* ``prim.fn``: the public function, ``jax.jit`` of a ``jax.custom_jvp`` whose tangent map is the
+  transpose of the hand-written VJP. Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``)
+  transposes the tangent map back into exactly the hand VJP's operations; forward mode (``jax.jvp``,
+  ``jax.jacfwd``, ``jax.linearize``, ``jax.hessian``) works on the same function;
 * ``prim.reference``: a plain ``jax.numpy`` implementation that ``jax.vjp`` differentiates on its own,
   an oracle independent of the hand rules;
 * metadata read by the tests, the checker and ``python -m fnnet verify``: the kink points and the
@@ -16,16 +15,19 @@ Two ways to declare:
 
 ``elementwise(name, f, df, ...)``
     for ``y = f(x)`` applied entry by entry. Only ``f`` and ``f'`` are written: the VJP is ``g * f'``
-    and the JVP ``t * f'``. ``f'`` may read the input ``x``, the output ``y`` or both; ``saves`` says
-    which ones the backward pass keeps (keep ``y`` where the derivative comes from the output: the
-    residual is then the value the forward already produced).
+    and the JVP ``t * f'`` (the tangent map is its own transpose). ``f'`` may read the input ``x``, the
+    output ``y`` or both; ``saves`` says which (reading only ``y``, which the next layer keeps anyway,
+    costs no memory beyond jax.grad's).
 
 ``define(name, forward=..., fwd=..., bwd=..., jvp=..., reference=...)``
     for everything else (softmax, matmul, dense, the losses): both rules written explicitly.
 
-Hyperparameters (``negative_slope``, ``alpha``, ``axis``, ``approximate`` ...) are *static*: plain
-Python values fixed at trace time, passed through ``nondiff_argnums``. A traced value there raises a
-``TypeError`` naming the argument (use :func:`fnnet.activations.prelu` for a learnable slope).
+Parameters: the differentiable arrays (``arg_names``) get hand cotangents; the others are static
+(hashable Python values fixed at trace time, as jax.nn's ``axis`` and ``approximate``) unless named in
+``traced`` (masks, integer labels, PRNG keys, and the hyperparameters jax.nn traces, such as
+``negative_slope``), which travel as arrays; a floating traced parameter that is differentiated gets
+its derivative from autodiff of the forward. Inputs are validated while the function is traced, so a
+compiled call pays nothing for the checks.
 """
 from __future__ import annotations
 
@@ -146,16 +148,12 @@ def get(name: str) -> Primitive:
 
 
 def forward_mode(fn: Callable) -> Callable:
-    """The forward-mode variant of a public fnnet function (``jax.custom_jvp`` over the hand JVP).
-
-    ``jax.jvp(forward_mode(fnnet.sigmoid), (x,), (t,))``, ``jax.jacfwd`` and ``jax.hessian`` work on it;
-    its first derivatives equal the reverse-mode ones (both come from the same f').
-    """
+    """``fn`` itself: every public fnnet function works in forward mode (``jax.jvp``, ``jax.jacfwd``,
+    ``jax.hessian``). Kept for code written against the earlier two-function design."""
     prim = getattr(fn, "primitive", None)
     if not isinstance(prim, Primitive):
         raise TypeError(f"forward_mode expects a public fnnet primitive function, got {fn!r}")
-    # A public wrapper (softmax with `where`) carries its own forward-mode twin; plain ones share prim's.
-    return getattr(fn, "forward_mode", prim.forward_mode)
+    return fn
 
 
 # ---------------------------------------------------------------------------------------------

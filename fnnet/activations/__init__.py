@@ -1,7 +1,7 @@
 """Activation functions: jax.nn's names, signatures and defaults, plus torch.nn.functional's extras.
 
-Every function here is a :class:`fnnet.primitive.Primitive`'s public function: a ``jax.custom_vjp``
-whose backward pass is a hand-written rule (see ``docs/activations.md``).
+Every function here is a :class:`fnnet.primitive.Primitive`'s public function: jitted, usable in
+forward and reverse mode, and its reverse mode runs a hand-written rule (see ``docs/activations.md``).
 
 Modules: ``smooth`` (sigmoid family, exponential units), ``piecewise`` (ReLU family, hard and shrink
 functions, prelu, rrelu), ``normalizing`` (softmax family, glu, gumbel_softmax).
