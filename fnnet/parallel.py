@@ -1,7 +1,7 @@
 """Training steps on many devices: the batch sharded, and the hidden dimension sharded.
 
 Two layouts of the same SGD step on a :class:`jax.sharding.Mesh`, both differentiated by fnnet's
-hand-written rules (``jax.grad`` through the ``custom_vjp`` primitives, or any ``loss_and_grad`` you pass,
+hand-written rules (``jax.grad`` through the public primitives, or any ``loss_and_grad`` you pass,
 e.g. the explicit hand backprop of :mod:`fnnet.train`):
 
 **Data parallel** (:func:`data_parallel`): the batch is split along its first axis over the mesh axis

@@ -257,7 +257,7 @@ def loss_fn(
     ``softmax_cross_entropy_with_integer_labels``, float ``(batch, C)`` distributions to
     ``softmax_cross_entropy``. ``loss="mse"``: targets ``(batch, C)``, or integer labels, one-hot
     encoded. The result is the mean over the batch. Under ``jax.grad`` the gradient comes from the
-    same hand rules applied by JAX's ``custom_vjp`` machinery; :func:`loss_and_grad` applies them
+    same hand rules applied by JAX's reverse mode through the public functions; :func:`loss_and_grad` applies them
     itself. The two agree to rounding (tests).
     """
     from fnnet import layers, losses

@@ -1,8 +1,8 @@
 """``python -m fnnet verify``: every registered primitive's hand rules, checked two ways, in float64.
 
 For each primitive and hyperparameter variant, on its built-in default inputs, the full Jacobian is
-built three times from fnnet's rules — rows from the hand VJP (``jax.jacrev`` of the public
-``custom_vjp`` function), columns from the hand JVP (``jax.jacfwd`` of the forward-mode variant) — and
+built from fnnet's rules — rows from the hand VJP (``jax.jacrev`` of the public function), columns
+from its forward mode (``jax.jacfwd`` of the same function) — and
 compared, normwise, with
 
 * autodiff: ``jax.jacrev`` of the plain reference, and
