@@ -17,6 +17,7 @@ Tolerances (all normwise: ‖a − b‖∞ ≤ tol·‖b‖∞, so a value near 
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import chex
@@ -342,3 +343,25 @@ def test_traced_hyperparameter_is_accepted_and_differentiated():
     np.testing.assert_allclose(y, jax.nn.elu(x, 0.5), rtol=1e-6)
     da = jax.grad(lambda a: fnnet.elu(x, a).sum())(0.5)
     np.testing.assert_allclose(da, jax.grad(lambda a: jax.nn.elu(x, a).sum())(0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,kwargs",
+    [("softplus", {}), ("gelu", {"approximate": False}), ("softmax", {"axis": -1}),
+     ("logsumexp", {"axis": 0}), ("elu", {"alpha": 0.5}), ("log_softmax", {})],
+)
+def test_check_grads_default_modes(name, kwargs):
+    """jax.test_util.check_grads with its defaults (forward and reverse mode, order 2), as jax's own
+    nn tests call it on jax.nn's functions: the drop-in contract."""
+    from jax.test_util import check_grads
+
+    x = jnp.linspace(-2.0, 2.5, 12, dtype=jnp.float64).reshape(3, 4)
+    f = functools.partial(getattr(fnnet, name), **kwargs)
+    check_grads(f, (x,), order=2, rtol=1e-5, atol=1e-7)
+
+
+def test_linearize_and_jacfwd_on_the_public_function():
+    x = jnp.array([-1.5, 0.25, 2.0], dtype=jnp.float64)
+    y, f_lin = jax.linearize(fnnet.silu, x)
+    np.testing.assert_allclose(f_lin(jnp.ones(3)), jax.vmap(jax.grad(fnnet.silu))(x), rtol=1e-14)
+    np.testing.assert_allclose(jnp.diag(jax.jacfwd(fnnet.tanh)(x)), jax.vmap(jax.grad(fnnet.tanh))(x), rtol=1e-14)
