@@ -357,6 +357,8 @@ def test_check_grads_default_modes(name, kwargs):
 
     x = jnp.linspace(-2.0, 2.5, 12, dtype=jnp.float64).reshape(3, 4)
     f = functools.partial(getattr(fnnet, name), **kwargs)
+    # check_grads compares with its own central differences (default step 1e-3 in float64 at order 2:
+    # truncation about h^2·|f'''|/6, 1e-6 relative on this grid), hence 1e-5 and not a multiple of ε.
     check_grads(f, (x,), order=2, rtol=1e-5, atol=1e-7)
 
 
