@@ -289,16 +289,20 @@ class Context:
         """Detect an f that computes in float32 inside even when called with float64 inputs.
 
         Its float64 outputs then carry float32 rounding: every float64 finite difference is only as
-        good as float32, and so is the rule. Evidence: an output dtype below float64, or every finite
-        output value exactly representable in float32 while some has more than bfloat16's 8 significant
-        bits (a float64 result lands on a float32 by chance with probability 2^-29 per value). Then
+        good as float32, and so is the rule. Evidence, from f at x nudged off the float32 grid: an output
+        dtype below float64, or every finite output value exactly representable in float32 while some
+        has more than bfloat16's 8 significant bits (a float64 result lands on a float32 by chance with
+        probability 2^-29 per value). Then
         ``fd_eps`` (the rounding unit of the differences) and each leaf's eps become float32's, and a
         note says why.
         """
         eps32 = float(np.finfo(np.float32).eps)
+        # Evaluated at x nudged off the float32 grid (relative 3·2⁻⁴⁰), so that f(x) = x on float32
+        # inputs, exact float32 numbers, does not read as a float32 computation.
+        nudged = [xi * (1.0 + 3.0 * 2.0**-40) for xi in self.x64]
         try:
             with float64_scope():
-                out = self.programs.call("f64", lambda: jax.jit(self.problem.F64), [_put(xi) for xi in self.x64])
+                out = self.programs.call("f64", lambda: jax.jit(self.problem.F64), [_put(xi) for xi in nudged])
                 dtypes = [np.dtype(o.dtype) for o in out]
                 vals = np.concatenate([np.asarray(o, np.float64).reshape(-1) for o in out]) if out else np.zeros(0)
         except Exception:  # noqa: BLE001 - f not runnable in float64: (b) reports that
