@@ -101,3 +101,23 @@ def test_summary_line_names_every_section_that_ran():
     assert line.startswith("bench done in 12 s: ")
     assert "fnnet step 0.98-1.02x jax.grad's time (w=16..64)" in line and "memory fnnet/jax 1.00-1.00" in line
     assert bench.summary({}, 1.0).endswith("nothing run")
+
+
+def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    progress = bench._Progress(tty)
+    progress("w=128: compiling")
+    progress("round 2/7")
+    assert "w=128: compiling, round 2/7" in tty.getvalue()
+    progress.out("  w=  128 | row")
+    assert tty.getvalue().endswith("\r" + " " * 110 + "\r")  # erased before the row is printed
+    assert capsys.readouterr().out == "  w=  128 | row\n"
+    quiet = io.StringIO()  # not a terminal: nothing but the rows
+    bench._Progress(quiet)("w=128: compiling")
+    assert quiet.getvalue() == ""
