@@ -75,3 +75,49 @@ def test_main_runs_and_rejects_unknown_benchmark(capsys, tmp_path):
     assert out.exists()
     with pytest.raises(SystemExit):
         bench.main(["--only", "nonsense"])
+
+
+def test_the_products_baseline_does_exactly_the_steps_matrix_flops():
+    sizes, batch = [12, 16, 16, 10], 8
+    xs, Ws, ds = bench._products_args(sizes, batch)
+    outs = bench.matmuls_only(sizes, batch)(xs, Ws, ds)
+    assert len(outs) == 3 * (len(sizes) - 1) - 1  # forward and ∂W per layer, ∂x for all but the first
+    # each product (m, k) @ (k, n) is 2·m·k·n FLOPs; k is the contracted size
+    flops = 0
+    for i, (x, W, d) in enumerate(zip(xs, Ws, ds)):
+        flops += 2 * x.shape[0] * x.shape[1] * W.shape[0]  # x Wᵀ
+        flops += 2 * d.shape[1] * d.shape[0] * x.shape[1]  # δᵀ x
+        if i > 0:
+            flops += 2 * d.shape[0] * d.shape[1] * W.shape[1]  # δ W
+    assert flops == bench.step_flops(sizes, batch)
+
+
+def test_summary_line_names_every_section_that_ran():
+    results = {
+        "step": [{"width": 16, "ratio": {"fnnet": 0.98}}, {"width": 64, "ratio": {"fnnet": 1.02}}],
+        "memory": [{"ratio": {"fnnet": 1.0}}],
+    }
+    line = bench.summary(results, 12.3)
+    assert line.startswith("bench done in 12 s: ")
+    assert "fnnet step 0.98-1.02x jax.grad's time (w=16..64)" in line and "memory fnnet/jax 1.00-1.00" in line
+    assert bench.summary({}, 1.0).endswith("nothing run")
+
+
+def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Tty()
+    progress = bench._Progress(tty)
+    progress("w=128: compiling")
+    progress("round 2/7")
+    assert "w=128: compiling, round 2/7" in tty.getvalue()
+    progress.out("  w=  128 | row")
+    assert tty.getvalue().endswith("\r" + " " * 110 + "\r")  # erased before the row is printed
+    assert capsys.readouterr().out == "  w=  128 | row\n"
+    quiet = io.StringIO()  # not a terminal: nothing but the rows
+    bench._Progress(quiet)("w=128: compiling")
+    assert quiet.getvalue() == ""

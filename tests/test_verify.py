@@ -1,4 +1,6 @@
 """``python -m fnnet verify``: the table, and a failing rule turns the verdict and the exit code."""
+import os
+
 import jax
 import jax.numpy as jnp
 
@@ -18,7 +20,9 @@ def test_verify_table_rows_and_verdicts():
     assert f"{len(rows)} passed, 0 failed" in verify.format_table(rows)
 
 
-def test_verify_main_exit_code(capsys):
+def test_verify_main_exit_code(capsys, monkeypatch):
+    # main() adds compiler flags to XLA_FLAGS (for a backend not started yet): keep them out of later tests
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     assert verify.main(["sigmoid", "relu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("checking 3 primitives and variants")  # sigmoid's two, relu
