@@ -112,6 +112,7 @@ def test_broadcast_vjp_matches_autodiff_of_reference(name, sx, sy, dtype, use_ji
     _assert_cotangents_close(name, (x, y), cts, vjp_ref(g), g, max(out64.size, 1), dtype)
 
 
+@pytest.mark.slow  # 13 cases of finite differences; the registry suite runs them on every op's default shapes
 @pytest.mark.parametrize("name,sx,sy", BROADCAST_CASES, ids=lambda v: str(v).replace(" ", ""))
 def test_broadcast_vjp_matches_central_differences(name, sx, sy):
     """⟨Jᵀg, u⟩ from the hand VJP against ⟨g, (f(x+hu) − f(x−hu))/2h⟩ in float64.

@@ -13,6 +13,7 @@ import hypothesis.extra.numpy as hnp
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from absl.testing import parameterized
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,6 +59,7 @@ def test_binary_op_vjp_sums_broadcast_cotangents_back(name, shapes, dtype, seed)
         _close(ct, ct_ref, dtype, f"{name} VJP wrt {arg}")
 
 
+@pytest.mark.slow  # each drawn shape compiles anew (~10 s); test_ops covers fixed batch shapes
 @settings(SETTINGS, max_examples=8)  # each new shape is a new compilation
 @given(
     shapes=hnp.mutually_broadcastable_shapes(signature=np.matmul.signature, max_dims=3, max_side=4),
