@@ -9,7 +9,8 @@ The public surface:
 * ``fnnet.gradcheck`` / ``fnnet.assert_gradcheck``: cross-validate any custom gradient;
 * ``fnnet.Graph``: backprop by topological sort with the hand rules only; ``fnnet.calculus``: Jacobians
   from the hand rules, shape convention against Jacobian form;
-* ``fnnet.registry()``, ``fnnet.get(name)``, ``fnnet.forward_mode(fn)``: the primitives themselves.
+* ``fnnet.registry()``, ``fnnet.get(name)``: the primitives themselves (``fnnet.forward_mode(fn)``
+  returns ``fn``: every public function works in forward mode).
 """
 from fnnet import activations, calculus, layers, losses, ops
 from fnnet.activations import *  # noqa: F401,F403  (jax.nn-compatible names at the top level)

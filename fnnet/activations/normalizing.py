@@ -627,7 +627,10 @@ def _is_key(key):
     return dtype == jnp.uint32 and tuple(key.shape) == (2,)
 
 
-def _gumbel_call(forward_mode, logits, key, tau=1.0, hard=False, dim=-1):
+def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
+    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated:
+    # the one public function that is a thin wrapper over its primitive (the generic suites need the
+    # deterministic (logits, gumbels) form).
     fname = "fnnet.gumbel_softmax"
     logits = as_float_array(logits, "logits", fname)
     if not _is_key(key):
@@ -636,12 +639,7 @@ def _gumbel_call(forward_mode, logits, key, tau=1.0, hard=False, dim=-1):
             f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', []))}"
         )
     gumbels = _gumbel_noise(key, logits.shape, logits.dtype)
-    p = _gumbel_prim.forward_mode if forward_mode else _gumbel_prim.fn
-    return p(logits, gumbels, tau=tau, hard=hard, dim=dim)
-
-
-def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
-    return _gumbel_call(False, logits, key, tau, hard, dim)
+    return _gumbel_prim.fn(logits, gumbels, tau=tau, hard=hard, dim=dim)
 
 
 gumbel_softmax.__doc__ = _GUMBEL_DOC
