@@ -52,6 +52,14 @@ def _check_affine(W, b, x, where="fnnet.dense", names=("W", "b", "x")):
             f"{where}: {nW} must be 2-D with shape (n_out, n_in); got shape {tuple(W.shape)}"
         )
     n_out, n_in = W.shape
+    if (tuple(b.shape) != (n_out,) or (x.ndim and x.shape[-1] != n_in)) and (
+        tuple(b.shape) == (n_in,) and x.ndim and x.shape[-1] == n_out
+    ):
+        # b and x both fit the transpose: W is in the (n_in, n_out) layout of Flax and Keras
+        raise ValueError(
+            f"{where}: {nW} has shape (n_in, n_out) = {tuple(W.shape)}, the layout of Flax and Keras; "
+            f"fnnet's W is (n_out, n_in): pass W.T (z = Wx + b with W of shape ({n_in}, {n_out}) here)"
+        )
     if tuple(b.shape) != (n_out,):
         raise ValueError(
             f"{where}: {nb} must have shape (n_out,) = ({n_out},) for {nW} of shape {tuple(W.shape)}; "
@@ -386,7 +394,9 @@ def mlp(
             h = dense(layer, h)
         except (KeyError, ValueError, TypeError) as e:
             # Say which layer: "params[1]" is what the user has to look at.
-            raise type(e)(f"fnnet.mlp: layer params[{i}]: {e.args[0] if e.args else e}{_layout_hint(layer, h)}") from None
+            msg = e.args[0] if e.args else str(e)
+            hint = "" if "the layout of Flax and Keras" in str(msg) else _layout_hint(layer, h)  # dense said it
+            raise type(e)(f"fnnet.mlp: layer params[{i}]: {msg}{hint}") from None
         act = psi if i == len(params) - 1 else phi
         if act is not None:
             h = act(h)

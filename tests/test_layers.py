@@ -267,3 +267,10 @@ def test_mlp_names_a_flax_layout_weight():
     p = init_dense(jax.random.key(0), 4, 3)
     with pytest.raises(ValueError, match=r"the layout of Flax and Keras; fnnet's W is \(n_out, n_in\): pass W.T"):
         mlp([{"W": p["W"].T, "b": p["b"]}], jnp.ones((2, 4)))
+
+
+def test_flax_layout_weight_is_named_with_the_fix():
+    """W of shape (n_in, n_out), as Flax and Keras store it: the error names W's layout, not b."""
+    W = jnp.ones((4, 3))  # n_in = 4, n_out = 3, transposed
+    with pytest.raises(ValueError, match=r"\(n_in, n_out\) = \(4, 3\), the layout of Flax and Keras; fnnet's W is \(n_out, n_in\): pass W.T"):
+        dense({"W": W, "b": jnp.ones(3)}, jnp.ones((2, 4)))
