@@ -283,11 +283,6 @@ def _is_float(v):
     return jnp.issubdtype(getattr(v, "dtype", np.dtype(np.int32)), jnp.inexact)
 
 
-@functools.lru_cache(maxsize=None)
-def _zero_struct(shape, dtype):
-    return jax.ShapeDtypeStruct(shape, dtype)
-
-
 def _build_core(name, forward, fwd, bwd, jvp, diagonal, static_items):
     """The ``jax.custom_jvp`` for one static configuration.
 
@@ -382,7 +377,7 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
     traced.__signature__ = sig
     jitted = jax.jit(traced, static_argnames=tuple(static_names))
 
-    def explain(args, kwargs, err):
+    def explain(args, kwargs):
         """jax.jit refused the call before fnnet's checks ran: say which argument, in fnnet's words."""
         try:
             bound = sig.bind(*args, **kwargs)
@@ -421,7 +416,7 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
         except (TypeError, ValueError) as err:
             if str(err).startswith("fnnet."):
                 raise
-            better = explain(args, kwargs, err)
+            better = explain(args, kwargs)
             if better is None:
                 raise
             raise better from None
