@@ -49,19 +49,6 @@ __all__ = [
 ]
 
 
-def _as_primitive(op) -> Primitive:
-    if isinstance(op, Primitive):
-        return op
-    if isinstance(op, str):
-        return _primitive.get(op)
-    prim = getattr(op, "primitive", None)
-    if isinstance(prim, Primitive):
-        return prim
-    raise TypeError(
-        f"expected an fnnet Primitive, a public fnnet function or a registered name; got {op!r}"
-    )
-
-
 def jacobian(
     op: OpLike, argnums: int | Sequence[int] = 0, *, mode: str = "rev"
 ) -> Callable[..., Any]:
@@ -81,7 +68,7 @@ def jacobian(
       ``jac(*arrays, **static)``: ``J`` (or a tuple) of shape ``out.shape + arg.shape`` per argument,
       the layout of ``jax.jacrev(prim.reference, argnums)``. Only ops whose output is a single array.
     """
-    prim = _as_primitive(op)
+    prim = _primitive.resolve(op)
     if mode not in ("rev", "fwd"):
         raise ValueError(f"mode must be 'rev' or 'fwd'; got {mode!r}")
     single = isinstance(argnums, int)
@@ -154,7 +141,7 @@ def elementwise_jacobian(op: OpLike, x: ArrayLike, **static: Any) -> jax.Array:
     elementwise product ``g ⊙ f'(x)`` rather than a matrix product. :func:`materialize_diagonal` gives
     the full matrix. The values come from the op's own derivative ``f'`` (its hand rule).
     """
-    prim = _as_primitive(op)
+    prim = _primitive.resolve(op)
     if not prim.elementwise or prim.df is None:
         raise TypeError(f"{prim.name!r} is not an elementwise primitive; use jacobian({prim.name!r})")
     kw = {**prim.static_defaults, **static}

@@ -73,20 +73,12 @@ class Node:
 
 
 def _resolve_op(op, where: str) -> Primitive:
-    if isinstance(op, Primitive):
-        return op
-    if isinstance(op, str):
-        try:
-            return _primitive.get(op)
-        except KeyError as e:
-            raise GraphError(f"{where}: {e.args[0]}") from None
-    prim = getattr(op, "primitive", None)
-    if isinstance(prim, Primitive):
-        return prim
-    raise GraphError(
-        f"{where}: op must be an fnnet Primitive, a public fnnet function or a registered name; "
-        f"got {op!r}"
-    )
+    try:
+        return _primitive.resolve(op)
+    except KeyError as e:
+        raise GraphError(f"{where}: {e.args[0]}") from None
+    except TypeError as e:
+        raise GraphError(f"{where}: {e}") from None
 
 
 def _make_node(spec, index: int) -> Node:

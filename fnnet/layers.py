@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fnnet.primitive import as_float_array, define, get as _get_primitive
+from fnnet.primitive import as_float_array, define, resolve as _resolve
 
 __all__ = ["affine", "dense", "init_dense", "init_mlp", "mlp", "glorot_uniform", "he_normal"]
 
@@ -331,13 +331,10 @@ def _activation(activation, what):
         return activation
     if isinstance(activation, str):
         try:
-            prim = _get_primitive(activation)
+            prim = _resolve(activation)
         except KeyError:
-            import fnnet.activations as acts  # aliases (swish, hard_swish) are attributes, not registry names
+            import fnnet.activations as acts
 
-            fn = getattr(acts, activation, None)
-            if callable(fn) and hasattr(fn, "primitive"):
-                return fn
             raise ValueError(
                 f"fnnet.mlp: unknown {what} {activation!r}; known: {sorted(getattr(acts, '__all__', []))}"
             ) from None

@@ -48,6 +48,7 @@ __all__ = [
     "elementwise",
     "registry",
     "get",
+    "resolve",
     "forward_mode",
     "as_float_array",
     "static_value",
@@ -145,6 +146,32 @@ def get(name: str) -> Primitive:
         raise KeyError(
             f"no fnnet primitive named {name!r}; registered: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+def resolve(op) -> Primitive:
+    """The primitive behind ``op``: a :class:`Primitive`, a public fnnet function (its ``.primitive``)
+    or a name, registered (``"relu"``) or a public alias (``"swish"``).
+
+    The one resolver of ops for everything that takes an op by name or function (graph, calculus,
+    layers, train). Raises ``KeyError`` for an unknown name and ``TypeError`` for anything else.
+    """
+    if isinstance(op, Primitive):
+        return op
+    if isinstance(op, str):
+        if op in _REGISTRY:
+            return _REGISTRY[op]
+        import fnnet  # aliases (swish, hard_swish) are public names, not registry entries
+
+        prim = getattr(getattr(fnnet, op, None), "primitive", None)
+        if isinstance(prim, Primitive):
+            return prim
+        return get(op)  # raises the KeyError that lists the registered names
+    prim = getattr(op, "primitive", None)
+    if isinstance(prim, Primitive):
+        return prim
+    raise TypeError(
+        f"op must be an fnnet Primitive, a public fnnet function or a registered name; got {op!r}"
+    )
 
 
 def forward_mode(fn: Callable) -> Callable:

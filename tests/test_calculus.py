@@ -119,7 +119,7 @@ def test_jacobian_errors():
         jacobian("add")(jnp.ones(2))
     with pytest.raises(TypeError, match=r"'tanh' has no hyperparameter\(s\) \['alpha'\]"):
         jacobian("tanh")(jnp.ones(2), alpha=1.0)
-    with pytest.raises(TypeError, match=r"expected an fnnet Primitive"):
+    with pytest.raises(TypeError, match=r"op must be an fnnet Primitive"):
         jacobian(jnp.tanh)
 
 
