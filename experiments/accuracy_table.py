@@ -1,31 +1,42 @@
 """Max error in ULP against mpmath per smooth activation × dtype × (value, derivative), fnnet beside
-jax.nn (jax.nn's derivative is jax.grad(jax.nn.X)). The oracle, grid and counting rules are those of
-tests/test_accuracy.py (module docstring: every formula switch of fnnet is on the grid); this script
-uses a 4× denser grid and 400 significant digits (the test: 120).
+jax.nn (jax.nn's derivative is jax.grad(jax.nn.X)). The ops, their oracles, the grid and the counting
+rules are the oracle records of tests/oracles.py (every formula switch of fnnet is on the grid), which
+tests/test_accuracy.py asserts; this script uses a 4× denser grid and 400 significant digits (the
+test: 120).
 
     python experiments/accuracy_table.py [--quick] [--dtypes float32,float64] [--dps 400]
 
 --quick: the test's grid. Targets: 4 ULP (float64), 8 ULP (float32).
+
+tests/oracles.py is loaded from its file (tests/ is not a package and is not put on sys.path): the
+records are the tests' data, and the test suite, not this script, is their first reader.
 """
 import argparse
-import os
-import sys
+import importlib.util
+import pathlib
 import time
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-import test_accuracy as A  # noqa: E402
 
 
-def main():
+def load_oracles():
+    """tests/oracles.py as a module (it imports fnnet, jax, numpy and mpmath only)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "tests" / "oracles.py"
+    spec = importlib.util.spec_from_file_location("fnnet_test_oracles", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv=None):
+    O = load_oracles()
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--dtypes", default=",".join(A.DTYPES))
+    ap.add_argument("--dtypes", default=",".join(O.ACCURACY_DTYPES))
     ap.add_argument("--dps", type=int, default=400)
-    args = ap.parse_args()
-    A.DPS = args.dps
+    args = ap.parse_args(argv)
     density = 1 if args.quick else 4
     dtypes = args.dtypes.split(",")
     t0 = time.time()
@@ -35,16 +46,16 @@ def main():
     print("| op | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     worst = {d: 0.0 for d in dtypes}
-    for name, (fn, static, jfn, *_rest) in A.OPS.items():
+    for label, row in O.ulp_rows().items():
         cells = []
         for dtype in dtypes:
             for which in (0, 1):
-                _, ours = A.ulp_errors(fn, static, name, which, dtype, density)
-                _, theirs = A.ulp_errors(jfn, {}, name, which, dtype, density)
+                _, ours = O.ulp_errors(row.fn, label, which, dtype, density, args.dps)
+                _, theirs = O.ulp_errors(row.row.jax_nn, label, which, dtype, density, args.dps)
                 worst[dtype] = max(worst[dtype], float(ours.max()))
                 cells.append(f"{ours.max():.3g} ({theirs.max():.2g})")
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-    print("\nworst fnnet: " + ", ".join(f"{d} {v:.3g} ULP (target {A.TARGET_ULP[d]:g})" for d, v in worst.items())
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    print("\nworst fnnet: " + ", ".join(f"{d} {v:.3g} ULP (target {O.TARGET_ULP[d]:g})" for d, v in worst.items())
           + f"; {time.time() - t0:.0f} s")
 
 

@@ -1,7 +1,8 @@
 """Extremes: every elementwise primitive at ±max finite, ±1e30, ±1e4, subnormals, ±tiny, 0, ±inf, NaN.
 
-For each op the exact value and derivative come from its mathematics (mpmath, 60 digits; unbounded
-exponents, so e^{1e30} is a number there), and the test asserts, in float32 and float64:
+For each op the exact value and derivative come from its oracle record (tests/oracles.py: its
+mathematics in mpmath, 60 digits; unbounded exponents, so e^{1e30} is a number there), and the test
+asserts, in float32 and float64:
 
 * where the exact result is representable (|exact| ≤ the largest finite number), fnnet's value and
   derivative are finite and within 64 ε (relative) of it, or within ``tiny`` (the smallest normal) where
@@ -11,7 +12,7 @@ exponents, so e^{1e30} is a number there), and the test asserts, in float32 and 
 * where the exact result overflows, fnnet returns ±inf with its sign (selu(max) = λ·max,
   exp(1e30), log'(subnormal) = 1/x);
 * NaN in gives NaN out, value and derivative;
-* ±inf give the mathematical limits (table LIMITS: sigmoid(−inf) = 0, softplus(inf) = inf with
+* ±inf give the mathematical limits (the oracle at ±inf, tests/oracles.py: sigmoid(−inf) = 0, softplus(inf) = inf with
   derivative 1, selu(−inf) = −λα, ...): exactly where the limit is 0, an integer or ±inf, within two
   roundings (2ε) where it is an irrational constant (−λα, λ).
 
@@ -28,6 +29,7 @@ the checks).
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 
 import jax
@@ -36,177 +38,30 @@ import mpmath
 import numpy as np
 import pytest
 
-import fnnet  # noqa: F401  (registers every primitive)
-from fnnet.activations.smooth import SELU_ALPHA, SELU_SCALE
+import oracles
 from fnnet.primitive import registry
 
-mp = mpmath.mp
-mp.dps = 60
 DTYPES = [jnp.float32, jnp.float64]
 REL_TOL_EPS = 64
-LAM = mpmath.mpf("1.0507009873554804934193349852946")
-ALPHA = mpmath.mpf("1.6732632423543772848170429916717")
-
-
-# ----- the exact functions: (f(x), f'(x)) for an mpf x -----------------------------------------------
-def _sig(x):
-    return 1 / (1 + mpmath.exp(-x))
-
-
-def _softplus(x):
-    return mpmath.log1p(mpmath.exp(x))
-
-
-def _Phi_phi(x):
-    """Φ(x), φ(x); beyond |x| = 1e4 they are 0/1 and 0 to 10⁻²¹⁰⁰⁰⁰⁰⁰, far below any subnormal (and
-    mpmath's erfc series would crawl at 1e30)."""
-    if abs(x) > 1e4:
-        return mpmath.mpf(1 if x > 0 else 0), mpmath.mpf(0)
-    return mpmath.erfc(-x / mpmath.sqrt(2)) / 2, mpmath.npdf(x)
-
-
-def _gelu(x, approximate=True):
-    if not approximate:
-        Phi, phi = _Phi_phi(x)
-        return x * Phi, Phi + x * phi
-    c1, c2 = mpmath.sqrt(2 / mpmath.pi), mpmath.mpf("0.044715")
-    u2 = 2 * c1 * (x + c2 * x**3)
-    return x * _sig(u2), _sig(u2) + x * 2 * c1 * (1 + 3 * c2 * x**2) * _sig(u2) * _sig(-u2)
-
-
-def _elu(x, alpha=1.0):
-    a = mpmath.mpf(alpha)
-    return (x, mpmath.mpf(1)) if x > 0 else (a * mpmath.expm1(x), a * mpmath.exp(x))
-
-
-def _mish(x):
-    t = mpmath.tanh(_softplus(x))
-    return x * t, t + x * (1 - t**2) * _sig(x)
-
-
-def _squareplus(x, b=4.0):
-    h = mpmath.sqrt(x * x + b)
-    if x < 0:  # the cancellation-free forms (60 digits would not survive x + h at x = −1e300)
-        return b / (2 * (h - x)), b / (2 * h * (h - x))
-    return (x + h) / 2, (1 + x / h) / 2
-
-
-def _tanhshrink(x):
-    if abs(x) < mpmath.mpf("1e-5"):  # x − tanh x = x³/3 − 2x⁵/15 + …: no cancellation at 60 digits
-        return x**3 / 3 - 2 * x**5 / 15, mpmath.tanh(x) ** 2
-    return x - mpmath.tanh(x), mpmath.tanh(x) ** 2
-
-
-def _between(x, lo, hi):
-    return lo < x < hi
-
-
-ONE, ZERO = mpmath.mpf(1), mpmath.mpf(0)
-EXACT = {
-    "relu": lambda x: (max(x, ZERO), ONE if x > 0 else ZERO),
-    "relu6": lambda x: (min(max(x, ZERO), 6), ONE if _between(x, 0, 6) else ZERO),
-    "leaky_relu": lambda x, negative_slope=0.01: (
-        (x, ONE) if x >= 0 else (mpmath.mpf(negative_slope) * x, mpmath.mpf(negative_slope))
-    ),
-    "rrelu": lambda x, lower=1 / 8, upper=1 / 3, training=False: (
-        (x, ONE) if x > 0 else (mpmath.mpf((lower + upper) / 2) * x, mpmath.mpf((lower + upper) / 2))
-    ),
-    "hard_tanh": lambda x: (min(max(x, -ONE), ONE), ONE if _between(x, -1, 1) else ZERO),
-    "hard_sigmoid": lambda x: (
-        min(max((x + 3) / 6, ZERO), ONE), ONE / 6 if _between(x, -3, 3) else ZERO
-    ),
-    "hard_silu": lambda x: (
-        x * min(max((x + 3) / 6, ZERO), ONE),
-        min(max((x + 3) / 6, ZERO), ONE) + (x / 6 if _between(x, -3, 3) else ZERO),
-    ),
-    "sparse_plus": lambda x: (
-        (ZERO, ZERO) if x <= -1 else (x, ONE) if x >= 1 else ((x + 1) ** 2 / 4, (x + 1) / 2)
-    ),
-    "sparse_sigmoid": lambda x: (
-        min(max((x + 1) / 2, ZERO), ONE), ONE / 2 if _between(x, -1, 1) else ZERO
-    ),
-    "hardshrink": lambda x, lambd=0.5: (x, ONE) if abs(x) > lambd else (ZERO, ZERO),
-    "softshrink": lambda x, lambd=0.5: (
-        (x - lambd, ONE) if x > lambd else (x + lambd, ONE) if x < -lambd else (ZERO, ZERO)
-    ),
-    "threshold": lambda x, threshold=0.0, value=0.0: (
-        (x, ONE) if x > threshold else (mpmath.mpf(value), ZERO)
-    ),
-    "sigmoid": lambda x, exact_tails=False: (_sig(x), _sig(x) * _sig(-x)),
-    "tanh": lambda x, exact_tails=False: (mpmath.tanh(x), mpmath.sech(x) ** 2),
-    "softplus": lambda x: (_softplus(x), _sig(x)),
-    "log_sigmoid": lambda x: (-_softplus(-x), _sig(-x)),
-    "silu": lambda x: (x * _sig(x), _sig(x) * (1 + x * _sig(-x))),
-    "mish": _mish,
-    "gelu": _gelu,
-    "elu": _elu,
-    "selu": lambda x: tuple(LAM * v for v in _elu(x, ALPHA)),
-    "celu": lambda x, alpha=1.0: (
-        max(x, ZERO) + min(ZERO, alpha * mpmath.expm1(x / alpha)),
-        ONE if x > 0 else mpmath.exp(x / alpha),
-    ),
-    "soft_sign": lambda x: (x / (abs(x) + 1), 1 / (abs(x) + 1) ** 2),
-    "squareplus": _squareplus,
-    "log1mexp": lambda x: (mpmath.log(-mpmath.expm1(-x)), 1 / mpmath.expm1(x)),
-    "tanhshrink": _tanhshrink,
-    "identity": lambda x: (x, ONE),
-    "negative": lambda x: (-x, -ONE),
-    "exp": lambda x: (mpmath.exp(x), mpmath.exp(x)),
-    "log": lambda x: (mpmath.log(x), 1 / x),
-}
-
+DPS = 60
 INF = math.inf
-_LAM_ALPHA = float(LAM * ALPHA)
-# (f(−∞), f'(−∞), f(+∞), f'(+∞)) from each op's mathematics; None: outside the support.
-LIMITS = {
-    "relu": lambda: (0, 0, INF, 1),
-    "relu6": lambda: (0, 0, 6, 0),
-    "leaky_relu": lambda negative_slope=0.01: (-INF, negative_slope, INF, 1),
-    "rrelu": lambda lower=1 / 8, upper=1 / 3, training=False: (-INF, (lower + upper) / 2, INF, 1),
-    "hard_tanh": lambda: (-1, 0, 1, 0),
-    "hard_sigmoid": lambda: (0, 0, 1, 0),
-    "hard_silu": lambda: (0, 0, INF, 1),
-    "sparse_plus": lambda: (0, 0, INF, 1),
-    "sparse_sigmoid": lambda: (0, 0, 1, 0),
-    "hardshrink": lambda lambd=0.5: (-INF, 1, INF, 1),
-    "softshrink": lambda lambd=0.5: (-INF, 1, INF, 1),
-    "threshold": lambda threshold=0.0, value=0.0: (value, 0, INF, 1),
-    "sigmoid": lambda exact_tails=False: (0, 0, 1, 0),
-    "tanh": lambda exact_tails=False: (-1, 0, 1, 0),
-    "softplus": lambda: (0, 0, INF, 1),
-    "log_sigmoid": lambda: (-INF, 1, 0, 0),
-    "silu": lambda: (0, 0, INF, 1),
-    "mish": lambda: (0, 0, INF, 1),
-    "gelu": lambda approximate=True: (0, 0, INF, 1),
-    "elu": lambda alpha=1.0: (-alpha, 0, INF, 1),
-    "selu": lambda: (-_LAM_ALPHA, 0, INF, float(LAM)),
-    "celu": lambda alpha=1.0: (-alpha, 0, INF, 1),
-    "soft_sign": lambda: (-1, 0, 1, 0),
-    "squareplus": lambda b=4.0: (0, 0, INF, 1),
-    "log1mexp": lambda: (None, None, 0, 0),
-    "tanhshrink": lambda: (-INF, 1, INF, 1),
-    "identity": lambda: (-INF, 1, INF, 1),
-    "negative": lambda: (INF, -1, -INF, -1),
-    "exp": lambda: (0, 0, INF, INF),
-    "log": lambda: (None, None, INF, 0),
-}
+CASES = oracles.params(lambda p: p.elementwise)
 
 
-def _case_id(prim, static):
-    return prim.name + "".join(f"-{k}={v}" for k, v in static.items())
+def _exact(prim, static):
+    """(f, f′) of the op's oracle record (tests/oracles.py) at ``static``; skips, naming the record to
+    add, where there is none (test_every_activation_has_an_oracle_record fails for it)."""
+    try:
+        return oracles.exact(prim, static, 0), oracles.exact(prim, static, 1)
+    except LookupError as err:
+        pytest.skip(str(err))
 
 
-CASES = [
-    pytest.param(p, dict(v), id=_case_id(p, dict(v)))
-    for p in registry().values() if p.elementwise for v in p.variants
-]
-
-
-def test_every_elementwise_primitive_has_its_exact_function_and_limits():
-    missing = sorted({c.values[0].name for c in CASES} - (set(EXACT) & set(LIMITS)))
-    assert not missing, f"no exact function or limits for {missing} in tests/test_extremes.py"
-    # the module's constants are the published ones the oracle uses (30 digits)
-    assert float(LAM) == SELU_SCALE and float(ALPHA) == SELU_ALPHA
+def test_selu_constants_are_the_oracles():
+    """The module's λ and α are the published constants the oracle uses (30 digits)."""
+    prim = registry()["selu"]
+    module = vars(inspect.getmodule(prim.forward))
+    assert (module["SELU_SCALE"], module["SELU_ALPHA"]) == (float(oracles.LAM), float(oracles.ALPHA))
 
 
 def _points(dtype):
@@ -265,7 +120,8 @@ def test_finite_extremes_match_the_mathematics(prim, static, dtype):
     this (docs/accuracy.md, "Extremes") instead of bit-twiddling every op. Subnormal *results* of
     normal inputs are covered by the ``tiny`` rule of _expect.
     """
-    x, y, d = _results(dtype)[_case_id(prim, static)]
+    x, y, d = _results(dtype)[oracles.case_id(prim, static)]
+    exact_f, exact_df = _exact(prim, static)
     finite = x[:-3]
     at_zero = {math.copysign(1, float(v)): (float(yv), float(dv))
                for v, yv, dv in zip(finite, y, d) if float(v) == 0}
@@ -276,7 +132,8 @@ def test_finite_extremes_match_the_mathematics(prim, static, dtype):
         xf = float(xi)
         if not lo < xf < hi:
             continue
-        exact_y, exact_d = EXACT[prim.name](mpmath.mpf(xf), **static)
+        with mpmath.workdps(DPS):
+            exact_y, exact_d = exact_f(mpmath.mpf(xf)), exact_df(mpmath.mpf(xf))
         zy, zd = at_zero[math.copysign(1, xf)] if 0 < abs(xf) < tiny else (None, None)
         if not _same(float(yi), zy):
             _expect(float(yi), exact_y, dtype, f"{prim.name}({xf!r})")
@@ -299,10 +156,11 @@ def _same(a, b):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("prim,static", CASES)
 def test_infinities_give_the_limits_and_nan_gives_nan(prim, static, dtype):
-    x, y, d = _results(dtype)[_case_id(prim, static)]
+    x, y, d = _results(dtype)[oracles.case_id(prim, static)]
     eps = float(jnp.finfo(dtype).eps)
     assert np.isnan(y[-1]) and np.isnan(d[-1]), f"{prim.name}(NaN) = {y[-1]}, derivative {d[-1]}"
-    f_lo, d_lo, f_hi, d_hi = LIMITS[prim.name](**static)
+    _exact(prim, static)
+    f_lo, d_lo, f_hi, d_hi = oracles.limits(prim, static)
     for xi, yi, di, lim_y, lim_d in ((x[-3], y[-3], d[-3], f_lo, d_lo), (x[-2], y[-2], d[-2], f_hi, d_hi)):
         if lim_y is None:
             continue

@@ -29,10 +29,11 @@ with f(x') − f(x) taken in float64. To first order this is |ŷ − y| ≤ c·u
 rounding that moves an input across a kink (x = 2.998 in float16: x + 3 rounds to 6, the kink of
 hard_sigmoid, whose derivative jumps from 1/6 to 0 there; that is a rounding of x by 2u).
 
-k is counted by hand per op below, from the formula as it runs in the low dtype (each arithmetic
-operation, transcendental function and rounded constant on an entry's path counts 1, a square 2 since
-it doubles its operand's relative error; lax.logistic 3, as XLA expands it to 1/(1 + e^{−x}); jnp.sum of
-a low dtype accumulates in float32 and rounds once). Multiplications by powers of two are exact and not counted.
+k is counted by hand per op (its record in tests/oracles.py), from the formula as it runs in the low
+dtype (each arithmetic operation, transcendental function and rounded constant on an entry's path
+counts 1, a square 2 since it doubles its operand's relative error; lax.logistic 3, as XLA expands it to
+1/(1 + e^{−x}); jnp.sum of a low dtype accumulates in float32 and rounds once). Multiplications by
+powers of two are exact and not counted.
 Selections, max/min, negation and comparisons of exact values do not round. The count is an upper bound
 under the first-order model; the margin is reported in docs/accuracy.md ("Low precision"): the largest c
 that the measured errors need is 8 (gelu's and mish's derivatives), far below their counts.
@@ -61,95 +62,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fnnet
-import fnnet.activations
+import oracles
 from fnnet.primitive import registry
 
 LOW = [jnp.float16, jnp.bfloat16]
 
-# k (roundings on an entry's path) for the value and for the derivative, read off fnnet's formulas in
-# the low dtype (fnnet/activations/*.py, fnnet/ops.py). c = k + 1 (module docstring).
-ROUNDINGS = {
-    # selections of x or of exact constants: no rounding at all (c = 1 only covers the comparison)
-    "relu": (0, 0), "relu6": (0, 0), "hard_tanh": (0, 0), "hardshrink": (0, 0), "identity": (0, 0),
-    "negative": (0, 0),
-    "threshold": (1, 0),       # the constant `value`
-    "leaky_relu": (2, 1),      # slope rounded, slope·x | slope
-    "rrelu": (2, 1),           # (lower + upper)/2 rounded, slope·x | slope (training=False)
-    "softshrink": (2, 0),      # λ rounded, x − λ | 0 or 1
-    "hard_sigmoid": (2, 2),    # x + 3, /6 | mask tested on x + 3, 1/6 rounded
-    "hard_silu": (3, 5),       # hs (2), x·hs | hs (2), mask on x + 3, x/6, +
-    "sparse_plus": (3, 1),     # x + 1, square (2) (/4 exact) | x + 1 (/2 exact)
-    "sparse_sigmoid": (1, 1),  # x + 1 (·½ exact) | the tie test on x + 1
-    "sigmoid": (3, 5),         # logistic (3) | s = logistic(−|x|) (3), 1 − s, s·(1 − s)
-    "tanh": (1, 5),            # tanh | E = exp(2|x|), 1 + E, q = 4/(…), 1 − q/4 (q/4 exact), q·(…)
-    "softplus": (3, 3),        # logaddexp: exp, log1p, max + … | logistic (3)
-    "log_sigmoid": (3, 3),
-    "exp": (1, 1), "log": (1, 1),
-    "log1mexp": (2, 2),        # expm1 (or exp), log (or log1p) | expm1, reciprocal
-    "soft_sign": (2, 4),       # |x| + 1, / | |x| + 1, square (2), reciprocal
-    # computed in float32 and rounded once to the low dtype (_in_float32 in fnnet/activations/smooth.py):
-    # the float32 result's own error is the +1 of c
-    "squareplus": (1, 1),
-    "elu": (3, 5),             # expm1, α rounded, α·… | 86 − a, exp, α rounded, α·e_s, ·scale
-    "celu": (6, 3),            # α rounded, x/α, expm1, α·…, max + … | α, x/α, exp
-    "selu": (5, 5),            # elu (3), λ rounded, λ·… | 86 − a, exp, λα rounded, λα·e_s, ·scale
-    "silu": (1, 1),            # computed in float32 (as squareplus)
-    # mish: exp, ·scale, e + 2, e_s(e + 2), e(e + 2), + 2, /, x·…, ·scale (9; the right branch 8 with e·e (2))
-    "mish": (9, 27),           # | exp (2), d (2), expm1, 5 constants, Horner in m (5), d(b1 + b2 m) (3), +,
-                               #   ·¼ (exact), q (7), e_s·h, /, ·scale (27 on [−3, 0); 20 below −3,
-                               #   h/4 (7) and q (7); 15 on the right)
-    "gelu": None,              # per variant below (computed in float32, as squareplus)
-    # tanhshrink, |x| < 2: s = x², t = s/2 − 1, x·(s·p) (4) and the Clenshaw sum p: 4 roundings per term
-    # (2t·b1, − b2, + c_k, c_k rounded) whose share of p falls by the series' ratio 4.2 per term:
-    # 4·Σ 4.2⁻ᵏ ≤ 5.3, counted as 6. |x| ≥ 2: tanh, x − tanh. | |x| < 0.88: s, the series (6), s·p,
-    # 1 − …, square (2), s·(…) = 12; |x| ≥ 0.88: sech² (5, as tanh'), 1 − sech² = 6
-    "tanhshrink": (10, 12),
-}
-GELU_ROUNDINGS = {True: (1, 1), False: (1, 1)}
 
-
-def _counts(prim, static):
-    if prim.name == "gelu":
-        return GELU_ROUNDINGS[static.get("approximate", True)]
-    return ROUNDINGS[prim.name]
-
-
-# Ops over an axis (k for the value, k for the VJP), for the normwise input perturbation of
-# test_axis_activation_low_precision: a rounding of a quantity as large as |x_i| + |m| ≤ 2‖x‖∞ (the
-# shift x − m) counts 2, one of (l + g)/τ's shift 4 (|z − m| ≤ 2‖z‖∞ ≤ 4‖x‖∞/τ, times τ back on x).
-# jnp.sum accumulates a low dtype in float32 and rounds once. softmax: shift (2), exp, Σ, / = 5; its
-# VJP y ⊙ (g − ⟨g, y⟩): g·y, Σ, −, y· (4) on top of y's 5.
-AXIS_ROUNDINGS = {
-    "softmax": (5, 9),
-    "softmin": (5, 9),           # softmax(−x): the negation is exact
-    "log_softmax": (6, 8),       # shift (2), exp, Σ, log, − | y = softmax (5), Σg, y·Σg, g − …
-    "logsumexp": (6, 6),         # shift (2), exp, Σ, log, m + … | p = softmax (5), g·p
-    "gumbel_softmax": (13, 17),  # l + g (2), 1/τ rounded (2), ·(1/τ) (2), shift (4), exp, Σ, / | y (13), VJP (4)
-    "glu": (4, 7),               # logistic (3), a·σ | g·σ (4); σ'(b) (5), a·σ', g·…
-    "prelu": (1, 2),             # w·x | g·w; x·g, Σ over the batch (float32 accumulation, one rounding)
-    "rrelu_with_noise": (1, 2),  # noise·x | g·noise; x·g
-}
-
-
-def _terms_scale(prim, static, y, g):
-    """The size of the terms a VJP rule subtracts, where it subtracts (the g-side of the bound).
-
-    softmax's rule y ⊙ (g − ⟨g, y⟩) cancels where y_i → 1 (g_i − ⟨g, y⟩ → 0): its rounding error is
-    u·y_i·(|g_i| + ⟨|g|, y⟩), which Σ_k |J_ki||g_k| (the exact sensitivity to g) does not bound. It is
-    the formula's, shared with jax.nn; a cancellation-free form (Σ_{k≠i} y_k(g_i − g_k)) costs O(n²).
-    log_softmax's g − y·Σg likewise: |g_i| + y_i·Σ|g|. None: the rule does not subtract (glu, prelu,
-    rrelu, logsumexp), and Σ_k |J_ki||g_k| is the scale.
-    """
-    ag = np.abs(g)
-    if prim.name in ("softmax", "softmin", "gumbel_softmax"):
-        axis = static.get("axis", static.get("dim", -1))
-        axis = -1 if axis is None and prim.name == "softmin" else axis
-        tau = static.get("tau", 1.0)
-        return y * (ag + np.sum(ag * y, axis=axis, keepdims=True)) / tau
-    if prim.name == "log_softmax":
-        return ag + np.exp(y) * np.sum(ag, axis=static["axis"], keepdims=True)
-    return None
+def _counts(prim):
+    """(k value, k derivative or VJP), the roundings on an entry's path counted from fnnet's formula in
+    the low dtype: the op's record in tests/oracles.py (c = k + 1, module docstring). Skips, naming the
+    record to add, where there is none (test_every_activation_has_an_oracle_record fails for it)."""
+    k = oracles.roundings(prim.name)
+    if k is None:
+        pytest.skip(oracles.missing_record(prim.name, "roundings"))
+    return k
 
 
 def _u(dtype):
@@ -168,29 +94,8 @@ def _all_finite(dtype, support):
     return np.concatenate([v, np.full(2**16 - v.size, v[0], v.dtype)])
 
 
-def _case_id(prim, static):
-    return prim.name + "".join(f"-{k}={v}" for k, v in static.items())
-
-
-ELEMENTWISE = [
-    pytest.param(p, dict(v), id=_case_id(p, dict(v)))
-    for p in registry().values() if p.elementwise for v in p.variants
-]
-_ACTIVATION_NAMES = set(fnnet.activations.__all__) | {"rrelu_with_noise"}
-AXIS_OPS = [
-    pytest.param(p, dict(v), id=_case_id(p, dict(v)))
-    for p in registry().values()
-    if not p.elementwise and p.name in _ACTIVATION_NAMES for v in p.variants
-]
-
-
-def test_every_activation_has_a_rounding_count():
-    """A new activation must come with its count (this file's table), or it would escape the test."""
-    missing = [p.name for p in registry().values() if p.elementwise and p.name not in ROUNDINGS]
-    missing += [p.values[0].name for p in AXIS_OPS if p.values[0].name not in AXIS_ROUNDINGS]
-    assert not missing, f"no rounding count for {sorted(set(missing))} in tests/test_low_precision.py"
-    names = {p.values[0].name for p in AXIS_OPS}
-    assert {"softmax", "log_softmax", "logsumexp", "softmin", "glu"} <= names
+ELEMENTWISE = oracles.params(lambda p: p.elementwise)
+AXIS_OPS = oracles.params(lambda p: oracles.needs_record(p) and not p.elementwise)
 
 
 def _perturbed(x, c, dtype):
@@ -222,7 +127,7 @@ def _elementwise_results(dtype):
     for case in ELEMENTWISE:
         prim, static = case.values
         x = _all_finite(dtype, prim.support)
-        k_val, k_grad = _counts(prim, static)
+        k_val, k_grad = oracles.roundings(prim.name) or (0, 0)  # no record: the test skips
         xs[case.id] = x
         xv[case.id] = _perturbed(x, k_val + 1, dtype)
         xd[case.id] = _perturbed(x, k_grad + 1, dtype)
@@ -268,11 +173,11 @@ def _check_band(what, x, y_low, y32, c, dtype):
 @pytest.mark.parametrize("dtype", LOW, ids=["f16", "bf16"])
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
 def test_elementwise_every_low_precision_number(prim, static, dtype):
-    x, y_low, d_low, y32, d32 = _elementwise_results(dtype)[_case_id(prim, static)]
+    k_val, k_grad = _counts(prim)
+    x, y_low, d_low, y32, d32 = _elementwise_results(dtype)[oracles.case_id(prim, static)]
     assert y_low.dtype == dtype and d_low.dtype == dtype, (
         f"{prim.name}: {jnp.dtype(dtype).name} in, value {y_low.dtype} and derivative {d_low.dtype} out"
     )
-    k_val, k_grad = _counts(prim, static)
     _check_band(f"{prim.name} value", x, y_low, y32, k_val + 1, dtype)
     if static.get("exact_tails") is False:
         # The lean derivative (tanh, sigmoid) is computed from the rounded output: y carries at most
@@ -391,11 +296,11 @@ def test_axis_activation_low_precision(prim, static, dtype):
     shift x − m of the softmax family rounds a quantity as large as |x_i| + |m| ≤ 2‖x‖∞, not |x_i|):
     |ŷ_i − y_i| ≤ c·u·(|y_i| + ‖x‖∞·Σ_j |J_ij|) + tiny, and for the VJP z = Jᵀg
     |ẑ_i − z_i| ≤ c·u·(|z_i| + ‖x‖∞·Σ_j |∂z_i/∂x_j| + G_i) + tiny, G_i = Σ_k |J_ki|·|g_k| or, where the
-    rule subtracts, the size of the terms it subtracts (_terms_scale).
+    rule subtracts, the size of the terms it subtracts (the record's ``subtracted``, tests/oracles.py).
     """
-    args_low, y_low, z_low, y32, z32, g32, (rows, per_input) = _axis_results(dtype)[_case_id(prim, static)]
+    k_val, k_vjp = _counts(prim)
+    args_low, y_low, z_low, y32, z32, g32, (rows, per_input) = _axis_results(dtype)[oracles.case_id(prim, static)]
     u, tiny = _u(dtype), float(jnp.finfo(dtype).tiny)
-    k_val, k_vjp = AXIS_ROUNDINGS[prim.name]
 
     assert y_low.dtype == dtype and all(z.dtype == dtype for z in z_low), (
         f"{prim.name}: {jnp.dtype(dtype).name} in, value {y_low.dtype}, cotangents {[z.dtype for z in z_low]}"
@@ -408,7 +313,9 @@ def test_axis_activation_low_precision(prim, static, dtype):
     err = np.abs(np.asarray(y_low, np.float64) - np.asarray(y32, np.float64))
     bound = (k_val + 1) * u * (np.abs(np.asarray(y32, np.float64)) + x_norm * np.asarray(rows)) + tiny
     assert np.all(err <= bound), f"{prim.name} value: max err/bound {np.max(err / bound):.3g}"
-    terms = _terms_scale(prim, static, np.asarray(y32, np.float64), np.asarray(g32, np.float64))
+    # where the rule subtracts, the size of the terms it subtracts (the op's record), else Σ_k |J_ki||g_k|
+    subtracted = oracles.record(prim.name).subtracted
+    terms = subtracted and subtracted(static, np.asarray(y32, np.float64), np.asarray(g32, np.float64))
     for name, zl, z3, (d2, via_g) in zip(prim.arg_names, z_low, z32, per_input):
         err = np.abs(np.asarray(zl, np.float64) - np.asarray(z3, np.float64))
         g_side = np.asarray(via_g if terms is None else terms)
@@ -447,7 +354,7 @@ def _measured_c():
                     except AssertionError:
                         continue
                 row.append(c)
-        rows.append(row + [k + 1 for k in _counts(prim, static)])
+        rows.append(row + [k + 1 for k in oracles.roundings(prim.name)])
     return rows
 
 
