@@ -27,15 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import fnnet  # noqa: F401  (registers every primitive)
+import fnnet
+import oracles
 from fnnet.primitive import registry
 
-CASES = [
-    pytest.param(p, dict(v), id=p.name + ("" if not v else "-" + "-".join(f"{k}={val}" for k, val in v.items())))
-    for p in registry().values()
-    for v in p.variants
-]
-ELEMENTWISE = [c for c in CASES if c.values[0].elementwise]
+CASES = oracles.params()
+ELEMENTWISE = oracles.params(lambda p: p.elementwise)
 DTYPES = [jnp.float32, jnp.float64]
 HAND_VS_REF_ULPS = 64
 FD_RTOL = 1e-7
@@ -60,6 +57,26 @@ def _cotangent(out, seed=1):
     return jax.tree.map(
         lambda o: jax.random.normal(jax.random.key(seed), o.shape, o.dtype), out
     )
+
+
+def test_every_activation_has_an_oracle_record():
+    """Every elementwise op and every activation has its record in tests/oracles.py (exact f and f′
+    written or derivable from its reference, roundings in low precision), and every record is a
+    registered op: the registry suites skip an op without one, naming the record to add, so this is
+    the test that fails for it."""
+    needed = {p.name: (p, st) for _, p, st in oracles.cases(oracles.needs_record)}
+    problems = [oracles.missing_record(n) for n in sorted(set(needed) - set(oracles.ORACLES))]
+    problems += [oracles.missing_record(n, "roundings") for n, r in sorted(oracles.ORACLES.items())
+                 if n in needed and r.roundings is None]
+    for _, prim, static in oracles.cases(lambda p: p.elementwise and p.name in oracles.ORACLES):
+        try:
+            oracles.exact(prim, static, 0)
+        except LookupError as err:
+            problems.append(str(err))
+    problems += [f"tests/oracles.py has a record for {n!r}, which is not a registered elementwise op or "
+                 "activation: remove it or correct its name" for n in sorted(set(oracles.ORACLES) - set(needed))]
+    assert not problems, "\n".join(problems)
+    assert {"softmax", "log_softmax", "logsumexp", "softmin", "glu"} <= set(needed)
 
 
 # Eager and jit each run once per primitive: float32 under jit (how it trains), float64 eagerly.
@@ -116,9 +133,23 @@ def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
     assert abs(float(lhs - rhs)) <= (2 * n + HAND_VS_REF_ULPS) * _eps(dtype) * max(terms, 1e-300)
 
 
+# ----- finite differences: the one place in this file that computes them ---------------------------
+def central_difference(f, args, i, step, h):
+    """(f(…, args[i] + step, …) − f(…, args[i] − step, …)) / 2h, leaf by leaf: the lecture's
+    f'(x) ≈ (f(x+h) − f(x−h))/2h along ``step`` (h a scalar: a direction h·u; an array: entrywise)."""
+    plus, minus = list(args), list(args)
+    plus[i], minus[i] = args[i] + step, args[i] - step
+    return jax.tree.map(lambda p, m: (p - m) / (2 * h), f(*plus), f(*minus))
+
+
+def fd_step(x):
+    """h = ε^{1/3}·max(1, |x|) in float64 (module docstring)."""
+    return _eps(jnp.float64) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
+
+
 @pytest.mark.parametrize("prim,static", CASES)
 def test_vjp_matches_central_differences(prim, static):
-    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h, in float64, along random directions."""
+    """⟨g, central difference along random u⟩ = ⟨Jᵀg, u⟩ (the hand VJP), in float64."""
     args = _inputs(prim, static, jnp.float64)
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     out, vjp = jax.vjp(f, *args)
@@ -126,10 +157,8 @@ def test_vjp_matches_central_differences(prim, static):
     cts = vjp(g)
     for i, (a, ct) in enumerate(zip(args, cts)):
         u = jax.random.normal(jax.random.key(11 + i), a.shape, a.dtype)
-        h = _eps(jnp.float64) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a))))
-        plus = list(args); plus[i] = a + h * u
-        minus = list(args); minus[i] = a - h * u
-        df = jax.tree.map(lambda p, m: (p - m) / (2 * h), f(*plus), f(*minus))
+        h = float(jnp.max(fd_step(a)))
+        df = central_difference(f, args, i, h * u, h)
         fd = sum(float(jnp.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df)))
         hand = float(jnp.vdot(ct, u))
         scale = float(sum(jnp.sum(jnp.abs(gl * dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df))))
@@ -143,8 +172,8 @@ def test_elementwise_central_differences_entrywise(prim, static):
     """For an elementwise op every derivative is one central difference: check each entry."""
     (x,) = _inputs(prim, static, jnp.float64)
     f = lambda x: prim.fn(x, **static)  # noqa: E731
-    h = _eps(jnp.float64) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
-    fd = (f(x + h) - f(x - h)) / (2 * h)
+    h = fd_step(x)
+    fd = central_difference(f, (x,), 0, h, h)
     hand = jax.vmap(jax.grad(f))(x.ravel()).reshape(x.shape)
     np.testing.assert_allclose(hand, fd, rtol=FD_RTOL, atol=FD_RTOL)
 
