@@ -294,8 +294,6 @@ ORACLES: dict[str, Oracle] = {
     "tanhshrink": Oracle(
         _tanhshrink, lambda x: mpmath.tanh(x) ** 2, roundings=(10, 12),
         accuracy=(Accuracy(jax_nn=lambda x: x - jnp.tanh(x), switches=(-2.0, -0.88, 0.88, 2.0)),)),
-    # x/hypot(1, x): hypot (6: ÷, square (2), +, √, ·), ÷ | hypot (6), reciprocal, cube (3·7 + 2)
-    "isru": Oracle(roundings=(7, 23)),
     # ----- ops over an axis: roundings for the value and the VJP under a normwise input perturbation
     # (tests/test_low_precision.py): a rounding of a quantity as large as |x_i| + |m| ≤ 2‖x‖∞ (the shift
     # x − m) counts 2, one of (l + g)/τ's shift 4 (|z − m| ≤ 2‖z‖∞ ≤ 4‖x‖∞/τ, times τ back on x).

@@ -627,18 +627,6 @@ soft_sign = elementwise(
 ).fn
 
 
-def _isru(x):
-    r"""ISRU :math:`x/\sqrt{1 + x^2}` (Carlile et al. 2017); ``hypot`` does not overflow, ±inf → ±1."""
-    return jnp.where(jnp.isinf(x), jnp.sign(x), x / jnp.hypot(1.0, x))
-
-
-isru = elementwise(
-    "isru", _isru, lambda x, y: jnp.reciprocal(jnp.hypot(1.0, x)) ** 3,
-    reference=lambda x: x / jnp.sqrt(1 + x * x),
-    derivation="(x(1 + x²)^{−1/2})' = (1 + x²)^{−3/2}",
-).fn
-
-
 def _squareplus_parts(x, b):
     """(h, m): h = √(x² + b) and m = h + |x|; past |x| = 2⁶⁰, where b/x² is below the last bit of
     1 in float64, h is |x| itself (x² would overflow float32 there)."""
