@@ -349,6 +349,35 @@ def roundings(name: str) -> tuple[int, int] | None:
     return None if rec is None else rec.roundings
 
 
+# ----- every elementwise case at the hard points, one program (test_extremes, test_primitives) --------
+def hard_points(dtype):
+    """±0, ±smallest subnormal, ±a mid subnormal (2²⁰ × the smallest), ±tiny, ±1e-3, ±1, ±30, ±1e4,
+    ±1e30, ±max, as numbers of ``dtype`` (1e30 rounded in float32)."""
+    fi = jnp.finfo(dtype)
+    mags = [float(fi.smallest_subnormal), float(fi.smallest_subnormal) * 2**20, float(fi.tiny), 1e-3, 1.0,
+            30.0, 1e4, 1e30, float(fi.max)]
+    return np.asarray([0.0, -0.0] + [s * m for m in mags for s in (1.0, -1.0)], dtype=jnp.dtype(dtype))
+
+
+@functools.cache
+def elementwise_results(dtype):
+    """Per case id of every elementwise case: (x, f(x), f′(x), the reference at x in float64), as numpy
+    arrays; x is the hard points (±0 always, the others inside the op's support) followed by −inf, +inf
+    and NaN. One jitted program per dtype for every op: two suites read it, and compiling ~100 small
+    programs would cost more than all their checks."""
+    xs, fns = {}, {}
+    for case_id_, prim, static in cases(lambda p: p.elementwise):
+        lo, hi = prim.support
+        x = hard_points(dtype)
+        x = x[(x == 0) | ((x.astype(np.float64) > lo) & (x.astype(np.float64) < hi))]
+        xs[case_id_] = jnp.asarray(np.concatenate([x, np.asarray([-math.inf, math.inf, math.nan], x.dtype)]))
+        fns[case_id_] = (functools.partial(prim.fn, **static), functools.partial(prim.reference, **static))
+    program = jax.jit(lambda xs: {
+        k: (f(xs[k]), jax.vmap(jax.grad(f))(xs[k]), ref(xs[k].astype(jnp.float64))) for k, (f, ref) in fns.items()
+    })
+    return {k: tuple(np.asarray(a) for a in (xs[k], *v)) for k, v in program(xs).items()}
+
+
 # ----- derived oracles: the reference in mpmath, its central difference, the limits ------------------
 class _MpNumpy:
     """The part of jax.numpy/lax that plain references use, on mpmath scalars."""

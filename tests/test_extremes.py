@@ -1,4 +1,5 @@
-"""Extremes: every elementwise primitive at ±max finite, ±1e30, ±1e4, subnormals, ±tiny, 0, ±inf, NaN.
+"""Extremes: every elementwise primitive at ±max finite, ±1e30, ±1e4, ±30, ±1, ±1e-3, ±tiny, subnormals,
+±0, ±inf, NaN (tests/oracles.py's hard points).
 
 For each op the exact value and derivative come from its oracle record (tests/oracles.py: its
 mathematics in mpmath, 60 digits; unbounded exponents, so e^{1e30} is a number there), and the test
@@ -24,11 +25,10 @@ The softmax family (softmax, log_softmax, logsumexp, softmin) is tested with ±1
 logits against the limits its docstrings state.
 
 One jitted program per dtype evaluates every op (CPU: compiling ~100 small programs costs more than
-the checks).
+the checks); tests/test_primitives.py's hard-point test reads the same results.
 """
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 
@@ -64,33 +64,6 @@ def test_selu_constants_are_the_oracles():
     assert (module["SELU_SCALE"], module["SELU_ALPHA"]) == (float(oracles.LAM), float(oracles.ALPHA))
 
 
-def _points(dtype):
-    """0, ±smallest subnormal, ±a mid subnormal, ±tiny, ±1, ±1e4, ±1e30, ±max (dtype-rounded)."""
-    fi = jnp.finfo(dtype)
-    mags = [float(fi.smallest_subnormal), float(fi.smallest_subnormal) * 2**20, float(fi.tiny), 1.0, 1e4,
-            1e30, float(fi.max)]
-    pts = [0.0, -0.0] + [s * m for m in mags for s in (1.0, -1.0)]
-    return np.asarray(pts, dtype=jnp.dtype(dtype))
-
-
-@functools.cache
-def _results(dtype):
-    """Per case id: (x, f(x), f'(x)) at the finite points of the support followed by −inf, +inf, NaN."""
-    xs, fns = {}, {}
-    for case in CASES:
-        prim, static = case.values
-        lo, hi = prim.support
-        x = _points(dtype)  # ±0 always (the denormals-are-zero comparison), the rest inside the support
-        x = x[(x == 0) | ((x.astype(np.float64) > lo) & (x.astype(np.float64) < hi))]
-        xs[case.id] = np.concatenate([x, np.asarray([-INF, INF, np.nan], x.dtype)])
-        fns[case.id] = functools.partial(lambda v, p, st: p.fn(v, **st), p=prim, st=static)
-    program = jax.jit(
-        lambda xs: {k: (f(xs[k]), jax.vmap(jax.grad(f))(xs[k])) for k, f in fns.items()}
-    )
-    out = program({k: jnp.asarray(v) for k, v in xs.items()})
-    return {k: (xs[k], np.asarray(out[k][0]), np.asarray(out[k][1])) for k in xs}
-
-
 def _expect(actual, exact, dtype, what):
     """``actual`` (a dtype number) against the exact mpf: overflow → ±inf, else finite and close."""
     big, tiny, eps = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny), float(jnp.finfo(dtype).eps)
@@ -120,7 +93,7 @@ def test_finite_extremes_match_the_mathematics(prim, static, dtype):
     this (docs/accuracy.md, "Extremes") instead of bit-twiddling every op. Subnormal *results* of
     normal inputs are covered by the ``tiny`` rule of _expect.
     """
-    x, y, d = _results(dtype)[oracles.case_id(prim, static)]
+    x, y, d, _ = oracles.elementwise_results(dtype)[oracles.case_id(prim, static)]
     exact_f, exact_df = _exact(prim, static)
     finite = x[:-3]
     at_zero = {math.copysign(1, float(v)): (float(yv), float(dv))
@@ -156,7 +129,7 @@ def _same(a, b):
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("prim,static", CASES)
 def test_infinities_give_the_limits_and_nan_gives_nan(prim, static, dtype):
-    x, y, d = _results(dtype)[oracles.case_id(prim, static)]
+    x, y, d, _ = oracles.elementwise_results(dtype)[oracles.case_id(prim, static)]
     eps = float(jnp.finfo(dtype).eps)
     assert np.isnan(y[-1]) and np.isnan(d[-1]), f"{prim.name}(NaN) = {y[-1]}, derivative {d[-1]}"
     _exact(prim, static)

@@ -112,10 +112,9 @@ def _perturbed(x, c, dtype):
 
 
 @functools.cache
-def _elementwise_results(dtype):
-    """Every elementwise case's inputs and results, from one jitted program per precision (compiling
-    96 small programs costs more CPU than the whole check): per case id, (x, ŷ, ŷ', y, y'), where y and
-    y' are float32 of shape (5, n): at x (row 0) and at the four perturbed corners of _perturbed."""
+def _elementwise_program():
+    """Every elementwise case's value and ``jax.grad`` of its sum, one jitted program: compiled once per
+    low dtype and once at float32 (the float32 inputs have the same shapes for both low dtypes)."""
     fns = {case.id: (lambda v, p=case.values[0], st=case.values[1]: p.fn(v, **st)) for case in ELEMENTWISE}
 
     def both(xs_val, xs_grad):
@@ -123,6 +122,14 @@ def _elementwise_results(dtype):
             k: (f(xs_val[k]), jax.grad(lambda v, f=f: jnp.sum(f(v)))(xs_grad[k])) for k, f in fns.items()
         }
 
+    return jax.jit(both)
+
+
+@functools.cache
+def _elementwise_results(dtype):
+    """Every elementwise case's inputs and results, from one jitted program per precision (compiling
+    96 small programs costs more CPU than the whole check): per case id, (x, ŷ, ŷ', y, y'), where y and
+    y' are float32 of shape (5, n): at x (row 0) and at the four perturbed corners of _perturbed."""
     xs, xv, xd = {}, {}, {}
     for case in ELEMENTWISE:
         prim, static = case.values
@@ -131,9 +138,9 @@ def _elementwise_results(dtype):
         xs[case.id] = x
         xv[case.id] = _perturbed(x, k_val + 1, dtype)
         xd[case.id] = _perturbed(x, k_grad + 1, dtype)
-    program = jax.jit(both)
+    program = _elementwise_program()
     low = program({k: jnp.asarray(x) for k, x in xs.items()}, {k: jnp.asarray(x) for k, x in xs.items()})
-    f32 = program(xv, xd)  # the same Python program at float32 and shape (5, n): one more compile
+    f32 = program(xv, xd)  # float32, shape (5, n): compiled once for both low dtypes
     return {k: (xs[k], *map(np.asarray, low[k]), *map(np.asarray, f32[k])) for k in xs}
 
 

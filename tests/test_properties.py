@@ -36,7 +36,8 @@ def _close(a, b, dtype, what):
     assert err <= ULPS * float(jnp.finfo(dtype).eps), f"{what}: normwise error {err:.2e}"
 
 
-@SETTINGS
+@pytest.mark.slow  # each drawn shape compiles anew (~90 s in all); test_ops' BROADCAST_CASES cover every op
+@SETTINGS          # with each kind of broadcast (size-1 axes, new leading axes, scalars), both dtypes
 @given(
     name=st.sampled_from(BINARY),
     shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4),
