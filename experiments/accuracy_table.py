@@ -4,7 +4,7 @@ rules are the oracle records of tests/oracles.py (every formula switch of fnnet 
 tests/test_accuracy.py asserts; this script uses a 4× denser grid and 400 significant digits (the
 test: 120).
 
-    python experiments/accuracy_table.py [--quick] [--dtypes float32,float64] [--dps 400]
+    python -m experiments.accuracy_table [--quick] [--dtypes float32,float64] [--dps 400]
 
 --quick: the test's grid. Targets: 4 ULP (float64), 8 ULP (float32).
 

@@ -2,6 +2,9 @@
 
 Strict promotion makes a silent float32 -> float64 mix an error instead of a hidden upcast, so a rule
 that returns the wrong dtype is caught where it happens.
+
+tests/ is not a package: pytest puts it on sys.path (its default "prepend" import mode), so the
+registry suites import their shared data as ``import oracles`` (tests/oracles.py: one record per op).
 """
 import jax
 import pytest
