@@ -139,9 +139,9 @@ def _loss_name(loss) -> str:
     except KeyError:
         raise ValueError(f"fnnet.train: unknown loss {loss!r}; known: {', '.join(LOSSES)}") from None
     except TypeError:
-        name = None
-    # the integer-label form is the same training loss: integer labels select it in _loss_call
-    name = {"softmax_cross_entropy_with_integer_labels": "softmax_cross_entropy"}.get(name, name)
+        name = ""
+    if name == "softmax_cross_entropy_with_integer_labels":  # the same training loss: integer labels
+        name = "softmax_cross_entropy"  # select that form in _loss_call
     if name not in LOSSES:
         raise (ValueError if isinstance(loss, str) else TypeError)(
             f"fnnet.train: loss must be one of {', '.join(LOSSES)} (a name or fnnet's function); "
