@@ -50,9 +50,14 @@ def test_mlp_gradient_needs_no_more_memory_than_jax_nn(name):
 
 
 def test_exact_tails_costs_the_input_kept_alive():
-    """The opt-in: tanh′ and sigmoid′ from the input keep one hidden activation per layer alive."""
+    """The opt-in: tanh′ and sigmoid′ from the input keep one hidden activation per layer alive on
+    XLA:CPU (the cost docs/performance.md states). XLA:GPU recomputes the derivative inside the fused
+    backward instead (equal bytes, measured on an H200): there the opt-in may cost nothing, never less."""
     for name in ("tanh", "sigmoid"):
         f = getattr(fnnet, name)
         lean = _temp_bytes(f)
         exact = _temp_bytes(lambda x, f=f: f(x, exact_tails=True))
-        assert exact > lean, f"{name}: exact_tails should keep the input alive ({exact} vs {lean})"
+        if jax.default_backend() == "cpu":
+            assert exact > lean, f"{name}: exact_tails should keep the input alive ({exact} vs {lean})"
+        else:
+            assert exact >= lean, f"{name}: exact_tails needs less memory than the lean rule ({exact} vs {lean})"
