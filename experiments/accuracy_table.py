@@ -14,6 +14,7 @@ records are the tests' data, and the test suite, not this script, is their first
 import argparse
 import importlib.util
 import pathlib
+import sys
 import time
 
 import jax
@@ -26,6 +27,7 @@ def load_oracles():
     path = pathlib.Path(__file__).resolve().parents[1] / "tests" / "oracles.py"
     spec = importlib.util.spec_from_file_location("fnnet_test_oracles", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # the importlib recipe for a source file (dataclasses look it up)
     spec.loader.exec_module(module)
     return module
 
