@@ -13,9 +13,9 @@ asserts, in float32 and float64:
 * where the exact result overflows, fnnet returns ±inf with its sign (selu(max) = λ·max,
   exp(1e30), log'(subnormal) = 1/x);
 * NaN in gives NaN out, value and derivative;
-* ±inf give the mathematical limits (the oracle at ±inf, tests/oracles.py: sigmoid(−inf) = 0, softplus(inf) = inf with
-  derivative 1, selu(−inf) = −λα, ...): exactly where the limit is 0, an integer or ±inf, within two
-  roundings (2ε) where it is an irrational constant (−λα, λ).
+* ±inf give the mathematical limits (the oracle at ±inf, tests/oracles.py: sigmoid(−inf) = 0,
+  softplus(inf) = inf with derivative 1, selu(−inf) = −λα, ...): exactly where the limit is 0, an
+  integer or ±inf, within two roundings (2ε) where it is an irrational constant (−λα, λ).
 
 The derivative is compared except at the op's declared kinks (test_primitives.py checks the convention
 there). Ops with a restricted support (log, log1mexp: x > 0) are tested inside it. 1e30 is finite in
