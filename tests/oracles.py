@@ -238,23 +238,12 @@ ORACLES: dict[str, Oracle] = {
                        accuracy=(Accuracy(jax_nn=jax.nn.softplus),)),
     "log_sigmoid": Oracle(lambda x: -softplus(-x), lambda x: sig(-x), roundings=(3, 3),
                           accuracy=(Accuracy(jax_nn=jax.nn.log_sigmoid),)),
-    "exp": Oracle(mpmath.exp, mpmath.exp, roundings=(1, 1)),
-    "log": Oracle(mpmath.log, lambda x: 1 / x, roundings=(1, 1)),
-    "log1mexp": Oracle(  # expm1 (or exp), log (or log1p) | expm1, reciprocal
-        _log1mexp, lambda x: 1 / mpmath.expm1(x), roundings=(2, 2),
-        accuracy=(Accuracy(jax_nn=jax.nn.log1mexp, switches=(math.log(4.0), 0.5**24, 0.5**53)),)),
-    "soft_sign": Oracle(  # |x| + 1, / | |x| + 1, square (2), reciprocal
-        lambda x: x / (abs(x) + 1), lambda x: 1 / (abs(x) + 1) ** 2, roundings=(2, 4),
-        accuracy=(Accuracy(jax_nn=jax.nn.soft_sign),)),
-    # silu, squareplus, gelu: computed in float32 and rounded once to the low dtype (_in_float32 in
-    # fnnet/activations/smooth.py): the float32 result's own error is the +1 of c
+    # silu, squareplus, gelu: computed in float32 and rounded once to the low dtype (_in_float32 of the
+    # smooth activations' module): the float32 result's own error is the +1 of c
     "silu": Oracle(
         lambda x: x * sig(x), lambda x: sig(x) * (1 + x * sig(-x)), roundings=(1, 1),
         accuracy=(Accuracy(jax_nn=jax.nn.silu, zeros=((), (-1.278,)),
                            switches=(-1.5784645, -0.9784645, -64.0, -1e4)),)),
-    "squareplus": Oracle(
-        _squareplus, _dsquareplus, roundings=(1, 1),
-        accuracy=(Accuracy(jax_nn=jax.nn.squareplus, switches=(-1.0, -(2.0**32), 2.0**60)),)),
     "gelu": Oracle(
         lambda x, approximate=True: _gelu_tanh(x) if approximate else x * _Phi(x),
         lambda x, approximate=True: _dgelu_tanh(x) if approximate else _Phi(x) + x * _phi(x),
@@ -270,6 +259,10 @@ ORACLES: dict[str, Oracle] = {
     "elu": Oracle(  # expm1, α rounded, α·… | 86 − a, exp, α rounded, α·e_s, ·scale
         lambda x, alpha=1.0: _elu(x, mpmath.mpf(alpha)), lambda x, alpha=1.0: _delu(x, mpmath.mpf(alpha)),
         roundings=(3, 5), accuracy=(Accuracy(jax_nn=jax.nn.elu, switches=(-64.0,)),)),
+    "selu": Oracle(  # elu (3), λ rounded, λ·… | 86 − a, exp, λα rounded, λα·e_s, ·scale
+        lambda x: LAM * _elu(x, ALPHA), lambda x: LAM * _delu(x, ALPHA), roundings=(5, 5),
+        # -87.85, -707.9: where α·e^x alone turns subnormal (float32, float64)
+        accuracy=(Accuracy(jax_nn=jax.nn.selu, switches=(-64.0, -87.85, -707.9)),)),
     "celu": Oracle(  # α rounded, x/α, expm1, α·…, max + … | α, x/α, exp
         lambda x, alpha=1.0: x if x > 0 else alpha * mpmath.expm1(x / alpha),
         lambda x, alpha=1.0: ONE if x > 0 else mpmath.exp(x / alpha),
@@ -277,16 +270,21 @@ ORACLES: dict[str, Oracle] = {
         accuracy=(Accuracy(jax_nn=jax.nn.celu, switches=(-64.0,)),
                   Accuracy("celu_a2", {"alpha": 2.0}, functools.partial(jax.nn.celu, alpha=2.0),
                            switches=(-64.0,)))),
-    "selu": Oracle(  # elu (3), λ rounded, λ·… | 86 − a, exp, λα rounded, λα·e_s, ·scale
-        lambda x: LAM * _elu(x, ALPHA), lambda x: LAM * _delu(x, ALPHA), roundings=(5, 5),
-        # -87.85, -707.9: where α·e^x alone turns subnormal (float32, float64)
-        accuracy=(Accuracy(jax_nn=jax.nn.selu, switches=(-64.0, -87.85, -707.9)),)),
     # mish: exp, ·scale, e + 2, e_s(e + 2), e(e + 2), + 2, /, x·…, ·scale (9; the right branch 8 with e·e
     # (2)) | exp (2), d (2), expm1, 5 constants, Horner in m (5), d(b1 + b2 m) (3), +, ·¼ (exact), q (7),
     # e_s·h, /, ·scale (27 on [−3, 0); 20 below −3, h/4 (7) and q (7); 15 on the right)
     "mish": Oracle(
         lambda x: x * mpmath.tanh(softplus(x)), _mish_df, roundings=(9, 27),
         accuracy=(Accuracy(jax_nn=jax.nn.mish, zeros=((), (-1.1924,)), switches=(-3.0, -0.75, -64.0, -1e4)),)),
+    "soft_sign": Oracle(  # |x| + 1, / | |x| + 1, square (2), reciprocal
+        lambda x: x / (abs(x) + 1), lambda x: 1 / (abs(x) + 1) ** 2, roundings=(2, 4),
+        accuracy=(Accuracy(jax_nn=jax.nn.soft_sign),)),
+    "squareplus": Oracle(
+        _squareplus, _dsquareplus, roundings=(1, 1),
+        accuracy=(Accuracy(jax_nn=jax.nn.squareplus, switches=(-1.0, -(2.0**32), 2.0**60)),)),
+    "log1mexp": Oracle(  # expm1 (or exp), log (or log1p) | expm1, reciprocal
+        _log1mexp, lambda x: 1 / mpmath.expm1(x), roundings=(2, 2),
+        accuracy=(Accuracy(jax_nn=jax.nn.log1mexp, switches=(math.log(4.0), 0.5**24, 0.5**53)),)),
     # tanhshrink, |x| < 2: s = x², t = s/2 − 1, x·(s·p) (4) and the Clenshaw sum p: 4 roundings per term
     # (2t·b1, − b2, + c_k, c_k rounded) whose share of p falls by the series' ratio 4.2 per term:
     # 4·Σ 4.2⁻ᵏ ≤ 5.3, counted as 6. |x| ≥ 2: tanh, x − tanh. | |x| < 0.88: s, the series (6), s·p,
@@ -294,6 +292,9 @@ ORACLES: dict[str, Oracle] = {
     "tanhshrink": Oracle(
         _tanhshrink, lambda x: mpmath.tanh(x) ** 2, roundings=(10, 12),
         accuracy=(Accuracy(jax_nn=lambda x: x - jnp.tanh(x), switches=(-2.0, -0.88, 0.88, 2.0)),)),
+    # ----- elementwise ops (fnnet/ops.py) --------------------------------------------------------------
+    "exp": Oracle(mpmath.exp, mpmath.exp, roundings=(1, 1)),
+    "log": Oracle(mpmath.log, lambda x: 1 / x, roundings=(1, 1)),
     # ----- ops over an axis: roundings for the value and the VJP under a normwise input perturbation
     # (tests/test_low_precision.py): a rounding of a quantity as large as |x_i| + |m| ≤ 2‖x‖∞ (the shift
     # x − m) counts 2, one of (l + g)/τ's shift 4 (|z − m| ≤ 2‖z‖∞ ≤ 4‖x‖∞/τ, times τ back on x).
