@@ -1,4 +1,10 @@
-"""Finite differences along a direction: central with Richardson extrapolation, complex step, kinks.
+"""The finite-difference engine: steps, samplers, central/Richardson/one-sided/complex-step estimates.
+
+Every finite difference of fnnet is made here: comparison (b) of the checker, its re-examination of
+disagreeing entries in (a), ``python -m fnnet verify`` and the test suite (:func:`jacobian`,
+:func:`directional`). The functions from :func:`make_sampler` down are the checker's, working on its
+context (:class:`fnnet.check.context.Context`): the samples of f are taken on the device, in float64,
+in padded batches of one compiled shape, and turned into estimates with error bars in numpy.
 
 Everything here works on *samples* of a scalar function of one real variable,
 
@@ -36,12 +42,15 @@ it is exact to rounding for any small ``t``; the step is ``1e-20 * max(1, |x|)``
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
 import numpy as np
+
+from .batching import batch_sharding, put, replicated
+from .programs import float64_scope
+from .tolerance import SLACK
 
 # Sample points of phi for the central scheme, in units of the step. phi(0) is needed for the
 # one-sided slopes (kink detection).
@@ -56,38 +65,6 @@ COMPLEX_STEP = 1e-20
 FLOAT64_EPS = float(np.finfo(np.float64).eps)
 ROUNDING_UNITS = 8.0
 RICHARDSON_WEIGHT = 3.0
-
-
-def float64_scope():
-    """A context manager that turns on float64 for its body only and restores the setting after.
-
-    ``jax.enable_x64(True)`` (jax >= 0.9) or ``jax.experimental.enable_x64()`` (older releases).
-    fnnet never flips x64 globally.
-    """
-    enable = getattr(jax, "enable_x64", None)
-    if enable is not None:
-        try:
-            scope = enable(True)
-            if hasattr(scope, "__enter__"):
-                return scope
-        except TypeError:
-            pass
-    try:
-        from jax.experimental import enable_x64  # type: ignore[attr-defined]
-
-        return enable_x64()
-    except ImportError:  # pragma: no cover - last resort: flip and restore by hand
-        return _flip_x64()
-
-
-@contextlib.contextmanager
-def _flip_x64():  # pragma: no cover
-    old = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", old)
 
 
 def step_sizes(x: np.ndarray, dtype, fd: str = "central") -> np.ndarray:
@@ -316,3 +293,178 @@ def make_entry_sampler(F64, fd: str, leaf: int):
         return jax.vmap(one, in_axes=(None, None, 0, 0, None))(x, out0, idx, h, gs)
 
     return jax.jit(sample)
+
+
+# ---- the checker's differences: sampling on its context, observed rounding, batches ------------------
+PROBE_BATCH = 8  # directions per compiled FD call in auto mode (also the bisection's branching)
+STEP_SCALES = (1.125, 0.875)  # the reruns of with_observed_noise
+
+
+def sample_directions(ctx, dirs, gs):
+    """phi samples along a batch of directions (see :func:`make_sampler`), as float64 numpy arrays."""
+    with float64_scope():
+        x = [put(xi) for xi in ctx.x64]
+        d = [put(np.asarray(di, np.float64)) for di in dirs]
+        g = [put(np.asarray(gi, np.float64)) for gi in gs]
+        s, m = ctx.programs.call("sampler", lambda: make_sampler(ctx.problem.F64, ctx.fd), x, d, g)
+        return np.asarray(s, np.float64), np.asarray(m, np.float64)
+
+
+def sample_entries(ctx, leaf: int, idx, cots: list, step_scale: float = 1.0):
+    """phi samples along ``step_scale * h_i e_i`` of one leaf for each cotangent in ``cots``."""
+    with float64_scope():
+        x = [put(xi) for xi in ctx.x64]
+        idx = np.asarray(idx, np.int64)
+        h = ctx.steps[leaf].reshape(-1)[idx] * step_scale
+        g = [put(np.stack([np.asarray(c[j], np.float64) for c in cots])) for j in range(len(cots[0]))]
+        build = lambda: make_entry_sampler(ctx.problem.F64, ctx.fd, leaf)
+        idx, h = put(idx), put(np.asarray(h, np.float64))
+        if ctx.mesh is not None:  # the perturbations split over the devices (GSPMD), the rest replicated
+            idx, h = (jax.device_put(a, batch_sharding(ctx.mesh)) for a in (idx, h))
+            x, g = jax.device_put((x, g), replicated(ctx.mesh))
+        s, m = ctx.programs.call(f"entries{leaf}", build, x, idx, h, g)
+        return np.asarray(s, np.float64), np.asarray(m, np.float64)
+
+
+def noise_rerun(ctx) -> bool:
+    """Whether finite differences are rerun at other steps to observe their own rounding: where a
+    leaf is float64 (for float32 leaves the float64 differences are ~2^29 times finer than the
+    rule's allowance) and the scheme is central."""
+    return ctx.fd == "central" and any(e <= FLOAT64_EPS for e in ctx.eps)
+
+
+def with_observed_noise(ctx, run) -> Differences:
+    """``run(1.0)``, its error bar widened by the differences' own observed rounding.
+
+    ``run(k)`` computes the differences with every step multiplied by ``k`` (in per-step units of the
+    unscaled step). The float64 rounding floor ``8·3·ε·Σ|g||f|`` assumes f rounds like a few operations
+    on its result; a cancelling f (a rule differentiated again near a removable singularity) rounds
+    far more, and its differences with it. Where a leaf is float64 the differences are rerun at steps
+    ``1.125 h`` and ``0.875 h``: truncation changes smoothly with the step (and is already in the
+    Richardson bar), rounding does not, so ``8·max_k |R_k − R|`` is added to the error bar. (A float32
+    rerun does not work here: a float32 evaluation of such a formula cancels completely, and its
+    error no longer scales with ε.)
+    """
+    d = run(1.0)
+    if not noise_rerun(ctx):
+        return d
+    spread = np.zeros(np.shape(d.value))
+    for k in STEP_SCALES:
+        dk = run(k)
+        with np.errstate(invalid="ignore"):
+            spread = np.maximum(spread, np.where(np.isfinite(dk.value), np.abs(dk.value - d.value), 0.0))
+    extra = SLACK * np.nan_to_num(spread, nan=0.0, posinf=0.0)
+    return Differences(d.value, d.error + extra, d.kink, d.left, d.right, d.side_error + extra, d.one_sided)
+
+
+def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Differences:
+    """Finite differences of ``<g_c, f>`` w.r.t. entries ``idx`` of ``leaf``, in derivative units.
+
+    Returns arrays of shape ``(len(idx), len(cots))``. Evaluated in fixed-size chunks (padded, so
+    one compilation serves every chunk), each a vmap over ``chunk`` perturbed copies of the leaf.
+    """
+    idx = np.asarray(idx, np.int64).reshape(-1)
+    chunk = max(1, min(int(chunk), len(idx)))
+    if ctx.mesh is not None:  # a whole number of perturbations per device
+        k = ctx.mesh.size
+        chunk = -(-chunk // k) * k
+
+    def run(scale):
+        samples, mags = [], []
+        for start in range(0, len(idx), chunk):
+            part = idx[start : start + chunk]
+            pad = np.concatenate([part, np.full(chunk - len(part), part[0])])
+            s, m = sample_entries(ctx, leaf, pad, cots, step_scale=scale)
+            samples.append(s[: len(part)] / scale)
+            mags.append(m[: len(part)] / scale)
+        return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd, ctx.fd_eps)
+
+    d = with_observed_noise(ctx, run)
+    return d.scaled(ctx.steps[leaf].reshape(-1)[idx][:, None])
+
+
+def directional_differences(ctx, gbatch, dirs_batch, chunk):
+    """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks."""
+    n = len(dirs_batch)
+    chunk = max(1, chunk)  # always padded to ``chunk``: one compiled shape for every caller
+
+    def run(scale):
+        samples, mags = [], []
+        for start in range(0, n, chunk):
+            part, gpart = dirs_batch[start : start + chunk], gbatch[start : start + chunk]
+            k = len(part)
+            part, gpart = part + [part[0]] * (chunk - k), gpart + [gpart[0]] * (chunk - k)
+            dirs = [np.stack([d[j] for d in part]) * scale for j in range(len(part[0]))]
+            gs = [np.stack([np.asarray(g[j], np.float64) for g in gpart]) for j in range(len(gpart[0]))]
+            s, m = sample_directions(ctx, dirs, gs)
+            samples.append(s[:k] / scale)
+            mags.append(m[:k] / scale)
+        return differences(np.concatenate(samples), np.concatenate(mags), ctx.fd, ctx.fd_eps)
+
+    return with_observed_noise(ctx, run)
+
+
+def pair_differences(ctx, pairs, cots, width: int) -> Differences:
+    """Finite differences for (cotangent c, leaf, flat index i) pairs, in derivative units.
+
+    Uses the directional sampler (basis direction ``h_i e_i`` with cotangent ``g_c``) in batches of
+    ``width``, the compiled shape the probes of comparison (b) use, so nothing extra is compiled.
+    """
+    dirs, gs, h = [], [], []
+    for c, leaf, i in pairs:
+        d = [np.zeros(np.shape(x)) for x in ctx.x64]
+        hi = ctx.steps[leaf].reshape(-1)[i]
+        d[leaf].reshape(-1)[i] = hi
+        dirs.append(d)
+        gs.append(cots[c])
+        h.append(hi)
+    d = directional_differences(ctx, gs, dirs, width)
+    return d.scaled(np.asarray(h))
+
+
+def default_chunk(ctx, chunk_size) -> int:
+    """Directions per compiled call: bounded so a call holds about 2^22 float64s per sample point."""
+    if chunk_size:
+        return int(chunk_size)
+    total = sum(int(np.prod(np.shape(x))) for x in ctx.x64) + sum(int(np.prod(o.shape)) for o in ctx.problem.out)
+    return int(np.clip((1 << 22) // max(total, 1), 1, 1024))
+
+
+def check_degraded(ctx) -> None:
+    """Detect an f that computes in float32 inside even when called with float64 inputs.
+
+    Its float64 outputs then carry float32 rounding: every float64 finite difference is only as
+    good as float32, and so is the rule. Evidence, from f at x nudged off the float32 grid: an output
+    dtype below float64, or every finite output value exactly representable in float32 while some
+    has more than bfloat16's 8 significant bits (a float64 result lands on a float32 by chance with
+    probability 2^-29 per value). Then ``ctx.fd_eps`` (the rounding unit of the differences) and each
+    leaf's eps become float32's, the steps are sized for float32, and ``ctx.degraded`` says why.
+    """
+    eps32 = float(np.finfo(np.float32).eps)
+    # Evaluated at x nudged off the float32 grid (relative 3·2⁻⁴⁰), so that f(x) = x on float32
+    # inputs, exact float32 numbers, does not read as a float32 computation.
+    nudged = [xi * (1.0 + 3.0 * 2.0**-40) for xi in ctx.x64]
+    try:
+        with float64_scope():
+            out = ctx.programs.call("f64", lambda: jax.jit(ctx.problem.F64), [put(xi) for xi in nudged])
+            dtypes = [np.dtype(o.dtype) for o in out]
+            vals = np.concatenate([np.asarray(o, np.float64).reshape(-1) for o in out]) if out else np.zeros(0)
+    except Exception:  # noqa: BLE001 - f not runnable in float64: (b) reports that
+        return
+    vals = vals[np.isfinite(vals)]
+    low_dtype = any(d.itemsize < 8 for d in dtypes)
+    as32 = vals.astype(np.float32).astype(np.float64)
+    import ml_dtypes  # shipped with jaxlib
+
+    as_bf16 = vals.astype(ml_dtypes.bfloat16).astype(np.float64)
+    representable = vals.size > 0 and bool(np.all(as32 == vals)) and bool(np.any(as_bf16 != vals))
+    if low_dtype or representable:
+        why = (f"returns {'/'.join(sorted({str(d) for d in dtypes}))} for float64 inputs" if low_dtype
+               else "returns float64 values that are all exact float32 numbers for float64 inputs")
+        ctx.degraded = (f"f computes in float32 inside (it {why}): finite differences and the reference carry "
+                        "float32 rounding, so their error bars and the rule's allowance use float32's ε")
+        ctx.fd_eps = max(ctx.fd_eps, eps32)
+        ctx.eps = [max(e, eps32) for e in ctx.eps]
+        # A step sized for float64 (ε^(1/3) = 6e-6) drowns in float32 rounding: size it for float32.
+        ctx.steps = [step_sizes(xi, np.float32, ctx.fd) if np.dtype(p.dtype).itemsize > 4 else h
+                     for xi, p, h in zip(ctx.x64, ctx.problem.x, ctx.steps)]
