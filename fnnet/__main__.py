@@ -55,7 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"python -m fnnet {argv[0]}: not available in this version", file=sys.stderr)
         return 2
-    return module.main(argv[1:])
+    try:
+        return module.main(argv[1:])
+    except ValueError as err:  # bad input the library names (an unknown primitive): a usage error, as argparse's
+        print(f"python -m fnnet {argv[0]}: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

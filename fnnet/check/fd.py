@@ -106,6 +106,12 @@ class Differences:
         """Where the estimate exists (finite value and error bar)."""
         return np.isfinite(self.value) & np.isfinite(self.error)
 
+    def transposed(self) -> "Differences":
+        """The same estimates with the two axes of a Jacobian swapped."""
+        t = lambda a: None if a is None else np.swapaxes(a, 0, 1)  # noqa: E731
+        return Differences(t(self.value), t(self.error), t(self.kink), t(self.left), t(self.right),
+                           t(self.side_error), t(self.one_sided))
+
     def scaled(self, h) -> "Differences":
         """The same estimates divided by the step ``h`` (per-step units -> derivative units)."""
         return Differences(self.value / h, self.error / h, self.kink, self.left / h, self.right / h,
@@ -203,15 +209,19 @@ def _project(g, out, fd, out0=None):
     value = 0.0
     magnitude = 0.0
     for j, (gj, oj) in enumerate(zip(g, out)):
-        if out0 is not None:
-            base = out0[j]
-            delta = jnp.where(oj == base, jnp.zeros_like(oj), oj - base)
-            value = value + jnp.sum(gj * delta)
-        else:
-            value = value + jnp.sum(gj * oj)
-        finite = jnp.where(jnp.isfinite(oj), jnp.abs(oj), jnp.zeros_like(oj))
-        magnitude = magnitude + jnp.sum(jnp.abs(gj) * finite)
+        value = value + jnp.sum(gj * (oj if out0 is None else _delta(oj, out0[j])))
+        magnitude = magnitude + jnp.sum(jnp.abs(gj) * _finite_abs(oj))
     return value, magnitude
+
+
+def _delta(o, base):
+    """``o - base``, exactly 0 where the entry did not move (so ``inf - inf`` is 0, not NaN)."""
+    return jnp.where(o == base, jnp.zeros_like(o), o - base)
+
+
+def _finite_abs(o):
+    """``|o|`` where finite, else 0: the size of the terms rounding acts on."""
+    return jnp.where(jnp.isfinite(o), jnp.abs(o), jnp.zeros_like(o))
 
 
 def _shift(x, d, t, fd: str):
@@ -293,6 +303,96 @@ def make_entry_sampler(F64, fd: str, leaf: int):
         return jax.vmap(one, in_axes=(None, None, 0, 0, None))(x, out0, idx, h, gs)
 
     return jax.jit(sample)
+
+
+# ---- finite differences of any function: jvp, jacobian ----------------------------------------------
+def output_samples(f, primals, directions, fd: str = "central"):
+    """Samples of every output entry of ``f`` along ``directions``, for :func:`differences` (traceable).
+
+    ``f(*primals)`` returns an array or a pytree of arrays; ``directions`` has one entry per primal:
+    an array shaped like it (the step included: ``t`` is in units of the direction), or None for a
+    primal held fixed. Returns two lists over f's output leaves: ``samples`` with the sample points
+    on a new last axis (central: ``f(x + t d) − f(x)``, exactly 0 where an entry does not move;
+    complex step: ``Im f(x + i t d)``) and ``magnitudes`` (``|f(x)|`` where finite), the size the
+    rounding acts on. Call it inside :func:`fnnet.check.programs.float64_scope` for float64.
+    """
+    ts = _moving_points(fd)
+
+    def moved(t):
+        args = [p if d is None else _shift(jnp.asarray(p), jnp.asarray(d), t, fd) for p, d in zip(primals, directions)]
+        return jax.tree_util.tree_leaves(f(*args))
+
+    outs = jax.vmap(moved)(ts)  # each leaf: (len(ts), *shape)
+    if fd == "complex":
+        return [jnp.moveaxis(jnp.imag(o), 0, -1) for o in outs], [_finite_abs(jnp.imag(o[0])) for o in outs]
+    base = jax.tree_util.tree_leaves(f(*primals))
+    k = CENTRAL_TS.index(0.0)
+    samples = []
+    for o, b in zip(outs, base):
+        d = jnp.moveaxis(_delta(o, b[None]), 0, -1)
+        samples.append(jnp.concatenate([d[..., :k], jnp.zeros(d.shape[:-1] + (1,), d.dtype), d[..., k:]], axis=-1))
+    return samples, [_finite_abs(b) for b in base]
+
+
+def jvp(f, primals, tangents, h: float = 1.0, fd: str = "central") -> list:
+    """The finite-difference JVP ``J·tangents`` of ``f`` at ``primals``, one :class:`Differences` per
+    output leaf, in derivative units (value and error bar per output entry).
+
+    f is sampled along the direction ``h·tangents`` (tangent None: that primal held fixed), with every
+    float primal upcast to float64 (complex step: complex128): the lecture's
+    ``(f(x + h u) − f(x − h u)) / 2h``, Richardson-extrapolated with ``h/2`` (error bar from the two),
+    one-sided where f is undefined on one side, with kinks detected (:func:`central_differences`).
+    """
+    with float64_scope():
+        x = [_upcast(p) for p in primals]
+        d = [None if t is None else jnp.asarray(np.asarray(t, np.float64) * h) for t in tangents]
+        samples, mags = jax.jit(lambda x: output_samples(f, x, d, fd))(x)
+        return [differences(np.asarray(s), np.asarray(m), fd).scaled(h) for s, m in zip(samples, mags)]
+
+
+def jacobian_samples(f, x, h, fd: str = "central"):
+    """:func:`output_samples` along every basis direction ``h_i e_i`` of ``x`` (traceable).
+
+    ``f(x)`` returns an array or a pytree of arrays; ``h`` holds one step per entry of x (shape of x).
+    Returns ``(samples, magnitudes)`` of shapes ``(x.size, M, T)`` and ``(x.size, M)``, M the number
+    of output entries (all leaves, flattened in order); :func:`jacobian_estimate` turns them into
+    the Jacobian.
+    """
+    n = int(np.prod(np.shape(x)))
+    dirs = (jnp.eye(n, dtype=jnp.asarray(h).dtype) * jnp.reshape(h, (-1, 1))).reshape((n, *np.shape(x)))
+
+    def column(d):
+        s, m = output_samples(f, (x,), (d,), fd)
+        return (jnp.concatenate([si.reshape(-1, si.shape[-1]) for si in s]),
+                jnp.concatenate([mi.reshape(-1) for mi in m]))
+
+    return jax.vmap(column)(dirs)
+
+
+def jacobian_estimate(samples, magnitudes, h, fd: str = "central") -> Differences:
+    """The Jacobian ``(M, x.size)`` from :func:`jacobian_samples`' output, with error bars."""
+    d = differences(np.asarray(samples), np.asarray(magnitudes), fd).scaled(np.reshape(np.asarray(h), (-1, 1)))
+    return d.transposed()
+
+
+def jacobian(f, x, fd: str = "central") -> Differences:
+    """The finite-difference Jacobian of ``f`` at ``x`` (array in, array or pytree of arrays out),
+    ``(M, x.size)`` with M the number of output entries, evaluated in float64 with the per-entry
+    steps of :func:`step_sizes` (for x's dtype)."""
+    h = step_sizes(np.asarray(x, np.float64), np.asarray(x).dtype, fd)
+    with float64_scope():
+        s, m = jax.jit(lambda x, h: jacobian_samples(f, x, h, fd))(_upcast(x), jnp.asarray(h))
+    return jacobian_estimate(s, m, h, fd)
+
+
+def _upcast(p):
+    """A float (or complex) primal as a float64 (complex128) array; anything else as it is."""
+    a = np.asarray(p)
+    if np.issubdtype(a.dtype, np.floating):
+        return jnp.asarray(a.astype(np.float64))
+    if np.issubdtype(a.dtype, np.complexfloating):
+        return jnp.asarray(a.astype(np.complex128))
+    return p
 
 
 # ---- the checker's differences: sampling on its context, observed rounding, batches ------------------
