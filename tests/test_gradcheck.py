@@ -257,12 +257,12 @@ def test_compiled_programs_are_reused_for_the_same_function_and_dropped_with_it(
     n_first = len(traces)
     second = gradcheck(f_traced, x)
     # Same verdicts and the same entry named. The second call still runs the rule outside jit (the
-    # eager check, the JVP attempt), but the two compiled programs that trace fwd (the rule at
-    # float32, the float64 rule+reference pair) are not traced again.
+    # eager check), but none of the compiled programs that trace fwd (the rule at float32, the float64
+    # rule+reference pair, the JVP attempt, whose failure is kept) is traced again.
     assert not first.passed and not second.passed
     assert [c.verdict for c in first.comparisons] == [c.verdict for c in second.comparisons]
     assert first.comparison("(a)").entries[0].where == second.comparison("(a)").entries[0].where == "args[0][7]"
-    assert n_first - (len(traces) - n_first) == 2
+    assert len(traces) - n_first == 1 and n_first >= 3
     different_value = gradcheck(f_traced, x + 1)  # new point, same shapes: programs reused, new verdict
     assert not different_value.passed
     ref = weakref.ref(f_traced)

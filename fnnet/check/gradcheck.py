@@ -28,7 +28,7 @@ from .fd import PROBE_BATCH, default_chunk, make_entry_sampler, make_sampler
 from .problem import Problem, build_problem
 from .programs import Programs, cache_key, cached_programs, float64_scope, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
-from .structure import draws, eager, shapes_and_dtypes, structural
+from .structure import draws, eager, jvp_program, shapes_and_dtypes, structural
 from .vs_fd import full_fd, probe_fd
 from .vs_reference import compare_reference
 
@@ -170,7 +170,7 @@ def _override(rtol, atol):
     return lambda expected: a + r * np.abs(np.asarray(expected, np.float64))
 
 
-def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
+def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
     """Trace every program the check will run and start compiling them all in the background.
 
     Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
@@ -185,6 +185,8 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
     P.prefetch("rule", lambda: batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
     if problem.RV is not None:
         return
+    if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
+        P.prefetch("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]))
     with float64_scope():
         x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
@@ -215,7 +217,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
-    _prefetch(ctx, cots, o["mode"], chunk)
+    _prefetch(ctx, cots, o["mode"], chunk, o["structure"])
     # The op-by-op VJP of the jit-vs-eager check runs now, on this thread, while the programs compile.
     srng = np.random.default_rng([seed, 1])
     g1, g2 = draws(problem, srng)

@@ -160,7 +160,7 @@ class Programs:
             try:
                 fut.set_result(lowered.compile())
             except Exception as err:  # noqa: BLE001
-                fut.set_exception(err)
+                fut.set_exception(_detached(err))
 
         if PARALLEL:
             _executor().submit(compile_)
@@ -174,8 +174,16 @@ class Programs:
             self._jitted.clear()
 
     def call(self, role: str, build, *args):
-        """Run ``role`` on ``args``, compiling it first if no prefetch did."""
-        return self.prefetch(role, build, args).result()(*args)
+        """Run ``role`` on ``args``, compiling it first if no prefetch did.
+
+        A failed trace or compile is raised as a fresh copy: raising the stored error itself would
+        attach this call's frames (which hold f) to it, and the cache, which holds f weakly, holds it.
+        """
+        fut = self.prefetch(role, build, args)
+        err = fut.exception()
+        if err is not None:
+            raise _detached(err)
+        return fut.result()(*args)
 
 
 def _detached(err: BaseException) -> BaseException:
