@@ -10,10 +10,11 @@ Tolerances (all normwise: ‖a − b‖∞ ≤ tol·‖b‖∞, so a value near 
   factor of a few of the output on the sampling domains, so each carries ≤ ~30·ε relative error and
   their difference ≤ 64·ε of the dtype under test. The float32 result is compared with the float64
   reference (the truth at float32's scale), so float32's bound is 64·ε₃₂ ≈ 7.6e-6.
-* finite differences, float64, step h = ε^{1/3}·max(1, |x|) ≈ 6e-6: truncation error h²/6·|f'''| and
-  round-off ε·|f|/h ≈ 4e-11·|f|. On the sampling domains |f'''| ≤ ~10 and |f| ≤ ~10, so the error is
-  ≤ ~1e-9 relative; 1e-7 leaves a factor 100 for the constant, far below any real rule error (which
-  shows as O(1) relative).
+* finite differences (fnnet's engine, :mod:`fnnet.check.fd`), float64, step h = ε^{1/3}·max(1, |x|)
+  ≈ 6e-6: the central difference's truncation error h²/6·|f'''| and round-off ε·|f|/h ≈ 4e-11·|f|;
+  Richardson extrapolation with h/2 removes the truncation term and triples the round-off. On the
+  sampling domains |f'''| ≤ ~10 and |f| ≤ ~10, so the error is ≤ ~1e-9 relative; 1e-7 leaves a
+  factor 100 for the constant, far below any real rule error (which shows as O(1) relative).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import numpy as np
 import pytest
 
 import fnnet  # noqa: F401  (registers every primitive)
+from fnnet.check import fd
 from fnnet.primitive import registry
 
 CASES = [
@@ -118,7 +120,8 @@ def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
 
 @pytest.mark.parametrize("prim,static", CASES)
 def test_vjp_matches_central_differences(prim, static):
-    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h, in float64, along random directions."""
+    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h (Richardson-extrapolated), in float64, along random
+    directions: ⟨Jᵀg, u⟩ from the hand VJP against ⟨g, J u⟩ by finite differences."""
     args = _inputs(prim, static, jnp.float64)
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     out, vjp = jax.vjp(f, *args)
@@ -127,26 +130,26 @@ def test_vjp_matches_central_differences(prim, static):
     for i, (a, ct) in enumerate(zip(args, cts)):
         u = jax.random.normal(jax.random.key(11 + i), a.shape, a.dtype)
         h = _eps(jnp.float64) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a))))
-        plus = list(args); plus[i] = a + h * u
-        minus = list(args); minus[i] = a - h * u
-        df = jax.tree.map(lambda p, m: (p - m) / (2 * h), f(*plus), f(*minus))
-        fd = sum(float(jnp.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df)))
+        tangents = [None] * len(args)
+        tangents[i] = u
+        df = [d.value for d in fd.jvp(f, args, tangents, h)]
+        by_fd = sum(float(np.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), df))
         hand = float(jnp.vdot(ct, u))
-        scale = float(sum(jnp.sum(jnp.abs(gl * dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df))))
-        assert abs(hand - fd) <= FD_RTOL * max(scale, 1.0), (
-            f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {fd!r}"
+        scale = float(sum(np.sum(np.abs(np.asarray(gl) * dl)) for gl, dl in zip(jax.tree.leaves(g), df)))
+        assert abs(hand - by_fd) <= FD_RTOL * max(scale, 1.0), (
+            f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {by_fd!r}"
         )
 
 
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
 def test_elementwise_central_differences_entrywise(prim, static):
-    """For an elementwise op every derivative is one central difference: check each entry."""
+    """For an elementwise op every derivative is one central difference: check each entry (the
+    diagonal of the finite-difference Jacobian, step h_i = ε^{1/3}·max(1, |x_i|) per entry)."""
     (x,) = _inputs(prim, static, jnp.float64)
     f = lambda x: prim.fn(x, **static)  # noqa: E731
-    h = _eps(jnp.float64) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
-    fd = (f(x + h) - f(x - h)) / (2 * h)
+    by_fd = np.diag(fd.jacobian(f, x).value).reshape(x.shape)
     hand = jax.vmap(jax.grad(f))(x.ravel()).reshape(x.shape)
-    np.testing.assert_allclose(hand, fd, rtol=FD_RTOL, atol=FD_RTOL)
+    np.testing.assert_allclose(hand, by_fd, rtol=FD_RTOL, atol=FD_RTOL)
 
 
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
