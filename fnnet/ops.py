@@ -22,7 +22,7 @@ log(x)            g/x                             t/x                           
 
 **Broadcasting.** Binary ops broadcast like numpy. Broadcasting copies an input along new leading axes
 and along axes of size 1; the adjoint of a copy is a sum, so "Σ" above means the cotangent summed back
-to that input's shape (:func:`fnnet.primitive.unbroadcast`). Shapes are static, so ``add`` and
+to that input's shape (``fnnet._numerics.unbroadcast``). Shapes are static, so ``add`` and
 ``subtract`` keep no array at all for their backward pass.
 
 **matmul** follows ``numpy.matmul`` exactly, 1-D operands included: a 1-D ``x`` is a row vector (a
@@ -49,7 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.primitive import define, elementwise, unbroadcast
+from fnnet._checks import axes, same_dtype
+from fnnet._numerics import unbroadcast
+from fnnet.primitive import define, elementwise
 
 __all__ = [
     "add",
@@ -78,15 +80,6 @@ def _shape(a) -> tuple[int, ...]:
     return tuple(jnp.shape(a))
 
 
-def _check_same_dtype(where, x, y):
-    """Both operands share a dtype unless one is a weakly typed (Python) scalar."""
-    if x.dtype != y.dtype and not (getattr(x, "weak_type", False) or getattr(y, "weak_type", False)):
-        raise TypeError(
-            f"fnnet.{where}: arguments 'x' and 'y' must have the same dtype; got {x.dtype} and "
-            f"{y.dtype} (cast one explicitly)"
-        )
-
-
 def _validate_binary(where):
     def validate(x, y):
         try:
@@ -96,7 +89,7 @@ def _validate_binary(where):
                 f"fnnet.{where}: shapes {tuple(x.shape)} and {tuple(y.shape)} do not broadcast "
                 "(numpy rules: aligned from the right, each pair of sizes equal or one of them 1)"
             ) from None
-        _check_same_dtype(where, x, y)
+        same_dtype(f"fnnet.{where}", "x", x, "y", y, weak_ok=True)
 
     return validate
 
@@ -299,7 +292,7 @@ def _matmul_shapes(sx, sy):
 
 def _validate_matmul(x, y):
     _matmul_shapes(tuple(x.shape), tuple(y.shape))
-    _check_same_dtype("matmul", x, y)
+    same_dtype("fnnet.matmul", "x", x, "y", y, weak_ok=True)
 
 
 def _matmul(x, y):
@@ -360,31 +353,9 @@ matmul = define(
 # ---------------------------------------------------------------------------------------------
 
 
-def _normalize_axis(axis, ndim, where="sum"):
-    """``axis`` (None, int or sequence of ints) as a sorted tuple of non-negative axes, or ValueError."""
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, (int, np.integer)):
-        axes = (axis,)
-    elif isinstance(axis, (tuple, list)):
-        axes = tuple(axis)
-    else:
-        raise TypeError(f"fnnet.{where}: axis must be None, an int or a tuple of ints; got {axis!r}")
-    out = []
-    for a in axes:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-            raise TypeError(f"fnnet.{where}: axis must be None, an int or a tuple of ints; got {axis!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"fnnet.{where}: axis {a} is out of range for an array of {ndim} dimensions")
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"fnnet.{where}: repeated axis in {axis!r}")
-    return tuple(sorted(out))
-
-
 def _validate_reduction(where):
     def validate(x, axis=None, keepdims=False):
-        _normalize_axis(axis, x.ndim, where)
+        axes(axis, x.ndim, f"fnnet.{where}")
         if not isinstance(keepdims, bool):
             raise TypeError(f"fnnet.{where}: keepdims must be a bool; got {keepdims!r}")
 
@@ -393,9 +364,9 @@ def _validate_reduction(where):
 
 def _sum_back(g, shape, axis, keepdims):
     """The adjoint of a sum: g copied back along the reduced axes (reinserted as size 1 first)."""
-    axes = _normalize_axis(axis, len(shape))
+    reduced = axes(axis, len(shape), "fnnet.sum")
     if not keepdims:
-        g = jnp.expand_dims(g, axes)
+        g = jnp.expand_dims(g, reduced)
     return jnp.broadcast_to(g, shape)
 
 
@@ -444,7 +415,7 @@ sum = define(  # noqa: A001  (numpy's name, as jnp.sum)
 
 # ----- mean ----------------------------------------------------------------------------------------
 def _count(shape, axis):
-    return math.prod(shape[a] for a in _normalize_axis(axis, len(shape)))
+    return math.prod(shape[a] for a in axes(axis, len(shape), "fnnet.mean"))
 
 
 def _mean(x, axis=None, keepdims=False):

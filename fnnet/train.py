@@ -316,7 +316,7 @@ def loss_and_grad(
     from fnnet import layers as _layers, losses as _losses  # noqa: F401  (they register the primitives)
 
     prim = _primitive.get(_loss_name(loss))
-    dense = _primitive.get("dense")
+    dense = _primitive.get("affine")
     _check_params(params, x)
     _check_labels(params, x, labels)
 

@@ -59,7 +59,7 @@ def test_softmax_family_matches_jax_nn(name, axis, x, g):
     gr_ref = jax.grad(lambda x: jnp.vdot(g, theirs(x, axis=axis)))(x)
     _close(gr, gr_ref, GRAD_RTOL, f"{name} VJP")
     t = jnp.flip(g, 0)
-    _, jt = jax.jvp(lambda x: ours.forward_mode(x, axis=axis), (x,), (t,))
+    _, jt = jax.jvp(lambda x: ours(x, axis=axis), (x,), (t,))
     _, jt_ref = jax.jvp(lambda x: theirs(x, axis=axis), (x,), (t,))
     _close(jt, jt_ref, GRAD_RTOL, f"{name} JVP")
 
@@ -123,7 +123,7 @@ def test_masked_softmax_family_matches_jax_nn(name, x, g, mask):
     (gr_all,) = jax.vjp(lambda x: ours(x, where=mask), x)[1](g)
     _close(gr_all, gr_ref, GRAD_RTOL, f"{name} masked VJP ignores masked cotangents")
     t = jnp.flip(g, 1)
-    _, jt = jax.jvp(lambda x: ours.forward_mode(x, where=mask), (x,), (t,))
+    _, jt = jax.jvp(lambda x: ours(x, where=mask), (x,), (t,))
     _, jt_ref = jax.jvp(lambda x: theirs(x, where=mask), (x,), (t,))
     _close(jnp.where(mask, jt, 0.0), jnp.where(mask, jt_ref, 0.0), GRAD_RTOL, f"{name} masked JVP")
 
@@ -244,7 +244,7 @@ def test_logsumexp_general_vjp_equals_jvp(x, mask, use_where, return_sign):
     kw = dict(axis=1, where=mask.at[2, 1].set(True) if use_where else None, return_sign=return_sign)
     first = (lambda o: o[0]) if return_sign else (lambda o: o)  # noqa: E731
     f = lambda a, b: first(fnnet.logsumexp(a, b=b, **kw))  # noqa: E731
-    f_fwd = lambda a, b: first(fnnet.logsumexp.forward_mode(a, b=b, **kw))  # noqa: E731
+    f_fwd = lambda a, b: first(fnnet.logsumexp(a, b=b, **kw))  # noqa: E731
     u = (jnp.cos(x), jnp.sin(b))
     out, jvp_out = jax.jvp(f_fwd, (x, b), u)
     gg = jnp.arange(1.0, 5.0)
@@ -376,7 +376,7 @@ def test_gumbel_softmax_hard_straight_through(x, g, key):
     vjp_ref = jax.vjp(lambda l, n: prim.reference(l, n, tau=0.5, hard=True), logits, gum)[1](g)
     for a, b in zip(vjp_hand, vjp_ref):
         _close(a, b, GRAD_RTOL, "straight-through VJP")
-    _, t_hand = jax.jvp(lambda l: prim.forward_mode(l, gum, tau=0.5, hard=True), (logits,), (g,))
+    _, t_hand = jax.jvp(lambda l: prim.fn(l, gum, tau=0.5, hard=True), (logits,), (g,))
     _, t_ref = jax.jvp(lambda l: prim.reference(l, gum, tau=0.5, hard=True), (logits,), (g,))
     _close(t_hand, t_ref, GRAD_RTOL, "straight-through JVP")
 

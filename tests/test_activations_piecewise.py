@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet.activations import piecewise
+from fnnet.activations import _stochastic
 
 JAX_NAMES = [
     "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
@@ -85,7 +85,7 @@ def test_values_and_gradients_equal_jax_nn(name, dtype):
     _same(g[~leak], g_ref[~leak], atol=atol)
     # forward mode is built from the same f', so it agrees with the reverse rule
     t = jnp.ones_like(x)
-    _same(jax.jvp(fnnet.forward_mode(f), (x,), (t,))[1], g, atol=atol)
+    _same(jax.jvp(f, (x,), (t,))[1], g, atol=atol)
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])
@@ -322,7 +322,7 @@ def test_prelu_kink_is_weight_and_weight_gradient_zero(key):
     _same(dw, jnp.zeros(3))
     # the same from forward mode
     tx = jnp.ones_like(x)
-    _same(jax.jvp(fnnet.prelu.forward_mode, (x, w), (tx, jnp.zeros(3)))[1], jnp.broadcast_to(w, x.shape))
+    _same(jax.jvp(fnnet.prelu, (x, w), (tx, jnp.zeros(3)))[1], jnp.broadcast_to(w, x.shape))
 
 
 def test_prelu_errors():
@@ -395,9 +395,9 @@ def test_rrelu_errors(key):
 
 def test_rrelu_with_noise_noise_shape_error():
     with pytest.raises(ValueError, match=r"'noise' of shape \(4,\) must broadcast to the input's shape \(2, 3\)"):
-        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones(4))
+        _stochastic.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones(4))
     with pytest.raises(ValueError, match=r"'noise' of shape \(2, 2, 3\)"):
-        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones((2, 2, 3)))
+        _stochastic.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones((2, 2, 3)))
 
 
 # ----- other errors --------------------------------------------------------------------------------

@@ -150,7 +150,7 @@ def test_broadcast_jvp_matches_reference(name, sx, sy):
     x, y = _inputs(name, sx, sy, jnp.float64, seed=5)
     tx = jax.random.normal(jax.random.key(6), x.shape, jnp.float64)
     ty = jax.random.normal(jax.random.key(7), y.shape, jnp.float64)
-    _, t_hand = jax.jvp(prim.forward_mode, (x, y), (tx, ty))
+    _, t_hand = jax.jvp(prim.fn, (x, y), (tx, ty))
     _, t_ref = jax.jvp(prim.reference, (x, y), (tx, ty))
     _, bound = jax.jvp(prim.reference, (jnp.abs(x), jnp.abs(y)), (jnp.abs(tx), jnp.abs(ty)))
     assert np.all(np.abs(t_hand - t_ref) <= 2 * (8 + 2) * EPS64 * np.abs(bound) + 1e-300)
@@ -216,7 +216,7 @@ def test_reduction_vjp_and_jvp_over_axes(name, axis, keepdims):
     assert ct.shape == x.shape
     np.testing.assert_allclose(ct, ct_ref, rtol=EPS64, atol=0)
     t = jax.random.normal(jax.random.key(11), x.shape, jnp.float64)
-    _, t_out = jax.jvp(lambda x: prim.forward_mode(x, axis=axis, keepdims=keepdims), (x,), (t,))
+    _, t_out = jax.jvp(lambda x: prim.fn(x, axis=axis, keepdims=keepdims), (x,), (t,))
     _, t_ref = jax.jvp(lambda x: prim.reference(x, axis=axis, keepdims=keepdims), (x,), (t,))
     # A sum of ≤ 24 terms in possibly different orders: ≤ 2·24·ε·Σ|t| (+ one rounding for mean's 1/n).
     bound = jnp.sum(jnp.abs(t), axis=axis, keepdims=keepdims)
