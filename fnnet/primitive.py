@@ -410,26 +410,10 @@ def define(
         validate=validate, doc=doc, convert=convert,
     )
     prim = Primitive(
-        name=name,
-        fn=public,
-        reference=reference,
-        forward=forward,
-        fwd=fwd,
-        bwd=bwd,
-        jvp=jvp,
-        arg_names=arg_names,
-        static_defaults={k: v for k, v in params.items()},
-        elementwise=elementwise,
-        kinks=tuple(kinks),
-        domain=tuple(domain),
-        support=tuple(support),
-        singular=tuple(singular),
-        sample=sample,
-        variants=tuple(variants),
-        derivation=derivation,
-        df=df,
-        saves=saves,
-        traced=traced,
+        name=name, fn=public, reference=reference, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp,
+        arg_names=arg_names, static_defaults=dict(params), elementwise=elementwise, kinks=tuple(kinks),
+        domain=tuple(domain), support=tuple(support), singular=tuple(singular), sample=sample,
+        variants=tuple(variants), derivation=derivation, df=df, saves=saves, traced=traced,
     )
     public.primitive = prim
     public.reference = reference
@@ -468,20 +452,10 @@ def elementwise(
     *,
     reference: Callable,
     saves: str = "x",
-    static: Mapping[str, Any] | None = None,
-    traced: Sequence[str] = (),
-    kinks: Sequence[Kink] = (),
-    domain: tuple[float, float] = (-4.0, 4.0),
-    support: tuple[float, float] = (-float("inf"), float("inf")),
-    singular: Sequence[float] = (),
-    variants: Sequence[Mapping[str, Any]] = ({},),
-    derivation: str = "",
-    doc: str | None = None,
-    sample: Callable | None = None,
     arg_name: str = "x",
-    validate: Callable | None = None,
     nan_select: bool = True,
-    register: bool = True,
+    doc: str | None = None,
+    **declaration: Any,
 ) -> Primitive:
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
@@ -491,7 +465,10 @@ def elementwise(
     with a select; pass False where ``df`` already maps NaN to NaN (the registry suite checks it).
 
     ``saves`` decides what the backward pass reads: ``"y"`` (the output, which the next layer keeps
-    anyway: no extra memory) or ``"x"`` (the input, alive beside the output).
+    anyway: no extra memory) or ``"x"`` (the input, alive beside the output). ``arg_name`` names the
+    input (torch's ``input``); the other keywords (``static``, ``traced``, ``kinks``, ``domain``,
+    ``support``, ``singular``, ``variants``, ``sample``, ``validate``, ``derivation``, ``register``)
+    are :func:`define`'s.
     """
     if saves not in ("x", "y", "xy"):
         raise ValueError(f"saves must be 'x', 'y' or 'xy'; got {saves!r}")
@@ -518,26 +495,6 @@ def elementwise(
         return t * derivative(x if "x" in saves else None, out if "y" in saves else None, **kw)
 
     return define(
-        name,
-        forward=f,
-        fwd=fwd,
-        bwd=bwd,
-        jvp=jvp,
-        reference=reference,
-        arg_names=(arg_name,),
-        static=static,
-        traced=traced,
-        elementwise=True,
-        kinks=kinks,
-        domain=domain,
-        support=support,
-        singular=singular,
-        variants=variants,
-        derivation=derivation,
-        doc=doc or f.__doc__,
-        sample=sample,
-        validate=validate,
-        df=df,
-        saves=saves,
-        register=register,
+        name, forward=f, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference, arg_names=(arg_name,),
+        elementwise=True, doc=doc or f.__doc__, df=df, saves=saves, **declaration,
     )

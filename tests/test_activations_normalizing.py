@@ -231,7 +231,7 @@ def test_logsumexp_b_broadcasting(x):
     _close(ga, ga_ref, GRAD_RTOL, "a broadcast to b")
     with pytest.raises(ValueError, match=r"'b' of shape \(5,\) does not broadcast with 'a' of shape \(4, 6\)"):
         fnnet.logsumexp(x, b=jnp.ones(5))
-    with pytest.raises(TypeError, match=r"'b' must have a's dtype float64; got float32"):
+    with pytest.raises(TypeError, match=r"'a' dtype float64 and 'b' dtype float32 have no implicit promotion"):
         fnnet.logsumexp(x, b=jnp.ones(6, jnp.float32))
     _close(fnnet.logsumexp(x, b=2.0), jax.nn.logsumexp(x) + np.log(2.0), VALUE_RTOL, "scalar b")
 
@@ -382,13 +382,13 @@ def test_gumbel_softmax_hard_straight_through(x, g, key):
 
 
 def test_gumbel_softmax_bad_input(x, key):
-    with pytest.raises(TypeError, match=r"'key' must be a single PRNG key.*float64\[4, 6\]"):
+    with pytest.raises(TypeError, match=r"argument 'key' must be one PRNG key.*float64 and shape \(4, 6\)"):
         fnnet.gumbel_softmax(x, x)
     with pytest.raises(ValueError, match=r"tau must be a positive finite number; got 0"):
         fnnet.gumbel_softmax(x, key, tau=0.0)
     with pytest.raises(TypeError, match=r"'?hard'? must be a bool"):
         fnnet.gumbel_softmax(x, key, hard=1)
-    with pytest.raises(ValueError, match=r"axis 2 is out of range for an input with ndim 2"):
+    with pytest.raises(ValueError, match=r"dim 2 is out of range for an input with ndim 2"):
         fnnet.gumbel_softmax(x, key, dim=2)
 
 

@@ -307,7 +307,7 @@ def _lse_convert(arrays, aux, static):
         b = jnp.asarray(b)
         if not jnp.issubdtype(b.dtype, jnp.number) or jnp.issubdtype(b.dtype, jnp.complexfloating):
             raise TypeError(f"fnnet.logsumexp: 'b' must be a real array; got dtype {b.dtype}")
-        dtype = common_dtype("fnnet.logsumexp", a, b, "a", "b")
+        dtype = common_dtype("fnnet.logsumexp", a, b, "'a'", "'b'")
         a, _ = broadcast_pair("fnnet.logsumexp", a.astype(dtype), b, "'a'", "'b'")
         aux = {**aux, "b": b.astype(dtype)}
     return _mask_convert("fnnet.logsumexp")((a,), aux, static)
