@@ -643,40 +643,37 @@ Raises:
   ValueError: targets of another shape (the message names both shapes).
 """
 
-squared_error = define(
-    "squared_error",
-    forward=_se_forward, fwd=_se_fwd, bwd=_se_bwd, jvp=_se_jvp, reference=_se_reference,
-    arg_names=("predictions",),
-    static={"targets": None},
-    traced=("targets",),
-    convert=_targets_convert("fnnet.squared_error"),
-    sample=_sample_predictions,
-    variants=({}, _TARGETS_VARIANT),
-    derivation="L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
-    doc=r"""Elementwise squared error :math:`(p − t)^2`.
+def _elementwise_loss(name, forward, fwd, bwd, jvp, reference, derivation, doc):
+    """Declare a per-entry loss of ``predictions`` with optional traced ``targets`` (their derivative,
+    −∂p, comes from autodiff of the forward)."""
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
+        arg_names=("predictions",), static={"targets": None}, traced=("targets",),
+        convert=_targets_convert(f"fnnet.{name}"), sample=_sample_predictions,
+        variants=({}, _TARGETS_VARIANT), derivation=derivation, doc=doc,
+    ).fn
+
+
+squared_error = _elementwise_loss(
+    "squared_error", _se_forward, _se_fwd, _se_bwd, _se_jvp, _se_reference,
+    "L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
+    r"""Elementwise squared error :math:`(p − t)^2`.
 """ + _TARGETS_DOC + r"""
 Derivative: :math:`∂L/∂p = 2(p − t)` (the hand rule, times ``g``); :math:`∂L/∂t = −∂L/∂p` comes from
 autodiff of the forward (``targets`` is a traced parameter).
 """,
-).fn
+)
 
 
-l2_loss = define(
-    "l2_loss",
-    forward=_l2_forward, fwd=_l2_fwd, bwd=_l2_bwd, jvp=_l2_jvp, reference=_l2_reference,
-    arg_names=("predictions",),
-    static={"targets": None},
-    traced=("targets",),
-    convert=_targets_convert("fnnet.l2_loss"),
-    sample=_sample_predictions,
-    variants=({}, _TARGETS_VARIANT),
-    derivation="L = ½(p − t)² ⇒ ∂L/∂p = p − t = −∂L/∂t",
-    doc=r"""Elementwise L2 loss :math:`\frac12 (p − t)^2` (half the squared error).
+l2_loss = _elementwise_loss(
+    "l2_loss", _l2_forward, _l2_fwd, _l2_bwd, _l2_jvp, _l2_reference,
+    "L = ½(p − t)² ⇒ ∂L/∂p = p − t = −∂L/∂t",
+    r"""Elementwise L2 loss :math:`\frac12 (p − t)^2` (half the squared error).
 """ + _TARGETS_DOC + r"""
 Derivative: :math:`∂L/∂p = p − t` (the hand rule, times ``g``); :math:`∂L/∂t = −(p − t)` comes from
 autodiff of the forward. ½d² is computed as (½d)·d for |d| ≥ 1: finite wherever the result is.
 """,
-).fn
+)
 
 
 # ---------------------------------------------------------------------------------------------

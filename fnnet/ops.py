@@ -122,6 +122,16 @@ def _sample_binary(lo, hi, away_from_zero_in_y=False):
     return sample
 
 
+def _binary(name, forward, fwd, bwd, jvp, reference, derivation, sample=None, **declaration):
+    """Declare a broadcasting binary op ``(x, y)``: shapes that broadcast, one dtype (or a Python
+    scalar), inputs sampled so that both operands are broadcast."""
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference, arg_names=("x", "y"),
+        sample=sample or _sample_binary(-4.0, 4.0), validate=_validate_binary(name),
+        derivation=derivation, **declaration,
+    ).fn
+
+
 # ---------------------------------------------------------------------------------------------
 # Binary elementwise ops (broadcasting)
 # ---------------------------------------------------------------------------------------------
@@ -142,18 +152,11 @@ def _add_bwd(res, g):
     return unbroadcast(g, sx), unbroadcast(g, sy)
 
 
-add = define(
-    "add",
-    forward=_add,
-    fwd=_add_fwd,
-    bwd=_add_bwd,
-    jvp=lambda p, t, z: t[0] + t[1],
-    reference=lambda x, y: x + y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("add"),
-    derivation="∂(x+y)/∂x = ∂(x+y)/∂y = 1; a broadcast input's cotangent is summed over the copies",
-).fn
+add = _binary(
+    "add", _add, _add_fwd, _add_bwd,
+    lambda p, t, z: t[0] + t[1], lambda x, y: x + y,
+    "∂(x+y)/∂x = ∂(x+y)/∂y = 1; a broadcast input's cotangent is summed over the copies",
+)
 
 
 # ----- subtract ------------------------------------------------------------------------------------
@@ -172,18 +175,11 @@ def _subtract_bwd(res, g):
     return unbroadcast(g, sx), unbroadcast(-g, sy)
 
 
-subtract = define(
-    "subtract",
-    forward=_subtract,
-    fwd=_subtract_fwd,
-    bwd=_subtract_bwd,
-    jvp=lambda p, t, z: t[0] - t[1],
-    reference=lambda x, y: x - y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("subtract"),
-    derivation="∂(x−y)/∂x = 1, ∂(x−y)/∂y = −1",
-).fn
+subtract = _binary(
+    "subtract", _subtract, _subtract_fwd, _subtract_bwd,
+    lambda p, t, z: t[0] - t[1], lambda x, y: x - y,
+    "∂(x−y)/∂x = 1, ∂(x−y)/∂y = −1",
+)
 
 
 # ----- multiply ------------------------------------------------------------------------------------
@@ -198,18 +194,11 @@ def _multiply_bwd(res, g):
     return unbroadcast(g * y, _shape(x)), unbroadcast(g * x, _shape(y))
 
 
-multiply = define(
-    "multiply",
-    forward=_multiply,
-    fwd=lambda x, y: (jnp.multiply(x, y), (x, y)),
-    bwd=_multiply_bwd,
-    jvp=lambda p, t, z: t[0] * p[1] + p[0] * t[1],
-    reference=lambda x, y: x * y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("multiply"),
-    derivation="∂(xy)/∂x = y, ∂(xy)/∂y = x (the product rule)",
-).fn
+multiply = _binary(
+    "multiply", _multiply, lambda x, y: (jnp.multiply(x, y), (x, y)), _multiply_bwd,
+    lambda p, t, z: t[0] * p[1] + p[0] * t[1], lambda x, y: x * y,
+    "∂(xy)/∂x = y, ∂(xy)/∂y = x (the product rule)",
+)
 
 
 # ----- divide --------------------------------------------------------------------------------------
@@ -232,19 +221,13 @@ def _divide_bwd(res, g):
     return unbroadcast(gy, sx), unbroadcast(-gy * z, _shape(y))
 
 
-divide = define(
-    "divide",
-    forward=_divide,
-    fwd=_divide_fwd,
-    bwd=_divide_bwd,
-    jvp=lambda p, t, z: (t[0] - t[1] * z) / p[1],
-    reference=lambda x, y: x / y,
-    arg_names=("x", "y"),
+divide = _binary(
+    "divide", _divide, _divide_fwd, _divide_bwd,
+    lambda p, t, z: (t[0] - t[1] * z) / p[1], lambda x, y: x / y,
+    "∂(x/y)/∂x = 1/y, ∂(x/y)/∂y = −x/y² = −(x/y)/y; y = 0 is singular",
     sample=_sample_binary(-4.0, 4.0, away_from_zero_in_y=True),
-    validate=_validate_binary("divide"),
     singular=(0.0,),
-    derivation="∂(x/y)/∂x = 1/y, ∂(x/y)/∂y = −x/y² = −(x/y)/y; y = 0 is singular",
-).fn
+)
 
 
 # ----- negative ------------------------------------------------------------------------------------
@@ -398,19 +381,24 @@ def _sum(x, axis=None, keepdims=False):
     return jnp.sum(x, axis=axis, keepdims=keepdims)
 
 
-sum = define(  # noqa: A001  (numpy's name, as jnp.sum)
-    "sum",
-    forward=_sum,
-    fwd=lambda x, axis=None, keepdims=False: (_sum(x, axis, keepdims), _shape(x)),
-    bwd=lambda shape, g, axis=None, keepdims=False: (_sum_back(g, shape, axis, keepdims),),
-    jvp=lambda p, t, z, axis=None, keepdims=False: _sum(t[0], axis, keepdims),
-    reference=lambda x, axis=None, keepdims=False: jnp.sum(x, axis=axis, keepdims=keepdims),
-    static={"axis": None, "keepdims": False},
-    variants=_REDUCTION_VARIANTS,
-    sample=_sample_reduction,
-    validate=_validate_reduction("sum"),
-    derivation="∂(Σ_j x_j)/∂x_i = 1 ⇒ x̄ = g broadcast back over the summed axes",
-).fn
+def _reduction(name, forward, bwd, reference, derivation):
+    """Declare a reduction over ``axis`` (None: all axes) with ``keepdims``; the residual is the
+    input's shape alone, and the JVP is the reduction of the tangent (it is linear)."""
+    return define(
+        name, forward=forward, bwd=bwd, reference=reference,
+        fwd=lambda x, axis=None, keepdims=False: (forward(x, axis, keepdims), _shape(x)),
+        jvp=lambda p, t, z, axis=None, keepdims=False: forward(t[0], axis, keepdims),
+        static={"axis": None, "keepdims": False}, variants=_REDUCTION_VARIANTS,
+        sample=_sample_reduction, validate=_validate_reduction(name), derivation=derivation,
+    ).fn
+
+
+sum = _reduction(  # noqa: A001  (numpy's name, as jnp.sum)
+    "sum", _sum,
+    lambda shape, g, axis=None, keepdims=False: (_sum_back(g, shape, axis, keepdims),),
+    lambda x, axis=None, keepdims=False: jnp.sum(x, axis=axis, keepdims=keepdims),
+    "∂(Σ_j x_j)/∂x_i = 1 ⇒ x̄ = g broadcast back over the summed axes",
+)
 
 
 # ----- mean ----------------------------------------------------------------------------------------
@@ -431,19 +419,11 @@ def _mean_bwd(shape, g, axis=None, keepdims=False):
     return (_sum_back(g / max(_count(shape, axis), 1), shape, axis, keepdims),)
 
 
-mean = define(
-    "mean",
-    forward=_mean,
-    fwd=lambda x, axis=None, keepdims=False: (_mean(x, axis, keepdims), _shape(x)),
-    bwd=_mean_bwd,
-    jvp=lambda p, t, z, axis=None, keepdims=False: _mean(t[0], axis, keepdims),
-    reference=lambda x, axis=None, keepdims=False: jnp.mean(x, axis=axis, keepdims=keepdims),
-    static={"axis": None, "keepdims": False},
-    variants=_REDUCTION_VARIANTS,
-    sample=_sample_reduction,
-    validate=_validate_reduction("mean"),
-    derivation="∂((1/n)Σ_j x_j)/∂x_i = 1/n",
-).fn
+mean = _reduction(
+    "mean", _mean, _mean_bwd,
+    lambda x, axis=None, keepdims=False: jnp.mean(x, axis=axis, keepdims=keepdims),
+    "∂((1/n)Σ_j x_j)/∂x_i = 1/n",
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -445,18 +445,9 @@ def _same_declaration(a: Primitive, b: Primitive) -> bool:
     return key(a) == key(b)
 
 
-def elementwise(
-    name: str,
-    f: Callable,
-    df: Callable,
-    *,
-    reference: Callable,
-    saves: str = "x",
-    arg_name: str = "x",
-    nan_select: bool = True,
-    doc: str | None = None,
-    **declaration: Any,
-) -> Primitive:
+def elementwise(name: str, f: Callable, df: Callable, *, reference: Callable, saves: str = "x",
+                arg_name: str = "x", nan_select: bool = True, doc: str | None = None,
+                **declaration: Any) -> Primitive:
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
     ``df(x, y, **params)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says

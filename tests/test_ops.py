@@ -232,10 +232,10 @@ def test_mean_cotangent_is_g_over_n():
 
 @pytest.mark.parametrize(
     "axis,err,match",
-    [(3, ValueError, "axis 3 is out of range for an array of 3 dimensions"),
+    [(3, ValueError, "axis 3 is out of range for an input with ndim 3"),
      (-4, ValueError, "axis -4 is out of range"),
-     ((0, -3), ValueError, "repeated axis"),
-     (1.5, TypeError, "axis must be None, an int or a tuple of ints")],
+     ((0, -3), ValueError, r"axis \(0, -3\) names the same axis twice"),
+     (1.5, TypeError, "axis must be an int, a tuple of ints or None")],
 )
 def test_reduction_bad_axis(axis, err, match):
     with pytest.raises(err, match=match):
@@ -337,7 +337,7 @@ def test_binary_bad_shapes_name_both(name):
 
 @pytest.mark.parametrize("name", ["add", "multiply", "matmul"])
 def test_mixed_float_dtypes_name_both(name):
-    with pytest.raises(TypeError, match="same dtype; got float32 and float64"):
+    with pytest.raises(TypeError, match=r"'y' must have the dtype of 'x' \(float32\); got float64"):
         getattr(ops, name)(jnp.ones((2, 2), jnp.float32), jnp.ones((2, 2), jnp.float64))
 
 

@@ -50,6 +50,12 @@ def _select(mask, a, b, like):
     return jnp.where(mask, a, b).astype(like.dtype)
 
 
+def _kinks_at_pm(at, derivative, note, torch=None):
+    """The kinks at −at and at, where the rule takes the same value (as at −at)."""
+    return (Kink(-at, derivative, torch=torch, note=note),
+            Kink(at, derivative, torch=torch, note=f"as at −{at:g}"))
+
+
 def _sampler(kinks_of, domain, n_args=1):
     """A ``sample(key, dtype, shape, **static)`` for elementwise ops whose kinks move with the
     hyperparameters: uniform points on ``domain`` kept away from ``kinks_of(**static)``."""
@@ -178,10 +184,7 @@ hard_tanh = elementwise(
     "hard_tanh", _hard_tanh,
     lambda x, y: _select((x >= -1) & (x <= 1), 1.0, 0.0, x),
     reference=lambda x: jnp.minimum(jnp.maximum(x, -1.0), 1.0),
-    kinks=(
-        Kink(-1.0, 1.0, torch=0.0, note="jax.nn: closed middle interval; torch: x <= min_val ⇒ 0"),
-        Kink(1.0, 1.0, torch=0.0, note="as at −1"),
-    ),
+    kinks=_kinks_at_pm(1.0, 1.0, "jax.nn: closed middle interval; torch: x <= min_val ⇒ 0", torch=0.0),
     domain=(-3.0, 3.0),
     derivation="[−1 ≤ x ≤ 1]",
 ).fn
@@ -213,10 +216,7 @@ hard_sigmoid = elementwise(
     "hard_sigmoid", _hard_sigmoid,
     lambda x, y: _select(_hard_sigmoid_mask(x), 1.0 / 6.0, 0.0, x),
     reference=lambda x: jnp.clip((x + 3.0) / 6.0, 0.0, 1.0),
-    kinks=(
-        Kink(-3.0, 0.0, note="derivative 1/6 on the open interval only; jax.nn and torch agree"),
-        Kink(3.0, 0.0, note="as at −3"),
-    ),
+    kinks=_kinks_at_pm(3.0, 0.0, "derivative 1/6 on the open interval only; jax.nn and torch agree"),
     domain=(-6.0, 6.0),
     derivation="relu6'(x + 3)/6 = [−3 < x < 3]/6",
 ).fn
@@ -326,10 +326,7 @@ def _dsparse_sigmoid(x, y):
 sparse_sigmoid = elementwise(
     "sparse_sigmoid", _sparse_sigmoid, _dsparse_sigmoid,
     reference=lambda x: jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
-    kinks=(
-        Kink(-1.0, 0.25, note="mean of the one-sided derivatives 0 and ½ (jax.nn's clip tie split)"),
-        Kink(1.0, 0.25, note="as at −1"),
-    ),
+    kinks=_kinks_at_pm(1.0, 0.25, "mean of the one-sided derivatives 0 and ½ (jax.nn's clip tie split)"),
     domain=(-3.0, 3.0),
     derivation="½·clip'(x + 1) = ½·[−1 < x < 1]; ¼ at the ties",
 ).fn

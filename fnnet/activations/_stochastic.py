@@ -63,15 +63,10 @@ def _leaky_noise_sample(key, dtype=jnp.float32, shape=(3, 5)):
 
 
 rrelu_with_noise = define(
-    "rrelu_with_noise",
-    forward=_leaky_noise_forward,
-    bwd=_leaky_noise_bwd,
-    jvp=_leaky_noise_jvp,
+    "rrelu_with_noise", forward=_leaky_noise_forward, bwd=_leaky_noise_bwd, jvp=_leaky_noise_jvp,
     reference=lambda input, noise: jnp.maximum(input, 0) + noise * jnp.minimum(input, 0),
-    arg_names=("input", "noise"),
-    validate=_leaky_noise_validate,
+    arg_names=("input", "noise"), validate=_leaky_noise_validate, sample=_leaky_noise_sample,
     kinks=(Kink(0.0, 0.25, note="∂y/∂x(0) = the slope a (torch's convention); 0.25 shown for a = ¼"),),
-    sample=_leaky_noise_sample,
     derivation="∂y/∂x = [x > 0] + a·[x ≤ 0]; ∂y/∂a = x·[x ≤ 0]",
 ).fn
 
