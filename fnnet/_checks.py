@@ -225,7 +225,7 @@ def bool_mask(mask, where: str, name: str = "where"):
     return m
 
 
-def broadcasts_to(value, shape, where: str, name: str, to: str = "the input") -> None:
+def broadcasts_to(value, shape, where: str, name: str, whose: str = "the input's") -> None:
     """``value`` broadcasts to ``shape`` without growing it (a mask, a per-element slope)."""
     shape = tuple(shape)
     try:
@@ -234,7 +234,7 @@ def broadcasts_to(value, shape, where: str, name: str, to: str = "the input") ->
         ok = False
     if not ok:
         raise ValueError(
-            f"{where}: '{name}' of shape {tuple(value.shape)} does not broadcast to {to}'s shape {shape}"
+            f"{where}: '{name}' of shape {tuple(value.shape)} does not broadcast to {whose} shape {shape}"
         )
 
 

@@ -207,8 +207,8 @@ def _dense_reference(params, x):
 # The layer is the affine op over a params dict: it carries the op's primitive, so that graph, calculus
 # and train resolve "dense" and fnnet.dense to it (as "swish" to silu), and a reference of its own
 # signature for the checker.
-dense.primitive = affine.primitive
-dense.reference = _dense_reference
+dense.primitive = affine.primitive  # type: ignore[attr-defined]
+dense.reference = _dense_reference  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------

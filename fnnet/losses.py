@@ -93,7 +93,7 @@ def _mask(where, shape, axis, fname):
                 f"logits shape {tuple(shape)}"
             )
         m = jnp.expand_dims(m, axis)
-    broadcasts_to(m, shape, fname, "where", "the logits")
+    broadcasts_to(m, shape, fname, "where", "the logits'")
     return m
 
 

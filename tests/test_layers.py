@@ -100,7 +100,7 @@ def test_dense_vjp_is_the_lectures_formulas():
 def test_dense_hand_rule_is_in_the_jaxpr():
     params, x = _params_and_x(jax.random.key(4), (2,), 4, 3, jnp.float32)
     jaxpr = str(jax.make_jaxpr(dense)(params, x))
-    assert "custom_jvp_call" in jaxpr and "name=dense" in jaxpr
+    assert "custom_jvp_call" in jaxpr and "name=affine" in jaxpr
 
 
 def test_bias_free_params():

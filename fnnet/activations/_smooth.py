@@ -438,12 +438,6 @@ def _gelu_2u(x):
     return v, ve + x * (ae + te), sq
 
 
-def _scaled_exp_neg(a):
-    """e^{−a} for a ≥ 0 as (e_s, scale): e_s·scale, e_s normal (left-tail scaling, 86 − a exact)."""
-    _, e_s, scale = exp_neg_scaled(a)
-    return e_s, scale
-
-
 def _gelu_tanh_parts(x):
     """σ(±2u), 2u = v + ve: (q, rt, v, ve, scale) with σ(2u) = q·scale and σ(−2u) = rt.
 
@@ -452,7 +446,7 @@ def _gelu_tanh_parts(x):
     one loop."""
     v, ve, _ = _gelu_2u(x)
     neg = v < 0
-    es, scale = _scaled_exp_neg(jnp.abs(v))
+    _, es, scale = exp_neg_scaled(jnp.abs(v))
     es = es + es * jnp.where(neg, ve, -ve)  # e^{−|2u|}/scale
     e = es * scale
     # σ(|w|) = 1/(1 + e) rounds 1 + e, up to ε/2 relative (1 ULP of a result near 1) where e ≪ 1; as
@@ -469,7 +463,7 @@ def _erfc_parts(x):
     never rounded); so Φ(−|x|) = ½erfc(z) = ½E·R·scale."""
     wmax, coeffs = _ERFCX[x.dtype.name]
     p, pe = _two_prod(x, x)
-    es, scale = _scaled_exp_neg(0.5 * p)
+    _, es, scale = exp_neg_scaled(0.5 * p)
     w = jnp.minimum(jnp.abs(x), wmax)
     # τ = t − ½ = 2w·r − 3/2 with r = 1/(w + 4) (one rounding beyond r's); Horner reads τ once per
     # coefficient, and XLA's CPU fusion splits the loop at a division read that often, so the division

@@ -281,9 +281,8 @@ _gumbel_prim = define(
 
 
 def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
-    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated:
-    # the one public function that is a thin wrapper over its primitive (the generic suites need the
-    # deterministic (logits, gumbels) form).
+    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated
+    # (why a wrapper and not a key-taking primitive: docs/design.md, "Core layout").
     fname = "fnnet.gumbel_softmax"
     logits = as_float_array(logits, "logits", fname)
     prng_key(key, fname)
@@ -294,4 +293,12 @@ def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
 gumbel_softmax.__doc__ = _GUMBEL_DOC
 gumbel_softmax.__module__ = "fnnet"
 gumbel_softmax.primitive = _gumbel_prim
-gumbel_softmax.reference = _gumbel_reference
+
+
+def _gumbel_key_reference(logits, key, tau=1.0, hard=False, dim=-1):
+    """torch's formula with the same draw as :func:`gumbel_softmax` (for ``fnnet.gradcheck``)."""
+    logits = jnp.asarray(logits)
+    return _gumbel_reference(logits, _gumbel_noise(key, logits.shape, logits.dtype), tau, hard, dim)
+
+
+gumbel_softmax.reference = _gumbel_key_reference
