@@ -20,7 +20,7 @@ Two ways to declare:
     costs no memory beyond jax.grad's).
 
 ``define(name, forward=..., fwd=..., bwd=..., jvp=..., reference=...)``
-    for everything else (softmax, matmul, dense, the losses): both rules written explicitly.
+    for everything else (softmax, matmul, affine, the losses): both rules written explicitly.
 
 Parameters: the differentiable arrays (``arg_names``) get hand cotangents; the others are static
 (hashable Python values fixed at trace time, as jax.nn's ``axis`` and ``approximate``) unless named in
