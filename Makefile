@@ -4,7 +4,7 @@
 # and more:
 #   make experiments   the lecture's experiments (--quick); figures go to build/figures/ (untracked)
 #   make figures       redraws the committed figures in docs/figures/
-#   make bench         the quick benchmarks
+#   make bench         the quick benchmarks (python -m benchmarks; benchmarks/ is not in the wheel)
 #   make docs          the documentation site with its API reference, built strictly, in build/site/
 #   make wheel         builds the wheel and installs it into a clean venv, then imports it
 PYTHON ?= python3
@@ -44,13 +44,13 @@ test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 experiments: $(VENV)/.installed-experiments
-	$(PY) experiments/run_all.py --quick
+	$(PY) -m experiments.run_all --quick
 
 figures: $(VENV)/.installed-experiments
-	$(PY) experiments/run_all.py --quick --out docs/figures
+	$(PY) -m experiments.run_all --quick --out docs/figures
 
 bench: $(VENV)/.installed
-	$(PY) -m fnnet bench
+	$(PY) -m benchmarks
 
 # --strict: every warning (a broken link, an unresolved reference, a page outside the nav) is an error
 docs: $(VENV)/.installed-docs

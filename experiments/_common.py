@@ -1,6 +1,7 @@
 """Shared plumbing of the lecture experiments: arguments, figures, float64 scopes, small training runs.
 
-Every experiment script has the same shape:
+The experiments are a package, run from the repository root as ``python -m experiments.NAME``
+(``python -m experiments.run_all`` runs them all). Every experiment module has the same shape:
 
 * ``run(...) -> dict``: the measurement alone (no plotting), with size arguments so that the smoke test
   (``tests/test_experiments.py``) can call it on tiny problems;
@@ -35,10 +36,6 @@ OUT_DIR = ROOT / "build" / "figures"
 DPI = 100
 #: Figures are committed: each must stay small (PNG, flat colours compress well).
 MAX_FIGURE_BYTES = 200_000
-
-if str(ROOT) not in sys.path:  # `python experiments/x.py` from anywhere finds fnnet and its siblings
-    sys.path.insert(0, str(ROOT))
-
 
 def missing(requires: Sequence[str]) -> list[str]:
     """The optional packages in ``requires`` that are not installed."""
@@ -115,7 +112,7 @@ def train(
     init: str | None = None,
     on_epoch: Callable | None = None,
 ):
-    """Train an MLP on the :class:`fnnet.data.Dataset` ``ds`` with fnnet's hand backprop.
+    """Train an MLP on the :class:`fnnet.datasets.Dataset` ``ds`` with fnnet's hand backprop.
 
     ``activation`` None is a deep linear network. ``init`` defaults to He for the ReLU family (half the
     units are zero, so twice the fan-in variance) and Glorot otherwise. ``on_epoch(info)`` is

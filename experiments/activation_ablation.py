@@ -1,7 +1,7 @@
 """What each part of fnnet's accurate formulas costs: fwd+bwd time with one part replaced by its plain
 version (accuracy lost), beside jax.nn, side by side in one process (interleaved runs, medians).
 
-    python experiments/activation_ablation.py [--n 1048576] [--repeats 30]
+    python -m experiments.activation_ablation [--n 1048576] [--repeats 30]
 
 Parts: the error-free (double-word) argument of gelu's exponential (plain: v = fl(2u), or
 fl(x²), with no low word), the expansion about the derivative's root (plain: the general formula

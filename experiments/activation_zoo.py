@@ -9,16 +9,13 @@ What to expect (the lecture's story, which the numbers test): sigmoid, whose der
 and whose outputs are not centred on 0, learns slowest; tanh (derivative ≤ 1, centred) faster; the
 ReLU family and the smooth ReLUs (swish, gelu) fastest, all reaching similar accuracy on this small task.
 
-    .venv/bin/python experiments/activation_zoo.py [--quick]
+    .venv/bin/python -m experiments.activation_zoo [--quick]
 """
 from __future__ import annotations
 
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib", "sklearn")
 FIGURE = "activation_zoo.png"
@@ -28,10 +25,10 @@ ACTIVATIONS = ("sigmoid", "tanh", "hard_tanh", "relu", "leaky_relu", "swish", "g
 def run(*, epochs: int = 40, lr: float = 0.02, hidden=(64, 64), activations=ACTIVATIONS, ds=None,
         seed: int = 0) -> dict:
     """Per activation: training loss per epoch, test loss and accuracy per epoch (index 0: at init)."""
-    from fnnet import data
+    from fnnet import datasets
     from fnnet import train as T
 
-    ds = data.load("digits", seed=seed) if ds is None else ds
+    ds = datasets.load("digits", seed=seed) if ds is None else ds
     out = {"dataset": ds.name, "epochs": epochs, "lr": lr, "curves": {}}
     for act in activations:
         test_loss, test_acc = [], []

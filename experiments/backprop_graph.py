@@ -19,7 +19,7 @@ matplotlib in topological layers (each node at its longest distance from an inpu
 and the backward order on the nodes. ``docs/figures/backprop_graph.dot`` holds ``graph.to_dot()`` for
 Graphviz (``dot -Tsvg``).
 
-    .venv/bin/python experiments/backprop_graph.py [--quick]
+    .venv/bin/python -m experiments.backprop_graph [--quick]
 """
 from __future__ import annotations
 
@@ -29,10 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "backprop_graph.png"

@@ -18,7 +18,7 @@ absent; plain SGD, batch 32, the same init and data order for all; fnnet's hand 
    incoming weights and biases of the never-active units (hand backprop over the whole training set):
    exactly 0 for ReLU, not for the others.
 
-    .venv/bin/python experiments/dead_relu.py [--quick]
+    .venv/bin/python -m experiments.dead_relu [--quick]
 """
 from __future__ import annotations
 
@@ -29,10 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "dead_relu.png"
@@ -75,11 +72,11 @@ def dead_gradient(params, x, y, activation, masks) -> float:
 
 
 def dataset(name=None):
-    from fnnet import data
+    from fnnet import datasets
 
     if name is None:
         name = "spirals" if C.missing(["sklearn"]) else "digits"
-    return data.load(name, seed=0, **({"n": 600} if name == "spirals" else {}))
+    return datasets.load(name, seed=0, **({"n": 600} if name == "spirals" else {}))
 
 
 def train_tracking(ds, activation, lr, *, epochs, hidden=(64, 64), seed=0) -> dict:

@@ -7,7 +7,8 @@
 #      needing mpmath or hypothesis are skipped if those are missing), in two time-limited parts: the
 #      activation numerics (accuracy, extremes, low precision, primitives, activations) first, then
 #      the rest of the suite;
-#   2. the activation benchmark: fnnet vs jax.nn, jit(grad(sum f)) ratios at 2^20 and 2^24 entries;
+#   2. the activation benchmark (python -m benchmarks activations): fnnet vs jax.nn, jit(grad(sum f))
+#      ratios at 2^20 and 2^24 entries;
 #   3. the accuracy table in float32 (fnnet beside jax.nn, against mpmath at the test's 120 digits and
 #      grid; skipped without mpmath).
 #
@@ -84,7 +85,7 @@ fi
 
 # shellcheck disable=SC2086
 step "activation speed" "$SPEED_TIMEOUT" "$OUT/activation_speed.txt" \
-    "$PY" experiments/activation_speed.py --n $SIZES --repeats "$REPEATS"
+    "$PY" -m benchmarks activations --n $SIZES --repeats "$REPEATS"
 
 if has mpmath; then
     # shellcheck disable=SC2086

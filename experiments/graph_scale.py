@@ -15,8 +15,8 @@ compile) and a compiled call; with ``--baseline`` beside the same for ``jax.jit(
 computation written in plain jnp (each op's reference), which separates XLA's compile cost from the
 graph's.
 
-    .venv/bin/python experiments/graph_scale.py            # N = 10,000
-    .venv/bin/python experiments/graph_scale.py --quick    # N = 1,000
+    .venv/bin/python -m experiments.graph_scale            # N = 10,000
+    .venv/bin/python -m experiments.graph_scale --quick    # N = 1,000
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ Measured:
    everywhere (tanh z ≈ z − z³/3), so it never has such a linear trap. He's larger weights start
    units on the flat parts and hard_tanh learns as well as tanh.
 
-    .venv/bin/python experiments/hard_tanh_vs_tanh.py [--quick]
+    .venv/bin/python -m experiments.hard_tanh_vs_tanh [--quick]
 """
 from __future__ import annotations
 
@@ -31,10 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "hard_tanh_vs_tanh.png"
@@ -87,15 +84,15 @@ def linear_fraction(params, x) -> float:
 def accuracies(*, tasks=TASKS, seeds=(0, 1, 2), inits=INITS, n_spirals: int = 600) -> dict:
     """``{(dataset, init, activation): [test accuracy per seed]}``, the loss curves of seed 0, and the
     hard-tanh linear fractions."""
-    from fnnet import data
+    from fnnet import datasets
 
     out, curves, linear = {}, {}, {}
     for name, cfg in tasks.items():
-        if name in data.SKLEARN and C.missing(["sklearn"]):
+        if name in datasets.SKLEARN and C.missing(["sklearn"]):
             print(f"  ({name} skipped: scikit-learn is not installed)")
             continue
         for seed in seeds:
-            ds = data.load(name, seed=seed, **({"n": n_spirals} if name == "spirals" else {}))
+            ds = datasets.load(name, seed=seed, **({"n": n_spirals} if name == "spirals" else {}))
             for init in inits:
                 for act in ACTIVATIONS:
                     params, losses = C.train(ds, cfg["hidden"], act, epochs=cfg["epochs"], lr=cfg["lr"],

@@ -18,7 +18,7 @@ Every Jacobian is built by ``fnnet.calculus.jacobian`` from the hand-written rul
 VJP, ``mode="rev"``; columns from the JVP, ``mode="fwd"``) and compared with ``jax.jacrev`` of the
 primitive's plain reference (the printed number: max abs difference, float64).
 
-    .venv/bin/python experiments/jacobians.py [--quick]
+    .venv/bin/python -m experiments.jacobians [--quick]
 """
 from __future__ import annotations
 
@@ -26,10 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "jacobians.png"

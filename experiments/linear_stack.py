@@ -15,7 +15,7 @@ Measured:
 2. train accuracy of linear / tanh / relu networks (hidden 32-32, fnnet's hand backprop, SGD with
    momentum) on xor and spirals; figure: decision regions.
 
-    .venv/bin/python experiments/linear_stack.py [--quick]
+    .venv/bin/python -m experiments.linear_stack [--quick]
 """
 from __future__ import annotations
 
@@ -25,10 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:  # run as a script: experiments/ is on sys.path
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "linear_stack.png"
@@ -77,7 +74,7 @@ def run(*, n: int = 600, hidden=(32, 32), epochs=(150, 400), lr: float = 0.05, s
         datasets=DATASETS, activations=ACTIVATIONS) -> dict:
     """Collapse errors (float32, float64; at init and after training) and a trained network per
     (dataset, activation). ``epochs``: per dataset, in the order of ``datasets``."""
-    from fnnet import data, layers
+    from fnnet import datasets, layers
 
     out: dict = {"collapse": {}, "fits": {}}
     sizes = [2, *hidden, 2]
@@ -89,7 +86,7 @@ def run(*, n: int = 600, hidden=(32, 32), epochs=(150, 400), lr: float = 0.05, s
 
     for name, n_epochs in zip(datasets, epochs):
         opts = {"n": n}
-        ds = data.load(name, seed=seed, **opts)
+        ds = datasets.load(name, seed=seed, **opts)
         for act in activations:
             params, losses = C.train(ds, hidden, act, epochs=n_epochs, lr=lr, seed=seed)
             out["fits"][(name, act)] = {

@@ -1,9 +1,9 @@
 """Run every lecture experiment and draw its figure.
 
-    .venv/bin/python experiments/run_all.py --quick     # a few minutes on 2 CPU cores (make experiments)
-    .venv/bin/python experiments/run_all.py             # the full sizes
-    .venv/bin/python experiments/run_all.py --only dead_relu,jacobians
-    .venv/bin/python experiments/run_all.py --quick --out docs/figures   # redraw the committed figures (make figures)
+    .venv/bin/python -m experiments.run_all --quick     # a few minutes on 2 CPU cores (make experiments)
+    .venv/bin/python -m experiments.run_all             # the full sizes
+    .venv/bin/python -m experiments.run_all --only dead_relu,jacobians
+    .venv/bin/python -m experiments.run_all --quick --out docs/figures   # redraw the committed figures (make figures)
 
 Figures go to ``build/figures/`` (untracked) unless ``--out`` says otherwise, so a run leaves git status
 clean. The committed ones in ``docs/figures/`` are the ``--quick`` sizes; ``_common.save`` writes no
@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import pathlib
-import sys
 import time
 import traceback
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import _common as C
+from experiments import _common as C
 
 #: In the lecture's order (docs/index.md links their pages).
 EXPERIMENTS = (
@@ -58,7 +56,7 @@ def main(argv=None) -> int:
     timings, skipped, failed = {}, {}, {}
     start = time.perf_counter()
     for name in names:
-        module = importlib.import_module(name)
+        module = importlib.import_module(f"experiments.{name}")
         lacking = C.missing(getattr(module, "REQUIRES", ("matplotlib",)))
         if lacking:
             pkgs = " ".join(INSTALL.get(m, m) for m in lacking)

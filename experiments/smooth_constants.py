@@ -1,6 +1,6 @@
 """Generate the constant tables of fnnet/activations/_smooth.py with mpmath (50 digits) and print them.
 
-    python experiments/smooth_constants.py
+    python -m experiments.smooth_constants
 
 * Root expansions. Where a derivative passes through zero at r (silu' at −1.2785, gelu' at −0.752 in both
   forms) its usual formula cancels near r. There fnnet evaluates f'(x) (silu) or the factor of f' that

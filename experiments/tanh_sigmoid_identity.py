@@ -19,7 +19,7 @@ derivatives are below 1e-9): fnnet.tanh against 2·fnnet.sigmoid(2z) − 1, and 
   are in fact bitwise equal: σ'(x) is written e/(1 + e)² with e = e^(−|x|), so 4σ'(2z) performs the
   same operations as tanh's 4e/(1 + e)² with e = e^(−2|z|) (``fnnet/activations/_smooth.py``).
 
-    .venv/bin/python experiments/tanh_sigmoid_identity.py [--quick]
+    .venv/bin/python -m experiments.tanh_sigmoid_identity [--quick]
 """
 from __future__ import annotations
 
@@ -27,10 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib", "mpmath")
 FIGURE = "tanh_sigmoid_identity.png"

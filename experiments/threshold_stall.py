@@ -15,7 +15,7 @@ sigmoid and the losses; the step is ``(z > 0).astype(dtype)``, whose JAX derivat
    for the step: only the output layer learns, a linear readout of frozen random binary features),
    and the test accuracy of each.
 
-    .venv/bin/python experiments/threshold_stall.py [--quick]
+    .venv/bin/python -m experiments.threshold_stall [--quick]
 """
 from __future__ import annotations
 
@@ -24,10 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-try:
-    from experiments import _common as C
-except ImportError:
-    import _common as C
+from experiments import _common as C
 
 REQUIRES = ("matplotlib",)
 FIGURE = "threshold_stall.png"
@@ -60,29 +57,33 @@ def unit_loss(params, x, y, act):
 
 
 def mlp_loss(params, x, y, act):
-    import fnnet
-    from fnnet import losses
+    """fnnet.train's MLP loss (softmax cross-entropy of integer labels), differentiated by jax.grad:
+    the step has no hand rule, so the explicit hand backprop cannot run it."""
+    from fnnet import train
 
-    return jnp.mean(losses.softmax_cross_entropy_with_integer_labels(fnnet.mlp(params, x, activation=act), y))
+    return train.loss_fn(params, x, y, activation=act)
 
 
 def descend(loss, params, x, y, act, *, steps: int, lr: float, beta: float = 0.0):
-    """Full-batch gradient descent (heavy-ball momentum ``beta``; 0: plain) as one ``lax.scan``.
+    """Full-batch gradient descent (fnnet.train.momentum, heavy ball ``beta``; 0: plain) as one
+    ``lax.scan``.
 
     Returns the final params, the loss before each step and the gradient norm of each layer at each
     step (``(steps, n_layers)``).
     """
+    from fnnet import train
+
+    opt = train.momentum(lr, beta)
 
     def body(carry, _):
         p, v = carry
         value, g = jax.value_and_grad(loss)(p, x, y, act)
         layers = g if isinstance(g, list) else [g]
         norms = jnp.stack([jnp.sqrt(sum(jnp.sum(a * a) for a in layer.values())) for layer in layers])
-        v = jax.tree.map(lambda vi, gi: beta * vi + gi, v, g)
-        p = jax.tree.map(lambda a, b: a - lr * b, p, v)
-        return (p, v), (value, norms)
+        updates, v = opt.update(g, v, p)
+        return (train.apply_updates(p, updates), v), (value, norms)
 
-    v0 = jax.tree.map(jnp.zeros_like, params)
+    v0 = opt.init(params)
     (params, _), (values, norms) = jax.jit(lambda p: lax.scan(body, (p, v0), None, length=steps))(params)
     return params, np.asarray(values), np.asarray(norms)
 
@@ -90,7 +91,7 @@ def descend(loss, params, x, y, act, *, steps: int, lr: float, beta: float = 0.0
 def run(*, steps: int = 400, n: int = 400, lr_unit: float = 0.5, lr_mlp: float = 0.2, beta_mlp: float = 0.9, hidden: int = 16,
         seed: int = 0) -> dict:
     import fnnet
-    from fnnet import data, layers
+    from fnnet import datasets, layers
 
     out: dict = {"unit": {}, "mlp": {}}
     x, y = blobs(n, seed)
@@ -113,7 +114,7 @@ def run(*, steps: int = 400, n: int = 400, lr_unit: float = 0.5, lr_mlp: float =
             "line_t": ts, "line_loss": np.asarray(line),
         }
 
-    ds = data.load("circles", seed=seed, n=n)
+    ds = datasets.load("circles", seed=seed, n=n)
     xtr, ytr = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
     p0 = layers.init_mlp(jax.random.key(seed), [2, hidden, 2])
     for name in ("step", "sigmoid"):

@@ -1,8 +1,9 @@
 """Training steps on many devices: the batch sharded, and the hidden dimension sharded.
 
 Two layouts of the same SGD step on a :class:`jax.sharding.Mesh`, both differentiated by fnnet's
-hand-written rules (``jax.grad`` through the public primitives, or any ``loss_and_grad`` you pass,
-e.g. the explicit hand backprop of :mod:`fnnet.train`):
+hand-written rules (``jax.grad`` of :func:`fnnet.train.loss_fn` through the public primitives, or any
+``loss_and_grad`` you pass, e.g. the explicit hand backprop :func:`fnnet.train.loss_and_grad`); the
+update is :func:`fnnet.train.sgd`'s:
 
 **Data parallel** (:func:`data_parallel`): the batch is split along its first axis over the mesh axis
 ``"data"``; every device holds all the parameters. The loss is a mean over the batch, so the gradient is
@@ -43,15 +44,15 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fnnet import train
+
 __all__ = [
     "Layout",
     "make_mesh",
-    "mlp_loss",
     "data_parallel",
     "hidden_sharded",
     "sgd_step",
@@ -83,20 +84,6 @@ def make_mesh(
     import numpy as np
 
     return Mesh(np.asarray(devices[:n], dtype=object).reshape(shape), tuple(axis_names))
-
-
-def mlp_loss(params: Any, x: ArrayLike, labels: ArrayLike, activation: Any = "relu") -> jax.Array:
-    """Mean softmax cross-entropy of fnnet's MLP: every op a primitive with a hand-written rule.
-
-    ``params``: a list of ``{"W": (out, in), "b": (out,)}``; ``x``: ``(batch, in)``; ``labels``: integer
-    class indices ``(batch,)``. Under ``jax.grad`` the gradient comes from fnnet's rules for dense, the
-    activation and the loss.
-    """
-    from fnnet import layers, losses
-
-    logits = layers.mlp(params, x, activation=activation)
-    per_example = losses.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return jnp.mean(per_example) if jnp.ndim(per_example) else per_example
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,8 +163,15 @@ def hidden_sharded(
     )
 
 
-def _sgd(params, grads, lr):
-    return jax.tree_util.tree_map(lambda p, g: p - jnp.asarray(lr, p.dtype) * g, params, grads)
+def _sgd(lr: float) -> Callable[[Any, Any], Any]:
+    """``update(params, grads) -> new params``: :func:`fnnet.train.sgd`'s step, stateless."""
+    optimizer = train.sgd(lr)
+
+    def update(params, grads):
+        updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        return train.apply_updates(params, updates)
+
+    return update
 
 
 def sgd_step(
@@ -190,17 +184,18 @@ def sgd_step(
     """A compiled SGD step ``step(params, x, labels) -> (new_params, loss, grads)`` in ``layout``.
 
     ``loss_and_grad(params, x, labels) -> (loss, grads)`` defaults to ``jax.value_and_grad`` of
-    :func:`mlp_loss` (fnnet's hand rules under ``jax.grad``); pass ``fnnet.train``'s hand backprop to use
-    that instead. Inputs and outputs are pinned to the layout (``in_shardings``/``out_shardings``); XLA's
+    :func:`fnnet.train.loss_fn` (fnnet's MLP with relu and softmax cross-entropy: the hand rules under
+    ``jax.grad``); pass :func:`fnnet.train.loss_and_grad` (the explicit hand backprop) to use that
+    instead. Inputs and outputs are pinned to the layout (``in_shardings``/``out_shardings``); XLA's
     SPMD partitioner inserts the collectives. ``donate=True`` lets XLA reuse the parameters' buffers.
     """
-    if loss_and_grad is None:
-        loss_and_grad = jax.value_and_grad(mlp_loss)
+    loss_and_grad = loss_and_grad or jax.value_and_grad(train.loss_fn)
+    update = _sgd(lr)
     replicated = NamedSharding(layout.mesh, P())
 
     def step(params, x, labels):
         loss, grads = loss_and_grad(params, x, labels)
-        return _sgd(params, grads, lr), loss, grads
+        return update(params, grads), loss, grads
 
     return jax.jit(
         step,
@@ -225,8 +220,8 @@ def data_parallel_shard_map(
     on every device. Same signature and results as ``sgd_step(data_parallel(mesh, params), lr)``.
     """
     _check_batch_axis(mesh, batch_axis)
-    if loss_and_grad is None:
-        loss_and_grad = jax.value_and_grad(mlp_loss)
+    loss_and_grad = loss_and_grad or jax.value_and_grad(train.loss_fn)
+    update = _sgd(lr)
     shard_map: Any = getattr(jax, "shard_map", None)
     if shard_map is None:  # jax < 0.7
         from jax.experimental.shard_map import shard_map  # type: ignore[no-redef]
@@ -234,7 +229,7 @@ def data_parallel_shard_map(
     def local(params, x, labels):
         loss, grads = loss_and_grad(params, x, labels)
         loss, grads = lax.pmean((loss, grads), batch_axis)
-        return _sgd(params, grads, lr), loss, grads
+        return update(params, grads), loss, grads
 
     # check_vma=False: with replication checking on, jax.grad w.r.t. the replicated parameters would
     # insert the sum over devices by itself (the transpose of the implicit broadcast); here the one

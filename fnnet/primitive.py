@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
@@ -464,14 +465,38 @@ def elementwise(name: str, f: Callable, df: Callable, *, reference: Callable, sa
     if saves not in ("x", "y", "xy"):
         raise ValueError(f"saves must be 'x', 'y' or 'xy'; got {saves!r}")
 
+    maps_nan: dict = {}
+
+    def df_maps_nan(dtype, kw) -> bool:
+        """Whether ``df`` already gives NaN at a NaN input (as arithmetic formulas do), for this dtype
+        and these hyperparameters: found once by evaluating it on NaN while tracing. Unknown (a traced
+        hyperparameter, an unhashable one, an error) counts as no, and keeps the select."""
+        if any(isinstance(v, jax.core.Tracer) for v in kw.values()):
+            return False
+        try:
+            key = (jnp.dtype(dtype).name, tuple(sorted(kw.items())))
+            hash(key)
+        except TypeError:
+            return False
+        if key not in maps_nan:
+            try:
+                with jax.ensure_compile_time_eval():
+                    xn = jnp.full((), jnp.nan, dtype)
+                    yn = f(xn, **kw) if "y" in saves else None
+                    dn = df(xn if "x" in saves else None, yn, **kw)
+                    maps_nan[key] = bool(jnp.isnan(dn))
+            except Exception:  # noqa: BLE001  (a df that cannot run on a scalar keeps the select)
+                maps_nan[key] = False
+        return maps_nan[key]
+
     def derivative(x, y, **kw):
         d = df(x, y, **kw)
-        if not nan_select:
-            return d
         # The output is NaN exactly where the input is (f maps NaN to NaN): test it when it is saved,
         # so that a rule reading only y does not keep x alive for the select.
         r = y if y is not None else x
-        return jnp.where(jnp.isnan(r), r, d)
+        if not nan_select or df_maps_nan(r.dtype, kw):
+            return d
+        return lax.select(jnp.isnan(r), r, jnp.broadcast_to(d, r.shape).astype(r.dtype))
 
     def fwd(x, **kw):
         y = f(x, **kw)

@@ -20,14 +20,13 @@ training step; :func:`make_epoch` one whole epoch as a single compiled ``lax.sca
 minibatches (no Python loop per step); :func:`fit` loops over epochs in Python, one compiled call each,
 with an optional progress callback.
 
-**Command line.** ``python -m fnnet train --dataset NAME`` (see :func:`main`).
+The command line ``python -m fnnet train`` (argparse, per-dataset defaults, a progress bar) is
+application code and lives in ``fnnet/_cli.py``; the datasets it loads are in :mod:`fnnet.datasets`.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
-import sys
 import time
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
@@ -37,7 +36,7 @@ import numpy as np
 from jax.typing import ArrayLike
 from jax import lax
 
-from fnnet import primitive as _primitive
+from fnnet import layers as _layers, losses as _losses, primitive as _primitive
 
 __all__ = [
     "Optimizer",
@@ -55,8 +54,6 @@ __all__ = [
     "EpochInfo",
     "FitResult",
     "fit",
-    "DEFAULTS",
-    "main",
 ]
 
 Params = Sequence[Mapping[str, jax.Array]]
@@ -65,7 +62,7 @@ Activation = Any
 
 
 # ---------------------------------------------------------------------------------------------
-# Resolving the activation and the loss to their primitives
+# Resolving the activation and the loss to their primitives (fnnet.primitive.resolve)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -87,23 +84,19 @@ def _activation_rule(activation):
             )
         static = dict(fn.keywords)
         fn = fn.func
-    if isinstance(fn, str):
-        prim = _activation_primitives().get(fn)
-        if prim is None:
-            raise ValueError(
-                f"fnnet.train: unknown activation {fn!r}; known: {', '.join(activation_names())}"
-            )
-    elif isinstance(fn, _primitive.Primitive):
-        prim = fn
-    elif isinstance(getattr(fn, "primitive", None), _primitive.Primitive):
-        prim = fn.primitive
-    else:
+    try:
+        prim = _primitive.resolve(fn)
+    except KeyError:
+        raise ValueError(
+            f"fnnet.train: unknown activation {fn!r}; known: {', '.join(activation_names())}"
+        ) from None
+    except TypeError:
         raise TypeError(
             "fnnet.train: the hand-written backward pass needs an activation with a hand-written rule "
             "(an fnnet activation, by name or function); got "
             f"{getattr(fn, '__name__', type(fn).__name__)!r}, which has none. Use jax.grad of "
             "fnnet.train.loss_fn for arbitrary functions."
-        )
+        ) from None
     if len(prim.arg_names) != 1:
         raise ValueError(
             f"fnnet.train: activation {prim.name!r} takes arrays {prim.arg_names}; an activation "
@@ -118,25 +111,21 @@ def _activation_rule(activation):
     return prim, {**prim.static_defaults, **static}
 
 
-def _activation_primitives() -> dict[str, _primitive.Primitive]:
-    """fnnet's elementwise one-array activations by name, aliases included (swish, hard_swish).
+def activation_names() -> list[str]:
+    """The activations by name for :func:`loss_and_grad` and ``--activation``: fnnet's elementwise
+    one-array activations, aliases included (swish, hard_swish).
 
     Taken from ``fnnet.activations`` (not the whole registry, which also holds arithmetic such as
-    ``exp`` and ``log``). Non-elementwise ones (softmax) can still be passed as a function.
+    ``exp``); non-elementwise ones (softmax) can still be passed by name or as a function.
     """
     import fnnet.activations as acts
 
-    prims = {}
+    names = []
     for name in getattr(acts, "__all__", ()):
         p = getattr(getattr(acts, name, None), "primitive", None)
         if isinstance(p, _primitive.Primitive) and p.elementwise and len(p.arg_names) == 1:
-            prims[name] = p
-    return prims
-
-
-def activation_names() -> list[str]:
-    """The activation names accepted by :func:`loss_and_grad` and ``--activation``."""
-    return sorted(_activation_primitives())
+            names.append(name)
+    return sorted(names)
 
 
 LOSSES = ("softmax_cross_entropy", "mse")
@@ -145,46 +134,52 @@ LOSSES = ("softmax_cross_entropy", "mse")
 
 def _loss_name(loss) -> str:
     """The name of a training loss given by name or as fnnet's public loss function."""
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"fnnet.train: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-        return loss
-    from fnnet import losses as _losses
-
-    by_function = {
-        id(_losses.softmax_cross_entropy): "softmax_cross_entropy",
-        id(_losses.softmax_cross_entropy_with_integer_labels): "softmax_cross_entropy",
-        id(_losses.mse): "mse",
-    }
-    if id(loss) not in by_function:
-        raise TypeError(
+    try:
+        name = _primitive.resolve(loss).name
+    except KeyError:
+        raise ValueError(f"fnnet.train: unknown loss {loss!r}; known: {', '.join(LOSSES)}") from None
+    except TypeError:
+        name = ""
+    if name == "softmax_cross_entropy_with_integer_labels":  # the same training loss: integer labels
+        name = "softmax_cross_entropy"  # select that form in _loss_call
+    if name not in LOSSES:
+        raise (ValueError if isinstance(loss, str) else TypeError)(
             f"fnnet.train: loss must be one of {', '.join(LOSSES)} (a name or fnnet's function); "
             f"got {loss!r}"
         )
-    return by_function[id(loss)]
+    return name
 
 
 def _targets(labels, logits):
-    """Targets in the logits' shape and dtype: integer class labels become one-hot rows.
+    """Targets in the logits' shape and dtype for mse: integer class labels become one-hot rows.
 
-    Both losses take a target per logit: a distribution over classes for the cross-entropy, a value per
-    output for mse. Integer labels (``(batch,)``) are one-hot encoded; float targets pass unchanged.
-    An integer label outside ``[0, C)`` gives a zero row; the loss then reports NaN (:func:`_invalid`).
+    Float targets pass unchanged. An integer label outside ``[0, C)`` gives a row of NaN, so its loss
+    is NaN (as fnnet.losses' integer-label cross-entropy makes it), never a silently wrong class.
     """
-    labels = jnp.asarray(labels)
-    if jnp.issubdtype(labels.dtype, jnp.integer):
-        n_classes = logits.shape[-1]
-        return (labels[..., None] == jnp.arange(n_classes, dtype=labels.dtype)).astype(logits.dtype)
-    return labels
-
-
-def _invalid(labels, n_classes):
-    """Where integer labels are out of range (None for float targets): their loss is made NaN, as
-    fnnet.losses does under jit, never a silently wrong class."""
-    labels = jnp.asarray(labels)
     if not jnp.issubdtype(labels.dtype, jnp.integer):
-        return None
-    return (labels < 0) | (labels >= n_classes)
+        return labels
+    n_classes = logits.shape[-1]
+    hot = (labels[..., None] == jnp.arange(n_classes, dtype=labels.dtype)).astype(logits.dtype)
+    valid = (labels >= 0) & (labels < n_classes)
+    return jnp.where(valid[..., None], hot, jnp.nan)
+
+
+def _loss_call(loss, logits, labels):
+    """``(primitive, arrays, static)``: the loss primitive of fnnet.losses that ``loss`` and the labels
+    select, its array arguments and its other parameters.
+
+    :func:`loss_fn` calls ``primitive.fn(*arrays, **static)``; :func:`loss_and_grad` its ``fwd`` and
+    ``bwd`` with the same arguments. Integer labels of the cross-entropy go to
+    ``softmax_cross_entropy_with_integer_labels`` (labels out of range give NaN there); float
+    distributions to ``softmax_cross_entropy``; mse takes :func:`_targets`.
+    """
+    name = _loss_name(loss)
+    labels = jnp.asarray(labels)
+    if name == "softmax_cross_entropy" and jnp.issubdtype(labels.dtype, jnp.integer):
+        prim = _primitive.resolve(_losses.softmax_cross_entropy_with_integer_labels)
+        return prim, (logits,), {**prim.static_defaults, "labels": labels}
+    prim = _primitive.resolve(name)
+    return prim, (logits, _targets(labels, logits)), dict(prim.static_defaults)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,24 +255,9 @@ def loss_fn(
     same hand rules applied by JAX's reverse mode through the public functions; :func:`loss_and_grad` applies them
     itself. The two agree to rounding (tests).
     """
-    from fnnet import layers, losses
-
-    name = _loss_name(loss)
-    logits = layers.mlp(params, x, activation=activation)
-    labels = jnp.asarray(labels)
-    integer = jnp.issubdtype(labels.dtype, jnp.integer)
-    if name == "softmax_cross_entropy":
-        per_example = (
-            losses.softmax_cross_entropy_with_integer_labels(logits, labels)
-            if integer
-            else losses.softmax_cross_entropy(logits, labels)
-        )
-    else:
-        per_example = losses.mse(logits, _targets(labels, logits))
-        bad = _invalid(labels, logits.shape[-1])
-        if bad is not None:
-            per_example = jnp.where(bad, jnp.nan, per_example)
-    return jnp.mean(per_example)
+    logits = _layers.mlp(params, x, activation=activation)
+    prim, arrays, static = _loss_call(loss, logits, labels)
+    return jnp.mean(prim.fn(*arrays, **static))
 
 
 def loss_and_grad(
@@ -300,8 +280,9 @@ def loss_and_grad(
     - ``params``: a list of ``{"W": (n_out, n_in), "b": (n_out,)}`` (``"b"`` may be absent: b = 0,
       and the gradient then has no ``"b"`` either).
     - ``x``: ``(batch, n_in)``.
-    - ``labels``: integer classes ``(batch,)`` (one-hot encoded for the loss), or float targets
-      ``(batch, n_out)``: class distributions for the cross-entropy, values for mse.
+    - ``labels``: integer classes ``(batch,)`` (the cross-entropy's integer-label form; one-hot rows
+      for mse), or float targets ``(batch, n_out)``: class distributions for the cross-entropy,
+      values for mse.
     - ``activation``: an fnnet activation by name, public function, ``functools.partial`` of one (fixing
       hyperparameters, e.g. ``partial(fnnet.leaky_relu, negative_slope=0.2)``), or None (a linear
       network). Applied after every layer but the last.
@@ -310,13 +291,12 @@ def loss_and_grad(
     **Returns:** ``(loss, grads)``, ``grads`` with the structure, shapes and dtypes of ``params``.
 
     Pure and jittable; equal to ``jax.value_and_grad(loss_fn)`` up to rounding. Integer labels outside
-    ``[0, n_out)`` raise ``ValueError`` when concrete; under ``jit`` they make the loss NaN.
+    ``[0, n_out)`` raise ``ValueError`` when concrete; under ``jit`` they make the loss (and their
+    examples' gradient) NaN, as fnnet.losses does.
     """
     act, act_static = _activation_rule(activation)
-    from fnnet import layers as _layers, losses as _losses  # noqa: F401  (they register the primitives)
-
-    prim = _primitive.get(_loss_name(loss))
-    dense = _primitive.get("affine")
+    _loss_name(loss)
+    dense = _primitive.resolve("dense")
     _check_params(params, x)
     _check_labels(params, x, labels)
 
@@ -333,16 +313,14 @@ def loss_and_grad(
         else:
             h, act_res = z, None
         tape.append((dense_res, act_res))
-    per_example, loss_res = prim.fwd(h, _targets(labels, h))
-    bad = _invalid(labels, h.shape[-1])
-    if bad is not None:
-        per_example = jnp.where(bad, jnp.nan, per_example)
+    prim, arrays, static = _loss_call(loss, h, labels)
+    per_example, loss_res = prim.fwd(*arrays, **static)
     value = jnp.mean(per_example)
 
     # Backward: walk the tape in reverse, each rule turning ∂ℓ/∂(its output) into ∂ℓ/∂(its inputs).
     # The mean's rule seeds every example's loss with 1/N.
     g = jnp.full(per_example.shape, 1.0 / per_example.size, per_example.dtype)
-    delta = prim.bwd(loss_res, g)[0]  # the targets' cotangent is not needed
+    delta = prim.bwd(loss_res, g, **static)[0]  # the targets' cotangent is not needed
     grads: list = [None] * len(params)
     for i in range(last, -1, -1):
         dense_res, act_res = tape[i]
@@ -505,9 +483,7 @@ def make_epoch(
 
 @functools.partial(jax.jit, static_argnames=("activation",))
 def _predict(params, x, activation):
-    from fnnet import layers
-
-    return jnp.argmax(layers.mlp(params, x, activation=activation), axis=-1)
+    return jnp.argmax(_layers.mlp(params, x, activation=activation), axis=-1)
 
 
 def accuracy(params: Params, x: ArrayLike, labels: ArrayLike, *, activation: Activation = "relu") -> float:
@@ -596,156 +572,3 @@ def fit(
         if callback is not None:
             callback(EpochInfo(e, epochs, losses[-1], params, opt_state, time.perf_counter() - start))
     return FitResult(params, opt_state, losses)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: python -m fnnet train
-# ---------------------------------------------------------------------------------------------
-
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "xor": dict(activation="tanh", hidden=(8,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
-    "spirals": dict(activation="tanh", hidden=(64, 64), epochs=300, lr=0.05, momentum=0.9, batch_size=32),
-    "circles": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.1, momentum=0.9, batch_size=32),
-    "iris": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.05, momentum=0.9, batch_size=16),
-    "wine": dict(activation="tanh", hidden=(16,), epochs=100, lr=0.05, momentum=0.9, batch_size=16),
-    "breast_cancer": dict(activation="tanh", hidden=(32,), epochs=50, lr=0.01, momentum=0.9, batch_size=32),
-    "digits": dict(activation="relu", hidden=(64, 64), epochs=50, lr=0.05, momentum=0.9, batch_size=32),
-}
-"""Per-dataset defaults of ``python -m fnnet train`` (any of them can be overridden by its flag)."""
-
-
-def _hidden_arg(text: str) -> tuple[int, ...]:
-    """``"64,64"`` -> (64, 64); ``""`` or ``"none"`` -> () (no hidden layer: a linear model)."""
-    text = text.strip()
-    if text.lower() in ("", "none"):
-        return ()
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        sizes = ()
-    if not sizes or any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive layer widths such as 64,64; got {text!r}"
-        )
-    return sizes
-
-
-def _activation_arg(text: str) -> str:
-    if text not in _activation_primitives():
-        raise argparse.ArgumentTypeError(
-            f"unknown activation {text!r}; choose from {', '.join(activation_names())}"
-        )
-    return text
-
-
-def _number_arg(kind, lo, lo_open, hi=math.inf, hi_open=False, what=""):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}") from None
-        ok = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
-        if not (ok and math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"expected {what}; got {text!r}")
-        return value
-
-    return parse
-
-
-def _parser() -> argparse.ArgumentParser:
-    from fnnet import data
-
-    p = argparse.ArgumentParser(
-        prog="python -m fnnet train",
-        description="Train an MLP with fnnet's hand-written backprop (one compiled lax.scan per epoch) "
-        "and print its test accuracy. Defaults depend on the dataset (fnnet.train.DEFAULTS).",
-    )
-    p.add_argument("--dataset", required=True, choices=data.NAMES,
-                   help="synthetic (no dependency) or scikit-learn's bundled ones")
-    p.add_argument("--activation", type=_activation_arg, help="an fnnet activation, e.g. relu, tanh, gelu")
-    p.add_argument("--hidden", type=_hidden_arg, help="hidden layer widths, e.g. 64,64 ('none': linear)")
-    p.add_argument("--epochs", type=_number_arg(int, 1, False, what="a positive integer"))
-    p.add_argument("--lr", type=_number_arg(float, 0.0, True, what="a positive finite number"),
-                   help="learning rate")
-    p.add_argument("--momentum", type=_number_arg(float, 0.0, False, 1.0, True, what="a number in [0, 1)"),
-                   help="0 for plain SGD")
-    p.add_argument("--batch-size", type=_number_arg(int, 1, False, what="a positive integer"))
-    p.add_argument("--seed", type=int, default=0, help="fixes the data, the split, the init and the shuffles")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p
-
-
-class _ProgressBar:
-    """A one-line text progress bar on a stream, redrawn in place with ``\\r`` (no dependency)."""
-
-    def __init__(self, stream, width: int = 30):
-        self.stream, self.width = stream, width
-
-    def __call__(self, info: EpochInfo):
-        done = info.epoch / info.epochs
-        filled = int(round(self.width * done))
-        bar = "#" * filled + "-" * (self.width - filled)
-        line = (
-            f"\repoch {info.epoch:>{len(str(info.epochs))}}/{info.epochs} [{bar}] "
-            f"loss {info.loss:.4f}  {info.seconds:5.1f}s    "  # trailing blanks cover a longer line
-        )
-        self.stream.write(line)
-        if info.epoch == info.epochs:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m fnnet train --dataset NAME [...]``: train, show progress, print ``test accuracy``.
-
-    Returns the exit status (0; argparse exits with 2 on bad arguments; 1 with a message when a
-    dataset needs scikit-learn and it is missing).
-    """
-    from fnnet import data, layers
-
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    cfg = dict(DEFAULTS[args.dataset])
-    for name in ("activation", "hidden", "epochs", "lr", "momentum", "batch_size"):
-        value = getattr(args, name)
-        if value is not None:
-            cfg[name] = value
-    try:
-        ds = data.load(args.dataset, seed=args.seed)
-    except ImportError as e:
-        print(f"python -m fnnet train: {e}", file=sys.stderr)
-        return 1
-
-    n_train = int(ds.x_train.shape[0])
-    if cfg["batch_size"] > n_train:  # fit would take full-batch steps anyway: say so, print what runs
-        print(
-            f"python -m fnnet train: --batch-size {cfg['batch_size']} is more than the {n_train} training "
-            f"points of {args.dataset}; using {n_train} (full-batch steps)",
-            file=sys.stderr,
-        )
-        cfg["batch_size"] = n_train
-    key_init, key_fit = jax.random.split(jax.random.key(args.seed))
-    sizes = [ds.n_features, *cfg["hidden"], ds.n_classes]
-    init = "he" if cfg["activation"] in ("relu", "leaky_relu", "relu6") else "glorot"
-    params = layers.init_mlp(key_init, sizes, init=init, dtype=jnp.float32)
-    opt = momentum(cfg["lr"], cfg["momentum"]) if cfg["momentum"] > 0 else sgd(cfg["lr"])
-    print(
-        f"{args.dataset}: {ds.x_train.shape[0]} train / {ds.x_test.shape[0]} test, "
-        f"{ds.n_features} features, {ds.n_classes} classes; mlp {'-'.join(map(str, sizes))} "
-        f"{cfg['activation']}; {cfg['epochs']} epochs, batch {cfg['batch_size']}, lr {cfg['lr']}, "
-        f"momentum {cfg['momentum']}",
-        file=sys.stderr,
-    )
-    if not args.quiet:  # the first epoch includes compiling it: say so rather than sit silent
-        print(f"\repoch 0/{cfg['epochs']} (compiling the epoch's lax.scan)", end="", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    result = fit(
-        params, ds.x_train, ds.y_train, optimizer=opt, epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"], activation=cfg["activation"], key=key_fit,
-        callback=None if args.quiet else _ProgressBar(sys.stderr),
-    )
-    seconds = time.perf_counter() - start
-    train_acc = accuracy(result.params, ds.x_train, ds.y_train, activation=cfg["activation"])
-    test_acc = accuracy(result.params, ds.x_test, ds.y_test, activation=cfg["activation"])
-    print(f"trained in {seconds:.1f}s; train accuracy {train_acc:.4f}")
-    print(f"test accuracy {test_acc:.4f}")
-    return 0

@@ -1,4 +1,5 @@
-"""Smoke tests of fnnet.bench on tiny configurations: the machinery runs and reports what it says.
+"""Smoke tests of the benchmarks (benchmarks/) on tiny configurations: the machinery runs and reports
+what it says.
 
 No timing is asserted (the machine is shared; timings are the benchmark's output, not a property).
 What is asserted is structural and exact: the FLOP count, that every competitor is measured, that the
@@ -9,19 +10,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fnnet import bench
+import benchmarks
+from benchmarks import _mlp, _timing, compile_time, gradcheck, memory, step, suite
 
 
 def test_step_flops_counts_forward_dw_and_dx_but_not_the_data_gradient():
     # sizes 3-4-2, batch 5: per-layer 2·B·n_in·n_out = 120 and 80; forward + ∂W for both, ∂x for the second.
-    assert bench.step_flops([3, 4, 2], 5) == 2 * (120 + 80) + 80
+    assert step.step_flops([3, 4, 2], 5) == 2 * (120 + 80) + 80
 
 
 def test_competitors_compute_the_same_step():
     """fnnet (hand rules under jax.grad), hand backprop (if present) and plain jax.grad agree."""
-    args = bench._problem(16, 8, sizes=[12, 16, 16, 10])
-    outs = {k: jax.jit(s)(*args) for k, s in bench.make_steps().items()}
-    assert {"fnnet", "jax"} <= set(outs)
+    args = _mlp.problem([12, 16, 16, 10], 8)
+    outs = {k: jax.jit(s)(*args) for k, s in _mlp.make_steps().items()}
+    assert set(outs) == {"fnnet", "jax", "hand"}
     ref_params, ref_loss = outs["jax"]
     for name, (params, loss) in outs.items():
         # float32 step; the two differentiations sum the same products in different orders, so they
@@ -34,27 +36,27 @@ def test_competitors_compute_the_same_step():
 
 def test_bench_step_tiny_reports_every_competitor():
     lines = []
-    rows = bench.bench_step(widths=(16,), batch=8, rounds=2, torch=False, min_seconds=0.0, out=lines.append)
+    rows = step.bench_step(widths=(16,), batch=8, rounds=2, torch=False, min_seconds=0.0, out=lines.append)
     (row,) = rows
     assert row["width"] == 16 and row["sizes"] == [784, 16, 16, 16, 10]
-    assert {"fnnet", "jax", "matmul"} <= set(row["ms"])
+    assert {"fnnet", "hand", "jax", "matmul"} <= set(row["ms"])
     assert "fnnet" in row["ratio"] and all(v > 0 for v in row["ratio"].values())
-    assert row["flops"] == bench.step_flops(row["sizes"], 8)
+    assert row["flops"] == step.step_flops(row["sizes"], 8)
     assert len(lines) == 1 and "fnnet/jax" in lines[0]
 
 
 def test_bench_compile_tiny():
-    rows = bench.bench_compile(depths=(1, 2), width=8, batch=4, repeats=1, unrolled=False, out=lambda s: None)
+    rows = compile_time.bench_compile(depths=(1, 2), width=8, batch=4, repeats=1, unrolled=False, out=lambda s: None)
     assert {(r["layout"], r["model"]) for r in rows} == {("scan", "fnnet"), ("scan", "jax")}
     assert all(set(r["seconds"]) == {1, 2} and r["ratio"] > 0 for r in rows)
 
 
 def test_deep_scan_model_matches_plain():
     """The scanned fnnet deep MLP and the plain one compute the same loss and gradient."""
-    stacked = bench.init_stacked(jax.random.key(0), 3, 8)
+    stacked = compile_time.init_stacked(jax.random.key(0), 3, 8)
     x = jax.random.normal(jax.random.key(1), (4, 8), jnp.float32)
     labels = jnp.array([0, 3, 7, 1])
-    losses = bench._deep_losses()
+    losses = compile_time.deep_losses()
     (lf, gf), (lj, gj) = (jax.value_and_grad(losses[k])(stacked, x, labels) for k in ("fnnet", "jax"))
     np.testing.assert_allclose(lf, lj, rtol=1e-6)
     # float32 gradients summed in different orders: agreement to ~10 ulp of the largest entry.
@@ -63,24 +65,44 @@ def test_deep_scan_model_matches_plain():
 
 
 def test_bench_memory_tiny():
-    (row,) = bench.bench_memory(widths=(16,), batch=8, out=lambda s: None)
-    assert {"fnnet", "jax"} <= set(row["temp"])
+    (row,) = memory.bench_memory(widths=(16,), batch=8, out=lambda s: None)
+    assert set(row["temp"]) == {"fnnet", "jax", "hand"}
 
 
 def test_main_runs_and_rejects_unknown_benchmark(capsys, tmp_path):
     out = tmp_path / "m.json"
-    assert bench.main(["--only", "memory", "--widths", "16", "--batch", "8", "--json", str(out)]) == 0
+    assert benchmarks.main(["memory", "--widths", "16", "--batch", "8", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "python -m fnnet bench --only memory --widths 16 --batch 8" in text
+    assert "python -m benchmarks memory --widths 16 --batch 8" in text
     assert out.exists()
     with pytest.raises(SystemExit):
-        bench.main(["--only", "nonsense"])
+        suite.main(["--only", "nonsense"])
+    assert benchmarks.main(["nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'nonsense'" in err and "step, compile, memory, gradcheck" in err
+
+
+def test_bad_widths_say_what_is_expected(capsys):
+    with pytest.raises(SystemExit) as e:
+        benchmarks.main(["step", "--widths", "a"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --widths: expected comma-separated positive integers" in err
+    assert "invalid _ints value" not in err
+
+
+def test_gradcheck_throughput_rows():
+    lines = []
+    rows = gradcheck.throughput(sizes=(20,), rounds=1, out=lines.append)
+    assert [(r["mode"], r["n"]) for r in rows] == [("auto", 20), ("full", 20)]
+    assert all(r["fresh_s"] > 0 and r["same_s"] > 0 for r in rows)
+    assert "entries/s" in lines[0] and len(lines) == 3
 
 
 def test_the_products_baseline_does_exactly_the_steps_matrix_flops():
     sizes, batch = [12, 16, 16, 10], 8
-    xs, Ws, ds = bench._products_args(sizes, batch)
-    outs = bench.matmuls_only(sizes, batch)(xs, Ws, ds)
+    xs, Ws, ds = step.products_args(sizes, batch)
+    outs = step.matmuls_only(sizes, batch)(xs, Ws, ds)
     assert len(outs) == 3 * (len(sizes) - 1) - 1  # forward and ∂W per layer, ∂x for all but the first
     # each product (m, k) @ (k, n) is 2·m·k·n FLOPs; k is the contracted size
     flops = 0
@@ -89,7 +111,7 @@ def test_the_products_baseline_does_exactly_the_steps_matrix_flops():
         flops += 2 * d.shape[1] * d.shape[0] * x.shape[1]  # δᵀ x
         if i > 0:
             flops += 2 * d.shape[0] * d.shape[1] * W.shape[1]  # δ W
-    assert flops == bench.step_flops(sizes, batch)
+    assert flops == step.step_flops(sizes, batch)
 
 
 def test_summary_line_names_every_section_that_ran():
@@ -97,10 +119,10 @@ def test_summary_line_names_every_section_that_ran():
         "step": [{"width": 16, "ratio": {"fnnet": 0.98}}, {"width": 64, "ratio": {"fnnet": 1.02}}],
         "memory": [{"ratio": {"fnnet": 1.0}}],
     }
-    line = bench.summary(results, 12.3)
+    line = suite.summary(results, 12.3)
     assert line.startswith("bench done in 12 s: ")
     assert "fnnet step 0.98-1.02x jax.grad's time (w=16..64)" in line and "memory fnnet/jax 1.00-1.00" in line
-    assert bench.summary({}, 1.0).endswith("nothing run")
+    assert suite.summary({}, 1.0).endswith("nothing run")
 
 
 def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
@@ -111,7 +133,7 @@ def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
             return True
 
     tty = Tty()
-    progress = bench._Progress(tty)
+    progress = _timing.Progress(tty)
     progress("w=128: compiling")
     progress("round 2/7")
     assert "w=128: compiling, round 2/7" in tty.getvalue()
@@ -119,5 +141,5 @@ def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
     assert tty.getvalue().endswith("\r" + " " * 110 + "\r")  # erased before the row is printed
     assert capsys.readouterr().out == "  w=  128 | row\n"
     quiet = io.StringIO()  # not a terminal: nothing but the rows
-    bench._Progress(quiet)("w=128: compiling")
+    _timing.Progress(quiet)("w=128: compiling")
     assert quiet.getvalue() == ""

@@ -1,4 +1,4 @@
-"""Dry run of experiments/bench_dropin.py --quick: it runs, prints parsable tables, writes sane JSON.
+"""Dry run of ``python -m benchmarks dropin --quick``: it runs, prints parsable tables, writes sane JSON.
 
 No timing is asserted (the machines that run the suite are shared and loaded): only that every ratio
 the script reports is a positive finite number, in its markdown tables and in its --json output, that
@@ -17,7 +17,6 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "bench_dropin.py"
 OPS = ["relu", "softmax"]
 
 
@@ -51,7 +50,7 @@ def test_bench_dropin_quick_dry_run(tmp_path):
     out = tmp_path / "dropin.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--ops", ",".join(OPS), "--mlp-acts", "relu",
+        [sys.executable, "-m", "benchmarks", "dropin", "--quick", "--ops", ",".join(OPS), "--mlp-acts", "relu",
          "--json", str(out)],
         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

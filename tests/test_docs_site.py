@@ -32,7 +32,7 @@ def site(tmp_path_factory):
 
 @needs_docs
 @pytest.mark.parametrize("module", ["activations", "layers", "losses", "ops", "graph", "calculus", "train",
-                                    "parallel", "data"])
+                                    "parallel", "datasets"])
 def test_every_public_name_has_its_reference_entry(site, module):
     names = importlib.import_module(f"fnnet.{module}").__all__
     html = (site / "api" / module / "index.html").read_text()

@@ -1,4 +1,5 @@
-"""Smoke tests of the lecture experiments (experiments/*.py): their core functions on tiny sizes.
+"""Smoke tests of the lecture experiments (the ``experiments`` package): their core functions on tiny
+sizes.
 
 No figure is drawn: each experiment's ``run`` (or a piece of it) is called and the claim it prints is
 asserted, so an experiment that stops supporting its claim fails here, not only in a figure nobody
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,12 +19,10 @@ import pytest
 pytest.importorskip("matplotlib")
 
 EXPERIMENTS_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments"
-if str(EXPERIMENTS_DIR) not in sys.path:
-    sys.path.insert(0, str(EXPERIMENTS_DIR))
 
 
 def _load(name):
-    return importlib.import_module(name)
+    return importlib.import_module(f"experiments.{name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -551,16 +551,6 @@ def test_full_mode_splits_perturbations_over_devices_with_one_device_results():
     assert out["True-one"][0] is False and out["True-one"][4][0][0] == "args[0]['W'][2, 1]"
 
 
-def test_bench_gradcheck_throughput_rows():
-    from fnnet import bench
-
-    lines = []
-    rows = bench.bench_gradcheck(sizes=(20,), rounds=1, out=lines.append)
-    assert [(r["mode"], r["n"]) for r in rows] == [("auto", 20), ("full", 20)]
-    assert all(r["fresh_s"] > 0 and r["same_s"] > 0 for r in rows)
-    assert "entries/s" in lines[0] and len(lines) == 3
-
-
 @pytest.mark.parametrize("name", ["tanh", "gelu", "softmax"])
 def test_float64_inputs_account_for_the_references_own_rounding(name):
     """In float64 the reference is no more precise than the rule: gelu's reference 0.5x(1 + tanh u)

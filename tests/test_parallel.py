@@ -31,7 +31,7 @@ def _worker() -> dict:
     import numpy as np
 
     jax.config.update("jax_numpy_dtype_promotion", "strict")
-    from fnnet import layers, parallel
+    from fnnet import layers, parallel, train
 
     assert jax.device_count() == N_DEVICES, jax.devices()
     sizes = [12, 32, 32, 16, 10]  # hidden widths divisible by the model axis (4 and 8)
@@ -52,29 +52,19 @@ def _worker() -> dict:
         return max(jax.tree_util.tree_leaves(errs))
 
     # One device: the plain jit of the same loss and gradient, everything on device 0.
-    vg = jax.value_and_grad(parallel.mlp_loss)
+    vg = jax.value_and_grad(train.loss_fn)
     dev0 = jax.devices()[0]
     ref_loss, ref_grads = jax.jit(vg)(*jax.device_put((params, x, labels), dev0))
     ref_new = jax.tree_util.tree_map(lambda p, g: p - lr * g, params, ref_grads)
 
     # The gradient really comes from fnnet's hand rules: the loss is made of custom_vjp calls named
     # after fnnet's primitives (under jax.grad their bwd is inlined, so look at the forward's jaxpr).
-    jaxpr = str(jax.make_jaxpr(parallel.mlp_loss)(params, x, labels))
+    jaxpr = str(jax.make_jaxpr(train.loss_fn)(params, x, labels))
     out = {"hand_rules": all(f"name={n}" in jaxpr for n in ("affine", "relu"))}
 
     loss_and_grads = {"jax.grad": None}
     results, errors = {}, {}
-    try:
-        from fnnet import train
-
-        hand = getattr(train, "loss_and_grad", None)
-        if hand is not None:
-            loss_and_grads["hand backprop"] = lambda p, a, y: hand(p, a, y)
-    except ImportError:
-        pass
-    except Exception as e:  # noqa: BLE001 - a broken fnnet.train fails its own test, not the others
-        errors["hand backprop"] = f"import fnnet.train: {type(e).__name__}: {e}"
-    out["has_hand"] = "hand backprop" in loss_and_grads or "hand backprop" in errors
+    loss_and_grads["hand backprop"] = train.loss_and_grad
 
     mesh8 = parallel.make_mesh((N_DEVICES,), ("data",))
     mesh24 = parallel.make_mesh((2, 4), ("data", "model"))
@@ -133,7 +123,6 @@ def _run_layouts(parallel, lg_name, lg, layouts, mesh8, params, x, labels, lr, r
 
 @pytest.fixture(scope="module")
 def report():
-    pytest.importorskip("fnnet.losses")  # mlp_loss's softmax cross-entropy
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={N_DEVICES}").strip()
     env["JAX_PLATFORMS"] = "cpu"
@@ -165,8 +154,6 @@ def test_every_layout_matches_one_device(report):
 
 def test_hand_backprop_matches_one_device(report):
     """fnnet.train's explicit hand backprop as the step's loss_and_grad, in every layout."""
-    if not report["has_hand"]:
-        pytest.skip("fnnet.train.loss_and_grad not available")
     _check_matches(report, "hand backprop")
 
 

@@ -1,4 +1,5 @@
-"""fnnet.train: the hand-written backward pass, optimisers, scan epochs, the driver and the CLI.
+"""fnnet.train: the hand-written backward pass, optimisers, scan epochs, the driver; and the
+``python -m fnnet train`` command (fnnet._cli).
 
 Compiling is the cost here (about a second per jitted function on a 2-core CPU), so networks are tiny
 and the training tests share a few compiled epochs.
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet import data, train
+from fnnet import _cli, datasets, train
 
 DTYPES = [jnp.float32, jnp.float64]
 
@@ -251,7 +252,7 @@ def test_momentum_matches_optax():
 
 def test_scan_epoch_equals_steps_one_by_one():
     params, _, _ = _problem(jnp.float64, sizes=(2, 8, 2))
-    ds = data.load("xor", n=40, dtype=np.float64)
+    ds = datasets.load("xor", n=40, dtype=np.float64)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)  # 30 points
     opt = train.momentum(0.2, 0.9)
     step = train.make_step(opt, activation="tanh")
@@ -299,7 +300,7 @@ def test_make_epoch_errors():
 
 @pytest.fixture(scope="module")
 def xor_fit():
-    ds = data.load("xor", n=200, seed=1)
+    ds = datasets.load("xor", n=200, seed=1)
     params = _mlp_params([2, 8, 2], seed=1)
     seen = []
     result = train.fit(
@@ -341,7 +342,7 @@ def test_evaluate(xor_fit):
 
 
 def test_fit_learns_spirals():
-    ds = data.load("spirals", n=300, seed=0)
+    ds = datasets.load("spirals", n=300, seed=0)
     params = _mlp_params([2, 32, 32, 2])
     result = train.fit(
         params, ds.x_train, ds.y_train, optimizer=train.momentum(0.1, 0.9), epochs=40,
@@ -354,7 +355,7 @@ def test_fit_learns_spirals():
 
 def test_fit_with_optax_optimizer():
     optax = pytest.importorskip("optax")
-    ds = data.load("xor", n=200, seed=1)
+    ds = datasets.load("xor", n=200, seed=1)
     params = _mlp_params([2, 8, 2], seed=1)
     # optax's Adam computes its bias correction from an int32 step count and Python floats, which
     # this suite's strict promotion refuses; optax itself runs under standard promotion, so do we here.
@@ -372,7 +373,7 @@ def test_fit_with_optax_optimizer():
 
 
 def test_cli_trains_xor(capsys):
-    code = train.main(["--dataset", "xor", "--epochs", "20", "--hidden", "8", "--seed", "1"])
+    code = _cli.train_main(["--dataset", "xor", "--epochs", "20", "--hidden", "8", "--seed", "1"])
     out, err = capsys.readouterr()
     assert code == 0
     last = out.strip().splitlines()[-1]
@@ -382,8 +383,8 @@ def test_cli_trains_xor(capsys):
 
 
 def test_cli_via_python_m_fnnet(capsys):
-    # The dispatcher hands "train" and the rest of the command line to fnnet.train.main.
-    from fnnet.__main__ import main as fnnet_main
+    # The dispatcher hands "train" and the rest of the command line to fnnet._cli.train_main.
+    from fnnet._cli import main as fnnet_main
 
     with pytest.raises(SystemExit) as e:
         fnnet_main(["train", "--dataset", "xor", "--lr", "0"])
@@ -409,7 +410,7 @@ def test_cli_via_python_m_fnnet(capsys):
 )
 def test_cli_bad_arguments(argv, where, capsys):
     with pytest.raises(SystemExit) as e:
-        train.main(argv)
+        _cli.train_main(argv)
     assert e.value.code == 2
     assert where in capsys.readouterr().err
 
@@ -417,18 +418,18 @@ def test_cli_bad_arguments(argv, where, capsys):
 def test_cli_missing_sklearn(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    assert train.main(["--dataset", "digits"]) == 1
+    assert _cli.train_main(["--dataset", "digits"]) == 1
     assert "pip install 'fnnet[experiments]'" in capsys.readouterr().err
 
 
 def test_defaults_cover_every_dataset():
-    assert set(train.DEFAULTS) == set(data.NAMES)
-    for cfg in train.DEFAULTS.values():
+    assert set(_cli.DEFAULTS) == set(datasets.NAMES)
+    for cfg in _cli.DEFAULTS.values():
         assert cfg["activation"] in train.activation_names()
 
 
 def test_cli_batch_size_larger_than_the_data_is_clamped_and_said(capsys):
-    assert train.main(["--dataset", "xor", "--batch-size", "100000", "--epochs", "1", "--quiet"]) == 0
+    assert _cli.train_main(["--dataset", "xor", "--batch-size", "100000", "--epochs", "1", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "--batch-size 100000 is more than the 300 training points of xor; using 300" in err
     assert "batch 300," in err and "batch 100000" not in err

@@ -19,12 +19,12 @@ MODULES = {
     "fnnet.calculus": None,
     "fnnet.train": None,
     "fnnet.parallel": None,
-    "fnnet.data": None,
+    "fnnet.datasets": None,
     "fnnet.layers": ["init_dense", "init_mlp", "mlp"],
     "fnnet.verify": ["check_primitive", "iter_verify", "verify", "format_table", "verdict", "main"],
 }
-CHECKED_FILES = ["fnnet/graph.py", "fnnet/calculus.py", "fnnet/train.py", "fnnet/parallel.py", "fnnet/data.py",
-                 "fnnet/layers.py", "fnnet/verify.py", "fnnet/__main__.py"]
+CHECKED_FILES = ["fnnet/graph.py", "fnnet/calculus.py", "fnnet/train.py", "fnnet/parallel.py", "fnnet/datasets.py",
+                 "fnnet/layers.py", "fnnet/verify.py", "fnnet/__main__.py", "fnnet/_cli.py"]
 
 
 def _functions(module, names):
@@ -58,14 +58,14 @@ def test_public_functions_are_annotated(module):
 
 
 def test_the_completeness_check_sees_a_missing_annotation(monkeypatch):
-    import fnnet.data
+    import fnnet.datasets
 
     def untyped(x, y: int):
         return x
 
-    monkeypatch.setattr(fnnet.data, "untyped", untyped, raising=False)
-    assert unannotated("fnnet.data", ["untyped"]) == [
-        "fnnet.data.untyped: parameters ['x']", "fnnet.data.untyped: return"]
+    monkeypatch.setattr(fnnet.datasets, "untyped", untyped, raising=False)
+    assert unannotated("fnnet.datasets", ["untyped"]) == [
+        "fnnet.datasets.untyped: parameters ['x']", "fnnet.datasets.untyped: return"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="needs the test extra (mypy)")

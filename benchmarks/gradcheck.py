@@ -1,29 +1,36 @@
-"""Time fnnet.gradcheck against torch.autograd.gradcheck (if torch is importable) and check_grads.
+"""Benchmark: the gradient checker's speed, and what it catches against torch's and jax's checkers.
 
-    python experiments/bench_gradcheck.py            # N = 3e4 (auto), N = 1e4 (full)
-    python experiments/bench_gradcheck.py --quick    # N = 3e3 (auto), N = 1e3 (full)
+    python -m benchmarks gradcheck                  # entries/s, auto and full mode, N = 1e3 and 1e4
+    python -m benchmarks gradcheck --against        # vs torch.autograd.gradcheck and check_grads, N = 3e4
+    python -m benchmarks gradcheck --against --quick               # N = 3e3 (auto), N = 1e3 (full)
+    python -m benchmarks gradcheck --before b4fd3dc --repeats 5    # default mode, git REV vs this tree
 
-1. Default mode on sum(tanh(x)^2) of N float32 inputs whose custom VJP has one entry (index N // 2
-   - 3) off by 1e-3 relative: must be caught and named. Timed cold (first call in the process, JAX
-   compilation included) and warm (a second, identical check). torch's full gradcheck runs on the same
-   function and bug in float64 (it is "designed for double"), and its fast mode too.
-2. Full mode at N_full on the correct function, against torch's full mode at the same N.
-Prints a table; docs/gradcheck.md records the figures and this command.
+**Throughput** (:func:`throughput`; also section 5 of ``python -m benchmarks``): entries checked per
+second by :func:`fnnet.check.gradcheck` in auto and full mode on a custom-VJP ``sum(tanh(x)^2)``
+(float32): a fresh f per call (its programs compiled, as for a new rule) and the same f again
+(compiled programs reused from gradcheck's cache), interleaved rounds, medians.
 
-    python experiments/bench_gradcheck.py --before b4fd3dc --repeats 5
-        before/after of the default mode (N = 3e4, one entry off 1e-3): fnnet.check at git revision
-        REV (extracted to a temporary package) against the working tree, each timed in a fresh
-        process (first call = cold, compilation included; a repeat call on the same f; a call on a
-        fresh f of the same shapes), processes interleaved, medians printed.
-    python experiments/bench_gradcheck.py --throughput
-        entries checked per second, auto and full mode, N = 1e3 and 1e4 (warm: a fresh f after one
-        call on another f, so compilation is included but JAX's one-time start is not; interleaved
-        repeats, medians).
+**Against** (:func:`against`): 1. default mode on N float32 inputs whose custom VJP has one entry
+(index N // 2 − 3) off by 1e-3 relative: must be caught and named. Timed cold (first call in the
+process, JAX compilation included) and warm (a second, identical check). torch's full gradcheck runs on
+the same function and bug in float64 (it is "designed for double"), and its fast mode too. 2. Full mode
+at N_full on the correct function, against torch's full mode at the same N. docs/gradcheck.md records
+the figures.
+
+**Before/after** (:func:`before_after`): default mode (N = 3e4, one entry off 1e-3), fnnet.check at git
+revision REV (extracted to a temporary package) against the working tree, each timed in a fresh process
+(first call = cold, compilation included; a repeat call on the same f; a call on a fresh f of the same
+shapes), processes interleaved, medians printed.
 """
-
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
@@ -31,6 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import gradcheck
+
+from benchmarks._timing import interleaved, median
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tanh_sq(bad_index=None, rel=1e-3):
@@ -92,10 +103,10 @@ def torch_check(f, x, fast):
 
 CHILD = """
 import json, sys, time
-sys.path.insert(0, {exp!r})
+sys.path.insert(0, {root!r})
 {path_line}
 import jax, jax.numpy as jnp
-from bench_gradcheck import tanh_sq
+from benchmarks.gradcheck import tanh_sq
 from {pkg} import gradcheck
 n = {n}
 x = jax.random.normal(jax.random.PRNGKey(0), (n,), jnp.float32)
@@ -113,22 +124,15 @@ print(json.dumps(out))
 
 def before_after(rev: str, n: int, repeats: int):
     """Default mode, cold / repeat / fresh-f, at ``rev`` and in the working tree; fresh processes."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = str(ROOT)
     tmp = tempfile.mkdtemp(prefix="gradcheck_before_")
     pkg = "check_" + rev[:12]
     archive = subprocess.run(["git", "-C", root, "archive", rev, "fnnet/check"], capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
     os.rename(os.path.join(tmp, "fnnet", "check"), os.path.join(tmp, pkg))
-    exp = os.path.join(root, "experiments")
     variants = {
-        f"before ({rev[:7]})": CHILD.format(exp=exp, path_line=f"sys.path.insert(0, {tmp!r})", pkg=pkg, n=n),
-        "after (working tree)": CHILD.format(exp=exp, path_line="", pkg="fnnet.check", n=n),
+        f"before ({rev[:7]})": CHILD.format(root=root, path_line=f"sys.path.insert(0, {tmp!r})", pkg=pkg, n=n),
+        "after (working tree)": CHILD.format(root=root, path_line="", pkg="fnnet.check", n=n),
     }
     results = {name: [] for name in variants}
     for _ in range(repeats):
@@ -146,43 +150,34 @@ def before_after(rev: str, n: int, repeats: int):
         print(f"{name:<24} {named:<16} {cell('cold'):>18} {cell('repeat'):>20} {cell('fresh f'):>18}")
 
 
-def throughput(sizes, repeats: int):
-    """Entries checked per second, auto and full mode, on sum(tanh(x)^2) (correct rule), float32."""
-    # One call first so that JAX's one-time start (backend, eager op compilations) is not counted.
-    gradcheck(tanh_sq(), jax.numpy.ones(10, jnp.float32))
-    cases = [(mode, n) for n in sizes for mode in ("auto", "full")]
-    times = {c: [] for c in cases}
-    for _ in range(repeats):
-        for mode, n in cases:  # interleaved
-            x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
-            _, t = timed(lambda x=x, mode=mode: gradcheck(tanh_sq(), x, mode=mode))  # fresh f: compiles
-            times[(mode, n)].append(t)
-    print(f"gradcheck throughput (fresh f per call, compilation included), medians of {repeats}, "
-          f"jax {jax.__version__} {jax.default_backend()}")
-    print(f"{'mode':<6} {'N':>7} {'median s':>9} {'entries/s':>11}")
-    for (mode, n), ts in times.items():
-        t = float(np.median(ts))
-        print(f"{mode:<6} {n:>7} {t:>9.3f} {n / t:>11.0f}")
+def throughput(sizes=(1_000, 10_000), rounds: int = 3, out=print, progress=None) -> list[dict]:
+    """Entries per second of gradcheck, auto and full mode; interleaved rounds, medians.
+
+    One size at a time (its four competitors interleaved), its rows printed as soon as it is done.
+    """
+    out(f"  {'mode':<5} {'N':>6} {'fresh f s':>10} {'entries/s':>10} {'same f s':>9} {'entries/s':>10}")
+    rows = []
+    for n in sizes:
+        x = jax.random.normal(jax.random.PRNGKey(n), (n,), jnp.float32)
+        fns = {}
+        for mode in ("auto", "full"):
+            same = tanh_sq()
+            fns[f"{mode} fresh"] = lambda x=x, mode=mode: gradcheck(tanh_sq(), x, mode=mode).passed and None
+            fns[f"{mode} same"] = lambda x=x, mode=mode, f=same: gradcheck(f, x, mode=mode).passed and None
+        if progress is not None:
+            progress(f"N={n}: auto and full mode, fresh and cached, {rounds} rounds")
+        times = interleaved(fns, rounds, min_seconds=0.0, progress=progress)
+        for mode in ("auto", "full"):
+            fresh, cached = median(times[f"{mode} fresh"]), median(times[f"{mode} same"])
+            rows.append({"mode": mode, "n": n, "fresh_s": fresh, "same_s": cached})
+            out(f"  {mode:<5} {n:>6} {fresh:>10.3f} {n / fresh:>10.0f} {cached:>9.3f} {n / cached:>10.0f}")
+    return rows
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--before", metavar="REV", help="before/after of the default mode against git REV")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--throughput", action="store_true")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--n", type=int, default=None)
-    parser.add_argument("--full-n", type=int, default=None)
-    parser.add_argument("--skip-torch-auto", action="store_true", help="skip torch's full mode at N (slow)")
-    args = parser.parse_args()
-    n = args.n or (3_000 if args.quick else 30_000)
-    if args.before:
-        before_after(args.before, n, args.repeats)
-        return
-    if args.throughput:
-        throughput([1_000, 10_000], args.repeats)
-        return
-    n_full = args.full_n or (1_000 if args.quick else 10_000)
+def against(n: int, n_full: int, skip_torch_auto: bool = False) -> None:
+    """fnnet.gradcheck against torch.autograd.gradcheck (if importable) and jax's check_grads, on
+    ``sum(tanh(x)^2)`` with one entry of its VJP off 1e-3 (N = n), and full mode on the correct
+    function (N = n_full). Prints a table and fnnet's report of the first case."""
     bad = n // 2 - 3
     try:
         import torch
@@ -201,7 +196,7 @@ def main():
     x_np = np.asarray(x, np.float64)
     if have_torch:
         xt = torch.tensor(x_np, requires_grad=True)
-        if not args.skip_torch_auto:
+        if not skip_torch_auto:
             verdict, t_full = timed(lambda: torch_check(torch_tanh_sq(bad), xt, fast=False))
             rows.append((f"torch full (float64), N={n}, same bug", verdict, "-", t_full, float("nan")))
         verdict, t_fast = timed(lambda: torch_check(torch_tanh_sq(bad), xt, fast=True))
@@ -234,8 +229,6 @@ def main():
         verdict, t_full = timed(lambda: torch_check(torch_tanh_sq(), xt, fast=False))
         rows.append((f"torch full (float64), N={n_full}, correct", verdict, "-", t_full, float("nan")))
 
-    import os
-
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, torch {'yes' if have_torch else 'not installed'}")
     print(f"{'check':<52} {'verdict':<8} {'named':<12} {'cold s':>8} {'warm s':>8}")
@@ -244,5 +237,28 @@ def main():
     print(f"\nfnnet report for the N={n} case:\n{auto_report}")
 
 
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks gradcheck", description=__doc__.splitlines()[0])
+    p.add_argument("--against", action="store_true", help="against torch's gradcheck and jax's check_grads")
+    p.add_argument("--before", metavar="REV", help="before/after of the default mode against git REV")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (throughput, --before)")
+    p.add_argument("--quick", action="store_true", help="--against: N = 3e3 and 1e3 instead of 3e4 and 1e4")
+    p.add_argument("--n", type=int, default=None, help="--against, --before: N of the default-mode case")
+    p.add_argument("--full-n", type=int, default=None, help="--against: N of the full-mode case")
+    p.add_argument("--skip-torch-auto", action="store_true", help="--against: skip torch's full mode at N (slow)")
+    args = p.parse_args(argv)
+    n = args.n or (3_000 if args.quick else 30_000)
+    if args.before:
+        before_after(args.before, n, args.repeats)
+    elif args.against:
+        against(n, args.full_n or (1_000 if args.quick else 10_000), args.skip_torch_auto)
+    else:
+        print(f"gradcheck throughput, custom-VJP sum(tanh(x)^2) float32, jax {jax.__version__} "
+              f"{jax.default_backend()}; fresh f = programs compiled, same f = cached; medians of "
+              f"{args.repeats} interleaved rounds", flush=True)
+        throughput(rounds=args.repeats)
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
-"""Markdown tables from a benchmark JSON: `python experiments/benchmarks/report.py bench.json`.
+"""Markdown tables from a benchmark JSON: `python -m benchmarks report bench.json`.
 
-The JSON is what `python -m fnnet bench --json bench.json` writes; the tables in docs/performance.md
+The JSON is what `python -m benchmarks --json bench.json` writes; the tables in docs/performance.md
 are this script's output, pasted, so no figure there is retyped by hand.
 """
 import json
@@ -46,6 +46,15 @@ def tables(d) -> str:
     return "\n".join(out)
 
 
-if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) != 1:
+        print("usage: python -m benchmarks report BENCH.json", file=sys.stderr)
+        return 2
+    with open(argv[0]) as f:
         print(tables(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

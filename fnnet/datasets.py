@@ -95,7 +95,7 @@ def xor(n: int = 400, noise: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np
     Returns:
       ``x: (n, 2)`` float64, ``y: (n,)`` int32.
     """
-    _check_n_noise("fnnet.data.xor", n, noise, 4)
+    _check_n_noise("fnnet.datasets.xor", n, noise, 4)
     rng = np.random.default_rng(seed)
     signs = np.array([[1, 1], [-1, -1], [1, -1], [-1, 1]], dtype=np.float64)
     corner = np.repeat(np.arange(4), _counts(n, 4))
@@ -118,11 +118,11 @@ def spirals(
     Returns:
       ``x: (n, 2)`` float64, ``y: (n,)`` int32.
     """
-    _check_n_noise("fnnet.data.spirals", n, noise, 2)
+    _check_n_noise("fnnet.datasets.spirals", n, noise, 2)
     if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 2:
-        raise ValueError(f"fnnet.data.spirals: n_classes must be an integer >= 2; got {n_classes!r}")
+        raise ValueError(f"fnnet.datasets.spirals: n_classes must be an integer >= 2; got {n_classes!r}")
     if not (isinstance(turns, (int, float)) and 0 < turns < math.inf):
-        raise ValueError(f"fnnet.data.spirals: turns must be a positive number; got {turns!r}")
+        raise ValueError(f"fnnet.datasets.spirals: turns must be a positive number; got {turns!r}")
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for k, m in enumerate(_counts(n, n_classes)):
@@ -144,9 +144,9 @@ def circles(
     Returns:
       ``x: (n, 2)`` float64, ``y: (n,)`` int32.
     """
-    _check_n_noise("fnnet.data.circles", n, noise, 2)
+    _check_n_noise("fnnet.datasets.circles", n, noise, 2)
     if not (isinstance(factor, (int, float)) and 0 < factor < 1):
-        raise ValueError(f"fnnet.data.circles: factor must lie in (0, 1); got {factor!r}")
+        raise ValueError(f"fnnet.datasets.circles: factor must lie in (0, 1); got {factor!r}")
     rng = np.random.default_rng(seed)
     n_outer, n_inner = _counts(n, 2)
     angle = rng.uniform(0.0, 2 * np.pi, n)
@@ -175,7 +175,7 @@ def load_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
     """
     if name not in SKLEARN:
         raise ValueError(
-            f"fnnet.data.load_sklearn: unknown dataset {name!r}; the scikit-learn datasets are "
+            f"fnnet.datasets.load_sklearn: unknown dataset {name!r}; the scikit-learn datasets are "
             f"{', '.join(SKLEARN)}"
         )
     try:
@@ -206,10 +206,10 @@ def split(
       ``(x_train, y_train, x_test, y_test)``.
     """
     if not (isinstance(test_fraction, (int, float)) and 0 < test_fraction < 1):
-        raise ValueError(f"fnnet.data.split: test_fraction must lie in (0, 1); got {test_fraction!r}")
+        raise ValueError(f"fnnet.datasets.split: test_fraction must lie in (0, 1); got {test_fraction!r}")
     x, y = np.asarray(x), np.asarray(y)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"fnnet.data.split: x has {x.shape[0]} rows but y has {y.shape[0]}")
+        raise ValueError(f"fnnet.datasets.split: x has {x.shape[0]} rows but y has {y.shape[0]}")
     rng = np.random.default_rng(seed)
     test_idx, train_idx = [], []
     for c in np.unique(y):
@@ -271,7 +271,7 @@ def load(
     elif name in SKLEARN:
         if options:
             raise ValueError(
-                f"fnnet.data.load: dataset {name!r} takes no options; got {', '.join(options)}"
+                f"fnnet.datasets.load: dataset {name!r} takes no options; got {', '.join(options)}"
             )
         x, y = load_sklearn(name)
     else:

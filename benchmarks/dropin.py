@@ -1,9 +1,9 @@
 """Is fnnet a drop-in for jax.nn at no cost? Every shared activation, timed and sized side by side.
 
-    python experiments/bench_dropin.py                  # the full set (~8 min on a loaded 2-core CPU)
-    python experiments/bench_dropin.py --quick          # a few ops, small sizes, few repeats (< 60 s)
-    python experiments/bench_dropin.py --json out.json  # also write the raw numbers
-    python experiments/bench_dropin.py --ops relu,gelu,softmax --repeats 50
+    python -m benchmarks dropin                  # the full set (~8 min on a loaded 2-core CPU)
+    python -m benchmarks dropin --quick          # a few ops, small sizes, few repeats (< 60 s)
+    python -m benchmarks dropin --json out.json  # also write the raw numbers
+    python -m benchmarks dropin --ops relu,gelu,softmax --repeats 50
 
 For every function in both ``fnnet.activations.__all__`` and ``dir(jax.nn)`` (plus variants:
 ``gelu(approximate=False)``, ``logsumexp`` over the last axis and over everything), four sections,
@@ -21,13 +21,15 @@ each printed as a markdown table whose rows appear as they finish:
    each repeat and ``jax.clear_caches()`` before each compile (so neither side reuses a trace or an
    executable; fnnet's inner jits and jax.nn's are both retraced);
 4. **MLP memory**: ``jax.jit(jax.grad(loss)).lower(params, x, y).compile().memory_analysis()`` of a
-   784-1024-1024-1024-10 MLP (batch 256, float32, softmax cross-entropy written in plain jnp so only
-   the activation differs) for relu, tanh, sigmoid, gelu, silu (and gelu exact): temp bytes, argument
-   and output bytes, fnnet / jax.nn. Deterministic: no timing.
+   784-1024-1024-1024-10 MLP (batch 256, float32; the loss is ``fnnet.train.loss_fn``, its dense
+   layers and softmax cross-entropy the same on both sides, so only the activation differs) for relu,
+   tanh, sigmoid, gelu, silu (and gelu exact): temp bytes, argument and output bytes, fnnet / jax.nn.
+   Deterministic: no timing.
 
 Timing protocol (the machine this was written on is shared and loaded): both competitors are
-compiled and warmed first, then timed in rounds; each round calls fnnet and jax.nn once each, in an
-order that alternates from round to round, each call blocked until its result is ready (the 16-entry
+compiled and warmed first, then timed in rounds (:func:`benchmarks._timing.interleaved`); each round
+calls fnnet and jax.nn once each, in an order that alternates from round to round, each call blocked
+until its result is ready (the 16-entry
 eager case, whose call takes microseconds, gets more rounds: ``--small-repeats``). A ratio is
 the **median over rounds of the within-round ratio** fnnet / jax.nn, which cancels a load that drifts
 slowly; the medians of the absolute times are reported alongside. Ratio < 1: fnnet is faster/leaner.
@@ -39,8 +41,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
-import math
 import os
 import pathlib
 import platform
@@ -49,16 +51,18 @@ import sys
 import time
 import traceback
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnnet
+import fnnet.activations as A
+from fnnet import train
+
+from benchmarks import _timing
+from benchmarks._mlp import problem
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python experiments/bench_dropin.py` from anywhere finds this fnnet
-    sys.path.insert(0, str(ROOT))
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-import fnnet  # noqa: E402
-import fnnet.activations as A  # noqa: E402
 
 #: A ratio above this (fnnet / jax.nn) counts as a cost in the verdict. Noise on a loaded machine is
 #: several per cent even for identical programs, so 1.00 would flag ties.
@@ -128,26 +132,13 @@ def make_input(n: int, label: str, seed: int = 0):
 # ---------------------------------------------------------------------------------------------
 
 
-def _block(out):
-    return jax.block_until_ready(out)
-
-
-def interleaved(fa, fb, repeats: int, warmup: int = 3) -> dict:
+def interleaved(fa, fb, repeats: int) -> dict:
     """Median times (s, per call) of fa() and fb() and the median within-round ratio: one call of
     each per round, fa and fb alternating which goes first; every call blocked until ready."""
-    for _ in range(warmup):
-        _block(fa())
-        _block(fb())
-    ta, tb = [], []
-    for r in range(repeats):
-        order = ((0, fa), (1, fb)) if r % 2 == 0 else ((1, fb), (0, fa))
-        for i, f in order:
-            t0 = time.perf_counter()
-            _block(f())
-            (ta if i == 0 else tb).append(time.perf_counter() - t0)
-    ratios = [a / b for a, b in zip(ta, tb)]
+    times = _timing.interleaved({"fnnet": fa, "jax": fb}, repeats, min_seconds=0.0)
+    ta, tb = times["fnnet"], times["jax"]
     return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
-            "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
+            "ratio": _timing.paired_ratio(times, "fnnet", "jax"), "fnnet_samples": ta, "jax_samples": tb}
 
 
 def compile_times(fa, fb, x, w, repeats: int) -> dict:
@@ -290,34 +281,9 @@ def section_compile(labels, cfg, out):
         out[label] = rec
 
 
-def mlp_loss(act):
-    """Softmax cross-entropy of an MLP in plain jnp: only ``act`` differs between the competitors."""
-
-    def loss(params, x, y):
-        h = x
-        for W, b in params[:-1]:
-            h = act(h @ W + b)
-        W, b = params[-1]
-        z = h @ W + b
-        m = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
-        lse = jnp.log(jnp.sum(jnp.exp(z - m), axis=-1)) + m[:, 0]
-        picked = jnp.sum(jnp.where(jnp.arange(z.shape[-1]) == y[:, None], z, 0.0), axis=-1)
-        return jnp.mean(lse - picked)
-
-    return loss
-
-
-def mlp_setup(widths, batch):
-    keys = jax.random.split(jax.random.key(2), len(widths) + 1)
-    params = [(jax.random.normal(k, (a, b), jnp.float32) / math.sqrt(a), jnp.zeros((b,), jnp.float32))
-              for k, a, b in zip(keys[:-2], widths[:-1], widths[1:])]
-    x = jax.random.normal(keys[-2], (batch, widths[0]), jnp.float32)
-    y = jax.random.randint(keys[-1], (batch,), 0, widths[-1])
-    return params, x, y
-
-
 def mlp_memory(act, params, x, y) -> dict:
-    m = jax.jit(jax.grad(mlp_loss(act))).lower(params, x, y).compile().memory_analysis()
+    loss = functools.partial(train.loss_fn, activation=act)
+    m = jax.jit(jax.grad(loss)).lower(params, x, y).compile().memory_analysis()
     if m is None:
         raise RuntimeError("memory_analysis() is not available on this backend")
     return {k: int(getattr(m, k)) for k in
@@ -331,7 +297,7 @@ def section_mlp(acts, cfg, out):
     table(f"4. MLP {shape}, batch {cfg.mlp_batch}, float32: compiled memory of jit(grad(loss)), "
           "fnnet / jax.nn", ["activation", "temp: fnnet MB", "temp: jax.nn MB", "temp: ratio",
                              "arg+out: fnnet MB", "arg+out: jax.nn MB", "arg+out: ratio"])
-    params, x, y = mlp_setup(widths, cfg.mlp_batch)
+    params, x, y = problem(widths, cfg.mlp_batch, seed=2)
     for label in acts:
         rec = {}
         try:
@@ -421,7 +387,7 @@ def _jaxlib_version() -> str | None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks dropin", description=__doc__.strip().splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help=f"ops {','.join(QUICK_OPS)} unless --ops, n=2**14, 5 repeats, 2 compile repeats, "
                         "a 784-128-128-10 MLP with relu and gelu (< 60 s)")
@@ -468,7 +434,7 @@ def main(argv=None) -> int:
     dev = jax.devices()[0]
     meta = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python experiments/bench_dropin.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks dropin " + " ".join(sys.argv[1:] if argv is None else argv),
         "jax": jax.__version__, "jaxlib": _jaxlib_version(),
         "backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
         "python": platform.python_version(), "cpus": os.cpu_count(),

@@ -1,0 +1,88 @@
+"""Timing shared by every benchmark: competitors measured side by side in one process.
+
+The competitors are compiled and warmed first, then timed in rounds, each round running every
+competitor once, in an order that rotates from round to round (so none always runs first after the
+others warmed the caches); a ratio is the median over rounds of the ratio within a round, which
+cancels slow drifts of a shared machine.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import jax
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], rounds: int, min_seconds: float = 0.02,
+    progress: Callable[[str], Any] | None = None,
+) -> dict[str, list[float]]:
+    """Seconds per call of each thunk, one list entry per round, rounds interleaved.
+
+    Each thunk is called once to warm up, then timed ``inner`` times per round, ``inner`` chosen so that
+    the slowest competitor takes about ``min_seconds`` per round (every call blocks until its result is
+    ready: no overlap between calls). The order of the competitors rotates from round to round.
+    """
+    names = list(fns)
+    warm = {}
+    for n in names:
+        jax.block_until_ready(fns[n]())
+        t = time.perf_counter()
+        jax.block_until_ready(fns[n]())
+        warm[n] = time.perf_counter() - t
+    inner = max(1, int(math.ceil(min_seconds / max(max(warm.values()), 1e-6))))
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        if progress is not None:
+            progress(f"round {r + 1}/{rounds}")
+        order = names[r % len(names):] + names[: r % len(names)]
+        for n in order:
+            f = fns[n]
+            t = time.perf_counter()
+            for _ in range(inner):
+                jax.block_until_ready(f())
+            times[n].append((time.perf_counter() - t) / inner)
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of ``time[a] / time[b]`` within the round."""
+    return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+
+def median(ts: list[float]) -> float:
+    return statistics.median(ts)
+
+
+class Progress:
+    """What the benchmark is doing now, on one line of a terminal's stderr, redrawn in place and
+    erased by the next printed row. Silent when stderr is not a terminal (logs get the rows alone)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.section = ""
+        self.start = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        if msg.startswith("round "):
+            msg = f"{self.section}, {msg}"
+        else:
+            self.section = msg
+        if self.live:
+            line = f"  … {msg} ({time.perf_counter() - self.start:.0f} s)"
+            self.stream.write("\r" + line[:110].ljust(110))
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.live:
+            self.stream.write("\r" + " " * 110 + "\r")
+            self.stream.flush()
+
+    def out(self, line: str) -> None:
+        """print() for the rows: the progress line first erased."""
+        self.clear()
+        print(line, flush=True)
