@@ -32,7 +32,6 @@ compiled call pays nothing for the checks.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnnet._checks import same_dtype
 from fnnet._numerics import keep_nan

@@ -272,7 +272,7 @@ _gumbel_prim = define(
     static={"tau": 1.0, "hard": False, "dim": -1},
     validate=_validate_gumbel, sample=_gumbel_sample,
     # hard=True is not a generic variant: its straight-through gradient is by design not the derivative
-    # of its (one-hot) value, which finite differences would measure; tests/test_activations_normalizing.py
+    # of its (one-hot) value, which finite differences would measure; tests/test_activations_stochastic.py
     # checks it against the reference's straight-through gradient instead.
     variants=({"tau": 1.0}, {"tau": 0.5, "dim": 0}),
     derivation="y = softmax(z), z = (logits + g)/τ ⇒ Jᵀg' = y ⊙ (g' − ⟨g', y⟩)/τ for logits and g",
