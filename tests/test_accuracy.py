@@ -161,7 +161,7 @@ def _gelu_2u_at(target):
     return float(min(r.real for r in roots if abs(r.imag) < 1e-9))
 
 
-# Where fnnet's formulas switch (fnnet/activations/smooth.py): root-expansion windows (r + lo, r + hi),
+# Where fnnet's formulas switch (fnnet/activations/_smooth.py): root-expansion windows (r + lo, r + hi),
 # the left-tail shift (e^{-a} scaled from a = 64 on), clips and branch thresholds.
 SWITCHES = {
     "silu": (-1.5784645, -0.9784645, -64.0, -1e4),

@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 import fnnet  # noqa: F401  (registers every primitive)
-from fnnet.activations.smooth import SELU_ALPHA, SELU_SCALE
+from fnnet.activations._smooth import SELU_ALPHA, SELU_SCALE
 from fnnet.primitive import registry
 
 mp = mpmath.mp
@@ -361,7 +361,7 @@ def test_softmax_family_at_huge_and_infinite_logits(case, dtype):
 
 
 SMOOTH_CASES = [c for c in CASES if c.values[0].df is not None
-                and getattr(c.values[0].df, "__module__", "") == "fnnet.activations.smooth"]
+                and getattr(c.values[0].df, "__module__", "") == "fnnet.activations._smooth"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])

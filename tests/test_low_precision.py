@@ -88,7 +88,7 @@ ROUNDINGS = {
     "exp": (1, 1), "log": (1, 1),
     "log1mexp": (2, 2),        # expm1 (or exp), log (or log1p) | expm1, reciprocal
     "soft_sign": (2, 4),       # |x| + 1, / | |x| + 1, square (2), reciprocal
-    # computed in float32 and rounded once to the low dtype (_in_float32 in fnnet/activations/smooth.py):
+    # computed in float32 and rounded once to the low dtype (_in_float32 in fnnet/activations/_smooth.py):
     # the float32 result's own error is the +1 of c
     "squareplus": (1, 1),
     "elu": (3, 5),             # expm1, α rounded, α·… | 86 − a, exp, α rounded, α·e_s, ·scale

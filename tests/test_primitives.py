@@ -98,7 +98,7 @@ def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
     """The hand JVP against jax.jvp of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP."""
     args = _inputs(prim, static, dtype)
     tangents = tuple(jax.random.normal(jax.random.key(7 + i), a.shape, a.dtype) for i, a in enumerate(args))
-    out, t_out = jax.jvp(lambda *a: prim.forward_mode(*a, **static), args, tangents)
+    out, t_out = jax.jvp(lambda *a: prim.fn(*a, **static), args, tangents)
     args64 = tuple(a.astype(jnp.float64) for a in args)
     _, t_ref = jax.jvp(
         lambda *a: prim.reference(*a, **static), args64, tuple(t.astype(jnp.float64) for t in tangents)
@@ -158,7 +158,7 @@ def test_elementwise_jacobian_is_diagonal(prim, static):
     jac = jax.jacrev(lambda x: prim.fn(x, **static))(x)
     off = jac - jnp.diag(jnp.diag(jac))
     assert jnp.all(off == 0), f"{prim.name}: nonzero off-diagonal Jacobian entries"
-    fwd = jax.jacfwd(lambda x: prim.forward_mode(x, **static))(x)
+    fwd = jax.jacfwd(lambda x: prim.fn(x, **static))(x)
     chex.assert_trees_all_close(fwd, jac, rtol=HAND_VS_REF_ULPS * _eps(jnp.float64))
 
 
@@ -319,8 +319,8 @@ def test_forward_mode_and_hessian_work_on_the_public_function():
     np.testing.assert_allclose(jnp.diag(hess), s * (1 - s) * (1 - 2 * s), rtol=1e-12, atol=1e-15)
     _, t = jax.jvp(fnnet.sigmoid, (x,), (jnp.ones_like(x),))
     np.testing.assert_allclose(t, s * (1 - s), rtol=1e-14)
-    # fnnet.forward_mode is kept for older code: it is the public function itself
-    assert fnnet.forward_mode(fnnet.sigmoid) is fnnet.sigmoid
+    # the primitive's fn is the public function itself (one function for every mode)
+    assert fnnet.get("sigmoid").fn is fnnet.sigmoid
     # a Python float tangent point
     assert float(jax.jvp(fnnet.relu, (1.0,), (1.0,))[1]) == 1.0
 

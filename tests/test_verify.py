@@ -12,7 +12,7 @@ from fnnet import verify
 def test_verify_table_rows_and_verdicts():
     """A few primitives of each kind (elementwise, with variants, two arguments, a reduction); the
     full table is what `make run` prints, and tests/test_primitives.py checks every primitive."""
-    names = ["sigmoid", "gelu", "multiply", "softmax", "dense"]
+    names = ["sigmoid", "gelu", "multiply", "softmax", "affine"]
     rows = verify.verify(names)
     assert {r.name.split()[0] for r in rows} == set(names)
     assert len(rows) == sum(len(fnnet.get(n).variants) for n in names)
