@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet
-from fnnet.activations import smooth as S
+from fnnet.activations import _smooth as S
 
 
 def _plain_2u(x):

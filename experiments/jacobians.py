@@ -48,8 +48,8 @@ def run(*, n: int = 8, m: int = 5, seed: int = 0) -> dict:
         cases = {
             "tanh": (fnnet.get("tanh"), (x,), 0),
             "softmax": (fnnet.get("softmax"), (x,), 0),
-            "dense wrt x": (fnnet.get("dense"), (W, b, x), 2),
-            "dense wrt W": (fnnet.get("dense"), (W, b, x), 0),
+            "dense wrt x": (fnnet.get("affine"), (W, b, x), 2),
+            "dense wrt W": (fnnet.get("affine"), (W, b, x), 0),
         }
         for name, (prim, args, argnum) in cases.items():
             J_rev = jax.jit(calculus.jacobian(prim, argnum, mode="rev"))(*args)

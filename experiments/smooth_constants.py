@@ -1,4 +1,4 @@
-"""Generate the constant tables of fnnet/activations/smooth.py with mpmath (50 digits) and print them.
+"""Generate the constant tables of fnnet/activations/_smooth.py with mpmath (50 digits) and print them.
 
     python -m experiments.smooth_constants
 

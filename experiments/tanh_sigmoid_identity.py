@@ -18,7 +18,7 @@ the sigmoid form's 4σ(2z)σ(−2z)), against each other and against the true va
   statement about absolute, not relative, error. The derivative form 4σ(2z)σ(−2z) has no subtraction
   and is accurate in relative terms everywhere, the tails included. In fnnet the two derivative rules
   are in fact bitwise equal: σ'(x) is written e/(1 + e)² with e = e^(−|x|), so 4σ'(2z) performs the
-  same operations as tanh's 4e/(1 + e)² with e = e^(−2|z|) (``fnnet/activations/smooth.py``).
+  same operations as tanh's 4e/(1 + e)² with e = e^(−2|z|) (``fnnet/activations/_smooth.py``).
 
     .venv/bin/python -m experiments.tanh_sigmoid_identity [--quick]
 """

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from fnnet import primitive as _primitive
+from fnnet._checks import as_float_array, static_value
 from fnnet.primitive import Primitive
 
 __all__ = ["Graph", "GraphError", "Node"]
@@ -120,7 +121,7 @@ def _make_node(spec, index: int) -> Node:
     merged = dict(prim.static_defaults)
     for k, v in static.items():
         try:
-            merged[k] = _primitive.static_value(v, k, where)
+            merged[k] = static_value(v, k, where)
         except TypeError as e:
             raise GraphError(str(e)) from None
     return Node(name, prim, inputs, tuple(merged.items()))
@@ -182,7 +183,7 @@ def _check_float_tree(value, name: str):
     out = []
     for leaf in leaves:
         try:
-            out.append(_primitive.as_float_array(leaf, name, "Graph.forward"))
+            out.append(as_float_array(leaf, name, "Graph.forward"))
         except TypeError as e:
             raise GraphError(str(e)) from None
     return jax.tree.unflatten(jax.tree.structure(value), out)

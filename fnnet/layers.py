@@ -4,7 +4,7 @@ Parameters are named dicts, ``{"W": (n_out, n_in), "b": (n_out,)}``, so a gradie
 ``params["W"][3, 7]``; inputs carry any number of leading batch axes, ``x: (..., n_in) -> (..., n_out)``.
 Per example this is :math:`z = Wx + b`; over a batch stored as rows it is ``x @ W.T + b``.
 
-The affine map is one primitive, :data:`affine` (registered as ``"dense"``, array arguments
+The affine map is one primitive, :func:`affine` (registered as ``"affine"``, array arguments
 ``(W, b, x)``), whose hand-written VJP returns every cotangent in the **shape convention** (each
 gradient has the shape of its parameter), with δ = ∂L/∂z of shape ``(..., n_out)``:
 
@@ -12,8 +12,9 @@ gradient has the shape of its parameter), with δ = ∂L/∂z of shape ``(..., n
 * ∂L/∂b = Σ_batch δ, shape ``(n_out,)``;
 * ∂L/∂x = Wᵀδ per example, i.e. ``δ @ W``, shape ``(..., n_in)``.
 
-See docs/layers.md for the derivation. :func:`dense` is the public layer over the params dict;
-it validates in plain Python (missing key: ``KeyError``; shapes: ``ValueError`` naming both; integer
+See docs/layers.md for the derivation. :func:`dense` is the layer: the same op over a params dict
+(``dense.primitive`` is ``affine``'s, and ``"dense"`` names it wherever an op is asked for by name); it
+validates in plain Python (missing key: ``KeyError``; shapes: ``ValueError`` naming both; integer
 arrays: ``TypeError`` naming the dtype) before anything is traced.
 
 **Bias-free layers.** ``params`` without ``"b"`` is allowed and means b = 0: the layer is then
@@ -29,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from fnnet.primitive import as_float_array, define, resolve as _resolve
+from fnnet._checks import as_float_array, prng_key
+from fnnet.primitive import define, resolve as _resolve
 
 __all__ = ["affine", "dense", "init_dense", "init_mlp", "mlp", "glorot_uniform", "he_normal"]
 
@@ -130,8 +132,8 @@ def _sample_affine(key, dtype=jnp.float32, shape=(3, 5)):
     return W.astype(dtype), b.astype(dtype), x.astype(dtype)
 
 
-_DENSE = define(
-    "dense",
+affine = define(
+    "affine",
     forward=_affine,
     fwd=_affine_fwd,
     bwd=_affine_bwd,
@@ -139,13 +141,10 @@ _DENSE = define(
     reference=_affine_reference,
     arg_names=("W", "b", "x"),
     sample=_sample_affine,
-    validate=lambda W, b, x: _check_affine(W, b, x),
+    validate=lambda W, b, x: _check_affine(W, b, x, where="fnnet.affine"),
     derivation="z_o = Σ_i W_oi x_i + b_o ⇒ ∂L/∂W_oi = Σ_batch δ_o x_i, ∂L/∂b_o = Σ_batch δ_o, "
     "∂L/∂x_i = Σ_o W_oi δ_o",
-)
-
-#: The affine primitive over arrays: ``affine(W, b, x) = x @ W.T + b`` (registered as ``"dense"``).
-affine = _DENSE.fn
+).fn
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +199,18 @@ def dense(params: Mapping[str, Any], x) -> jax.Array:
     return affine(W, b, x)
 
 
+def _dense_reference(params, x):
+    """Plain jnp over the params dict, for ``fnnet.gradcheck(fnnet.dense, params, x)``."""
+    return _affine_reference(params["W"], params.get("b", 0.0), x)
+
+
+# The layer is the affine op over a params dict: it carries the op's primitive, so that graph, calculus
+# and train resolve "dense" and fnnet.dense to it (as "swish" to silu), and a reference of its own
+# signature for the checker.
+dense.primitive = affine.primitive  # type: ignore[attr-defined]
+dense.reference = _dense_reference  # type: ignore[attr-defined]
+
+
 # ---------------------------------------------------------------------------------------------
 # Initialisers
 # ---------------------------------------------------------------------------------------------
@@ -235,19 +246,6 @@ def _positive_int(value, name, where):
     return int(value)
 
 
-def _check_key(key, where: str):
-    """A PRNG key: typed (``jax.random.key``) or raw uint32 (``jax.random.PRNGKey``), one of them."""
-    if isinstance(key, (jax.Array, np.ndarray)):
-        if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
-            return key
-        if key.dtype == jnp.uint32 and key.ndim == 1:
-            return key
-        desc = f"an array of dtype {key.dtype} and shape {tuple(key.shape)}"
-    else:
-        desc = f"{type(key).__name__} {key!r}" if isinstance(key, (int, float)) else type(key).__name__
-    raise TypeError(f"{where}: key must be one PRNG key such as jax.random.key(0); got {desc}")
-
-
 def init_dense(
     key: jax.Array,
     n_in: int,
@@ -271,7 +269,7 @@ def init_dense(
     - ``bias``: the constant every entry of b starts at.
     """
     where = "fnnet.init_dense"
-    key = _check_key(key, where)
+    key = prng_key(key, where)
     n_in = _positive_int(n_in, "n_in", where)
     n_out = _positive_int(n_out, "n_out", where)
     dtype = jnp.dtype(dtype)
@@ -305,7 +303,7 @@ def init_mlp(
     Each layer gets its own key (``jax.random.split``); ``init`` and ``dtype`` as in :func:`init_dense`.
     """
     where = "fnnet.init_mlp"
-    key = _check_key(key, where)
+    key = prng_key(key, where)
     if isinstance(sizes, (int, np.integer)) or not isinstance(sizes, Iterable):
         raise TypeError(
             f"{where}: sizes must be the list of layer sizes [n_in, h_1, ..., n_out], e.g. [4, 16, 3]; "

@@ -44,7 +44,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet.activations.normalizing import _axes, _normalize, _shifted
+from fnnet._checks import axes as _axes
+from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
+from fnnet._numerics import normalize as _normalize
+from fnnet._numerics import shifted as _shifted
+from fnnet._numerics import softplus
 from fnnet.primitive import REQUIRED, define
 
 __all__ = [
@@ -66,27 +70,6 @@ _BCE = "fnnet.sigmoid_binary_cross_entropy"
 # ---------------------------------------------------------------------------------------------
 
 
-def _common_dtype(fname, a, b, a_name, b_name):
-    """The dtype ``a − b`` would have (jax.numpy's promotion, weak types included)."""
-    try:
-        return jnp.result_type(a, b)
-    except jax.dtypes.TypePromotionError:
-        raise TypeError(
-            f"{fname}: {a_name} dtype {jnp.asarray(a).dtype} and {b_name} dtype {jnp.asarray(b).dtype} "
-            "have no implicit promotion under jax_numpy_dtype_promotion='strict'; cast one of them"
-        ) from None
-
-
-def _broadcast_pair(fname, a, b, a_name, b_name):
-    try:
-        shape = np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(
-            f"{fname}: {b_name} of shape {b.shape} does not broadcast with {a_name} of shape {a.shape}"
-        ) from None
-    return jnp.broadcast_to(a, shape), jnp.broadcast_to(b, shape)
-
-
 def _check_has_axis(fname, x, name="logits"):
     if x.ndim < 1:
         raise ValueError(
@@ -100,9 +83,7 @@ def _mask(where, shape, axis, fname):
     so a per-example mask applies to every class of the example. Idempotent."""
     if where is None:
         return None
-    m = jnp.asarray(where)
-    if m.dtype != jnp.bool_:
-        raise TypeError(f"{fname}: 'where' must be a boolean mask; got dtype {m.dtype}")
+    m = bool_mask(where, fname)
     if m.ndim != len(shape):
         n_axes = len(shape) if axis is None else len(axis) if isinstance(axis, tuple) else 1
         if axis is None or m.ndim + n_axes != len(shape):
@@ -112,14 +93,7 @@ def _mask(where, shape, axis, fname):
                 f"logits shape {tuple(shape)}"
             )
         m = jnp.expand_dims(m, axis)
-    try:
-        ok = np.broadcast_shapes(m.shape, tuple(shape)) == tuple(shape)
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{fname}: 'where' of shape {m.shape} does not broadcast to the logits' shape {tuple(shape)}"
-        )
+    broadcasts_to(m, shape, fname, "where", "the logits'")
     return m
 
 
@@ -202,8 +176,8 @@ def _sce_reference(logits, labels, axis=-1, where=None):
 
 def _sce_convert(arrays, aux, static):
     logits, labels = (jnp.asarray(a) for a in arrays)
-    dtype = _common_dtype(_SCE, logits, labels, "logits", "labels")
-    logits, labels = _broadcast_pair(_SCE, logits.astype(dtype), labels.astype(dtype), "logits", "labels")
+    dtype = common_dtype(_SCE, logits, labels, "logits", "labels")
+    logits, labels = broadcast_pair(_SCE, logits.astype(dtype), labels.astype(dtype), "logits", "labels")
     _check_has_axis(_SCE, logits)
     axis = static["axis"]
     _axes(axis, logits.ndim, _SCE)
@@ -488,15 +462,11 @@ Derivative: :math:`∂L/∂z = p − e_k` (p the softmax over the included class
 # ---------------------------------------------------------------------------------------------
 
 
-def _softplus(x):
-    return jnp.logaddexp(x, 0.0)
-
-
 def _bce_forward(logits, labels):
     # −y·log σ(z) − (1 − y)·log σ(−z) = y·sp(−z) + (1 − y)·sp(z); a term whose weight is exactly 0 is 0
     # (so z = ±inf with the matching label gives 0, not 0·inf = NaN).
-    pos = jnp.where(labels == 0, 0.0, labels * _softplus(-logits))
-    neg = jnp.where(labels == 1, 0.0, (1 - labels) * _softplus(logits))
+    pos = jnp.where(labels == 0, 0.0, labels * softplus(-logits))
+    neg = jnp.where(labels == 1, 0.0, (1 - labels) * softplus(logits))
     return pos + neg
 
 
@@ -525,7 +495,7 @@ def _bce_reference(logits, labels):
 
 def _bce_convert(arrays, aux, static):
     logits, labels = (jnp.asarray(a) for a in arrays)
-    return list(_broadcast_pair(_BCE, logits, labels.astype(logits.dtype), "logits", "labels")), aux
+    return list(broadcast_pair(_BCE, logits, labels.astype(logits.dtype), "logits", "labels")), aux
 
 
 def _sample_logits_unit(key, dtype=jnp.float32, shape=(3, 5), **_):
@@ -590,7 +560,7 @@ def _targets_convert(fname):
             raise ValueError(
                 f"{fname}: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
             )
-        dtype = _common_dtype(fname, p, t, "predictions", "targets")
+        dtype = common_dtype(fname, p, t, "predictions", "targets")
         return [p.astype(dtype)], {**aux, "targets": t.astype(dtype)}
 
     return convert
@@ -673,40 +643,37 @@ Raises:
   ValueError: targets of another shape (the message names both shapes).
 """
 
-squared_error = define(
-    "squared_error",
-    forward=_se_forward, fwd=_se_fwd, bwd=_se_bwd, jvp=_se_jvp, reference=_se_reference,
-    arg_names=("predictions",),
-    static={"targets": None},
-    traced=("targets",),
-    convert=_targets_convert("fnnet.squared_error"),
-    sample=_sample_predictions,
-    variants=({}, _TARGETS_VARIANT),
-    derivation="L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
-    doc=r"""Elementwise squared error :math:`(p − t)^2`.
+def _elementwise_loss(name, forward, fwd, bwd, jvp, reference, derivation, doc):
+    """Declare a per-entry loss of ``predictions`` with optional traced ``targets`` (their derivative,
+    −∂p, comes from autodiff of the forward)."""
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
+        arg_names=("predictions",), static={"targets": None}, traced=("targets",),
+        convert=_targets_convert(f"fnnet.{name}"), sample=_sample_predictions,
+        variants=({}, _TARGETS_VARIANT), derivation=derivation, doc=doc,
+    ).fn
+
+
+squared_error = _elementwise_loss(
+    "squared_error", _se_forward, _se_fwd, _se_bwd, _se_jvp, _se_reference,
+    "L = (p − t)² ⇒ ∂L/∂p = 2(p − t) = −∂L/∂t",
+    r"""Elementwise squared error :math:`(p − t)^2`.
 """ + _TARGETS_DOC + r"""
 Derivative: :math:`∂L/∂p = 2(p − t)` (the hand rule, times ``g``); :math:`∂L/∂t = −∂L/∂p` comes from
 autodiff of the forward (``targets`` is a traced parameter).
 """,
-).fn
+)
 
 
-l2_loss = define(
-    "l2_loss",
-    forward=_l2_forward, fwd=_l2_fwd, bwd=_l2_bwd, jvp=_l2_jvp, reference=_l2_reference,
-    arg_names=("predictions",),
-    static={"targets": None},
-    traced=("targets",),
-    convert=_targets_convert("fnnet.l2_loss"),
-    sample=_sample_predictions,
-    variants=({}, _TARGETS_VARIANT),
-    derivation="L = ½(p − t)² ⇒ ∂L/∂p = p − t = −∂L/∂t",
-    doc=r"""Elementwise L2 loss :math:`\frac12 (p − t)^2` (half the squared error).
+l2_loss = _elementwise_loss(
+    "l2_loss", _l2_forward, _l2_fwd, _l2_bwd, _l2_jvp, _l2_reference,
+    "L = ½(p − t)² ⇒ ∂L/∂p = p − t = −∂L/∂t",
+    r"""Elementwise L2 loss :math:`\frac12 (p − t)^2` (half the squared error).
 """ + _TARGETS_DOC + r"""
 Derivative: :math:`∂L/∂p = p − t` (the hand rule, times ``g``); :math:`∂L/∂t = −(p − t)` comes from
 autodiff of the forward. ½d² is computed as (½d)·d for |d| ≥ 1: finite wherever the result is.
 """,
-).fn
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -752,7 +719,7 @@ def _mse_convert(arrays, aux, static):
             f"fnnet.mse: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
         )
     _check_has_axis("fnnet.mse", p, "predictions")
-    dtype = _common_dtype("fnnet.mse", p, t, "predictions", "targets")
+    dtype = common_dtype("fnnet.mse", p, t, "predictions", "targets")
     return [p.astype(dtype), t.astype(dtype)], aux
 
 

@@ -22,7 +22,7 @@ log(x)            g/x                             t/x                           
 
 **Broadcasting.** Binary ops broadcast like numpy. Broadcasting copies an input along new leading axes
 and along axes of size 1; the adjoint of a copy is a sum, so "Σ" above means the cotangent summed back
-to that input's shape (:func:`fnnet.primitive.unbroadcast`). Shapes are static, so ``add`` and
+to that input's shape (``fnnet._numerics.unbroadcast``). Shapes are static, so ``add`` and
 ``subtract`` keep no array at all for their backward pass.
 
 **matmul** follows ``numpy.matmul`` exactly, 1-D operands included: a 1-D ``x`` is a row vector (a
@@ -49,7 +49,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.primitive import define, elementwise, unbroadcast
+from fnnet._checks import axes, same_dtype
+from fnnet._numerics import unbroadcast
+from fnnet.primitive import define, elementwise
 
 __all__ = [
     "add",
@@ -78,15 +80,6 @@ def _shape(a) -> tuple[int, ...]:
     return tuple(jnp.shape(a))
 
 
-def _check_same_dtype(where, x, y):
-    """Both operands share a dtype unless one is a weakly typed (Python) scalar."""
-    if x.dtype != y.dtype and not (getattr(x, "weak_type", False) or getattr(y, "weak_type", False)):
-        raise TypeError(
-            f"fnnet.{where}: arguments 'x' and 'y' must have the same dtype; got {x.dtype} and "
-            f"{y.dtype} (cast one explicitly)"
-        )
-
-
 def _validate_binary(where):
     def validate(x, y):
         try:
@@ -96,7 +89,7 @@ def _validate_binary(where):
                 f"fnnet.{where}: shapes {tuple(x.shape)} and {tuple(y.shape)} do not broadcast "
                 "(numpy rules: aligned from the right, each pair of sizes equal or one of them 1)"
             ) from None
-        _check_same_dtype(where, x, y)
+        same_dtype(f"fnnet.{where}", "x", x, "y", y, weak_ok=True)
 
     return validate
 
@@ -129,6 +122,16 @@ def _sample_binary(lo, hi, away_from_zero_in_y=False):
     return sample
 
 
+def _binary(name, forward, fwd, bwd, jvp, reference, derivation, sample=None, **declaration):
+    """Declare a broadcasting binary op ``(x, y)``: shapes that broadcast, one dtype (or a Python
+    scalar), inputs sampled so that both operands are broadcast."""
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference, arg_names=("x", "y"),
+        sample=sample or _sample_binary(-4.0, 4.0), validate=_validate_binary(name),
+        derivation=derivation, **declaration,
+    ).fn
+
+
 # ---------------------------------------------------------------------------------------------
 # Binary elementwise ops (broadcasting)
 # ---------------------------------------------------------------------------------------------
@@ -149,18 +152,11 @@ def _add_bwd(res, g):
     return unbroadcast(g, sx), unbroadcast(g, sy)
 
 
-add = define(
-    "add",
-    forward=_add,
-    fwd=_add_fwd,
-    bwd=_add_bwd,
-    jvp=lambda p, t, z: t[0] + t[1],
-    reference=lambda x, y: x + y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("add"),
-    derivation="∂(x+y)/∂x = ∂(x+y)/∂y = 1; a broadcast input's cotangent is summed over the copies",
-).fn
+add = _binary(
+    "add", _add, _add_fwd, _add_bwd,
+    lambda p, t, z: t[0] + t[1], lambda x, y: x + y,
+    "∂(x+y)/∂x = ∂(x+y)/∂y = 1; a broadcast input's cotangent is summed over the copies",
+)
 
 
 # ----- subtract ------------------------------------------------------------------------------------
@@ -179,18 +175,11 @@ def _subtract_bwd(res, g):
     return unbroadcast(g, sx), unbroadcast(-g, sy)
 
 
-subtract = define(
-    "subtract",
-    forward=_subtract,
-    fwd=_subtract_fwd,
-    bwd=_subtract_bwd,
-    jvp=lambda p, t, z: t[0] - t[1],
-    reference=lambda x, y: x - y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("subtract"),
-    derivation="∂(x−y)/∂x = 1, ∂(x−y)/∂y = −1",
-).fn
+subtract = _binary(
+    "subtract", _subtract, _subtract_fwd, _subtract_bwd,
+    lambda p, t, z: t[0] - t[1], lambda x, y: x - y,
+    "∂(x−y)/∂x = 1, ∂(x−y)/∂y = −1",
+)
 
 
 # ----- multiply ------------------------------------------------------------------------------------
@@ -205,18 +194,11 @@ def _multiply_bwd(res, g):
     return unbroadcast(g * y, _shape(x)), unbroadcast(g * x, _shape(y))
 
 
-multiply = define(
-    "multiply",
-    forward=_multiply,
-    fwd=lambda x, y: (jnp.multiply(x, y), (x, y)),
-    bwd=_multiply_bwd,
-    jvp=lambda p, t, z: t[0] * p[1] + p[0] * t[1],
-    reference=lambda x, y: x * y,
-    arg_names=("x", "y"),
-    sample=_sample_binary(-4.0, 4.0),
-    validate=_validate_binary("multiply"),
-    derivation="∂(xy)/∂x = y, ∂(xy)/∂y = x (the product rule)",
-).fn
+multiply = _binary(
+    "multiply", _multiply, lambda x, y: (jnp.multiply(x, y), (x, y)), _multiply_bwd,
+    lambda p, t, z: t[0] * p[1] + p[0] * t[1], lambda x, y: x * y,
+    "∂(xy)/∂x = y, ∂(xy)/∂y = x (the product rule)",
+)
 
 
 # ----- divide --------------------------------------------------------------------------------------
@@ -239,19 +221,13 @@ def _divide_bwd(res, g):
     return unbroadcast(gy, sx), unbroadcast(-gy * z, _shape(y))
 
 
-divide = define(
-    "divide",
-    forward=_divide,
-    fwd=_divide_fwd,
-    bwd=_divide_bwd,
-    jvp=lambda p, t, z: (t[0] - t[1] * z) / p[1],
-    reference=lambda x, y: x / y,
-    arg_names=("x", "y"),
+divide = _binary(
+    "divide", _divide, _divide_fwd, _divide_bwd,
+    lambda p, t, z: (t[0] - t[1] * z) / p[1], lambda x, y: x / y,
+    "∂(x/y)/∂x = 1/y, ∂(x/y)/∂y = −x/y² = −(x/y)/y; y = 0 is singular",
     sample=_sample_binary(-4.0, 4.0, away_from_zero_in_y=True),
-    validate=_validate_binary("divide"),
     singular=(0.0,),
-    derivation="∂(x/y)/∂x = 1/y, ∂(x/y)/∂y = −x/y² = −(x/y)/y; y = 0 is singular",
-).fn
+)
 
 
 # ----- negative ------------------------------------------------------------------------------------
@@ -299,7 +275,7 @@ def _matmul_shapes(sx, sy):
 
 def _validate_matmul(x, y):
     _matmul_shapes(tuple(x.shape), tuple(y.shape))
-    _check_same_dtype("matmul", x, y)
+    same_dtype("fnnet.matmul", "x", x, "y", y, weak_ok=True)
 
 
 def _matmul(x, y):
@@ -360,31 +336,9 @@ matmul = define(
 # ---------------------------------------------------------------------------------------------
 
 
-def _normalize_axis(axis, ndim, where="sum"):
-    """``axis`` (None, int or sequence of ints) as a sorted tuple of non-negative axes, or ValueError."""
-    if axis is None:
-        return tuple(range(ndim))
-    if isinstance(axis, (int, np.integer)):
-        axes = (axis,)
-    elif isinstance(axis, (tuple, list)):
-        axes = tuple(axis)
-    else:
-        raise TypeError(f"fnnet.{where}: axis must be None, an int or a tuple of ints; got {axis!r}")
-    out = []
-    for a in axes:
-        if isinstance(a, bool) or not isinstance(a, (int, np.integer)):
-            raise TypeError(f"fnnet.{where}: axis must be None, an int or a tuple of ints; got {axis!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"fnnet.{where}: axis {a} is out of range for an array of {ndim} dimensions")
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"fnnet.{where}: repeated axis in {axis!r}")
-    return tuple(sorted(out))
-
-
 def _validate_reduction(where):
     def validate(x, axis=None, keepdims=False):
-        _normalize_axis(axis, x.ndim, where)
+        axes(axis, x.ndim, f"fnnet.{where}")
         if not isinstance(keepdims, bool):
             raise TypeError(f"fnnet.{where}: keepdims must be a bool; got {keepdims!r}")
 
@@ -393,9 +347,9 @@ def _validate_reduction(where):
 
 def _sum_back(g, shape, axis, keepdims):
     """The adjoint of a sum: g copied back along the reduced axes (reinserted as size 1 first)."""
-    axes = _normalize_axis(axis, len(shape))
+    reduced = axes(axis, len(shape), "fnnet.sum")
     if not keepdims:
-        g = jnp.expand_dims(g, axes)
+        g = jnp.expand_dims(g, reduced)
     return jnp.broadcast_to(g, shape)
 
 
@@ -427,24 +381,29 @@ def _sum(x, axis=None, keepdims=False):
     return jnp.sum(x, axis=axis, keepdims=keepdims)
 
 
-sum = define(  # noqa: A001  (numpy's name, as jnp.sum)
-    "sum",
-    forward=_sum,
-    fwd=lambda x, axis=None, keepdims=False: (_sum(x, axis, keepdims), _shape(x)),
-    bwd=lambda shape, g, axis=None, keepdims=False: (_sum_back(g, shape, axis, keepdims),),
-    jvp=lambda p, t, z, axis=None, keepdims=False: _sum(t[0], axis, keepdims),
-    reference=lambda x, axis=None, keepdims=False: jnp.sum(x, axis=axis, keepdims=keepdims),
-    static={"axis": None, "keepdims": False},
-    variants=_REDUCTION_VARIANTS,
-    sample=_sample_reduction,
-    validate=_validate_reduction("sum"),
-    derivation="∂(Σ_j x_j)/∂x_i = 1 ⇒ x̄ = g broadcast back over the summed axes",
-).fn
+def _reduction(name, forward, bwd, reference, derivation):
+    """Declare a reduction over ``axis`` (None: all axes) with ``keepdims``; the residual is the
+    input's shape alone, and the JVP is the reduction of the tangent (it is linear)."""
+    return define(
+        name, forward=forward, bwd=bwd, reference=reference,
+        fwd=lambda x, axis=None, keepdims=False: (forward(x, axis, keepdims), _shape(x)),
+        jvp=lambda p, t, z, axis=None, keepdims=False: forward(t[0], axis, keepdims),
+        static={"axis": None, "keepdims": False}, variants=_REDUCTION_VARIANTS,
+        sample=_sample_reduction, validate=_validate_reduction(name), derivation=derivation,
+    ).fn
+
+
+sum = _reduction(  # noqa: A001  (numpy's name, as jnp.sum)
+    "sum", _sum,
+    lambda shape, g, axis=None, keepdims=False: (_sum_back(g, shape, axis, keepdims),),
+    lambda x, axis=None, keepdims=False: jnp.sum(x, axis=axis, keepdims=keepdims),
+    "∂(Σ_j x_j)/∂x_i = 1 ⇒ x̄ = g broadcast back over the summed axes",
+)
 
 
 # ----- mean ----------------------------------------------------------------------------------------
 def _count(shape, axis):
-    return math.prod(shape[a] for a in _normalize_axis(axis, len(shape)))
+    return math.prod(shape[a] for a in axes(axis, len(shape), "fnnet.mean"))
 
 
 def _mean(x, axis=None, keepdims=False):
@@ -460,19 +419,11 @@ def _mean_bwd(shape, g, axis=None, keepdims=False):
     return (_sum_back(g / max(_count(shape, axis), 1), shape, axis, keepdims),)
 
 
-mean = define(
-    "mean",
-    forward=_mean,
-    fwd=lambda x, axis=None, keepdims=False: (_mean(x, axis, keepdims), _shape(x)),
-    bwd=_mean_bwd,
-    jvp=lambda p, t, z, axis=None, keepdims=False: _mean(t[0], axis, keepdims),
-    reference=lambda x, axis=None, keepdims=False: jnp.mean(x, axis=axis, keepdims=keepdims),
-    static={"axis": None, "keepdims": False},
-    variants=_REDUCTION_VARIANTS,
-    sample=_sample_reduction,
-    validate=_validate_reduction("mean"),
-    derivation="∂((1/n)Σ_j x_j)/∂x_i = 1/n",
-).fn
+mean = _reduction(
+    "mean", _mean, _mean_bwd,
+    lambda x, axis=None, keepdims=False: jnp.mean(x, axis=axis, keepdims=keepdims),
+    "∂((1/n)Σ_j x_j)/∂x_i = 1/n",
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ Two ways to declare:
     costs no memory beyond jax.grad's).
 
 ``define(name, forward=..., fwd=..., bwd=..., jvp=..., reference=...)``
-    for everything else (softmax, matmul, dense, the losses): both rules written explicitly.
+    for everything else (softmax, matmul, affine, the losses): both rules written explicitly.
 
 Parameters: the differentiable arrays (``arg_names``) get hand cotangents; the others are static
 (hashable Python values fixed at trace time, as jax.nn's ``axis`` and ``approximate``) unless named in
@@ -32,7 +32,6 @@ compiled call pays nothing for the checks.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
@@ -42,24 +41,11 @@ from jax import lax
 import numpy as np
 from jax.custom_derivatives import SymbolicZero
 
-__all__ = [
-    "Kink",
-    "Primitive",
-    "define",
-    "elementwise",
-    "registry",
-    "get",
-    "resolve",
-    "forward_mode",
-    "as_float_array",
-    "static_value",
-    "uniform_avoiding",
-    "unbroadcast",
-]
+from fnnet._checks import promote_float, static_value
+
+__all__ = ["Kink", "Primitive", "REQUIRED", "define", "elementwise", "registry", "get", "resolve"]
 
 _REGISTRY: dict[str, "Primitive"] = {}
-
-_FLOAT_DTYPES = "float16, bfloat16, float32, float64"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,11 +65,24 @@ class Kink:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Primitive:
-    """Everything about one differentiable operation. See the module docstring."""
+    """Everything about one differentiable operation (see the module docstring).
+
+    The functions, in JAX's vocabulary (``jax.custom_vjp``'s ``fun``/``fwd``/``bwd``,
+    ``jax.custom_jvp``'s ``jvp``):
+
+    * ``fn``: **the public function** (``fnnet.relu is get("relu").fn``): jitted, validating, every
+      transformation on it, reverse mode running ``bwd``. Calling the Primitive calls ``fn``.
+    * ``forward(*arrays, **params) -> out``: the plain forward computation, without validation or
+      rules (JAX's ``fun``);
+    * ``fwd(*arrays, **params) -> (out, residuals)`` and ``bwd(residuals, g, **params) -> cotangents``
+      (one per array argument, in its shape): the hand VJP, as ``jax.custom_vjp`` splits it;
+    * ``jvp(primals, tangents, out, **params) -> tangent_out``: the hand JVP;
+    * ``reference``: plain ``jax.numpy`` with ``fn``'s signature, for autodiff as an oracle;
+    * ``df(x, y, **params)`` (elementwise ops): f′ from the input and/or output, as ``saves`` says.
+    """
 
     name: str
     fn: Callable[..., Any]
-    forward_mode: Callable[..., Any]
     reference: Callable[..., Any]
     forward: Callable[..., Any]
     fwd: Callable[..., Any]
@@ -175,89 +174,6 @@ def resolve(op) -> Primitive:
     )
 
 
-def forward_mode(fn: Callable) -> Callable:
-    """``fn`` itself: every public fnnet function works in forward mode (``jax.jvp``, ``jax.jacfwd``,
-    ``jax.hessian``). Kept for code written against the earlier two-function design."""
-    prim = getattr(fn, "primitive", None)
-    if not isinstance(prim, Primitive):
-        raise TypeError(f"forward_mode expects a public fnnet primitive function, got {fn!r}")
-    return fn
-
-
-# ---------------------------------------------------------------------------------------------
-# Input validation (plain Python, before anything is traced)
-# ---------------------------------------------------------------------------------------------
-
-
-def as_float_array(value, name: str, where: str):
-    """``value`` as a floating JAX array; Python scalars take the default float dtype.
-
-    Raises ``TypeError`` naming ``name`` for integer, boolean, complex or non-numeric input.
-    """
-    if isinstance(value, bool) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
-        if isinstance(value, bool):
-            raise TypeError(f"{where}: argument '{name}' must be a floating array; got a bool")
-        return jnp.asarray(float(value))
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        try:
-            arr = np.asarray(value)
-        except Exception:  # noqa: BLE001 - anything not array-like
-            raise TypeError(
-                f"{where}: argument '{name}' must be a floating array; got {type(value).__name__}"
-            ) from None
-        if arr.dtype == object:
-            raise TypeError(
-                f"{where}: argument '{name}' must be a floating array; got {type(value).__name__}"
-            )
-        if arr.dtype.kind in "iu":  # a list of Python ints behaves like Python ints
-            arr = arr.astype(jnp.result_type(float))
-        value, dtype = arr, arr.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"{where}: argument '{name}' must have a floating dtype ({_FLOAT_DTYPES}); got {dtype}"
-        )
-    return value if isinstance(value, jax.Array) else jnp.asarray(value)
-
-
-def static_value(value, name: str, where: str, default=None):
-    """A hyperparameter as a hashable Python value; tracers are refused, and where the default is a
-    number (bool) the value must be a real number (bool) too."""
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{where}: hyperparameter '{name}' must be a static Python value (it is fixed when the "
-            f"function is traced); got a traced {value.dtype}{list(value.shape)} array. "
-            "For a learnable slope use fnnet.activations.prelu."
-        )
-    if isinstance(value, (np.ndarray, jax.Array, np.generic)):
-        arr = np.asarray(value)
-        if arr.ndim != 0:
-            raise TypeError(
-                f"{where}: hyperparameter '{name}' must be a scalar; got shape {arr.shape}"
-            )
-        return arr.item()
-    if isinstance(value, list):
-        value = tuple(value)
-    number = (int, float, np.integer, np.floating)
-    if isinstance(default, bool) and not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: hyperparameter '{name}' must be a bool; got {value!r}")
-    # A float default (slope, alpha, lambd ...) takes a real number; int defaults (axis) may also take
-    # None or a tuple, so they are left to the primitive's own validation.
-    if (isinstance(default, float)
-            and not (isinstance(value, number) and not isinstance(value, (bool, np.bool_)))):
-        raise TypeError(
-            f"{where}: hyperparameter '{name}' must be a real number (default {default!r}); got {value!r}"
-        )
-    try:
-        hash(value)
-    except TypeError:
-        raise TypeError(
-            f"{where}: hyperparameter '{name}' must be hashable (a number, bool, str, None or tuple); "
-            f"got {type(value).__name__}"
-        ) from None
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # The mechanism
 # ---------------------------------------------------------------------------------------------
@@ -270,37 +186,6 @@ def _signature(arg_names, params):
     out = [inspect.Parameter(a, kinds) for a in arg_names]
     out += [inspect.Parameter(k, kinds, default=v) for k, v in params.items()]
     return inspect.Signature(out)
-
-
-def _promote(value, name: str, where: str):
-    """An input argument as a floating array, promoted as jax.numpy promotes (integers and bools
-    are refused; integer arrays and NumPy integer scalars are promoted as ``jnp.sin`` promotes them)."""
-    if isinstance(value, (list, tuple)):
-        try:
-            value = jnp.asarray(value)
-        except Exception:  # noqa: BLE001 - ragged or non-numeric
-            raise TypeError(
-                f"{where}: argument '{name}' must be a floating array; got a {type(value).__name__} "
-                "that is not a rectangular array of numbers"
-            ) from None
-    dtype = getattr(value, "dtype", None)
-    if dtype is None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return jnp.asarray(value, dtype=float) if isinstance(value, int) else value
-        raise TypeError(
-            f"{where}: argument '{name}' must be a floating array; got {type(value).__name__}"
-        )
-    if jnp.issubdtype(dtype, jnp.floating):
-        return value
-    if jnp.issubdtype(dtype, jnp.integer):
-        # jax.numpy's rule (jnp.sin, jax.nn.gelu): 64-bit integers to float64 (float32 without x64),
-        # narrower ones to float32.
-        wide = np.dtype(dtype).itemsize == 8
-        return jnp.asarray(value).astype(jax.dtypes.canonicalize_dtype(jnp.float64 if wide else jnp.float32))
-    raise TypeError(
-        f"{where}: argument '{name}' must have a floating dtype ({_FLOAT_DTYPES}) or an integer "
-        f"dtype (promoted as jax.numpy promotes); got {dtype}"
-    )
 
 
 def _weak(v):
@@ -383,7 +268,7 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
         for k, v in values.items():
             if v is REQUIRED:
                 raise TypeError(f"{where}{sig}: missing a required argument: {k!r}")
-        diff = [_promote(values[a], a, where) for a in arg_names]
+        diff = [promote_float(values[a], a, where) for a in arg_names]
         if len(diff) > 1 and any(_weak(d) for d in diff):
             # A Python scalar beside an array takes the array's dtype (jax.numpy's weak typing).
             common = jnp.result_type(*diff)
@@ -525,31 +410,13 @@ def define(
         validate=validate, doc=doc, convert=convert,
     )
     prim = Primitive(
-        name=name,
-        fn=public,
-        forward_mode=public,
-        reference=reference,
-        forward=forward,
-        fwd=fwd,
-        bwd=bwd,
-        jvp=jvp,
-        arg_names=arg_names,
-        static_defaults={k: v for k, v in params.items()},
-        elementwise=elementwise,
-        kinks=tuple(kinks),
-        domain=tuple(domain),
-        support=tuple(support),
-        singular=tuple(singular),
-        sample=sample,
-        variants=tuple(variants),
-        derivation=derivation,
-        df=df,
-        saves=saves,
-        traced=traced,
+        name=name, fn=public, reference=reference, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp,
+        arg_names=arg_names, static_defaults=dict(params), elementwise=elementwise, kinks=tuple(kinks),
+        domain=tuple(domain), support=tuple(support), singular=tuple(singular), sample=sample,
+        variants=tuple(variants), derivation=derivation, df=df, saves=saves, traced=traced,
     )
     public.primitive = prim
     public.reference = reference
-    public.forward_mode = public
     if register:
         old = _REGISTRY.get(name)
         if old is not None and not _same_declaration(old, prim):
@@ -578,28 +445,9 @@ def _same_declaration(a: Primitive, b: Primitive) -> bool:
     return key(a) == key(b)
 
 
-def elementwise(
-    name: str,
-    f: Callable,
-    df: Callable,
-    *,
-    reference: Callable,
-    saves: str = "x",
-    static: Mapping[str, Any] | None = None,
-    traced: Sequence[str] = (),
-    kinks: Sequence[Kink] = (),
-    domain: tuple[float, float] = (-4.0, 4.0),
-    support: tuple[float, float] = (-float("inf"), float("inf")),
-    singular: Sequence[float] = (),
-    variants: Sequence[Mapping[str, Any]] = ({},),
-    derivation: str = "",
-    doc: str | None = None,
-    sample: Callable | None = None,
-    arg_name: str = "x",
-    validate: Callable | None = None,
-    nan_select: bool = True,
-    register: bool = True,
-) -> Primitive:
+def elementwise(name: str, f: Callable, df: Callable, *, reference: Callable, saves: str = "x",
+                arg_name: str = "x", nan_select: bool = True, doc: str | None = None,
+                **declaration: Any) -> Primitive:
     """Declare ``y = f(x)`` applied entry by entry from ``f`` and its derivative alone.
 
     ``df(x, y, **params)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says
@@ -608,7 +456,10 @@ def elementwise(
     with a select; pass False where ``df`` already maps NaN to NaN (the registry suite checks it).
 
     ``saves`` decides what the backward pass reads: ``"y"`` (the output, which the next layer keeps
-    anyway: no extra memory) or ``"x"`` (the input, alive beside the output).
+    anyway: no extra memory) or ``"x"`` (the input, alive beside the output). ``arg_name`` names the
+    input (torch's ``input``); the other keywords (``static``, ``traced``, ``kinks``, ``domain``,
+    ``support``, ``singular``, ``variants``, ``sample``, ``validate``, ``derivation``, ``register``)
+    are :func:`define`'s.
     """
     if saves not in ("x", "y", "xy"):
         raise ValueError(f"saves must be 'x', 'y' or 'xy'; got {saves!r}")
@@ -659,42 +510,6 @@ def elementwise(
         return t * derivative(x if "x" in saves else None, out if "y" in saves else None, **kw)
 
     return define(
-        name,
-        forward=f,
-        fwd=fwd,
-        bwd=bwd,
-        jvp=jvp,
-        reference=reference,
-        arg_names=(arg_name,),
-        static=static,
-        traced=traced,
-        elementwise=True,
-        kinks=kinks,
-        domain=domain,
-        support=support,
-        singular=singular,
-        variants=variants,
-        derivation=derivation,
-        doc=doc or f.__doc__,
-        sample=sample,
-        validate=validate,
-        df=df,
-        saves=saves,
-        register=register,
+        name, forward=f, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference, arg_names=(arg_name,),
+        elementwise=True, doc=doc or f.__doc__, df=df, saves=saves, **declaration,
     )
-
-
-def unbroadcast(g, shape):
-    """Sum a cotangent back to ``shape``: the rule for an input that was broadcast.
-
-    Broadcasting copies an input along new leading axes and along axes of size 1; the adjoint of a
-    copy is a sum, so the cotangent is summed over exactly those axes.
-    """
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
-    )
-    return jnp.sum(g, axis=axes).reshape(shape) if axes else g.reshape(shape)

@@ -6,12 +6,14 @@ from its forward mode (``jax.jacfwd`` of the same function) — and
 compared, normwise, with
 
 * autodiff: ``jax.jacrev`` of the plain reference, and
-* central differences, the lecture's (f(x+h) − f(x−h)) / 2h, one column per input entry, with
-  h = ε^{1/3}·max(1, |x|).
+* central differences, the lecture's (f(x+h) − f(x−h)) / 2h, Richardson-extrapolated with h/2, one
+  column per input entry, with h = ε^{1/3}·max(1, |x|) (fnnet's one finite-difference engine,
+  :func:`fnnet.check.fd.jacobian_samples`).
 
 Pass: autodiff error ≤ 64ε (two exact formulas, each a few dozen roundings: see tests/test_primitives)
-and finite-difference error ≤ 1e-7 (truncation h²|f'''|/6 plus round-off ε|f|/h, ≈ 1e-9, with a
-factor 100 of margin).
+and finite-difference error ≤ 1e-7 (plain central differences: truncation h²|f'''|/6 plus round-off
+ε|f|/h, ≈ 1e-9, with a factor 100 of margin; Richardson removes the truncation term and triples
+the round-off, ≈ 1e-10).
 
 Then the full checker, :func:`fnnet.gradcheck`, runs on the same inputs in float32 (the training
 dtype; its reference and finite differences are evaluated in float64, the truth at float32's scale)
@@ -33,6 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from fnnet.check import fd
 
 AUTODIFF_TOL = 64 * float(np.finfo(np.float64).eps)
 FD_TOL = 1e-7
@@ -63,13 +67,6 @@ def _flat(f, args, i):
     return g
 
 
-def _central_jacobian(g, v):
-    h = float(np.finfo(np.float64).eps) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(v))
-    basis = jnp.eye(v.size, dtype=v.dtype) * h[:, None]
-    cols = jax.vmap(lambda e, hh: (g(v + e) - g(v - e)) / (2 * hh))(basis, h)
-    return cols.T
-
-
 def _normwise(a, b):
     a, b = np.asarray(a), np.asarray(b)
     scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
@@ -98,16 +95,20 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
     err_ad = err_fd = 0.0
     for i in range(len(args)):
 
-        def jacobians(args, v, i=i):
-            # the four Jacobians of argument i, in one program: one compile per argument
+        def jacobians(args, v, h, i=i):
+            # the four Jacobians of argument i, in one program: one compile per argument (the finite
+            # differences as samples, turned into the Jacobian below)
             return (
                 jax.jacrev(_flat(fn, args, i))(v),
                 jax.jacfwd(_flat(fwd, args, i))(v),
                 jax.jacrev(_flat(ref, args, i))(v),
-                _central_jacobian(_flat(fn, args, i), v),
+                fd.jacobian_samples(_flat(fn, args, i), v, h),
             )
 
-        j_vjp, j_jvp, j_ref, j_fd = _compile_once(jacobians, args, args[i].ravel())
+        v = args[i].ravel()
+        h = fd.step_sizes(np.asarray(v), jnp.float64)
+        j_vjp, j_jvp, j_ref, samples = _compile_once(jacobians, args, v, jnp.asarray(h))
+        j_fd = fd.jacobian_estimate(*samples, h).value
         err_ad = max(err_ad, _normwise(j_vjp, j_ref), _normwise(j_jvp, j_ref))
         err_fd = max(err_fd, _normwise(j_vjp, j_fd), _normwise(j_jvp, j_fd))
     label = _label(prim, static)
@@ -136,7 +137,8 @@ def _selected(names=None):
     if names:
         unknown = sorted(set(names) - set(prims))
         if unknown:
-            raise SystemExit(f"unknown primitive(s): {', '.join(unknown)}; known: {', '.join(sorted(prims))}")
+            raise ValueError(f"fnnet.verify: argument 'names' must name registered primitives; got unknown "
+                             f"{', '.join(unknown)} (known: {', '.join(sorted(prims))})")
         prims = {n: prims[n] for n in names}
     return [(p, dict(v)) for p in prims.values() for v in p.variants]
 

@@ -1,5 +1,6 @@
 """Piecewise activations: values equal to jax.nn's (torch's formula for the torch-only ones), the
-derivative chosen at every kink, prelu's broadcasting, rrelu's sampling, and the error messages.
+derivative chosen at every kink, prelu's broadcasting, and the error messages (rrelu, whose slopes are
+random: tests/test_activations_stochastic.py).
 
 The generic checks every registered primitive gets (VJP/JVP against autodiff of the reference and
 against central differences, the hard points, the diagonal Jacobian) live in tests/test_primitives.py;
@@ -15,7 +16,6 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet.activations import piecewise
 
 JAX_NAMES = [
     "relu", "relu6", "leaky_relu", "hard_tanh", "hard_sigmoid", "hard_silu", "sparse_plus",
@@ -85,7 +85,7 @@ def test_values_and_gradients_equal_jax_nn(name, dtype):
     _same(g[~leak], g_ref[~leak], atol=atol)
     # forward mode is built from the same f', so it agrees with the reverse rule
     t = jnp.ones_like(x)
-    _same(jax.jvp(fnnet.forward_mode(f), (x,), (t,))[1], g, atol=atol)
+    _same(jax.jvp(f, (x,), (t,))[1], g, atol=atol)
 
 
 @pytest.mark.parametrize("slope", [0.01, 0.2, 1.5])
@@ -322,7 +322,7 @@ def test_prelu_kink_is_weight_and_weight_gradient_zero(key):
     _same(dw, jnp.zeros(3))
     # the same from forward mode
     tx = jnp.ones_like(x)
-    _same(jax.jvp(fnnet.prelu.forward_mode, (x, w), (tx, jnp.zeros(3)))[1], jnp.broadcast_to(w, x.shape))
+    _same(jax.jvp(fnnet.prelu, (x, w), (tx, jnp.zeros(3)))[1], jnp.broadcast_to(w, x.shape))
 
 
 def test_prelu_errors():
@@ -336,68 +336,6 @@ def test_prelu_errors():
         fnnet.prelu(jnp.ones((2, 3), jnp.float32), jnp.ones(3, jnp.float64))
     with pytest.raises(TypeError, match="'input'.*bool"):
         fnnet.prelu(jnp.ones((2, 3), bool), jnp.ones(3))
-
-
-# ----- rrelu ---------------------------------------------------------------------------------------
-def test_rrelu_training_samples_slopes_in_range_and_the_vjp_uses_them(key):
-    x = -jnp.abs(jax.random.normal(jax.random.key(1), (200,))) - 0.1  # all negative
-    y = fnnet.rrelu(x, training=True, key=key)
-    slopes = y / x
-    assert float(slopes.min()) >= 1 / 8 and float(slopes.max()) < 1 / 3
-    assert float(jnp.std(slopes)) > 0.01  # drawn per element, not one slope
-    _same(fnnet.rrelu(x, training=True, key=key), y)  # the key fixes the draw
-    assert not np.array_equal(fnnet.rrelu(x, training=True, key=jax.random.key(7)), y)
-    # the backward pass multiplies by the same slopes: dy/dx = y/x elementwise (exact: y = a·x, and
-    # a·x/x = a to within one rounding, so compare the rule with the drawn noise itself)
-    noise = jax.random.uniform(key, x.shape, x.dtype, 1 / 8, 1 / 3)
-    _same(y, noise * x)
-    grad = jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, training=True, key=key)))(x)
-    _same(grad, noise)
-    # positive inputs pass unchanged with derivative 1
-    xp = jnp.abs(x)
-    _same(fnnet.rrelu(xp, training=True, key=key), xp)
-    _same(jax.grad(lambda v: jnp.sum(fnnet.rrelu(v, training=True, key=key)))(xp), jnp.ones_like(xp))
-
-
-def test_rrelu_eval_is_leaky_relu_with_the_mean_slope_and_torch_kink():
-    x = _grid(np.float64)
-    finite = x[jnp.isfinite(x)]
-    slope = (1 / 8 + 1 / 3) / 2
-    _same(fnnet.rrelu(finite), jnp.where(finite > 0, finite, slope * finite))
-    g = jax.vmap(jax.grad(fnnet.rrelu))(finite)
-    _same(g, jnp.where(finite > 0, 1.0, slope))  # at 0: the slope (torch's x > 0 ? g : g·a)
-    assert float(jax.grad(fnnet.rrelu)(0.0, 0.1, 0.3)) == pytest.approx(0.2, rel=1e-15)
-
-
-def test_rrelu_under_jit_and_float32(key):
-    x = jnp.linspace(-2, 2, 9, dtype=jnp.float32)
-    f = jax.jit(lambda v, k: fnnet.rrelu(v, training=True, key=k))
-    y = f(x, key)
-    assert y.dtype == jnp.float32
-    _same(y, fnnet.rrelu(x, training=True, key=key))
-    legacy = jax.random.PRNGKey(0)
-    assert fnnet.rrelu(x, training=True, key=legacy).shape == x.shape
-
-
-def test_rrelu_errors(key):
-    x = jnp.ones(3)
-    with pytest.raises(ValueError, match="training=True .* needs a PRNG key.*got key=None"):
-        fnnet.rrelu(x, training=True)
-    with pytest.raises(TypeError, match="'key' must be a jax.random.key.*float64"):
-        fnnet.rrelu(x, training=True, key=jnp.ones(2))
-    with pytest.raises(ValueError, match="'lower' must be <= 'upper'; got lower=0.5, upper=0.1"):
-        fnnet.rrelu(x, 0.5, 0.1, True, key)
-    with pytest.raises(TypeError, match="'training' must be a bool"):
-        fnnet.rrelu(x, training="yes", key=key)
-    with pytest.raises(TypeError, match="'input'.*bool"):
-        fnnet.rrelu(jnp.ones(3, bool))
-
-
-def test_rrelu_with_noise_noise_shape_error():
-    with pytest.raises(ValueError, match=r"'noise' of shape \(4,\) must broadcast to the input's shape \(2, 3\)"):
-        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones(4))
-    with pytest.raises(ValueError, match=r"'noise' of shape \(2, 2, 3\)"):
-        piecewise.rrelu_with_noise(jnp.ones((2, 3)), jnp.ones((2, 2, 3)))
 
 
 # ----- other errors --------------------------------------------------------------------------------

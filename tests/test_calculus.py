@@ -177,7 +177,7 @@ def test_dense_jacobians_against_jacrev_and_the_hand_rules():
             chex.assert_trees_all_equal(block, x if i == k else jnp.zeros(n_in))
     assert int(jnp.count_nonzero(J.W)) == n_out * n_in  # x has no zero entry
     # The same three matrices from autodiff of the reference and from the hand rules (fnnet.calculus
-    # .jacobian over the registered "dense" primitive, arguments (W, b, x)).
+    # .jacobian over the registered "affine" primitive, arguments (W, b, x); "dense" names it too).
     ref = jax.jacrev(fnnet.layers.affine.reference, argnums=(0, 1, 2))(W, b, x)
     hand = jacobian("dense", (0, 1, 2))(W, b, x)
     for got, r, h in zip((J.W, J.b, J.x), ref, hand):

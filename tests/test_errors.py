@@ -40,7 +40,7 @@ CASES = [
     ("add-broadcast", lambda: ops.add(jnp.ones((3, 4)), jnp.ones(5)), ValueError, ["(3, 4)", "(5,)", "broadcast"]),
     ("multiply-broadcast", lambda: ops.multiply(jnp.ones((2, 3)), jnp.ones((3, 2))), ValueError, ["(2, 3)", "(3, 2)"]),
     ("matmul-contract", lambda: ops.matmul(jnp.ones((3, 4)), jnp.ones((5, 2))), ValueError, ["(3, 4)", "(5, 2)", "4", "5"]),
-    ("sum-axis", lambda: ops.sum(jnp.ones((3, 4)), axis=2), ValueError, ["axis 2", "2 dimensions"]),
+    ("sum-axis", lambda: ops.sum(jnp.ones((3, 4)), axis=2), ValueError, ["axis 2", "ndim 2"]),
     # ----- activations
     ("activation-ragged", lambda: fnnet.sigmoid([[1.0], [2.0, 3.0]]), TypeError, ["'x'", "floating", "rectangular"]),
     ("activation-bool", lambda: fnnet.relu(jnp.ones(3, bool)), TypeError, ["'x'", "floating", "bool"]),

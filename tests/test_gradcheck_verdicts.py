@@ -18,24 +18,8 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet.check import assert_gradcheck, context, gradcheck
-
-
-def tanh_rule(defect=None, reference=None):
-    """tanh with a hand-written VJP; ``defect(x, d)`` edits the derivative; optional .reference."""
-
-    @jax.custom_vjp
-    def f(x):
-        return jnp.tanh(x)
-
-    def bwd(x, g):
-        d = 1 - jnp.tanh(x) ** 2
-        return (g * (defect(x, d) if defect else d),)
-
-    f.defvjp(lambda x: (f(x), x), bwd)
-    if reference is not None:
-        f.reference = reference
-    return f
+from fnnet.check import assert_gradcheck, fd, gradcheck
+from seeded_rules import tanh_rule
 
 
 X = jnp.linspace(-2.0, 2.0, 7, dtype=jnp.float32)
@@ -144,7 +128,7 @@ def test_full_mode_marks_float32_inside_as_degraded(monkeypatch):
     bad = gradcheck(_inner_float32(bug=True), x, mode="full")
     assert not bad.passed and bad.worst_entries[0].where == "args[0][4]"
     # Without the detection the correct rule fails: the test can fail.
-    monkeypatch.setattr(context.Context, "check_degraded", lambda self: None)
+    monkeypatch.setattr(fd, "check_degraded", lambda ctx: None)
     assert not gradcheck(_inner_float32(), x, mode="full", cache=False).passed
 
 
@@ -152,12 +136,7 @@ def test_full_mode_marks_float32_inside_as_degraded(monkeypatch):
 # Report layout
 # ---------------------------------------------------------------------------------------------
 def test_full_mode_shows_each_entry_once_with_its_input_value():
-    @jax.custom_vjp
-    def f(x):
-        return jnp.tanh(x)
-
-    f.defvjp(lambda x: (f(x), x), lambda x, g: (g * (1 - jnp.tanh(x) ** 2) * jnp.where(
-        jnp.arange(x.size) == 1, 1.01, 1.0).astype(x.dtype),))
+    f = tanh_rule(defect=lambda x, d: d * jnp.where(jnp.arange(x.size) == 1, 1.01, 1.0).astype(x.dtype))
     report = gradcheck(f, X, mode="full")
     text = str(report)
     rows = [line for line in text.splitlines() if line.strip().startswith("args[0][1]")]

@@ -511,7 +511,7 @@ def test_an_op_failing_inside_the_graph_names_the_node_and_its_inputs():
     g = Graph([("z", "dense", ["W", "b", "x"]), ("h", "tanh", ["z"])])
     bad = {"W": jnp.ones((4, 3)), "b": jnp.ones(4), "x": jnp.ones((2, 5))}
     with pytest.raises(GraphError, match=(
-        r"node 'z' = dense\(W='W': float64\[4, 3\], b='b': float64\[4\], x='x': float64\[2, 5\]\) "
+        r"node 'z' = affine\(W='W': float64\[4, 3\], b='b': float64\[4\], x='x': float64\[2, 5\]\) "
         r"failed in forward: "
     )):
         g.forward(bad)

@@ -100,7 +100,7 @@ def test_dense_vjp_is_the_lectures_formulas():
 def test_dense_hand_rule_is_in_the_jaxpr():
     params, x = _params_and_x(jax.random.key(4), (2,), 4, 3, jnp.float32)
     jaxpr = str(jax.make_jaxpr(dense)(params, x))
-    assert "custom_jvp_call" in jaxpr and "name=dense" in jaxpr
+    assert "custom_jvp_call" in jaxpr and "name=affine" in jaxpr
 
 
 def test_bias_free_params():
@@ -254,9 +254,9 @@ def test_mlp_bad_input():
 def test_init_mistakes_are_named():
     with pytest.raises(TypeError, match=r"sizes must be the list of layer sizes .* got int 4"):
         init_mlp(jax.random.key(0), 4)
-    with pytest.raises(TypeError, match=r"init_dense: key must be one PRNG key .* got int 0"):
+    with pytest.raises(TypeError, match=r"init_dense: argument 'key' must be one PRNG key .* got int 0"):
         init_dense(0, 4, 3)
-    with pytest.raises(TypeError, match=r"init_mlp: key must be one PRNG key"):
+    with pytest.raises(TypeError, match=r"init_mlp: argument 'key' must be one PRNG key"):
         init_mlp(jax.random.split(jax.random.key(0), 3), [2, 3])  # a batch of keys is not one key
     # both kinds of key work
     assert init_dense(jax.random.PRNGKey(0), 4, 3)["W"].shape == (3, 4)

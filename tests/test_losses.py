@@ -466,7 +466,9 @@ def test_forward_mode(case):
     fn = lambda *a: f(*a, **kw)  # noqa: E731
     tangents = tuple(jnp.sin(3.0 * a + i) for i, a in enumerate(args))
     out, t_out = jax.jvp(fn, args, tangents)
-    np.testing.assert_array_equal(out, fn(*args))
+    # The primal of jax.jvp is the forward inside another compiled program: bitwise equal on XLA:CPU,
+    # within a few roundings where a GPU compiler fuses the two programs differently (1 ULP seen).
+    np.testing.assert_allclose(out, fn(*args), rtol=4 * float(jnp.finfo(out.dtype).eps), atol=0)
     # jvp = Σ_i J_i t_i with J from reverse mode
     jac_rev = jax.jacrev(fn, argnums=tuple(range(len(args))))(*args)
     expected = sum(jnp.tensordot(j, t, axes=t.ndim) for j, t in zip(jac_rev, tangents))

@@ -47,7 +47,7 @@ def wheel(tmp_path_factory) -> pathlib.Path:
 
 def test_wheel_holds_every_package_the_license_and_the_type_marker(wheel):
     names = zipfile.ZipFile(wheel).namelist()
-    for module in ("fnnet/__init__.py", "fnnet/__main__.py", "fnnet/activations/smooth.py",
+    for module in ("fnnet/__init__.py", "fnnet/__main__.py", "fnnet/activations/_smooth.py",
                    "fnnet/check/gradcheck.py", "fnnet/parallel.py", "fnnet/py.typed"):
         assert module in names, module
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names

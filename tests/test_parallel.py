@@ -60,7 +60,7 @@ def _worker() -> dict:
     # The gradient really comes from fnnet's hand rules: the loss is made of custom_vjp calls named
     # after fnnet's primitives (under jax.grad their bwd is inlined, so look at the forward's jaxpr).
     jaxpr = str(jax.make_jaxpr(train.loss_fn)(params, x, labels))
-    out = {"hand_rules": all(f"name={n}" in jaxpr for n in ("dense", "relu"))}
+    out = {"hand_rules": all(f"name={n}" in jaxpr for n in ("affine", "relu"))}
 
     loss_and_grads = {"jax.grad": None}
     results, errors = {}, {}

@@ -10,10 +10,11 @@ Tolerances (all normwise: ‖a − b‖∞ ≤ tol·‖b‖∞, so a value near 
   factor of a few of the output on the sampling domains, so each carries ≤ ~30·ε relative error and
   their difference ≤ 64·ε of the dtype under test. The float32 result is compared with the float64
   reference (the truth at float32's scale), so float32's bound is 64·ε₃₂ ≈ 7.6e-6.
-* finite differences, float64, step h = ε^{1/3}·max(1, |x|) ≈ 6e-6: truncation error h²/6·|f'''| and
-  round-off ε·|f|/h ≈ 4e-11·|f|. On the sampling domains |f'''| ≤ ~10 and |f| ≤ ~10, so the error is
-  ≤ ~1e-9 relative; 1e-7 leaves a factor 100 for the constant, far below any real rule error (which
-  shows as O(1) relative).
+* finite differences (fnnet's engine, :mod:`fnnet.check.fd`), float64, step h = ε^{1/3}·max(1, |x|)
+  ≈ 6e-6: the central difference's truncation error h²/6·|f'''| and round-off ε·|f|/h ≈ 4e-11·|f|;
+  Richardson extrapolation with h/2 removes the truncation term and triples the round-off. On the
+  sampling domains |f'''| ≤ ~10 and |f| ≤ ~10, so the error is ≤ ~1e-9 relative; 1e-7 leaves a
+  factor 100 for the constant, far below any real rule error (which shows as O(1) relative).
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import pytest
 
 import fnnet
 import oracles
+from fnnet.check import fd
 from fnnet.primitive import registry
 
 CASES = oracles.params()
@@ -113,7 +115,7 @@ def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
     """The hand JVP against jax.jvp of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP."""
     args = _inputs(prim, static, dtype)
     tangents = tuple(jax.random.normal(jax.random.key(7 + i), a.shape, a.dtype) for i, a in enumerate(args))
-    out, t_out = jax.jvp(lambda *a: prim.forward_mode(*a, **static), args, tangents)
+    out, t_out = jax.jvp(lambda *a: prim.fn(*a, **static), args, tangents)
     args64 = tuple(a.astype(jnp.float64) for a in args)
     _, t_ref = jax.jvp(
         lambda *a: prim.reference(*a, **static), args64, tuple(t.astype(jnp.float64) for t in tangents)
@@ -133,23 +135,10 @@ def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
     assert abs(float(lhs - rhs)) <= (2 * n + HAND_VS_REF_ULPS) * _eps(dtype) * max(terms, 1e-300)
 
 
-# ----- finite differences: the one place in this file that computes them ---------------------------
-def central_difference(f, args, i, step, h):
-    """(f(…, args[i] + step, …) − f(…, args[i] − step, …)) / 2h, leaf by leaf: the lecture's
-    f'(x) ≈ (f(x+h) − f(x−h))/2h along ``step`` (h a scalar: a direction h·u; an array: entrywise)."""
-    plus, minus = list(args), list(args)
-    plus[i], minus[i] = args[i] + step, args[i] - step
-    return jax.tree.map(lambda p, m: (p - m) / (2 * h), f(*plus), f(*minus))
-
-
-def fd_step(x):
-    """h = ε^{1/3}·max(1, |x|) in float64 (module docstring)."""
-    return _eps(jnp.float64) ** (1 / 3) * jnp.maximum(1.0, jnp.abs(x))
-
-
 @pytest.mark.parametrize("prim,static", CASES)
 def test_vjp_matches_central_differences(prim, static):
-    """⟨g, central difference along random u⟩ = ⟨Jᵀg, u⟩ (the hand VJP), in float64."""
+    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h (Richardson-extrapolated), in float64, along random
+    directions: ⟨Jᵀg, u⟩ from the hand VJP against ⟨g, J u⟩ by finite differences."""
     args = _inputs(prim, static, jnp.float64)
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     out, vjp = jax.vjp(f, *args)
@@ -157,25 +146,27 @@ def test_vjp_matches_central_differences(prim, static):
     cts = vjp(g)
     for i, (a, ct) in enumerate(zip(args, cts)):
         u = jax.random.normal(jax.random.key(11 + i), a.shape, a.dtype)
-        h = float(jnp.max(fd_step(a)))
-        df = central_difference(f, args, i, h * u, h)
-        fd = sum(float(jnp.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df)))
+        h = _eps(jnp.float64) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a))))
+        tangents = [None] * len(args)
+        tangents[i] = u
+        df = [d.value for d in fd.jvp(f, args, tangents, h)]
+        by_fd = sum(float(np.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), df))
         hand = float(jnp.vdot(ct, u))
-        scale = float(sum(jnp.sum(jnp.abs(gl * dl)) for gl, dl in zip(jax.tree.leaves(g), jax.tree.leaves(df))))
-        assert abs(hand - fd) <= FD_RTOL * max(scale, 1.0), (
-            f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {fd!r}"
+        scale = float(sum(np.sum(np.abs(np.asarray(gl) * dl)) for gl, dl in zip(jax.tree.leaves(g), df)))
+        assert abs(hand - by_fd) <= FD_RTOL * max(scale, 1.0), (
+            f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {by_fd!r}"
         )
 
 
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
 def test_elementwise_central_differences_entrywise(prim, static):
-    """For an elementwise op every derivative is one central difference: check each entry."""
+    """For an elementwise op every derivative is one central difference: check each entry (the
+    diagonal of the finite-difference Jacobian, step h_i = ε^{1/3}·max(1, |x_i|) per entry)."""
     (x,) = _inputs(prim, static, jnp.float64)
     f = lambda x: prim.fn(x, **static)  # noqa: E731
-    h = fd_step(x)
-    fd = central_difference(f, (x,), 0, h, h)
+    by_fd = np.diag(fd.jacobian(f, x).value).reshape(x.shape)
     hand = jax.vmap(jax.grad(f))(x.ravel()).reshape(x.shape)
-    np.testing.assert_allclose(hand, fd, rtol=FD_RTOL, atol=FD_RTOL)
+    np.testing.assert_allclose(hand, by_fd, rtol=FD_RTOL, atol=FD_RTOL)
 
 
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
@@ -184,7 +175,7 @@ def test_elementwise_jacobian_is_diagonal(prim, static):
     jac = jax.jacrev(lambda x: prim.fn(x, **static))(x)
     off = jac - jnp.diag(jnp.diag(jac))
     assert jnp.all(off == 0), f"{prim.name}: nonzero off-diagonal Jacobian entries"
-    fwd = jax.jacfwd(lambda x: prim.forward_mode(x, **static))(x)
+    fwd = jax.jacfwd(lambda x: prim.fn(x, **static))(x)
     chex.assert_trees_all_close(fwd, jac, rtol=HAND_VS_REF_ULPS * _eps(jnp.float64))
 
 
@@ -333,8 +324,8 @@ def test_forward_mode_and_hessian_work_on_the_public_function():
     np.testing.assert_allclose(jnp.diag(hess), s * (1 - s) * (1 - 2 * s), rtol=1e-12, atol=1e-15)
     _, t = jax.jvp(fnnet.sigmoid, (x,), (jnp.ones_like(x),))
     np.testing.assert_allclose(t, s * (1 - s), rtol=1e-14)
-    # fnnet.forward_mode is kept for older code: it is the public function itself
-    assert fnnet.forward_mode(fnnet.sigmoid) is fnnet.sigmoid
+    # the primitive's fn is the public function itself (one function for every mode)
+    assert fnnet.get("sigmoid").fn is fnnet.sigmoid
     # a Python float tangent point
     assert float(jax.jvp(fnnet.relu, (1.0,), (1.0,))[1]) == 1.0
 

@@ -3,6 +3,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 import fnnet
 from fnnet import verify
@@ -11,7 +12,7 @@ from fnnet import verify
 def test_verify_table_rows_and_verdicts():
     """A few primitives of each kind (elementwise, with variants, two arguments, a reduction); the
     full table is what `make run` prints, and tests/test_primitives.py checks every primitive."""
-    names = ["sigmoid", "gelu", "multiply", "softmax", "dense"]
+    names = ["sigmoid", "gelu", "multiply", "softmax", "affine"]
     rows = verify.verify(names)
     assert {r.name.split()[0] for r in rows} == set(names)
     assert len(rows) == sum(len(fnnet.get(n).variants) for n in names)
@@ -55,3 +56,14 @@ def test_verify_flags_a_wrong_rule():
     assert row.err_autodiff > 1.0 and row.err_fd > 1.0
     assert not row.gradcheck.passed  # the full checker sees it too, and the table prints its report
     assert "gradcheck FAILED" in verify.format_table([row])
+
+
+def test_unknown_primitive_is_a_value_error_naming_it_and_the_cli_exits_2(capsys, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # as in test_verify_main_exit_code
+    with pytest.raises(ValueError, match=r"fnnet.verify: argument 'names' .* got unknown nope \(known: .*sigmoid"):
+        verify.verify(["sigmoid", "nope"])
+    from fnnet.__main__ import main
+
+    assert main(["verify", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("python -m fnnet verify: fnnet.verify: ") and "nope" in err

@@ -3,7 +3,8 @@
 The pages link to source files (``[graph.py](../fnnet/graph.py)``), which is right when the Markdown is
 read in the repository, and points nowhere in the built site. Here each such link becomes a link to
 the module's API page where there is one, and plain text otherwise; a link to a path that does not
-exist in the repository is reported as a warning, which ``--strict`` turns into a failed build.
+exist in the repository is reported as a warning, which ``--strict`` turns into a failed build. The
+derivation table of docs/primitives.md is generated from the registry here.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ LINK = re.compile(r"(?<!!)\[([^\]]+)\]\((\.\./[^)#\s]+)(#[^)\s]*)?\)")
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
+    markdown = _derivations(markdown)
     page_dir = posixpath.dirname(page.file.src_uri)  # relative to docs/
     depth = len([p for p in page_dir.split("/") if p])
 
@@ -45,3 +47,12 @@ def _api_page(repo_path: str) -> str | None:
     name = parts[1].removesuffix(".py")
     page = f"api/{name}.md"
     return page if (ROOT / "docs" / page).exists() else None
+
+
+def _derivations(markdown: str) -> str:
+    """The registry's derivation table between docs/primitives.md's markers (generated, never committed)."""
+    from experiments import derivations_table
+
+    if derivations_table.BEGIN not in markdown:
+        return markdown
+    return derivations_table.rewrite(markdown)

@@ -3,18 +3,17 @@
 Every function here is a :class:`fnnet.primitive.Primitive`'s public function: jitted, usable in
 forward and reverse mode, and its reverse mode runs a hand-written rule (see ``docs/activations.md``).
 
-Modules: ``smooth`` (sigmoid family, exponential units), ``piecewise`` (ReLU family, hard and shrink
-functions, prelu, rrelu), ``normalizing`` (softmax family, glu, gumbel_softmax).
+The modules are grouped by the kernel their rules share: ``_smooth`` (the sigmoid family, exponential
+units, glu: σ′ and left-tail scaling), ``_piecewise`` (the ReLU family, hard, sparse and shrink
+functions, threshold, prelu: selects on the input), ``_softmax`` (softmax, log_softmax, logsumexp,
+softmin: the softmax kernel) and ``_stochastic`` (rrelu, gumbel_softmax: an explicit PRNG key).
 """
-from fnnet.activations import normalizing, piecewise
-from fnnet.activations.normalizing import *  # noqa: F401,F403
-from fnnet.activations.piecewise import *  # noqa: F401,F403
-from fnnet.activations.smooth import (
-    celu, elu, gelu, identity, log1mexp, log_sigmoid, mish, selu, sigmoid, silu, soft_sign,
-    softplus, squareplus, swish, tanh, tanhshrink,
-)
+# Each public name is listed once, in the ``__all__`` of the module that defines it; a star import takes
+# exactly that list (and type checkers read it), so adding an activation touches its module only.
+from fnnet.activations import _piecewise, _smooth, _softmax, _stochastic
+from fnnet.activations._piecewise import *  # noqa: F403
+from fnnet.activations._smooth import *  # noqa: F403
+from fnnet.activations._softmax import *  # noqa: F403
+from fnnet.activations._stochastic import *  # noqa: F403
 
-__all__ = [
-    "celu", "elu", "gelu", "identity", "log1mexp", "log_sigmoid", "mish", "selu", "sigmoid", "silu",
-    "soft_sign", "softplus", "squareplus", "swish", "tanh", "tanhshrink",
-] + piecewise.__all__ + normalizing.__all__
+__all__ = [*_smooth.__all__, *_piecewise.__all__, *_softmax.__all__, *_stochastic.__all__]

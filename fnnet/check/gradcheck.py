@@ -10,7 +10,8 @@
 (b) against finite differences of f in float64 (central + Richardson, or complex step);
 (c) structural properties of the rule (shapes/dtypes, linearity, zero, jit, JVP vs VJP).
 ``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
-(reverse-over-reverse). The maths of each part is in its module's docstring.
+(reverse-over-reverse). The maths of each part is in its module's docstring: (a) vs_reference.py,
+(b) vs_fd.py over the finite-difference engine fd.py, (c) structure.py, tolerances tolerance.py.
 """
 
 from __future__ import annotations
@@ -19,23 +20,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .compare import PROBE_BATCH, compare_reference, default_chunk
-from .context import (
-    VJP_BATCH,
-    _batched_vjp,
-    _batched_vjp_pair,
-    fd_mesh,
-    make_context,
-    make_cotangents,
-    rademacher,
-    scalar_output,
-)
-from .differences import float64_scope, make_entry_sampler, make_sampler
-from .probes import full_fd, probe_fd
+from . import fd as fd_engine
+from .batching import VJP_BATCH, batched_vjp, batched_vjp_pair, fd_mesh
+from .context import make_context
+from .cotangents import make_cotangents, rademacher, scalar_output
+from .fd import PROBE_BATCH, default_chunk, make_entry_sampler, make_sampler
 from .problem import Problem, build_problem
-from .programs import Programs, cache_key, cached_programs, precision_scope
+from .programs import Programs, cache_key, cached_programs, float64_scope, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
-from .structure import draws, eager, shapes_and_dtypes, structural
+from .structure import draws, eager, jvp_program, shapes_and_dtypes, structural
+from .vs_fd import full_fd, probe_fd
+from .vs_reference import compare_reference
 
 
 def gradcheck(
@@ -175,7 +170,7 @@ def _override(rtol, atol):
     return lambda expected: a + r * np.abs(np.asarray(expected, np.float64))
 
 
-def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
+def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
     """Trace every program the check will run and start compiling them all in the background.
 
     Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
@@ -187,16 +182,18 @@ def _prefetch(ctx, cots, mode: str, chunk: int) -> None:
         return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
     x = list(problem.x)
-    P.prefetch("rule", lambda: _batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
+    P.prefetch("rule", lambda: batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
     if problem.RV is not None:
         return
+    if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
+        P.prefetch("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]))
     with float64_scope():
         x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
         if problem.R64 is not None:
-            P.prefetch("both64", lambda: _batched_vjp_pair(problem.F64, problem.R64), (x64, g64))
+            P.prefetch("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64))
         else:
-            P.prefetch("rule64", lambda: _batched_vjp(problem.F64), (x64, g64))
+            P.prefetch("rule64", lambda: batched_vjp(problem.F64), (x64, g64))
         if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
             width = max(2, min(chunk, PROBE_BATCH))
             dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
@@ -216,11 +213,11 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
     """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
     ctx = make_context(problem, fd, seed, programs)
     ctx.mesh = o.get("mesh")
-    ctx.check_degraded()
+    fd_engine.check_degraded(ctx)
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
-    _prefetch(ctx, cots, o["mode"], chunk)
+    _prefetch(ctx, cots, o["mode"], chunk, o["structure"])
     # The op-by-op VJP of the jit-vs-eager check runs now, on this thread, while the programs compile.
     srng = np.random.default_rng([seed, 1])
     g1, g2 = draws(problem, srng)

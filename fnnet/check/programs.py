@@ -19,7 +19,8 @@ compilation, so:
   As with ``jax.jit``, Python state that f reads at trace time is assumed fixed; pass
   ``cache=False`` when it is not (the jit-vs-eager check, always run eagerly, would also flag it).
 
-Everything runs under ``jax.default_matmul_precision("highest")`` (see :func:`precision_scope`).
+Everything runs under ``jax.default_matmul_precision("highest")`` (see :func:`precision_scope`); the
+float64 programs are traced inside :func:`float64_scope`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,38 @@ def precision_scope():
     if scope is None:  # pragma: no cover - very old JAX
         return contextlib.nullcontext()
     return scope("highest")
+
+
+def float64_scope():
+    """A context manager that turns on float64 for its body only and restores the setting after.
+
+    ``jax.enable_x64(True)`` (jax >= 0.9) or ``jax.experimental.enable_x64()`` (older releases).
+    fnnet never flips x64 globally.
+    """
+    enable = getattr(jax, "enable_x64", None)
+    if enable is not None:
+        try:
+            scope = enable(True)
+            if hasattr(scope, "__enter__"):
+                return scope
+        except TypeError:
+            pass
+    try:
+        from jax.experimental import enable_x64  # type: ignore[attr-defined]
+
+        return enable_x64()
+    except ImportError:  # pragma: no cover - last resort: flip and restore by hand
+        return _flip_x64()
+
+
+@contextlib.contextmanager
+def _flip_x64():  # pragma: no cover
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", old)
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -127,7 +160,7 @@ class Programs:
             try:
                 fut.set_result(lowered.compile())
             except Exception as err:  # noqa: BLE001
-                fut.set_exception(err)
+                fut.set_exception(_detached(err))
 
         if PARALLEL:
             _executor().submit(compile_)
@@ -141,8 +174,16 @@ class Programs:
             self._jitted.clear()
 
     def call(self, role: str, build, *args):
-        """Run ``role`` on ``args``, compiling it first if no prefetch did."""
-        return self.prefetch(role, build, args).result()(*args)
+        """Run ``role`` on ``args``, compiling it first if no prefetch did.
+
+        A failed trace or compile is raised as a fresh copy: raising the stored error itself would
+        attach this call's frames (which hold f) to it, and the cache, which holds f weakly, holds it.
+        """
+        fut = self.prefetch(role, build, args)
+        err = fut.exception()
+        if err is not None:
+            raise _detached(err)
+        return fut.result()(*args)
 
 
 def _detached(err: BaseException) -> BaseException:

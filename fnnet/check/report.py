@@ -1,4 +1,9 @@
-"""The gradient-check report: one verdict per comparison, the worst entries, notes, power."""
+"""The gradient-check report: one verdict per comparison, the worst entries, notes, power.
+
+Also the few helpers every comparison uses to name what it reports: a flat index as a multi-index
+(:func:`unravel`, :func:`ravel`), an index as text (:func:`index_text`), a value with NaN and inf
+named (:func:`show`), and one row per input entry (:func:`once_per_entry`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,53 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PASS, FAIL, SKIP = "pass", "FAIL", "skipped"
+
+
+def unravel(i: int, shape) -> tuple:
+    """The multi-index of flat index ``i`` in an array of ``shape`` (``()`` for a scalar)."""
+    if not shape:
+        return ()
+    return tuple(int(k) for k in np.unravel_index(i, shape))
+
+
+def ravel(index: tuple, shape) -> int:
+    """The flat index of multi-index ``index`` in an array of ``shape`` (0 for a scalar)."""
+    if not shape:
+        return 0
+    return int(np.ravel_multi_index(index, shape))
+
+
+def index_text(index: tuple) -> str:
+    """``[i, j]``, or nothing for a scalar's empty index."""
+    return f"[{', '.join(str(int(i)) for i in index)}]" if index else ""
+
+
+def show(x) -> str:
+    """A value for a message: ``-`` when not computed, ``NaN``/``+inf``/``-inf`` named, else 6 digits."""
+    if x is None:
+        return "-"
+    if np.isnan(x):
+        return "NaN"
+    if np.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
+def once_per_entry(entries: list) -> list:
+    """One row per input entry (its first row: callers pass entries worst first), with how many
+    cotangents showed it."""
+    best, count = {}, {}
+    for e in entries:
+        key = (e.keypath, e.index)
+        count[key] = count.get(key, 0) + 1
+        if key not in best:
+            best[key] = e
+    out = []
+    for key, e in best.items():
+        if count[key] > 1:
+            e.cotangent = f"{e.cotangent} (+{count[key] - 1} more)"
+        out.append(e)
+    return out
 
 
 @dataclass
@@ -41,9 +93,8 @@ class Entry:
 
     @property
     def where(self) -> str:
-        if not self.index:
-            return self.keypath
-        return f"{self.keypath}[{', '.join(str(int(i)) for i in self.index)}]"
+        """The entry as ``keypath[i, j]`` (the keypath alone for a scalar leaf)."""
+        return self.keypath + index_text(self.index)
 
 
 @dataclass
@@ -117,12 +168,12 @@ class GradCheckReport:
         worst = self.worst_entries
         if worst:
             e = worst[0]
-            vals = [f"rule {_short(e.rule)}"]
+            vals = [f"rule {show(e.rule)}"]
             if e.reference is not None:
-                vals.append(f"reference {_short(e.reference)}")
+                vals.append(f"reference {show(e.reference)}")
             if e.fd is not None:
-                vals.append(f"fd {_short(e.fd)}")
-            at = f" (x = {_short(e.x)})" if e.x is not None else ""
+                vals.append(f"fd {show(e.fd)}")
+            at = f" (x = {show(e.x)})" if e.x is not None else ""
             note = f"; {e.note}" if e.note else ""
             more = len({x.where for x in worst}) - 1
             line += f"; worst {e.where}{at}: {', '.join(vals)}{note}" + (f"; {more} more entr{'y' if more == 1 else 'ies'}" if more > 0 else "")
@@ -190,14 +241,6 @@ def _merge(entries: list) -> list:
     return [rows[k] for k in order]
 
 
-def _short(x) -> str:
-    if x is None:
-        return "-"
-    if np.isnan(x):
-        return "NaN"
-    if np.isinf(x):
-        return "+inf" if x > 0 else "-inf"
-    return f"{x:.6g}"
 
 
 def _nan_to_inf(x: float) -> float:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .batching import put
 from .report import FAIL, PASS, SKIP, Comparison
 from .tolerance import SLACK, ratio, rounding_bound
 
@@ -123,6 +124,11 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
     return out
 
 
+def jvp_program(F):
+    """``jit((x, u) -> J u)``: f's forward mode along ``u``, one compiled program."""
+    return jax.jit(lambda x, u: jax.jvp(F, (x,), (u,))[1])
+
+
 def _jvp_vs_vjp(ctx, g, v, rng, v_noise=None) -> Comparison:
     """``<g, J u>`` by ``jax.jvp`` vs ``<VJP(g), u>``.
 
@@ -137,9 +143,9 @@ def _jvp_vs_vjp(ctx, g, v, rng, v_noise=None) -> Comparison:
     problem = ctx.problem
     u = [rng.standard_normal(np.shape(x)).astype(x.dtype) for x in problem.x]
     try:
-        # Eager, as before: a jit-traced attempt that fails (custom_vjp has no forward mode) left JAX's
-        # tracing caches holding f, which the weak-keyed program cache must not do.
-        _, ju = jax.jvp(problem.F, (list(problem.x),), ([jax.device_put(ui) for ui in u],))
+        # One compiled program, prefetched with the others (gradcheck._prefetch); a trace that fails
+        # (custom_vjp has no forward mode) is kept as its error alone, which holds no reference to f.
+        ju = ctx.programs.call("jvp", lambda: jvp_program(problem.F), list(problem.x), [put(ui) for ui in u])
     except Exception as err:  # noqa: BLE001 - custom_vjp functions have no forward mode
         msg = str(err).split("\n")[0]
         return Comparison(name, SKIP, detail=f"jax.jvp unavailable on f ({type(err).__name__}: {msg})")

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compare import PROBE_BATCH, _name, _once_per_entry, directional_differences, entry_differences
-from .context import rademacher, scalar_output
-from .differences import sample_points
-from .report import FAIL, PASS, Comparison, Entry
+from .cotangents import rademacher, scalar_output
+from .fd import PROBE_BATCH, directional_differences, entry_differences, sample_points
+from .report import FAIL, PASS, Comparison, Entry, once_per_entry, ravel, show, unravel
 from .tolerance import (
     Z,
     interval_contains,
@@ -76,10 +75,10 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
                 p = next(q for q in range(probes) if not np.isfinite(V[q][leaf].reshape(-1)[i]))
                 value = float(V[p][leaf].reshape(-1)[i])
                 nonfinite_entries.append(Entry(
-                    problem.labels[leaf], _unravel(int(i), np.shape(ctx.x64[leaf])),
+                    problem.labels[leaf], unravel(int(i), np.shape(ctx.x64[leaf])),
                     "1" if scalar_output(problem) else f"random ±1 #{p}", value, error=float("inf"), tol=0.0,
-                    x=float(ctx.x64[leaf].reshape(-1)[i]),
-                    note=f"rule is {_name(value)} ({int(bad.sum())} entr{'y' if bad.sum() == 1 else 'ies'} of this leaf)"))
+                    x=ctx.x_at(leaf, int(i)),
+                    note=f"rule is {show(value)} ({int(bad.sum())} entr{'y' if bad.sum() == 1 else 'ies'} of this leaf)"))
             for p in range(probes):
                 signs[leaf][p] = np.where(bad, 0.0, signs[leaf][p])
                 V[p][leaf] = np.where(bad, 0.0, V[p][leaf])
@@ -127,7 +126,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             if reference_for is not None and entry.index is not None and entry.rule is not None:
                 T = reference_for(cots[p])
                 if T is not None:
-                    entry.reference = float(T[leaf].reshape(-1)[_flat(entry.index, problem.x[leaf].shape)])
+                    entry.reference = float(T[leaf].reshape(-1)[ravel(entry.index, problem.x[leaf].shape)])
             entry.note = f"{len(failed_probes)}/{probes} probes fail; " + entry.note
             entries.append(entry)
         h_min = float(np.min(ctx.steps[leaf])) if ctx.steps[leaf].size else 1.0
@@ -189,7 +188,7 @@ def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool,
         if hi - lo == 1:
             found = (k, tol)
     if found is None:
-        first, last = _unravel(lo, shape), _unravel(hi - 1, shape)
+        first, last = unravel(lo, shape), unravel(hi - 1, shape)
         return Entry(
             problem.labels[leaf], first, "", None, error=float("inf"), tol=1.0,
             note=f"bisection stopped after {rounds} rounds: no part fails alone; the error is spread over "
@@ -200,7 +199,7 @@ def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool,
     scale = flat_h[i] * flat_u[i]  # the probe measured the derivative times h_i u_i
     fd_value = float(d.value[k] / scale)
     return Entry(
-        problem.labels[leaf], _unravel(i, shape), "", float(flat_v[i]), fd=fd_value, x=float(ctx.x64[leaf].reshape(-1)[i]),
+        problem.labels[leaf], unravel(i, shape), "", float(flat_v[i]), fd=fd_value, x=ctx.x_at(leaf, int(i)),
         error=abs(float(flat_v[i]) - fd_value), tol=tol / flat_h[i], note=f"localised in {rounds} rounds",
     ), True, saw_kink
 
@@ -236,37 +235,21 @@ def full_fd(ctx, cots, *, chunk, override, reference=None, max_entries=8, kink_l
                 ref = float(reference[c][leaf].reshape(-1)[i]) if reference else None
                 note = "kink: outside subgradient interval" if kink[i] else ""
                 if not np.isfinite(v[i]):
-                    note = f"rule is {_name(float(v[i]))}"
+                    note = f"rule is {show(float(v[i]))}"
                 elif not np.isfinite(fdv[i]):
                     note = "finite differences undefined here (f is NaN/inf on both sides)"
                 elif d.one_sided is not None and d.one_sided[i, c]:
                     note = "one-sided fd (f undefined on the other side)"
-                rows.append(Entry(problem.labels[leaf], _unravel(int(i), problem.x[leaf].shape), cots.labels[c],
+                rows.append(Entry(problem.labels[leaf], unravel(int(i), problem.x[leaf].shape), cots.labels[c],
                                   float(v[i]), ref, float(fdv[i]), float(err[i]), float(tol[i]), note,
-                                  x=float(ctx.x64[leaf].reshape(-1)[i])))
+                                  x=ctx.x_at(leaf, int(i))))
     rows.sort(key=lambda e: -e.ratio)
-    rows = _once_per_entry(rows)
+    rows = once_per_entry(rows)
     failures = len(rows)
-    evals = compared // max(len(cots.values), 1) * (len(_ts(ctx)))
+    evals = compared // max(len(cots.values), 1) * len(sample_points(ctx.fd))
     spread = f", perturbations split over {ctx.mesh.size} devices" if getattr(ctx, "mesh", None) is not None else ""
     detail = (f"every entry: {compared} (entry, cotangent) pairs, {evals} evaluations of f in chunks of {chunk}"
               f"{spread}; {failures} fail")
     if kinks:
         detail += f", {kinks} at kinks accepted (subgradient)"
     return Comparison("(b) rule vs finite differences (full)", FAIL if failures else PASS, worst, detail, rows[:max_entries])
-
-
-def _ts(ctx):
-    return sample_points(ctx.fd)
-
-
-def _unravel(i: int, shape) -> tuple:
-    if not shape:
-        return ()
-    return tuple(int(k) for k in np.unravel_index(i, shape))
-
-
-def _flat(index: tuple, shape) -> int:
-    if not shape:
-        return 0
-    return int(np.ravel_multi_index(index, shape))

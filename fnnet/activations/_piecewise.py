@@ -1,5 +1,5 @@
 r"""Piecewise-linear (and piecewise-polynomial) activations: the ReLU family, the hard and sparse
-functions, the shrinks, threshold, prelu and rrelu.
+functions, the shrinks, threshold and prelu (rrelu, whose slopes are random, is in ``_stochastic``).
 
 One block per activation: forward ``f``, derivative ``f'`` (the whole hand-written rule: the VJP is
 ``g·f'`` and the JVP ``t·f'``), a plain reference that ``jax.vjp`` differentiates as an oracle, and the
@@ -16,24 +16,16 @@ where jax.nn's value is NaN and the mathematical limit is not (``hard_silu(−�
 NaN in gives NaN out, in the value *and* in the derivative: a rule written as ``where(x > 0, 1, 0)``
 would silently turn a NaN input into a zero gradient (``jax.grad(jax.nn.relu)(nan)`` is 0); here it stays
 NaN so that the NaN is seen where it entered (``elementwise`` does this for the derivatives declared
-through it; the ops declared with ``define`` below do it themselves with ``_keep_nan``).
+through it; the ops declared with ``define`` below do it themselves with ``keep_nan``).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from fnnet.primitive import (
-    REQUIRED,
-    Kink,
-    static_value,
-    uniform_avoiding,
-    as_float_array,
-    define,
-    elementwise,
-    unbroadcast,
-)
+from fnnet._checks import same_dtype
+from fnnet._numerics import keep_nan
+from fnnet.primitive import REQUIRED, Kink, define, elementwise, uniform_avoiding
 
 __all__ = [
     "hard_sigmoid",
@@ -45,7 +37,6 @@ __all__ = [
     "prelu",
     "relu",
     "relu6",
-    "rrelu",
     "softshrink",
     "sparse_plus",
     "sparse_sigmoid",
@@ -58,10 +49,10 @@ def _select(mask, a, b, like):
     return jnp.where(mask, a, b).astype(like.dtype)
 
 
-def _keep_nan(x, d):
-    """The derivative ``d``, but NaN wherever the input is NaN (comparisons with NaN are False, so a
-    masked rule would otherwise pick one of its constant branches)."""
-    return jnp.where(jnp.isnan(x), x, d)
+def _kinks_at_pm(at, derivative, note, torch=None):
+    """The kinks at −at and at, where the rule takes the same value (as at −at)."""
+    return (Kink(-at, derivative, torch=torch, note=note),
+            Kink(at, derivative, torch=torch, note=f"as at −{at:g}"))
 
 
 def _sampler(kinks_of, domain, n_args=1):
@@ -192,10 +183,7 @@ hard_tanh = elementwise(
     "hard_tanh", _hard_tanh,
     lambda x, y: _select((x >= -1) & (x <= 1), 1.0, 0.0, x),
     reference=lambda x: jnp.minimum(jnp.maximum(x, -1.0), 1.0),
-    kinks=(
-        Kink(-1.0, 1.0, torch=0.0, note="jax.nn: closed middle interval; torch: x <= min_val ⇒ 0"),
-        Kink(1.0, 1.0, torch=0.0, note="as at −1"),
-    ),
+    kinks=_kinks_at_pm(1.0, 1.0, "jax.nn: closed middle interval; torch: x <= min_val ⇒ 0", torch=0.0),
     domain=(-3.0, 3.0),
     derivation="[−1 ≤ x ≤ 1]",
 ).fn
@@ -227,10 +215,7 @@ hard_sigmoid = elementwise(
     "hard_sigmoid", _hard_sigmoid,
     lambda x, y: _select(_hard_sigmoid_mask(x), 1.0 / 6.0, 0.0, x),
     reference=lambda x: jnp.clip((x + 3.0) / 6.0, 0.0, 1.0),
-    kinks=(
-        Kink(-3.0, 0.0, note="derivative 1/6 on the open interval only; jax.nn and torch agree"),
-        Kink(3.0, 0.0, note="as at −3"),
-    ),
+    kinks=_kinks_at_pm(3.0, 0.0, "derivative 1/6 on the open interval only; jax.nn and torch agree"),
     domain=(-6.0, 6.0),
     derivation="relu6'(x + 3)/6 = [−3 < x < 3]/6",
 ).fn
@@ -340,10 +325,7 @@ def _dsparse_sigmoid(x, y):
 sparse_sigmoid = elementwise(
     "sparse_sigmoid", _sparse_sigmoid, _dsparse_sigmoid,
     reference=lambda x: jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
-    kinks=(
-        Kink(-1.0, 0.25, note="mean of the one-sided derivatives 0 and ½ (jax.nn's clip tie split)"),
-        Kink(1.0, 0.25, note="as at −1"),
-    ),
+    kinks=_kinks_at_pm(1.0, 0.25, "mean of the one-sided derivatives 0 and ½ (jax.nn's clip tie split)"),
     domain=(-3.0, 3.0),
     derivation="½·clip'(x + 1) = ½·[−1 < x < 1]; ¼ at the ties",
 ).fn
@@ -370,30 +352,32 @@ def _hardshrink(x, lambd=0.5):
 
 
 def _shrink_derivative(x, lambd):
-    return _keep_nan(x, _select((x >= -lambd) & (x <= lambd), 0.0, 1.0, x))
+    return keep_nan(x, _select((x >= -lambd) & (x <= lambd), 0.0, 1.0, x))
 
 
-hardshrink = define(
-    "hardshrink",
-    forward=_hardshrink,
-    fwd=lambda x, lambd=0.5: (_hardshrink(x, lambd), x),
-    bwd=lambda x, g, lambd=0.5: (g * _shrink_derivative(x, lambd),),
-    jvp=lambda p, t, out, lambd=0.5: t[0] * _shrink_derivative(p[0], lambd),
-    reference=lambda input, lambd=0.5: jnp.where(jnp.abs(input) > lambd, input, jnp.zeros_like(input)),
-    arg_names=("input",),
-    static={"lambd": 0.5},
-    elementwise=True,
-    kinks=(
-        Kink(-0.5, 0.0, note="jump discontinuity (0 ↔ −λ); torch: 0 on the closed interval [−λ, λ]"),
-        Kink(0.5, 0.0, note="as at −λ"),
-    ),
-    domain=(-3.0, 3.0),
-    sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
-    variants=({"lambd": 0.5}, {"lambd": 1.5}),
-    derivation="[|x| > λ]",
-    df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
-    saves="x",
-).fn
+def _shrink(name, f, reference, validate=None, note=""):
+    """hardshrink and softshrink: one rule, [|x| > λ] (0 on the closed interval, torch's
+    ``shrink_backward``), kinks at ±λ."""
+    return elementwise(
+        name, f, lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
+        reference=reference,
+        arg_name="input",
+        static={"lambd": 0.5},
+        validate=validate,
+        nan_select=False,  # _shrink_derivative keeps NaN itself
+        kinks=(Kink(-0.5, 0.0, note=note), Kink(0.5, 0.0, note="as at −λ")),
+        domain=(-3.0, 3.0),
+        sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
+        variants=({"lambd": 0.5}, {"lambd": 1.5}),
+        derivation="[|x| > λ]",
+    ).fn
+
+
+hardshrink = _shrink(
+    "hardshrink", _hardshrink,
+    lambda input, lambd=0.5: jnp.where(jnp.abs(input) > lambd, input, jnp.zeros_like(input)),
+    note="jump discontinuity (0 ↔ −λ); torch: 0 on the closed interval [−λ, λ]",
+)
 
 
 # ----- softshrink ----------------------------------------------------------------------------------
@@ -422,29 +406,12 @@ def _validate_lambd(input, lambd=0.5):
         raise ValueError(f"fnnet.softshrink: 'lambd' must be >= 0 (torch's rule); got {lambd}")
 
 
-softshrink = define(
-    "softshrink",
-    forward=_softshrink,
-    fwd=lambda x, lambd=0.5: (_softshrink(x, lambd), x),
-    bwd=lambda x, g, lambd=0.5: (g * _shrink_derivative(x, lambd),),
-    jvp=lambda p, t, out, lambd=0.5: t[0] * _shrink_derivative(p[0], lambd),
-    reference=lambda input, lambd=0.5: jnp.sign(input) * jnp.maximum(jnp.abs(input) - lambd, 0.0),
-    arg_names=("input",),
-    static={"lambd": 0.5},
-    elementwise=True,
+softshrink = _shrink(
+    "softshrink", _softshrink,
+    lambda input, lambd=0.5: jnp.sign(input) * jnp.maximum(jnp.abs(input) - lambd, 0.0),
     validate=_validate_lambd,
-    kinks=(
-        Kink(-0.5, 0.0, note="one-sided derivatives 1 and 0; torch: 0 on the closed interval [−λ, λ]"),
-        Kink(0.5, 0.0, note="as at −λ"),
-    ),
-    domain=(-3.0, 3.0),
-    sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
-    variants=({"lambd": 0.5}, {"lambd": 1.5}),
-    derivation="[|x| > λ]",
-    df=lambda x, y, lambd=0.5: _shrink_derivative(x, lambd),
-    saves="x",
+    note="one-sided derivatives 1 and 0; torch: 0 on the closed interval [−λ, λ]",
 )
-softshrink = softshrink.fn
 
 
 # ----- threshold -----------------------------------------------------------------------------------
@@ -469,38 +436,24 @@ def _threshold(x, threshold=0.0, value=0.0):
 
 
 def _dthreshold(x, threshold):
-    return _keep_nan(x, _select(x <= threshold, 0.0, 1.0, x))
+    return keep_nan(x, _select(x <= threshold, 0.0, 1.0, x))
 
 
-threshold = define(
-    "threshold",
-    forward=_threshold,
-    fwd=lambda x, threshold, value: (_threshold(x, threshold, value), x),
-    bwd=lambda x, g, threshold, value: (g * _dthreshold(x, threshold),),
-    jvp=lambda p, t, out, threshold, value: t[0] * _dthreshold(p[0], threshold),
+threshold = elementwise(
+    "threshold", _threshold, lambda x, y, threshold, value: _dthreshold(x, threshold),
     reference=lambda input, threshold, value: jnp.where(input > threshold, input, jnp.full_like(input, value)),
-    arg_names=("input",),
+    arg_name="input",
     static={"threshold": REQUIRED, "value": REQUIRED},  # required, as in torch.nn.functional.threshold
-    elementwise=True,
+    nan_select=False,  # _dthreshold keeps NaN itself
     kinks=(Kink(0.0, 0.0, note="at x = threshold; torch: x <= θ ⇒ 0"),),
     domain=(-3.0, 3.0),
     sample=_sampler(lambda threshold=0.0, value=0.0: [threshold], (-3.0, 3.0)),
     variants=({"threshold": 0.0, "value": 0.0}, {"threshold": 0.5, "value": -2.0}),
     derivation="[x > θ]",
-    df=lambda x, y, threshold, value: _dthreshold(x, threshold),
-    saves="x",
-    doc=_threshold.__doc__,
 ).fn
 
 
-# ===== Learnable and random slopes: prelu, rrelu ====================================================
-
-def _check_same_dtype(where, a_name, a, b_name, b):
-    if a.dtype != b.dtype:
-        raise TypeError(
-            f"{where}: '{b_name}' must have the dtype of '{a_name}' ({a.dtype}); got {b.dtype}"
-        )
-
+# ===== Learnable slopes: prelu ==========================================================
 
 # ----- prelu ---------------------------------------------------------------------------------------
 def _prelu_weight(weight, ndim):
@@ -538,7 +491,7 @@ def _prelu_bwd(residuals, g):
     x, w = residuals
     wb = _prelu_weight(w, x.ndim)
     positive = x > 0
-    dx = g * _keep_nan(x, jnp.where(positive, jnp.ones_like(wb), wb))
+    dx = g * keep_nan(x, jnp.where(positive, jnp.ones_like(wb), wb))
     dw_full = jnp.where(positive, jnp.zeros_like(g), x * g)
     if w.size == 1:
         dw = jnp.sum(dw_full)
@@ -550,7 +503,7 @@ def _prelu_bwd(residuals, g):
 def _prelu_jvp(primals, tangents, out):
     (x, w), (tx, tw) = primals, tangents
     wb, twb = _prelu_weight(w, x.ndim), _prelu_weight(tw, x.ndim)
-    return _keep_nan(x, jnp.where(x > 0, tx, wb * tx + twb * x))
+    return keep_nan(x, jnp.where(x > 0, tx, wb * tx + twb * x))
 
 
 def _prelu_reference(input, weight):
@@ -560,7 +513,7 @@ def _prelu_reference(input, weight):
 
 def _prelu_validate(input, weight):
     where = "fnnet.prelu"
-    _check_same_dtype(where, "input", input, "weight", weight)
+    same_dtype(where, "input", input, "weight", weight)
     if weight.ndim > 1:
         raise ValueError(
             f"{where}: 'weight' must have shape (), (1,) or (C,); got shape {weight.shape} "
@@ -592,175 +545,4 @@ prelu = define(
     kinks=(Kink(0.0, 0.25, note="∂y/∂x(0) = w, torch's convention; 0.25 is torch's default init of w"),),
     sample=_prelu_sample,
     derivation="∂y/∂x = [x > 0] + w·[x ≤ 0]; ∂y/∂w = x·[x ≤ 0], summed over all axes but 1",
-).fn
-
-
-# ----- rrelu ---------------------------------------------------------------------------------------
-def _leaky_noise_forward(x, noise):
-    r"""Leaky ReLU with a slope per element: :math:`x` for :math:`x > 0`, :math:`a·x` otherwise,
-    ``a = noise`` broadcast to the input's shape (torch's ``rrelu_with_noise``; :func:`rrelu` calls it
-    with sampled or fixed slopes).
-
-    Derivatives: ∂y/∂x = 1 for x > 0, a for x ≤ 0 (so a at the kink 0, as in torch); ∂y/∂a = x for
-    x ≤ 0, 0 otherwise, summed back to ``noise``'s shape.
-    """
-    return jnp.where(x > 0, x, noise * x)
-
-
-def _leaky_noise_bwd(residuals, g):
-    x, noise = residuals
-    positive = x > 0
-    dx = g * _keep_nan(x, jnp.where(positive, jnp.ones_like(noise), noise))
-    dnoise = unbroadcast(jnp.where(positive, jnp.zeros_like(g), x * g), noise.shape)
-    return dx, dnoise
-
-
-def _leaky_noise_jvp(primals, tangents, out):
-    (x, noise), (tx, tnoise) = primals, tangents
-    return _keep_nan(x, jnp.where(x > 0, tx, noise * tx + tnoise * x))
-
-
-def _leaky_noise_validate(input, noise):
-    where = "fnnet.rrelu_with_noise"
-    _check_same_dtype(where, "input", input, "noise", noise)
-    try:
-        shape = np.broadcast_shapes(noise.shape, input.shape)
-    except ValueError:
-        shape = None
-    if shape != input.shape:
-        raise ValueError(
-            f"{where}: 'noise' of shape {noise.shape} must broadcast to the input's shape "
-            f"{input.shape}"
-        )
-
-
-def _leaky_noise_sample(key, dtype=jnp.float32, shape=(3, 5)):
-    kx, ka = jax.random.split(key)
-    x = uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
-    a = jax.random.uniform(ka, shape, jnp.float32, 1 / 8, 1 / 3).astype(dtype)
-    return x, a
-
-
-rrelu_with_noise = define(
-    "rrelu_with_noise",
-    forward=_leaky_noise_forward,
-    bwd=_leaky_noise_bwd,
-    jvp=_leaky_noise_jvp,
-    reference=lambda input, noise: jnp.maximum(input, 0) + noise * jnp.minimum(input, 0),
-    arg_names=("input", "noise"),
-    validate=_leaky_noise_validate,
-    kinks=(Kink(0.0, 0.25, note="∂y/∂x(0) = the slope a (torch's convention); 0.25 shown for a = ¼"),),
-    sample=_leaky_noise_sample,
-    derivation="∂y/∂x = [x > 0] + a·[x ≤ 0]; ∂y/∂a = x·[x ≤ 0]",
-).fn
-
-
-def _is_prng_key(key):
-    dtype = getattr(key, "dtype", None)
-    if dtype is None:
-        return False
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return True
-    return dtype == jnp.uint32 and getattr(key, "shape", None) == (2,)  # a legacy raw key
-
-
-def _rrelu_noise(x, key, lower, upper, training):
-    if training:
-        return jax.random.uniform(key, x.shape, x.dtype, lower, upper)
-    return jnp.asarray((lower + upper) / 2, x.dtype)
-
-
-def _rrelu_forward(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    return _leaky_noise_forward(input, _rrelu_noise(input, key, lower, upper, training))
-
-
-def _rrelu_fwd(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    noise = _rrelu_noise(input, key, lower, upper, training)
-    return _leaky_noise_forward(input, noise), (input, noise)
-
-
-def _rrelu_bwd(residuals, g, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    return _leaky_noise_bwd(residuals, g)[:1]
-
-
-def _drrelu(x, y, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    """f' with the same slopes, redrawn from the key; NaN where x is NaN."""
-    noise = _rrelu_noise(x, key, lower, upper, training)
-    return _keep_nan(x, jnp.where(x > 0, jnp.ones_like(x), noise))
-
-
-def _rrelu_jvp(primals, tangents, out, **params):
-    # t·f' (a product, not a select on t: its transpose, the hand VJP g·f', keeps a NaN of f')
-    (x,), (t,) = primals, tangents
-    return t * _drrelu(x, None, **params)
-
-
-def _rrelu_reference(input, lower=1.0 / 8, upper=1.0 / 3, training=False, key=None):
-    noise = _rrelu_noise(input, key, lower, upper, training)
-    return jnp.maximum(input, 0) + noise * jnp.minimum(input, 0)
-
-
-def _rrelu_validate(input, key=None, lower=1.0 / 8, upper=1.0 / 3, training=False):
-    where = "fnnet.rrelu"
-    for name, v in (("lower", lower), ("upper", upper)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"{where}: '{name}' must be a real number; got {v!r}")
-    if not lower <= upper:
-        raise ValueError(f"{where}: 'lower' must be <= 'upper'; got lower={lower}, upper={upper}")
-    if not isinstance(training, bool):
-        raise TypeError(f"{where}: 'training' must be a bool; got {training!r}")
-    if training:
-        if key is None:
-            raise ValueError(
-                f"{where}: training=True draws a slope per element and needs a PRNG key: pass "
-                "key=jax.random.key(seed); got key=None"
-            )
-        if not _is_prng_key(key):
-            raise TypeError(
-                f"{where}: 'key' must be a jax.random.key (or a uint32 PRNGKey of shape (2,)); got "
-                f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', ()))}"
-            )
-
-
-rrelu = define(
-    "rrelu",
-    forward=_rrelu_forward, fwd=_rrelu_fwd, bwd=_rrelu_bwd, jvp=_rrelu_jvp,
-    reference=_rrelu_reference,
-    arg_names=("input",),
-    static={"lower": 1.0 / 8, "upper": 1.0 / 3, "training": False, "key": None},
-    traced=("key",),
-    validate=_rrelu_validate,
-    elementwise=True,
-    # f' for the elementwise tools (Jacobian diagonal, extremes): the same slopes, redrawn from the key
-    df=_drrelu,
-    saves="x",
-    kinks=(Kink(0.0, (1 / 8 + 1 / 3) / 2, note="∂y/∂x(0) = the slope a (torch's convention)"),),
-    sample=_sampler(lambda **_: [0.0], (-4.0, 4.0)),
-    variants=({"training": False}, {"lower": 0.1, "upper": 0.3}),
-    derivation="∂y/∂x = [x > 0] + a·[x ≤ 0], a drawn once in the forward pass (training) or (l + u)/2",
-    doc=r"""torch's randomized leaky ReLU (Xu et al. 2015), with an explicit PRNG key.
-
-``rrelu(input, lower=1/8, upper=1/3, training=False, key=None)``: torch's positional order (torch's
-``inplace`` has no meaning for immutable arrays; ``key`` comes last). :math:`x` for :math:`x > 0`,
-:math:`a·x` otherwise, where
-
-* ``training=True``: a slope :math:`a \sim U(\text{lower}, \text{upper})` drawn per element from
-  ``key`` (required);
-* ``training=False`` (torch's default): the fixed slope :math:`a = (\text{lower} + \text{upper})/2`;
-  ``key`` is not used.
-
-Derivative: 1 for x > 0, the *same* a for x ≤ 0 (the slopes are drawn once, in the forward pass, and
-kept as the residual). **Kink** at 0: the rule returns a, torch's convention. The key and the bounds
-are not differentiated.
-
-Args:
-  input: array of any shape and floating dtype.
-  lower: lower end of the slope range (default 1/8, as torch); static.
-  upper: upper end, ``lower <= upper`` (default 1/3, as torch); static.
-  training: sample the slopes (True) or use their mean (False, default); static.
-  key: a ``jax.random.key`` (or legacy ``PRNGKey``); required when ``training=True``.
-
-Returns:
-  An array of ``input``'s shape and dtype.
-""",
 ).fn

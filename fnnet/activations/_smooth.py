@@ -1,4 +1,5 @@
-"""Smooth activations: the sigmoid family, the exponential units and their relatives.
+"""Smooth activations: the sigmoid family, the exponential units and their relatives, and glu (a
+sigmoid gate).
 
 One block per activation: forward ``f``, derivative ``f'`` (the whole hand-written rule: the VJP is
 ``g·f'`` and the JVP ``t·f'``), the plain reference that ``jax.vjp`` differentiates as an oracle, and the
@@ -12,11 +13,20 @@ import functools
 import math
 from fractions import Fraction
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet.primitive import Kink, elementwise
+from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, dsigmoid, exp_neg_scaled
+from fnnet._numerics import softplus as _softplus_kernel
+from fnnet._checks import axes
+from fnnet.primitive import Kink, define, elementwise
+
+__all__ = [
+    "celu", "elu", "gelu", "glu", "identity", "log1mexp", "log_sigmoid", "mish", "selu", "sigmoid",
+    "silu", "soft_sign", "softplus", "squareplus", "swish", "tanh", "tanhshrink",
+]
 
 _SQRT_2 = math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -25,13 +35,6 @@ _INV_SQRT_2 = 1.0 / math.sqrt(2.0)
 _SQRT_PI_OVER_2 = math.sqrt(math.pi / 2.0)
 SELU_SCALE = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
-
-
-def _dsigmoid(x):
-    """σ'(x) = σ(x)σ(−x) = s(1 − s) with s = σ(−|x|) ≤ ½: 1 − s ∈ [½, 1) does not cancel, and s → 0
-    at ±∞ (one lax.logistic, as cheap as jax.nn's s(1 − s) with s = σ(x), which cancels for x ≫ 0)."""
-    s = lax.logistic(-jnp.abs(x))
-    return s * (1 - s)
 
 
 def _sech2(x):
@@ -115,33 +118,7 @@ def _root_expansion(x, table):
     return d * _horner(d, q) + c0, (d >= lo) & (d <= hi)
 
 
-# ----- numerical tools (why each exists: docs/accuracy.md) -----------------------------------------
-# Left-tail scaling. x·σ(x), σ(x)σ(−x)·g, ... are normal numbers down to x ≈ −91.7 in float32 (−715 in
-# float64) while e^x is already subnormal below −87.3 (−708): a product formed through e^x loses up to
-# all its bits there. So e^{−a} (a = |x|) is formed as e_s·E with e_s = e^{c−a} (a − c is exact: c is a
-# multiple of ulp(a) and |a − c| ≤ a) and E = fl(e^{−c}) applied last, once the product is back
-# in the normal range.
-# c = 86: of the integers 40…90, e^{−86} is the one nearest a float in both float32 and float64 (0.02 ULP;
-# e^{−64} is 0.5 ULP off), and e^{−86} is still normal in float32. The shift applies from a > 64 on
-# (a − 86 is still exact there, Sterbenz), so that products of e^{−a} with factors down to ~e^{−20}
-# stay normal before the scale is applied.
-_SHIFT = 86.0
-_SHIFT_FROM = 64.0
-_E_SHIFT = math.exp(-_SHIFT)
-
-
-def _exp_neg_scaled(a):
-    """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal.
-    float16 is not scaled: e^{22} overflows it, and its left tails are far below its range anyway."""
-    if a.dtype == jnp.float16:
-        e = jnp.exp(-a)
-        return e, e, jnp.ones_like(a)
-    big = a > _SHIFT_FROM
-    e_s = jnp.exp(jnp.where(big, _SHIFT - a, -a))
-    scale = jnp.where(big, jnp.asarray(_E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
-    return e_s * scale, e_s, scale
-
-
+# ----- numerical tools (why each exists: docs/accuracy.md; left-tail scaling: fnnet/_numerics.py) ---
 def _const2(value, dtype):
     """A constant given as a decimal string or Fraction, as (hi, lo) in ``dtype``: hi + lo carries
     twice the dtype's precision (for differences x − r that must not lose r's low bits)."""
@@ -261,7 +238,7 @@ def _dsigmoid_rule(x, y, exact_tails=False):
     # beyond jax.grad's. It loses the right tail (y rounds to 1: σ'(x) = 0 for x > 17 in float32).
     # exact_tails=True: e/(1+e)² from the input, exact to the last bit everywhere, at the cost of
     # keeping x alive until the backward pass (measured in docs/performance.md).
-    return _dsigmoid(x) if exact_tails else y * (1 - y)
+    return dsigmoid(x) if exact_tails else y * (1 - y)
 
 
 sigmoid = elementwise(
@@ -313,7 +290,7 @@ tanh = elementwise(
 # ----- softplus, log_sigmoid -----------------------------------------------------------------------
 def _softplus(x):
     r"""Softplus :math:`\log(1 + e^x)`, computed as ``logaddexp(x, 0)``. Derivative :math:`σ(x)`."""
-    return jnp.logaddexp(x, 0.0)
+    return _softplus_kernel(x)
 
 
 softplus = elementwise(
@@ -325,7 +302,7 @@ softplus = elementwise(
 
 def _log_sigmoid(x):
     r"""Log-sigmoid :math:`\log σ(x) = −\operatorname{softplus}(−x)`. Derivative :math:`σ(−x)`."""
-    return -jnp.logaddexp(-x, 0.0)
+    return -_softplus_kernel(-x)
 
 
 log_sigmoid = elementwise(
@@ -341,9 +318,9 @@ def _silu_parts(x):
     applied last; ``ed`` is e^{−|x|} itself, 0 there), so that no product passes through a subnormal
     (left-tail scaling). One exp."""
     xc = jnp.clip(x, -1e4, 1e4)  # silu and silu' have reached their limits at ±1e4 in every dtype
-    tail = xc < -_SHIFT_FROM
-    e = jnp.exp(jnp.where(tail, xc + _SHIFT, -jnp.abs(xc)))  # x + 86 is exact for x ≤ −64
-    return xc, e, jnp.where(tail, 0.0, e), jnp.where(tail, _E_SHIFT, 1.0).astype(x.dtype)
+    tail = xc < -SHIFT_FROM
+    e = jnp.exp(jnp.where(tail, xc + SHIFT, -jnp.abs(xc)))  # x + 86 is exact for x ≤ −64
+    return xc, e, jnp.where(tail, 0.0, e), jnp.where(tail, E_SHIFT, 1.0).astype(x.dtype)
 
 
 @_in_float32
@@ -384,7 +361,7 @@ def _mish(x):
     written with :math:`e = e^{−|x|}` on each side so that nothing cancels or overflows.
     """
     xc = jnp.maximum(x, -1e4)  # mish(−1e4) = 0 in every dtype: −∞ gives 0, not −∞·0
-    e, e_s, scale = _exp_neg_scaled(jnp.abs(xc))
+    e, e_s, scale = exp_neg_scaled(jnp.abs(xc))
     pos = x * ((1 + 2 * e) / (1 + 2 * e + 2 * e * e))  # t = e^{−x}: n/(n+2) = (1+2t)/(1+2t+2t²)
     neg = (xc * (e_s * (e + 2) / (e * (e + 2) + 2))) * scale  # e = e^{x}: x·e(e+2)/(e(e+2)+2)
     return jnp.where(x < 0, neg, pos)
@@ -409,7 +386,7 @@ def _dmish(x, y):
     # with d = x − r, m = expm1(d), E = e^r, h = A1·m + A2·m² + A3·m³ + B1·d + B2·d·m exactly (h(r) = 0
     # removes the constant term), and on [−3, −0.75] (where it is used) these terms do not cancel.
     xc = jnp.clip(x, -1e4, 1e4)  # mish' has reached its limits 0 and 1 at ±1e4
-    e, e_s, scale = _exp_neg_scaled(jnp.abs(xc))
+    e, e_s, scale = exp_neg_scaled(jnp.abs(xc))
     D = 1 + 2 * e + 2 * e * e
     pos = (1 + 2 * e) / D + 4 * xc * (e * e * (1 + e)) / jnp.square(D)
     a1, a2, a3, b1, b2 = _mish_expansion()
@@ -461,12 +438,6 @@ def _gelu_2u(x):
     return v, ve + x * (ae + te), sq
 
 
-def _scaled_exp_neg(a):
-    """e^{−a} for a ≥ 0 as (e_s, scale): e_s·scale, e_s normal (left-tail scaling, 86 − a exact)."""
-    _, e_s, scale = _exp_neg_scaled(a)
-    return e_s, scale
-
-
 def _gelu_tanh_parts(x):
     """σ(±2u), 2u = v + ve: (q, rt, v, ve, scale) with σ(2u) = q·scale and σ(−2u) = rt.
 
@@ -475,7 +446,7 @@ def _gelu_tanh_parts(x):
     one loop."""
     v, ve, _ = _gelu_2u(x)
     neg = v < 0
-    es, scale = _scaled_exp_neg(jnp.abs(v))
+    _, es, scale = exp_neg_scaled(jnp.abs(v))
     es = es + es * jnp.where(neg, ve, -ve)  # e^{−|2u|}/scale
     e = es * scale
     # σ(|w|) = 1/(1 + e) rounds 1 + e, up to ε/2 relative (1 ULP of a result near 1) where e ≪ 1; as
@@ -492,7 +463,7 @@ def _erfc_parts(x):
     never rounded); so Φ(−|x|) = ½erfc(z) = ½E·R·scale."""
     wmax, coeffs = _ERFCX[x.dtype.name]
     p, pe = _two_prod(x, x)
-    es, scale = _scaled_exp_neg(0.5 * p)
+    _, es, scale = exp_neg_scaled(0.5 * p)
     w = jnp.minimum(jnp.abs(x), wmax)
     # τ = t − ½ = 2w·r − 3/2 with r = 1/(w + 4) (one rounding beyond r's); Horner reads τ once per
     # coefficient, and XLA's CPU fusion splits the loop at a division read that often, so the division
@@ -570,7 +541,7 @@ def _delu(x, y, alpha=1.0, lam=1.0):
     # λα·e^x formed as ((λα)·e_s)·scale: for λα > 1 (selu's ≈ 1.76) the result is still normal where e^x
     # alone (or α·e^x) is already subnormal, and a subnormal intermediate would cost all its bits (the
     # CPU flushes it to 0): left-tail scaling, the scale applied last. λ = 1 for elu.
-    _, e_s, scale = _exp_neg_scaled(-jnp.minimum(x, 0.0))
+    _, e_s, scale = exp_neg_scaled(-jnp.minimum(x, 0.0))
     return jnp.where(x > 0, lam, ((lam * alpha) * e_s) * scale).astype(x.dtype)
 
 
@@ -771,4 +742,75 @@ identity = elementwise(
     saves="y",  # y is x: the select reads the value the next layer keeps anyway
     nan_select=False,
     derivation="x' = 1",
+).fn
+
+
+# ----- glu -------------------------------------------------------------------------------------------
+
+
+def _validate_glu(x, axis=-1):
+    if isinstance(axis, tuple):
+        raise TypeError(f"fnnet.glu: axis must be an int; got {axis!r}")
+    (ax,) = axes(axis, x.ndim, "fnnet.glu")
+    if x.shape[ax] % 2:
+        raise ValueError(
+            f"fnnet.glu: the size of axis {axis} must be even (it is split in two halves); "
+            f"got shape {x.shape}"
+        )
+
+
+def _glu_halves(x, axis):
+    a, b = jnp.split(x, 2, axis=axis)
+    return a, b
+
+
+def _glu_forward(x, *, axis=-1):
+    a, b = _glu_halves(x, axis)
+    return a * lax.logistic(b)
+
+
+def _a_dsig(a, b):
+    # a·σ'(b); where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf) an infinite a gives the limit 0, not NaN.
+    d = dsigmoid(b)
+    return jnp.where(jnp.isinf(a) & (d == 0), 0.0, a * d)
+
+
+def _glu_bwd(res, g, *, axis=-1):
+    (x,) = res  # the default fwd saves the inputs
+    a, b = _glu_halves(x, axis)
+    return (jnp.concatenate([g * lax.logistic(b), g * _a_dsig(a, b)], axis=axis),)
+
+
+def _glu_jvp(primals, tangents, out, *, axis=-1):
+    a, b = _glu_halves(primals[0], axis)
+    ta, tb = _glu_halves(tangents[0], axis)
+    return ta * lax.logistic(b) + tb * _a_dsig(a, b)
+
+
+def _glu_sample(key, dtype=jnp.float32, shape=(3, 5), axis=-1):
+    shape = list(shape)
+    shape[axis] *= 2
+    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(shape), jnp.float32), dtype),)
+
+
+def _glu_reference(x, axis=-1):
+    a, b = jnp.split(x, 2, axis=axis)
+    return a / (1 + jnp.exp(-b))
+
+
+glu = define(
+    "glu",
+    forward=_glu_forward, bwd=_glu_bwd, jvp=_glu_jvp, reference=_glu_reference,
+    arg_names=("x",), static={"axis": -1}, validate=_validate_glu, sample=_glu_sample,
+    variants=({"axis": -1}, {"axis": 0}),
+    derivation="glu(a ‖ b) = a·σ(b) ⇒ ∂/∂a = σ(b), ∂/∂b = a·σ(b)σ(−b)",
+    doc=r"""Gated linear unit :math:`a ⊙ σ(b)` where ``x = concatenate([a, b], axis)`` (jax.nn.glu).
+
+Arguments:
+  x: floating array whose size along ``axis`` is even. axis: int; static.
+
+Returns:
+  An array with ``axis`` halved. Derivative: :math:`∂/∂a = σ(b)`, :math:`∂/∂b = a·σ(b)σ(−b)`
+  (σ' written e/(1+e)², e = e^{−|b|}, exact in the tails).
+""",
 ).fn

@@ -1,4 +1,4 @@
-r"""Normalizing activations: softmax, log_softmax, logsumexp, softmin, gumbel_softmax, and glu.
+r"""The softmax family: softmax, log_softmax, logsumexp, softmin (one kernel: fnnet/_numerics.py).
 
 These are not elementwise: each output entry depends on a whole slice of the input (the ``axis``), so
 both rules are written out. With :math:`y = \operatorname{softmax}(x)` over the axis,
@@ -10,8 +10,6 @@ softmax        :math:`y ⊙ (g − ⟨g, y⟩)`              :math:`y ⊙ (t −
 log_softmax    :math:`g − y·Σg`                      :math:`t − ⟨t, y⟩`
 logsumexp      :math:`g·y` (with ``b``: see below)   :math:`⟨t, y⟩`
 softmin        :math:`−y ⊙ (g − ⟨g, y⟩)`, y = softmax(−x)
-gumbel_softmax :math:`y ⊙ (g − ⟨g, y⟩)/τ` for both logits and the Gumbel noise
-glu            :math:`(g·σ(b),\; g·a·σ'(b))`          :math:`t_a σ(b) + a σ'(b) t_b`
 ============== ==================================== ===================================================
 
 (⟨·,·⟩ and Σ are taken over the axis, keeping it, so they broadcast back.) The derivation is one line:
@@ -33,24 +31,24 @@ So ``softmax([1, inf, 3]) = [0, 1, 0]`` and ``softmax([-inf, -inf]) = [½, ½]``
 there, log_softmax ``−inf``, and the gradient of a masked entry is 0; a fully masked slice gives 0 /
 ``−inf`` / ``−inf`` with zero gradient (jax.nn's values). The mask is not differentiable.
 
-The functions that take a mask or ``b`` are thin Python wrappers over two declared primitives: the
-registered one (array arguments only: what ``fnnet.primitive.registry()`` and the generic tests
-iterate over) and a masked one with the same rules (a boolean mask travels as a 0/1 float array of
-``x``'s dtype, because the mechanism's array arguments are floating; its cotangent is zero).
+The mask and logsumexp's weights ``b`` are traced parameters of the one declared primitive (no
+cotangent for the mask; ``b``'s derivative comes from autodiff of the forward).
 """
 from __future__ import annotations
 
-import math
-import numbers
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from fnnet.primitive import as_float_array, define
+from fnnet._checks import axes as _axes
+from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
+from fnnet._numerics import masked as _masked
+from fnnet._numerics import normalize as _normalize
+from fnnet._numerics import shifted as _shifted
+from fnnet._numerics import softmax_vjp as _softmax_vjp
+from fnnet.primitive import define
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "softmin", "gumbel_softmax", "glu"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "softmin"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,84 +56,16 @@ __all__ = ["softmax", "log_softmax", "logsumexp", "softmin", "gumbel_softmax", "
 # ---------------------------------------------------------------------------------------------
 
 
-def _axes(axis, ndim, where):
-    """``axis`` (an int, a tuple of ints or None for all) as sorted non-negative axes, validated."""
-    if axis is None:
-        return tuple(range(ndim))
-    axes = axis if isinstance(axis, tuple) else (axis,)
-    out = []
-    for a in axes:
-        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
-            raise TypeError(f"{where}: axis must be an int, a tuple of ints or None; got {axis!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(
-                f"{where}: axis {axis} is out of range for an input with ndim {ndim} "
-                f"(valid axes: {-ndim} to {ndim - 1})"
-            )
-        out.append(int(a) % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{where}: axis {axis} names the same axis twice (ndim {ndim})")
-    return tuple(sorted(out))
-
-
-def _shifted(x, axes, mask):
-    """``(m, x − m, e)``: the slice maximum, the shifted input, ``e = exp(x − m)`` (0 where masked).
-
-    Where the maximum is ±inf, ``x − m`` would be ``inf − inf``: there the entries equal to the maximum
-    are shifted to 0 and the others to −inf (ties at infinity share the mass). The choice is made per
-    slice (on ``m``), so a finite slice is plain ``x − m`` and XLA fuses the maximum, the subtraction
-    and the exponential into one pass. A NaN makes ``m`` NaN and the whole slice NaN. ``initial=−inf``
-    makes an empty axis valid (an empty result).
-    """
-    m = jnp.max(x, axis=axes, keepdims=True, where=mask, initial=-jnp.inf)
-    inf_m = jnp.isinf(m)
-    shifted = jnp.where(
-        inf_m, jnp.where(x == m, 0.0, -jnp.inf), x - jnp.where(inf_m, 0.0, m)
-    ).astype(x.dtype)
-    e = jnp.exp(shifted)
-    if mask is not None:
-        e = jnp.where(mask, e, 0.0)
-    return m, shifted, e
-
-
-def _normalize(e, axes, mask):
-    """``e / Σe``; a fully masked slice (Σe = 0: otherwise Σe ≥ 1, the maximum contributes e⁰) gives 0."""
-    s = jnp.sum(e, axis=axes, keepdims=True)
-    if mask is not None:
-        s = jnp.where(s == 0, 1.0, s)
-    return e / s
-
-
-def _masked(v, mask):
-    return v if mask is None else jnp.where(mask, v, 0.0)
-
-
-def _softmax_vjp(y, g, axes):
-    """y ⊙ (g − ⟨g, y⟩): the transpose of J = diag(y) − y yᵀ."""
-    return y * (g - jnp.sum(g * y, axis=axes, keepdims=True))
-
-
-def _mask_convert(fname, mask_name="where"):
+def _mask_convert(fname):
     """``convert`` for ops with a jax.nn ``where`` mask: a boolean array broadcastable to the input."""
 
     def convert(arrays, aux, static):
-        m = aux.get(mask_name)
+        m = aux.get("where")
         if m is None:
             return arrays, aux
-        m = jnp.asarray(m)
-        if m.dtype != jnp.bool_:
-            raise TypeError(f"{fname}: '{mask_name}' must be a boolean mask; got dtype {m.dtype}")
-        x = arrays[0]
-        try:
-            shape = np.broadcast_shapes(m.shape, x.shape)
-        except ValueError:
-            shape = None
-        if shape != x.shape:
-            raise ValueError(
-                f"{fname}: '{mask_name}' of shape {m.shape} does not broadcast to the input's shape "
-                f"{x.shape}"
-            )
-        return arrays, {**aux, mask_name: m}
+        m = bool_mask(m, fname)
+        broadcasts_to(m, arrays[0].shape, fname, "where")
+        return arrays, {**aux, "where": m}
 
     return convert
 
@@ -377,22 +307,9 @@ def _lse_convert(arrays, aux, static):
         b = jnp.asarray(b)
         if not jnp.issubdtype(b.dtype, jnp.number) or jnp.issubdtype(b.dtype, jnp.complexfloating):
             raise TypeError(f"fnnet.logsumexp: 'b' must be a real array; got dtype {b.dtype}")
-        try:
-            dtype = jnp.result_type(a, b)
-        except jax.dtypes.TypePromotionError:
-            raise TypeError(
-                f"fnnet.logsumexp: 'b' must have a's dtype {a.dtype}; got {b.dtype} (no implicit "
-                "promotion under jax_numpy_dtype_promotion='strict')"
-            ) from None
-        b, a = b.astype(dtype), a.astype(dtype)
-        try:
-            shape = np.broadcast_shapes(a.shape, b.shape)
-        except ValueError:
-            raise ValueError(
-                f"fnnet.logsumexp: 'b' of shape {b.shape} does not broadcast with 'a' of shape {a.shape}"
-            ) from None
-        a = jnp.broadcast_to(a, shape)
-        aux = {**aux, "b": b}
+        dtype = common_dtype("fnnet.logsumexp", a, b, "'a'", "'b'")
+        a, _ = broadcast_pair("fnnet.logsumexp", a.astype(dtype), b, "'a'", "'b'")
+        aux = {**aux, "b": b.astype(dtype)}
     return _mask_convert("fnnet.logsumexp")((a,), aux, static)
 
 
@@ -498,230 +415,5 @@ Arguments:
 
 Returns:
   An array of the input's shape and dtype. Derivative: VJP :math:`−y ⊙ (g − ⟨g, y⟩)`.
-""",
-).fn
-
-
-# ---------------------------------------------------------------------------------------------
-# gumbel_softmax (torch, with an explicit key)
-# ---------------------------------------------------------------------------------------------
-
-
-def _gumbel_noise(key, shape, dtype):
-    """g = −log(−log U), U ~ Uniform[tiny, 1): standard Gumbel samples (U > 0 keeps g finite)."""
-    u = jax.random.uniform(key, shape, dtype, minval=float(jnp.finfo(dtype).tiny), maxval=1.0)
-    return -jnp.log(-jnp.log(u))
-
-
-def _gumbel_parts(logits, gumbels, tau, dim):
-    axes = _axes(dim, logits.ndim, "fnnet.gumbel_softmax")
-    z = (logits + gumbels) * (1.0 / tau)
-    return _normalize(_shifted(z, axes, None)[2], axes, None), axes
-
-
-def _one_hot_argmax(y, axes):
-    (axis,) = axes
-    idx = jnp.argmax(y, axis=axis, keepdims=True)
-    hard = (lax.broadcasted_iota(idx.dtype, y.shape, axis) == idx).astype(y.dtype)
-    # argmax ignores NaN's meaning; keep NaN in ⇒ NaN out.
-    return jnp.where(jnp.any(jnp.isnan(y), axis=axis, keepdims=True), jnp.nan, hard)
-
-
-def _gumbel_forward(logits, gumbels, *, tau=1.0, hard=False, dim=-1):
-    y, axes = _gumbel_parts(logits, gumbels, tau, dim)
-    return _one_hot_argmax(y, axes) if hard else y
-
-
-def _gumbel_fwd(logits, gumbels, *, tau=1.0, hard=False, dim=-1):
-    y, axes = _gumbel_parts(logits, gumbels, tau, dim)
-    return (_one_hot_argmax(y, axes) if hard else y), y
-
-
-def _gumbel_bwd(y, g, *, tau=1.0, hard=False, dim=-1):
-    # hard=True: straight-through: the gradient of the soft sample y (the one-hot's is 0 a.e.).
-    d = _softmax_vjp(y, g, _axes(dim, y.ndim, "fnnet.gumbel_softmax")) * (1.0 / tau)
-    return d, d
-
-
-def _gumbel_jvp(primals, tangents, out, *, tau=1.0, hard=False, dim=-1):
-    y, axes = _gumbel_parts(*primals, tau, dim)
-    return _softmax_vjp(y, (tangents[0] + tangents[1]) * (1.0 / tau), axes)
-
-
-def _gumbel_reference(logits, gumbels, tau=1.0, hard=False, dim=-1):
-    """torch's formula: y = softmax((logits + g)/τ); hard: y_hard − stop_gradient(y) + y."""
-    z = (logits + gumbels) / tau
-    e = jnp.exp(z - jax.lax.stop_gradient(jnp.max(z, dim, keepdims=True)))
-    y = e / jnp.sum(e, dim, keepdims=True)
-    if not hard:
-        return y
-    y_hard = jax.nn.one_hot(jnp.argmax(y, dim), y.shape[dim], dtype=y.dtype, axis=dim)
-    return y_hard - jax.lax.stop_gradient(y) + y
-
-
-def _validate_gumbel(logits, gumbels, tau=1.0, hard=False, dim=-1):
-    if logits.shape != gumbels.shape:
-        raise ValueError(
-            f"fnnet.gumbel_softmax: gumbels of shape {gumbels.shape} must match logits of shape "
-            f"{logits.shape}"
-        )
-    if logits.dtype != gumbels.dtype:
-        raise TypeError(
-            f"fnnet.gumbel_softmax: gumbels dtype {gumbels.dtype} must match logits dtype {logits.dtype}"
-        )
-    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (0 < tau < math.inf):
-        raise ValueError(f"fnnet.gumbel_softmax: tau must be a positive finite number; got {tau!r}")
-    if not isinstance(hard, bool):
-        raise TypeError(f"fnnet.gumbel_softmax: hard must be a bool; got {hard!r}")
-    if isinstance(dim, tuple):
-        raise TypeError(f"fnnet.gumbel_softmax: dim must be an int (torch's signature); got {dim!r}")
-    _axes(dim, logits.ndim, "fnnet.gumbel_softmax")
-
-
-def _gumbel_sample(key, dtype=jnp.float32, shape=(3, 5), **static):
-    k1, k2 = jax.random.split(key)
-    logits = 2.0 * jax.random.normal(k1, shape, jnp.float32)
-    return jnp.asarray(logits, dtype), jnp.asarray(_gumbel_noise(k2, shape, jnp.float32), dtype)
-
-
-_GUMBEL_DOC = r"""torch's Gumbel-softmax with an explicit PRNG key.
-
-``gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1)``: draws standard Gumbel noise
-:math:`g = −\log(−\log U)`, :math:`U \sim \mathcal U(0, 1)` from ``key`` and returns
-:math:`y = \operatorname{softmax}((\text{logits} + g)/τ)` over ``dim`` (torch's formula; torch's
-deprecated ``eps`` argument is not taken). With ``hard=True`` the value is the one-hot of
-``argmax(y)`` (exactly 0 and 1: torch computes ``y_hard − y.detach() + y``, which can be off by one
-rounding) and the gradient is the *straight-through* estimator: the gradient of the soft sample ``y``,
-not the true derivative of the one-hot (0 almost everywhere).
-
-Arguments:
-  logits: floating array (..., n). key: a ``jax.random.key`` (or legacy uint32 key).
-  tau: temperature > 0; static. hard: bool; static. dim: the axis of the categories; static.
-
-Derivative (soft sample, both modes): VJP :math:`y ⊙ (g − ⟨g, y⟩)/τ` with respect to the logits and
-to the noise. The registered primitive ``registry()["gumbel_softmax"]`` takes the noise as its second
-array argument (``gumbel_softmax.primitive.fn(logits, gumbels, ...)``), so it is deterministic.
-"""
-
-_gumbel_prim = define(
-    "gumbel_softmax",
-    forward=_gumbel_forward, fwd=_gumbel_fwd, bwd=_gumbel_bwd, jvp=_gumbel_jvp,
-    reference=_gumbel_reference, arg_names=("logits", "gumbels"),
-    static={"tau": 1.0, "hard": False, "dim": -1},
-    validate=_validate_gumbel, sample=_gumbel_sample,
-    # hard=True is not a generic variant: its straight-through gradient is by design not the derivative
-    # of its (one-hot) value, which finite differences would measure; tests/test_activations_normalizing.py
-    # checks it against the reference's straight-through gradient instead.
-    variants=({"tau": 1.0}, {"tau": 0.5, "dim": 0}),
-    derivation="y = softmax(z), z = (logits + g)/τ ⇒ Jᵀg' = y ⊙ (g' − ⟨g', y⟩)/τ for logits and g",
-    doc=_GUMBEL_DOC,
-)
-
-
-def _is_key(key):
-    dtype = getattr(key, "dtype", None)
-    if dtype is None:
-        return False
-    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
-        return key.ndim == 0
-    return dtype == jnp.uint32 and tuple(key.shape) == (2,)
-
-
-def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
-    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated:
-    # the one public function that is a thin wrapper over its primitive (the generic suites need the
-    # deterministic (logits, gumbels) form).
-    fname = "fnnet.gumbel_softmax"
-    logits = as_float_array(logits, "logits", fname)
-    if not _is_key(key):
-        raise TypeError(
-            f"{fname}: 'key' must be a single PRNG key (jax.random.key(seed)); got "
-            f"{getattr(key, 'dtype', type(key).__name__)}{list(getattr(key, 'shape', []))}"
-        )
-    gumbels = _gumbel_noise(key, logits.shape, logits.dtype)
-    return _gumbel_prim.fn(logits, gumbels, tau=tau, hard=hard, dim=dim)
-
-
-gumbel_softmax.__doc__ = _GUMBEL_DOC
-gumbel_softmax.__module__ = "fnnet"
-gumbel_softmax.primitive = _gumbel_prim
-gumbel_softmax.reference = _gumbel_reference
-
-
-# ---------------------------------------------------------------------------------------------
-# glu
-# ---------------------------------------------------------------------------------------------
-
-
-def _sig_prime(x):
-    """σ'(x) = σ(x)σ(−x) = s(1 − s), s = σ(−|x|) ≤ ½: no cancellation, exactly 0 at ±∞, one logistic."""
-    s = lax.logistic(-jnp.abs(x))
-    return s * (1 - s)
-
-
-def _validate_glu(x, axis=-1):
-    if isinstance(axis, tuple):
-        raise TypeError(f"fnnet.glu: axis must be an int; got {axis!r}")
-    (ax,) = _axes(axis, x.ndim, "fnnet.glu")
-    if x.shape[ax] % 2:
-        raise ValueError(
-            f"fnnet.glu: the size of axis {axis} must be even (it is split in two halves); "
-            f"got shape {x.shape}"
-        )
-
-
-def _glu_halves(x, axis):
-    a, b = jnp.split(x, 2, axis=axis)
-    return a, b
-
-
-def _glu_forward(x, *, axis=-1):
-    a, b = _glu_halves(x, axis)
-    return a * lax.logistic(b)
-
-
-def _a_dsig(a, b):
-    # a·σ'(b); where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf) an infinite a gives the limit 0, not NaN.
-    d = _sig_prime(b)
-    return jnp.where(jnp.isinf(a) & (d == 0), 0.0, a * d)
-
-
-def _glu_bwd(res, g, *, axis=-1):
-    (x,) = res  # the default fwd saves the inputs
-    a, b = _glu_halves(x, axis)
-    return (jnp.concatenate([g * lax.logistic(b), g * _a_dsig(a, b)], axis=axis),)
-
-
-def _glu_jvp(primals, tangents, out, *, axis=-1):
-    a, b = _glu_halves(primals[0], axis)
-    ta, tb = _glu_halves(tangents[0], axis)
-    return ta * lax.logistic(b) + tb * _a_dsig(a, b)
-
-
-def _glu_sample(key, dtype=jnp.float32, shape=(3, 5), axis=-1):
-    shape = list(shape)
-    shape[axis] *= 2
-    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(shape), jnp.float32), dtype),)
-
-
-def _glu_reference(x, axis=-1):
-    a, b = jnp.split(x, 2, axis=axis)
-    return a / (1 + jnp.exp(-b))
-
-
-glu = define(
-    "glu",
-    forward=_glu_forward, bwd=_glu_bwd, jvp=_glu_jvp, reference=_glu_reference,
-    arg_names=("x",), static={"axis": -1}, validate=_validate_glu, sample=_glu_sample,
-    variants=({"axis": -1}, {"axis": 0}),
-    derivation="glu(a ‖ b) = a·σ(b) ⇒ ∂/∂a = σ(b), ∂/∂b = a·σ(b)σ(−b)",
-    doc=r"""Gated linear unit :math:`a ⊙ σ(b)` where ``x = concatenate([a, b], axis)`` (jax.nn.glu).
-
-Arguments:
-  x: floating array whose size along ``axis`` is even. axis: int; static.
-
-Returns:
-  An array with ``axis`` halved. Derivative: :math:`∂/∂a = σ(b)`, :math:`∂/∂b = a·σ(b)σ(−b)`
-  (σ' written e/(1+e)², e = e^{−|b|}, exact in the tails).
 """,
 ).fn

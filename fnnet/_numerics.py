@@ -1,0 +1,138 @@
+"""Shared numerics: the few formulas that several rules need, written once in their stable form.
+
+* σ′ and softplus, the sigmoid family's building blocks (activations, glu, the binary loss);
+* the softmax kernel: the slice maximum chosen per slice, the normalisation, the VJP
+  y ⊙ (g − ⟨g, y⟩) (softmax, log_softmax, logsumexp, softmin, gumbel_softmax, the softmax losses);
+* left-tail scaling, so that no product in a left tail passes through a subnormal e^x;
+* the adjoint of broadcasting (``unbroadcast``) and the NaN rule of a derivative (``keep_nan``).
+
+Why each form was chosen is said where it is defined; the measurements are in docs/accuracy.md.
+"""
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "dsigmoid",
+    "softplus",
+    "shifted",
+    "normalize",
+    "masked",
+    "softmax_vjp",
+    "SHIFT",
+    "SHIFT_FROM",
+    "E_SHIFT",
+    "exp_neg_scaled",
+    "unbroadcast",
+    "keep_nan",
+]
+
+
+# ----- the sigmoid family -------------------------------------------------------------------------
+
+
+def dsigmoid(x):
+    """σ'(x) = σ(x)σ(−x) = s(1 − s) with s = σ(−|x|) ≤ ½: 1 − s ∈ [½, 1) does not cancel, and s → 0
+    at ±∞ (one lax.logistic, as cheap as jax.nn's s(1 − s) with s = σ(x), which cancels for x ≫ 0)."""
+    s = lax.logistic(-jnp.abs(x))
+    return s * (1 - s)
+
+
+def softplus(x):
+    """softplus(x) = log(1 + e^x) as ``logaddexp(x, 0)``: no overflow, exact 0 and x in the tails."""
+    return jnp.logaddexp(x, 0.0)
+
+
+# ----- the softmax kernel -------------------------------------------------------------------------
+
+
+def shifted(x, axes, mask):
+    """``(m, x − m, e)``: the slice maximum, the shifted input, ``e = exp(x − m)`` (0 where masked).
+
+    Where the maximum is ±inf, ``x − m`` would be ``inf − inf``: there the entries equal to the maximum
+    are shifted to 0 and the others to −inf (ties at infinity share the mass). The choice is made per
+    slice (on ``m``), so a finite slice is plain ``x − m`` and XLA fuses the maximum, the subtraction
+    and the exponential into one pass. A NaN makes ``m`` NaN and the whole slice NaN. ``initial=−inf``
+    makes an empty axis valid (an empty result).
+    """
+    m = jnp.max(x, axis=axes, keepdims=True, where=mask, initial=-jnp.inf)
+    inf_m = jnp.isinf(m)
+    out = jnp.where(
+        inf_m, jnp.where(x == m, 0.0, -jnp.inf), x - jnp.where(inf_m, 0.0, m)
+    ).astype(x.dtype)
+    e = jnp.exp(out)
+    if mask is not None:
+        e = jnp.where(mask, e, 0.0)
+    return m, out, e
+
+
+def normalize(e, axes, mask):
+    """``e / Σe``; a fully masked slice (Σe = 0: otherwise Σe ≥ 1, the maximum contributes e⁰) gives 0."""
+    s = jnp.sum(e, axis=axes, keepdims=True)
+    if mask is not None:
+        s = jnp.where(s == 0, 1.0, s)
+    return e / s
+
+
+def masked(v, mask):
+    """``v`` with 0 where ``mask`` is False (``v`` itself without a mask)."""
+    return v if mask is None else jnp.where(mask, v, 0.0)
+
+
+def softmax_vjp(y, g, axes):
+    """y ⊙ (g − ⟨g, y⟩): the transpose of J = diag(y) − y yᵀ (and, J being symmetric, its JVP)."""
+    return y * (g - jnp.sum(g * y, axis=axes, keepdims=True))
+
+
+# ----- left-tail scaling --------------------------------------------------------------------------
+# x·σ(x), σ(x)σ(−x)·g, ... are normal numbers down to x ≈ −91.7 in float32 (−715 in float64) while e^x
+# is already subnormal below −87.3 (−708): a product formed through e^x loses up to all its bits there.
+# So e^{−a} (a = |x|) is formed as e_s·E with e_s = e^{c−a} (a − c is exact: c is a multiple of ulp(a)
+# and |a − c| ≤ a) and E = fl(e^{−c}) applied last, once the product is back in the normal range.
+# c = 86: of the integers 40…90, e^{−86} is the one nearest a float in both float32 and float64
+# (0.02 ULP; e^{−64} is 0.5 ULP off), and e^{−86} is still normal in float32. The shift applies from
+# a > 64 on (a − 86 is still exact there, Sterbenz), so that products of e^{−a} with factors down to
+# ~e^{−20} stay normal before the scale is applied.
+SHIFT = 86.0
+SHIFT_FROM = 64.0
+E_SHIFT = math.exp(-SHIFT)
+
+
+def exp_neg_scaled(a):
+    """For a ≥ 0: (e, e_s, scale) with e = e^{−a} (may be subnormal) and e^{−a} = e_s·scale, e_s normal.
+    float16 is not scaled: e^{22} overflows it, and its left tails are far below its range anyway."""
+    if a.dtype == jnp.float16:
+        e = jnp.exp(-a)
+        return e, e, jnp.ones_like(a)
+    big = a > SHIFT_FROM
+    e_s = jnp.exp(jnp.where(big, SHIFT - a, -a))
+    scale = jnp.where(big, jnp.asarray(E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
+    return e_s * scale, e_s, scale
+
+
+# ----- rules --------------------------------------------------------------------------------------
+
+
+def unbroadcast(g, shape):
+    """Sum a cotangent back to ``shape``: the rule for an input that was broadcast.
+
+    Broadcasting copies an input along new leading axes and along axes of size 1; the adjoint of a
+    copy is a sum, so the cotangent is summed over exactly those axes.
+    """
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    )
+    return jnp.sum(g, axis=axes).reshape(shape) if axes else g.reshape(shape)
+
+
+def keep_nan(x, d):
+    """The derivative ``d``, but NaN wherever the input is NaN (comparisons with NaN are False, so a
+    masked rule would otherwise pick one of its constant branches)."""
+    return jnp.where(jnp.isnan(x), x, d)
