@@ -219,7 +219,12 @@ def test_elementwise_hard_points(prim, static, dtype):
             f"{prim.name}({s}inf) = {y_inf}, but f({s}max) = {y_max}"
         )
         d_inf, d_max = d_all[i_inf], d_all[i_max]
-        assert d_inf == d_max, f"{prim.name}'({s}inf) = {d_inf}, but at {s}max it is {d_max}"
+        # Equal, or both below the smallest normal: log'(max) = 1/max is subnormal, kept by a GPU and
+        # flushed to 0 by XLA:CPU, while the limit at inf is 0 on both.
+        tiny = float(jnp.finfo(dtype).tiny)
+        assert d_inf == d_max or abs(float(d_inf) - float(d_max)) < tiny, (
+            f"{prim.name}'({s}inf) = {d_inf}, but at {s}max it is {d_max}"
+        )
 
 
 @pytest.mark.parametrize("prim,static", ELEMENTWISE)
