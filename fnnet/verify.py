@@ -55,13 +55,13 @@ class Row:
         return ok and (self.gradcheck is None or self.gradcheck.passed)
 
 
-def _flat(f, args, i):
-    """f as a function of argument i alone, flattened to vectors in and out."""
-    shape = args[i].shape
+def _flat(f, args):
+    """f as a function of all its arguments flattened into one vector, its outputs into another."""
+    shapes = [a.shape for a in args]
+    ends = np.cumsum([int(np.prod(sh)) for sh in shapes])[:-1]
 
     def g(v):
-        a = list(args)
-        a[i] = v.reshape(shape)
+        a = [p.reshape(sh) for p, sh in zip(jnp.split(v, ends), shapes)]
         return jnp.concatenate([jnp.ravel(o) for o in jax.tree.leaves(f(*a))])
 
     return g
@@ -100,25 +100,29 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
     fn = lambda *a: prim.fn(*a, **static)  # noqa: E731
     fwd = fn  # the same function: forward mode (jacfwd) and reverse mode (jacrev) both work on it
     ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
+
+    def jacobians(v, h):
+        # the four Jacobians with respect to every argument at once, in one program: one compile per
+        # row (the finite differences as samples, turned into the Jacobian below)
+        return (
+            jax.jacrev(_flat(fn, args))(v),
+            jax.jacfwd(_flat(fwd, args))(v),
+            jax.jacrev(_flat(ref, args))(v),
+            fd.jacobian_samples(_flat(fn, args), v, h),
+        )
+
+    v = np.concatenate([np.asarray(a).ravel() for a in args])  # (numpy: no small program compiled per shape)
+    h = fd.step_sizes(v, jnp.float64)
+    j_vjp, j_jvp, j_ref, samples = _compile_once(jacobians, jax.device_put(v), jax.device_put(h))
+    j_fd = fd.jacobian_estimate(*samples, h).value
     err_ad = err_fd = 0.0
-    for i in range(len(args)):
-
-        def jacobians(args, v, h, i=i):
-            # the four Jacobians of argument i, in one program: one compile per argument (the finite
-            # differences as samples, turned into the Jacobian below)
-            return (
-                jax.jacrev(_flat(fn, args, i))(v),
-                jax.jacfwd(_flat(fwd, args, i))(v),
-                jax.jacrev(_flat(ref, args, i))(v),
-                fd.jacobian_samples(_flat(fn, args, i), v, h),
-            )
-
-        v = args[i].ravel()
-        h = fd.step_sizes(np.asarray(v), jnp.float64)
-        j_vjp, j_jvp, j_ref, samples = _compile_once(jacobians, args, v, jnp.asarray(h))
-        j_fd = fd.jacobian_estimate(*samples, h).value
-        err_ad = max(err_ad, _normwise(j_vjp, j_ref), _normwise(j_jvp, j_ref))
-        err_fd = max(err_fd, _normwise(j_vjp, j_fd), _normwise(j_jvp, j_fd))
+    start = 0
+    for a in args:  # each argument's block of columns on its own scale, as a Jacobian of that argument
+        cols = slice(start, start + a.size)
+        start += a.size
+        vjp, jvp, ref_, fd_ = (np.asarray(j)[:, cols] for j in (j_vjp, j_jvp, j_ref, j_fd))
+        err_ad = max(err_ad, _normwise(vjp, ref_), _normwise(jvp, ref_))
+        err_fd = max(err_fd, _normwise(vjp, fd_), _normwise(jvp, fd_))
     label = _label(prim, static)
     report = None
     if gradcheck:
