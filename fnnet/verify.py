@@ -77,7 +77,7 @@ def _normwise(a, b):
 # compile is nearly all of the time, and LLVM's optimization passes and XLA:CPU's fusion emitters (an
 # MLIR pipeline per fusion) are most of the compile. Off, the classic elemental emitter generates the
 # same arithmetic (XLA's CPU backend does no fast-math reassociation) in well under half the compile
-# time; results can differ in the last bit where LLVM contracts a multiply-add differently, far below
+# time; results can differ in the last bits where code is generated differently, far below
 # every tolerance of the table (verify's Jacobians agreed within 2.5e-12 normwise, in the central
 # differences' round-off, when measured).
 COMPILER_OPTIONS = {
