@@ -113,8 +113,8 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
 
     v = np.concatenate([np.asarray(a).ravel() for a in args])  # (numpy: no small program compiled per shape)
     h = fd.step_sizes(v, jnp.float64)
-    j_vjp, j_jvp, j_ref, samples = _compile_once(jacobians, jax.device_put(v), jax.device_put(h))
-    j_fd = fd.jacobian_estimate(*samples, h).value
+    j_vjp, j_jvp, j_ref, (samples, magnitudes) = _compile_once(jacobians, jax.device_put(v), jax.device_put(h))
+    j_fd = fd.jacobian_estimate(samples, magnitudes, h).value
     err_ad = err_fd = 0.0
     start = 0
     for a in args:  # each argument's block of columns on its own scale, as a Jacobian of that argument
