@@ -55,13 +55,13 @@ class Row:
         return ok and (self.gradcheck is None or self.gradcheck.passed)
 
 
-def _flat(f, args, i):
-    """f as a function of argument i alone, flattened to vectors in and out."""
-    shape = args[i].shape
+def _flat(f, args):
+    """f as a function of all its arguments flattened into one vector, its outputs into another."""
+    shapes = [a.shape for a in args]
+    ends = np.cumsum([int(np.prod(sh)) for sh in shapes])[:-1]
 
     def g(v):
-        a = list(args)
-        a[i] = v.reshape(shape)
+        a = [p.reshape(sh) for p, sh in zip(jnp.split(v, ends), shapes)]
         return jnp.concatenate([jnp.ravel(o) for o in jax.tree.leaves(f(*a))])
 
     return g
@@ -74,9 +74,17 @@ def _normwise(a, b):
 
 
 # verify compiles each of its programs once and runs it once, on inputs of a few dozen entries: the
-# compile is nearly all of the time, and LLVM's optimization passes are most of the compile. They change
-# how fast a program runs, not what it computes (XLA's CPU backend does no fast-math reassociation).
-COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+# compile is nearly all of the time, and LLVM's optimization passes and XLA:CPU's fusion emitters (an
+# MLIR pipeline per fusion) are most of the compile. Off, the classic elemental emitter generates the
+# same arithmetic (XLA's CPU backend does no fast-math reassociation) in well under half the compile
+# time; results can differ in the last bits where code is generated differently, far below
+# every tolerance of the table (verify's Jacobians agreed within 2.5e-12 normwise, in the central
+# differences' round-off, when measured).
+COMPILER_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
 
 
 def _compile_once(f, *args):
@@ -92,25 +100,29 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
     fn = lambda *a: prim.fn(*a, **static)  # noqa: E731
     fwd = fn  # the same function: forward mode (jacfwd) and reverse mode (jacrev) both work on it
     ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
+
+    def jacobians(v, h):
+        # the four Jacobians with respect to every argument at once, in one program: one compile per
+        # row (the finite differences as samples, turned into the Jacobian below)
+        return (
+            jax.jacrev(_flat(fn, args))(v),
+            jax.jacfwd(_flat(fwd, args))(v),
+            jax.jacrev(_flat(ref, args))(v),
+            fd.jacobian_samples(_flat(fn, args), v, h),
+        )
+
+    v = np.concatenate([np.asarray(a).ravel() for a in args])  # (numpy: no small program compiled per shape)
+    h = fd.step_sizes(v, jnp.float64)
+    j_vjp, j_jvp, j_ref, (samples, magnitudes) = _compile_once(jacobians, jax.device_put(v), jax.device_put(h))
+    j_fd = fd.jacobian_estimate(samples, magnitudes, h).value
     err_ad = err_fd = 0.0
-    for i in range(len(args)):
-
-        def jacobians(args, v, h, i=i):
-            # the four Jacobians of argument i, in one program: one compile per argument (the finite
-            # differences as samples, turned into the Jacobian below)
-            return (
-                jax.jacrev(_flat(fn, args, i))(v),
-                jax.jacfwd(_flat(fwd, args, i))(v),
-                jax.jacrev(_flat(ref, args, i))(v),
-                fd.jacobian_samples(_flat(fn, args, i), v, h),
-            )
-
-        v = args[i].ravel()
-        h = fd.step_sizes(np.asarray(v), jnp.float64)
-        j_vjp, j_jvp, j_ref, samples = _compile_once(jacobians, args, v, jnp.asarray(h))
-        j_fd = fd.jacobian_estimate(*samples, h).value
-        err_ad = max(err_ad, _normwise(j_vjp, j_ref), _normwise(j_jvp, j_ref))
-        err_fd = max(err_fd, _normwise(j_vjp, j_fd), _normwise(j_jvp, j_fd))
+    start = 0
+    for a in args:  # each argument's block of columns on its own scale, as a Jacobian of that argument
+        cols = slice(start, start + a.size)
+        start += a.size
+        vjp, jvp, ref_, fd_ = (np.asarray(j)[:, cols] for j in (j_vjp, j_jvp, j_ref, j_fd))
+        err_ad = max(err_ad, _normwise(vjp, ref_), _normwise(jvp, ref_))
+        err_fd = max(err_fd, _normwise(vjp, fd_), _normwise(jvp, fd_))
     label = _label(prim, static)
     report = None
     if gradcheck:
@@ -223,9 +235,9 @@ def _fast_compiles() -> None:
     XLA reads ``XLA_FLAGS`` once, when the first computation starts its backend; later it has no effect.
     """
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        extra = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-        os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
+    extra = [f"--{k}={str(v).lower()}" for k, v in COMPILER_OPTIONS.items() if k not in flags]
+    if extra:
+        os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,3 +67,21 @@ def test_unknown_primitive_is_a_value_error_naming_it_and_the_cli_exits_2(capsys
     assert main(["verify", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("python -m fnnet verify: fnnet.verify: ") and "nope" in err
+
+
+def test_verify_flags_a_wrong_rule_in_the_second_argument_alone():
+    # x·y with the cotangent of y doubled: all arguments share one program, each judged on its own block.
+    from fnnet.primitive import define
+
+    prim = define(
+        "_wrong_mul_y",
+        forward=lambda x, y: x * y,
+        bwd=lambda res, g: (g * res[1], 2 * g * res[0]),
+        jvp=lambda p, t, out: t[0] * p[1] + 2 * t[1] * p[0],
+        reference=lambda x, y: x * y,
+        arg_names=("x", "y"),
+        register=False,
+    )
+    row = verify.check_primitive(prim, {}, jax.random.key(0), gradcheck=False)
+    assert not row.passed
+    assert row.err_autodiff > 0.4 and row.err_fd > 0.4
