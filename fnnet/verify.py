@@ -137,7 +137,15 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
 
 
 def _label(prim, static) -> str:
-    return prim.name + "".join(f" {k}={v}" for k, v in static.items() if len(prim.variants) > 1)
+    return prim.name + "".join(f" {k}={_short(v)}" for k, v in static.items() if len(prim.variants) > 1)
+
+
+def _short(v) -> str:
+    """A variant's value for the table: arrays given as nested tuples (labels, masks) as dtype[shape]."""
+    if isinstance(v, (tuple, list)) and len(repr(v)) > 16:
+        a = np.asarray(v)
+        return f"{a.dtype.name}[{','.join(map(str, a.shape))}]"
+    return str(v)
 
 
 def _selected(names=None):
