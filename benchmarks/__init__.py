@@ -22,7 +22,7 @@ report         markdown tables from the suite's ``--json`` output (:mod:`benchma
 =============  ====================================================================================
 
 Every comparison is measured side by side in one process, in interleaved rounds
-(:mod:`benchmarks._timing`); docs/performance.md and docs/performance_dropin.md hold the figures.
+(:mod:`benchmarks._timing`); docs/reference/performance.md and docs/reference/performance_dropin.md hold the figures.
 """
 from __future__ import annotations
 

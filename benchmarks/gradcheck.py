@@ -14,7 +14,7 @@ second by :func:`fnnet.check.gradcheck` in auto and full mode on a custom-VJP ``
 (index N // 2 − 3) off by 1e-3 relative: must be caught and named. Timed cold (first call in the
 process, JAX compilation included) and warm (a second, identical check). torch's full gradcheck runs on
 the same function and bug in float64 (it is "designed for double"), and its fast mode too. 2. Full mode
-at N_full on the correct function, against torch's full mode at the same N. docs/gradcheck.md records
+at N_full on the correct function, against torch's full mode at the same N. docs/reference/gradcheck.md records
 the figures.
 
 **Before/after** (:func:`before_after`): default mode (N = 3e4, one entry off 1e-3), fnnet.check at git

@@ -1,6 +1,6 @@
 """Markdown tables from a benchmark JSON: `python -m benchmarks report bench.json`.
 
-The JSON is what `python -m benchmarks --json bench.json` writes; the tables in docs/performance.md
+The JSON is what `python -m benchmarks --json bench.json` writes; the tables in docs/reference/performance.md
 are this script's output, pasted, so no figure there is retyped by hand.
 """
 import json

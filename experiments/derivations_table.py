@@ -1,4 +1,4 @@
-"""docs/primitives.md's derivation table from the registry: one row per primitive, its one-line
+"""docs/reference/primitives.md's derivation table from the registry: one row per primitive, its one-line
 derivation (``Primitive.derivation``, declared beside the rule it justifies). The site build inserts it
 between the page's markers (tools/mkdocs_hooks.py), so the committed page never goes stale.
 
@@ -11,7 +11,7 @@ import pathlib
 import fnnet  # importing fnnet registers every primitive
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "primitives.md"
+DOC = ROOT / "docs" / "reference" / "primitives.md"
 BEGIN = "<!-- derivations: the table is inserted here when the site is built (tools/mkdocs_hooks.py) -->"
 END = "<!-- end of derivations -->"
 

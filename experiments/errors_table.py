@@ -1,6 +1,6 @@
-"""Print docs/errors.md's table: every case of tests/test_errors.py with the message fnnet raises.
+"""Print docs/reference/errors.md's table: every case of tests/test_errors.py with the message fnnet raises.
 
-    python experiments/errors_table.py > docs/errors.md
+    python experiments/errors_table.py > docs/reference/errors.md
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def main() -> None:
     print("input never surfaces as an XLA trace or a silent broadcast. Each row is a test in")
     print("`tests/test_errors.py` (which checks the type and that the message names the argument, what was")
     print("expected and what came); the messages below are what fnnet prints.\n")
-    print("Regenerate: `python experiments/errors_table.py > docs/errors.md`.\n")
+    print("Regenerate: `python experiments/errors_table.py > docs/reference/errors.md`.\n")
     print("| case | exception | message |")
     print("|---|---|---|")
     for case_id, call, exc, _ in CASES:

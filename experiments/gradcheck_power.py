@@ -191,7 +191,7 @@ def main():
                         help="no run: plot the tables printed by earlier runs (text files) to --plot")
     opts = parser.parse_args()
     if opts.replot:
-        plot(parse_tables(opts.replot), opts.plot or "docs/gradcheck_power.png")
+        plot(parse_tables(opts.replot), opts.plot or "docs/figures/gradcheck_power.png")
         return
     warnings.filterwarnings("ignore", message=".*double precision.*")  # torch on float32: we know
     sizes = [10, 1000] if opts.quick else [10, 100, 1000, 10_000, 100_000]
@@ -249,7 +249,7 @@ def main():
 
 
 def parse_tables(paths) -> dict:
-    """Results back from printed tables, or from the Markdown tables of docs/gradcheck.md:
+    """Results back from printed tables, or from the Markdown tables of docs/reference/gradcheck.md:
     {(dtype, N, case, checker): (hits, runs)}."""
     import re
 

@@ -6,7 +6,7 @@
 * left-tail scaling, so that no product in a left tail passes through a subnormal e^x;
 * the adjoint of broadcasting (``unbroadcast``) and the NaN rule of a derivative (``keep_nan``).
 
-Why each form was chosen is said where it is defined; the measurements are in docs/accuracy.md.
+Why each form was chosen is said where it is defined; the measurements are in docs/reference/accuracy.md.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ gradient has the shape of its parameter), with δ = ∂L/∂z of shape ``(..., n
 * ∂L/∂b = Σ_batch δ, shape ``(n_out,)``;
 * ∂L/∂x = Wᵀδ per example, i.e. ``δ @ W``, shape ``(..., n_in)``.
 
-See docs/layers.md for the derivation. :func:`dense` is the layer: the same op over a params dict
+See docs/reference/layers.md for the derivation. :func:`dense` is the layer: the same op over a params dict
 (``dense.primitive`` is ``affine``'s, and ``"dense"`` names it wherever an op is asked for by name); it
 validates in plain Python (missing key: ``KeyError``; shapes: ``ValueError`` naming both; integer
 arrays: ``TypeError`` naming the dtype) before anything is traced.

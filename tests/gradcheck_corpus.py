@@ -11,7 +11,7 @@ the public source it is modelled on. A case gives:
   ``finding``: text the report of the *correct* rule must contain (e.g. that the reference is NaN).
 
 tests/test_gradcheck_corpus.py runs every case correct and buggy, float32 and float64, over several
-draws; the docs table (docs/gradcheck.md) is produced by ``python tests/test_gradcheck_corpus.py``.
+draws; the docs table (docs/reference/gradcheck.md) is produced by ``python tests/test_gradcheck_corpus.py``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""docs/primitives.md's derivation table is generated from the registry when the site is built."""
+"""docs/reference/primitives.md's derivation table is generated from the registry when the site is built."""
 from __future__ import annotations
 
 import fnnet

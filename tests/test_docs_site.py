@@ -54,13 +54,14 @@ def _hooks():
     return module
 
 
-def test_source_links_become_api_links_and_a_missing_target_warns(caplog):
+@pytest.mark.parametrize("src_uri, up", [("index.md", ""), ("reference/graph.md", "../")])
+def test_source_links_become_api_links_and_a_missing_target_warns(caplog, src_uri, up):
     hooks = _hooks()
-    page = types.SimpleNamespace(file=types.SimpleNamespace(src_uri="backprop.md"))
-    md = "[graph](../fnnet/graph.py), [t](../tests/test_graph.py), [x](../fnnet/nothing_here.py)"
+    page = types.SimpleNamespace(file=types.SimpleNamespace(src_uri=src_uri))
+    md = f"[graph]({up}../fnnet/graph.py), [t]({up}../tests/test_graph.py), [x]({up}../fnnet/nothing_here.py)"
     with caplog.at_level(logging.WARNING):
         out = hooks.on_page_markdown(md, page, None, None)
-    assert "[graph](api/graph.md)" in out  # the module's reference page
+    assert f"[graph]({up}api/graph.md)" in out  # the module's reference page, from the page's own directory
     assert ", t, " in out  # a file with no page: its text
     assert "nothing_here.py" in caplog.text  # a broken link: a warning, which --strict makes fatal
 

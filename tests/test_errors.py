@@ -1,5 +1,5 @@
 """The bad-input table: each case checks the exception's type and that its message names the argument,
-what was expected and what was received. docs/errors.md lists the same cases.
+what was expected and what was received. docs/reference/errors.md lists the same cases.
 
 No case may surface as an XLA error or a silent broadcast: fnnet checks shapes and dtypes while the
 function is traced (once per shape and dtype), before any computation.
@@ -84,13 +84,14 @@ def test_the_table_has_at_least_25_cases():
 def test_docs_errors_lists_every_case():
     import pathlib
 
-    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "errors.md").read_text()
+    doc = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "reference" / "errors.md").read_text()
     missing = [case_id for case_id, *_ in CASES if f"`{case_id}`" not in doc]
-    assert not missing, f"docs/errors.md lacks {missing}: python experiments/errors_table.py > docs/errors.md"
+    assert not missing, (
+        f"docs/reference/errors.md lacks {missing}: python experiments/errors_table.py > docs/reference/errors.md")
 
 
 def test_docs_errors_md_is_what_its_generator_prints():
-    """docs/errors.md is generated (experiments/errors_table.py): it must not drift from the messages."""
+    """docs/reference/errors.md is generated (experiments/errors_table.py): it must not drift from the messages."""
     import pathlib
     import subprocess
     import sys
@@ -98,6 +99,6 @@ def test_docs_errors_md_is_what_its_generator_prints():
     root = pathlib.Path(__file__).resolve().parents[1]
     run = subprocess.run([sys.executable, str(root / "experiments" / "errors_table.py")], capture_output=True,
                          text=True, cwd=root, check=True)
-    assert run.stdout == (root / "docs" / "errors.md").read_text(), (
-        "docs/errors.md is stale: python experiments/errors_table.py > docs/errors.md"
+    assert run.stdout == (root / "docs" / "reference" / "errors.md").read_text(), (
+        "docs/reference/errors.md is stale: python experiments/errors_table.py > docs/reference/errors.md"
     )

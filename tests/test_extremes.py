@@ -90,7 +90,7 @@ def test_finite_extremes_match_the_mathematics(prim, static, dtype):
     XLA:CPU (like the GPUs) runs with denormals-are-zero: a subnormal *input* reads as ±0 in every
     arithmetic operation and comparison, so relu'(2⁻¹⁴⁹) is relu'(0) = 0 and log(2⁻¹⁴⁹) is −inf
     (exact: −103.3). Nothing written in jnp arithmetic can see the subnormal's bits; fnnet documents
-    this (docs/accuracy.md, "Extremes") instead of bit-twiddling every op. Subnormal *results* of
+    this (docs/reference/accuracy.md, "Extremes") instead of bit-twiddling every op. Subnormal *results* of
     normal inputs are covered by the ``tiny`` rule of _expect.
     """
     x, y, d, _ = oracles.elementwise_results(dtype)[oracles.case_id(prim, static)]

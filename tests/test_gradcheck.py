@@ -2,7 +2,7 @@
 
 Every seeded bug is a ``jax.custom_vjp`` written here, with its correct twin, so a test shows both the
 catch and the absence of a false alarm. No tolerance in this file is tuned: gradcheck derives its
-own (docs/gradcheck.md); the tests assert verdicts, keypaths and indices.
+own (docs/reference/gradcheck.md); the tests assert verdicts, keypaths and indices.
 """
 
 from __future__ import annotations

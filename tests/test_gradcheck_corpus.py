@@ -5,7 +5,7 @@ draws. A correct rule must pass (no false alarm); a buggy one must fail (no miss
 name the entry the bug is in and say NaN where a value is NaN. The quick test runs one draw of each
 case in float32; the whole grid is marked slow (``pytest -m slow tests/test_gradcheck_corpus.py``).
 
-``python tests/test_gradcheck_corpus.py`` runs the grid and prints the table of docs/gradcheck.md,
+``python tests/test_gradcheck_corpus.py`` runs the grid and prints the table of docs/reference/gradcheck.md,
 with jax.test_util.check_grads side by side. ``python tests/test_gradcheck_corpus.py --first-call``
 times the first call of each tool on each float32 case in fresh processes (interleaved, medians).
 ``python tests/test_gradcheck_corpus.py --many-draws`` checks the correct rules at new draws (3-12 in

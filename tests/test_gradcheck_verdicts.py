@@ -1,7 +1,7 @@
 """gradcheck's verdict and report on the hard cases: three witnesses, NaN, usage mistakes, degraded
 differences, pytest integration.
 
-The verdict table these tests pin down is in docs/gradcheck.md ("Verdict"). Each test that shows a
+The verdict table these tests pin down is in docs/reference/gradcheck.md ("Verdict"). Each test that shows a
 correct rule passing also shows the twin that must fail, so none of them passes by accepting all.
 """
 

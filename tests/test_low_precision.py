@@ -35,7 +35,7 @@ counts 1, a square 2 since it doubles its operand's relative error; lax.logistic
 1/(1 + e^{−x}); jnp.sum of a low dtype accumulates in float32 and rounds once). Multiplications by
 powers of two are exact and not counted.
 Selections, max/min, negation and comparisons of exact values do not round. The count is an upper bound
-under the first-order model; the margin is reported in docs/accuracy.md ("Low precision"): the largest c
+under the first-order model; the margin is reported in docs/reference/accuracy.md ("Low precision"): the largest c
 that the measured errors need is 8 (gelu's and mish's derivatives), far below their counts.
 
 For the ops over an axis the same statement is made with a normwise input perturbation (J the
@@ -50,7 +50,7 @@ never appears where y is not NaN.
 
 The check runs under jit, as fnnet trains (one program per precision for all the ops: compiling ~100
 small programs would cost more CPU than the check). The counts assume every operation rounds to the low
-dtype, as eager execution does; the errors measured eagerly needed the same c (docs/accuracy.md).
+dtype, as eager execution does; the errors measured eagerly needed the same c (docs/reference/accuracy.md).
 """
 from __future__ import annotations
 
@@ -342,7 +342,7 @@ def test_float16_overflow_of_exp_is_the_exact_overflow():
 
 def _measured_c():
     """The smallest c (on a grid) for which every input lies in the band, per op and dtype: the
-    "measured" columns of docs/accuracy.md's Low precision table."""
+    "measured" columns of docs/reference/accuracy.md's Low precision table."""
     grid = (0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48, 64)
     rows = []
     for case in ELEMENTWISE:
@@ -365,7 +365,7 @@ def _measured_c():
     return rows
 
 
-if __name__ == "__main__":  # python tests/test_low_precision.py: the table of docs/accuracy.md
+if __name__ == "__main__":  # python tests/test_low_precision.py: the table of docs/reference/accuracy.md
     jax.config.update("jax_enable_x64", True)
     jax.config.update("jax_numpy_dtype_promotion", "strict")
     print("| op | f16 value | f16 derivative | bf16 value | bf16 derivative | c = k + 1 (value / derivative) |")

@@ -33,8 +33,8 @@ def _temp_bytes(act):
     return compiled.memory_analysis().temp_size_in_bytes
 
 
-# The one explicit trade (docs/performance.md, "Memory"): gelu's derivative is formed to about twice the
-# working precision (error-free products, docs/accuracy.md); on XLA:CPU its intermediates are split into
+# The one explicit trade (docs/reference/performance.md, "Memory"): gelu's derivative is formed to about twice the
+# working precision (error-free products, docs/reference/accuracy.md); on XLA:CPU its intermediates are split into
 # several loops, one of which stays alive until the backward pass: 1.40× jax.nn's temporary bytes on
 # this MLP, measured. Any other growth fails.
 TRADES = {"gelu": 1.40}
@@ -51,7 +51,7 @@ def test_mlp_gradient_needs_no_more_memory_than_jax_nn(name):
 
 def test_exact_tails_costs_the_input_kept_alive():
     """The opt-in: tanh′ and sigmoid′ from the input keep one hidden activation per layer alive on
-    XLA:CPU (the cost docs/performance.md states). XLA:GPU recomputes the derivative inside the fused
+    XLA:CPU (the cost docs/reference/performance.md states). XLA:GPU recomputes the derivative inside the fused
     backward instead (equal bytes, measured on an H200): there the opt-in may cost nothing, never less."""
     for name in ("tanh", "sigmoid"):
         f = getattr(fnnet, name)

@@ -4,7 +4,7 @@ The pages link to source files (``[graph.py](../fnnet/graph.py)``), which is rig
 read in the repository, and points nowhere in the built site. Here each such link becomes a link to
 the module's API page where there is one, and plain text otherwise; a link to a path that does not
 exist in the repository is reported as a warning, which ``--strict`` turns into a failed build. The
-derivation table of docs/primitives.md is generated from the registry here.
+derivation table of docs/reference/primitives.md is generated from the registry here.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def _api_page(repo_path: str) -> str | None:
 
 
 def _derivations(markdown: str) -> str:
-    """The registry's derivation table between docs/primitives.md's markers (generated, never committed)."""
+    """The registry's derivation table between docs/reference/primitives.md's markers (generated, never committed)."""
     from experiments import derivations_table
 
     if derivations_table.BEGIN not in markdown:

@@ -1,7 +1,7 @@
 """Activation functions: jax.nn's names, signatures and defaults, plus torch.nn.functional's extras.
 
 Every function here is a :class:`fnnet.primitive.Primitive`'s public function: jitted, usable in
-forward and reverse mode, and its reverse mode runs a hand-written rule (see ``docs/activations.md``).
+forward and reverse mode, and its reverse mode runs a hand-written rule (see ``docs/reference/activations.md``).
 
 The modules are grouped by the kernel their rules share: ``_smooth`` (the sigmoid family, exponential
 units, glu: σ′ and left-tail scaling), ``_piecewise`` (the ReLU family, hard, sparse and shrink

@@ -8,7 +8,7 @@ one-sided derivatives differ; the rule must still return *a* number there, and l
 which. fnnet returns exactly ``jax.grad(jax.nn.X)``'s value at every kink of a function jax.nn has, and
 torch's (read from ``aten/src/ATen/native/cpu/Activation.cpp``) for the torch-only ones; each kink is
 declared as a :class:`~fnnet.primitive.Kink` with torch's value beside it where they differ. The table
-is in ``docs/activations.md`` ("Kink conventions: fnnet vs torch").
+is in ``docs/reference/activations.md`` ("Kink conventions: fnnet vs torch").
 
 Values are computed with the same expressions as ``jax.nn`` (so they agree to the last bit), except
 where jax.nn's value is NaN and the mathematical limit is not (``hard_silu(−∞) = 0``).

@@ -118,7 +118,7 @@ def _root_expansion(x, table):
     return d * _horner(d, q) + c0, (d >= lo) & (d <= hi)
 
 
-# ----- numerical tools (why each exists: docs/accuracy.md; left-tail scaling: fnnet/_numerics.py) ---
+# ----- numerical tools (why each exists: docs/reference/accuracy.md; left-tail scaling: fnnet/_numerics.py) ---
 def _const2(value, dtype):
     """A constant given as a decimal string or Fraction, as (hi, lo) in ``dtype``: hi + lo carries
     twice the dtype's precision (for differences x − r that must not lose r's low bits)."""
@@ -237,7 +237,7 @@ def _dsigmoid_rule(x, y, exact_tails=False):
     # Lean (default): σ' = y(1 − y) from the output, which the next layer keeps anyway: no residual
     # beyond jax.grad's. It loses the right tail (y rounds to 1: σ'(x) = 0 for x > 17 in float32).
     # exact_tails=True: e/(1+e)² from the input, exact to the last bit everywhere, at the cost of
-    # keeping x alive until the backward pass (measured in docs/performance.md).
+    # keeping x alive until the backward pass (measured in docs/reference/performance.md).
     return dsigmoid(x) if exact_tails else y * (1 - y)
 
 

@@ -1,7 +1,7 @@
 """Gradient checking: a custom VJP against autodiff of a reference, finite differences, and structure.
 
 Public surface: :func:`gradcheck`, :func:`assert_gradcheck`, :class:`GradCheckReport`.
-See docs/gradcheck.md for the maths (steps, Richardson error bars, tolerances, kinks, power).
+See docs/reference/gradcheck.md for the maths (steps, Richardson error bars, tolerances, kinks, power).
 """
 
 from .gradcheck import assert_gradcheck, gradcheck

@@ -6,7 +6,7 @@
 (a) f's VJP (its custom rule, if any) against ``jax.vjp`` of a reference, entry by entry; where
     they disagree, finite differences are the third witness: a reference they contradict (autodiff
     of the plain function is NaN or wrong exactly where the rule was written) is a finding, not a
-    failure, and a rule they contradict always fails (table in docs/gradcheck.md, "Verdict");
+    failure, and a rule they contradict always fails (table in docs/reference/gradcheck.md, "Verdict");
 (b) against finite differences of f in float64 (central + Richardson, or complex step);
 (c) structural properties of the rule (shapes/dtypes, linearity, zero, jit, JVP vs VJP).
 ``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
