@@ -74,7 +74,7 @@ def run(*, n: int = 600, hidden=(32, 32), epochs=(150, 400), lr: float = 0.05, s
         datasets=DATASETS, activations=ACTIVATIONS) -> dict:
     """Collapse errors (float32, float64; at init and after training) and a trained network per
     (dataset, activation). ``epochs``: per dataset, in the order of ``datasets``."""
-    from fnnet import datasets, layers
+    from fnnet import datasets as fnnet_datasets, layers
 
     out: dict = {"collapse": {}, "fits": {}}
     sizes = [2, *hidden, 2]
@@ -86,7 +86,7 @@ def run(*, n: int = 600, hidden=(32, 32), epochs=(150, 400), lr: float = 0.05, s
 
     for name, n_epochs in zip(datasets, epochs):
         opts = {"n": n}
-        ds = datasets.load(name, seed=seed, **opts)
+        ds = fnnet_datasets.load(name, seed=seed, **opts)
         for act in activations:
             params, losses = C.train(ds, hidden, act, epochs=n_epochs, lr=lr, seed=seed)
             out["fits"][(name, act)] = {
