@@ -4,15 +4,24 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import pathlib
-import sys
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests"))
 
-from test_errors import CASES  # noqa: E402
+
+def _cases():
+    """tests/test_errors.py's CASES, loaded from its file (the table's one source; no sys.path edit)."""
+    path = pathlib.Path(__file__).resolve().parents[1] / "tests" / "test_errors.py"
+    spec = importlib.util.spec_from_file_location("fnnet_test_errors", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CASES
+
+
+CASES = _cases()
 
 
 def main() -> None:
