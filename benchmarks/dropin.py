@@ -40,6 +40,7 @@ verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import functools
 import json
@@ -204,6 +205,18 @@ def row(cells):
     print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
 
 
+@contextlib.contextmanager
+def reported(rec: dict, label: str, n_cells: int, cfg):
+    """Run one op's measurement; a failure becomes its row ("ERROR: ...") and the other ops still run."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 -- a failing op is reported, the rest still run
+        rec["error"] = _err(e)
+        row([label, f"ERROR: {rec['error']}"] + [""] * n_cells)
+        if cfg.verbose:
+            traceback.print_exc()
+
+
 def section_eager(labels, cfg, out):
     table(f"1. Eager call, float32, fnnet / jax.nn (median of {cfg.small_repeats} interleaved rounds "
           f"at 16 entries, {cfg.repeats} at {cfg.n})",
@@ -211,7 +224,7 @@ def section_eager(labels, cfg, out):
            f"{cfg.n}: fnnet µs", f"{cfg.n}: jax.nn µs", f"{cfg.n}: ratio", "max rel. diff"])
     for label in labels:
         rec = {}
-        try:
+        with reported(rec, label, 6, cfg):
             fa, fb, _ = resolve(label)
             xs = make_input(16, label)
             rec["small"] = interleaved(lambda: fa(xs), lambda: fb(xs), cfg.small_repeats)
@@ -228,11 +241,6 @@ def section_eager(labels, cfg, out):
             s, l_ = rec["small"], rec["large"]
             row([label, _us(s["fnnet_s"]), _us(s["jax_s"]), _r(s["ratio"]),
                  _us(l_["fnnet_s"]), _us(l_["jax_s"]), _r(l_["ratio"]), f"{rec['max_rel_diff']:.1e}"])
-        except Exception as e:  # noqa: BLE001 -- a failing op is reported, the rest still run
-            rec["error"] = _err(e)
-            row([label, f"ERROR: {rec['error']}"] + [""] * 6)
-            if cfg.verbose:
-                traceback.print_exc()
         out[label] = rec
 
 
@@ -242,7 +250,7 @@ def section_jit(labels, cfg, out):
            "fwd: fnnet ms", "fwd: jax.nn ms", "fwd: ratio"])
     for label in labels:
         rec = {}
-        try:
+        with reported(rec, label, 5, cfg):
             fa, fb, _ = resolve(label)
             x = make_input(cfg.n, label)
             w = cotangent(fb, x)
@@ -253,11 +261,6 @@ def section_jit(labels, cfg, out):
             g, f = rec["fwd_bwd"], rec["fwd"]
             row([label, _ms(g["fnnet_s"]), _ms(g["jax_s"]), _r(g["ratio"]),
                  _ms(f["fnnet_s"]), _ms(f["jax_s"]), _r(f["ratio"])])
-        except Exception as e:  # noqa: BLE001
-            rec["error"] = _err(e)
-            row([label, f"ERROR: {rec['error']}"] + [""] * 5)
-            if cfg.verbose:
-                traceback.print_exc()
         out[label] = rec
 
 
@@ -267,17 +270,12 @@ def section_compile(labels, cfg, out):
           ["op", "fnnet ms", "jax.nn ms", "ratio"])
     for label in labels:
         rec = {}
-        try:
+        with reported(rec, label, 2, cfg):
             fa, fb, _ = resolve(label)
             x = make_input(cfg.n, label)
             w = cotangent(fb, x)
             rec["compile"] = c = compile_times(fa, fb, x, w, cfg.compile_repeats)
             row([label, f"{c['fnnet_s'] * 1e3:.1f}", f"{c['jax_s'] * 1e3:.1f}", _r(c["ratio"])])
-        except Exception as e:  # noqa: BLE001
-            rec["error"] = _err(e)
-            row([label, f"ERROR: {rec['error']}", "", ""])
-            if cfg.verbose:
-                traceback.print_exc()
         out[label] = rec
 
 
@@ -300,7 +298,7 @@ def section_mlp(acts, cfg, out):
     params, x, y = problem(widths, cfg.mlp_batch, seed=2)
     for label in acts:
         rec = {}
-        try:
+        with reported(rec, label, 5, cfg):
             fa, fb, _ = resolve(label)
             rec["fnnet"], rec["jax"] = a, b = mlp_memory(fa, params, x, y), mlp_memory(fb, params, x, y)
             ao = lambda m: m["argument_size_in_bytes"] + m["output_size_in_bytes"]  # noqa: E731
@@ -309,11 +307,6 @@ def section_mlp(acts, cfg, out):
             row([label, f"{a['temp_size_in_bytes'] / 1e6:.3f}", f"{b['temp_size_in_bytes'] / 1e6:.3f}",
                  f"{rec['temp_ratio']:.3f}", f"{ao(a) / 1e6:.3f}", f"{ao(b) / 1e6:.3f}",
                  f"{rec['arg_out_ratio']:.3f}"])
-        except Exception as e:  # noqa: BLE001
-            rec["error"] = _err(e)
-            row([label, f"ERROR: {rec['error']}"] + [""] * 5)
-            if cfg.verbose:
-                traceback.print_exc()
         out[label] = rec
 
 
