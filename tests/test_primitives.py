@@ -260,6 +260,18 @@ def _primitive_names(jaxpr):
 FIRST_VARIANTS = [c for c in CASES if dict(c.values[1]) == dict(c.values[0].variants[0])]
 
 
+def test_nan_select_only_where_the_derivative_formula_needs_it():
+    """tanh′ = (1 − y)(1 + y) is NaN at NaN by itself: its backward is jax.nn's sub, add, mul and no
+    select. relu′ = [x > 0] is 0 at NaN, so the mechanism keeps the select that makes it NaN."""
+    x = jnp.ones(4, jnp.float32)
+    tanh_ops = _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(fnnet.tanh(v))))(x).jaxpr)
+    relu_ops = _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(fnnet.relu(v))))(x).jaxpr)
+    assert "select_n" not in tanh_ops, sorted(tanh_ops)
+    assert "select_n" in relu_ops, sorted(relu_ops)
+    g = jax.grad(lambda v: jnp.sum(fnnet.relu(v)))(jnp.array([jnp.nan, 1.0, -1.0]))
+    assert np.isnan(g[0]) and g[1] == 1 and g[2] == 0
+
+
 # One variant per primitive: the mechanism, not the hyperparameter, decides which operations run.
 @pytest.mark.parametrize("prim,static", FIRST_VARIANTS)
 def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
