@@ -452,8 +452,9 @@ def elementwise(name: str, f: Callable, df: Callable, *, reference: Callable, sa
 
     ``df(x, y, **params)`` returns f'(x); it is given ``x`` and/or ``y = f(x)`` as ``saves`` says
     (the other is None). VJP: ``g * f'``. JVP: ``t * f'``. The Jacobian is diagonal. Where the input
-    is NaN the derivative is NaN (``f`` itself must map NaN to NaN): ``nan_select=True`` enforces it
-    with a select; pass False where ``df`` already maps NaN to NaN (the registry suite checks it).
+    is NaN the derivative is NaN (``f`` itself must map NaN to NaN): where ``df`` does not already give
+    NaN at NaN (found by evaluating it once per dtype and hyperparameters), a select enforces it;
+    ``nan_select=False`` turns the select off altogether (the registry suite checks the result).
 
     ``saves`` decides what the backward pass reads: ``"y"`` (the output, which the next layer keeps
     anyway: no extra memory) or ``"x"`` (the input, alive beside the output). ``arg_name`` names the

@@ -364,7 +364,6 @@ def _shrink(name, f, reference, validate=None, note=""):
         arg_name="input",
         static={"lambd": 0.5},
         validate=validate,
-        nan_select=False,  # _shrink_derivative keeps NaN itself
         kinks=(Kink(-0.5, 0.0, note=note), Kink(0.5, 0.0, note="as at −λ")),
         domain=(-3.0, 3.0),
         sample=_sampler(lambda lambd=0.5: [-lambd, lambd], (-3.0, 3.0)),
@@ -444,7 +443,6 @@ threshold = elementwise(
     reference=lambda input, threshold, value: jnp.where(input > threshold, input, jnp.full_like(input, value)),
     arg_name="input",
     static={"threshold": REQUIRED, "value": REQUIRED},  # required, as in torch.nn.functional.threshold
-    nan_select=False,  # _dthreshold keeps NaN itself
     kinks=(Kink(0.0, 0.0, note="at x = threshold; torch: x <= θ ⇒ 0"),),
     domain=(-3.0, 3.0),
     sample=_sampler(lambda threshold=0.0, value=0.0: [threshold], (-3.0, 3.0)),

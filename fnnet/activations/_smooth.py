@@ -740,7 +740,6 @@ identity = elementwise(
     "identity", _identity, lambda x, y: jnp.where(jnp.isnan(y), y, 1.0).astype(y.dtype),  # NaN → NaN
     reference=lambda x: x,
     saves="y",  # y is x: the select reads the value the next layer keeps anyway
-    nan_select=False,
     derivation="x' = 1",
 ).fn
 
