@@ -7,6 +7,7 @@ cancels slow drifts of a shared machine.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import sys
@@ -14,6 +15,18 @@ import time
 from typing import Any, Callable
 
 import jax
+
+
+@contextlib.contextmanager
+def no_persistent_cache():
+    """Compile for real inside: a persistent compilation cache (``JAX_COMPILATION_CACHE_DIR``, which the
+    test suite sets) would turn a compile-time measurement into a disk read."""
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def interleaved(

@@ -6,8 +6,21 @@ that returns the wrong dtype is caught where it happens.
 tests/ is not a package: pytest puts it on sys.path (its default "prepend" import mode), so the
 registry suites import their shared data as ``import oracles`` (tests/oracles.py: one record per op).
 """
-import jax
-import pytest
+import os
+import pathlib
+
+# One persistent XLA compilation cache for the run, shared by the pytest-xdist workers and inherited by
+# the subprocesses some tests start: the suite compiles many identical programs (the same op at the same
+# shape from several suites, in both workers), and a cache hit skips only XLA's compilation of an
+# identical HLO module (the key covers the module, the flags, the backend and jax's version), never
+# tracing, so no test sees a different program. An existing JAX_COMPILATION_CACHE_DIR is respected.
+_CACHE = pathlib.Path(__file__).resolve().parent.parent / "build" / "test-xla-cache"
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_CACHE))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # noqa: E402  (after the cache settings, which jax reads when it is imported)
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
