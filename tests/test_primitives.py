@@ -55,10 +55,14 @@ def _inputs(prim, static, dtype, seed=0):
     return prim.sample_inputs(jax.random.key(seed), dtype, **static)
 
 
+def _normal(seed, shape, dtype):
+    """Standard normal numbers from NumPy: a test's cotangents and directions, without compiling a
+    random-number program per shape (jax.random would, and it costs as much as the checks)."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
+
+
 def _cotangent(out, seed=1):
-    return jax.tree.map(
-        lambda o: jax.random.normal(jax.random.key(seed), o.shape, o.dtype), out
-    )
+    return jax.tree.map(lambda o: _normal(seed, o.shape, o.dtype), out)
 
 
 def test_every_activation_has_an_oracle_record():
@@ -81,14 +85,15 @@ def test_every_activation_has_an_oracle_record():
     assert {"softmax", "log_softmax", "logsumexp", "softmin", "glu"} <= set(needed)
 
 
-# Eager and jit each run once per primitive: float32 under jit (how it trains), float64 eagerly.
-@pytest.mark.parametrize("dtype,use_jit", [(jnp.float32, True), (jnp.float64, False)], ids=["f32-jit", "f64-eager"])
 @pytest.mark.parametrize("prim,static", CASES)
-def test_vjp_matches_autodiff_of_reference(prim, static, dtype, use_jit):
+def test_float32_vjp_under_jit_matches_float64_reference(prim, static):
+    """How it trains: value and hand VJP in float32 under jit against the float64 reference."""
+    dtype = jnp.float32
     args = _inputs(prim, static, dtype)
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
 
+    @jax.jit
     def hand_vjp(args, g):
         out, vjp = jax.vjp(f, *args)
         return out, vjp(g)
@@ -96,8 +101,7 @@ def test_vjp_matches_autodiff_of_reference(prim, static, dtype, use_jit):
     args64 = tuple(a.astype(jnp.float64) for a in args)
     out_ref, vjp_ref = jax.vjp(ref, *args64)
     g = _cotangent(out_ref)
-    hand = jax.jit(hand_vjp) if use_jit else hand_vjp
-    out, cts = hand(args, jax.tree.map(lambda t: t.astype(dtype), g))
+    out, cts = hand_vjp(args, jax.tree.map(lambda t: t.astype(dtype), g))
 
     tol = HAND_VS_REF_ULPS * _eps(dtype)
     _normwise_close(out, out_ref, tol, f"{prim.name} value")
@@ -108,75 +112,99 @@ def test_vjp_matches_autodiff_of_reference(prim, static, dtype, use_jit):
         _normwise_close(ct, ct_ref, tol, f"{prim.name} VJP wrt {name}")
 
 
-# float64 only: the JVP is the transpose of the same rule the float32 VJP test above runs under jit
-@pytest.mark.parametrize("dtype", [jnp.float64], ids=["f64"])
-@pytest.mark.parametrize("prim,static", CASES)
-def test_forward_mode_jvp_matches_reference_and_vjp(prim, static, dtype):
-    """The hand JVP against jax.jvp of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP."""
-    args = _inputs(prim, static, dtype)
-    tangents = tuple(jax.random.normal(jax.random.key(7 + i), a.shape, a.dtype) for i, a in enumerate(args))
-    out, t_out = jax.jvp(lambda *a: prim.fn(*a, **static), args, tangents)
-    args64 = tuple(a.astype(jnp.float64) for a in args)
-    _, t_ref = jax.jvp(
-        lambda *a: prim.reference(*a, **static), args64, tuple(t.astype(jnp.float64) for t in tangents)
-    )
-    _normwise_close(t_out, t_ref, HAND_VS_REF_ULPS * _eps(dtype), f"{prim.name} JVP")
-
-    g = _cotangent(out)
-    _, vjp = jax.vjp(lambda *a: prim.fn(*a, **static), *args)
-    lhs = sum(jnp.vdot(a, b).astype(jnp.float64) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(t_out)))
-    rhs = sum(jnp.vdot(a, b).astype(jnp.float64) for a, b in zip(vjp(g), tangents))
-    # Both inner products sum n terms of size ~|g||J||u|; their rounding differs by ≤ 2n·ε·Σ|terms|.
-    terms = sum(
-        float(jnp.sum(jnp.abs(a.astype(jnp.float64) * b.astype(jnp.float64))))
-        for a, b in zip(vjp(g), tangents)
-    )
-    n = sum(a.size for a in args)
-    assert abs(float(lhs - rhs)) <= (2 * n + HAND_VS_REF_ULPS) * _eps(dtype) * max(terms, 1e-300)
-
-
-@pytest.mark.parametrize("prim,static", CASES)
-def test_vjp_matches_central_differences(prim, static):
-    """The lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h (Richardson-extrapolated), in float64, along random
-    directions: ⟨Jᵀg, u⟩ from the hand VJP against ⟨g, J u⟩ by finite differences."""
-    args = _inputs(prim, static, jnp.float64)
+def _float64_program(prim, static, args):
+    """Everything the float64 test compares, as one compiled program (one compilation per case instead
+    of one per comparison and per eagerly applied operation): the public function's value, reverse
+    mode (the hand VJP) and forward mode (its transpose); the reference's value, VJP and JVP by
+    autodiff; and fnnet's finite-difference samples (:func:`fnnet.check.fd.output_samples`) along one
+    random direction per argument, and, for an elementwise op, along the per-entry steps h_i (every
+    entry's own central difference, since entry i of f depends on x_i alone), with the Jacobian of 6
+    entries by jacrev and jacfwd."""
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
-    out, vjp = jax.vjp(f, *args)
-    g = _cotangent(out)
-    cts = vjp(g)
-    for i, (a, ct) in enumerate(zip(args, cts)):
-        u = jax.random.normal(jax.random.key(11 + i), a.shape, a.dtype)
-        h = _eps(jnp.float64) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a))))
-        tangents = [None] * len(args)
-        tangents[i] = u
-        df = [d.value for d in fd.jvp(f, args, tangents, h)]
-        by_fd = sum(float(np.vdot(gl, dl)) for gl, dl in zip(jax.tree.leaves(g), df))
-        hand = float(jnp.vdot(ct, u))
-        scale = float(sum(np.sum(np.abs(np.asarray(gl) * dl)) for gl, dl in zip(jax.tree.leaves(g), df)))
+    ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
+
+    def program(args, g, us, dirs, h_entries):
+        out, vjp = jax.vjp(f, *args)
+        res = {"out": out, "cts": vjp(g), "jvp": jax.jvp(f, args, us)[1]}
+        out_ref, vjp_ref = jax.vjp(ref, *args)
+        res.update(out_ref=out_ref, cts_ref=vjp_ref(g), jvp_ref=jax.jvp(ref, args, us)[1])
+        res["fd"] = [fd.output_samples(f, args, [d if j == i else None for j in range(len(args))])
+                     for i, d in enumerate(dirs)]
+        if prim.elementwise:
+            (x,) = args
+            res["entry_grad"] = vjp(jnp.ones_like(out))[0]
+            res["entry_fd"] = fd.output_samples(f, args, [h_entries])
+            x6 = x.ravel()[:6]
+            f1 = lambda v: prim.fn(v, **static)  # noqa: E731
+            res["jacrev"], res["jacfwd"] = jax.jacrev(f1)(x6), jax.jacfwd(f1)(x6)
+        return res
+
+    return jax.jit(program)
+
+
+@pytest.mark.parametrize("prim,static", CASES)
+def test_float64_hand_rules_against_autodiff_and_central_differences(prim, static):
+    """The three ways, float64, one compiled program per case (``_float64_program``):
+
+    * value and hand VJP (``jax.vjp`` of the public function) against ``jax.vjp`` of the reference;
+    * forward mode (``jax.jvp`` of the public function, the transpose of the hand VJP) against
+      ``jax.jvp`` of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP;
+    * the lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h (Richardson-extrapolated) along a random direction
+      per argument: ⟨Jᵀg, u⟩ from the hand VJP against ⟨g, J u⟩ by finite differences;
+    * for an elementwise op, every entry's derivative against its own central difference (step
+      h_i = ε^{1/3}·max(1, |x_i|)), and the Jacobian through the public function diagonal: exactly
+      zero off the diagonal in reverse mode, forward mode equal to it.
+    """
+    dtype = jnp.float64
+    args = _inputs(prim, static, dtype)
+    out_shape = jax.eval_shape(lambda *a: prim.fn(*a, **static), *args)
+    g = _cotangent(out_shape)
+    us = tuple(_normal(7 + i, a.shape, a.dtype) for i, a in enumerate(args))
+    steps = [_eps(dtype) ** (1 / 3) * max(1.0, float(jnp.max(jnp.abs(a)))) for a in args]
+    dirs = tuple(
+        _normal(11 + i, a.shape, a.dtype) * h for i, (a, h) in enumerate(zip(args, steps))
+    )
+    h_entries = fd.step_sizes(np.asarray(args[0]), dtype)
+    r = _float64_program(prim, static, args)(args, g, us, dirs, jnp.asarray(h_entries))
+    tol = HAND_VS_REF_ULPS * _eps(dtype)
+
+    _normwise_close(r["out"], r["out_ref"], tol, f"{prim.name} value")
+    for name, ct, ct_ref, a in zip(prim.arg_names, r["cts"], r["cts_ref"], args):
+        assert ct.shape == a.shape and ct.dtype == a.dtype, (
+            f"{prim.name}: cotangent of {name} has {ct.dtype}{ct.shape}, primal {a.dtype}{a.shape}"
+        )
+        _normwise_close(ct, ct_ref, tol, f"{prim.name} VJP wrt {name}")
+
+    _normwise_close(r["jvp"], r["jvp_ref"], tol, f"{prim.name} JVP")
+    g_leaves = [np.asarray(x, np.float64) for x in jax.tree.leaves(g)]
+    lhs = sum(float(np.vdot(a, np.asarray(b, np.float64))) for a, b in zip(g_leaves, jax.tree.leaves(r["jvp"])))
+    prods = [np.asarray(ct, np.float64) * np.asarray(u, np.float64) for ct, u in zip(r["cts"], us)]
+    rhs = sum(float(np.sum(p)) for p in prods)
+    # Both inner products sum n terms of size ~|g||J||u|; their rounding differs by ≤ 2n·ε·Σ|terms|.
+    terms = sum(float(np.sum(np.abs(p))) for p in prods)
+    n = sum(a.size for a in args)
+    assert abs(lhs - rhs) <= (2 * n + HAND_VS_REF_ULPS) * _eps(dtype) * max(terms, 1e-300), (
+        f"{prim.name}: ⟨g, J u⟩ = {lhs!r} via the JVP, ⟨Jᵀg, u⟩ = {rhs!r} via the VJP"
+    )
+
+    for i, ((samples, mags), ct, d, h) in enumerate(zip(r["fd"], r["cts"], dirs, steps)):
+        df = [fd.differences(np.asarray(s), np.asarray(m), "central").scaled(h).value for s, m in zip(samples, mags)]
+        by_fd = sum(float(np.vdot(gl, dl)) for gl, dl in zip(g_leaves, df))
+        hand = float(np.vdot(np.asarray(ct), np.asarray(d))) / h
+        scale = float(sum(np.sum(np.abs(gl * dl)) for gl, dl in zip(g_leaves, df)))
         assert abs(hand - by_fd) <= FD_RTOL * max(scale, 1.0), (
             f"{prim.name} wrt {prim.arg_names[i]}: hand ⟨Jᵀg, u⟩ = {hand!r}, central difference {by_fd!r}"
         )
 
-
-@pytest.mark.parametrize("prim,static", ELEMENTWISE)
-def test_elementwise_central_differences_entrywise(prim, static):
-    """For an elementwise op every derivative is one central difference: check each entry (the
-    diagonal of the finite-difference Jacobian, step h_i = ε^{1/3}·max(1, |x_i|) per entry)."""
-    (x,) = _inputs(prim, static, jnp.float64)
-    f = lambda x: prim.fn(x, **static)  # noqa: E731
-    by_fd = np.diag(fd.jacobian(f, x).value).reshape(x.shape)
-    hand = jax.vmap(jax.grad(f))(x.ravel()).reshape(x.shape)
-    np.testing.assert_allclose(hand, by_fd, rtol=FD_RTOL, atol=FD_RTOL)
-
-
-@pytest.mark.parametrize("prim,static", ELEMENTWISE)
-def test_elementwise_jacobian_is_diagonal(prim, static):
-    x = _inputs(prim, static, jnp.float64, seed=3)[0].ravel()[:6]
-    jac = jax.jacrev(lambda x: prim.fn(x, **static))(x)
-    off = jac - jnp.diag(jnp.diag(jac))
-    assert jnp.all(off == 0), f"{prim.name}: nonzero off-diagonal Jacobian entries"
-    fwd = jax.jacfwd(lambda x: prim.fn(x, **static))(x)
-    chex.assert_trees_all_close(fwd, jac, rtol=HAND_VS_REF_ULPS * _eps(jnp.float64))
+    if prim.elementwise:
+        (samples,), (mags,) = r["entry_fd"]
+        by_fd = fd.differences(np.asarray(samples), np.asarray(mags), "central").scaled(h_entries).value
+        np.testing.assert_allclose(r["entry_grad"], by_fd, rtol=FD_RTOL, atol=FD_RTOL,
+                                   err_msg=f"{prim.name}: f'(x_i) against the central difference at x_i")
+        jac = np.asarray(r["jacrev"])
+        off = jac - np.diag(np.diag(jac))
+        assert np.all(off == 0), f"{prim.name}: nonzero off-diagonal Jacobian entries"
+        np.testing.assert_allclose(r["jacfwd"], jac, rtol=tol, err_msg=f"{prim.name}: jacfwd against jacrev")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
