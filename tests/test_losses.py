@@ -85,16 +85,26 @@ def _np_sce_int(z, k, axis=-1, mask=None):
 
 @pytest.fixture
 def logits():
-    return 3.0 * jax.random.normal(jax.random.key(1), (4, 5), jnp.float64)
+    return 3.0 * _normal(1, (4, 5))
 
 
 @pytest.fixture
 def probs():
-    return jax.nn.softmax(jax.random.normal(jax.random.key(2), (4, 5), jnp.float64))
+    return jax.nn.softmax(_normal(2, (4, 5)))
 
 
+# Test data from NumPy's generator: jax.random compiles a program per shape, which costs more than
+# many of these checks.
 def _normal(seed, shape):
-    return jax.random.normal(jax.random.key(seed), shape, jnp.float64)
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float64)
+
+
+def _uniform(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).random(shape), jnp.float64)
+
+
+def _randint(seed, shape, n):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, n, shape), jnp.int32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -157,7 +167,7 @@ def test_softmax_cross_entropy_unnormalised_labels(logits, probs):
 @pytest.mark.parametrize("axis", [0, 1, 2, -2, (0, 2), (2, 0), (0, 1, 2), None])
 def test_softmax_cross_entropy_axis(axis):
     z = 2.0 * _normal(3, (3, 4, 5))
-    y = jax.random.uniform(jax.random.key(4), (3, 4, 5), jnp.float64)
+    y = _uniform(4, (3, 4, 5))
     np_axis = tuple(range(3)) if axis is None else axis
     expected = _np_sce(z, y, np_axis)
     _close(SCE(z, y, axis=axis), expected, what=f"axis={axis}")
@@ -169,7 +179,7 @@ def test_softmax_cross_entropy_axis(axis):
 
 
 def test_softmax_cross_entropy_axis_is_moveaxis():
-    z, y = _normal(5, (4, 5, 6)), jax.random.uniform(jax.random.key(6), (4, 5, 6), jnp.float64)
+    z, y = _normal(5, (4, 5, 6)), _uniform(6, (4, 5, 6))
     for axis in range(3):
         _close(SCE(z, y, axis=axis), SCE(jnp.moveaxis(z, axis, -1), jnp.moveaxis(y, axis, -1)))
 
@@ -265,7 +275,7 @@ def test_integer_labels_int_axis(axis):
     z = _normal(7, (4, 5, 6))
     n = z.shape[axis]
     batch = tuple(s for i, s in enumerate(z.shape) if i != axis % 3)
-    k = jax.random.randint(jax.random.key(8), batch, 0, n)
+    k = _randint(8, batch, n)
     _close(SCE_INT(z, k, axis=axis), _np_sce_int(z, k, axis))
     _close(SCE_INT(z, k, axis), SCE_INT(jnp.moveaxis(z, axis, -1), k), what="positional axis = moveaxis")
     dz = jax.grad(lambda z: jnp.sum(SCE_INT(z, k, axis)))(z)
@@ -280,7 +290,7 @@ def test_integer_labels_axis_tuple(axis):
     axes = tuple(a % 4 for a in axis)
     batch = tuple(s for i, s in enumerate(z.shape) if i not in axes)
     n = int(np.prod([z.shape[a] for a in axes]))
-    k = jax.random.randint(jax.random.key(10), batch, 0, n)
+    k = _randint(10, batch, n)
     out = SCE_INT(z, k, axis)
     _close(out, _np_sce_int(z, k, axis), what=f"axis={axis}")
     _close(SCE_INT(z, k, axis=axis), out)
@@ -338,7 +348,7 @@ def test_integer_labels_out_of_range_give_nan(logits):
 
 
 def test_sigmoid_binary_cross_entropy(logits):
-    y = jax.random.uniform(jax.random.key(3), logits.shape, jnp.float64)
+    y = _uniform(3, logits.shape)
     z, yn = np.asarray(logits), np.asarray(y)
     log_p, log_not_p = -np.logaddexp(0, -z), -np.logaddexp(0, z)
     _close(BCE(logits, y), -yn * log_p - (1 - yn) * log_not_p)
@@ -357,7 +367,7 @@ def test_sigmoid_binary_cross_entropy(logits):
 
 
 def test_sigmoid_binary_cross_entropy_broadcast_and_dtype(logits):
-    y = jax.random.uniform(jax.random.key(4), (5,), jnp.float64)
+    y = _uniform(4, (5,))
     out = BCE(logits, y)
     np.testing.assert_array_equal(out, BCE(logits, jnp.broadcast_to(y, logits.shape)))
     dy = jax.grad(lambda y: jnp.sum(BCE(logits, y)))(y)
@@ -434,8 +444,8 @@ def test_mse():
 # Forward mode: jax.jvp and jax.jacfwd on every loss agree with reverse mode and the references
 # ------------------------------------------------------------------------------------------------
 
-_Z = 2.0 * np.asarray(jax.random.normal(jax.random.key(20), (3, 4), jnp.float64))
-_Y = np.asarray(jax.nn.softmax(jax.random.normal(jax.random.key(21), (3, 4), jnp.float64)))
+_Z = 2.0 * np.random.default_rng(20).standard_normal((3, 4))
+_Y = np.asarray(jax.nn.softmax(jnp.asarray(np.random.default_rng(21).standard_normal((3, 4)))))
 _K = np.array([3, 0, 1])
 _MASK = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 1]], bool)
 
