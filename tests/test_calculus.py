@@ -44,6 +44,11 @@ CASES = [
     for v in p.variants
 ]
 ELEMENTWISE = [c for c in CASES if c.values[0].elementwise]
+# The Jacobian assembly depends on a rule's shapes, not on its arithmetic: an elementwise op's other
+# hyperparameter values (a slope, a threshold, exact_tails) change only f', which
+# tests/test_primitives.py checks for every variant. Variants over an axis, a mask or labels change the
+# structure and are all kept.
+STRUCTURAL = [c for c in CASES if not c.values[0].elementwise or c.values[1] == dict(c.values[0].variants[0])]
 
 
 def _normwise_close(actual, expected, tol, what=""):
@@ -65,7 +70,7 @@ def _float_argnums(args):
     return tuple(i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating))
 
 
-@pytest.mark.parametrize("prim,static", CASES)
+@pytest.mark.parametrize("prim,static", STRUCTURAL)
 def test_jacobian_from_hand_rules_matches_jacrev_and_jacfwd_of_reference(prim, static):
     args = _sample(prim, static)
     nums = _float_argnums(args)
@@ -126,7 +131,7 @@ def test_jacobian_errors():
 # ------------------------------------------------------------------------------------------------
 # Structured Jacobians
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("prim,static", ELEMENTWISE)
+@pytest.mark.parametrize("prim,static", [c for c in ELEMENTWISE if c in STRUCTURAL])
 def test_elementwise_jacobian_is_the_diagonal(prim, static):
     (x,) = _sample(prim, static)
     d = jax.jit(lambda x: elementwise_jacobian(prim, x, **static))(x)
