@@ -1,7 +1,8 @@
 """Every registered primitive, three ways: hand rule vs autodiff of the reference vs finite differences.
 
-Parametrised over the whole registry × its hyperparameter variants × {float32, float64} × {jit, eager},
-so a primitive added anywhere in fnnet is checked here without a line of test code of its own.
+Parametrised over the whole registry × its hyperparameter variants, in float32 and float64, under jit
+(one program per case) and eagerly (the reverse-mode test runs the backward pass op by op), so a
+primitive added anywhere in fnnet is checked here without a line of test code of its own.
 
 Tolerances (all normwise: ‖a − b‖∞ ≤ tol·‖b‖∞, so a value near 0 is judged at the scale of its array):
 
@@ -85,47 +86,25 @@ def test_every_activation_has_an_oracle_record():
     assert {"softmax", "log_softmax", "logsumexp", "softmin", "glu"} <= set(needed)
 
 
-@pytest.mark.parametrize("prim,static", CASES)
-def test_float32_vjp_under_jit_matches_float64_reference(prim, static):
-    """How it trains: value and hand VJP in float32 under jit against the float64 reference."""
-    dtype = jnp.float32
-    args = _inputs(prim, static, dtype)
-    f = lambda *a: prim.fn(*a, **static)  # noqa: E731
-    ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
-
-    @jax.jit
-    def hand_vjp(args, g):
-        out, vjp = jax.vjp(f, *args)
-        return out, vjp(g)
-
-    args64 = tuple(a.astype(jnp.float64) for a in args)
-    out_ref, vjp_ref = jax.vjp(ref, *args64)
-    g = _cotangent(out_ref)
-    out, cts = hand_vjp(args, jax.tree.map(lambda t: t.astype(dtype), g))
-
-    tol = HAND_VS_REF_ULPS * _eps(dtype)
-    _normwise_close(out, out_ref, tol, f"{prim.name} value")
-    for name, ct, ct_ref, a in zip(prim.arg_names, cts, vjp_ref(g), args):
-        assert ct.shape == a.shape and ct.dtype == a.dtype, (
-            f"{prim.name}: cotangent of {name} has {ct.dtype}{ct.shape}, primal {a.dtype}{a.shape}"
-        )
-        _normwise_close(ct, ct_ref, tol, f"{prim.name} VJP wrt {name}")
-
-
-def _float64_program(prim, static, args):
-    """Everything the float64 test compares, as one compiled program (one compilation per case instead
-    of one per comparison and per eagerly applied operation): the public function's value, reverse
-    mode (the hand VJP) and forward mode (its transpose); the reference's value, VJP and JVP by
-    autodiff; and fnnet's finite-difference samples (:func:`fnnet.check.fd.output_samples`) along one
+def _case_program(prim, static):
+    """Everything the test compares, as one compiled program (one compilation per case instead of one
+    per comparison and per eagerly applied operation): in float64, the public function's value,
+    reverse mode (the hand VJP) and forward mode (its transpose); the reference's value, VJP and JVP by
+    autodiff; the float32 value and hand VJP at float32 inputs with the float64 reference's at the same
+    points; and fnnet's finite-difference samples (:func:`fnnet.check.fd.output_samples`) along one
     random direction per argument, and, for an elementwise op, along the per-entry steps h_i (every
     entry's own central difference, since entry i of f depends on x_i alone), with the Jacobian of 6
     entries by jacrev and jacfwd."""
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     ref = lambda *a: prim.reference(*a, **static)  # noqa: E731
 
-    def program(args, g, us, dirs, h_entries):
+    def program(args, g, us, dirs, h_entries, args32, g32):
+        out32, vjp32 = jax.vjp(f, *args32)
+        res32_ref = jax.vjp(ref, *(a.astype(jnp.float64) for a in args32))
+        res = {"out32": out32, "cts32": vjp32(jax.tree.map(lambda t: t.astype(jnp.float32), g32)),
+               "out32_ref": res32_ref[0], "cts32_ref": res32_ref[1](g32)}
         out, vjp = jax.vjp(f, *args)
-        res = {"out": out, "cts": vjp(g), "jvp": jax.jvp(f, args, us)[1]}
+        res.update(out=out, cts=vjp(g), jvp=jax.jvp(f, args, us)[1])
         out_ref, vjp_ref = jax.vjp(ref, *args)
         res.update(out_ref=out_ref, cts_ref=vjp_ref(g), jvp_ref=jax.jvp(ref, args, us)[1])
         res["fd"] = [fd.output_samples(f, args, [d if j == i else None for j in range(len(args))])
@@ -139,14 +118,17 @@ def _float64_program(prim, static, args):
             res["jacrev"], res["jacfwd"] = jax.jacrev(f1)(x6), jax.jacfwd(f1)(x6)
         return res
 
-    return jax.jit(program)
+    return program
 
 
 @pytest.mark.parametrize("prim,static", CASES)
-def test_float64_hand_rules_against_autodiff_and_central_differences(prim, static):
-    """The three ways, float64, one compiled program per case (``_float64_program``):
+def test_hand_rules_against_autodiff_and_central_differences(prim, static):
+    """The three ways, one compiled program per case (``_case_program``):
 
-    * value and hand VJP (``jax.vjp`` of the public function) against ``jax.vjp`` of the reference;
+    * how it trains: value and hand VJP in float32 (the program is jitted) against the float64
+      reference at the same inputs, 64·ε₃₂;
+    * in float64, value and hand VJP (``jax.vjp`` of the public function) against ``jax.vjp`` of the
+      reference;
     * forward mode (``jax.jvp`` of the public function, the transpose of the hand VJP) against
       ``jax.jvp`` of the reference, and ⟨g, J u⟩ via the JVP = ⟨Jᵀg, u⟩ via the VJP;
     * the lecture's f'(x) ≈ (f(x+h) − f(x−h))/2h (Richardson-extrapolated) along a random direction
@@ -165,7 +147,18 @@ def test_float64_hand_rules_against_autodiff_and_central_differences(prim, stati
         _normal(11 + i, a.shape, a.dtype) * h for i, (a, h) in enumerate(zip(args, steps))
     )
     h_entries = fd.step_sizes(np.asarray(args[0]), dtype)
-    r = _float64_program(prim, static, args)(args, g, us, dirs, jnp.asarray(h_entries))
+    args32 = _inputs(prim, static, jnp.float32)
+    g32 = _cotangent(jax.eval_shape(lambda *a: prim.reference(*a, **static), *args))
+    r = jax.jit(_case_program(prim, static))(args, g, us, dirs, jnp.asarray(h_entries), args32, g32)
+
+    tol32 = HAND_VS_REF_ULPS * _eps(jnp.float32)
+    _normwise_close(r["out32"], r["out32_ref"], tol32, f"{prim.name} float32 value")
+    for name, ct, ct_ref, a in zip(prim.arg_names, r["cts32"], r["cts32_ref"], args32):
+        assert ct.shape == a.shape and ct.dtype == a.dtype, (
+            f"{prim.name}: cotangent of {name} has {ct.dtype}{ct.shape}, primal {a.dtype}{a.shape}"
+        )
+        _normwise_close(ct, ct_ref, tol32, f"{prim.name} float32 VJP wrt {name}")
+
     tol = HAND_VS_REF_ULPS * _eps(dtype)
 
     _normwise_close(r["out"], r["out_ref"], tol, f"{prim.name} value")
@@ -324,6 +317,10 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
     }
     foreign = sorted(set(backward) - set(hand) - bookkeeping)
     assert not foreign, f"{prim.name}: the backward pass applies {foreign}, which the hand VJP does not"
+    # Run eagerly, op by op, the backward pass returns what the hand VJP returns (up to the order of
+    # the bookkeeping above: a few roundings, far within 64ε).
+    for name, ct, hand_ct in zip(prim.arg_names, vjp(g), prim.bwd(res, g, **static)):
+        _normwise_close(ct, hand_ct, HAND_VS_REF_ULPS * _eps(jnp.float32), f"{prim.name} eager VJP wrt {name}")
 
 
 def test_reverse_mode_returns_what_the_hand_vjp_returns():
