@@ -174,7 +174,8 @@ def test_softmax_cross_entropy_axis(axis):
     _close(SCE(z, y, axis), expected, what=f"positional axis={axis}")
     g = jnp.cos(jnp.asarray(expected))
     f = lambda z, y, loss: jnp.vdot(g, loss(z, y, axis))  # noqa: E731
-    for got, ref in zip(jax.grad(f, (0, 1))(z, y, SCE), jax.grad(f, (0, 1))(z, y, SCE.reference)):
+    both = jax.jit(lambda z, y: (jax.grad(f, (0, 1))(z, y, SCE), jax.grad(f, (0, 1))(z, y, SCE.reference)))
+    for got, ref in zip(*both(z, y)):
         _close(got, ref, what=f"gradient, axis={axis}")
 
 
@@ -295,8 +296,9 @@ def test_integer_labels_axis_tuple(axis):
     _close(out, _np_sce_int(z, k, axis), what=f"axis={axis}")
     _close(SCE_INT(z, k, axis=axis), out)
     g = jnp.cos(out)
-    dz = jax.grad(lambda z: jnp.vdot(g, SCE_INT(z, k, axis)))(z)
-    _close(dz, jax.grad(lambda z: jnp.vdot(g, SCE_INT.reference(z, k, axis)))(z))
+    dz, dz_ref = jax.jit(lambda z: (jax.grad(lambda z: jnp.vdot(g, SCE_INT(z, k, axis)))(z),
+                                    jax.grad(lambda z: jnp.vdot(g, SCE_INT.reference(z, k, axis)))(z)))(z)
+    _close(dz, dz_ref)
     # the order of the axes matters: (a, b) and (b, a) index the classes differently
     if len(axis) == 2 and axes[0] != axes[1]:
         swapped = SCE_INT(z, k, axis[::-1])
@@ -479,16 +481,24 @@ def test_forward_mode(case):
     # The primal of jax.jvp is the forward inside another compiled program: bitwise equal on XLA:CPU,
     # within a few roundings where a GPU compiler fuses the two programs differently (1 ULP seen).
     np.testing.assert_allclose(out, fn(*args), rtol=4 * float(jnp.finfo(out.dtype).eps), atol=0)
-    # jvp = Σ_i J_i t_i with J from reverse mode
-    jac_rev = jax.jacrev(fn, argnums=tuple(range(len(args))))(*args)
-    expected = sum(jnp.tensordot(j, t, axes=t.ndim) for j, t in zip(jac_rev, tangents))
+    # The comparisons, as one compiled program (jax.jvp above ran eagerly, as a user calls it).
+    ref = _reference_of(f)
+    nums = tuple(range(len(args)))
+
+    @jax.jit
+    def comparisons(args, tangents):
+        jac_rev = jax.jacrev(fn, argnums=nums)(*args)
+        # jvp = Σ_i J_i t_i with J from reverse mode
+        expected = sum(jnp.tensordot(j, t, axes=t.ndim) for j, t in zip(jac_rev, tangents))
+        jac_fwd = jax.jacfwd(fn, argnums=nums)(*args)
+        t_ref = None if ref is None else jax.jvp(lambda *a: ref(*a, **kw), args, tangents)[1]
+        return jac_rev, expected, jac_fwd, t_ref
+
+    jac_rev, expected, jac_fwd, t_ref = comparisons(args, tangents)
     _close(t_out, expected, what=f"{case}: jvp vs jacrev")
-    jac_fwd = jax.jacfwd(fn, argnums=tuple(range(len(args))))(*args)
     for jf, jr in zip(jac_fwd, jac_rev):
         _close(jf, jr, what=f"{case}: jacfwd vs jacrev")
-    ref = _reference_of(f)
     if ref is not None:
-        _, t_ref = jax.jvp(lambda *a: ref(*a, **kw), args, tangents)
         _close(t_out, t_ref, what=f"{case}: jvp vs the reference's")
 
 
