@@ -27,6 +27,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.check import fd
+from fnnet.check import fd, programs
 
 AUTODIFF_TOL = 64 * float(np.finfo(np.float64).eps)
 FD_TOL = 1e-7
@@ -87,12 +88,27 @@ COMPILER_OPTIONS = {
 }
 
 
+@functools.cache
+def supported_compiler_options() -> dict[str, Any]:
+    """The options of COMPILER_OPTIONS that this jaxlib's XLA knows, on the CPU backend (none on
+    another backend: they are XLA:CPU's). Each is tried on a trivial program: XLA releases drop and
+    rename such switches (jaxlib 0.11 has no ``xla_cpu_use_fusion_emitters``), and an unknown one is
+    an error, not a no-op."""
+    if jax.default_backend() != "cpu":
+        return {}
+    supported = {}
+    for name, value in COMPILER_OPTIONS.items():
+        try:
+            jax.jit(lambda v: v + 1).lower(np.float32(0)).compile({name: value})
+        except Exception:  # noqa: BLE001 - an unknown option: XLA raises a runtime error naming it
+            continue
+        supported[name] = value
+    return supported
+
+
 def _compile_once(f, *args):
     """Run ``f(*args)`` as one compiled program, without the optimizations a hot loop would want."""
-    jitted = jax.jit(f)
-    if jax.default_backend() != "cpu":  # the options above are the CPU backend's
-        return jitted(*args)
-    return jitted.lower(*args).compile(COMPILER_OPTIONS)(*args)
+    return jax.jit(f).lower(*args).compile(supported_compiler_options() or None)(*args)
 
 
 def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck: bool = True) -> Row:
@@ -129,10 +145,11 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
         from fnnet.check import gradcheck as run_gradcheck
 
         args32 = tuple(a.astype(jnp.float32) for a in args)
-        report = run_gradcheck(
-            functools.partial(prim.fn, **static), *args32,
-            reference=functools.partial(prim.reference, **static), mode="full",
-        )
+        with programs.compiler_options(supported_compiler_options()):
+            report = run_gradcheck(
+                functools.partial(prim.fn, **static), *args32,
+                reference=functools.partial(prim.reference, **static), mode="full",
+            )
     return Row(label, err_ad, err_fd, report)
 
 
@@ -237,13 +254,31 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join([format_header(width), *(format_row(r, width) for r in rows), format_summary(rows)])
 
 
-def _fast_compiles() -> None:
-    """Compile the checker's programs without LLVM's optimizations too (see COMPILER_OPTIONS).
+def usable_xla_flags(flags: Sequence[str]) -> list[str]:
+    """Those of ``flags`` (``--name=value``) that this jaxlib's XLA accepts in ``XLA_FLAGS``, tried in
+    a subprocess on the CPU backend (an unknown flag aborts the process that starts a backend, so it
+    cannot be tried here): all of them if they start a backend together, else each one that does."""
+    def starts(trial):
+        env = dict(os.environ, XLA_FLAGS=" ".join(trial), JAX_PLATFORMS="cpu")
+        code = "import jax.numpy as jnp; jnp.zeros(1).block_until_ready()"
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode == 0
 
-    XLA reads ``XLA_FLAGS`` once, when the first computation starts its backend; later it has no effect.
+    flags = list(flags)
+    if not flags or starts(flags):
+        return flags
+    return [f for f in flags if starts([f])] if len(flags) > 1 else []
+
+
+def _fast_compiles() -> None:
+    """Compile the checker's programs and eager operations without LLVM's optimizations too (see
+    COMPILER_OPTIONS), where this XLA knows the switches.
+
+    XLA reads ``XLA_FLAGS`` once, when the first computation starts its backend; later it has no
+    effect (the programs verify compiles itself still get the options, per compilation).
     """
     flags = os.environ.get("XLA_FLAGS", "")
     extra = [f"--{k}={str(v).lower()}" for k, v in COMPILER_OPTIONS.items() if k not in flags]
+    extra = usable_xla_flags(extra)
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
 

@@ -85,3 +85,17 @@ def test_verify_flags_a_wrong_rule_in_the_second_argument_alone():
     row = verify.check_primitive(prim, {}, jax.random.key(0), gradcheck=False)
     assert not row.passed
     assert row.err_autodiff > 0.4 and row.err_fd > 0.4
+
+
+def test_only_the_xla_switches_this_jaxlib_knows_are_used():
+    """An unknown flag in XLA_FLAGS aborts a process and an unknown compile option is an error (jaxlib
+    0.11 dropped xla_cpu_use_fusion_emitters): verify keeps the ones that work and drops the rest."""
+    bogus = "--xla_fnnet_no_such_switch=true"
+    assert verify.usable_xla_flags(["--xla_backend_optimization_level=0", bogus]) == [
+        "--xla_backend_optimization_level=0"
+    ]
+    options = verify.supported_compiler_options()
+    assert set(options) <= set(verify.COMPILER_OPTIONS)
+    if jax.default_backend() == "cpu":
+        assert "xla_backend_optimization_level" in options
+        jax.jit(lambda v: v * 2).lower(1.0).compile(options)  # every kept option compiles

@@ -26,6 +26,7 @@ float64 programs are traced inside :func:`float64_scope`.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import os
 import threading
@@ -43,6 +44,20 @@ _CACHE_LOCK = threading.Lock()
 # and the eager rule fight for the same cores and the first call was measured slower (not faster).
 PARALLEL = os.environ.get("FNNET_GRADCHECK_PARALLEL", "1" if (os.cpu_count() or 1) >= 4 else "0") != "0"
 MAX_PER_FUNCTION = 8  # cached problems per f (different shapes / fixed values); oldest dropped
+_COMPILER_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("fnnet_compiler_options", default=None)
+
+
+@contextlib.contextmanager
+def compiler_options(options: dict | None):
+    """XLA compile options for the programs first compiled in the body, on this thread (a program
+    already compiled and cached is reused as it is). ``python -m fnnet verify`` compiles its
+    run-once programs without LLVM's optimizations this way; options are per compilation, so a
+    process's other programs are unaffected."""
+    token = _COMPILER_OPTIONS.set(options or None)
+    try:
+        yield
+    finally:
+        _COMPILER_OPTIONS.reset(token)
 
 
 def precision_scope():
@@ -156,9 +171,11 @@ class Programs:
             fut.set_exception(_detached(err))
             return fut
 
+        options = _COMPILER_OPTIONS.get()  # read on the calling thread; compiled maybe on another
+
         def compile_():
             try:
-                fut.set_result(lowered.compile())
+                fut.set_result(lowered.compile(options))
             except Exception as err:  # noqa: BLE001
                 fut.set_exception(_detached(err))
 
