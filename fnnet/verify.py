@@ -96,10 +96,11 @@ def supported_compiler_options() -> dict[str, Any]:
     an error, not a no-op."""
     if jax.default_backend() != "cpu":
         return {}
-    supported = {}
+    supported: dict[str, Any] = {}
     for name, value in COMPILER_OPTIONS.items():
+        trial: dict[str, Any] = {name: value}
         try:
-            jax.jit(lambda v: v + 1).lower(np.float32(0)).compile({name: value})
+            jax.jit(lambda v: v + 1).lower(np.float32(0)).compile(trial)
         except Exception:  # noqa: BLE001 - an unknown option: XLA raises a runtime error naming it
             continue
         supported[name] = value
