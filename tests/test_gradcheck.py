@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from fnnet.check import GradCheckReport, assert_gradcheck, gradcheck
 from seeded_rules import tanh_rule, tanh_sq_sum, tanh_with_bwd
 
-KEY = jax.random.PRNGKey(0)
 
-
-def normal(shape, dtype=jnp.float32, key=KEY):
-    """Explicit dtype: tests/conftest.py turns x64 on, so JAX's default would be float64."""
-    return jax.random.normal(key, shape, dtype)
+def normal(shape, dtype=jnp.float32, seed=0):
+    """Standard normal test data from NumPy's generator (a jax.random draw compiles a program per
+    shape). Explicit dtype: tests/conftest.py turns x64 on, so JAX's default would be float64."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,10 +90,9 @@ def relu(convention=0.0):
     return f
 
 
-def dense_params(key=KEY, n=4, batch=5, dtype=jnp.float32):
-    k1, k2, k3 = jax.random.split(key, 3)
-    params = {"W": jax.random.normal(k1, (n, n), dtype), "b": jax.random.normal(k2, (n,), dtype)}
-    return params, jax.random.normal(k3, (batch, n), dtype)
+def dense_params(n=4, batch=5, dtype=jnp.float32):
+    params = {"W": normal((n, n), dtype, seed=11), "b": normal((n,), dtype, seed=12)}
+    return params, normal((batch, n), dtype, seed=13)
 
 
 def failed(report: GradCheckReport) -> set:
@@ -221,7 +220,7 @@ def test_matmul_precision_is_highest_inside_the_check_and_restored_after():
         return x.T @ d, d @ W.T
 
     f.defvjp(fwd, bwd)
-    W, x = normal((4, 3)), normal((5, 4), key=jax.random.PRNGKey(1))
+    W, x = normal((4, 3)), normal((5, 4), seed=1)
     with jax.default_matmul_precision("bfloat16"):
         report = gradcheck(f, W, x, cache=False)
         assert jax.config.jax_default_matmul_precision == "bfloat16"  # the caller's scope is back
