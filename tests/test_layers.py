@@ -33,13 +33,17 @@ def plain_dense(params, x):
     return jnp.einsum("oi,...i->...o", params["W"], x, precision="highest") + params["b"]
 
 
-def _params_and_x(key, batch, n_in, n_out, dtype):
-    kW, kb, kx = jax.random.split(key, 3)
-    params = {
-        "W": jax.random.uniform(kW, (n_out, n_in), jnp.float32, -1, 1).astype(dtype),
-        "b": jax.random.uniform(kb, (n_out,), jnp.float32, -1, 1).astype(dtype),
-    }
-    return params, jax.random.uniform(kx, batch + (n_in,), jnp.float32, -2, 2).astype(dtype)
+def _params_and_x(seed, batch, n_in, n_out, dtype):
+    """Test data from NumPy's generator (a jax.random draw compiles a program per shape), drawn in
+    float32 so that both dtypes see the same numbers."""
+    rng = np.random.default_rng(seed)
+    draw = lambda shape, lo, hi: jnp.asarray(rng.uniform(lo, hi, shape).astype(np.float32), dtype)  # noqa: E731
+    params = {"W": draw((n_out, n_in), -1, 1), "b": draw((n_out,), -1, 1)}
+    return params, draw(batch + (n_in,), -2, 2)
+
+
+def _normal(seed, shape):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape))
 
 
 def _loss(layer):
@@ -50,8 +54,8 @@ def _loss(layer):
 @pytest.mark.parametrize("batch", [(), (7,), (2, 3)], ids=["none", "n", "a-b"])
 def test_dense_gradients_match_jax_grad_of_plain_dense(batch, dtype):
     n_in, n_out = 5, 3
-    params, x = _params_and_x(jax.random.key(0), batch, n_in, n_out, dtype)
-    G = jax.random.normal(jax.random.key(1), batch + (n_out,), jnp.float64)
+    params, x = _params_and_x(0, batch, n_in, n_out, dtype)
+    G = _normal(1, batch + (n_out,))
 
     z = dense(params, x)
     assert z.shape == batch + (n_out,) and z.dtype == dtype
@@ -82,8 +86,8 @@ def test_dense_vjp_is_the_lectures_formulas():
     Written here example by example in float64; the rule computes them as two matrix products, so the
     sums are in different orders: ≤ 2(n + 1)ε·Σ|terms| with n = 6 (batch) or 3 (n_out).
     """
-    params, x = _params_and_x(jax.random.key(2), (2, 3), 4, 3, jnp.float64)
-    delta = jax.random.normal(jax.random.key(3), (2, 3, 3), jnp.float64)
+    params, x = _params_and_x(2, (2, 3), 4, 3, jnp.float64)
+    delta = _normal(3, (2, 3, 3))
     _, vjp = jax.vjp(layers.affine, params["W"], params["b"], x)
     gW, gb, gx = vjp(delta)
     d2, x2 = np.asarray(delta).reshape(-1, 3), np.asarray(x).reshape(-1, 4)
@@ -98,14 +102,14 @@ def test_dense_vjp_is_the_lectures_formulas():
 
 
 def test_dense_hand_rule_is_in_the_jaxpr():
-    params, x = _params_and_x(jax.random.key(4), (2,), 4, 3, jnp.float32)
+    params, x = _params_and_x(4, (2,), 4, 3, jnp.float32)
     jaxpr = str(jax.make_jaxpr(dense)(params, x))
     assert "custom_jvp_call" in jaxpr and "name=affine" in jaxpr
 
 
 def test_bias_free_params():
     """Without "b" the layer is z = Wx, and jax.grad returns W's gradient only."""
-    params, x = _params_and_x(jax.random.key(5), (4,), 3, 2, jnp.float64)
+    params, x = _params_and_x(5, (4,), 3, 2, jnp.float64)
     W_only = {"W": params["W"]}
     np.testing.assert_array_equal(dense(W_only, x), dense({"W": params["W"], "b": jnp.zeros(2)}, x))
     g = jax.grad(lambda p: dense(p, x).sum())(W_only)
@@ -224,7 +228,7 @@ def test_mlp_matches_plain_jnp(activation, plain_act, final, plain_final):
     if isinstance(activation, str) and activation not in fnnet.registry():
         pytest.skip(f"{activation} not registered in this checkout")
     params = init_mlp(jax.random.key(10), [5, 8, 8, 3], dtype=jnp.float64)
-    x = jax.random.normal(jax.random.key(11), (4, 5), jnp.float64)
+    x = _normal(11, (4, 5))
     out = mlp(params, x, activation=activation, final_activation=final)
     ref = plain_mlp(params, x, plain_act, plain_final)
     np.testing.assert_allclose(out, ref, rtol=0, atol=tol * float(jnp.max(jnp.abs(ref))))
