@@ -31,7 +31,7 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from fnnet._checks import as_float_array, prng_key
-from fnnet.primitive import define, resolve as _resolve
+from fnnet.primitive import define, resolve as _resolve, sample_rng, sampled
 
 __all__ = ["affine", "dense", "init_dense", "init_mlp", "mlp", "glorot_uniform", "he_normal"]
 
@@ -125,11 +125,9 @@ def _sample_affine(key, dtype=jnp.float32, shape=(3, 5)):
     """x of ``shape`` (batch..., n_in), W (4, n_in), b (4,)."""
     shape = tuple(shape) or (5,)
     n_in, n_out = shape[-1], 4
-    kW, kb, kx = jax.random.split(key, 3)
-    W = jax.random.uniform(kW, (n_out, n_in), jnp.float32, -1.0, 1.0)
-    b = jax.random.uniform(kb, (n_out,), jnp.float32, -1.0, 1.0)
-    x = jax.random.uniform(kx, shape, jnp.float32, -2.0, 2.0)
-    return W.astype(dtype), b.astype(dtype), x.astype(dtype)
+    rng = sample_rng(key)
+    W, b, x = rng.uniform(-1.0, 1.0, (n_out, n_in)), rng.uniform(-1.0, 1.0, (n_out,)), rng.uniform(-2.0, 2.0, shape)
+    return sampled(W, dtype), sampled(b, dtype), sampled(x, dtype)
 
 
 affine = define(

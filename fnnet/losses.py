@@ -49,7 +49,7 @@ from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import softplus
-from fnnet.primitive import REQUIRED, define
+from fnnet.primitive import REQUIRED, define, sample_rng, sampled
 
 __all__ = [
     "softmax_cross_entropy",
@@ -185,10 +185,10 @@ def _sce_convert(arrays, aux, static):
 
 
 def _sample_logits_probs(key, dtype=jnp.float32, shape=(3, 5), **_):
-    k1, k2 = jax.random.split(key)
-    logits = 2.0 * jax.random.normal(k1, shape, jnp.float32)
-    labels = jax.nn.softmax(jax.random.normal(k2, shape, jnp.float32))
-    return jnp.asarray(logits, dtype), jnp.asarray(labels, dtype)
+    rng = sample_rng(key)
+    logits = 2.0 * rng.standard_normal(shape)
+    z = np.exp(rng.standard_normal(shape))
+    return sampled(logits, dtype), sampled(z / z.sum(axis=-1, keepdims=True), dtype)
 
 
 _T, _F = True, False
@@ -407,7 +407,7 @@ def _sample_int(key, dtype=jnp.float32, shape=(3, 5), labels=(0, 4, 2), axis=-1,
     full, it = [], iter(batch)
     for i in range(ndim):
         full.append(dims[pos.index(i)] if i in pos else next(it))
-    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(full), jnp.float32), dtype),)
+    return (sampled(2.0 * sample_rng(key).standard_normal(tuple(full)), dtype),)
 
 
 softmax_cross_entropy_with_integer_labels = define(
@@ -499,10 +499,8 @@ def _bce_convert(arrays, aux, static):
 
 
 def _sample_logits_unit(key, dtype=jnp.float32, shape=(3, 5), **_):
-    k1, k2 = jax.random.split(key)
-    logits = 2.0 * jax.random.normal(k1, shape, jnp.float32)
-    labels = jax.random.uniform(k2, shape, jnp.float32)
-    return jnp.asarray(logits, dtype), jnp.asarray(labels, dtype)
+    rng = sample_rng(key)
+    return sampled(2.0 * rng.standard_normal(shape), dtype), sampled(rng.uniform(0.0, 1.0, shape), dtype)
 
 
 sigmoid_binary_cross_entropy = define(
@@ -622,7 +620,7 @@ def _l2_reference(predictions, targets=None):
 
 def _sample_predictions(key, dtype=jnp.float32, shape=(3, 5), targets=None, **_):
     shape = shape if targets is None else np.shape(targets)
-    return (jnp.asarray(jax.random.normal(key, shape, jnp.float32), dtype),)
+    return (sampled(sample_rng(key).standard_normal(shape), dtype),)
 
 
 _TARGETS_VARIANT = {"targets": ((0.5, -1.0, 2.0, 0.25), (1.5, 0.0, -0.75, 3.0))}
@@ -724,10 +722,8 @@ def _mse_convert(arrays, aux, static):
 
 
 def _sample_pair(key, dtype=jnp.float32, shape=(3, 5), **_):
-    k1, k2 = jax.random.split(key)
-    return tuple(
-        jnp.asarray(jax.random.normal(k, shape, jnp.float32), dtype) for k in (k1, k2)
-    )
+    rng = sample_rng(key)
+    return tuple(sampled(rng.standard_normal(shape), dtype) for _ in range(2))
 
 
 mse = define(

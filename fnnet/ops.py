@@ -51,7 +51,7 @@ import numpy as np
 
 from fnnet._checks import axes, same_dtype
 from fnnet._numerics import unbroadcast
-from fnnet.primitive import define, elementwise
+from fnnet.primitive import define, elementwise, sample_rng, sampled
 
 __all__ = [
     "add",
@@ -109,15 +109,14 @@ def _broadcast_pair(shape):
 def _sample_binary(lo, hi, away_from_zero_in_y=False):
     def sample(key, dtype=jnp.float32, shape=(3, 5)):
         sx, sy = _broadcast_pair(shape)
-        kx, ky, ks = jax.random.split(key, 3)
-        x = jax.random.uniform(kx, sx, jnp.float32, lo, hi)
+        rng = sample_rng(key)
+        x = rng.uniform(lo, hi, sx)
         if away_from_zero_in_y:
             # |y| in [0.5, 2]: a denominator away from 0, so 1/y and x/y² stay moderate.
-            mag = jax.random.uniform(ky, sy, jnp.float32, 0.5, 2.0)
-            y = jnp.where(jax.random.bernoulli(ks, 0.5, sy), mag, -mag)
+            y = rng.uniform(0.5, 2.0, sy) * rng.choice([-1.0, 1.0], sy)
         else:
-            y = jax.random.uniform(ky, sy, jnp.float32, lo, hi)
-        return x.astype(dtype), y.astype(dtype)
+            y = rng.uniform(lo, hi, sy)
+        return sampled(x, dtype), sampled(y, dtype)
 
     return sample
 
@@ -311,10 +310,8 @@ def _matmul_bwd(res, g):
 def _sample_matmul(key, dtype=jnp.float32, shape=(3, 5)):
     """x: (2, 1, m, k), y: (3, k, 2): both batch kinds (a size-1 axis, a missing leading axis)."""
     m, k = (tuple(shape) + (3, 5))[:2] if len(shape) < 2 else tuple(shape)[-2:]
-    kx, ky = jax.random.split(key)
-    x = jax.random.uniform(kx, (2, 1, m, k), jnp.float32, -2.0, 2.0)
-    y = jax.random.uniform(ky, (3, k, 2), jnp.float32, -2.0, 2.0)
-    return x.astype(dtype), y.astype(dtype)
+    rng = sample_rng(key)
+    return sampled(rng.uniform(-2.0, 2.0, (2, 1, m, k)), dtype), sampled(rng.uniform(-2.0, 2.0, (3, k, 2)), dtype)
 
 
 matmul = define(
@@ -360,7 +357,7 @@ def _sample_reduction(key, dtype=jnp.float32, shape=(3, 5), axis=None, keepdims=
         (a if a >= 0 else -a - 1) for a in ((axis,) if isinstance(axis, int) else axis)
     )
     shape = shape + (2,) * max(0, need - len(shape))
-    return (jax.random.uniform(key, shape, jnp.float32, -4.0, 4.0).astype(dtype),)
+    return (sampled(sample_rng(key).uniform(-4.0, 4.0, shape), dtype),)
 
 
 _REDUCTION_VARIANTS = (

@@ -116,21 +116,39 @@ class Primitive:
             return self.sample(key, dtype, shape, **static)
         lo, hi = self.domain
         kinks = [k.at for k in self.kinks]
-        return tuple(
-            uniform_avoiding(k, shape, dtype, lo, hi, kinks)
-            for k in jax.random.split(key, len(self.arg_names))
-        )
+        rng = sample_rng(key)
+        return tuple(uniform_avoiding(rng, shape, dtype, lo, hi, kinks) for _ in self.arg_names)
 
 
-def uniform_avoiding(key, shape, dtype, lo, hi, kinks, margin=None):
-    """Uniform points on [lo, hi] moved at least ``margin`` (default 5 % of the width) away from every
-    kink: test inputs where finite differences do not straddle a kink."""
+def sample_rng(key) -> np.random.Generator:
+    """NumPy's generator, seeded from a JAX PRNG key (typed, ``jax.random.key``, or raw uint32).
+
+    The samplers behind :meth:`Primitive.sample_inputs` draw with it: a ``jax.random`` draw compiles
+    an XLA program per shape and dtype (10–30 ms each on a CPU), which made drawing the registry's
+    inputs cost as much as checking them.
+    """
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    return np.random.default_rng(np.asarray(key, np.uint64).ravel())
+
+
+def sampled(x, dtype) -> jax.Array:
+    """Points drawn in float64 by NumPy, rounded to float32 and then cast to ``dtype`` (so float32 and
+    float64 inputs are the same points), on the default device without compiling a program."""
+    return jax.device_put(np.asarray(np.asarray(x, np.float32), dtype))
+
+
+def uniform_avoiding(rng, shape, dtype, lo, hi, kinks, margin=None):
+    """Uniform points on [lo, hi] (drawn by ``rng``, a :func:`sample_rng`) moved at least ``margin``
+    (default 5 % of the width) away from every kink: test inputs where finite differences do not
+    straddle a kink."""
     margin = 0.05 * (hi - lo) if margin is None else margin
-    x = np.asarray(jax.random.uniform(key, shape, jnp.float32, lo, hi), np.float64)
+    x = np.asarray(np.asarray(rng.uniform(lo, hi, shape), np.float32), np.float64)
     for k in kinks:
         near = np.abs(x - k) < margin
         x = np.where(near, k + np.where(x >= k, margin, -margin) * 1.5, x)
-    return jnp.asarray(x, dtype)
+    return jax.device_put(np.asarray(x, dtype))
 
 
 def registry() -> dict[str, Primitive]:

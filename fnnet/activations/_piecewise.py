@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from fnnet._checks import same_dtype
 from fnnet._numerics import keep_nan
-from fnnet.primitive import REQUIRED, Kink, define, elementwise, uniform_avoiding
+from fnnet.primitive import REQUIRED, Kink, define, elementwise, sample_rng, sampled, uniform_avoiding
 
 __all__ = [
     "hard_sigmoid",
@@ -61,11 +61,8 @@ def _sampler(kinks_of, domain, n_args=1):
     lo, hi = domain
 
     def sample(key, dtype=jnp.float32, shape=(3, 5), **static):
-        kinks = kinks_of(**static)
-        return tuple(
-            uniform_avoiding(k, shape, dtype, lo, hi, kinks)
-            for k in jax.random.split(key, n_args)
-        )
+        kinks, rng = kinks_of(**static), sample_rng(key)
+        return tuple(uniform_avoiding(rng, shape, dtype, lo, hi, kinks) for _ in range(n_args))
 
     return sample
 
@@ -525,11 +522,10 @@ def _prelu_validate(input, weight):
 
 
 def _prelu_sample(key, dtype=jnp.float32, shape=(3, 5)):
-    kx, kw = jax.random.split(key)
-    x = uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
+    rng = sample_rng(key)
+    x = uniform_avoiding(rng, shape, dtype, -4.0, 4.0, [0.0])
     n_channels = shape[1] if len(shape) >= 2 else 1
-    w = jax.random.uniform(kw, (n_channels,), jnp.float32, -0.5, 0.5).astype(dtype)
-    return x, w
+    return x, sampled(rng.uniform(-0.5, 0.5, (n_channels,)), dtype)
 
 
 prelu = define(

@@ -21,7 +21,7 @@ from jax import lax
 from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, dsigmoid, exp_neg_scaled
 from fnnet._numerics import softplus as _softplus_kernel
 from fnnet._checks import axes
-from fnnet.primitive import Kink, define, elementwise
+from fnnet.primitive import Kink, define, elementwise, sample_rng, sampled
 
 __all__ = [
     "celu", "elu", "gelu", "glu", "identity", "log1mexp", "log_sigmoid", "mish", "selu", "sigmoid",
@@ -789,7 +789,7 @@ def _glu_jvp(primals, tangents, out, *, axis=-1):
 def _glu_sample(key, dtype=jnp.float32, shape=(3, 5), axis=-1):
     shape = list(shape)
     shape[axis] *= 2
-    return (jnp.asarray(2.0 * jax.random.normal(key, tuple(shape), jnp.float32), dtype),)
+    return (sampled(2.0 * sample_rng(key).standard_normal(tuple(shape)), dtype),)
 
 
 def _glu_reference(x, axis=-1):

@@ -46,7 +46,7 @@ from fnnet._numerics import masked as _masked
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import softmax_vjp as _softmax_vjp
-from fnnet.primitive import define
+from fnnet.primitive import define, sample_rng, sampled
 
 __all__ = ["softmax", "log_softmax", "logsumexp", "softmin"]
 
@@ -72,8 +72,7 @@ def _mask_convert(fname):
 
 def _sample_normal(scale=2.0):
     def sample(key, dtype=jnp.float32, shape=(3, 5), **static):
-        # Drawn in float32 and cast, so float32 and float64 tests see the same points.
-        return (jnp.asarray(scale * jax.random.normal(key, shape, jnp.float32), dtype),)
+        return (sampled(scale * sample_rng(key).standard_normal(shape), dtype),)
 
     return sample
 

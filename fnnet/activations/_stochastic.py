@@ -19,7 +19,7 @@ from jax import lax
 from fnnet._checks import as_float_array, broadcasts_to, prng_key, same_dtype
 from fnnet._checks import axes as _axes
 from fnnet._numerics import keep_nan, normalize, shifted, softmax_vjp, unbroadcast
-from fnnet.primitive import Kink, define, uniform_avoiding
+from fnnet.primitive import Kink, define, sample_rng, sampled, uniform_avoiding
 
 __all__ = ["rrelu", "gumbel_softmax"]
 
@@ -56,10 +56,9 @@ def _leaky_noise_validate(input, noise):
 
 
 def _leaky_noise_sample(key, dtype=jnp.float32, shape=(3, 5)):
-    kx, ka = jax.random.split(key)
-    x = uniform_avoiding(kx, shape, dtype, -4.0, 4.0, [0.0])
-    a = jax.random.uniform(ka, shape, jnp.float32, 1 / 8, 1 / 3).astype(dtype)
-    return x, a
+    rng = sample_rng(key)
+    x = uniform_avoiding(rng, shape, dtype, -4.0, 4.0, [0.0])
+    return x, sampled(rng.uniform(1 / 8, 1 / 3, shape), dtype)
 
 
 rrelu_with_noise = define(
@@ -241,9 +240,8 @@ def _validate_gumbel(logits, gumbels, tau=1.0, hard=False, dim=-1):
 
 
 def _gumbel_sample(key, dtype=jnp.float32, shape=(3, 5), **static):
-    k1, k2 = jax.random.split(key)
-    logits = 2.0 * jax.random.normal(k1, shape, jnp.float32)
-    return jnp.asarray(logits, dtype), jnp.asarray(_gumbel_noise(k2, shape, jnp.float32), dtype)
+    rng = sample_rng(key)
+    return sampled(2.0 * rng.standard_normal(shape), dtype), sampled(rng.gumbel(size=shape), dtype)
 
 
 _GUMBEL_DOC = r"""torch's Gumbel-softmax with an explicit PRNG key.
