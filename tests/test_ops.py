@@ -36,18 +36,19 @@ def _eps(dtype):
 # than many of the checks themselves. Values are drawn in float32 and cast, so both dtypes see the
 # same numbers.
 def _random(seed, shape, dtype, lo=-2.0, hi=2.0):
-    return jnp.asarray(np.random.default_rng(seed).uniform(lo, hi, shape).astype(np.float32), dtype)
+    # jax.device_put, not jnp.asarray: that compiles a small copy program per shape and dtype
+    return jax.device_put(np.random.default_rng(seed).uniform(lo, hi, shape).astype(np.float32).astype(dtype))
 
 
 def _nonzero(seed, shape, dtype):
     """|y| in [0.5, 2] with random signs: a denominator safely away from 0."""
     rng = np.random.default_rng(seed)
     mag = rng.uniform(0.5, 2.0, shape).astype(np.float32)
-    return jnp.asarray(np.where(rng.random(shape) < 0.5, mag, -mag), dtype)
+    return jax.device_put(np.where(rng.random(shape) < 0.5, mag, -mag).astype(dtype))
 
 
 def _normal(seed, shape):
-    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape), jnp.float64)
+    return jax.device_put(np.random.default_rng(seed).standard_normal(shape))
 
 
 def _abs_bound(name, x, y, g):
@@ -161,11 +162,18 @@ def test_broadcast_jvp_matches_reference(name, sx, sy):
     x, y = _inputs(name, sx, sy, jnp.float64, seed=5)
     tx = _normal(6, x.shape)
     ty = _normal(7, y.shape)
-    _, t_hand = jax.jvp(prim.fn, (x, y), (tx, ty))
-    _, t_ref = jax.jvp(prim.reference, (x, y), (tx, ty))
-    ax, ay = jnp.abs(x), jnp.abs(y)
-    _, bx = jax.jvp(prim.reference, (ax, ay), (jnp.abs(tx), jnp.zeros_like(ty)))
-    _, by = jax.jvp(prim.reference, (ax, ay), (jnp.zeros_like(tx), jnp.abs(ty)))
+
+    @jax.jit  # one compiled program instead of one per eagerly applied operation
+    def tangents(x, y, tx, ty):
+        ax, ay = jnp.abs(x), jnp.abs(y)
+        return (
+            jax.jvp(prim.fn, (x, y), (tx, ty))[1],
+            jax.jvp(prim.reference, (x, y), (tx, ty))[1],
+            jax.jvp(prim.reference, (ax, ay), (jnp.abs(tx), jnp.zeros_like(ty)))[1],
+            jax.jvp(prim.reference, (ax, ay), (jnp.zeros_like(tx), jnp.abs(ty)))[1],
+        )
+
+    t_hand, t_ref, bx, by = (np.asarray(v) for v in tangents(x, y, tx, ty))
     bound = np.abs(bx) + np.abs(by)
     assert np.all(np.abs(t_hand - t_ref) <= 2 * (8 + 2) * EPS64 * bound + 1e-300)
 
@@ -222,18 +230,23 @@ def test_reduction_vjp_and_jvp_over_axes(name, axis, keepdims):
     """sum's VJP is g copied back (exact: no arithmetic), mean's g/n (one rounding each: ≤ ε)."""
     prim = get(name)
     x = _random(9, (2, 3, 4), jnp.float64)
-    out, vjp = jax.vjp(lambda x: prim.fn(x, axis=axis, keepdims=keepdims), x)
-    ref_out, vjp_ref = jax.vjp(lambda x: prim.reference(x, axis=axis, keepdims=keepdims), x)
-    assert out.shape == ref_out.shape
-    g = _normal(10, out.shape)
-    (ct,), (ct_ref,) = vjp(g), vjp_ref(g)
+    f = lambda x: prim.fn(x, axis=axis, keepdims=keepdims)  # noqa: E731
+    ref = lambda x: prim.reference(x, axis=axis, keepdims=keepdims)  # noqa: E731
+    out_shape = jax.eval_shape(f, x).shape
+    g, t = _normal(10, out_shape), _normal(11, x.shape)
+
+    @jax.jit  # one compiled program: eagerly, each jnp operation of the reference compiles on its own
+    def both(x, g, t):
+        out, vjp = jax.vjp(f, x)
+        ref_out, vjp_ref = jax.vjp(ref, x)
+        return out, ref_out, vjp(g)[0], vjp_ref(g)[0], jax.jvp(f, (x,), (t,))[1], jax.jvp(ref, (x,), (t,))[1]
+
+    out, ref_out, ct, ct_ref, t_out, t_ref = both(x, g, t)
+    assert out.shape == ref_out.shape == out_shape
     assert ct.shape == x.shape
     np.testing.assert_allclose(ct, ct_ref, rtol=EPS64, atol=0)
-    t = _normal(11, x.shape)
-    _, t_out = jax.jvp(lambda x: prim.fn(x, axis=axis, keepdims=keepdims), (x,), (t,))
-    _, t_ref = jax.jvp(lambda x: prim.reference(x, axis=axis, keepdims=keepdims), (x,), (t,))
     # A sum of ≤ 24 terms in possibly different orders: ≤ 2·24·ε·Σ|t| (+ one rounding for mean's 1/n).
-    bound = jnp.sum(jnp.abs(t), axis=axis, keepdims=keepdims)
+    bound = np.sum(np.abs(np.asarray(t)), axis=axis, keepdims=keepdims)
     assert np.all(np.abs(t_out - t_ref) <= 50 * EPS64 * bound)
 
 
