@@ -21,12 +21,10 @@ import jax
 def no_persistent_cache():
     """Compile for real inside: a persistent compilation cache (``JAX_COMPILATION_CACHE_DIR``, which the
     test suite sets) would turn a compile-time measurement into a disk read."""
-    before = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    try:
+    with contextlib.ExitStack() as restore:
+        restore.callback(jax.config.update, "jax_enable_compilation_cache", jax.config.jax_enable_compilation_cache)
+        jax.config.update("jax_enable_compilation_cache", False)
         yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def interleaved(
