@@ -175,7 +175,7 @@ def train_main(argv: Sequence[str]) -> int:
 
 
 def verify_main(argv: Sequence[str]) -> int:
-    """``python -m fnnet verify [names] [--seed N] [--no-gradcheck]``; 2 with the message when
+    """``python -m fnnet verify [names] [--seed N] [--gradcheck]``; 2 with the message when
     :func:`fnnet.verify.verify` refuses its arguments (unknown primitive names)."""
     from fnnet import verify
 

@@ -13,12 +13,13 @@ def test_verify_table_rows_and_verdicts():
     """A few primitives of each kind (elementwise, with variants, two arguments, a reduction); the
     full table is what `make run` prints, and tests/test_primitives.py checks every primitive."""
     names = ["sigmoid", "gelu", "multiply", "softmax", "affine"]
-    rows = verify.verify(names)
+    rows = verify.verify(names, gradcheck=True)
     assert {r.name.split()[0] for r in rows} == set(names)
     assert len(rows) == sum(len(fnnet.get(n).variants) for n in names)
     assert all(r.passed for r in rows), verify.format_table(rows)
     assert all(r.gradcheck is not None and r.gradcheck.passed for r in rows)
     assert f"{len(rows)} passed, 0 failed" in verify.format_table(rows)
+    assert "gradcheck f32" in verify.format_table(rows)
 
 
 def test_verify_main_exit_code(capsys, monkeypatch):
@@ -27,10 +28,17 @@ def test_verify_main_exit_code(capsys, monkeypatch):
     assert verify.main(["sigmoid", "relu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("checking 3 primitives and variants")  # sigmoid's two, relu
-    rows = [line.split()[0] for line in out[3:6]]
-    assert rows == ["sigmoid", "sigmoid", "relu"]  # rows in registry order
+    assert "gradcheck" not in out[1]  # the checker's column only with --gradcheck
+    rows = [line.split() for line in out[3:6]]
+    assert [r[0] for r in rows] == ["sigmoid", "sigmoid", "relu"]  # rows in registry order
+    assert all(r[-1] == "PASS" for r in rows) and len(rows[-1]) == 4  # relu, two errors, the verdict
     assert out[-2].startswith("3 passed, 0 failed in ")
     assert out[-1].startswith("verify: OK, all 3 ")
+    assert verify.main(["relu", "--gradcheck"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "gradcheck f32" in out[1], out
+    cells = out[3].split()
+    assert cells[0] == "relu" and cells[-2:] == ["ok", "PASS"] and len(cells) == 7, out  # + (a) (b) (c)
 
 
 def test_verdict_names_the_failing_rows():
@@ -51,7 +59,7 @@ def test_verify_flags_a_wrong_rule():
         elementwise=True,
         register=False,
     )
-    row = verify.check_primitive(prim, {}, jax.random.key(0))
+    row = verify.check_primitive(prim, {}, jax.random.key(0), gradcheck=True)
     assert not row.passed
     assert row.err_autodiff > 1.0 and row.err_fd > 1.0
     assert not row.gradcheck.passed  # the full checker sees it too, and the table prints its report
