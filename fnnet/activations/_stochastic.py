@@ -9,6 +9,8 @@ checked too.
 """
 from __future__ import annotations
 
+import inspect
+
 import math
 import numbers
 
@@ -244,24 +246,33 @@ def _gumbel_sample(key, dtype=jnp.float32, shape=(3, 5), **static):
     return sampled(2.0 * rng.standard_normal(shape), dtype), sampled(rng.gumbel(size=shape), dtype)
 
 
-_GUMBEL_DOC = r"""torch's Gumbel-softmax with an explicit PRNG key.
+def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
+    r"""torch's Gumbel-softmax with an explicit PRNG key.
 
-``gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1)``: draws standard Gumbel noise
-:math:`g = −\log(−\log U)`, :math:`U \sim \mathcal U(0, 1)` from ``key`` and returns
-:math:`y = \operatorname{softmax}((\text{logits} + g)/τ)` over ``dim`` (torch's formula; torch's
-deprecated ``eps`` argument is not taken). With ``hard=True`` the value is the one-hot of
-``argmax(y)`` (exactly 0 and 1: torch computes ``y_hard − y.detach() + y``, which can be off by one
-rounding) and the gradient is the *straight-through* estimator: the gradient of the soft sample ``y``,
-not the true derivative of the one-hot (0 almost everywhere).
+    ``gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1)``: draws standard Gumbel noise
+    :math:`g = −\log(−\log U)`, :math:`U \sim \mathcal U(0, 1)` from ``key`` and returns
+    :math:`y = \operatorname{softmax}((\text{logits} + g)/τ)` over ``dim`` (torch's formula; torch's
+    deprecated ``eps`` argument is not taken). With ``hard=True`` the value is the one-hot of
+    ``argmax(y)`` (exactly 0 and 1: torch computes ``y_hard − y.detach() + y``, which can be off by one
+    rounding) and the gradient is the *straight-through* estimator: the gradient of the soft sample ``y``,
+    not the true derivative of the one-hot (0 almost everywhere).
 
-Arguments:
-  logits: floating array (..., n). key: a ``jax.random.key`` (or legacy uint32 key).
-  tau: temperature > 0; static. hard: bool; static. dim: the axis of the categories; static.
+    Arguments:
+      logits: floating array (..., n). key: a ``jax.random.key`` (or legacy uint32 key).
+      tau: temperature > 0; static. hard: bool; static. dim: the axis of the categories; static.
 
-Derivative (soft sample, both modes): VJP :math:`y ⊙ (g − ⟨g, y⟩)/τ` with respect to the logits and
-to the noise. The registered primitive ``registry()["gumbel_softmax"]`` takes the noise as its second
-array argument (``gumbel_softmax.primitive.fn(logits, gumbels, ...)``), so it is deterministic.
-"""
+    Derivative (soft sample, both modes): VJP :math:`y ⊙ (g − ⟨g, y⟩)/τ` with respect to the logits and
+    to the noise. The registered primitive ``registry()["gumbel_softmax"]`` takes the noise as its second
+    array argument (``gumbel_softmax.primitive.fn(logits, gumbels, ...)``), so it is deterministic.
+    """
+    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated
+    # (why a wrapper and not a key-taking primitive: docs/design.md, "Core layout").
+    fname = "fnnet.gumbel_softmax"
+    logits = as_float_array(logits, "logits", fname)
+    prng_key(key, fname)
+    gumbels = _gumbel_noise(key, logits.shape, logits.dtype)
+    return _gumbel_prim.fn(logits, gumbels, tau=tau, hard=hard, dim=dim)
+
 
 _gumbel_prim = define(
     "gumbel_softmax",
@@ -274,21 +285,10 @@ _gumbel_prim = define(
     # checks it against the reference's straight-through gradient instead.
     variants=({"tau": 1.0}, {"tau": 0.5, "dim": 0}),
     derivation="y = softmax(z), z = (logits + g)/τ ⇒ Jᵀg' = y ⊙ (g' − ⟨g', y⟩)/τ for logits and g",
-    doc=_GUMBEL_DOC,
+    doc=inspect.cleandoc(gumbel_softmax.__doc__),
 )
 
 
-def gumbel_softmax(logits, key, tau=1.0, hard=False, dim=-1):
-    # The key draws the noise here, and the registered primitive (logits, gumbels) is differentiated
-    # (why a wrapper and not a key-taking primitive: docs/design.md, "Core layout").
-    fname = "fnnet.gumbel_softmax"
-    logits = as_float_array(logits, "logits", fname)
-    prng_key(key, fname)
-    gumbels = _gumbel_noise(key, logits.shape, logits.dtype)
-    return _gumbel_prim.fn(logits, gumbels, tau=tau, hard=hard, dim=dim)
-
-
-gumbel_softmax.__doc__ = _GUMBEL_DOC
 gumbel_softmax.__module__ = "fnnet"
 gumbel_softmax.primitive = _gumbel_prim
 
