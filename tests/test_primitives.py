@@ -281,6 +281,44 @@ def _primitive_names(jaxpr):
 FIRST_VARIANTS = [c for c in CASES if dict(c.values[1]) == dict(c.values[0].variants[0])]
 
 
+def test_the_nan_probe_of_a_derivative_is_one_compiled_program(caplog):
+    """Whether f′ maps NaN to NaN is found by evaluating it once on a NaN scalar while tracing: one
+    compiled program, not one per operation of f and f′ (op by op that was ~20 programs for gelu)."""
+    from fnnet.primitive import elementwise
+
+    def df(x, y):
+        return jnp.cos(x) * jnp.exp(-jnp.abs(x)) + jnp.sin(x) * jnp.tanh(x) / (1 + x * x)
+
+    op = elementwise("_test_many_op_derivative", lambda x: jnp.sin(x) * jnp.exp(-jnp.abs(x)), df,
+                     saves="x", reference=lambda x: jnp.sin(x) * jnp.exp(-jnp.abs(x)), register=False)
+    x = np.linspace(-2.0, 2.0, 5)
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        jax.make_jaxpr(jax.grad(lambda v: jnp.sum(op.fn(v))))(x)
+    compiled = [r.getMessage().split()[1] for r in caplog.records if r.getMessage().startswith("Compiling ")]
+    assert compiled == ["jit(probe)"], compiled
+    # and the probe's answer is right: f′ above is NaN at NaN, so no select is added
+    assert "select_n" not in _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(op.fn(v))))(x).jaxpr)
+
+
+def test_inputs_are_drawn_by_numpy_from_the_jax_key():
+    """sample_inputs takes a JAX key (typed or raw), draws with NumPy seeded from its bits: the same
+    key gives the same points, another key others; float32 and float64 draws are the same points."""
+    from fnnet.primitive import sample_rng
+
+    prim = fnnet.get("tanh")
+    a32, = prim.sample_inputs(jax.random.key(3), jnp.float32)
+    a64, = prim.sample_inputs(jax.random.key(3), jnp.float64)
+    raw, = prim.sample_inputs(jax.random.PRNGKey(3), jnp.float32)
+    other, = prim.sample_inputs(jax.random.key(4), jnp.float32)
+    assert a32.dtype == jnp.float32 and a64.dtype == jnp.float64 and a32.shape == (3, 5)
+    np.testing.assert_array_equal(a32, a64.astype(np.float32))
+    np.testing.assert_array_equal(a32, raw)
+    assert not np.array_equal(a32, other)
+    lo, hi = prim.domain
+    assert np.all((np.asarray(a64) >= lo) & (np.asarray(a64) <= hi))
+    assert sample_rng(jax.random.key(3)).integers(1 << 30) == sample_rng(jax.random.PRNGKey(3)).integers(1 << 30)
+
+
 def test_nan_select_only_where_the_derivative_formula_needs_it():
     """tanh′ = (1 − y)(1 + y) is NaN at NaN by itself: its backward is jax.nn's sub, add, mul and no
     select. relu′ = [x > 0] is 0 at NaN, so the mechanism keeps the select that makes it NaN."""
