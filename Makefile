@@ -41,10 +41,12 @@ run: $(VENV)/.installed
 # 60 % of the time the fusion emitters take, with the same arithmetic (docs/design.md, "test suite").
 # `make test TEST_XLA_FLAGS=` compiles with XLA's defaults, as a user's program does; both pass.
 # tools/test_xla_flags.py prints the flag where this jaxlib knows it (newer XLA releases dropped it).
+# `echo` joins it to the caller's XLA_FLAGS without stray spaces: XLA reads an XLA_FLAGS that does not
+# start with "--" as a file name and aborts the process (" " alone does that).
 TEST_XLA_FLAGS ?= $(shell $(PY) tools/test_xla_flags.py)
 
 test: $(VENV)/.installed-test
-	XLA_FLAGS="$(TEST_XLA_FLAGS) $$XLA_FLAGS" $(PY) -m pytest -q -n $(JOBS) $(PYTEST_ARGS)
+	XLA_FLAGS="$$(echo $(TEST_XLA_FLAGS) $$XLA_FLAGS)" $(PY) -m pytest -q -n $(JOBS) $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)

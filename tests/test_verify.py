@@ -1,5 +1,8 @@
 """``python -m fnnet verify``: the table, and a failing rule turns the verdict and the exit code."""
 import os
+import pathlib
+import shutil
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -107,3 +110,28 @@ def test_only_the_xla_switches_this_jaxlib_knows_are_used():
     if jax.default_backend() == "cpu":
         assert "xla_backend_optimization_level" in options
         jax.jit(lambda v: v * 2).lower(1.0).compile(options)  # every kept option compiles
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize("test_flags,caller_flags,expected", [
+    ("", None, ""),  # a jaxlib that knows none of the switches, or `make test TEST_XLA_FLAGS=`
+    ("--xla_a=1", None, "--xla_a=1"),
+    ("", "--xla_b=2", "--xla_b=2"),
+    ("--xla_a=1", "--xla_b=2", "--xla_a=1 --xla_b=2"),
+])
+def test_make_test_sets_xla_flags_without_stray_spaces(tmp_path, test_flags, caller_flags, expected):
+    """XLA reads an XLA_FLAGS that does not start with "--" as a file name and aborts the process: a
+    lone space (an empty switch list joined to an empty caller's list) crashed every pytest worker."""
+    stub = tmp_path / "py"  # stands in for the venv's python: prints what pytest would have been given
+    stub.write_text('#!/bin/sh\nprintf "[%s]" "$XLA_FLAGS"\n')
+    stub.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "MAKEFLAGS", "MAKELEVEL")}
+    if caller_flags is not None:
+        env["XLA_FLAGS"] = caller_flags
+    root = pathlib.Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed-test", "-o", ".venv/.installed", "test", f"PY={stub}",
+         f"TEST_XLA_FLAGS={test_flags}"],
+        cwd=root, env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    assert out == f"[{expected}]"
