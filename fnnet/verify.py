@@ -298,7 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--gradcheck", action="store_true",
         help="also run the full checker (fnnet.gradcheck, float32, mode='full') on every row: about 3x the time",
     )
+    # the default since the table alone became `make run`; still accepted, so older commands keep working
+    parser.add_argument("--no-gradcheck", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.gradcheck and args.no_gradcheck:
+        parser.error("--gradcheck and --no-gradcheck contradict each other")
     if args.gradcheck:  # the checker's eager operations: only they read XLA_FLAGS
         _fast_compiles()
     jax.config.update("jax_enable_x64", True)

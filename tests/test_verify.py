@@ -37,6 +37,8 @@ def test_verify_main_exit_code(capsys, monkeypatch):
     assert all(r[-1] == "PASS" for r in rows) and len(rows[-1]) == 4  # relu, two errors, the verdict
     assert out[-2].startswith("3 passed, 0 failed in ")
     assert out[-1].startswith("verify: OK, all 3 ")
+    assert verify.main(["relu", "--no-gradcheck"]) == 0  # the old spelling of the default
+    assert "gradcheck" not in capsys.readouterr().out.splitlines()[1]
     assert verify.main(["relu", "--gradcheck"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "gradcheck f32" in out[1], out
