@@ -127,10 +127,9 @@ def sample_rng(key) -> np.random.Generator:
     an XLA program per shape and dtype (10–30 ms each on a CPU), which made drawing the registry's
     inputs cost as much as checking them.
     """
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key = jax.random.key_data(key)
-    return np.random.default_rng(np.asarray(key, np.uint64).ravel())
+    return np.random.default_rng(np.asarray(key, np.uint64).ravel())  # (a raw key's bits as they are)
 
 
 def sampled(x, dtype) -> jax.Array:

@@ -10,7 +10,6 @@ checked too.
 from __future__ import annotations
 
 import inspect
-
 import math
 import numbers
 
