@@ -236,7 +236,7 @@ def test_compiled_programs_are_reused_for_the_same_function_and_dropped_with_it(
 
     from fnnet.check import programs
 
-    traces = []  # one element per trace of the rule's fwd (jit traces; eager runs add one each)
+    traces = []  # one element per trace of the rule's fwd (jit traces; an eager run adds one)
 
     @jax.custom_vjp
     def f_traced(x):
@@ -255,13 +255,15 @@ def test_compiled_programs_are_reused_for_the_same_function_and_dropped_with_it(
     first = gradcheck(f_traced, x)
     n_first = len(traces)
     second = gradcheck(f_traced, x)
-    # Same verdicts and the same entry named. The second call still runs the rule outside jit (the
-    # eager check), but none of the compiled programs that trace fwd (the rule at float32, the float64
-    # rule+reference pair, the JVP attempt, whose failure is kept) is traced again.
+    # Same verdicts and the same entry named, and nothing traced again: none of the compiled programs
+    # that trace fwd (the rule at float32, the float64 rule+reference pair, f in float64, the sampler,
+    # the JVP attempt, whose failure is kept) is traced by the second call.
     assert not first.passed and not second.passed
     assert [c.verdict for c in first.comparisons] == [c.verdict for c in second.comparisons]
     assert first.comparison("(a)").entries[0].where == second.comparison("(a)").entries[0].where == "args[0][7]"
-    assert len(traces) - n_first == 1 and n_first >= 3
+    assert len(traces) == n_first and n_first >= 3
+    gradcheck(f_traced, x, eager=True)  # the op-by-op run, asked for, is the one new trace
+    assert len(traces) == n_first + 1
     different_value = gradcheck(f_traced, x + 1)  # new point, same shapes: programs reused, new verdict
     assert not different_value.passed
     ref = weakref.ref(f_traced)
@@ -382,6 +384,53 @@ def test_nonlinear_bwd_and_nonzero_at_zero_cotangent():
     assert "(c) linear in the cotangent" in failed(square)
     offset = gradcheck(tanh_with_bwd(lambda x, g: ((g + 1e-3) * (1 - jnp.tanh(x) ** 2),)), x)
     assert {"(c) zero cotangent gives zero", "(c) linear in the cotangent"} <= failed(offset)
+
+
+def test_a_rule_that_differs_outside_jit_is_caught_only_with_eager():
+    # Every default check runs the rule under jit, so a bwd that takes another path on concrete
+    # arrays (here: scaled by 1.01 when not traced) passes them; eager=True runs it op by op too.
+    def bwd(x, g):
+        scale = 1.0 if isinstance(g, jax.core.Tracer) else 1.01
+        return (g * (1 - jnp.tanh(x) ** 2) * scale,)
+
+    x = normal((5,))
+    default = gradcheck(tanh_with_bwd(bwd), x, cache=False)
+    assert default.passed, str(default)
+    assert default.comparison("(c) jit agrees with eager").verdict == "skipped"
+    assert "eager=True" in default.comparison("(c) jit agrees with eager").detail
+    eager = gradcheck(tanh_with_bwd(bwd), x, eager=True, cache=False)
+    assert failed(eager) == {"(c) jit agrees with eager"}
+
+
+def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
+    # The rule's VJP at the inputs' precision and, in float64, f (the float32-inside test), the rule
+    # and the reference, and the finite-difference sampler are one executable instead of one each:
+    # every XLA compilation has a fixed cost. The report is that of separate programs.
+    from fnnet.check import programs
+
+    compiled = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    def run():
+        compiled.clear()
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            return gradcheck(tanh_sq_sum("entry"), x, cache=False)
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+
+    x = normal((30,))
+    together = run()
+    assert len(compiled) == 1, len(compiled)
+    assert not together.passed and together.comparison("(a)").entries[0].where == "args[0][7]"
+    monkeypatch.setattr(programs.Programs, "prefetch_together",
+                        lambda self, items, probe=(): [self.prefetch(*item[:3]) for item in items])
+    alone = run()
+    assert len(compiled) >= 4, len(compiled)
+    assert str(alone) == str(together)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def gradcheck(
     max_entries: int = 8,
     kink_checks: int = 1024,
     structure: bool = True,
+    eager: bool = False,
     cache: bool = True,
     devices="auto",
 ) -> GradCheckReport:
@@ -86,6 +87,11 @@ def gradcheck(
     - ``seed``: all random directions come from ``numpy.random.default_rng(seed)``.
     - ``max_entries``: worst entries shown; ``kink_checks``: failing entries re-examined for kinks.
     - ``structure``: run the structural checks (c).
+    - ``eager``: also run the rule once op by op, outside ``jit``, and compare it with the jitted rule
+      that every other check uses ("(c) jit agrees with eager": catches Python-side state and rules
+      that behave differently under tracing). Off by default: JAX compiles every primitive of an eager
+      run on its own, which was ~40 % of a first call on the corpus of real rules, and no bug there
+      is caught by it alone. With ``eager=False`` the report lists the check as skipped.
     - ``cache``: reuse the compiled programs of an earlier check of the same ``f`` at the same shapes
       and fixed values (a weak-keyed cache on ``f``; see :mod:`fnnet.check.programs`). Pass False
       when f reads Python state that changes between calls.
@@ -122,7 +128,7 @@ def gradcheck(
         name = getattr(f, "__name__", None) or getattr(getattr(f, "fun", None), "__name__", None) or type(f).__name__
         options = dict(mode=mode, probes=probes, cotangents=cotangents, basis_limit=basis_limit,
                        chunk_size=chunk_size, rtol=rtol, atol=atol, max_entries=max_entries,
-                       kink_checks=kink_checks, structure=structure)
+                       kink_checks=kink_checks, structure=structure, eager=eager)
         dtypes = sorted({str(x.dtype) for x in problem.x})
         settings = f"mode={mode}, fd={fd}, order={order}, inputs {'/'.join(dtypes)}, {len(problem.x)} leaves, " \
                    f"{sum(int(np.prod(x.shape)) for x in problem.x)} entries, matmul precision highest"
@@ -171,41 +177,56 @@ def _override(rtol, atol):
 
 
 def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
-    """Trace every program the check will run and start compiling them all in the background.
+    """Trace every program the check will run and start compiling them, as one executable.
 
     Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
-    ``min(chunk, PROBE_BATCH)`` directions), so each later call finds its program compiled.
+    ``min(chunk, PROBE_BATCH)`` directions), so each later call finds its program compiled. The
+    programs: at the inputs' precision the rule, its JVP and, for float64 inputs, the rule at
+    float32; in float64 f itself (the float32-inside test), the rule and the reference, and the
+    finite-difference sampler (:meth:`Programs.prefetch_together`).
     """
-    problem, P = ctx.problem, ctx.programs
+    problem = ctx.problem
 
     def sds(shape, dtype):
         return jax.ShapeDtypeStruct(tuple(shape), dtype)
 
     x = list(problem.x)
-    P.prefetch("rule", lambda: batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]))
-    if problem.RV is not None:
-        return
+    items = [("rule", lambda: batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]), False)]
+    if problem.RV is None:
+        items += _prefetch_more(ctx, cots, mode, chunk, structure, sds)
+    # JAX reports "can't apply forward-mode autodiff to a custom_vjp function" only when lowering
+    ctx.programs.prefetch_together(items, probe=("jvp",))
+
+
+def _prefetch_more(ctx, cots, mode, chunk, structure, sds) -> list:
+    problem = ctx.problem
+    x = list(problem.x)
+    items = []
     if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
-        P.prefetch("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]))
-    with float64_scope():
-        x64 = [sds(np.shape(xi), jnp.float64) for xi in ctx.x64]
-        g64 = [sds((VJP_BATCH, *o.shape), jnp.float64) for o in problem.out]
-        if problem.R64 is not None:
-            P.prefetch("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64))
-        else:
-            P.prefetch("rule64", lambda: batched_vjp(problem.F64), (x64, g64))
-        if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
-            width = max(2, min(chunk, PROBE_BATCH))
-            dirs = [sds((width, *np.shape(xi)), jnp.float64) for xi in ctx.x64]
-            gw = [sds((width, *o.shape), jnp.float64) for o in problem.out]
-            P.prefetch("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw))
-        elif ctx.mesh is None:  # (sharded programs are compiled on first use)
-            gc = [sds((len(cots.values), *o.shape), jnp.float64) for o in problem.out]
-            for leaf, xi in enumerate(ctx.x64):
-                if xi.size:
-                    b = max(1, min(chunk, xi.size))
-                    P.prefetch(f"entries{leaf}", lambda leaf=leaf: make_entry_sampler(problem.F64, ctx.fd, leaf),
-                               (x64, sds((b,), jnp.int64), sds((b,), jnp.float64), gc))
+        items.append(("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]), False))
+    if any(e <= float(np.finfo(np.float64).eps) for e in ctx.eps):  # float64 leaves: the rule's float32 rerun
+        items.append(("rule32", lambda: batched_vjp(problem.F), ([sds(np.shape(xi), np.float32) for xi in x],
+                      [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
+    x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
+    g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
+    items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
+    if problem.R64 is not None:
+        items.append(("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64), True))
+    else:
+        items.append(("rule64", lambda: batched_vjp(problem.F64), (x64, g64), True))
+    if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
+        width = max(2, min(chunk, PROBE_BATCH))
+        dirs = [sds((width, *np.shape(xi)), np.float64) for xi in ctx.x64]
+        gw = [sds((width, *o.shape), np.float64) for o in problem.out]
+        items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw), True))
+    elif ctx.mesh is None:  # (sharded programs are compiled on first use)
+        gc = [sds((len(cots.values), *o.shape), np.float64) for o in problem.out]
+        for leaf, xi in enumerate(ctx.x64):
+            if xi.size:
+                b = max(1, min(chunk, xi.size))
+                items.append((f"entries{leaf}", lambda leaf=leaf: make_entry_sampler(problem.F64, ctx.fd, leaf),
+                              (x64, sds((b,), np.int64), sds((b,), np.float64), gc), True))
+    return items
 
 
 def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix: str, o: dict,
@@ -213,15 +234,16 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
     """Run (a), (b), (c) on ``problem`` and append their verdicts to ``report``."""
     ctx = make_context(problem, fd, seed, programs)
     ctx.mesh = o.get("mesh")
-    fd_engine.check_degraded(ctx)
     cots = make_cotangents(problem, ctx.rng, o["cotangents"], o["basis_limit"])
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
     _prefetch(ctx, cots, o["mode"], chunk, o["structure"])
-    # The op-by-op VJP of the jit-vs-eager check runs now, on this thread, while the programs compile.
+    fd_engine.check_degraded(ctx)
+    # The op-by-op VJP of the jit-vs-eager check (if asked for) runs now, on this thread, while the
+    # programs compile.
     srng = np.random.default_rng([seed, 1])
     g1, g2 = draws(problem, srng)
-    eager_result = eager(ctx, g1) if o["structure"] else None
+    eager_result = eager(ctx, g1) if o["structure"] and o["eager"] else None
 
     def add(c: Comparison):
         c.name = prefix + c.name
@@ -270,7 +292,8 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
         ctx.notes.append(ctx.degraded)
     if o["structure"]:
         add(shape_check)
-        for c in structural(ctx, g1, g2, eager_result, srng, derivative=problem.RV is None):
+        for c in structural(ctx, g1, g2, eager_result, srng, derivative=problem.RV is None,
+                                run_eager=o["eager"]):
             add(c)
     report.notes += [prefix + n for n in ctx.notes]
     return ctx
@@ -296,7 +319,8 @@ def _second_order(problem: Problem, ctx, seed: int) -> Problem:
 
         return H
 
-    out = [jnp.asarray(v) for v in lift(problem.F, False)(list(problem.x))]
+    # Shapes and dtypes only (traced, not run: a concrete call would compile every primitive of the VJP).
+    out = [jax.ShapeDtypeStruct(o.shape, o.dtype) for o in jax.eval_shape(lift(problem.F, False), list(problem.x))]
     return Problem(
         F=lift(problem.F, False), F64=lift(problem.F64, True), R=lift(problem.R, False), R64=lift(problem.R64, True),
         x=list(problem.x), labels=list(problem.labels), out=out,

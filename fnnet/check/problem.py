@@ -69,8 +69,10 @@ def _name(f) -> str:
 def _as_array_or_none(leaf):
     if isinstance(leaf, jax.ShapeDtypeStruct):
         return leaf
-    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-        return jnp.asarray(leaf)
+    if isinstance(leaf, jax.Array):
+        return leaf
+    if isinstance(leaf, (np.ndarray, np.generic)):  # a transfer: jnp.asarray compiles a copy per shape
+        return jax.device_put(leaf)
     if isinstance(leaf, (bool, int, float, complex)):
         return jnp.asarray(leaf)
     return None
@@ -203,7 +205,7 @@ def build_problem(f, args, argnums=None, reference=None, reference_vjp=None) -> 
                 positions.append((len(slots) - 1, k))
             elif kind == "complex":
                 pair = np.stack([np.real(np.asarray(arr)), np.imag(np.asarray(arr))], axis=-1)
-                x.append(jnp.asarray(pair.astype(_real_dtype(arr.dtype))))
+                x.append(jax.device_put(pair.astype(_real_dtype(arr.dtype))))
                 labels.append(label + "[re,im]")
                 positions.append((len(slots) - 1, k))
                 complex_positions.add((len(slots) - 1, k))

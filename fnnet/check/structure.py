@@ -5,8 +5,10 @@
   we report JAX's error as this check's failure rather than letting it escape.)
 * linear: ``VJP(2 g1 + 3 g2) = 2 VJP(g1) + 3 VJP(g2)`` for Gaussian ``g1, g2``.
 * zero: ``VJP(0) = 0`` (a bwd adding a constant or a term independent of ``g`` fails).
-* jit: ``jit(VJP)(g)`` (what every other check uses) equals the eager, op-by-op ``VJP(g)``
-  (catches Python-side state and rules that behave differently under tracing).
+* jit (``eager=True`` only): ``jit(VJP)(g)`` (what every other check uses) equals the eager,
+  op-by-op ``VJP(g)`` (catches Python-side state and rules that behave differently under tracing).
+  Off by default: an eager run compiles each primitive of the rule separately, the largest single
+  cost of a first call.
 * jvp: where ``jax.jvp`` works on f, ``<g, J u>`` by JVP equals ``<VJP(g), u>``; a custom_vjp
   function has no forward mode, which is reported as skipped.
 
@@ -78,7 +80,8 @@ def eager(ctx, g1):
         return None, err
 
 
-def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: bool = True) -> list:
+def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: bool = True,
+               run_eager: bool = True) -> list:
     """The linear / zero / jit / jvp checks (call after :func:`shapes_and_dtypes` passed).
 
     ``derivative=False`` (a rule checked against a given reference VJP): linearity and JVP-vs-VJP
@@ -109,8 +112,11 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
     out.append(Comparison("(c) zero cotangent gives zero", PASS if w <= 1 else FAIL, w,
                           f"max |VJP(0)| = {'NaN' if np.isnan(biggest) else f'{biggest:.2e}'}"))
 
-    value, err = eager_result if eager_result is not None else eager(ctx, g1)
-    if err is None:
+    value, err = (None, None) if not run_eager else eager_result if eager_result is not None else eager(ctx, g1)
+    if not run_eager:
+        out.append(Comparison("(c) jit agrees with eager", SKIP,
+                              detail="not run (eager=True runs the rule op by op and compares)"))
+    elif err is None:
         w = _close(ctx, value, v1, v1, n1)
         out.append(Comparison("(c) jit agrees with eager", PASS if w <= 1 else FAIL, w, "jit(VJP)(g1) vs eager VJP(g1)"))
     else:
