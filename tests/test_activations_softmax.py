@@ -395,3 +395,23 @@ def test_jit_and_vmap(x, mask):
     _close(f(x, mask), jax.nn.log_softmax(x, where=mask), VALUE_RTOL, "jit masked")
     v = jax.vmap(lambda r: fnnet.logsumexp(r))(x)
     _close(v, jax.nn.logsumexp(x, axis=1), VALUE_RTOL, "vmap logsumexp")
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_the_softmax_flag_never_selects_a_heavier_backward(name):
+    # jax.nn.softmax under jax.softmax_custom_jvp(False) is plain autodiff of the formula, whose
+    # backward keeps 3 arrays (6 numbers here); with True its custom rule keeps the output only.
+    # fnnet's hand rule is the lean one whatever the flag says (docs/reference/activations.md).
+    # saved_residuals is what jax's own tests use (jax.ad_checkpoint only exports a printing twin)
+    saved_residuals = pytest.importorskip("jax._src.ad_checkpoint").saved_residuals
+
+    x = jnp.array([5.5, 1.3, -4.2, 0.9], jnp.float32)
+    f = getattr(fnnet, name)
+    for flag in (False, True):
+        with jax.softmax_custom_jvp(flag):
+            res = saved_residuals(f, x)
+            assert sum(a.size for a, _ in res) == 4, (flag, res)
+        np.testing.assert_allclose(f(x), getattr(jax.nn, name)(x), rtol=1e-6)
+    with jax.softmax_custom_jvp(False):
+        legacy = saved_residuals(getattr(jax.nn, name), x)
+    assert sum(a.size for a, _ in legacy) > 4  # the flag does change jax.nn: the comparison is live

@@ -181,15 +181,20 @@ class Programs:
         Every XLA compilation has a fixed cost (~30 ms on a 2-core x86 CPU, measured on a
         one-operation program, against 10-200 ms for the checker's programs themselves), so the
         roles are compiled as one executable whose first argument selects the role (``lax.switch``,
-        one branch per role; the other roles' outputs are zeros). Calling a role runs that executable
-        on its branch, with placeholder arrays for the other roles' arguments.
+        one branch per role). Calling a role runs that executable on its branch, with placeholder
+        arrays for the other roles' arguments. Every branch returns one float64 vector: its role's
+        outputs flattened, cast to float64 (exact for every real float dtype) and padded to the longest
+        role's length; the call unpacks it into numpy arrays of the role's own shapes and dtypes.
+        (Branches returning every role's outputs, zeros for the others', compiled one broadcast
+        kernel per output and branch: most of the kernels of a small check.)
 
         Each role is traced once, here, inside :func:`float64_scope` if ``wide`` and in the caller's
         scopes otherwise; its branch evaluates that traced jaxpr, whose dtypes are fixed, so a program
         traced without x64 computes exactly what it would alone although the combined program is
         lowered with x64 on. A role whose trace or lowering fails keeps its error (raised where it is
-        used, as :meth:`prefetch`); a role with weakly typed or sharded arguments, or a set that
-        ``lax.switch`` refuses (an ordered effect), is compiled on its own. The roles named in
+        used, as :meth:`prefetch`); a role with weakly typed or sharded arguments or outputs that are
+        not real floats, or a set that ``lax.switch`` refuses (an ordered effect), is compiled on its
+        own. The roles named in
         ``probe``, which often fail only when lowered, are lowered alone first (~10 ms) rather than
         spoil the combined lowering.
         """
@@ -209,6 +214,11 @@ class Programs:
                     fut.set_exception(_detached(err))
                     continue
             if role in probe and self._lower(fut, traced, wide) is None:
+                continue
+            if not all(_packable(o) for o in jax.tree_util.tree_leaves(traced.out_info)):
+                lowered = self._lower(fut, traced, wide)
+                if lowered is not None:
+                    self._compile([(fut, None)], lowered)
                 continue
             pending.append((fut, specs, traced, wide))
         while len(pending) > 1:
@@ -232,34 +242,34 @@ class Programs:
             return
         if not pending:
             return
-        with float64_scope() if any(p[3] for p in pending) else contextlib.nullcontext():
+        with float64_scope():
             placeholders = [jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), p[1]) for p in pending]
-        self._compile([(fut, (k, placeholders)) for k, (fut, *_) in enumerate(pending)], lowered,
-                      fallback=[(p[2], p[3]) for p in pending])
+        self._compile([(fut, (k, placeholders, traced.out_info)) for k, (fut, _, traced, _) in enumerate(pending)],
+                      lowered, fallback=[(p[2], p[3]) for p in pending])
 
     @staticmethod
     def _together(pending):
-        """The lowered program running role k of ``pending`` on branch k of a ``lax.switch``."""
+        """The lowered program running role k of ``pending`` on branch k of a ``lax.switch``, each
+        branch returning its role's outputs packed in one float64 vector (see :class:`_Branch`)."""
         from jax.extend.core import jaxpr_as_fun
 
         traced = [p[2] for p in pending]
+        length = max(_Branch.length(t.out_info) for t in traced)
 
         def branch(k):
             def run(per_role):
-                out = []
-                for r, t in enumerate(traced):
-                    if r == k:
-                        flat = jaxpr_as_fun(t.jaxpr)(*jax.tree_util.tree_leaves(per_role[r]))
-                        out.append(jax.tree_util.tree_unflatten(t.out_tree, flat))
-                    else:
-                        out.append(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), t.out_info))
-                return tuple(out)
+                flat = jaxpr_as_fun(traced[k].jaxpr)(*jax.tree_util.tree_leaves(per_role[k]))
+                parts = [jnp.ravel(v).astype(jnp.float64) for v in flat]
+                pad = length - sum(int(np.prod(np.shape(v))) for v in flat)
+                if pad or not parts:
+                    parts.append(jnp.zeros(pad, jnp.float64))
+                return jnp.concatenate(parts)
             return run
 
         def together(index, *per_role):
             return jax.lax.switch(index, [branch(k) for k in range(len(traced))], per_role)
 
-        with float64_scope() if any(p[3] for p in pending) else contextlib.nullcontext():
+        with float64_scope():
             return jax.jit(together).lower(jax.ShapeDtypeStruct((), np.int32), *[p[1] for p in pending])
 
     @staticmethod
@@ -329,16 +339,35 @@ class Programs:
         return fut.result()(*args)
 
 
+def _packable(aval) -> bool:
+    """An output that a float64 vector carries exactly: a real float of at most 64 bits."""
+    dtype = np.dtype(aval.dtype)
+    return jax.numpy.issubdtype(dtype, jax.numpy.floating) and dtype.itemsize <= 8
+
+
 class _Branch:
     """Role ``k`` of a program compiled by :meth:`Programs.prefetch_together`: called with the role's
-    own arguments, it runs the shared executable on branch k and returns the role's results."""
+    own arguments, it runs the shared executable on branch k and unpacks the float64 vector it
+    returns into the role's outputs, numpy arrays of the role's shapes and dtypes (every caller
+    reads them on the host)."""
 
-    def __init__(self, exe, k: int, placeholders: list):
+    def __init__(self, exe, k: int, placeholders: list, out_info):
         self._exe, self._k, self._placeholders = exe, np.int32(k), placeholders
+        self._leaves, self._tree = jax.tree_util.tree_flatten(out_info)
+
+    @staticmethod
+    def length(out_info) -> int:
+        return sum(int(np.prod(o.shape)) for o in jax.tree_util.tree_leaves(out_info))
 
     def __call__(self, *args):
         per_role = [args if r == self._k else p for r, p in enumerate(self._placeholders)]
-        return self._exe(self._k, *per_role)[self._k]
+        packed = np.asarray(self._exe(self._k, *per_role))
+        out, start = [], 0
+        for o in self._leaves:
+            n = int(np.prod(o.shape))
+            out.append(packed[start:start + n].astype(o.dtype).reshape(o.shape))
+            start += n
+        return jax.tree_util.tree_unflatten(self._tree, out)
 
 
 def _detached(err: BaseException) -> BaseException:
