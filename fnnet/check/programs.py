@@ -258,7 +258,7 @@ class Programs:
 
         def branch(k):
             def run(per_role):
-                flat = jaxpr_as_fun(traced[k].jaxpr)(*jax.tree_util.tree_leaves(per_role[k]))
+                flat = jaxpr_as_fun(traced[k].jaxpr)(*_jaxpr_args(traced[k], per_role[k]))
                 parts = [jnp.ravel(v).astype(jnp.float64) for v in flat]
                 pad = length - sum(int(np.prod(np.shape(v))) for v in flat)
                 if pad or not parts:
@@ -337,6 +337,19 @@ class Programs:
         if err is not None:
             raise _detached(err)
         return fut.result()(*args)
+
+
+def _jaxpr_args(traced, args) -> list:
+    """The arguments of ``traced.jaxpr`` for ``args``: their leaves, after the hoisted constants when
+    JAX passes closed-over constants as leading arguments (``jax_use_simplified_jaxpr_constants``)."""
+    leaves = jax.tree_util.tree_leaves(args)
+    n = len(traced.jaxpr.jaxpr.invars)
+    if n == len(leaves):
+        return leaves
+    consts = list(getattr(traced, "_consts", None) or [])
+    if n == len(consts) + len(leaves):
+        return consts + leaves
+    raise ValueError(f"traced program takes {n} arguments, given {len(leaves)} (+{len(consts)} constants)")
 
 
 def _packable(aval) -> bool:
