@@ -1,23 +1,23 @@
-"""The compiled programs of a check: traced once, compiled in parallel, reused across calls.
+"""The compiled programs of a check: traced once, compiled as one executable, reused across calls.
 
-A check of the default mode runs four small XLA programs (the rule's batched VJP at the inputs'
-dtype and in float64, the reference's batched VJP in float64, the finite-difference sampler) plus
-the rule once op by op (the jit-vs-eager check). On a small problem nearly all of the time is
-compilation, so:
+A check of the default mode runs a handful of small programs (the rule's batched VJP at the inputs'
+dtype, its JVP, and in float64 f itself, the rule's and the reference's batched VJPs, the
+finite-difference sampler). On a small problem nearly all of the time is compilation, so:
 
 * **one program per role and shape.** Every call of a role uses one padded batch shape (8
   cotangents, 8 directions), so the probes, the kink re-examination and every bisection round share
   one compiled sampler.
-* **compiled in parallel.** The main thread traces and lowers each program (tracing reads JAX's
-  thread-local configuration, so it stays on the caller's thread) and hands the XLA compilation,
-  which releases the GIL, to a small thread pool; the eager rule runs on the main thread meanwhile.
+* **one executable for all of them** (:meth:`Programs.prefetch_together`): each XLA compilation has
+  a fixed cost, so the roles are branches of one ``lax.switch`` program. The main thread traces
+  (tracing reads JAX's thread-local configuration, so it stays on the caller's thread); the XLA
+  compilation, which releases the GIL, goes to a small thread pool where cores are to spare.
 * **cached across calls.** The programs are kept in a weak-keyed cache on ``f`` (dropped with f), keyed
   by everything the traced programs depend on: the finite-difference scheme, the reference, argnums,
   the pytree structure, the shape/dtype of each differentiated leaf, the *value* of every leaf held
   fixed (it is a constant in the traced program), and the JAX settings that change tracing (x64,
   dtype promotion, rank promotion). A second check of the same f at the same shapes compiles nothing.
   As with ``jax.jit``, Python state that f reads at trace time is assumed fixed; pass
-  ``cache=False`` when it is not (the jit-vs-eager check, always run eagerly, would also flag it).
+  ``cache=False`` when it is not (the jit-vs-eager check, ``eager=True``, would also flag it).
 
 Everything runs under ``jax.default_matmul_precision("highest")`` (see :func:`precision_scope`); the
 float64 programs are traced inside :func:`float64_scope`.
@@ -43,8 +43,8 @@ _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_LOCK = threading.Lock()
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
-# Parallel compilation pays where there are cores to spare; on a 2-core machine the compile threads
-# and the eager rule fight for the same cores and the first call was measured slower (not faster).
+# Compiling on a pool thread pays where there are cores to spare (the programs of an order-2 check,
+# or of cached-out roles, compile beside each other); on a 2-core machine it was measured slower.
 PARALLEL = os.environ.get("FNNET_GRADCHECK_PARALLEL", "1" if (os.cpu_count() or 1) >= 4 else "0") != "0"
 MAX_PER_FUNCTION = 8  # cached problems per f (different shapes / fixed values); oldest dropped
 _COMPILER_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("fnnet_compiler_options", default=None)
