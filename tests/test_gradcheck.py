@@ -433,6 +433,29 @@ def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
     assert str(alone) == str(together)
 
 
+def test_a_large_problem_compiles_one_program_per_role(monkeypatch):
+    # Above TOGETHER_MAX_ENTRIES packed numbers the combined executable would pad and copy a long
+    # vector on every call: each program is compiled alone, with the same report.
+    from fnnet.check import programs
+
+    x = normal((30,))
+    together = gradcheck(tanh_sq_sum("entry"), x, cache=False)
+    monkeypatch.setattr(programs, "TOGETHER_MAX_ENTRIES", 100)  # the float64 VJP pair returns 8·30·2
+    compiled = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        alone = gradcheck(tanh_sq_sum("entry"), x, cache=False)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(compiled) >= 4, len(compiled)
+    assert str(alone) == str(together)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input
 # ---------------------------------------------------------------------------------------------

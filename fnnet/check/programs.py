@@ -47,6 +47,10 @@ _CACHE_LOCK = threading.Lock()
 # or of cached-out roles, compile beside each other); on a 2-core machine it was measured slower.
 PARALLEL = os.environ.get("FNNET_GRADCHECK_PARALLEL", "1" if (os.cpu_count() or 1) >= 4 else "0") != "0"
 MAX_PER_FUNCTION = 8  # cached problems per f (different shapes / fixed values); oldest dropped
+# Programs are combined only while the packed output (one float64 vector per call, as long as the
+# largest role's outputs) stays small: the fixed cost of a compilation matters for small problems,
+# and a large one would pay for padding and copying the vector on each of a check's ~15 calls.
+TOGETHER_MAX_ENTRIES = 1 << 20  # 8 MB of float64
 _COMPILER_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("fnnet_compiler_options", default=None)
 
 
@@ -186,7 +190,9 @@ class Programs:
         outputs flattened, cast to float64 (exact for every real float dtype) and padded to the longest
         role's length; the call unpacks it into numpy arrays of the role's own shapes and dtypes.
         (Branches returning every role's outputs, zeros for the others', compiled one broadcast
-        kernel per output and branch: most of the kernels of a small check.)
+        kernel per output and branch: most of the kernels of a small check.) Problems whose largest
+        role returns more than ``TOGETHER_MAX_ENTRIES`` numbers get one program per role: there the
+        compilations' fixed cost is small against the run, and the padded vector would not be.
 
         Each role is traced once, here, inside :func:`float64_scope` if ``wide`` and in the caller's
         scopes otherwise; its branch evaluates that traced jaxpr, whose dtypes are fixed, so a program
@@ -221,6 +227,12 @@ class Programs:
                     self._compile([(fut, None)], lowered)
                 continue
             pending.append((fut, specs, traced, wide))
+        if len(pending) > 1 and max(_Branch.length(p[2].out_info) for p in pending) > TOGETHER_MAX_ENTRIES:
+            for fut, _, traced, wide in pending:  # a large problem: one program each
+                lowered = self._lower(fut, traced, wide)
+                if lowered is not None:
+                    self._compile([(fut, None)], lowered)
+            return
         while len(pending) > 1:
             try:
                 lowered = self._together(pending)
