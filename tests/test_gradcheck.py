@@ -7,6 +7,8 @@ own (docs/reference/gradcheck.md); the tests assert verdicts, keypaths and indic
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -431,6 +433,50 @@ def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
     alone = run()
     assert len(compiled) >= 4, len(compiled)
     assert str(alone) == str(together)
+
+
+def test_programs_traced_without_x64_keep_their_dtypes_in_the_combined_executable(monkeypatch):
+    # The combined executable is lowered with x64 on; a program traced without it (the rule at the
+    # caller's precision) is evaluated from its traced jaxpr, so a rule that builds arrays with JAX's
+    # default dtype (float32 without x64; traced again with x64 on, float64, which strict promotion
+    # refuses) computes what it computes alone, and the report is the same.
+    from fnnet.check import programs
+
+    @jax.custom_vjp
+    def f(x):
+        return jnp.sum(jnp.tanh(x) * jnp.ones(x.shape))  # ones: float32 without x64, float64 with it
+
+    def fwd(x):
+        return f(x), x
+
+    def bwd(x, g):
+        return (g * (1 - jnp.tanh(x) ** 2) * jnp.ones(x.shape),)
+
+    f.defvjp(fwd, bwd)
+    x = np.linspace(-2, 2, 7).astype(np.float32)
+    def one_by_one(self, items, probe=()):  # each program alone, traced in its own scope
+        for role, build, args, wide in items:
+            with programs.float64_scope() if wide else contextlib.nullcontext():
+                self.prefetch(role, build, args)
+
+    compiled = []
+
+    def listener(event, duration, **_):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiled.append(duration)
+
+    with jax.enable_x64(False):
+        xj = jnp.asarray(x)
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        try:
+            together = gradcheck(f, xj, cache=False)
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listener)
+        assert len(compiled) == 1, len(compiled)  # combined: not the fallback of one program each
+        monkeypatch.setattr(programs.Programs, "prefetch_together", one_by_one)
+        alone = gradcheck(f, xj, cache=False)
+    assert together.passed, str(together)
+    assert str(together) == str(alone)
 
 
 def test_a_large_problem_compiles_one_program_per_role(monkeypatch):

@@ -205,6 +205,7 @@ class Programs:
         spoil the combined lowering.
         """
         pending = []
+        direct = {}  # fut -> the role's jax.jit, where calling it retraces nothing (see _together)
         for role, build, args, wide in items:
             fut, new = self._future((role, _signature(args)))
             if not new:
@@ -219,6 +220,8 @@ class Programs:
                 except Exception as err:  # noqa: BLE001 - re-raised at the point of use
                     fut.set_exception(_detached(err))
                     continue
+                if jax.config.jax_enable_x64:  # traced as the combined program is: its trace is reused
+                    direct[fut] = self.jitted(role, build)
             if role in probe and self._lower(fut, traced, wide) is None:
                 continue
             if not all(_packable(o) for o in jax.tree_util.tree_leaves(traced.out_info)):
@@ -235,7 +238,7 @@ class Programs:
             return
         while len(pending) > 1:
             try:
-                lowered = self._together(pending)
+                lowered = self._together(pending, direct)
                 break
             except Exception:  # noqa: BLE001 - a role that fails to lower, or lax.switch refused them
                 # Some errors only show when lowering (JAX raises "can't apply forward-mode autodiff
@@ -260,17 +263,28 @@ class Programs:
                       lowered, fallback=[(p[2], p[3]) for p in pending])
 
     @staticmethod
-    def _together(pending):
+    def _together(pending, direct):
         """The lowered program running role k of ``pending`` on branch k of a ``lax.switch``, each
-        branch returning its role's outputs packed in one float64 vector (see :class:`_Branch`)."""
-        from jax.extend.core import jaxpr_as_fun
+        branch returning its role's outputs packed in one float64 vector (see :class:`_Branch`).
 
+        A role traced with x64 on (every float64 role, and the others when the caller has x64 on) is
+        called through its own ``jax.jit``, whose cached trace makes it one equation of the branch. A
+        role traced with x64 off would be traced again here, with x64 on, and could compute something
+        else (a ``jnp.zeros`` would be float64): its branch evaluates the traced jaxpr instead, whose
+        dtypes are fixed (binding its equations again costs about as much as tracing it did).
+        (``jax.core.eval_jaxpr`` rather than ``jax.extend``'s ``jaxpr_as_fun``: importing jax.extend
+        took ~80 ms of a first call.)"""
         traced = [p[2] for p in pending]
+        calls = [direct.get(p[0]) for p in pending]
         length = max(_Branch.length(t.out_info) for t in traced)
 
         def branch(k):
             def run(per_role):
-                flat = jaxpr_as_fun(traced[k].jaxpr)(*_jaxpr_args(traced[k], per_role[k]))
+                if calls[k] is not None:
+                    flat = jax.tree_util.tree_leaves(calls[k](*per_role[k]))
+                else:
+                    closed = traced[k].jaxpr
+                    flat = jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *_jaxpr_args(traced[k], per_role[k]))
                 parts = [jnp.ravel(v).astype(jnp.float64) for v in flat]
                 pad = length - sum(int(np.prod(np.shape(v))) for v in flat)
                 if pad or not parts:
