@@ -195,14 +195,13 @@ class Programs:
         compilations' fixed cost is small against the run, and the padded vector would not be.
 
         Each role is traced once, here, inside :func:`float64_scope` if ``wide`` and in the caller's
-        scopes otherwise; its branch evaluates that traced jaxpr, whose dtypes are fixed, so a program
-        traced without x64 computes exactly what it would alone although the combined program is
-        lowered with x64 on. A role whose trace or lowering fails keeps its error (raised where it is
-        used, as :meth:`prefetch`); a role with weakly typed or sharded arguments or outputs that are
-        not real floats, or a set that ``lax.switch`` refuses (an ordered effect), is compiled on its
-        own. The roles named in
-        ``probe``, which often fail only when lowered, are lowered alone first (~10 ms) rather than
-        spoil the combined lowering.
+        scopes otherwise; its branch reuses that trace (:meth:`_together`), so a program traced
+        without x64 computes exactly what it would alone although the combined program is lowered
+        with x64 on. A role whose trace or lowering fails keeps its error (raised where it is used, as
+        :meth:`prefetch`); a role with weakly typed or sharded arguments or outputs that are not real
+        floats, or a set that ``lax.switch`` refuses (an ordered effect), is compiled on its own. The
+        roles named in ``probe``, which often fail only when lowered, are lowered alone first (~10 ms)
+        rather than spoil the combined lowering.
         """
         pending = []
         direct = {}  # fut -> the role's jax.jit, where calling it retraces nothing (see _together)
@@ -318,9 +317,9 @@ class Programs:
 
     def _compile(self, targets, lowered, fallback=None) -> None:
         """Compile ``lowered`` (here or in the pool) and resolve each ``(future, selector)`` of
-        ``targets``: selector None is the executable itself, ``(k, placeholders)`` branch k of a
-        program built by :meth:`prefetch_together` (``fallback``: its roles' traces, compiled one
-        by one if the combined program fails to compile)."""
+        ``targets``: selector None is the executable itself, ``(k, placeholders, out_info)`` branch
+        k of a program built by :meth:`prefetch_together` (``fallback``: its roles' ``(traced,
+        wide)``, compiled one by one if the combined program fails to compile)."""
         options = _COMPILER_OPTIONS.get()  # read on the calling thread; compiled maybe on another
 
         def compile_():
