@@ -21,7 +21,7 @@ float64, the truth at float32's scale) with ``mode="full"``: every entry against
 reference and against finite differences, plus the structural checks of the rule. Its column shows the
 worst error/tolerance of (a) and (b) and the structural verdict (c); a row passes only if all of it
 passes. It is a self-test of the checker on every primitive and takes about three times as long as the
-table (the checker compiles five to seven programs per row), so it is not the default.
+table (the checker traces five to seven programs per row), so it is not the default.
 """
 from __future__ import annotations
 

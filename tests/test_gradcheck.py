@@ -404,33 +404,45 @@ def test_a_rule_that_differs_outside_jit_is_caught_only_with_eager():
     assert failed(eager) == {"(c) jit agrees with eager"}
 
 
-def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
-    # The rule's VJP at the inputs' precision and, in float64, f (the float32-inside test), the rule
-    # and the reference, and the finite-difference sampler are one executable instead of one each:
-    # every XLA compilation has a fixed cost. The report is that of separate programs.
-    from fnnet.check import programs
-
+@contextlib.contextmanager
+def backend_compilations():
+    """The XLA compilations started in the body (one duration each), counted with jax.monitoring."""
     compiled = []
 
     def listener(event, duration, **_):
         if event == "/jax/core/compile/backend_compile_duration":
             compiled.append(duration)
 
-    def run():
-        compiled.clear()
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        try:
-            return gradcheck(tanh_sq_sum("entry"), x, cache=False)
-        finally:
-            jax.monitoring.unregister_event_duration_listener(listener)
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield compiled
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def one_program_per_role(self, items, probe=()):
+    """Stand-in for Programs.prefetch_together: each program compiled alone, in its own scope."""
+    from fnnet.check import programs
+
+    for role, build, args, wide in items:
+        with programs.float64_scope() if wide else contextlib.nullcontext():
+            self.prefetch(role, build, args)
+
+
+def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
+    # The rule's VJP at the inputs' precision and, in float64, f (the float32-inside test), the rule
+    # and the reference, and the finite-difference sampler are one executable instead of one each:
+    # every XLA compilation has a fixed cost. The report is that of separate programs.
+    from fnnet.check import programs
 
     x = normal((30,))
-    together = run()
+    with backend_compilations() as compiled:
+        together = gradcheck(tanh_sq_sum("entry"), x, cache=False)
     assert len(compiled) == 1, len(compiled)
     assert not together.passed and together.comparison("(a)").entries[0].where == "args[0][7]"
-    monkeypatch.setattr(programs.Programs, "prefetch_together",
-                        lambda self, items, probe=(): [self.prefetch(*item[:3]) for item in items])
-    alone = run()
+    monkeypatch.setattr(programs.Programs, "prefetch_together", one_program_per_role)
+    with backend_compilations() as compiled:
+        alone = gradcheck(tanh_sq_sum("entry"), x, cache=False)
     assert len(compiled) >= 4, len(compiled)
     assert str(alone) == str(together)
 
@@ -453,28 +465,13 @@ def test_programs_traced_without_x64_keep_their_dtypes_in_the_combined_executabl
         return (g * (1 - jnp.tanh(x) ** 2) * jnp.ones(x.shape),)
 
     f.defvjp(fwd, bwd)
-    x = np.linspace(-2, 2, 7).astype(np.float32)
-    def one_by_one(self, items, probe=()):  # each program alone, traced in its own scope
-        for role, build, args, wide in items:
-            with programs.float64_scope() if wide else contextlib.nullcontext():
-                self.prefetch(role, build, args)
-
-    compiled = []
-
-    def listener(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(duration)
-
     with jax.enable_x64(False):
-        xj = jnp.asarray(x)
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        try:
-            together = gradcheck(f, xj, cache=False)
-        finally:
-            jax.monitoring.unregister_event_duration_listener(listener)
+        x = jnp.asarray(np.linspace(-2, 2, 7).astype(np.float32))
+        with backend_compilations() as compiled:
+            together = gradcheck(f, x, cache=False)
         assert len(compiled) == 1, len(compiled)  # combined: not the fallback of one program each
-        monkeypatch.setattr(programs.Programs, "prefetch_together", one_by_one)
-        alone = gradcheck(f, xj, cache=False)
+        monkeypatch.setattr(programs.Programs, "prefetch_together", one_program_per_role)
+        alone = gradcheck(f, x, cache=False)
     assert together.passed, str(together)
     assert str(together) == str(alone)
 
@@ -487,17 +484,8 @@ def test_a_large_problem_compiles_one_program_per_role(monkeypatch):
     x = normal((30,))
     together = gradcheck(tanh_sq_sum("entry"), x, cache=False)
     monkeypatch.setattr(programs, "TOGETHER_MAX_ENTRIES", 100)  # the float64 VJP pair returns 8·30·2
-    compiled = []
-
-    def listener(event, duration, **_):
-        if event == "/jax/core/compile/backend_compile_duration":
-            compiled.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with backend_compilations() as compiled:
         alone = gradcheck(tanh_sq_sum("entry"), x, cache=False)
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
     assert len(compiled) >= 4, len(compiled)
     assert str(alone) == str(together)
 

@@ -7,7 +7,8 @@ case in float32; the whole grid is marked slow (``pytest -m slow tests/test_grad
 
 ``python tests/test_gradcheck_corpus.py`` runs the grid and prints the table of docs/reference/gradcheck.md,
 with jax.test_util.check_grads side by side. ``python tests/test_gradcheck_corpus.py --first-call``
-times the first call of each tool on each float32 case in fresh processes (interleaved, medians).
+times the first call of each tool on each float32 case in fresh processes (interleaved, medians);
+with ``--eager`` fnnet also runs its opt-in jit-vs-eager check.
 ``python tests/test_gradcheck_corpus.py --many-draws`` checks the correct rules at new draws (3-12 in
 float32, 3-22 in float64) and counts false alarms.
 """
@@ -158,7 +159,7 @@ from fnnet.check import gradcheck
 from jax.test_util import check_grads
 t = time.perf_counter()
 if {tool!r} == "fnnet":
-    ok = gradcheck(f, *args, **case.options).passed
+    ok = gradcheck(f, *args, **case.options, eager={eager!r}).passed
 else:
     try:
         check_grads(f, args, order=case.options.get("order", 1), modes=["rev"])
@@ -169,7 +170,7 @@ print(ok, time.perf_counter() - t)
 """
 
 
-def first_call(repeats: int = 3):  # pragma: no cover - timing
+def first_call(repeats: int = 3, eager: bool = False):  # pragma: no cover - timing
     import os
     import subprocess
 
@@ -179,10 +180,10 @@ def first_call(repeats: int = 3):  # pragma: no cover - timing
     for _ in range(repeats):
         for name in names:
             for tool in ("fnnet", "check_grads"):  # interleaved: both see the same load
-                code = FIRST_CALL.format(tests=tests, name=name, tool=tool)
+                code = FIRST_CALL.format(tests=tests, name=name, tool=tool, eager=eager)
                 out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
                 times[(name, tool)].append(float(out.stdout.split()[-1]))
-    print(f"first call, float32, fresh processes, medians of {repeats}; load average {os.getloadavg()[0]:.1f} "
+    print(f"first call{' (fnnet with eager=True)' if eager else ''}, float32, fresh processes, medians of {repeats}; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores")
     print("| case | fnnet s | check_grads s | ratio |")
     print("|---|---|---|---|")
@@ -214,7 +215,7 @@ def many_draws():  # pragma: no cover - long
 
 if __name__ == "__main__":  # pragma: no cover
     if "--first-call" in sys.argv:
-        first_call()
+        first_call(eager="--eager" in sys.argv)
     elif "--many-draws" in sys.argv:
         many_draws()
     else:

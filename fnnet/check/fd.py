@@ -397,6 +397,12 @@ def _upcast(p):
 
 # ---- the checker's differences: sampling on its context, observed rounding, batches ------------------
 PROBE_BATCH = 8  # directions per compiled FD call in auto mode (also the bisection's branching)
+
+
+def probe_width(chunk: int) -> int:
+    """Directions per call of the directional sampler: one compiled shape for the probes of (b), the
+    kink checks of (a) and every bisection round (and the shape gradcheck prefetches)."""
+    return max(2, min(chunk, PROBE_BATCH))
 STEP_SCALES = (1.125, 0.875)  # the reruns of with_observed_noise
 
 

@@ -25,7 +25,7 @@ from . import fd as fd_engine
 from .batching import VJP_BATCH, batched_vjp, batched_vjp_pair, fd_mesh
 from .context import make_context
 from .cotangents import make_cotangents, rademacher, scalar_output
-from .fd import PROBE_BATCH, default_chunk, make_entry_sampler, make_sampler
+from .fd import default_chunk, make_entry_sampler, make_sampler, probe_width
 from .problem import Problem, build_problem
 from .programs import Programs, cache_key, cached_programs, float64_scope, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
@@ -91,8 +91,9 @@ def gradcheck(
     - ``eager``: also run the rule once op by op, outside ``jit``, and compare it with the jitted rule
       that every other check uses ("(c) jit agrees with eager": catches Python-side state and rules
       that behave differently under tracing). Off by default: JAX compiles every primitive of an eager
-      run on its own, which was ~40 % of a first call on the corpus of real rules, and no bug there
-      is caught by it alone. With ``eager=False`` the report lists the check as skipped.
+      run on its own, about half of a first call on the corpus of real rules (tests/gradcheck_corpus.py;
+      ``python tests/test_gradcheck_corpus.py --first-call --eager``), and no bug there is caught by it
+      alone. With ``eager=False`` the report lists the check as skipped.
     - ``cache``: reuse the compiled programs of an earlier check of the same ``f`` at the same shapes
       and fixed values (a weak-keyed cache on ``f``; see :mod:`fnnet.check.programs`). Pass False
       when f reads Python state that changes between calls.
@@ -181,7 +182,7 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
     """Trace every program the check will run and start compiling them, as one executable.
 
     Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
-    ``min(chunk, PROBE_BATCH)`` directions), so each later call finds its program compiled. The
+    :func:`~fnnet.check.fd.probe_width` directions), so each later call finds its program compiled. The
     programs: at the inputs' precision the rule, its JVP and, for float64 inputs, the rule at
     float32; in float64 f itself (the float32-inside test), the rule and the reference, and the
     finite-difference sampler (:meth:`Programs.prefetch_together`).
@@ -193,41 +194,33 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
 
     x = list(problem.x)
     items = [("rule", lambda: batched_vjp(problem.F), (x, [sds((VJP_BATCH, *o.shape), o.dtype) for o in problem.out]), False)]
-    if problem.RV is None:
-        items += _prefetch_more(ctx, cots, mode, chunk, structure, sds)
+    if problem.RV is None:  # (a rule checked against a given VJP runs nothing else)
+        if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
+            items.append(("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]), False))
+        if any(e <= float(np.finfo(np.float64).eps) for e in ctx.eps):  # float64 leaves: the rule's float32 rerun
+            items.append(("rule32", lambda: batched_vjp(problem.F), ([sds(np.shape(xi), np.float32) for xi in x],
+                          [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
+        x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
+        g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
+        items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
+        if problem.R64 is not None:
+            items.append(("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64), True))
+        else:
+            items.append(("rule64", lambda: batched_vjp(problem.F64), (x64, g64), True))
+        if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
+            width = probe_width(chunk)
+            dirs = [sds((width, *np.shape(xi)), np.float64) for xi in ctx.x64]
+            gw = [sds((width, *o.shape), np.float64) for o in problem.out]
+            items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw), True))
+        elif ctx.mesh is None:  # (sharded programs are compiled on first use)
+            gc = [sds((len(cots.values), *o.shape), np.float64) for o in problem.out]
+            for leaf, xi in enumerate(ctx.x64):
+                if xi.size:
+                    b = max(1, min(chunk, xi.size))
+                    items.append((f"entries{leaf}", lambda leaf=leaf: make_entry_sampler(problem.F64, ctx.fd, leaf),
+                                  (x64, sds((b,), np.int64), sds((b,), np.float64), gc), True))
     # JAX reports "can't apply forward-mode autodiff to a custom_vjp function" only when lowering
     ctx.programs.prefetch_together(items, probe=("jvp",))
-
-
-def _prefetch_more(ctx, cots, mode, chunk, structure, sds) -> list:
-    problem = ctx.problem
-    x = list(problem.x)
-    items = []
-    if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
-        items.append(("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]), False))
-    if any(e <= float(np.finfo(np.float64).eps) for e in ctx.eps):  # float64 leaves: the rule's float32 rerun
-        items.append(("rule32", lambda: batched_vjp(problem.F), ([sds(np.shape(xi), np.float32) for xi in x],
-                      [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
-    x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
-    g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
-    items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
-    if problem.R64 is not None:
-        items.append(("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64), True))
-    else:
-        items.append(("rule64", lambda: batched_vjp(problem.F64), (x64, g64), True))
-    if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
-        width = max(2, min(chunk, PROBE_BATCH))
-        dirs = [sds((width, *np.shape(xi)), np.float64) for xi in ctx.x64]
-        gw = [sds((width, *o.shape), np.float64) for o in problem.out]
-        items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw), True))
-    elif ctx.mesh is None:  # (sharded programs are compiled on first use)
-        gc = [sds((len(cots.values), *o.shape), np.float64) for o in problem.out]
-        for leaf, xi in enumerate(ctx.x64):
-            if xi.size:
-                b = max(1, min(chunk, xi.size))
-                items.append((f"entries{leaf}", lambda leaf=leaf: make_entry_sampler(problem.F64, ctx.fd, leaf),
-                              (x64, sds((b,), np.int64), sds((b,), np.float64), gc), True))
-    return items
 
 
 def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix: str, o: dict,
@@ -321,7 +314,7 @@ def _second_order(problem: Problem, ctx, seed: int) -> Problem:
         return H
 
     # Shapes and dtypes only (traced, not run: a concrete call would compile every primitive of the VJP).
-    out = [jax.ShapeDtypeStruct(o.shape, o.dtype) for o in jax.eval_shape(lift(problem.F, False), list(problem.x))]
+    out = jax.eval_shape(lift(problem.F, False), list(problem.x))
     return Problem(
         F=lift(problem.F, False), F64=lift(problem.F64, True), R=lift(problem.R, False), R64=lift(problem.R64, True),
         x=list(problem.x), labels=list(problem.labels), out=out,

@@ -224,16 +224,12 @@ class Programs:
             if role in probe and self._lower(fut, traced, wide) is None:
                 continue
             if not all(_packable(o) for o in jax.tree_util.tree_leaves(traced.out_info)):
-                lowered = self._lower(fut, traced, wide)
-                if lowered is not None:
-                    self._compile([(fut, None)], lowered)
+                self._compile_alone(fut, traced, wide)
                 continue
             pending.append((fut, specs, traced, wide))
         if len(pending) > 1 and max(_Branch.length(p[2].out_info) for p in pending) > TOGETHER_MAX_ENTRIES:
             for fut, _, traced, wide in pending:  # a large problem: one program each
-                lowered = self._lower(fut, traced, wide)
-                if lowered is not None:
-                    self._compile([(fut, None)], lowered)
+                self._compile_alone(fut, traced, wide)
             return
         while len(pending) > 1:
             try:
@@ -249,12 +245,8 @@ class Programs:
                     return
                 pending = [p for p, lw in zip(pending, alone) if lw is not None]
         if len(pending) == 1:
-            fut, _, traced, wide = pending[0]
-            lowered = self._lower(fut, traced, wide)
-            if lowered is not None:
-                self._compile([(fut, None)], lowered)
-            return
-        if not pending:
+            self._compile_alone(pending[0][0], pending[0][2], pending[0][3])
+        if len(pending) <= 1:
             return
         with float64_scope():
             placeholders = [jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), p[1]) for p in pending]
@@ -297,6 +289,12 @@ class Programs:
         with float64_scope():
             return jax.jit(together).lower(jax.ShapeDtypeStruct((), np.int32), *[p[1] for p in pending])
 
+    def _compile_alone(self, fut: Future, traced, wide: bool) -> None:
+        """One traced role as its own program (an error while lowering is stored in ``fut``)."""
+        lowered = self._lower(fut, traced, wide)
+        if lowered is not None:
+            self._compile([(fut, None)], lowered)
+
     @staticmethod
     def _lower(fut: Future, traced, wide: bool):
         """``traced.lower()`` in its scope, or None with the error stored in ``fut``."""
@@ -331,12 +329,7 @@ class Programs:
                         fut.set_exception(_detached(err))
                     return
                 for (fut, _), (traced, wide) in zip(targets, fallback):
-                    lowered_alone = Programs._lower(fut, traced, wide)
-                    if lowered_alone is not None:
-                        try:
-                            fut.set_result(lowered_alone.compile(options))
-                        except Exception as err2:  # noqa: BLE001
-                            fut.set_exception(_detached(err2))
+                    self._compile_alone(fut, traced, wide)
                 return
             for fut, selector in targets:
                 fut.set_result(exe if selector is None else _Branch(exe, *selector))
@@ -380,7 +373,7 @@ def _jaxpr_args(traced, args) -> list:
 def _packable(aval) -> bool:
     """An output that a float64 vector carries exactly: a real float of at most 64 bits."""
     dtype = np.dtype(aval.dtype)
-    return jax.numpy.issubdtype(dtype, jax.numpy.floating) and dtype.itemsize <= 8
+    return jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize <= 8
 
 
 class _Branch:

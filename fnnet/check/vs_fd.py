@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .cotangents import rademacher, scalar_output
-from .fd import PROBE_BATCH, directional_differences, entry_differences, sample_points
+from .fd import directional_differences, entry_differences, probe_width, sample_points
 from .report import FAIL, PASS, Comparison, Entry, once_per_entry, ravel, show, unravel
 from .tolerance import (
     Z,
@@ -86,7 +86,7 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     dirs = [_direction(ctx, leaf, signs[leaf][p]) for leaf in range(n_leaves) for p in range(probes)]
     gbatch = [cots[p] for leaf in range(n_leaves) for p in range(probes)]
     # One compiled call shape serves the probes and every bisection round.
-    width = max(2, min(chunk, PROBE_BATCH))
+    width = probe_width(chunk)
     d = directional_differences(ctx, gbatch, dirs, width)
 
     worst, failures, kinks, entries, notes, power = 0.0, len(nonfinite_entries), 0, list(nonfinite_entries), [], []

@@ -15,7 +15,7 @@ import numpy as np
 
 import jax
 
-from .fd import PROBE_BATCH, Differences, pair_differences
+from .fd import Differences, pair_differences, probe_width
 from .programs import float64_scope
 from .report import FAIL, PASS, SKIP, Comparison, Entry, once_per_entry, show, unravel
 from .tolerance import interval_contains, ratio, rounding_bound, within
@@ -64,7 +64,7 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
     pairs = [(row[1], row[2], row[3]) for row in to_check]
     fd_of = {}
     if pairs:
-        d = pair_differences(ctx, pairs, cots.values, max(2, min(chunk, PROBE_BATCH)))
+        d = pair_differences(ctx, pairs, cots.values, probe_width(chunk))
         fd_of = {pair: k for k, pair in enumerate(pairs)}
     rejected, accepted, findings = [], [], []
     for ratio_, c, leaf, i, v, t, err, tol in failing:
