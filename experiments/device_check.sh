@@ -3,7 +3,7 @@
 #
 #   experiments/device_check.sh            (or: make device-check)
 #
-#   1. the test suite, quickly: pytest -x -q -n 4 (without -n if pytest-xdist is missing; test files
+#   1. the test suite, quickly: pytest -x -q -n $WORKERS (default 4; without -n if pytest-xdist is missing; test files
 #      needing mpmath or hypothesis are skipped if those are missing), in two time-limited parts: the
 #      activation numerics (accuracy, extremes, low precision, primitives, activations) first, then
 #      the rest of the suite;
@@ -24,6 +24,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
 SIZES="${SIZES:-1048576 16777216}"
 REPEATS="${REPEATS:-30}"
+WORKERS="${WORKERS:-4}"
 TEST_TIMEOUT="${TEST_TIMEOUT:-100}"
 REST_TIMEOUT="${REST_TIMEOUT:-60}"
 SPEED_TIMEOUT="${SPEED_TIMEOUT:-80}"
@@ -69,7 +70,7 @@ done
 
 if has pytest; then
     args=(-x -q -p no:cacheprovider)
-    has xdist && args+=(-n 4)
+    has xdist && args+=(-n "$WORKERS")
     has mpmath || args+=(--ignore=tests/test_accuracy.py --ignore=tests/test_extremes.py)
     has hypothesis || args+=(--ignore=tests/test_properties.py)
     # shellcheck disable=SC2086

@@ -231,13 +231,14 @@ divide = _binary(
 
 # ----- negative ------------------------------------------------------------------------------------
 def _negative(x):
-    r"""Negation :math:`z = −x`. Derivative :math:`−1` (NaN at a NaN input, fnnet's convention that a
-    NaN never vanishes from a gradient: the reason ``x`` is kept for the backward pass)."""
+    r"""Negation :math:`z = −x`. Derivative :math:`−1`: linear, so its VJP is :math:`−g` and nothing is
+    kept for the backward pass (a NaN input gives a NaN value; the derivative stays −1, as for
+    ``identity`` and ``dense``)."""
     return jnp.negative(x)
 
 
 negative = elementwise(
-    "negative", _negative, lambda x, y: -jnp.ones_like(x), saves="x",
+    "negative", _negative, lambda x, y: -jnp.ones_like(y), saves="y", nan_select=False,
     reference=lambda x: -x,
     derivation="d(−x)/dx = −1",
 ).fn

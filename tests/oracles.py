@@ -48,6 +48,10 @@ ONE, ZERO = mpmath.mpf(1), mpmath.mpf(0)
 LAM = mpmath.mpf("1.0507009873554804934193349852946")  # SELU's λ and α, 30 digits (Klambauer et al.)
 ALPHA = mpmath.mpf("1.6732632423543772848170429916717")
 DERIVED_DPS = 1200
+# Linear elementwise maps and their constant derivative: their VJP passes the cotangent through (times
+# the constant), as jax.grad's and dense's do, so a NaN input gives a NaN value but the derivative stays
+# the constant. Every other elementwise derivative is NaN at a NaN input.
+LINEAR = {"identity": 1.0, "negative": -1.0}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -740,10 +740,15 @@ def _identity(x):
     return x
 
 
+# identity is linear: its Jacobian is I and its VJP returns the cotangent unchanged, as jax.grad of
+# ``lambda x: x`` does and as fnnet's other linear maps (dense) do. The NaN select of the non-linear
+# activations (a NaN input gives a NaN derivative) is not added: a NaN input already gives a NaN
+# output, and the select would cost a pass over x under jit and a fused loop to compile.
 identity = elementwise(
-    "identity", _identity, lambda x, y: jnp.where(jnp.isnan(y), y, 1.0).astype(y.dtype),  # NaN → NaN
+    "identity", _identity, lambda x, y: jnp.ones_like(y),
     reference=lambda x: x,
-    saves="y",  # y is x: the select reads the value the next layer keeps anyway
+    saves="y",  # nothing is read: the product g·1 folds to g under jit
+    nan_select=False,
     derivation="x' = 1",
 ).fn
 
