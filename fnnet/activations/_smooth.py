@@ -353,13 +353,12 @@ def _mish(x):
     """
     xc = jnp.maximum(x, -1e4)  # mish(−1e4) = 0 in every dtype: −∞ gives 0, not −∞·0
     e, e_s, scale = exp_neg_scaled(jnp.abs(xc))
-    # x ≥ 0, t = e^{−x}: n/(n+2) = (1+2t)/(1+2t+2t²); x < 0, e = e^{x}: x·e(e+2)/(e(e+2)+2). The two
-    # sides' numerators and denominators are selected first and divided once: a division costs several
-    # multiplications (on a GPU, where this op is compute-bound, and on a CPU).
-    neg = x < 0
-    num = jnp.where(neg, e_s * (e + 2), 1 + 2 * e)
-    den = jnp.where(neg, e * (e + 2) + 2, 1 + 2 * e + 2 * e * e)
-    return (jnp.where(neg, xc, x) * (num / den)) * jnp.where(neg, scale, 1.0)
+    # x ≥ 0, t = e^{−x}: n/(n+2) = (1+2t)/(1+2t+2t²); x < 0, e = e^{x}: x·e(e+2)/(e(e+2)+2). (Selecting
+    # the numerators and denominators first to divide once, as _dmish does, makes XLA:CPU split the
+    # gradient's loop into 7 fusions instead of 3 and compile 60 % longer.)
+    pos = x * ((1 + 2 * e) / (1 + 2 * e + 2 * e * e))
+    neg = (xc * (e_s * (e + 2) / (e * (e + 2) + 2))) * scale
+    return jnp.where(x < 0, neg, pos)
 
 
 # The root of mish' (mpmath.findroot, 30 digits). The expansion of mish's numerator h (below) is taken
@@ -403,7 +402,7 @@ def _dmish(x, y):
     q = 1 + e * (2 + e * (2 + e * (1 + 0.25 * e)))
     h4_far = (1 + xc) + e * ((1.5 + xc) + e * (1 + 0.25 * e))
     h4 = jnp.where((xc >= -3.0) & (xc <= -0.75), 0.25 * h_near, h4_far)
-    neg = x < 0  # one division for both sides (see _mish)
+    neg = x < 0  # one division for both sides: on a GPU, where this gradient is compute-bound, it counts
     return (jnp.where(neg, e_s * h4, pos_num) / jnp.where(neg, q, jnp.square(D))) * jnp.where(neg, scale, 1.0)
 
 
