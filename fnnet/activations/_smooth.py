@@ -491,8 +491,12 @@ def _gelu(x, approximate=True):
     xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit
     xm = jnp.where(x < -40.0, 0.0, x).astype(x.dtype)  # −∞ gives 0, +∞ gives ∞
     if approximate:
-        q, _, _, _, scale = _gelu_tanh_parts(xc)
-        return (xm * q) * scale
+        q, _, v, _, scale = _gelu_tanh_parts(xc)
+        p = xm * q
+        # scale is 1 where v ≥ 0: the select equals p·scale bit for bit, and ending the forward with it
+        # keeps XLA:CPU from pulling the product into a following reduction (7 fusions → 5 in
+        # value_and_grad of sum(gelu(x)·w), compile time −15 %; see _silu)
+        return jnp.where(v < 0, p * scale, p)
     E, scale, R = _erfc_parts(xc)
     P = 0.5 * E * R  # Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
     return jnp.where(x < 0, (xm * P) * scale, xm * (1 - P * scale))
