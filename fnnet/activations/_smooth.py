@@ -325,7 +325,7 @@ def _silu(x):
     # In the scaled tail ed = 0, so the division is by 1 there: the select below equals
     # (num/(1 + ed))·scale bit for bit, and ending the forward with it (the division read once) keeps
     # XLA:CPU from pulling the division into a following reduction and storing its operands
-    # (jit fwd+bwd of sum(silu(x)·w): 1.9× → 1.4× jax.nn there).
+    # (jit fwd+bwd of sum(silu(x)·w): 1.9× → 1.2–1.3× jax.nn there).
     return jnp.where(xc < -SHIFT_FROM, num * E_SHIFT, num / (1 + ed))
 
 
