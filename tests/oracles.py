@@ -254,7 +254,7 @@ ORACLES: dict[str, Oracle] = {
         roundings=(1, 1),
         accuracy=(
             Accuracy("gelu_tanh", {"approximate": True}, functools.partial(jax.nn.gelu, approximate=True),
-                     zeros=((), (-0.752,)), switches=(-3.2524614, -0.3024614, _gelu_2u_at(-64.0), -40.0),
+                     zeros=((), (-0.752,)), switches=(-3.2524614, -0.3024614, _gelu_2u_at(-64.0), -40.0, -40.5),
                      f=lambda x, dtype: _gelu_tanh(x, *_gelu_consts(dtype)),
                      df=lambda x, dtype: _dgelu_tanh(x, *_gelu_consts(dtype))),
             Accuracy("gelu_erf", {"approximate": False}, functools.partial(jax.nn.gelu, approximate=False),
