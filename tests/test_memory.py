@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import fnnet
@@ -65,3 +66,21 @@ def test_exact_tails_costs_the_input_kept_alive():
             assert exact > lean, f"{name}: exact_tails should keep the input alive ({exact} vs {lean})"
         else:
             assert exact >= lean, f"{name}: exact_tails needs less memory than the lean rule ({exact} vs {lean})"
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_gelu_derivative_apart_from_its_forward_gives_the_same_bits(dtype, monkeypatch):
+    """The tanh form's derivative clips at ±40.5 on the CPU (kept apart from the forward, for memory)
+    and at the forward's ±40 elsewhere: both are past saturation, so the two give the same bits."""
+    from fnnet.activations import _smooth
+
+    mags = np.concatenate([np.geomspace(1e-6, 1e30, 2000), np.linspace(38.0, 42.0, 4001)])
+    x = jnp.asarray(np.concatenate([-mags, mags, [0.0, np.inf, -np.inf, np.nan]]), dtype)
+    grads = {}
+    for lim in (40.0, 40.5):
+        monkeypatch.setattr(_smooth, "_dgelu_clip", lambda approximate, lim=lim: lim)
+        jax.clear_caches()  # the public function's trace would keep the other bound
+        grads[lim] = np.asarray(jax.jit(jax.grad(lambda v: jnp.sum(fnnet.gelu(v))))(x))
+    jax.clear_caches()
+    assert np.array_equal(grads[40.0], grads[40.5], equal_nan=True)
+    assert np.isnan(grads[40.0][-1]) and grads[40.0][-3] == 1 and grads[40.0][-2] == 0
