@@ -83,11 +83,7 @@ def _normwise(a, b):
 # time; results can differ in the last bits where code is generated differently, far below
 # every tolerance of the table (verify's Jacobians agreed within 2.5e-12 normwise, in the central
 # differences' round-off, when measured).
-COMPILER_OPTIONS = {
-    "xla_backend_optimization_level": 0,
-    "xla_llvm_disable_expensive_passes": True,
-    "xla_cpu_use_fusion_emitters": False,
-}
+COMPILER_OPTIONS = programs.RUN_ONCE_OPTIONS  # the checker's own run-once options (fnnet/check/programs.py)
 
 
 @functools.cache
