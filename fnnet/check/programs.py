@@ -56,12 +56,16 @@ _COMPILER_OPTIONS: contextvars.ContextVar = contextvars.ContextVar("fnnet_compil
 # A check compiles each program once and runs it about fifteen times on inputs of a few dozen entries,
 # so on a first call the compilation is most of the time, and LLVM's optimization passes and XLA:CPU's
 # fusion emitters (an MLIR pipeline per fusion) are most of the compilation. Off, XLA:CPU generates
-# the same arithmetic (it does no fast-math reassociation and contracts no multiply-add) with less
-# optimized code; the results can differ in the last bits where code is generated differently, far
-# below every tolerance of a check. First calls on the corpus of real rules: i0 0.77 → 0.63 s,
-# complex_exp_z 0.52 → 0.30 s (medians of 6 fresh processes). XLA:CPU only: another backend compiles
-# with its defaults. ``compiler_options({})`` compiles with XLA's defaults.
-RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True, "xla_cpu_use_fusion_emitters": False}
+# the same operations (it does no fast-math reassociation) as less optimized code; the results can
+# differ in the last bits where code is generated differently, far below every tolerance of a check.
+# The median first call on the corpus of real rules went from 0.65× to 0.43× check_grads'
+# (docs/reference/gradcheck.md, "Compiled for one run"). XLA:CPU only: another backend compiles with
+# its defaults. ``compiler_options({})`` compiles with XLA's defaults.
+RUN_ONCE_OPTIONS = {
+    "xla_backend_optimization_level": 0,
+    "xla_llvm_disable_expensive_passes": True,
+    "xla_cpu_use_fusion_emitters": False,
+}
 _UNKNOWN_OPTIONS: set = set()  # options this XLA refused ("No such compile option"): dropped after
 
 
