@@ -407,8 +407,11 @@ def _dmish(x, y):
     q = 1 + e * (2 + e * (2 + e * (1 + 0.25 * e)))
     h4_far = (1 + xc) + e * ((1.5 + xc) + e * (1 + 0.25 * e))
     h4 = jnp.where((xc >= -3.0) & (xc <= -0.75), 0.25 * h_near, h4_far)
-    neg = x < 0  # one division for both sides: on a GPU, where this gradient is compute-bound, it counts
-    return (jnp.where(neg, e_s * h4, pos_num) / jnp.where(neg, q, jnp.square(D))) * jnp.where(neg, scale, 1.0)
+    # One division for both sides (numerators and denominators selected first): on a GPU, where this
+    # gradient is compute-bound, a division counts.
+    neg = x < 0
+    num = jnp.where(neg, e_s * h4, pos_num)
+    return (num / jnp.where(neg, q, jnp.square(D))) * jnp.where(neg, scale, 1.0)
 
 
 mish = elementwise(
