@@ -655,3 +655,16 @@ def test_float64_small_rule_error_is_still_caught():
     assert not report.passed
     assert report.comparison("(a)").failed
     assert any(e.index == (7,) for e in report.comparison("(a)").entries), str(report)
+
+
+def test_a_compile_option_this_xla_does_not_know_is_dropped():
+    # jaxlib releases drop compile switches (0.11 has no xla_cpu_use_fusion_emitters); XLA refuses an
+    # unknown name before compiling anything, so the checker drops it, remembers it and compiles.
+    from fnnet.check import programs
+
+    lowered = jax.jit(lambda v: v * 2).lower(np.float32(1))
+    exe = programs.compile_with(lowered, {"xla_fnnet_no_such_option": True, "xla_backend_optimization_level": 0})
+    assert float(exe(np.float32(3))) == 6.0
+    assert "xla_fnnet_no_such_option" in programs._UNKNOWN_OPTIONS
+    with pytest.raises(Exception, match="is not a valid"):  # a known option with a wrong value still fails
+        programs.compile_with(lowered, {"xla_backend_optimization_level": "high"})
