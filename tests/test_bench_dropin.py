@@ -84,3 +84,10 @@ def test_bench_dropin_quick_dry_run(tmp_path):
         assert mlp[side]["temp_size_in_bytes"] > 0 and mlp[side]["argument_size_in_bytes"] > 0
     assert data["meta"]["fnnet_file"].startswith(str(ROOT))
     assert data["verdict"] == proc.stdout.strip().splitlines()[-1]
+
+
+def test_the_experiment_runs_the_same_benchmark():
+    # experiments/dropin_cost.py is the drop-in benchmark under experiments/ (same options, same tables)
+    import importlib
+
+    assert importlib.import_module("experiments.dropin_cost").main is importlib.import_module("benchmarks.dropin").main
