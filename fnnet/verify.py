@@ -86,28 +86,9 @@ def _normwise(a, b):
 COMPILER_OPTIONS = programs.RUN_ONCE_OPTIONS  # the checker's own run-once options (fnnet/check/programs.py)
 
 
-@functools.cache
-def supported_compiler_options() -> dict[str, Any]:
-    """The options of COMPILER_OPTIONS that this jaxlib's XLA knows, on the CPU backend (none on
-    another backend: they are XLA:CPU's). Each is tried on a trivial program: XLA releases drop and
-    rename such switches (jaxlib 0.11 has no ``xla_cpu_use_fusion_emitters``), and an unknown one is
-    an error, not a no-op."""
-    if jax.default_backend() != "cpu":
-        return {}
-    supported: dict[str, Any] = {}
-    for name, value in COMPILER_OPTIONS.items():
-        trial: dict[str, Any] = {name: value}
-        try:
-            jax.jit(lambda v: v + 1).lower(np.float32(0)).compile(trial)
-        except Exception:  # noqa: BLE001 - an unknown option: XLA raises a runtime error naming it
-            continue
-        supported[name] = value
-    return supported
-
-
 def _compile_once(f, *args):
     """Run ``f(*args)`` as one compiled program, without the optimizations a hot loop would want."""
-    return jax.jit(f).lower(*args).compile(supported_compiler_options() or None)(*args)
+    return programs.compile_with(jax.jit(f).lower(*args), programs.run_once_options())(*args)
 
 
 def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck: bool = False) -> Row:
@@ -144,11 +125,11 @@ def check_primitive(prim: Any, static: dict[str, Any], key: jax.Array, gradcheck
         from fnnet.check import gradcheck as run_gradcheck
 
         args32 = tuple(a.astype(jnp.float32) for a in args)
-        with programs.compiler_options(supported_compiler_options()):
-            report = run_gradcheck(
-                functools.partial(prim.fn, **static), *args32,
-                reference=functools.partial(prim.reference, **static), mode="full",
-            )
+        # (the checker compiles its programs with the same run-once options, its default on XLA:CPU)
+        report = run_gradcheck(
+            functools.partial(prim.fn, **static), *args32,
+            reference=functools.partial(prim.reference, **static), mode="full",
+        )
     return Row(label, err_ad, err_fd, report)
 
 

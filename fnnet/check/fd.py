@@ -403,6 +403,8 @@ def probe_width(chunk: int) -> int:
     """Directions per call of the directional sampler: one compiled shape for the probes of (b), the
     kink checks of (a) and every bisection round (and the shape gradcheck prefetches)."""
     return max(2, min(chunk, PROBE_BATCH))
+
+
 STEP_SCALES = (1.125, 0.875)  # the reruns of with_observed_noise
 
 

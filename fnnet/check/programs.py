@@ -69,7 +69,9 @@ RUN_ONCE_OPTIONS = {
 _UNKNOWN_OPTIONS: set = set()  # options this XLA refused ("No such compile option"): dropped after
 
 
-def _default_options() -> dict | None:
+def run_once_options() -> dict | None:
+    """The checker's default compile options: ``RUN_ONCE_OPTIONS`` less those this XLA refused, on
+    XLA:CPU; None (XLA's defaults) on another backend."""
     if jax.default_backend() != "cpu":
         return None
     return {k: v for k, v in RUN_ONCE_OPTIONS.items() if k not in _UNKNOWN_OPTIONS} or None
@@ -299,7 +301,8 @@ class Programs:
         called through its own ``jax.jit``, whose cached trace makes it one equation of the branch. A
         role traced with x64 off would be traced again here, with x64 on, and could compute something
         else (a ``jnp.zeros`` would be float64): its branch evaluates the traced jaxpr instead, whose
-        dtypes are fixed (binding its equations again costs about as much as tracing it did).
+        dtypes are fixed (binding its equations again is cheap next to tracing the role: no jnp
+        function runs again).
         (``jax.core.eval_jaxpr`` rather than ``jax.extend``'s ``jaxpr_as_fun``: importing jax.extend
         took ~80 ms of a first call.)"""
         traced = [p[2] for p in pending]
@@ -357,7 +360,7 @@ class Programs:
         wide)``, compiled one by one if the combined program fails to compile)."""
         options = _COMPILER_OPTIONS.get()  # read on the calling thread; compiled maybe on another
         if options is None:
-            options = _default_options()
+            options = run_once_options()
 
         def compile_():
             try:
