@@ -430,9 +430,10 @@ def one_program_per_role(self, items, probe=()):
 
 
 def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
-    # The rule's VJP at the inputs' precision and, in float64, f (the float32-inside test), the rule
-    # and the reference, and the finite-difference sampler are one executable instead of one each:
-    # every XLA compilation has a fixed cost. The report is that of separate programs.
+    # The rule's VJP and JVP at the inputs' precision and, in float64, the rule and the reference and
+    # the finite-difference sampler (which on a problem this small also gives f's outputs for the
+    # float32-inside test) are one executable instead of one each: every XLA compilation has a fixed
+    # cost. The report is that of separate programs.
     from fnnet.check import programs
 
     # Bit for bit with XLA's default code generation; with the checker's run-once options (no LLVM
@@ -451,7 +452,7 @@ def test_the_programs_of_a_check_compile_as_one_executable(monkeypatch):
                 m.setattr(programs.Programs, "prefetch_together", one_program_per_role)
                 with backend_compilations() as compiled:
                     alone = gradcheck(tanh_sq_sum("entry"), x, cache=False)
-            assert len(compiled) >= 4, len(compiled)
+            assert len(compiled) >= 3, len(compiled)
         reports[options is None] = (together, alone)
     together, alone = reports[False]
     assert str(alone) == str(together)
@@ -507,7 +508,7 @@ def test_a_large_problem_compiles_one_program_per_role(monkeypatch):
         monkeypatch.setattr(programs, "TOGETHER_MAX_ENTRIES", 100)  # the float64 VJP pair returns 8·30·2
         with backend_compilations() as compiled:
             alone = gradcheck(tanh_sq_sum("entry"), x, cache=False)
-    assert len(compiled) >= 4, len(compiled)
+    assert len(compiled) >= 3, len(compiled)  # the rule and, in float64, the VJP pair and the sampler
     assert str(alone) == str(together)
 
 

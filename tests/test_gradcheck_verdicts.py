@@ -132,6 +132,46 @@ def test_full_mode_marks_float32_inside_as_degraded(monkeypatch):
     assert not gradcheck(_inner_float32(), x, mode="full", cache=False).passed
 
 
+def test_default_mode_reads_float32_inside_from_the_sampler(monkeypatch):
+    # On a small problem f's float64 outputs come from the finite-difference sampler (f(x) is its
+    # point t = 0), not from a program of their own: the detection must still see them.
+    x = jax.random.normal(jax.random.PRNGKey(0), (12,), jnp.float32)
+    report = gradcheck(_inner_float32(), x)
+    assert report.passed, str(report)
+    assert any("computes in float32 inside" in n for n in report.notes), report.notes
+    monkeypatch.setattr(fd, "INLINE_F0_MAX_ENTRIES", 0)  # the other path: a program for f alone
+    again = gradcheck(_inner_float32(), x, cache=False)
+    assert any("computes in float32 inside" in n for n in again.notes), again.notes
+    assert str(again) == str(report)
+
+
+def test_the_sampler_with_f_of_x_inside_its_batch_samples_the_same():
+    # f(x) as the batch's point t = 0 (one copy of f in the program) against f(x) evaluated once
+    # outside: the same samples bit for bit for an elementwise f, the same rounding magnitudes, f's outputs at x returned as they are,
+    # and t = 0 keeps x itself: a −0 stays −0 (x + 0·d would give +0).
+    from fnnet.check.programs import float64_scope
+
+    def F64(xs):
+        (v,) = xs
+        return [jnp.where(jnp.signbit(v), -2.0, 1.0) * jnp.exp(v) + v**3]
+
+    rng = np.random.default_rng(0)
+    with float64_scope():
+        x = [jnp.asarray(np.r_[-0.0, rng.standard_normal(5)])]
+        d = [jnp.asarray(rng.standard_normal((3, 6)) * 1e-3)]
+        g = [jnp.asarray(rng.standard_normal((3, 6)))]
+        s0, m0 = fd.make_sampler(F64, "central")(x, d, g)
+        s1, m1, f0 = fd.make_sampler(F64, "central", inline=True)(x, d, g)
+        np.testing.assert_array_equal(np.asarray(s1), np.asarray(s0))
+        # the rounding magnitude Σ|g||f(x)| is summed over a batched array there: its last bits may
+        # differ (6 terms: within 6 ε relative)
+        np.testing.assert_allclose(np.asarray(m1), np.asarray(m0), rtol=6 * np.finfo(np.float64).eps)
+        np.testing.assert_array_equal(np.asarray(f0[0]), np.asarray(jax.jit(F64)(x)[0]))
+        assert float(f0[0][0]) == -2.0  # f(−0) = −2·1 + 0, not f(+0) = 1
+    with pytest.raises(ValueError, match="central"):
+        fd.make_sampler(F64, "complex", inline=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Report layout
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from .batching import apply_batched, batched_vjp, batched_vjp_pair, put
-from .fd import step_sizes
+from .fd import inline_f0, step_sizes
 from .problem import Problem
 from .programs import Programs, float64_scope
 from .tolerance import eps_of
@@ -43,6 +43,10 @@ class Context:
     fd_eps: float = float(np.finfo(np.float64).eps)  # rounding unit of the finite differences' samples
     degraded: str = ""  # why the float64 finite differences are not float64-accurate (empty: they are)
     _fused_failed: bool = False
+    # The directional sampler evaluates f(x) inside its batch (fd.inline_f0); where the sampler is
+    # compiled up front, its width, and check_degraded reads f's float64 outputs from it.
+    inline_f0: bool = False
+    f0_width: int | None = None
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled program vmapped over a padded batch of cotangents (batching.py).
@@ -271,4 +275,5 @@ def make_context(problem: Problem, fd: str, seed: int, programs: Programs | None
     steps = [step_sizes(xi, p.dtype, fd) for xi, p in zip(x64, problem.x)]
     eps = [eps_of(p.dtype, *out_dtypes) for p in problem.x]
     return Context(problem, fd, np.random.default_rng(seed), vjp_fn, x64, steps, eps,
-                   programs=programs if programs is not None else Programs())
+                   programs=programs if programs is not None else Programs(),
+                   inline_f0=inline_f0(problem, fd))

@@ -249,16 +249,37 @@ def _assemble(moving, g, out0, fd):
     return jnp.concatenate([vals[..., :k], zero, vals[..., k:]], axis=-1), m0
 
 
-def make_sampler(F64, fd: str):
+# A problem with at most this many entries (inputs and outputs) evaluates f(x) inside the sampler's
+# batch, as its point t = 0: then f appears once in the compiled program instead of twice, which on a
+# small problem (where compiling is most of a check's time) takes a copy of f out of the one
+# compilation. The price, f evaluated at x once per direction (5 points per direction against
+# 4 + 1/B), only counts where running dominates, so a larger problem evaluates f(x) once, outside.
+INLINE_F0_MAX_ENTRIES = 1 << 12
+
+
+def inline_f0(problem, fd: str) -> bool:
+    """Whether the directional sampler of ``problem`` evaluates f(x) inside its batch (see above)."""
+    if fd != "central":
+        return False
+    entries = sum(int(np.prod(np.shape(x))) for x in problem.x) + sum(int(np.prod(o.shape)) for o in problem.out)
+    return entries <= INLINE_F0_MAX_ENTRIES
+
+
+def make_sampler(F64, fd: str, inline: bool = False):
     """A jitted, vmapped sampler of phi along a batch of directions.
 
     ``F64(leaves) -> list of output leaves`` is the function evaluated in float64 (or complex128).
     The returned ``sample(x, dirs, gs)`` takes the primal leaves ``x``, directions ``dirs`` (one array
     per leaf, leading batch axis ``B``) and cotangents ``gs`` (one per output leaf, leading axis ``B``)
-    and returns ``(samples (B, len(ts)), magnitude (B,))``. f appears once in the traced program,
-    vmapped over the sample points and the batch, which keeps compilation cheap; ``f(x)`` is
-    evaluated once for the whole batch. Call it inside :func:`float64_scope`.
+    and returns ``(samples (B, len(ts)), magnitude (B,))``. f is vmapped over the sample points and the
+    batch, which keeps compilation cheap; ``f(x)`` is evaluated once for the whole batch. With
+    ``inline`` (central scheme only; :func:`inline_f0`) ``f(x)`` is instead the batch's point t = 0,
+    so that f appears once in the traced program, and the sampler also returns f's outputs at ``x``
+    (the float64 evaluation of f that :func:`check_degraded` examines, which then needs no program of
+    its own): ``(samples, magnitude, f0)``. Call it inside :func:`float64_scope`.
     """
+    if inline:
+        return _inline_sampler(F64, fd)
     ts = _moving_points(fd)
 
     def at(x, d, g, t, out0):
@@ -271,6 +292,42 @@ def make_sampler(F64, fd: str):
     def sample(x, d, g):
         out0 = F64(list(x)) if fd != "complex" else None
         return jax.vmap(one, in_axes=(None, None, 0, 0))(x, out0, d, g)
+
+    return jax.jit(sample)
+
+
+def _inline_sampler(F64, fd: str):
+    """:func:`make_sampler` with f(x) evaluated as the point t = 0 of the batch.
+
+    The B directions times the sample points are one batch of ``B·len(ts)`` points under a single
+    ``vmap`` of f, and the projections are written on the batch axes directly: a vmap nested in a
+    vmap batches every inner ``jit`` of f twice, which was most of this program's tracing time. The
+    arithmetic per sample is :func:`_project`'s and :func:`_assemble`'s, in the same order."""
+    if fd != "central":
+        raise ValueError("f(x) inside the sampler's batch needs the central scheme")
+    ts = np.asarray(CENTRAL_TS)
+    k = CENTRAL_TS.index(0.0)
+
+    def sample(x, d, g):
+        B, T = d[0].shape[0], len(ts)
+        points = []
+        for xi, di in zip(x, d):
+            t = ts.reshape((1, T) + (1,) * xi.ndim).astype(xi.dtype)
+            shifted = xi + t * di.astype(xi.dtype)[:, None]  # (B, T, ...): x + t·d, as _shift
+            # t = 0 keeps x itself: x + 0·d would turn a −0 into +0
+            points.append(jnp.where(t == 0.0, jnp.broadcast_to(xi, shifted.shape), shifted)
+                          .reshape((B * T,) + xi.shape))
+        outs = [o.reshape((B, T) + o.shape[1:]) for o in jax.vmap(F64)(points)]
+        value, m0 = 0.0, 0.0
+        for gj, oj in zip(g, outs):
+            o0 = oj[:, k]
+            moving = jnp.concatenate([oj[:, :k], oj[:, k + 1:]], axis=1)
+            axes = tuple(range(2, moving.ndim))
+            value = value + jnp.sum(gj[:, None] * _delta(moving, o0[:, None]), axis=axes)
+            m0 = m0 + jnp.sum(jnp.abs(gj) * _finite_abs(o0), axis=tuple(range(1, o0.ndim)))
+        zero = jnp.zeros((B, 1), value.dtype)
+        samples = jnp.concatenate([value[:, :k], zero, value[:, k:]], axis=1)
+        return samples, m0, [o[0, k] for o in outs]
 
     return jax.jit(sample)
 
@@ -414,7 +471,7 @@ def sample_directions(ctx, dirs, gs):
         x = [put(xi) for xi in ctx.x64]
         d = [put(np.asarray(di, np.float64)) for di in dirs]
         g = [put(np.asarray(gi, np.float64)) for gi in gs]
-        s, m = ctx.programs.call("sampler", lambda: make_sampler(ctx.problem.F64, ctx.fd), x, d, g)
+        s, m = ctx.programs.call("sampler", lambda: make_sampler(ctx.problem.F64, ctx.fd, ctx.inline_f0), x, d, g)[:2]
         return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
 
@@ -554,7 +611,14 @@ def check_degraded(ctx) -> None:
     nudged = [xi * (1.0 + 3.0 * 2.0**-40) for xi in ctx.x64]
     try:
         with float64_scope():
-            out = ctx.programs.call("f64", lambda: jax.jit(ctx.problem.F64), [put(xi) for xi in nudged])
+            if ctx.f0_width:  # f's outputs at x, from the sampler (zero directions)
+                w = ctx.f0_width
+                d = [put(np.zeros((w, *np.shape(xi)))) for xi in nudged]
+                g = [put(np.zeros((w, *o.shape))) for o in ctx.problem.out]
+                build = lambda: make_sampler(ctx.problem.F64, ctx.fd, True)  # noqa: E731
+                out = ctx.programs.call("sampler", build, [put(xi) for xi in nudged], d, g)[2]
+            else:
+                out = ctx.programs.call("f64", lambda: jax.jit(ctx.problem.F64), [put(xi) for xi in nudged])
             dtypes = [np.dtype(o.dtype) for o in out]
             vals = np.concatenate([np.asarray(o, np.float64).reshape(-1) for o in out]) if out else np.zeros(0)
     except Exception:  # noqa: BLE001 - f not runnable in float64: (b) reports that

@@ -184,8 +184,9 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
     Shapes are those the comparisons use (batches padded to VJP_BATCH cotangents and
     :func:`~fnnet.check.fd.probe_width` directions), so each later call finds its program compiled. The
     programs: at the inputs' precision the rule, its JVP and, for float64 inputs, the rule at
-    float32; in float64 f itself (the float32-inside test), the rule and the reference, and the
-    finite-difference sampler (:meth:`Programs.prefetch_together`).
+    float32; in float64 f itself (the float32-inside test; on a small problem the sampler gives it,
+    see :func:`~fnnet.check.fd.inline_f0`), the rule and the reference, and the finite-difference
+    sampler (:meth:`Programs.prefetch_together`).
     """
     problem = ctx.problem
 
@@ -202,16 +203,19 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
                           [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
         x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
-        items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
+        width = probe_width(chunk)
+        if mode == "auto" and ctx.inline_f0:  # f's float64 outputs come from the sampler (fd.inline_f0)
+            ctx.f0_width = width
+        else:
+            items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
         if problem.R64 is not None:
             items.append(("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64), True))
         else:
             items.append(("rule64", lambda: batched_vjp(problem.F64), (x64, g64), True))
         if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
-            width = probe_width(chunk)
             dirs = [sds((width, *np.shape(xi)), np.float64) for xi in ctx.x64]
             gw = [sds((width, *o.shape), np.float64) for o in problem.out]
-            items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd), (x64, dirs, gw), True))
+            items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd, ctx.inline_f0), (x64, dirs, gw), True))
         elif ctx.mesh is None:  # (sharded programs are compiled on first use)
             gc = [sds((len(cots.values), *o.shape), np.float64) for o in problem.out]
             for leaf, xi in enumerate(ctx.x64):
