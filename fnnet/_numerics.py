@@ -22,6 +22,8 @@ __all__ = [
     "normalize",
     "masked",
     "softmax_vjp",
+    "keep",
+    "reduce_sum",
     "SHIFT",
     "SHIFT_FROM",
     "E_SHIFT",
@@ -49,10 +51,15 @@ def softplus(x):
 # ----- the softmax kernel -------------------------------------------------------------------------
 
 
-def _keep(v, axes, shape):
+def keep(v, axes, shape):
     """A reduction's result ``v`` (``axes`` removed) broadcast back to ``shape``."""
     kept = tuple(i for i in range(len(shape)) if i not in axes)
     return lax.broadcast_in_dim(v, shape, kept)
+
+
+def reduce_sum(v, axes):
+    """Σ over ``axes`` (sorted, non-negative; none: ``v`` itself), the axes removed."""
+    return lax.reduce_sum(v, axes) if axes else v
 
 
 def _full(v, c):
@@ -78,9 +85,9 @@ def shifted(x, axes, mask):
     masked_x = x if mask is None else lax.select(jnp.broadcast_to(mask, x.shape), x, _full(x, -jnp.inf))
     m = lax.reduce_max(masked_x, axes) if axes else masked_x
     inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
-    mb = _keep(m, axes, x.shape)
-    inf_b = _keep(inf_m, axes, x.shape)
-    finite = lax.sub(x, _keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
+    mb = keep(m, axes, x.shape)
+    inf_b = keep(inf_m, axes, x.shape)
+    finite = lax.sub(x, keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
     at_inf = lax.select(lax.eq(x, mb), _full(x, 0), _full(x, -jnp.inf))
     out = lax.select(inf_b, at_inf, finite)
     e = lax.exp(out)
@@ -91,10 +98,10 @@ def shifted(x, axes, mask):
 
 def normalize(e, axes, mask):
     """``e / Σe``; a fully masked slice (Σe = 0: otherwise Σe ≥ 1, the maximum contributes e⁰) gives 0."""
-    s = lax.reduce_sum(e, axes) if axes else e
+    s = reduce_sum(e, axes)
     if mask is not None:
         s = lax.select(lax.eq(s, _full(s, 0)), _full(s, 1), s)
-    return lax.div(e, _keep(s, axes, e.shape))
+    return lax.div(e, keep(s, axes, e.shape))
 
 
 def masked(v, mask):
@@ -105,7 +112,7 @@ def masked(v, mask):
 def softmax_vjp(y, g, axes):
     """y ⊙ (g − ⟨g, y⟩): the transpose of J = diag(y) − y yᵀ (and, J being symmetric, its JVP)."""
     gy = lax.mul(g, y)
-    return lax.mul(y, lax.sub(g, _keep(lax.reduce_sum(gy, axes) if axes else gy, axes, y.shape)))
+    return lax.mul(y, lax.sub(g, keep(reduce_sum(gy, axes), axes, y.shape)))
 
 
 # ----- left-tail scaling --------------------------------------------------------------------------

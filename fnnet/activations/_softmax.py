@@ -45,6 +45,8 @@ from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
 from fnnet._numerics import masked as _masked
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
+from fnnet._numerics import keep as _keep
+from fnnet._numerics import reduce_sum as _reduce_sum
 from fnnet._numerics import softmax_vjp as _softmax_vjp
 from fnnet.primitive import define, sample_rng, sampled
 
@@ -149,7 +151,7 @@ maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 def _log_softmax_parts(x, where, axis):
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
     _, shifted, e = _shifted(x, axes, where)
-    out = shifted - jnp.log(jnp.sum(e, axis=axes, keepdims=True))
+    out = lax.sub(shifted, _keep(lax.log(_reduce_sum(e, axes)), axes, x.shape))
     if where is not None:
         out = jnp.where(where, out, -jnp.inf)
     return out, e, axes
@@ -167,7 +169,7 @@ def _log_softmax_fwd(x, where=None, axis=-1):
 def _log_softmax_bwd(y, g, where=None, axis=-1):
     axes = _axes(axis, y.ndim, "fnnet.log_softmax")
     gm = _masked(g, where)  # a masked output is the constant −inf: its cotangent is dropped
-    return (gm - y * jnp.sum(gm, axis=axes, keepdims=True),)
+    return (lax.sub(gm, lax.mul(y, _keep(_reduce_sum(gm, axes), axes, y.shape))),)
 
 
 def _log_softmax_jvp(primals, tangents, out, where=None, axis=-1):
@@ -229,7 +231,7 @@ def _lse_parts(a, b, where, axis):
         eff = nz if where is None else (where & nz)
     m, shifted, e = _shifted(a, axes, eff)
     p = e if b is None else jnp.where(eff, b * e, 0.0)
-    s = jnp.sum(p, axis=axes, keepdims=True)
+    s = lax.expand_dims(_reduce_sum(p, axes), axes)
     if b is not None:
         # ∂out/∂b_j = w_j/S holds at b_j = 0 too (jax.nn gives 0 there). b has no hand rule (autodiff
         # of this forward differentiates it), so the excluded entries enter S as (b − b̄)·w_j with b̄ =
@@ -245,17 +247,17 @@ def _lse_parts(a, b, where, axis):
         s_div = jnp.where(~jnp.any(eff, axis=axes, keepdims=True), 1.0, s)
     else:
         s_div = s
-    return m, s, p / s_div, axes
+    return m, s, lax.div(p, lax.broadcast_in_dim(s_div, p.shape, tuple(range(p.ndim)))), axes
 
 
 def _lse_values(m, s, axes, keepdims, return_sign, has_b):
     # An empty (or fully masked) slice has m = −inf (the initial value) and S = 0: −inf, as jax.nn.
-    out = m + jnp.log(jnp.abs(s))
-    sign = jnp.sign(s)
+    out = lax.add(m, lax.log(lax.abs(s)))
+    sign = lax.sign(s)
     if has_b and not return_sign:
         out = jnp.where(s < 0, jnp.nan, out)  # log of a negative sum: NaN unless the sign is asked for
     if not keepdims:
-        out, sign = jnp.squeeze(out, axes), jnp.squeeze(sign, axes)
+        out, sign = lax.squeeze(out, axes), lax.squeeze(sign, axes)
     return (out, sign) if return_sign else out
 
 
@@ -273,7 +275,8 @@ def _lse_bwd(p, g, b=None, where=None, axis=None, keepdims=False, return_sign=Fa
     axes = _axes(axis, p.ndim, "fnnet.logsumexp")
     if return_sign:
         g = g[0]  # the sign is piecewise constant: its cotangent contributes nothing
-    return ((g if keepdims else jnp.expand_dims(g, axes)) * p,)
+    gk = g if keepdims else lax.expand_dims(g, axes)
+    return (lax.mul(lax.broadcast_in_dim(gk, p.shape, tuple(range(p.ndim))), p),)
 
 
 def _lse_jvp(primals, tangents, out, b=None, where=None, axis=None, keepdims=False, return_sign=False):
