@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = [
+    "const",
     "dsigmoid",
     "softplus",
     "shifted",
@@ -33,14 +35,20 @@ __all__ = [
 ]
 
 
+def const(value, like):
+    """``value`` as a scalar of ``like``'s dtype, for a lax operation beside ``like`` (what jax.numpy's
+    weak typing makes of a Python number there)."""
+    return np.asarray(value, like.dtype)
+
+
 # ----- the sigmoid family -------------------------------------------------------------------------
 
 
 def dsigmoid(x):
     """σ'(x) = σ(x)σ(−x) = s(1 − s) with s = σ(−|x|) ≤ ½: 1 − s ∈ [½, 1) does not cancel, and s → 0
     at ±∞ (one lax.logistic, as cheap as jax.nn's s(1 − s) with s = σ(x), which cancels for x ≫ 0)."""
-    s = lax.logistic(-jnp.abs(x))
-    return s * (1 - s)
+    s = lax.logistic(lax.neg(lax.abs(x)))
+    return lax.mul(s, lax.sub(const(1, s), s))
 
 
 def softplus(x):
