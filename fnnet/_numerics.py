@@ -18,6 +18,7 @@ from jax import lax
 
 __all__ = [
     "const",
+    "where",
     "dsigmoid",
     "softplus",
     "shifted",
@@ -33,6 +34,29 @@ __all__ = [
     "unbroadcast",
     "keep_nan",
 ]
+
+
+def where(c, a, b):
+    """``jnp.where(c, a, b)`` (jax.numpy's broadcasting and dtype promotion: a Python number takes the
+    array's dtype) as one ``lax.select``. jnp.where is a jitted function: each call puts a nested
+    ``jit`` in the program, which every later stage of tracing (linearization, partial evaluation,
+    transposition, lowering) walks again; the formulas here select ~10 times per op, and written with
+    this the jit of value_and_grad of mish traced in ~45 ms instead of ~57. Same operations, same bits."""
+    if not (hasattr(a, "aval") or hasattr(b, "aval")):  # two numbers: jnp's weakly typed result
+        return jnp.where(c, a, b)
+    dtype = jnp.result_type(a, b)
+    shape = np.broadcast_shapes(np.shape(c), np.shape(a), np.shape(b))
+
+    def full(v, dt):
+        if not hasattr(v, "aval"):  # a Python or numpy number, or a numpy array: a constant
+            v = np.asarray(v, dt)
+        elif v.dtype != dt:
+            v = lax.convert_element_type(v, dt)
+        if np.shape(v) == shape:
+            return v
+        return lax.broadcast_in_dim(v, shape, tuple(range(len(shape) - np.ndim(v), len(shape))))
+
+    return lax.select(full(c, np.bool_), full(a, dtype), full(b, dtype))
 
 
 def const(value, like):
@@ -114,7 +138,7 @@ def normalize(e, axes, mask):
 
 def masked(v, mask):
     """``v`` with 0 where ``mask`` is False (``v`` itself without a mask)."""
-    return v if mask is None else jnp.where(mask, v, 0.0)
+    return v if mask is None else where(mask, v, 0.0)
 
 
 def softmax_vjp(y, g, axes):
@@ -144,8 +168,8 @@ def exp_neg_scaled(a):
         e = jnp.exp(-a)
         return e, e, jnp.ones_like(a)
     big = a > SHIFT_FROM
-    e_s = jnp.exp(jnp.where(big, SHIFT - a, -a))
-    scale = jnp.where(big, jnp.asarray(E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
+    e_s = jnp.exp(where(big, SHIFT - a, -a))
+    scale = where(big, jnp.asarray(E_SHIFT, a.dtype), jnp.asarray(1.0, a.dtype))
     return e_s * scale, e_s, scale
 
 
@@ -171,4 +195,4 @@ def unbroadcast(g, shape):
 def keep_nan(x, d):
     """The derivative ``d``, but NaN wherever the input is NaN (comparisons with NaN are False, so a
     masked rule would otherwise pick one of its constant branches)."""
-    return jnp.where(jnp.isnan(x), x, d)
+    return where(jnp.isnan(x), x, d)

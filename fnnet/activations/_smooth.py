@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, const, dsigmoid, exp_neg_scaled
+from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, const, dsigmoid, exp_neg_scaled, where
 from fnnet._numerics import softplus as _softplus_kernel
 from fnnet._checks import axes
 from fnnet.primitive import Kink, define, elementwise, sample_rng, sampled
@@ -310,8 +310,8 @@ def _silu_parts(x):
     (left-tail scaling). One exp."""
     xc = jnp.clip(x, -1e4, 1e4)  # silu and silu' have reached their limits at ±1e4 in every dtype
     tail = xc < -SHIFT_FROM
-    e = jnp.exp(jnp.where(tail, xc + SHIFT, -jnp.abs(xc)))  # x + 86 is exact for x ≤ −64
-    return xc, e, jnp.where(tail, 0.0, e), jnp.where(tail, E_SHIFT, 1.0).astype(x.dtype)
+    e = jnp.exp(where(tail, xc + SHIFT, -jnp.abs(xc)))  # x + 86 is exact for x ≤ −64
+    return xc, e, where(tail, 0.0, e), where(tail, E_SHIFT, 1.0).astype(x.dtype)
 
 
 @_in_float32
@@ -321,12 +321,12 @@ def _silu(x):
     :math:`x/(1 + e)` for x ≥ 0 and :math:`xe/(1 + e)` for x < 0, e = e^{−|x|} (one exp, one division).
     """
     xc, e, ed, _ = _silu_parts(x)
-    num = jnp.where(xc >= 0, x, xc * e)
+    num = where(xc >= 0, x, xc * e)
     # In the scaled tail ed = 0, so the division is by 1 there: the select below equals
     # (num/(1 + ed))·scale bit for bit, and ending the forward with it (the division read once) keeps
     # XLA:CPU from pulling the division into a following reduction and storing its operands
     # (jit fwd+bwd of sum(silu(x)·w): 1.9× → 1.2–1.3× jax.nn there).
-    return jnp.where(xc < -SHIFT_FROM, num * E_SHIFT, num / (1 + ed))
+    return where(xc < -SHIFT_FROM, num * E_SHIFT, num / (1 + ed))
 
 
 def _silu_prime(x):
@@ -335,10 +335,10 @@ def _silu_prime(x):
     # r = −1.2785 of 1 + x + e^x: there a fitted expansion about r (_SILU_ROOT).
     xc, e, ed, scale = _silu_parts(x)
     opx = 1 + xc
-    num = jnp.where(xc >= 0, 1 + e * opx, e * (opx + ed))
+    num = where(xc >= 0, 1 + e * opx, e * (opx + ed))
     general = (num / jnp.square(1 + ed)) * scale
     near, inside = _root_expansion(xc, _SILU_ROOT)
-    return jnp.where(inside, near, general)
+    return where(inside, near, general)
 
 
 silu = elementwise(
@@ -363,7 +363,7 @@ def _mish(x):
     # gradient's loop into 7 fusions instead of 3 and compile 60 % longer.)
     pos = x * ((1 + 2 * e) / (1 + 2 * e + 2 * e * e))
     neg = (xc * (e_s * (e + 2) / (e * (e + 2) + 2))) * scale
-    return jnp.where(x < 0, neg, pos)
+    return where(x < 0, neg, pos)
 
 
 # The root of mish' (mpmath.findroot, 30 digits). The expansion of mish's numerator h (below) is taken
@@ -406,12 +406,12 @@ def _dmish(x, y):
     # roundings than (e + 2)(n + 2) + 4x(1 + e) and a square.
     q = 1 + e * (2 + e * (2 + e * (1 + 0.25 * e)))
     h4_far = (1 + xc) + e * ((1.5 + xc) + e * (1 + 0.25 * e))
-    h4 = jnp.where((xc >= -3.0) & (xc <= -0.75), 0.25 * h_near, h4_far)
+    h4 = where((xc >= -3.0) & (xc <= -0.75), 0.25 * h_near, h4_far)
     # One division for both sides (numerators and denominators selected first): on a GPU, where this
     # gradient is compute-bound, a division counts.
     neg = x < 0
-    num = jnp.where(neg, e_s * h4, pos_num)
-    return (num / jnp.where(neg, q, jnp.square(D))) * jnp.where(neg, scale, 1.0)
+    num = where(neg, e_s * h4, pos_num)
+    return (num / where(neg, q, jnp.square(D))) * where(neg, scale, 1.0)
 
 
 mish = elementwise(
@@ -458,14 +458,14 @@ def _gelu_tanh_parts(x):
     v, ve, _ = _gelu_2u(x)
     neg = v < 0
     _, es, scale = exp_neg_scaled(jnp.abs(v))
-    es = es + es * jnp.where(neg, ve, -ve)  # e^{−|2u|}/scale
+    es = es + es * where(neg, ve, -ve)  # e^{−|2u|}/scale
     e = es * scale
     # σ(|w|) = 1/(1 + e) rounds 1 + e, up to ε/2 relative (1 ULP of a result near 1) where e ≪ 1; as
     # 1 − σ(−|w|) = 1 − e/(1 + e) it rounds once (σ(−|w|) ≤ ½ carries the other rounding, relatively).
     # The division is read once: XLA's CPU fusion splits the loop at an expensive op read often.
     sm = e * (1 / (1 + e))
     t = 1 - sm
-    return jnp.where(neg, es, 1.0) * t, jnp.where(neg, t, sm), v, ve, jnp.where(neg, scale, 1.0)
+    return where(neg, es, 1.0) * t, where(neg, t, sm), v, ve, where(neg, scale, 1.0)
 
 
 def _erfc_parts(x):
@@ -492,17 +492,17 @@ def _gelu(x, approximate=True):
     to twice the working precision (see the comment above the constant tables).
     """
     xc = jnp.clip(x, -40.0, 40.0)  # Φ(±40) is 0 and 1 to the last bit
-    xm = jnp.where(x < -40.0, 0.0, x).astype(x.dtype)  # −∞ gives 0, +∞ gives ∞
+    xm = where(x < -40.0, 0.0, x).astype(x.dtype)  # −∞ gives 0, +∞ gives ∞
     if approximate:
         q, _, v, _, scale = _gelu_tanh_parts(xc)
         p = xm * q
         # scale is 1 where v ≥ 0: the select equals p·scale bit for bit, and ending the forward with it
         # keeps XLA:CPU from pulling the product into a following reduction (7 fusions → 5 in
         # value_and_grad of sum(gelu(x)·w), compile time −15 %; see _silu)
-        return jnp.where(v < 0, p * scale, p)
+        return where(v < 0, p * scale, p)
     E, scale, R = _erfc_parts(xc)
     P = 0.5 * E * R  # Φ(−|x|)/scale: the scale is applied last (left-tail scaling)
-    return jnp.where(x < 0, (xm * P) * scale, xm * (1 - P * scale))
+    return where(x < 0, (xm * P) * scale, xm * (1 - P * scale))
 
 
 def _dgelu_clip(approximate):
@@ -532,7 +532,7 @@ def _dgelu(x, y, approximate=True):
         h = 2 * v + v
         g = 1 + (h + (((v - (h - 2 * v)) + 3 * ve) - (2 * k1) * xc)) * rt
         near, inside = _root_expansion(xc, _GELU_TANH_ROOT)
-        return (q * jnp.where(inside, near, g)) * scale
+        return (q * where(inside, near, g)) * scale
     # Φ(x) + xφ(x), φ(x) = e^{−x²/2}/√(2π). x < 0: φ(x)·g with g = x + Φ(x)/φ(x) = x + √(π/2)·erfcx(z),
     # which cancels towards its root r ≈ −0.752 (expansion about r there). x ≥ 0: 1 − ½erfc(z) + xφ =
     # 1 + e^{−x²/2}(x/√(2π) − ½erfcx(z)), the bracket below ½ in magnitude against a result ≥ ½.
@@ -541,9 +541,9 @@ def _dgelu(x, y, approximate=True):
     near, inside = _root_expansion(xc, _GELU_ERF_ROOT)
     # φ·g = e^{−x²/2}(x/√(2π) + ½erfcx(z)) for x < 0 (√(π/2)/√(2π) = ½), and the bracket of x ≥ 0 is
     # the same with −½: one expression, R read once (see _erfc_parts on XLA's fusion).
-    bracket = _INV_SQRT_2PI * xc + jnp.where(neg, 0.5, -0.5) * R
-    A = (E * jnp.where(neg & inside, _INV_SQRT_2PI * near, bracket)) * scale
-    return jnp.where(neg, A, 1 + A)
+    bracket = _INV_SQRT_2PI * xc + where(neg, 0.5, -0.5) * R
+    A = (E * where(neg & inside, _INV_SQRT_2PI * near, bracket)) * scale
+    return where(neg, A, 1 + A)
 
 
 def _gelu_reference(x, approximate=True):
@@ -564,7 +564,7 @@ gelu = elementwise(
 # ----- elu, selu, celu -----------------------------------------------------------------------------
 def _elu(x, alpha=1.0):
     r"""ELU: :math:`x` for :math:`x > 0`, :math:`α(e^x − 1)` otherwise (double where: no NaN leaks)."""
-    return jnp.where(x > 0, x, alpha * jnp.expm1(jnp.where(x > 0, 0.0, x)))
+    return where(x > 0, x, alpha * jnp.expm1(where(x > 0, 0.0, x)))
 
 
 def _delu(x, y, alpha=1.0, lam=1.0):
@@ -572,12 +572,12 @@ def _delu(x, y, alpha=1.0, lam=1.0):
     # alone (or α·e^x) is already subnormal, and a subnormal intermediate would cost all its bits (the
     # CPU flushes it to 0): left-tail scaling, the scale applied last. λ = 1 for elu.
     _, e_s, scale = exp_neg_scaled(-jnp.minimum(x, 0.0))
-    return jnp.where(x > 0, lam, ((lam * alpha) * e_s) * scale).astype(x.dtype)
+    return where(x > 0, lam, ((lam * alpha) * e_s) * scale).astype(x.dtype)
 
 
 elu = elementwise(
     "elu", _elu, _delu,
-    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
+    reference=lambda x, alpha=1.0: where(x > 0, x, alpha * (jnp.exp(where(x > 0, 0.0, x)) - 1)),
     static={"alpha": 1.0},
     traced=("alpha",),
     kinks=(Kink(0.0, 1.0, note="smooth when alpha = 1; for alpha ≠ 1 the rule takes the left side, α"),),
@@ -593,7 +593,7 @@ def _selu(x):
 
 selu = elementwise(
     "selu", _selu, lambda x, y: _delu(x, y, SELU_ALPHA, SELU_SCALE),
-    reference=lambda x: SELU_SCALE * jnp.where(x > 0, x, SELU_ALPHA * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
+    reference=lambda x: SELU_SCALE * where(x > 0, x, SELU_ALPHA * (jnp.exp(where(x > 0, 0.0, x)) - 1)),
     kinks=(Kink(0.0, SELU_SCALE * SELU_ALPHA, note="left derivative λα ≈ 1.7581 (right: λ); jax.nn and torch agree"),),
     derivation="λ·elu'(x, α)",
 ).fn
@@ -606,8 +606,8 @@ def _celu(x, alpha=1.0):
 
 celu = elementwise(
     "celu", _celu,
-    lambda x, y, alpha=1.0: jnp.where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0) / alpha)).astype(x.dtype),
-    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x) / alpha) - 1)),
+    lambda x, y, alpha=1.0: where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0) / alpha)).astype(x.dtype),
+    reference=lambda x, alpha=1.0: where(x > 0, x, alpha * (jnp.exp(where(x > 0, 0.0, x) / alpha) - 1)),
     static={"alpha": 1.0},
     traced=("alpha",),
     variants=({"alpha": 1.0}, {"alpha": 2.0}),
@@ -618,7 +618,7 @@ celu = elementwise(
 # ----- soft_sign, squareplus -----------------------------------------------------------------------
 def _soft_sign(x):
     r"""Soft sign :math:`x/(|x| + 1)`; ±∞ give ±1."""
-    return jnp.where(jnp.isinf(x), jnp.sign(x), x / (jnp.abs(x) + 1))
+    return where(jnp.isinf(x), jnp.sign(x), x / (jnp.abs(x) + 1))
 
 
 soft_sign = elementwise(
@@ -632,7 +632,7 @@ def _squareplus_parts(x, b):
     """(h, m): h = √(x² + b) and m = h + |x|; past |x| = 2⁶⁰, where b/x² is below the last bit of
     1 in float64, h is |x| itself (x² would overflow float32 there)."""
     ax = jnp.abs(x)
-    h = jnp.where(ax < 2.0**60, jnp.sqrt(x * x + b), ax)
+    h = where(ax < 2.0**60, jnp.sqrt(x * x + b), ax)
     return h, h + ax
 
 
@@ -645,7 +645,7 @@ def _squareplus(x, b=4.0):
     d = (0.5 * b) / m
     # = max(x, 0) + d bit for bit; ending with the select keeps XLA:CPU from pulling the sum into a
     # following reduction and storing its operands (see _silu): jit fwd+bwd 1.37× → 0.73× jax.nn there
-    return jnp.where(x > 0, x + d, d)
+    return where(x > 0, x + d, d)
 
 
 def _dsquareplus(x, y, b=4.0):
@@ -656,8 +656,8 @@ def _dsquareplus(x, y, b=4.0):
     xc = jnp.minimum(x, 2.0**60)
     h, m = _squareplus_parts(xc, b)
     left = xc < -1.0
-    s = jnp.where(xc < -(2.0**32), 2.0**-64, 1.0)
-    return jnp.where(left, b * s, h + xc) / ((2 * h) * jnp.where(left, m * s, 1.0))
+    s = where(xc < -(2.0**32), 2.0**-64, 1.0)
+    return where(left, b * s, h + xc) / ((2 * h) * where(left, m * s, 1.0))
 
 
 squareplus = elementwise(
@@ -688,8 +688,8 @@ def _log1mexp(x):
     [−0.5, −0.3] (its argument −e^{−x} for x in [log 2, 1.2]), and log(1 − e^{−x}) loses under an ULP
     for x ≤ log 4 (|log(¾)| = 0.29: the rounding of 1 − e^{−x} costs at most ~1.5 ULP of the result).
     """
-    small = jnp.where(_below_unit_roundoff(x), x, -jnp.expm1(-x))
-    return jnp.where(
+    small = where(_below_unit_roundoff(x), x, -jnp.expm1(-x))
+    return where(
         x < math.log(4.0), jnp.log(small), jnp.log1p(-jnp.exp(-x))
     )
 
@@ -697,7 +697,7 @@ def _log1mexp(x):
 def _dlog1mexp(x, y):
     # 1/expm1(x) = 1/x − 1/2 + x/12 − …: below ε/2 the first two terms are exact to the last bit, and
     # they avoid the float16 expm1 of a subnormal (see _below_unit_roundoff).
-    return jnp.where(_below_unit_roundoff(x), 1 / x - 0.5, 1 / jnp.expm1(x))
+    return where(_below_unit_roundoff(x), 1 / x - 0.5, 1 / jnp.expm1(x))
 
 
 log1mexp = elementwise(
@@ -744,16 +744,16 @@ def _tanhshrink(x):
     Chebyshev series (Clenshaw); beyond, x − tanh x loses at most a factor 2.
     """
     small = jnp.abs(x) < 2.0
-    s = jnp.square(jnp.where(small, x, 0.0))
-    return jnp.where(small, x * _tanhshrink_series(x, s), x - _tanh(x))
+    s = jnp.square(where(small, x, 0.0))
+    return where(small, x * _tanhshrink_series(x, s), x - _tanh(x))
 
 
 def _dtanhshrink(x, y):
     # tanh² x: squaring tanh doubles its error; instead 1 − sech² x for |x| ≥ 0.88 (sech² ≤ ½ there, so
     # the difference loses nothing) and s·(1 − s·p(s))², s = x², from the value's series below.
     small = jnp.abs(x) < 0.88
-    s = jnp.square(jnp.where(small, x, 0.0))
-    return jnp.where(small, s * jnp.square(1 - _tanhshrink_series(x, s)), 1 - _sech2(x))
+    s = jnp.square(where(small, x, 0.0))
+    return where(small, s * jnp.square(1 - _tanhshrink_series(x, s)), 1 - _sech2(x))
 
 
 tanhshrink = elementwise(
