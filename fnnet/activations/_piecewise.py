@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from fnnet._checks import same_dtype
-from fnnet._numerics import keep_nan
+from fnnet._numerics import keep_nan, where
 from fnnet.primitive import REQUIRED, Kink, define, elementwise, sample_rng, sampled, uniform_avoiding
 
 __all__ = [
@@ -46,7 +47,7 @@ __all__ = [
 
 def _select(mask, a, b, like):
     """``where(mask, a, b)`` for Python-number branches, in ``like``'s dtype (strict promotion)."""
-    return jnp.where(mask, a, b).astype(like.dtype)
+    return where(mask, lax.full_like(like, a), lax.full_like(like, b))
 
 
 def _kinks_at_pm(at, derivative, note, torch=None):
@@ -139,7 +140,7 @@ def _leaky_relu(x, negative_slope=0.01):
     Returns:
       An array of ``x``'s shape and dtype.
     """
-    return jnp.where(x >= 0, x, negative_slope * x)
+    return where(x >= 0, x, negative_slope * x)
 
 
 leaky_relu = elementwise(
@@ -173,7 +174,7 @@ def _hard_tanh(x):
     Returns:
       An array of ``x``'s shape and dtype.
     """
-    return jnp.where(x > 1, 1, jnp.where(x < -1, -1, x))
+    return where(x > 1, 1, where(x < -1, -1, x))
 
 
 hard_tanh = elementwise(
@@ -237,14 +238,14 @@ def _hard_silu(x):
       An array of ``x``'s shape and dtype.
     """
     y = x * _hard_sigmoid(x)
-    return jnp.where(jnp.isneginf(x), -jnp.zeros_like(x), y)  # −0.0, the sign of x·0 for x < −3
+    return where(jnp.isneginf(x), -jnp.zeros_like(x), y)  # −0.0, the sign of x·0 for x < −3
 
 
 def _dhard_silu(x, y):
     # Product rule as jax.nn differentiates it: hs(x) + x·hs'(x), hs' = [−3 < x < 3]/6. Outside the
     # interval hs is exactly 0 or 1 and x·0 is dropped (where, not a product), so ±∞ gives 0 and 1.
     # x/6 (not x·(1/6)) rounds as jax.grad does.
-    return _hard_sigmoid(x) + jnp.where(_hard_sigmoid_mask(x), x / 6.0, jnp.zeros_like(x))
+    return _hard_sigmoid(x) + where(_hard_sigmoid_mask(x), x / 6.0, jnp.zeros_like(x))
 
 
 hard_silu = elementwise(
@@ -277,13 +278,13 @@ def _sparse_plus(x):
     Returns:
       An array of ``x``'s shape and dtype.
     """
-    return jnp.where(x <= -1.0, 0.0, jnp.where(x >= 1.0, x, (x + 1.0) ** 2 / 4))
+    return where(x <= -1.0, 0.0, where(x >= 1.0, x, (x + 1.0) ** 2 / 4))
 
 
 sparse_plus = elementwise(
     "sparse_plus", _sparse_plus,
     # (x + 1)/2 is finite for every finite x (no square in the unselected branch to overflow).
-    lambda x, y: jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
+    lambda x, y: where(x <= -1.0, jnp.zeros_like(x), where(x >= 1.0, jnp.ones_like(x), (x + 1.0) / 2)),
     reference=lambda x: jnp.square(jnp.clip(x + 1.0, 0.0, 2.0)) / 4 + jnp.maximum(x - 1.0, 0.0),
     kinks=(
         Kink(-1.0, 0.0, note="f is C¹: both one-sided derivatives are 0 (f'' jumps 0 → ½)"),
@@ -316,7 +317,7 @@ def _sparse_sigmoid(x):
 def _dsparse_sigmoid(x, y):
     u = x + 1.0
     inside = _select((u > 0) & (u < 2), 0.5, 0.0, x)
-    return jnp.where((u == 0) | (u == 2), jnp.full_like(x, 0.25), inside)
+    return where((u == 0) | (u == 2), jnp.full_like(x, 0.25), inside)
 
 
 sparse_sigmoid = elementwise(
@@ -345,7 +346,7 @@ def _hardshrink(x, lambd=0.5):
     Returns:
       An array of ``input``'s shape and dtype.
     """
-    return jnp.where((x >= -lambd) & (x <= lambd), jnp.zeros_like(x), x)
+    return where((x >= -lambd) & (x <= lambd), jnp.zeros_like(x), x)
 
 
 def _shrink_derivative(x, lambd):
@@ -394,7 +395,7 @@ def _softshrink(x, lambd=0.5):
     Returns:
       An array of ``input``'s shape and dtype.
     """
-    return jnp.where(x > lambd, x - lambd, jnp.where(x < -lambd, x + lambd, x * 0))
+    return where(x > lambd, x - lambd, where(x < -lambd, x + lambd, x * 0))
 
 
 def _validate_lambd(input, lambd=0.5):
@@ -428,7 +429,7 @@ def _threshold(x, threshold=0.0, value=0.0):
     Returns:
       An array of ``input``'s shape and dtype.
     """
-    return jnp.where(x <= threshold, jnp.full_like(x, value), x)
+    return where(x <= threshold, jnp.full_like(x, value), x)
 
 
 def _dthreshold(x, threshold):
@@ -479,15 +480,15 @@ def _prelu_forward(x, w):
       An array of ``input``'s shape and dtype.
     """
     wb = _prelu_weight(w, x.ndim)
-    return jnp.where(x > 0, x, wb * x)
+    return where(x > 0, x, wb * x)
 
 
 def _prelu_bwd(residuals, g):
     x, w = residuals
     wb = _prelu_weight(w, x.ndim)
     positive = x > 0
-    dx = g * keep_nan(x, jnp.where(positive, jnp.ones_like(wb), wb))
-    dw_full = jnp.where(positive, jnp.zeros_like(g), x * g)
+    dx = g * keep_nan(x, where(positive, jnp.ones_like(wb), wb))
+    dw_full = where(positive, jnp.zeros_like(g), x * g)
     if w.size == 1:
         dw = jnp.sum(dw_full)
     else:  # sum over every axis but the channel axis 1
@@ -498,7 +499,7 @@ def _prelu_bwd(residuals, g):
 def _prelu_jvp(primals, tangents, out):
     (x, w), (tx, tw) = primals, tangents
     wb, twb = _prelu_weight(w, x.ndim), _prelu_weight(tw, x.ndim)
-    return keep_nan(x, jnp.where(x > 0, tx, wb * tx + twb * x))
+    return keep_nan(x, where(x > 0, tx, wb * tx + twb * x))
 
 
 def _prelu_reference(input, weight):
