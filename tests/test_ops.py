@@ -379,3 +379,38 @@ def test_integer_input_is_promoted_and_bool_refused(name):
         prim.fn(*args)
 
 
+
+
+# ----- the activations' select: jnp.where's result as one lax.select -------------------------------
+@pytest.mark.parametrize(
+    "c_shape,a,b",
+    [
+        ((5,), ("f32", (5,)), 0.0),
+        ((5,), 1.5, ("f32", (5,))),
+        ((3, 1), ("f32", (4,)), ("f32", (3, 4))),
+        ((4,), ("bf16", (4,)), -2.0),
+        ((4,), ("f64", (4,)), ("f64", ())),
+        ((2, 3), ("f16", ()), ("f16", (2, 3))),
+    ],
+)
+def test_where_is_jnp_where_as_one_select(c_shape, a, b):
+    from fnnet._numerics import where
+
+    rng = np.random.default_rng(0)
+    dtypes = {"f16": jnp.float16, "bf16": jnp.bfloat16, "f32": jnp.float32, "f64": jnp.float64}
+
+    def make(spec):
+        if isinstance(spec, float):
+            return spec
+        return jnp.asarray(rng.standard_normal(spec[1]), dtypes[spec[0]])
+
+    c = jnp.asarray(rng.random(c_shape) > 0.5)
+    a, b = make(a), make(b)
+    want, got = jnp.where(c, a, b), where(c, a, b)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    assert got.aval.weak_type == want.aval.weak_type
+    np.testing.assert_array_equal(np.asarray(got, np.float64), np.asarray(want, np.float64))
+    # one select, no nested jit for the later stages of tracing to walk
+    eqns = jax.make_jaxpr(where)(c, a, b).jaxpr.eqns
+    assert all(e.primitive.name != "pjit" and e.primitive.name != "jit" for e in eqns), eqns
+    assert any(e.primitive.name == "select_n" for e in eqns)
