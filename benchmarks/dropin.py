@@ -20,6 +20,8 @@ each printed as a markdown table whose rows appear as they finish:
 3. **compile**: wall time of ``jax.jit(value_and_grad(...)).lower(x, w).compile()``, a fresh lambda
    each repeat and ``jax.clear_caches()`` before each compile (so neither side reuses a trace or an
    executable; fnnet's inner jits and jax.nn's are both retraced);
+   With ``--sections phases`` (not run by default) the same compile time split into its phases:
+   trace, lower, XLA compile.
 4. **MLP memory**: ``jax.jit(jax.grad(loss)).lower(params, x, y).compile().memory_analysis()`` of a
    784-1024-1024-1024-10 MLP (batch 256, float32; the loss is ``fnnet.train.loss_fn``, its dense
    layers and softmax cross-entropy the same on both sides, so only the activation differs) for relu,
@@ -165,6 +167,35 @@ def compile_times(fa, fb, x, w, repeats: int) -> dict:
             "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
 
 
+def compile_phases(fa, fb, x, w, repeats: int) -> dict:
+    """The compile time of :func:`compile_times` split into its phases: trace
+    (``jax.jit(value_and_grad(loss)).trace``), lower (``.lower()``) and XLA compile (``.compile()``),
+    medians of interleaved rounds, caches cleared before each."""
+
+    def one(f):
+        jax.clear_caches()
+        loss = (lambda f_: lambda v, c: jnp.sum(f_(v) * c))(f)
+        with _timing.no_persistent_cache():
+            t0 = time.perf_counter()
+            traced = jax.jit(jax.value_and_grad(loss)).trace(x, w)
+            t1 = time.perf_counter()
+            lowered = traced.lower()
+            t2 = time.perf_counter()
+            lowered.compile()
+            t3 = time.perf_counter()
+        return [t1 - t0, t2 - t1, t3 - t2]
+
+    one(fa), one(fb)  # one-time costs of the process: not counted
+    ta, tb = [], []
+    for r in range(repeats):
+        pair = (fa, fb) if r % 2 == 0 else (fb, fa)
+        got = {id(f): one(f) for f in pair}
+        ta.append(got[id(fa)]), tb.append(got[id(fb)])
+    ma, mb = np.median(ta, axis=0), np.median(tb, axis=0)
+    return {"fnnet_s": [float(v) for v in ma], "jax_s": [float(v) for v in mb],
+            "ratio": float(np.median([sum(a) / sum(b) for a, b in zip(ta, tb)]))}
+
+
 def fwd_bwd(f):
     return jax.jit(jax.value_and_grad(lambda v, c: jnp.sum(f(v) * c)))
 
@@ -277,6 +308,22 @@ def section_compile(labels, cfg, out):
             w = cotangent(fb, x)
             rec["compile"] = c = compile_times(fa, fb, x, w, cfg.compile_repeats)
             row([label, f"{c['fnnet_s'] * 1e3:.1f}", f"{c['jax_s'] * 1e3:.1f}", _r(c["ratio"])])
+        out[label] = rec
+
+
+def section_phases(labels, cfg, out):
+    table(f"3b. Compile time of jit(value_and_grad) by phase, ms: trace, lower, XLA compile "
+          f"(median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
+          ["op", "fnnet trace", "fnnet lower", "fnnet compile", "jax.nn trace", "jax.nn lower",
+           "jax.nn compile", "ratio of totals"])
+    for label in labels:
+        rec = {}
+        with reported(rec, label, 7, cfg):
+            fa, fb, _ = resolve(label)
+            x = make_input(cfg.n, label)
+            w = cotangent(fb, x)
+            rec["phases"] = c = compile_phases(fa, fb, x, w, cfg.compile_repeats)
+            row([label, *(f"{v * 1e3:.1f}" for v in c["fnnet_s"] + c["jax_s"]), _r(c["ratio"])])
         out[label] = rec
 
 
@@ -400,7 +447,9 @@ def parse_args(argv=None):
     p.add_argument("--mlp-acts", type=lambda s: [o for o in s.split(",") if o], default=None,
                    help=f"MLP activations (default {','.join(MLP_ACTS)})")
     p.add_argument("--sections", type=lambda s: [o for o in s.split(",") if o],
-                   default=["eager", "jit", "compile", "mlp"], help="subset of eager,jit,compile,mlp")
+                   default=["eager", "jit", "compile", "mlp"],
+                   help="subset of eager,jit,compile,mlp; also phases (compile time split into trace, "
+                        "lower and XLA compile; not run by default)")
     p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
     cfg = p.parse_args(argv)
     q = cfg.quick
@@ -445,7 +494,8 @@ def main(argv=None) -> int:
     print(f"ratio = fnnet / jax.nn (< 1: fnnet faster or leaner); a ratio is the median over rounds "
           f"of the within-round ratio", flush=True)
     results: dict = {}
-    sections = {"eager": section_eager, "jit": section_jit, "compile": section_compile}
+    sections = {"eager": section_eager, "jit": section_jit, "compile": section_compile,
+                "phases": section_phases}
     for name in cfg.sections:
         results[name] = {}
         t0 = time.perf_counter()
