@@ -144,37 +144,14 @@ def interleaved(fa, fb, repeats: int) -> dict:
             "ratio": _timing.paired_ratio(times, "fnnet", "jax"), "fnnet_samples": ta, "jax_samples": tb}
 
 
-def compile_times(fa, fb, x, w, repeats: int) -> dict:
-    """lower+compile time of jit(value_and_grad) for each, fresh lambdas, caches cleared before each."""
+def _compile_rounds(fa, fb, x, w, repeats: int) -> tuple[list, list]:
+    """Per round, each side's (trace, lower, XLA compile) seconds of a fresh
+    ``jax.jit(value_and_grad(loss))`` (``.trace``, ``.lower()``, ``.compile()``), caches cleared before
+    each, the two sides alternating which goes first."""
 
     def one(f):
         jax.clear_caches()
         loss = (lambda f_: lambda v, c: jnp.sum(f_(v) * c))(f)  # a new function object every time
-        with _timing.no_persistent_cache():
-            t0 = time.perf_counter()
-            jax.jit(jax.value_and_grad(loss)).lower(x, w).compile()
-            return time.perf_counter() - t0
-
-    one(fa), one(fb)  # the first compile of a process also pays one-time costs: not counted
-    ta, tb = [], []
-    for r in range(repeats):
-        if r % 2 == 0:
-            ta.append(one(fa)); tb.append(one(fb))
-        else:
-            tb.append(one(fb)); ta.append(one(fa))
-    ratios = [a / b for a, b in zip(ta, tb)]
-    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
-            "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
-
-
-def compile_phases(fa, fb, x, w, repeats: int) -> dict:
-    """The compile time of :func:`compile_times` split into its phases: trace
-    (``jax.jit(value_and_grad(loss)).trace``), lower (``.lower()``) and XLA compile (``.compile()``),
-    medians of interleaved rounds, caches cleared before each."""
-
-    def one(f):
-        jax.clear_caches()
-        loss = (lambda f_: lambda v, c: jnp.sum(f_(v) * c))(f)
         with _timing.no_persistent_cache():
             t0 = time.perf_counter()
             traced = jax.jit(jax.value_and_grad(loss)).trace(x, w)
@@ -185,14 +162,30 @@ def compile_phases(fa, fb, x, w, repeats: int) -> dict:
             t3 = time.perf_counter()
         return [t1 - t0, t2 - t1, t3 - t2]
 
-    one(fa), one(fb)  # one-time costs of the process: not counted
+    one(fa), one(fb)  # the first compile of a process also pays one-time costs: not counted
     ta, tb = [], []
     for r in range(repeats):
-        pair = (fa, fb) if r % 2 == 0 else (fb, fa)
-        got = {id(f): one(f) for f in pair}
-        ta.append(got[id(fa)]), tb.append(got[id(fb)])
-    ma, mb = np.median(ta, axis=0), np.median(tb, axis=0)
-    return {"fnnet_s": [float(v) for v in ma], "jax_s": [float(v) for v in mb],
+        if r % 2 == 0:
+            ta.append(one(fa)); tb.append(one(fb))
+        else:
+            tb.append(one(fb)); ta.append(one(fa))
+    return ta, tb
+
+
+def compile_times(fa, fb, x, w, repeats: int) -> dict:
+    """trace+lower+compile time of jit(value_and_grad) for each (:func:`_compile_rounds`)."""
+    ta, tb = ([sum(p) for p in side] for side in _compile_rounds(fa, fb, x, w, repeats))
+    ratios = [a / b for a, b in zip(ta, tb)]
+    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
+            "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
+
+
+def compile_phases(fa, fb, x, w, repeats: int) -> dict:
+    """The same split into its phases: the median of each, and the median within-round ratio of
+    the totals."""
+    ta, tb = _compile_rounds(fa, fb, x, w, repeats)
+    return {"fnnet_s": [float(v) for v in np.median(ta, axis=0)],
+            "jax_s": [float(v) for v in np.median(tb, axis=0)],
             "ratio": float(np.median([sum(a) / sum(b) for a, b in zip(ta, tb)]))}
 
 
@@ -296,35 +289,32 @@ def section_jit(labels, cfg, out):
         out[label] = rec
 
 
-def section_compile(labels, cfg, out):
-    table(f"3. Compile time of jit(value_and_grad), lower+compile, fnnet / jax.nn "
-          f"(median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
-          ["op", "fnnet ms", "jax.nn ms", "ratio"])
+def _section_compile_kind(labels, cfg, out, title, header, key, measure, cells):
+    table(f"{title} (median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
+          ["op", *header])
     for label in labels:
         rec = {}
-        with reported(rec, label, 2, cfg):
+        with reported(rec, label, len(header) - 1, cfg):
             fa, fb, _ = resolve(label)
             x = make_input(cfg.n, label)
-            w = cotangent(fb, x)
-            rec["compile"] = c = compile_times(fa, fb, x, w, cfg.compile_repeats)
-            row([label, f"{c['fnnet_s'] * 1e3:.1f}", f"{c['jax_s'] * 1e3:.1f}", _r(c["ratio"])])
+            rec[key] = c = measure(fa, fb, x, cotangent(fb, x), cfg.compile_repeats)
+            row([label, *cells(c)])
         out[label] = rec
+
+
+def section_compile(labels, cfg, out):
+    _section_compile_kind(
+        labels, cfg, out, "3. Compile time of jit(value_and_grad), lower+compile, fnnet / jax.nn",
+        ["fnnet ms", "jax.nn ms", "ratio"], "compile", compile_times,
+        lambda c: [f"{c['fnnet_s'] * 1e3:.1f}", f"{c['jax_s'] * 1e3:.1f}", _r(c["ratio"])])
 
 
 def section_phases(labels, cfg, out):
-    table(f"3b. Compile time of jit(value_and_grad) by phase, ms: trace, lower, XLA compile "
-          f"(median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
-          ["op", "fnnet trace", "fnnet lower", "fnnet compile", "jax.nn trace", "jax.nn lower",
-           "jax.nn compile", "ratio of totals"])
-    for label in labels:
-        rec = {}
-        with reported(rec, label, 7, cfg):
-            fa, fb, _ = resolve(label)
-            x = make_input(cfg.n, label)
-            w = cotangent(fb, x)
-            rec["phases"] = c = compile_phases(fa, fb, x, w, cfg.compile_repeats)
-            row([label, *(f"{v * 1e3:.1f}" for v in c["fnnet_s"] + c["jax_s"]), _r(c["ratio"])])
-        out[label] = rec
+    _section_compile_kind(
+        labels, cfg, out, "3b. Compile time of jit(value_and_grad) by phase, ms: trace, lower, XLA compile",
+        ["fnnet trace", "fnnet lower", "fnnet compile", "jax.nn trace", "jax.nn lower", "jax.nn compile",
+         "ratio of totals"], "phases", compile_phases,
+        lambda c: [*(f"{v * 1e3:.1f}" for v in c["fnnet_s"] + c["jax_s"]), _r(c["ratio"])])
 
 
 def mlp_memory(act, params, x, y) -> dict:
