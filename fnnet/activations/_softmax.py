@@ -149,12 +149,15 @@ maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 
 
 def _log_softmax_parts(x, where, axis):
+    """``(out, e, S, axes)``: out = (x − m) − log S, e = exp(x − m) (0 where masked), S = Σe per slice
+    (the reduced axes removed)."""
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
     _, shifted, e = _shifted(x, axes, where)
-    out = lax.sub(shifted, _keep(lax.log(_reduce_sum(e, axes)), axes, x.shape))
+    s = _reduce_sum(e, axes)
+    out = lax.sub(shifted, _keep(lax.log(s), axes, x.shape))
     if where is not None:
         out = jnp.where(where, out, -jnp.inf)
-    return out, e, axes
+    return out, e, s, axes
 
 
 def _log_softmax_forward(x, where=None, axis=-1):
@@ -162,14 +165,22 @@ def _log_softmax_forward(x, where=None, axis=-1):
 
 
 def _log_softmax_fwd(x, where=None, axis=-1):
-    out, e, axes = _log_softmax_parts(x, where, axis)
-    return out, _normalize(e, axes, where)
+    # The residual is e, not y = e/S: the backward then divides once per slice (Σg/S, S = Σe summed
+    # again, which XLA shares with the forward's when both are in one program) and multiplies per
+    # entry, where forming y divided per entry (XLA:CPU, jit of value_and_grad at 2²⁰: 1.14–1.17×
+    # jax.nn's → 1.10×). The same number of saved entries as y.
+    out, e, _, _ = _log_softmax_parts(x, where, axis)
+    return out, e
 
 
-def _log_softmax_bwd(y, g, where=None, axis=-1):
-    axes = _axes(axis, y.ndim, "fnnet.log_softmax")
+def _log_softmax_bwd(e, g, where=None, axis=-1):
+    axes = _axes(axis, e.ndim, "fnnet.log_softmax")
     gm = _masked(g, where)  # a masked output is the constant −inf: its cotangent is dropped
-    return (lax.sub(gm, lax.mul(y, _keep(_reduce_sum(gm, axes), axes, y.shape))),)
+    s = _reduce_sum(e, axes)
+    if where is not None:  # a fully masked slice: S = 0 and e = 0; divided by 1, its gradient is 0
+        s = jnp.where(s == 0, 1.0, s).astype(s.dtype)
+    t = lax.div(_reduce_sum(gm, axes), s)  # Σg/S per slice
+    return (lax.sub(gm, lax.mul(e, _keep(t, axes, e.shape))),)
 
 
 def _log_softmax_jvp(primals, tangents, out, where=None, axis=-1):
