@@ -41,7 +41,7 @@ def where(c, a, b):
     array's dtype) as one ``lax.select``. jnp.where is a jitted function: each call puts a nested
     ``jit`` in the program, which every later stage of tracing (linearization, partial evaluation,
     transposition, lowering) walks again; the formulas here select ~10 times per op, and written with
-    this the jit of value_and_grad of mish traced in ~45 ms instead of ~57. Same operations, same bits."""
+    this the jit of value_and_grad of mish traced in ~48 ms instead of ~57. Same operations, same bits."""
     if not (hasattr(a, "aval") or hasattr(b, "aval")):  # two numbers: jnp's weakly typed result
         return jnp.where(c, a, b)
     dtype = jnp.result_type(a, b)
@@ -101,7 +101,7 @@ def _full(v, c):
 # The kernel below is written with lax operations, not jax.numpy's: each jnp function is a jitted
 # wrapper that re-traces (and checks dtypes and broadcasting) every time a program is traced, and
 # the kernel is traced twice per differentiated call (forward, then the tangent rule). Same
-# operations, same bits; the jit-of-value_and_grad of softmax traced ~35 % faster.
+# operations, same bits; the jit of value_and_grad of softmax traced in 22 ms instead of 49.
 
 
 def shifted(x, axes, mask):
