@@ -420,3 +420,22 @@ def test_the_softmax_flag_never_selects_a_heavier_backward(name, lean):
     with jax.softmax_custom_jvp(False):
         legacy = saved_residuals(getattr(jax.nn, name), x)
     assert sum(a.size for a, _ in legacy) > 4  # the flag does change jax.nn: the comparison is live
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_logsumexp_value_alone_equals_the_value_beside_its_gradient(dtype):
+    # Without b, where or return_sign the value is computed on its own path (no tie sharing, which
+    # only the gradient needs): it must give what the differentiated path gives, at every special
+    # slice: finite, +inf (with ties), all −inf, NaN, empty.
+    x = np.array([[1.0, 2.0, 3.0], [np.inf, 1.0, np.inf], [-np.inf] * 3, [np.nan, 1.0, 2.0],
+                  [np.inf, -np.inf, 0.0], [-1e30, 1e30, 0.0]])
+    x = jnp.asarray(x, dtype)
+    for kw in ({"axis": -1}, {"axis": 0}, {"axis": None}, {"axis": -1, "keepdims": True}):
+        alone = fnnet.logsumexp(x, **kw)
+        beside = jax.vjp(lambda v: fnnet.logsumexp(v, **kw), x)[0]
+        np.testing.assert_array_equal(np.asarray(alone), np.asarray(beside))
+        assert alone.dtype == beside.dtype == dtype and alone.shape == beside.shape
+    empty = jnp.zeros((2, 0), dtype)
+    np.testing.assert_array_equal(np.asarray(fnnet.logsumexp(empty, axis=1)), [-np.inf, -np.inf])
+    np.testing.assert_array_equal(np.asarray(jax.vjp(lambda v: fnnet.logsumexp(v, axis=1), empty)[0]),
+                                  [-np.inf, -np.inf])

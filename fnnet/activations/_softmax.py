@@ -273,6 +273,19 @@ def _lse_values(m, s, axes, keepdims, return_sign, has_b):
 
 
 def _lse_forward(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
+    if b is None and where is None and not return_sign:
+        # The value alone needs no tie sharing at an infinite maximum (that is for the gradient, p):
+        # shifting by the maximum where it is finite and by 0 elsewhere gives the same values (a
+        # finite maximum: the same x − m; +inf: log Σe^x = +inf; all −inf or empty: log 0 = −inf, as
+        # m + log(count) is; a NaN stays NaN) without _shifted's per-entry select, which kept XLA:CPU
+        # from fusing the maximum with the exponential (jit of logsumexp alone: 1.19–1.27× jax.nn's
+        # time before, 1.00 after).
+        axes = _axes(axis, a.ndim, "fnnet.logsumexp")
+        m = lax.reduce_max(a, axes) if axes else a
+        m = lax.select(lax.is_finite(m), m, lax.full_like(m, 0))
+        s = _reduce_sum(lax.exp(lax.sub(a, _keep(m, axes, a.shape))), axes)
+        out = lax.add(m, lax.log(s))
+        return lax.expand_dims(out, axes) if keepdims else out
     m, s, _, axes = _lse_parts(a, b, where, axis)
     return _lse_values(m, s, axes, keepdims, return_sign, b is not None)
 
