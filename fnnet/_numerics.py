@@ -27,6 +27,7 @@ __all__ = [
     "softmax_vjp",
     "keep",
     "reduce_sum",
+    "slice_sums",
     "SHIFT",
     "SHIFT_FROM",
     "E_SHIFT",
@@ -128,12 +129,18 @@ def shifted(x, axes, mask):
     return lax.expand_dims(m, axes), out, e
 
 
-def normalize(e, axes, mask):
-    """``e / Σe``; a fully masked slice (Σe = 0: otherwise Σe ≥ 1, the maximum contributes e⁰) gives 0."""
+def slice_sums(e, axes, mask):
+    """Σe per slice (the axes removed), to divide by: a fully masked slice's 0 becomes 1 (otherwise
+    Σe ≥ 1, the maximum contributes e⁰), so that its entries, all 0, stay 0."""
     s = reduce_sum(e, axes)
     if mask is not None:
         s = lax.select(lax.eq(s, _full(s, 0)), _full(s, 1), s)
-    return lax.div(e, keep(s, axes, e.shape))
+    return s
+
+
+def normalize(e, axes, mask):
+    """``e / Σe``; a fully masked slice gives 0 (:func:`slice_sums`)."""
+    return lax.div(e, keep(slice_sums(e, axes, mask), axes, e.shape))
 
 
 def masked(v, mask):

@@ -43,10 +43,7 @@ class Context:
     fd_eps: float = float(np.finfo(np.float64).eps)  # rounding unit of the finite differences' samples
     degraded: str = ""  # why the float64 finite differences are not float64-accurate (empty: they are)
     _fused_failed: bool = False
-    # The directional sampler evaluates f(x) inside its batch (fd.inline_f0); where the sampler is
-    # compiled up front, its width, and check_degraded reads f's float64 outputs from it.
-    inline_f0: bool = False
-    f0_width: int | None = None
+    inline_f0: bool = False  # the directional sampler evaluates f(x) inside its batch (fd.inline_f0)
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled program vmapped over a padded batch of cotangents (batching.py).

@@ -465,13 +465,19 @@ def probe_width(chunk: int) -> int:
 STEP_SCALES = (1.125, 0.875)  # the reruns of with_observed_noise
 
 
+def sampler(ctx):
+    """The build of the directional sampler's program (role "sampler"): every caller of the role must
+    build the same program."""
+    return lambda: make_sampler(ctx.problem.F64, ctx.fd, ctx.inline_f0)
+
+
 def sample_directions(ctx, dirs, gs):
     """phi samples along a batch of directions (see :func:`make_sampler`), as float64 numpy arrays."""
     with float64_scope():
         x = [put(xi) for xi in ctx.x64]
         d = [put(np.asarray(di, np.float64)) for di in dirs]
         g = [put(np.asarray(gi, np.float64)) for gi in gs]
-        s, m = ctx.programs.call("sampler", lambda: make_sampler(ctx.problem.F64, ctx.fd, ctx.inline_f0), x, d, g)[:2]
+        s, m = ctx.programs.call("sampler", sampler(ctx), x, d, g)[:2]
         return np.asarray(s, np.float64), np.asarray(m, np.float64)
 
 
@@ -595,7 +601,7 @@ def default_chunk(ctx, chunk_size) -> int:
     return int(np.clip((1 << 22) // max(total, 1), 1, 1024))
 
 
-def check_degraded(ctx) -> None:
+def check_degraded(ctx, sampler_width: int | None = None) -> None:
     """Detect an f that computes in float32 inside even when called with float64 inputs.
 
     Its float64 outputs then carry float32 rounding: every float64 finite difference is only as
@@ -604,6 +610,8 @@ def check_degraded(ctx) -> None:
     has more than bfloat16's 8 significant bits (a float64 result lands on a float32 by chance with
     probability 2^-29 per value). Then ``ctx.fd_eps`` (the rounding unit of the differences) and each
     leaf's eps become float32's, the steps are sized for float32, and ``ctx.degraded`` says why.
+    ``sampler_width``: f's outputs are read from the inline sampler (:func:`inline_f0`) of this
+    width, already compiled; None: from a program of f alone.
     """
     eps32 = float(np.finfo(np.float32).eps)
     # Evaluated at x nudged off the float32 grid (relative 3·2⁻⁴⁰), so that f(x) = x on float32
@@ -611,12 +619,10 @@ def check_degraded(ctx) -> None:
     nudged = [xi * (1.0 + 3.0 * 2.0**-40) for xi in ctx.x64]
     try:
         with float64_scope():
-            if ctx.f0_width:  # f's outputs at x, from the sampler (zero directions)
-                w = ctx.f0_width
-                d = [put(np.zeros((w, *np.shape(xi)))) for xi in nudged]
-                g = [put(np.zeros((w, *o.shape))) for o in ctx.problem.out]
-                build = lambda: make_sampler(ctx.problem.F64, ctx.fd, True)  # noqa: E731
-                out = ctx.programs.call("sampler", build, [put(xi) for xi in nudged], d, g)[2]
+            if sampler_width:  # f's outputs at x, from the (inline) sampler along zero directions
+                d = [put(np.zeros((sampler_width, *np.shape(xi)))) for xi in nudged]
+                g = [put(np.zeros((sampler_width, *o.shape))) for o in ctx.problem.out]
+                out = ctx.programs.call("sampler", sampler(ctx), [put(xi) for xi in nudged], d, g)[2]
             else:
                 out = ctx.programs.call("f64", lambda: jax.jit(ctx.problem.F64), [put(xi) for xi in nudged])
             dtypes = [np.dtype(o.dtype) for o in out]

@@ -25,7 +25,7 @@ from . import fd as fd_engine
 from .batching import VJP_BATCH, batched_vjp, batched_vjp_pair, fd_mesh
 from .context import make_context
 from .cotangents import make_cotangents, rademacher, scalar_output
-from .fd import default_chunk, make_entry_sampler, make_sampler, probe_width
+from .fd import default_chunk, make_entry_sampler, probe_width
 from .problem import Problem, build_problem
 from .programs import Programs, cache_key, cached_programs, float64_scope, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
@@ -178,6 +178,13 @@ def _override(rtol, atol):
     return lambda expected: a + r * np.abs(np.asarray(expected, np.float64))
 
 
+def _f0_width(ctx, mode: str, chunk: int) -> int | None:
+    """The width of the directional sampler that gives f's float64 outputs (the default mode compiles
+    it up front, and on a small problem it evaluates f(x) itself: fd.inline_f0), or None: f is then a
+    program of its own."""
+    return probe_width(chunk) if mode == "auto" and ctx.inline_f0 else None
+
+
 def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
     """Trace every program the check will run and start compiling them, as one executable.
 
@@ -203,19 +210,17 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
                           [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
         x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
-        width = probe_width(chunk)
-        if mode == "auto" and ctx.inline_f0:  # f's float64 outputs come from the sampler (fd.inline_f0)
-            ctx.f0_width = width
-        else:
+        if _f0_width(ctx, mode, chunk) is None:  # (else f's float64 outputs come from the sampler)
             items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
         if problem.R64 is not None:
             items.append(("both64", lambda: batched_vjp_pair(problem.F64, problem.R64), (x64, g64), True))
         else:
             items.append(("rule64", lambda: batched_vjp(problem.F64), (x64, g64), True))
         if mode == "auto":  # (full mode uses the directional sampler only to re-examine kinks in (a))
+            width = probe_width(chunk)
             dirs = [sds((width, *np.shape(xi)), np.float64) for xi in ctx.x64]
             gw = [sds((width, *o.shape), np.float64) for o in problem.out]
-            items.append(("sampler", lambda: make_sampler(problem.F64, ctx.fd, ctx.inline_f0), (x64, dirs, gw), True))
+            items.append(("sampler", fd_engine.sampler(ctx), (x64, dirs, gw), True))
         elif ctx.mesh is None:  # (sharded programs are compiled on first use)
             gc = [sds((len(cots.values), *o.shape), np.float64) for o in problem.out]
             for leaf, xi in enumerate(ctx.x64):
@@ -236,7 +241,7 @@ def _check(problem: Problem, fd: str, seed: int, report: GradCheckReport, prefix
     override = _override(o["rtol"], o["atol"])
     chunk = default_chunk(ctx, o["chunk_size"])
     _prefetch(ctx, cots, o["mode"], chunk, o["structure"])
-    fd_engine.check_degraded(ctx)
+    fd_engine.check_degraded(ctx, _f0_width(ctx, o["mode"], chunk))
     # The op-by-op VJP of the jit-vs-eager check (if asked for) runs now, on this thread, while the
     # programs compile.
     srng = np.random.default_rng([seed, 1])
