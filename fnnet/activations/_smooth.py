@@ -577,7 +577,7 @@ def _delu(x, y, alpha=1.0, lam=1.0):
 
 elu = elementwise(
     "elu", _elu, _delu,
-    reference=lambda x, alpha=1.0: where(x > 0, x, alpha * (jnp.exp(where(x > 0, 0.0, x)) - 1)),
+    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     static={"alpha": 1.0},
     traced=("alpha",),
     kinks=(Kink(0.0, 1.0, note="smooth when alpha = 1; for alpha ≠ 1 the rule takes the left side, α"),),
@@ -593,7 +593,7 @@ def _selu(x):
 
 selu = elementwise(
     "selu", _selu, lambda x, y: _delu(x, y, SELU_ALPHA, SELU_SCALE),
-    reference=lambda x: SELU_SCALE * where(x > 0, x, SELU_ALPHA * (jnp.exp(where(x > 0, 0.0, x)) - 1)),
+    reference=lambda x: SELU_SCALE * jnp.where(x > 0, x, SELU_ALPHA * (jnp.exp(jnp.where(x > 0, 0.0, x)) - 1)),
     kinks=(Kink(0.0, SELU_SCALE * SELU_ALPHA, note="left derivative λα ≈ 1.7581 (right: λ); jax.nn and torch agree"),),
     derivation="λ·elu'(x, α)",
 ).fn
@@ -607,7 +607,7 @@ def _celu(x, alpha=1.0):
 celu = elementwise(
     "celu", _celu,
     lambda x, y, alpha=1.0: where(x > 0, 1.0, jnp.exp(jnp.minimum(x, 0.0) / alpha)).astype(x.dtype),
-    reference=lambda x, alpha=1.0: where(x > 0, x, alpha * (jnp.exp(where(x > 0, 0.0, x) / alpha) - 1)),
+    reference=lambda x, alpha=1.0: jnp.where(x > 0, x, alpha * (jnp.exp(jnp.where(x > 0, 0.0, x) / alpha) - 1)),
     static={"alpha": 1.0},
     traced=("alpha",),
     variants=({"alpha": 1.0}, {"alpha": 2.0}),
