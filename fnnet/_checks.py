@@ -95,15 +95,19 @@ def promote_float(value, name: str, where: str):
     )
 
 
+def traced_static(value, name: str, where: str) -> TypeError:
+    """The error for a traced value given where a hyperparameter is static."""
+    return TypeError(
+        f"{where}: hyperparameter '{name}' is static (it fixes the computation when the function is "
+        f"traced, as in jax.nn); got a traced {value.dtype}{list(value.shape)} value: pass a Python value"
+    )
+
+
 def static_value(value, name: str, where: str, default=None):
     """A hyperparameter as a hashable Python value; tracers are refused, and where the default is a
     number (bool) the value must be a real number (bool) too."""
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"{where}: hyperparameter '{name}' must be a static Python value (it is fixed when the "
-            f"function is traced); got a traced {value.dtype}{list(value.shape)} array. "
-            "For a learnable slope use fnnet.activations.prelu."
-        )
+        raise traced_static(value, name, where)
     if isinstance(value, (np.ndarray, jax.Array, np.generic)):
         arr = np.asarray(value)
         if arr.ndim != 0:

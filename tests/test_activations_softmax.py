@@ -397,29 +397,89 @@ def test_jit_and_vmap(x, mask):
     _close(v, jax.nn.logsumexp(x, axis=1), VALUE_RTOL, "vmap logsumexp")
 
 
-@pytest.mark.parametrize("name,lean", [("softmax", 4), ("log_softmax", 5)])
-def test_the_softmax_flag_never_selects_a_heavier_backward(name, lean):
-    # jax.nn.softmax under jax.softmax_custom_jvp(False) is plain autodiff of the formula, whose
-    # backward keeps 3 arrays (6 numbers here); with True its custom rule keeps the output only (4).
-    # fnnet's hand rule is the lean one whatever the flag says (docs/reference/activations.md).
-    # log_softmax keeps e = exp(x − m) and its slice sum (4 + 1), as jax.grad of jax.nn.log_softmax
-    # does under either flag: the backward divides once per slice instead of per entry.
+def _saved_residuals():
     # saved_residuals is what jax's own tests use (jax.ad_checkpoint only exports a printing twin)
-    saved_residuals = pytest.importorskip("jax._src.ad_checkpoint").saved_residuals
+    return pytest.importorskip("jax._src.ad_checkpoint").saved_residuals
 
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_the_softmax_flag_chooses_the_rule_and_residuals_jax_nn_chooses(flag):
+    # jax.softmax_custom_jvp(False), jax's default: backprop through y = e/Σe, keeping e, S and S⁻²
+    # (n + 2 numbers per slice); True: the Jacobian's rule from the output alone (n). fnnet.softmax
+    # follows the flag with two hand-written rules that keep exactly what jax.nn.softmax keeps.
+    saved_residuals = _saved_residuals()
     x = jnp.array([5.5, 1.3, -4.2, 0.9], jnp.float32)
-    f = getattr(fnnet, name)
+    with jax.softmax_custom_jvp(flag):
+        ours = [(a.shape, a.dtype) for a, _ in saved_residuals(fnnet.softmax, x)]
+        theirs = [(a.shape, a.dtype) for a, _ in saved_residuals(jax.nn.softmax, x)]
+        jaxpr = str(jax.make_jaxpr(fnnet.softmax)(x))
+    assert sorted(ours) == sorted(theirs), (ours, theirs)
+    assert sum(int(np.prod(s)) for s, _ in ours) == (4 if flag else 6)
+    assert "custom_jvp_call" in jaxpr and "name=softmax" in jaxpr  # fnnet's rule either way
+    # log_softmax has one rule, whatever the flag: e and its slice sum (4 + 1), as jax.nn keeps
+    with jax.softmax_custom_jvp(flag):
+        assert sum(a.size for a, _ in saved_residuals(fnnet.log_softmax, x)) == 5
+        assert sum(a.size for a, _ in saved_residuals(jax.nn.log_softmax, x)) == 5
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_both_softmax_rules_agree_with_jax_nn_and_with_each_other(dtype):
+    # Each rule against jax.nn's under the same flag (jit of the gradient; under False the programs
+    # are the same graph) and the two rules against each other, on finite slices (with a −inf entry
+    # and an axis tuple) and at the special slices where jax.nn gives NaN (ties at ±inf, all −inf).
+    # Tolerance: both sides round the same few operations, whose error is bounded by a few ε of
+    # max|g| (an entry of y(g − ⟨g, y⟩) cancels at most to that scale); 8ε·max|g| covers it.
+    eps = float(jnp.finfo(dtype).eps)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5, 7)) * 3
+    x[0, 0, 2] = -np.inf
+    x, w = jnp.asarray(x, dtype), jnp.asarray(rng.standard_normal((6, 5, 7)), dtype)
+    for axis in (-1, 0, (0, 2)):
+        grads = {}
+        for flag in (False, True):
+            with jax.softmax_custom_jvp(flag):
+                ours = jax.jit(jax.grad(lambda v: jnp.sum(fnnet.softmax(v, axis=axis) * w)))(x)
+                theirs = jax.jit(jax.grad(lambda v: jnp.sum(jax.nn.softmax(v, axis=axis) * w)))(x)
+                tangent = jax.jvp(lambda v: fnnet.softmax(v, axis=axis), (x,), (w,))[1]
+            atol = 8 * eps * float(jnp.max(jnp.abs(w)))
+            np.testing.assert_allclose(ours, theirs, rtol=0, atol=atol, err_msg=f"{flag} {axis}")
+            np.testing.assert_allclose(tangent, ours, rtol=0, atol=atol)  # J is symmetric
+            grads[flag] = ours
+        np.testing.assert_allclose(grads[False], grads[True], rtol=0, atol=8 * eps)
+    special = jnp.asarray([[np.inf, np.inf, 1.0], [-np.inf] * 3, [1.0, -np.inf, 2.0], [1e30, -1e30, 0.0]], dtype)
+    g = jnp.asarray([0.3, -1.2, 2.0], dtype)
+    out = []
     for flag in (False, True):
         with jax.softmax_custom_jvp(flag):
-            res = saved_residuals(f, x)
-            assert sum(a.size for a, _ in res) == lean, (flag, res)
-            assert lean <= sum(a.size for a, _ in saved_residuals(getattr(jax.nn, name), x))
-        np.testing.assert_allclose(f(x), getattr(jax.nn, name)(x), rtol=1e-6)
-    if name == "log_softmax":
-        return  # jax.nn.log_softmax has no flag-dependent rule
-    with jax.softmax_custom_jvp(False):
-        legacy = saved_residuals(getattr(jax.nn, name), x)
-    assert sum(a.size for a, _ in legacy) > 4  # the flag does change jax.nn: the comparison is live
+            out.append(jax.grad(lambda v: jnp.sum(fnnet.softmax(v) * g))(special))
+    assert np.all(np.isfinite(out[0])) and np.all(np.isfinite(out[1]))
+    np.testing.assert_allclose(out[0], out[1], rtol=0, atol=8 * eps * 2.0)
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_each_softmax_rule_passes_the_checker(flag):
+    # Finite differences and the reference's autodiff, through the public function under each flag
+    # (the checker's program cache keys on the flag: each check traces its own rule).
+    x = jnp.asarray(np.random.default_rng(4).standard_normal((3, 5)) * 2, jnp.float32)
+    mask = jnp.asarray([[True, False, True, True, True]] * 3)
+    with jax.softmax_custom_jvp(flag):
+        for kw in ({"axis": -1}, {"axis": 0}, {"axis": -1, "where": mask}):
+            report = fnnet.gradcheck(lambda v: fnnet.softmax(v, **kw), x)
+            assert report.passed, report
+        jaxpr = str(jax.make_jaxpr(jax.grad(lambda v: fnnet.softmax(v)[0, 0]))(x))
+    # the backward is the flag's rule: S⁻² (integer_pow) only in the formula's rule
+    assert ("integer_pow" in jaxpr) is (not flag)
+
+
+def test_the_checkers_program_cache_keys_on_the_softmax_flag():
+    from fnnet.check import programs
+
+    x = jnp.zeros((3,), jnp.float32)
+    keys = []
+    for flag in (False, True):
+        with jax.softmax_custom_jvp(flag):
+            keys.append(programs.cache_key((x,), (0,), {(0, 0)}, "central", None))
+    assert None not in keys and keys[0] != keys[1]
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

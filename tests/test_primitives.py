@@ -373,6 +373,40 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
         _normwise_close(ct, hand_ct, HAND_VS_REF_ULPS * _eps(jnp.float32), f"{prim.name} eager VJP wrt {name}")
 
 
+def test_inline_under_a_trace_and_one_compiled_program_when_eager():
+    """Inside a program being traced (jit, make_jaxpr, a jitted gradient) the public function is
+    traced inline: its custom_jvp is an equation of the caller's program, with no nested jit around it.
+    Called eagerly it runs its own compiled program, compiled once per shape and reused; eager
+    transformations (jax.grad without jit) go through that program too. The results agree."""
+    x = jnp.linspace(-2.0, 2.0, 8)
+    eqns = [e.primitive.name for e in jax.make_jaxpr(fnnet.softplus)(x).jaxpr.eqns]
+    assert eqns == ["custom_jvp_call"], eqns
+    inner = jax.make_jaxpr(jax.jit(lambda v: fnnet.softplus(v) * 2))(x).jaxpr.eqns[0].params["jaxpr"]
+    assert "custom_jvp_call" in [e.primitive.name for e in inner.eqns]
+    assert "jit" not in str(inner) and "pjit" not in str(inner)
+    before = fnnet.softplus.jitted._cache_size()
+    eager = [fnnet.softplus(x), fnnet.softplus(x + 1.0)]
+    assert fnnet.softplus.jitted._cache_size() == before + (before == 0)
+    np.testing.assert_array_equal(jax.jit(fnnet.softplus)(x), eager[0])
+    np.testing.assert_array_equal(
+        jax.grad(lambda v: fnnet.softplus(v).sum())(x), jax.jit(jax.grad(lambda v: fnnet.softplus(v).sum()))(x)
+    )
+
+
+def test_a_traced_static_hyperparameter_gets_one_message_in_both_paths():
+    # under jit the function is traced inline (fnnet's own check refuses the tracer); under an eager
+    # vmap it runs its jitted program (jax.jit refuses it, and fnnet explains): the same words
+    x = jnp.ones(3)
+    messages = []
+    for run in (lambda: jax.jit(lambda a: fnnet.gelu(x, approximate=a))(True),
+                lambda: jax.vmap(lambda a: fnnet.gelu(x, approximate=a))(jnp.asarray([True, False]))):
+        with pytest.raises(TypeError) as err:
+            run()
+        messages.append(str(err.value))
+    assert messages[0].split(" got ")[0] == messages[1].split(" got ")[0], messages
+    assert messages[0].startswith("fnnet.gelu: hyperparameter 'approximate' is static"), messages
+
+
 def test_reverse_mode_returns_what_the_hand_vjp_returns():
     """A primitive whose hand VJP is deliberately not the derivative (3·g): jax.grad returns 3·g, so
     reverse mode runs the hand rule and never autodiff of the forward; jax.jvp returns the transpose

@@ -131,7 +131,8 @@ def _leaky_relu(x, negative_slope=0.01):
     Derivative: 1 for x > 0, α for x < 0. **Kink** at 0: the rule returns **1** (jax.nn, which writes
     ``where(x >= 0, ...)``); torch returns α there (its backward is ``x > 0 ? g : g·α``).
 
-    ``negative_slope`` is a static hyperparameter; for a learnable slope use :func:`prelu`.
+    ``negative_slope`` may be traced (as in jax.nn); its derivative then comes from autodiff of the
+    forward. For a learnable per-channel slope see :func:`prelu`.
 
     Arguments:
       x: array of any shape and floating dtype.

@@ -15,6 +15,11 @@ softmin        :math:`−y ⊙ (g − ⟨g, y⟩)`, y = softmax(−x)
 (⟨·,·⟩ and Σ are taken over the axis, keeping it, so they broadcast back.) The derivation is one line:
 :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`, so :math:`(J^T g)_j = y_j(g_j − Σ_i g_i y_i)`.
 
+softmax has a second hand rule, chosen as jax.nn.softmax chooses by jax's ``jax_softmax_custom_jvp``
+flag: with the flag False (jax's default) the same map is backpropagated through the formula's graph
+y = e/S, S = Σe, giving :math:`e ⊙ (g/S − ⟨g, e⟩/S^2)` from e, S and S⁻² (what jax.nn keeps then);
+with True, the rule above from y alone (what jax.nn's custom JVP keeps).
+
 **Stability.** Every function subtracts the slice maximum ``m`` before ``exp`` (softmax is invariant
 under shifts), so ``exp`` never overflows and the largest term is exactly 1. The rules use only ``y``
 (in [0, 1]) and ``g``, never ``exp(x)``: large logits (±1e4, ±1e30, ±max finite) give finite values
@@ -90,14 +95,40 @@ def _softmax_forward(x, where=None, axis=-1):
     return _normalize(_shifted(x, axes, where)[2], axes, where)
 
 
+def custom_jvp_flag() -> bool:
+    """jax's ``jax_softmax_custom_jvp`` flag as it stands where the rule is traced (jax.jit keys its
+    cache on it, so a compiled call follows a change of the flag)."""
+    return bool(jax.config.jax_softmax_custom_jvp)
+
+
 def _softmax_fwd(x, where=None, axis=-1):
-    y = _softmax_forward(x, where, axis=axis)
-    return y, y
+    # Two hand-written rules, chosen as jax.nn.softmax chooses by jax's softmax_custom_jvp flag, each
+    # keeping what jax.nn keeps under that setting:
+    # - True: the Jacobian's own rule y ⊙ (g − ⟨g, y⟩), from the output alone (n numbers per slice);
+    # - False (jax's default through 0.11): backprop through the formula's graph y = e/S, S = Σe,
+    #   e = exp(x − m) (the maximum m is a constant: softmax is shift invariant), which keeps e and
+    #   the quotient rule's S and S⁻² (n + 2 numbers per slice), as jax.grad of jax.nn's formula does.
+    axes = _axes(axis, x.ndim, "fnnet.softmax")
+    e = _shifted(x, axes, where)[2]
+    if custom_jvp_flag():
+        y = _normalize(e, axes, where)
+        return y, y
+    s = lax.expand_dims(_slice_sums(e, axes, where), axes)  # reduced axes kept with size 1
+    return lax.div(e, s), (e, s, lax.integer_pow(s, -2))
 
 
-def _softmax_bwd(y, g, where=None, axis=-1):
-    # y is 0 at masked entries; g is masked too so that a non-finite cotangent there cannot leak.
-    return (_softmax_vjp(y, _masked(g, where), _axes(axis, y.ndim, "fnnet.softmax")),)
+def _softmax_bwd(res, g, where=None, axis=-1):
+    # g is masked so that a non-finite cotangent at a masked entry (y = 0 there) cannot leak.
+    gm = _masked(g, where)
+    if not isinstance(res, tuple):
+        return (_softmax_vjp(res, gm, _axes(axis, res.ndim, "fnnet.softmax")),)
+    # Topological order, y = e·S⁻¹ backwards: ∂y/∂e = 1/S gives g/S; ∂y/∂S = −e/S² gives the slice's
+    # −Σ g·e/S², which S = Σe fans back out to every e and adds (accumulation at fan-out); e = exp(·)
+    # multiplies by e. Size-1 axes broadcast as jnp's operators do.
+    e, s, s_m2 = res
+    axes = _axes(axis, e.ndim, "fnnet.softmax")
+    ds = -jnp.sum((gm * s_m2) * e, axis=axes, keepdims=True)
+    return ((gm / s + ds) * e,)
 
 
 def _softmax_jvp(primals, tangents, out, where=None, axis=-1):
@@ -138,7 +169,9 @@ Returns:
   An array of ``x``'s shape and dtype; each slice sums to 1 (0 for a fully masked slice).
 
 Derivative: :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`; VJP :math:`y ⊙ (g − ⟨g, y⟩)`, JVP the same with
-``t`` (the Jacobian is symmetric). Computed as ``exp(x − max) / Σ``; entries equal to an infinite
+``t`` (the Jacobian is symmetric). Like jax.nn.softmax, the backward pass follows jax's
+``jax_softmax_custom_jvp`` flag: False (jax's default) backpropagates through ``e / Σe`` and keeps
+``e``, ``Σe`` and ``(Σe)⁻²``; True keeps ``y`` alone. Computed as ``exp(x − max) / Σ``; entries equal to an infinite
 maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 """,
 ).fn

@@ -15,7 +15,8 @@ finite-difference sampler). On a small problem nearly all of the time is compila
   by everything the traced programs depend on: the finite-difference scheme, the reference, argnums,
   the pytree structure, the shape/dtype of each differentiated leaf, the *value* of every leaf held
   fixed (it is a constant in the traced program), and the JAX settings that change tracing (x64,
-  dtype promotion, rank promotion). A second check of the same f at the same shapes compiles nothing.
+  dtype promotion, rank promotion, the softmax rule: ``TRACE_SETTINGS``). A second check of the
+  same f at the same shapes compiles nothing.
   As with ``jax.jit``, Python state that f reads at trace time is assumed fixed; pass
   ``cache=False`` when it is not (the jit-vs-eager check, ``eager=True``, would also flag it).
 
@@ -466,6 +467,14 @@ def _fingerprint(leaf):
     return ("object", leaf)
 
 
+# JAX settings that change what a function traces to (jax.nn.softmax's rule, and fnnet.softmax's,
+# follow jax_softmax_custom_jvp): part of the cache key, read where the check runs (a context manager
+# such as ``with jax.softmax_custom_jvp(True):`` included).
+TRACE_SETTINGS = (
+    "jax_enable_x64", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion", "jax_softmax_custom_jvp",
+)
+
+
 def cache_key(args, argnums, diff_positions, fd: str, reference) -> tuple | None:
     """The key of everything the traced programs depend on (see module doc); None if not cacheable."""
     try:
@@ -480,10 +489,7 @@ def cache_key(args, argnums, diff_positions, fd: str, reference) -> tuple | None
                 else:
                     leaves.append(_fingerprint(leaf))
             parts.append((treedef, tuple(leaves)))
-        config = tuple(
-            str(getattr(jax.config, name, None))
-            for name in ("jax_enable_x64", "jax_numpy_dtype_promotion", "jax_numpy_rank_promotion")
-        )
+        config = tuple(str(getattr(jax.config, name, None)) for name in TRACE_SETTINGS)
         key = (fd, tuple(argnums), tuple(parts), config, reference)
         hash(key)
         return key
