@@ -213,6 +213,14 @@ def _is_float(v):
     return jnp.issubdtype(getattr(v, "dtype", np.dtype(np.int32)), jnp.inexact)
 
 
+def _flat():
+    """While a rule is traced: jax.numpy's functions and array operators bind their lax operations
+    directly instead of each leaving a nested ``jit`` (a Python ``a * b`` on tracers is a jitted
+    ``jnp.multiply``) that linearization, transposition and lowering then walk again. The operations
+    and the values are the same."""
+    return jax.disable_jit()
+
+
 def _build_core(name, forward, fwd, bwd, jvp, diagonal, static_items):
     """The ``jax.custom_jvp`` for one static configuration.
 
@@ -228,12 +236,17 @@ def _build_core(name, forward, fwd, bwd, jvp, diagonal, static_items):
     static = dict(static_items)
 
     def core(diff, aux):
-        return forward(*diff, **aux, **static)
+        with _flat():
+            return forward(*diff, **aux, **static)
 
     core.__name__ = core.__qualname__ = name  # what jaxprs print: custom_jvp_call[name=<op>]
     core = jax.custom_jvp(core)
 
     def rule(primals, tangents):
+        with _flat():
+            return _rule(primals, tangents)
+
+    def _rule(primals, tangents):
         diff, aux = primals
         tdiff, taux = tangents
         kw = {**aux, **static}
@@ -297,6 +310,10 @@ def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, stati
     cores: dict = {}
 
     def traced(*args, **kwargs):
+        with _flat():
+            return _traced(*args, **kwargs)
+
+    def _traced(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
         values = bound.arguments
@@ -522,7 +539,7 @@ def elementwise(name: str, f: Callable, df: Callable, *, reference: Callable, sa
             try:
                 # One compiled program: evaluated op by op, every scalar operation of f and df would
                 # compile on its own (~20 programs, ~1 s, for gelu) on the op's first trace.
-                with jax.ensure_compile_time_eval():
+                with jax.ensure_compile_time_eval(), jax.disable_jit(False):  # jit again, in a rule
                     maps_nan[key] = bool(jax.jit(probe)(np.array(np.nan, dtype)))
             except Exception:  # noqa: BLE001  (a df that cannot run on a scalar keeps the select)
                 maps_nan[key] = False

@@ -393,6 +393,18 @@ def test_inline_under_a_trace_and_one_compiled_program_when_eager():
     )
 
 
+@pytest.mark.parametrize("name", ["gelu", "silu", "softmax", "logsumexp"])
+def test_rules_are_traced_flat_no_nested_jit(name):
+    # Operators and jnp functions in a formula are jitted wrappers; traced inside the mechanism they
+    # bind their lax operations directly: the differentiated program holds no nested jit at all.
+    x = jnp.linspace(-3.0, 3.0, 12).reshape(3, 4)
+    f = getattr(fnnet, name)
+    text = str(jax.make_jaxpr(jax.value_and_grad(lambda v: jnp.sum(jnp.sin(f(v)))))(x))
+    assert " jit[" not in text and "pjit[" not in text, text
+    jvp = str(jax.make_jaxpr(lambda v: jax.jvp(f, (v,), (v,)))(x))
+    assert " jit[" not in jvp and "pjit[" not in jvp
+
+
 def test_a_traced_static_hyperparameter_gets_one_message_in_both_paths():
     # under jit the function is traced inline (fnnet's own check refuses the tracer); under an eager
     # vmap it runs its jitted program (jax.jit refuses it, and fnnet explains): the same words
