@@ -3,9 +3,10 @@
 Every differentiable operation in fnnet is a :class:`Primitive`. Declaring one gives
 
 * ``prim.fn``: the public function, a ``jax.custom_jvp`` whose tangent map is the transpose of the
-  hand-written VJP (compiled by ``jax.jit`` when called eagerly, traced inline inside a program). Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``)
-  transposes the tangent map back into exactly the hand VJP's operations; forward mode (``jax.jvp``,
-  ``jax.jacfwd``, ``jax.linearize``, ``jax.hessian``) works on the same function;
+  hand-written VJP (compiled by ``jax.jit`` when called eagerly, traced inline inside a program).
+  Reverse mode (``jax.grad``, ``jax.vjp``, ``jax.jacrev``) transposes the tangent map back into
+  exactly the hand VJP's operations; forward mode (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``,
+  ``jax.hessian``) works on the same function;
 * ``prim.reference``: a plain ``jax.numpy`` implementation that ``jax.vjp`` differentiates on its own,
   an oracle independent of the hand rules;
 * metadata read by the tests, the checker and ``python -m fnnet verify``: the kink points and the
@@ -309,9 +310,10 @@ def _staging() -> bool:
 
 def _publish(name, *, forward, fwd, bwd, jvp, diagonal, arg_names, params, static_names,
              validate, doc, convert, traced_names):
-    """The public function: jitted (static hyperparameters as static arguments), validating and
-    promoting its inputs while it is traced (so at no cost on a compiled call), then calling the
-    ``custom_jvp`` core of its static configuration."""
+    """The public function: validating and promoting its inputs while it is traced (so at no cost on
+    a compiled call), then calling the ``custom_jvp`` core of its static configuration. Called
+    eagerly it runs through ``jax.jit`` (static hyperparameters as static arguments); called while a
+    program is traced (:func:`_staging`) it traces inline into that program."""
     sig = _signature(arg_names, params)
     where = f"fnnet.{name}"
     cores: dict = {}

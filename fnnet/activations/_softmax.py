@@ -171,8 +171,8 @@ Returns:
 Derivative: :math:`∂y_i/∂x_j = y_i(δ_{ij} − y_j)`; VJP :math:`y ⊙ (g − ⟨g, y⟩)`, JVP the same with
 ``t`` (the Jacobian is symmetric). Like jax.nn.softmax, the backward pass follows jax's
 ``jax_softmax_custom_jvp`` flag: False (jax's default) backpropagates through ``e / Σe`` and keeps
-``e``, ``Σe`` and ``(Σe)⁻²``; True keeps ``y`` alone. Computed as ``exp(x − max) / Σ``; entries equal to an infinite
-maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
+``e``, ``Σe`` and ``(Σe)⁻²``; True keeps ``y`` alone. Computed as ``exp(x − max) / Σ``; entries
+equal to an infinite maximum share the mass (jax.nn gives NaN there): ``softmax([1, inf]) = [0, 1]``.
 """,
 ).fn
 
