@@ -34,6 +34,9 @@ def test_competitors_compute_the_same_step():
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
 
 
+# The two dry runs of whole benchmarks compile a dozen programs each (15 s of a cold suite): kept for
+# `make test-slow`; the competitors' arithmetic is checked here by test_competitors_compute_the_same_step.
+@pytest.mark.slow
 def test_bench_step_tiny_reports_every_competitor():
     lines = []
     rows = step.bench_step(widths=(16,), batch=8, rounds=2, torch=False, min_seconds=0.0, out=lines.append)
@@ -45,6 +48,7 @@ def test_bench_step_tiny_reports_every_competitor():
     assert len(lines) == 1 and "fnnet/jax" in lines[0]
 
 
+@pytest.mark.slow
 def test_bench_compile_tiny():
     rows = compile_time.bench_compile(depths=(1, 2), width=8, batch=4, repeats=1, unrolled=False, out=lambda s: None)
     assert {(r["layout"], r["model"]) for r in rows} == {("scan", "fnnet"), ("scan", "jax")}
