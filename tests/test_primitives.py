@@ -325,12 +325,19 @@ def test_inputs_are_drawn_by_numpy_from_the_jax_key():
 
 def test_nan_select_only_where_the_derivative_formula_needs_it():
     """tanh′ = (1 − y)(1 + y) is NaN at NaN by itself: its backward is jax.nn's sub, add, mul and no
-    select. relu′ = [x > 0] is 0 at NaN, so the mechanism keeps the select that makes it NaN."""
+    select; so is relu′ written max(sign(x), 0). relu6′ = [0 < x < 6] as a select is 0 at NaN, so
+    the mechanism keeps the select that makes it NaN."""
     x = jnp.ones(4, jnp.float32)
-    tanh_ops = _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(fnnet.tanh(v))))(x).jaxpr)
-    relu_ops = _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(fnnet.relu(v))))(x).jaxpr)
-    assert "select_n" not in tanh_ops, sorted(tanh_ops)
-    assert "select_n" in relu_ops, sorted(relu_ops)
+
+    def ops(f):
+        return _primitive_names(jax.make_jaxpr(jax.grad(lambda v: jnp.sum(f(v))))(x).jaxpr)
+
+    for f in (fnnet.tanh, fnnet.relu):
+        assert "select_n" not in ops(f), sorted(ops(f))
+    assert ops(fnnet.relu6).count("select_n") == 2, sorted(ops(fnnet.relu6))  # [0 < x < 6], NaN
+    nan = jnp.full(4, jnp.nan, jnp.float32)
+    for f in (fnnet.tanh, fnnet.relu, fnnet.relu6):
+        assert jnp.all(jnp.isnan(jax.grad(lambda v: jnp.sum(f(v)))(nan)))
     g = jax.grad(lambda v: jnp.sum(fnnet.relu(v)))(jnp.array([jnp.nan, 1.0, -1.0]))
     assert np.isnan(g[0]) and g[1] == 1 and g[2] == 0
 
