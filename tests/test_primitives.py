@@ -325,8 +325,9 @@ def test_inputs_are_drawn_by_numpy_from_the_jax_key():
 
 def test_nan_select_only_where_the_derivative_formula_needs_it():
     """tanh′ = (1 − y)(1 + y) is NaN at NaN by itself: its backward is jax.nn's sub, add, mul and no
-    select; so are relu′ written max(sign(x), 0) and relu6′ written sign(y(6 − y)). hard_tanh′ =
-    [−1 ≤ x ≤ 1] as a select is 0 at NaN, so the mechanism keeps the select that makes it NaN."""
+    select; so are relu′ written max(sign(x), 0), relu6′ written sign(y(6 − y)) and leaky_relu′'s
+    min(sign(x) + 1, 1) beside α. hard_tanh′ = [−1 ≤ x ≤ 1] as a select is 0 at NaN, so the
+    mechanism keeps the select that makes it NaN."""
     x = jnp.ones(4, jnp.float32)
 
     def ops(f):
@@ -334,9 +335,10 @@ def test_nan_select_only_where_the_derivative_formula_needs_it():
 
     for f in (fnnet.tanh, fnnet.relu, fnnet.relu6):
         assert "select_n" not in ops(f), sorted(ops(f))
+    assert ops(fnnet.leaky_relu).count("select_n") == 2, sorted(ops(fnnet.leaky_relu))  # fwd, α
     assert "select_n" in ops(fnnet.hard_tanh), sorted(ops(fnnet.hard_tanh))  # its NaN comes from one
     nan = jnp.full(4, jnp.nan, jnp.float32)
-    for f in (fnnet.tanh, fnnet.relu, fnnet.relu6, fnnet.hard_tanh):
+    for f in (fnnet.tanh, fnnet.relu, fnnet.relu6, fnnet.leaky_relu, fnnet.hard_tanh):
         assert jnp.all(jnp.isnan(jax.grad(lambda v: jnp.sum(f(v)))(nan)))
     g = jax.grad(lambda v: jnp.sum(fnnet.relu(v)))(jnp.array([jnp.nan, 1.0, -1.0]))
     assert np.isnan(g[0]) and g[1] == 1 and g[2] == 0
