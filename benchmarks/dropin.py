@@ -19,7 +19,7 @@ each printed as a markdown table whose rows appear as they finish:
    4 MB constant, and the gradient is taken with respect to ``x`` only), and ``jax.jit(f)`` (fwd);
 3. **compile**: wall time of ``jax.jit(value_and_grad(...)).lower(x, w).compile()``, a fresh lambda
    each repeat and ``jax.clear_caches()`` before each compile (so neither side reuses a trace or an
-   executable; fnnet's inner jits and jax.nn's are both retraced);
+   executable; jax.nn's inner jits are retraced too, and fnnet's functions trace inline);
    With ``--sections phases`` (not run by default) the same compile time split into its phases:
    trace, lower, XLA compile.
 4. **MLP memory**: ``jax.jit(jax.grad(loss)).lower(params, x, y).compile().memory_analysis()`` of a

@@ -379,8 +379,6 @@ def test_integer_input_is_promoted_and_bool_refused(name):
         prim.fn(*args)
 
 
-
-
 # ----- the activations' select: jnp.where's result as one lax.select -------------------------------
 @pytest.mark.parametrize(
     "c_shape,a,b",
