@@ -69,6 +69,7 @@ def test_bench_dropin_quick_dry_run(tmp_path):
                 v = float(r[j])
                 assert math.isfinite(v) and v > 0, (header[j], r)
     assert proc.stdout.strip().splitlines()[-1].startswith("VERDICT: drop-in at no cost: ")
+    assert proc.stdout.strip().splitlines()[-2].startswith("TARGETS (eager 16 ≤ 1.2×")
 
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"eager", "jit", "compile", "mlp"}
@@ -84,6 +85,42 @@ def test_bench_dropin_quick_dry_run(tmp_path):
         assert mlp[side]["temp_size_in_bytes"] > 0 and mlp[side]["argument_size_in_bytes"] > 0
     assert data["meta"]["fnnet_file"].startswith(str(ROOT))
     assert data["verdict"] == proc.stdout.strip().splitlines()[-1]
+    assert data["targets"] == proc.stdout.strip().splitlines()[-2]
+
+
+def _results(**ratios):
+    """A results dict as the script stores it: label -> {measure: ratio} for a few measures."""
+    keys = {"eager 16": ("eager", "small"), "eager n": ("eager", "large"),
+            "jit fwd+bwd": ("jit", "fwd_bwd"), "jit fwd": ("jit", "fwd"), "compile": ("compile", "compile")}
+    out = {"eager": {}, "jit": {}, "compile": {}, "mlp": {}}
+    for label, measures in ratios.items():
+        for measure, r in measures.items():
+            if measure == "mlp":
+                out["mlp"][label] = {"temp_ratio": r}
+                continue
+            section, key = keys[measure]
+            out[section].setdefault(label, {})[key] = {"ratio": r}
+    return out
+
+
+def test_targets_line_names_each_miss_and_keeps_the_accurate_forms_apart():
+    from benchmarks import dropin
+
+    met = _results(relu={"eager 16": 1.19, "jit fwd+bwd": 1.05, "compile": 1.2, "mlp": 1.0})
+    assert "met by all 1 rows outside the accurate forms" in dropin.targets_line(met)
+
+    line = dropin.targets_line(_results(
+        relu={"eager 16": 1.0, "jit fwd+bwd": 1.06, "compile": 1.0},
+        softmax={"eager n": 1.0, "jit fwd+bwd": 1.0, "jit fwd": 1.3, "compile": 1.21},
+        tanh={"mlp": 1.5},
+        silu={"jit fwd+bwd": 1.4, "compile": 1.5}))
+    held, _, rest = line.partition("; accurate forms")
+    assert "missed by 3/3 rows outside the accurate forms" in held
+    for miss in ("relu jit fwd+bwd 1.06×", "softmax compile 1.21×", "tanh MLP temp bytes 1.50×"):
+        assert miss in held
+    assert "silu" not in held and "silu jit fwd+bwd 1.40×" in rest and "silu compile 1.50×" in rest
+    # a forward-only ratio is listed, as information, not as a miss
+    assert "softmax jit fwd 1.30×" in rest and "softmax jit fwd 1.30×" not in held
 
 
 def test_the_experiment_runs_the_same_benchmark():
