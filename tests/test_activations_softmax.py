@@ -329,6 +329,29 @@ def test_infinite_maximum_ties_share_the_mass():
     np.testing.assert_array_equal(gr, [0.25, -0.25])  # y(δ − y) with y uniform: the limit of softmax'(c·1)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_shift_formed_apart_is_the_same_bits(dtype):
+    """log_softmax's rule forms x − m a second time with other operations (so that XLA does not merge
+    the two): the same bits as the kernel's, at ties at ±inf, all −inf, NaN, signed zeros, the
+    largest finite values, over each axis, masked or not; and the rule's output is the forward's."""
+    from fnnet._numerics import shifted, shifted_apart
+
+    inf, nan, big = jnp.inf, jnp.nan, float(jnp.finfo(dtype).max)
+    x = jnp.array([[1.0, inf, 3.0, 0.0], [inf, inf, -inf, 2.0], [-inf, -inf, -inf, -inf],
+                   [nan, 1.0, 2.0, 3.0], [-inf, 0.0, -0.0, 1.0], [big, inf, -big, 0.0],
+                   [-0.0, 0.0, -0.0, 0.0], [2.5, -1e30, 7.0, 7.0]], dtype)
+    mask = jnp.arange(32).reshape(8, 4) % 3 != 1
+    for axes in [(1,), (0,), (0, 1)]:
+        for m in (None, mask):
+            mx, d, _ = shifted(x, axes, m)
+            np.testing.assert_array_equal(np.asarray(shifted_apart(x, mx, axes)).view(np.uint8),
+                                          np.asarray(d).view(np.uint8))
+    for where in (None, mask):
+        y = fnnet.log_softmax(x, where=where)
+        y_rule, _ = jax.vjp(lambda v: fnnet.log_softmax(v, where=where), x)
+        np.testing.assert_array_equal(np.asarray(y_rule), np.asarray(y))
+
+
 def test_nan_in_gives_nan_out():
     x = jnp.array([[1.0, jnp.nan, 2.0], [1.0, 2.0, 3.0]])
     for f in (fnnet.softmax, fnnet.log_softmax, lambda x: fnnet.logsumexp(x, axis=-1, keepdims=True),
