@@ -10,15 +10,19 @@
 #   2. the activation benchmark (python -m benchmarks activations): fnnet vs jax.nn, jit(grad(sum f))
 #      ratios at 2^20 and 2^24 entries;
 #   3. the accuracy table in float32 (fnnet beside jax.nn, against mpmath at the test's 120 digits and
-#      grid; skipped without mpmath).
+#      grid; skipped without mpmath);
+#   4. the drop-in benchmark (python -m benchmarks dropin $DROPIN_ARGS): eager, jit and compile ratios
+#      against jax.nn for every shared activation, the MLP memory table, the targets line
+#      (docs/reference/performance_dropin.md).
 #
 # Results go to $OUT (default ./device_out): env.txt, tests.txt, tests_rest.txt, activation_speed.txt,
-# accuracy_float32.txt, summary.txt. The steps are time-limited so that the whole run stays under
-# 5 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT seconds; a step that
-# hits its limit reports exit 124 and keeps its partial output). A CPU dry run:
+# accuracy_float32.txt, dropin.txt and dropin.json, summary.txt. The steps are time-limited so that the
+# whole run stays under 7 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT,
+# DROPIN_TIMEOUT seconds; 0 skips REST and DROPIN; a step that hits its limit reports exit 124 and keeps
+# its partial output). A CPU dry run:
 #
 #   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py -k sigmoid" REST_TIMEOUT=0 \
-#     ACC_ARGS="--quick --dps 60" experiments/device_check.sh
+#     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu" experiments/device_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
@@ -30,6 +34,8 @@ REST_TIMEOUT="${REST_TIMEOUT:-60}"
 SPEED_TIMEOUT="${SPEED_TIMEOUT:-80}"
 ACC_TIMEOUT="${ACC_TIMEOUT:-45}"
 ACC_ARGS="${ACC_ARGS:---quick --dps 120}"
+DROPIN_TIMEOUT="${DROPIN_TIMEOUT:-150}"
+DROPIN_ARGS="${DROPIN_ARGS:---repeats 25 --small-repeats 300 --compile-repeats 3}"
 NUMERICS="tests/test_accuracy.py tests/test_extremes.py tests/test_low_precision.py tests/test_primitives.py
           tests/test_activations_softmax.py tests/test_activations_piecewise.py"
 PYTEST_SELECT="${PYTEST_SELECT:-$NUMERICS}"
@@ -98,5 +104,10 @@ if has mpmath; then
         "$PY" experiments/accuracy_table.py --dtypes float32 $ACC_ARGS
 else
     note "accuracy table: skipped (no mpmath)"
+fi
+if [ "$DROPIN_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "drop-in benchmark" "$DROPIN_TIMEOUT" "$OUT/dropin.txt" \
+        "$PY" -m benchmarks dropin $DROPIN_ARGS --json "$OUT/dropin.json"
 fi
 note "done in $SECONDS s; results in $OUT"
