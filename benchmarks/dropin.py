@@ -4,6 +4,7 @@
     python -m benchmarks dropin --quick          # a few ops, small sizes, few repeats (< 60 s)
     python -m benchmarks dropin --json out.json  # also write the raw numbers
     python -m benchmarks dropin --ops relu,gelu,softmax --repeats 50
+    python -m benchmarks dropin --runs 3         # three processes; targets read on the median ratios
 
 For every function in both ``fnnet.activations.__all__`` and ``dir(jax.nn)`` (plus variants:
 ``gelu(approximate=False)``, ``logsumexp`` over the last axis and over everything), four sections,
@@ -36,8 +37,13 @@ eager case, whose call takes microseconds, gets more rounds: ``--small-repeats``
 the **median over rounds of the within-round ratio** fnnet / jax.nn, which cancels a load that drifts
 slowly; the medians of the absolute times are reported alongside. Ratio < 1: fnnet is faster/leaner.
 
-An op that raises prints the error in its row and the run continues. The last line is a one-line
-verdict.
+An op that raises prints the error in its row and the run continues. The last two lines are the
+targets line (each measure against its target, the accurate forms apart) and a one-line verdict.
+
+A ratio moves more from process to process than within one (a shared machine, where each process's
+buffers land): ``--runs K`` runs the whole benchmark in K fresh processes one after the other, prints
+each, then a table of every ratio's median over the K runs (with its range) and the targets line and
+verdict read on those medians. The MLP table is deterministic and taken from the first run.
 """
 from __future__ import annotations
 
@@ -447,6 +453,105 @@ def verdict(results, n_ops) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+#: (section, key, column title) of every ratio a run records, in the order of the median table.
+RATIO_KEYS = (("eager", "small", "eager 16"), ("eager", "large", "eager n"), ("jit", "fwd_bwd", "jit fwd+bwd"),
+              ("jit", "fwd", "jit fwd"), ("compile", "compile", "compile"))
+
+
+def median_results(runs: list[dict]) -> dict:
+    """The results of several runs as one results dict: each ratio the median of the runs' ratios
+    (``ratios_of_runs`` beside it), an op that errored in any run keeps the error; the MLP table (bytes,
+    deterministic) from the first run that has it."""
+    out: dict = {}
+    for section, key, _ in RATIO_KEYS:
+        for run in runs:
+            for label, rec in run.get(section, {}).items():
+                dst = out.setdefault(section, {}).setdefault(label, {})
+                if "error" in rec:
+                    dst["error"] = rec["error"]
+                elif key in rec:
+                    dst.setdefault(key, {"ratios_of_runs": []})["ratios_of_runs"].append(rec[key]["ratio"])
+    for section_recs in out.values():
+        for rec in section_recs.values():
+            for key, m in rec.items():
+                if key != "error":
+                    m["ratio"] = float(np.median(m["ratios_of_runs"]))
+    for run in runs:
+        if run.get("mlp"):
+            out["mlp"] = run["mlp"]
+            break
+    return out
+
+
+def print_medians(med: dict, n_runs: int) -> None:
+    labels = list(dict.fromkeys(lab for section, _, _ in RATIO_KEYS for lab in med.get(section, {})))
+    cols = [(sec, key, title) for sec, key, title in RATIO_KEYS if any(
+        key in med.get(sec, {}).get(lab, {}) for lab in labels)]
+    table(f"Medians of {n_runs} runs, fnnet / jax.nn (each: median, and in brackets the lowest–highest of "
+          "the runs)", ["op", *(title for _, _, title in cols)])
+    for label in labels:
+        cells = []
+        for sec, key, _ in cols:
+            rec = med.get(sec, {}).get(label, {})
+            if "error" in rec:
+                cells.append("ERROR")
+            elif key in rec:
+                rs = rec[key]["ratios_of_runs"]
+                cells.append(f"{rec[key]['ratio']:.2f} ({min(rs):.2f}–{max(rs):.2f})")
+            else:
+                cells.append("—")
+        row([label, *cells])
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """argv without the options ``names`` and their values (``--opt v`` and ``--opt=v``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        elif not any(a.startswith(n + "=") for n in names):
+            out.append(a)
+    return out
+
+
+def run_many(cfg, argv: list[str]) -> int:
+    """``--runs K``: the benchmark with the same options in K fresh processes, then the medians."""
+    import tempfile
+
+    child_argv = _without_options(argv, ("--runs", "--json"))
+    fnnet_root = str(pathlib.Path(fnnet.__file__).resolve().parents[1])  # the fnnet this process uses
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(p for p in (fnnet_root, str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    runs, metas = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(cfg.runs):
+            print(f"\n## Run {i + 1} of {cfg.runs}\n", flush=True)
+            path = pathlib.Path(tmp) / f"run{i}.json"
+            proc = subprocess.run([sys.executable, "-m", "benchmarks", "dropin", *child_argv, "--json", str(path)],
+                                  cwd=ROOT, env=env)
+            if proc.returncode != 0:
+                print(f"run {i + 1} failed with exit status {proc.returncode}", flush=True)
+                return proc.returncode
+            data = json.loads(path.read_text())
+            runs.append(data["results"])
+            metas.append(data["meta"])
+    med = median_results(runs)
+    print(f"\n## All {cfg.runs} runs\n", flush=True)
+    print_medians(med, cfg.runs)
+    n_ops = len({lab for section, _, _ in RATIO_KEYS for lab in med.get(section, {})})
+    t, v = targets_line(med), verdict(med, n_ops)
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps({"meta": metas, "runs": runs, "results": med, "targets": t, "verdict": v},
+                                       indent=1))
+    print()
+    print(t)
+    print(v, flush=True)
+    return 0
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=True,
@@ -488,6 +593,9 @@ def parse_args(argv=None):
                    help="subset of eager,jit,compile,mlp; also phases (compile time split into trace, "
                         "lower and XLA compile; not run by default)")
     p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
+    p.add_argument("--runs", type=int, default=1,
+                   help="run the benchmark in this many fresh processes, one after the other, and read "
+                        "the targets on each ratio's median (default 1: this process only)")
     cfg = p.parse_args(argv)
     q = cfg.quick
     defaults = {"n": 1 << 14 if q else 1 << 20, "repeats": 5 if q else 60,
@@ -510,6 +618,10 @@ def main(argv=None) -> int:
     unknown = [o for o in cfg.ops + cfg.mlp_acts if o not in labels]
     if unknown:
         p.error(f"unknown op(s) {unknown}; known: {', '.join(labels)}")
+    if cfg.runs < 1:
+        p.error(f"--runs must be at least 1, got {cfg.runs}")
+    if cfg.runs > 1:
+        return run_many(cfg, list(sys.argv[1:] if argv is None else argv))
     start = time.perf_counter()
     dev = jax.devices()[0]
     meta = {

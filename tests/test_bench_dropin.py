@@ -128,3 +128,24 @@ def test_the_experiment_runs_the_same_benchmark():
     import importlib
 
     assert importlib.import_module("experiments.dropin_cost").main is importlib.import_module("benchmarks.dropin").main
+
+
+def test_runs_are_read_on_their_medians():
+    from benchmarks import dropin
+
+    runs = [_results(relu={"jit fwd+bwd": r, "compile": 1.0, "mlp": 1.0}, softmax={"jit fwd+bwd": 1.0})
+            for r in (1.02, 1.09, 0.98)]
+    runs[1]["jit"]["softmax"] = {"error": "ValueError: boom"}
+    med = dropin.median_results(runs)
+    assert med["jit"]["relu"]["fwd_bwd"] == {"ratios_of_runs": [1.02, 1.09, 0.98], "ratio": 1.02}
+    assert med["jit"]["softmax"]["error"] == "ValueError: boom"  # an error in any run is kept
+    assert med["mlp"] == {"relu": {"temp_ratio": 1.0}}
+    line = dropin.targets_line(med)
+    assert "relu" not in line.partition("; ")[0] and "1 errored: softmax" in line
+
+
+def test_runs_pass_every_other_option_to_each_process():
+    from benchmarks import dropin
+
+    argv = ["--ops", "relu", "--runs", "3", "--json=x.json", "--repeats", "5", "--json", "y.json", "--runs=2"]
+    assert dropin._without_options(argv, ("--runs", "--json")) == ["--ops", "relu", "--repeats", "5"]
