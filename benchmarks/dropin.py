@@ -82,6 +82,11 @@ TOLERANCE = 1.10
 #: is forward and backward; its ratio is printed and listed apart.
 TARGETS = {"eager 16": 1.2, "eager n": 1.2, "jit fwd+bwd": 1.05, "compile": 1.2}
 
+#: (section, key, measure) of every ratio a run records: where it is stored in the results and the
+#: name the targets and tables use.
+RATIO_KEYS = (("eager", "small", "eager 16"), ("eager", "large", "eager n"), ("jit", "fwd_bwd", "jit fwd+bwd"),
+              ("jit", "fwd", "jit fwd"), ("compile", "compile", "compile"))
+
 #: Rows whose formula is deliberately more accurate than jax.nn's and costs more arithmetic for it
 #: (docs/reference/accuracy.md: the tails and roots of gelu, silu/swish, squareplus). Their ratios are
 #: that documented trade, so the targets line lists them apart instead of hiding them.
@@ -372,14 +377,11 @@ def section_mlp(acts, cfg, out):
 def ratios(results):
     """Every (label, measure, ratio) measured, in the measures' names of :data:`TARGETS`."""
     out = []
-    for section, key_measures in (("eager", (("small", "eager 16"), ("large", "eager n"))),
-                                  ("jit", (("fwd_bwd", "jit fwd+bwd"), ("fwd", "jit fwd"))),
-                                  ("compile", (("compile", "compile"),))):
+    for section, key, measure in RATIO_KEYS:
         for label, rec in results.get(section, {}).items():
-            for key, measure in key_measures:
-                r = rec.get(key, {}).get("ratio")
-                if r is not None:
-                    out.append((label, measure, r))
+            r = rec.get(key, {}).get("ratio")
+            if r is not None:
+                out.append((label, measure, r))
     return out
 
 
@@ -451,11 +453,6 @@ def verdict(results, n_ops) -> str:
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
-
-
-#: (section, key, column title) of every ratio a run records, in the order of the median table.
-RATIO_KEYS = (("eager", "small", "eager 16"), ("eager", "large", "eager n"), ("jit", "fwd_bwd", "jit fwd+bwd"),
-              ("jit", "fwd", "jit fwd"), ("compile", "compile", "compile"))
 
 
 def median_results(runs: list[dict]) -> dict:
