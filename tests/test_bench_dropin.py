@@ -123,6 +123,27 @@ def test_targets_line_names_each_miss_and_keeps_the_accurate_forms_apart():
     assert "softmax jit fwd 1.30×" in rest and "softmax jit fwd 1.30×" not in held
 
 
+@pytest.mark.slow  # two processes of compilation: run with `make test-slow`
+def test_bench_dropin_runs_dry_run(tmp_path):
+    out = tmp_path / "runs.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "dropin", "--quick", "--ops", "relu", "--mlp-acts", "relu",
+         "--sections", "jit,mlp", "--runs", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("## Run ") == 2 and "## All 2 runs" in proc.stdout
+    header, rows = _tables(proc.stdout.split("## All 2 runs")[1])[0]
+    assert header == ["op", "jit fwd+bwd", "jit fwd"] and [r[0] for r in rows] == ["relu"]
+    data = json.loads(out.read_text())
+    assert len(data["runs"]) == 2 and len(data["meta"]) == 2
+    rec = data["results"]["jit"]["relu"]["fwd_bwd"]
+    assert len(rec["ratios_of_runs"]) == 2 and rec["ratio"] == pytest.approx(sum(rec["ratios_of_runs"]) / 2)
+    assert rows[0][1].startswith(f"{rec['ratio']:.2f} (")
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2] == data["targets"] and lines[-1] == data["verdict"]
+
+
 def test_the_experiment_runs_the_same_benchmark():
     # experiments/dropin_cost.py is the drop-in benchmark under experiments/ (same options, same tables)
     import importlib
