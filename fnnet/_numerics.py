@@ -137,9 +137,9 @@ def shifted_apart(x, m, axes):
     that keeps ``e`` for its backward pass then forms ``e`` in one loop with its select (x read, e
     written) and the shifted value in another, fused into its consumer (x read again), instead of
     writing the shifted value and reading it back for the exponential: log_softmax's
-    jit(value_and_grad) 2–3 % faster on XLA:CPU (its rule uses it there, where it was measured). The same bits, a NaN's sign included: the same
-    subtraction of the same operands, and a negated comparison is False exactly where the original
-    is True, NaN included."""
+    jit(value_and_grad) 2–3 % faster on XLA:CPU (its rule uses it there, where it was measured). The
+    same bits, a NaN's sign included: the same subtraction of the same operands, and a negated
+    comparison is False exactly where the original is True, NaN included."""
     mr = lax.squeeze(m, axes) if axes else m
     finite_m = lax.ne(lax.abs(mr), _full(mr, jnp.inf))
     m0 = keep(lax.select(finite_m, mr, _full(mr, 0)), axes, x.shape)
