@@ -120,15 +120,29 @@ def shifted(x, axes, mask):
     masked_x = x if mask is None else lax.select(jnp.broadcast_to(mask, x.shape), x, _full(x, -jnp.inf))
     m = lax.reduce_max(masked_x, axes) if axes else masked_x
     inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
-    mb = keep(m, axes, x.shape)
-    inf_b = keep(inf_m, axes, x.shape)
-    finite = lax.sub(x, keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
-    at_inf = lax.select(lax.eq(x, mb), _full(x, 0), _full(x, -jnp.inf))
-    out = lax.select(inf_b, at_inf, finite)
+    out = _shift(x, keep(m, axes, x.shape), keep(inf_m, axes, x.shape),
+                 keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
     e = lax.exp(out)
     if mask is not None:
         e = lax.select(jnp.broadcast_to(mask, x.shape), e, _full(e, 0))
     return lax.expand_dims(m, axes), out, e
+
+
+def _shift(x, m, inf_m, finite_m):
+    """x − m by :func:`shifted`'s rule, every argument of x's shape: ``inf_m`` where m is ±inf,
+    ``finite_m`` is m with 0 there."""
+    at_inf = lax.select(lax.eq(x, m), _full(x, 0), _full(x, -jnp.inf))
+    return lax.select(inf_m, at_inf, lax.sub(x, finite_m))
+
+
+def shift_entries(xk, m):
+    """Entries ``xk`` of a slice (gathered, one or a few per slice) shifted by the slice's maximum ``m``
+    (the first value of :func:`shifted`, broadcast to ``xk``'s shape) by :func:`shifted`'s rule: the
+    same operations on the same values, so the same bits as the corresponding entries of its shifted
+    input, without forming the shifted input over the whole slice."""
+    m = jnp.broadcast_to(m, xk.shape)
+    inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
+    return _shift(xk, m, inf_m, lax.select(inf_m, _full(m, 0), m))
 
 
 def shifted_apart(x, m, axes):

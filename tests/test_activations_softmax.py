@@ -352,6 +352,29 @@ def test_shift_formed_apart_is_the_same_bits(dtype):
         np.testing.assert_array_equal(np.asarray(y_rule), np.asarray(y))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_gathered_entries_shift_to_the_same_bits(dtype):
+    """The integer-label cross-entropy shifts only the gathered label logit (``shift_entries``): the
+    same bits as that entry of the kernel's shifted slice, at every position of the special rows
+    (ties at ±inf, all −inf, NaN, signed zeros, the largest finite values), over each axis, masked
+    or not."""
+    from fnnet._numerics import shift_entries, shifted
+
+    inf, nan, big = jnp.inf, jnp.nan, float(jnp.finfo(dtype).max)
+    x = jnp.array([[1.0, inf, 3.0, 0.0], [inf, inf, -inf, 2.0], [-inf, -inf, -inf, -inf],
+                   [nan, 1.0, 2.0, 3.0], [-inf, 0.0, -0.0, 1.0], [big, inf, -big, 0.0],
+                   [-0.0, 0.0, -0.0, 0.0], [2.5, -1e30, 7.0, 7.0]], dtype)
+    mask = jnp.arange(32).reshape(8, 4) % 3 != 1
+    for axis in (0, 1):
+        for m in (None, mask):
+            mx, d, _ = shifted(x, (axis,), m)
+            for k in range(x.shape[axis]):
+                idx = jnp.full(mx.shape, k)
+                xk = jnp.take_along_axis(x, idx, axis=axis)
+                np.testing.assert_array_equal(np.asarray(shift_entries(xk, mx)).view(np.uint8),
+                                              np.asarray(jnp.take_along_axis(d, idx, axis=axis)).view(np.uint8))
+
+
 def test_nan_in_gives_nan_out():
     x = jnp.array([[1.0, jnp.nan, 2.0], [1.0, 2.0, 3.0]])
     for f in (fnnet.softmax, fnnet.log_softmax, lambda x: fnnet.logsumexp(x, axis=-1, keepdims=True),
