@@ -1,5 +1,5 @@
 """fnnet's benchmarks: is a hand-written backward pass as fast and as lean as XLA's own autodiff, and
-is fnnet a drop-in for jax.nn at no cost? Not part of the fnnet package (the wheel ships none of it);
+is fnnet a drop-in for jax.nn and optax's losses at no cost? Not part of the fnnet package (the wheel ships none of it);
 run from a source checkout:
 
     python -m benchmarks                  # the suite, quick: step, compile, memory, gradcheck (make bench)
@@ -18,6 +18,8 @@ activations    forward + backward time of every activation against jax.nn's
                (:mod:`benchmarks.activations`)
 dropin         every activation shared with jax.nn: eager, jit, compile time, MLP memory
                (:mod:`benchmarks.dropin`)
+losses         every loss shared with optax: jit, eager, compile time against optax's (or the
+               losses' plain-jnp references) (:mod:`benchmarks.losses`)
 report         markdown tables from the suite's ``--json`` output (:mod:`benchmarks.report`)
 =============  ====================================================================================
 
@@ -38,6 +40,7 @@ BENCHMARKS = {
     "gradcheck": ("benchmarks.gradcheck", []),
     "activations": ("benchmarks.activations", []),
     "dropin": ("benchmarks.dropin", []),
+    "losses": ("benchmarks.losses", []),
     "report": ("benchmarks.report", []),
 }
 

@@ -352,6 +352,19 @@ def test_shift_formed_apart_is_the_same_bits(dtype):
         np.testing.assert_array_equal(np.asarray(y_rule), np.asarray(y))
 
 
+def test_rules_form_the_shift_apart_only_where_it_pays():
+    """log_softmax's rule and softmax_cross_entropy's form x − m apart (the same bits, above) on
+    XLA:CPU from 2¹⁴ entries on; below that the second loop costs more than it saves."""
+    from fnnet._numerics import APART_MIN_SIZE, apart_pays
+
+    on_cpu = jax.default_backend() == "cpu"
+    assert APART_MIN_SIZE == 1 << 14
+    assert not apart_pays(jnp.zeros((256, 10)))
+    assert not apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE - 1,), jnp.float32))
+    assert apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE,), jnp.float32)) == on_cpu
+    assert apart_pays(jnp.zeros((1024, 1024))) == on_cpu
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_gathered_entries_shift_to_the_same_bits(dtype):
     """The integer-label cross-entropy shifts only the gathered label logit (``shift_entries``): the

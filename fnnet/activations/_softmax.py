@@ -50,6 +50,7 @@ from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
 from fnnet._numerics import masked as _masked
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
+from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import reduce_sum as _reduce_sum
@@ -212,8 +213,8 @@ def _log_softmax_fwd(x, where=None, axis=-1):
     # 0.970–0.980× the single form in one process, three runs of 300 rounds; the same bits).
     # The forward alone keeps the single shifted value: there e is summed inside the reduction's
     # kernel and never written, and forming x − m twice was slower (1.24× jax.nn's against 1.09×).
-    # Made on the CPU backend only, where it was measured (the backend where the rule is traced).
-    out, e, _ = _log_softmax_parts(x, where, axis, apart=jax.default_backend() == "cpu")
+    # Made on the CPU backend only, where it was measured, and from 2¹⁴ entries on (apart_pays).
+    out, e, _ = _log_softmax_parts(x, where, axis, apart=_apart_pays(x))
     return out, e
 
 

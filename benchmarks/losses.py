@@ -1,0 +1,252 @@
+"""Is fnnet a drop-in for optax's losses at no cost? Every loss optax also has, timed side by side.
+
+    python -m benchmarks losses                    # against optax when it is installed
+    python -m benchmarks losses --quick            # small sizes, few repeats (< 60 s)
+    python -m benchmarks losses --against reference --shapes 1024x1024,256x10 --json out.json
+
+The losses: ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
+``sigmoid_binary_cross_entropy``, ``squared_error`` and ``l2_loss``, each called as optax calls it
+(``loss(logits, labels)``, one value per example or entry, no reduction). The competitor
+(``--against``) is optax's function of the same name (``optax.losses.X``; optax is not one of fnnet's
+dependencies: ``pip install optax`` for it), or the loss's own ``.reference``: the plain-jnp formula
+fnnet checks its rules against, differentiated by JAX (optax's formula, with the guards it needs for
+the same special values). ``auto``, the default, takes optax when it can be imported.
+
+Per loss and per batch × classes shape (``--shapes``, default 1024x1024, 4096x1000 and 256x10;
+float32 logits N(0, 9); the labels a distribution per example, class indices, 0/1 targets or N(0, 1)
+targets), as in :mod:`benchmarks.dropin`:
+
+1. **jit fwd+bwd**: ``jax.jit(jax.value_and_grad(lambda z, y, w: jnp.sum(loss(z, y) * w)))`` (the
+   gradient with respect to the logits; the labels and a random cotangent ``w`` passed as arguments,
+   so that neither is folded into the program), and **jit fwd**: ``jax.jit(loss)``;
+2. **eager**: ``loss(z, y)`` on 4 × 4 logits (the call's own cost; fnnet's losses are jitted
+   functions, optax's are not);
+3. **compile**: trace + lower + compile of the jit fwd+bwd program at the first shape, caches cleared
+   before each (``--compile-repeats`` rounds).
+
+Timing: both sides compiled and warmed first, then timed in interleaved rounds; a ratio is the median
+over rounds of the within-round ratio fnnet / competitor (< 1: fnnet faster). The last line is the
+targets line: jit fwd+bwd ≤ 1.05×, eager ≤ 1.2×, compile ≤ 1.2× (as for the activations); a forward
+alone is not a training step: its ratios above 1.05 are listed apart, as information.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import pathlib
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import fnnet
+import fnnet.losses as L
+
+from benchmarks import _timing
+from benchmarks.dropin import _git_commit, _ms, _r, _us, interleaved, reported, row, table
+
+#: The losses optax also has, in optax's names.
+LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
+          "sigmoid_binary_cross_entropy", "squared_error", "l2_loss")
+
+#: measure -> the largest ratio fnnet / competitor that meets the target.
+TARGETS = {"jit fwd+bwd": 1.05, "eager": 1.2, "compile": 1.2}
+
+SHAPES = ((1024, 1024), (4096, 1000), (256, 10))
+QUICK_SHAPES = ((256, 64),)
+EAGER_SHAPE = (4, 4)
+
+
+def inputs(name: str, shape: tuple[int, int], seed: int = 0):
+    """(logits or predictions, labels or targets) of a loss, float32, for a batch × classes shape."""
+    kz, ky = jax.random.split(jax.random.key(seed))
+    z = jax.random.normal(kz, shape, jnp.float32) * 3
+    if name == "softmax_cross_entropy":
+        y = jax.nn.softmax(jax.random.normal(ky, shape, jnp.float32))
+    elif name == "softmax_cross_entropy_with_integer_labels":
+        y = jax.random.randint(ky, shape[:1], 0, shape[1])
+    elif name == "sigmoid_binary_cross_entropy":
+        y = (jax.random.uniform(ky, shape) > 0.5).astype(jnp.float32)
+    else:
+        y = jax.random.normal(ky, shape, jnp.float32)
+    return jax.device_put(z), jax.device_put(y)
+
+
+def competitor(against: str):
+    """(name, function of a loss name): optax's losses, or each loss's ``.reference``."""
+    if against in ("auto", "optax"):
+        try:
+            import optax
+        except ImportError:
+            if against == "optax":
+                raise SystemExit("python -m benchmarks losses --against optax: optax is not installed "
+                                 "(pip install optax), or use --against reference") from None
+        else:
+            return f"optax {optax.__version__}", lambda name: getattr(optax.losses, name)
+    return "reference (plain jnp, JAX's autodiff)", lambda name: getattr(L, name).reference
+
+
+def fwd_bwd(f):
+    return jax.jit(jax.value_and_grad(lambda z, y, w: jnp.sum(f(z, y) * w)))
+
+
+def _cotangent(f, z, y):
+    s = jax.eval_shape(f, z, y)
+    return jax.random.normal(jax.random.key(1), s.shape, s.dtype)
+
+
+def compile_times(fa, fb, z, y, repeats: int) -> dict:
+    """trace + lower + compile of a fresh jit(value_and_grad) of each, caches cleared before each,
+    the sides alternating which goes first; the first of each (one-time costs) not counted."""
+    w = _cotangent(fb, z, y)
+
+    def one(f):
+        jax.clear_caches()
+        g = (lambda f_: lambda z_, y_, w_: jnp.sum(f_(z_, y_) * w_))(f)  # a new function every time
+        with _timing.no_persistent_cache():
+            t = time.perf_counter()
+            jax.jit(jax.value_and_grad(g)).lower(z, y, w).compile()
+            return time.perf_counter() - t
+
+    one(fa), one(fb)
+    ta, tb = [], []
+    for r in range(repeats):
+        pair = (fa, fb) if r % 2 == 0 else (fb, fa)
+        got = {id(f): one(f) for f in pair}
+        ta.append(got[id(fa)]), tb.append(got[id(fb)])
+    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
+            "ratio": float(np.median([a / b for a, b in zip(ta, tb)]))}
+
+
+def measure(name, fa, fb, cfg) -> dict:
+    rec: dict = {"shapes": {}}
+    for shape in cfg.shapes:
+        z, y = inputs(name, shape)
+        w = _cotangent(fb, z, y)
+        ga, gb = fwd_bwd(fa), fwd_bwd(fb)
+        ja, jb = jax.jit(fa), jax.jit(fb)
+        rec["shapes"][f"{shape[0]}x{shape[1]}"] = {
+            "fwd_bwd": interleaved(lambda: ga(z, y, w), lambda: gb(z, y, w), cfg.repeats),
+            "fwd": interleaved(lambda: ja(z, y), lambda: jb(z, y), cfg.repeats),
+        }
+    zs, ys = inputs(name, EAGER_SHAPE)
+    rec["eager"] = interleaved(lambda: fa(zs, ys), lambda: fb(zs, ys), cfg.small_repeats)
+    z, y = inputs(name, cfg.shapes[0])
+    rec["compile"] = compile_times(fa, fb, z, y, cfg.compile_repeats)
+    return rec
+
+
+def ratios(results) -> list[tuple[str, str, float]]:
+    """(loss, measure, ratio) of every ratio measured; the jit measures name their shape."""
+    out = []
+    for name, rec in results.items():
+        for shape, s in rec.get("shapes", {}).items():
+            out.append((name, f"jit fwd+bwd {shape}", s["fwd_bwd"]["ratio"]))
+            out.append((name, f"jit fwd {shape}", s["fwd"]["ratio"]))
+        for key in ("eager", "compile"):
+            if key in rec:
+                out.append((name, key, rec[key]["ratio"]))
+    return out
+
+
+def _target(measure: str) -> float | None:
+    base = "jit fwd+bwd" if measure.startswith("jit fwd+bwd") else measure
+    return TARGETS.get(base)
+
+
+def targets_line(results) -> str:
+    """One line: the rows that miss a target, the errors, and the forward-only ratios above the jit
+    target (information)."""
+    def fmt(items):
+        return ", ".join(f"{n} {m} {r:.2f}×" for n, m, r in sorted(items, key=lambda t: -t[2]))
+
+    measured = ratios(results)
+    missed = [t for t in measured if _target(t[1]) is not None and t[2] > _target(t[1])]
+    errors = sorted(n for n, rec in results.items() if "error" in rec)
+    spec = ", ".join(f"{m} ≤ {v:g}×" for m, v in TARGETS.items())
+    n = len(results)
+    head = (f"met by all {n} losses" if not missed and not errors
+            else f"missed by {len({t[0] for t in missed})}/{n} losses" + (": " + fmt(missed) if missed else ""))
+    parts = [f"TARGETS ({spec}): {head}"]
+    if errors:
+        parts.append(f"{len(errors)} errored: " + ", ".join(errors))
+    line = TARGETS["jit fwd+bwd"]
+    fwd = [t for t in measured if t[1].startswith("jit fwd ") and t[2] > line]
+    if fwd:
+        parts.append(f"jit fwd alone above {line:g}× (not a target): " + fmt(fwd))
+    return "; ".join(parts)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks losses", description=__doc__.strip().splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="shape 256x64, 5 repeats, 2 compile repeats (< 60 s)")
+    p.add_argument("--against", choices=("auto", "optax", "reference"), default="auto",
+                   help="the competitor (default auto: optax when installed, else each loss's .reference)")
+    p.add_argument("--losses", type=lambda s: [o for o in s.split(",") if o], default=None,
+                   help=f"comma-separated subset of {','.join(LOSSES)}")
+    p.add_argument("--shapes", type=lambda s: [tuple(int(v) for v in o.split("x")) for o in s.split(",") if o],
+                   default=None, help="batch x classes, comma-separated (default 1024x1024,4096x1000,256x10)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds of the jit measures (default 60)")
+    p.add_argument("--small-repeats", type=int, default=None, help="timed rounds of the eager call (default 400)")
+    p.add_argument("--compile-repeats", type=int, default=None, help="compile rounds (default 5)")
+    p.add_argument("--json", type=pathlib.Path, default=None, help="write the raw numbers here")
+    p.add_argument("--verbose", action="store_true", help="print the traceback of a loss that fails")
+    cfg = p.parse_args(argv)
+    q = cfg.quick
+    defaults = {"losses": list(LOSSES), "shapes": list(QUICK_SHAPES if q else SHAPES),
+                "repeats": 5 if q else 60, "small_repeats": 50 if q else 400, "compile_repeats": 2 if q else 5}
+    for k, v in defaults.items():
+        if getattr(cfg, k) is None:
+            setattr(cfg, k, v)
+    unknown = [o for o in cfg.losses if o not in LOSSES]
+    if unknown:
+        p.error(f"unknown loss(es) {unknown}; known: {', '.join(LOSSES)}")
+    return cfg
+
+
+def main(argv=None) -> int:
+    cfg = parse_args(argv)
+    who, theirs = competitor(cfg.against)
+    start = time.perf_counter()
+    dev = jax.devices()[0]
+    meta = {"date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "command": "python -m benchmarks losses " + " ".join(sys.argv[1:] if argv is None else argv),
+            "jax": jax.__version__, "backend": jax.default_backend(),
+            "device": getattr(dev, "device_kind", str(dev)), "competitor": who,
+            "fnnet_file": fnnet.__file__, "git_commit": _git_commit(),
+            "shapes": [list(s) for s in cfg.shapes], "repeats": cfg.repeats}
+    print(f"fnnet losses against {who}: {meta['date_utc']}, jax {meta['jax']}, {meta['backend']} "
+          f"({meta['device']}), commit {meta['git_commit']}", flush=True)
+    shapes = [f"{b}x{c}" for b, c in cfg.shapes]
+    table(f"jit fwd+bwd and fwd, float32, fnnet / {who.split()[0]} (median of {cfg.repeats} interleaved rounds); "
+          f"eager at {EAGER_SHAPE[0]}x{EAGER_SHAPE[1]} ({cfg.small_repeats} rounds); compile at {shapes[0]} "
+          f"({cfg.compile_repeats} rounds)",
+          ["loss", *(f"{s} fwd+bwd" for s in shapes), *(f"{s} fwd" for s in shapes),
+           "fwd+bwd ms (fnnet / other)", "eager", "eager µs (fnnet / other)", "compile", "compile ms"])
+    results: dict = {}
+    for name in cfg.losses:
+        rec: dict = {}
+        with reported(rec, name, 4 + 2 * len(shapes), cfg):
+            rec.update(measure(name, getattr(L, name), theirs(name), cfg))
+            s = [rec["shapes"][k] for k in shapes]
+            first, e, c = s[0]["fwd_bwd"], rec["eager"], rec["compile"]
+            row([name, *(_r(v["fwd_bwd"]["ratio"]) for v in s), *(_r(v["fwd"]["ratio"]) for v in s),
+                 f"{_ms(first['fnnet_s'])} / {_ms(first['jax_s'])}", _r(e["ratio"]),
+                 f"{_us(e['fnnet_s'])} / {_us(e['jax_s'])}", _r(c["ratio"]),
+                 f"{c['fnnet_s'] * 1e3:.0f} / {c['jax_s'] * 1e3:.0f}"])
+        results[name] = rec
+    meta["seconds"] = time.perf_counter() - start
+    t = targets_line(results)
+    if cfg.json is not None:
+        cfg.json.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json.write_text(json.dumps({"meta": meta, "results": results, "targets": t}, indent=1))
+    print(f"\ntotal {meta['seconds']:.0f} s")
+    print(t, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

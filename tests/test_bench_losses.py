@@ -1,0 +1,84 @@
+"""``python -m benchmarks losses``: the targets line read from results, and a dry run of ``--quick``.
+
+No timing is asserted (shared, loaded machines): the dry run checks that the script runs as a user runs
+it (its own process), that every ratio it prints and writes is a positive finite number, that no loss
+errored, and that it ends with the targets line. It runs against the losses' references, which are
+always there (optax is not one of fnnet's dependencies).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from test_bench_dropin import _ratios, _tables
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _rec(fwd_bwd, fwd=1.0, eager=1.0, compile_=1.0, shape="8x4"):
+    return {"shapes": {shape: {"fwd_bwd": {"ratio": fwd_bwd}, "fwd": {"ratio": fwd}}},
+            "eager": {"ratio": eager}, "compile": {"ratio": compile_}}
+
+
+def test_targets_line_names_each_miss_and_lists_forward_alone_apart():
+    from benchmarks import losses
+
+    assert losses.targets_line({"l2_loss": _rec(1.0), "squared_error": _rec(1.05)}).endswith(
+        "met by all 2 losses")
+    line = losses.targets_line({"l2_loss": _rec(1.06, fwd=1.3), "squared_error": _rec(0.9, compile_=1.25),
+                                "sigmoid_binary_cross_entropy": _rec(1.0, eager=1.21)})
+    head, fwd = line.split("; ")
+    assert head.startswith("TARGETS (jit fwd+bwd ≤ 1.05×, eager ≤ 1.2×, compile ≤ 1.2×): missed by 3/3 losses: ")
+    for miss in ("l2_loss jit fwd+bwd 8x4 1.06×", "squared_error compile 1.25×",
+                 "sigmoid_binary_cross_entropy eager 1.21×"):
+        assert miss in head, (miss, line)
+    assert fwd == "jit fwd alone above 1.05× (not a target): l2_loss jit fwd 8x4 1.30×"
+    line = losses.targets_line({"l2_loss": {"error": "ValueError: x"}, "squared_error": _rec(1.0)})
+    assert line.endswith("missed by 0/2 losses; 1 errored: l2_loss")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optax") is not None, reason="optax is installed here")
+def test_against_optax_without_optax_says_how_to_get_it():
+    from benchmarks import losses
+
+    with pytest.raises(SystemExit, match="pip install optax"):
+        losses.competitor("optax")
+    name, theirs = losses.competitor("auto")
+    assert name.startswith("reference") and theirs("l2_loss") is losses.L.l2_loss.reference
+
+
+@pytest.mark.slow  # ~20 s of compilation: run with `make test-slow`
+def test_bench_losses_quick_dry_run(tmp_path):
+    out = tmp_path / "losses.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
+    names = ["softmax_cross_entropy_with_integer_labels", "l2_loss"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "losses", "--quick", "--against", "reference",
+         "--losses", ",".join(names), "--shapes", "64x8,8x3", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ERROR" not in proc.stdout, proc.stdout
+    (header, rows), = _tables(proc.stdout)
+    assert header[:5] == ["loss", "64x8 fwd+bwd", "8x3 fwd+bwd", "64x8 fwd", "8x3 fwd"], header
+    assert [r[0] for r in rows] == names
+    for r in rows:
+        assert len(r) == len(header)
+        for j in (1, 2, 3, 4, header.index("eager"), header.index("compile")):
+            v = float(r[j])
+            assert math.isfinite(v) and v > 0, (header[j], r)
+    assert proc.stdout.strip().splitlines()[-1].startswith("TARGETS (jit fwd+bwd ≤ 1.05×")
+
+    data = json.loads(out.read_text())
+    assert data["meta"]["competitor"].startswith("reference")
+    assert set(data["results"]) == set(names)
+    found = list(_ratios(data["results"]))
+    assert len(found) == len(names) * 6, found  # 2 shapes × (fwd+bwd, fwd), eager, compile
+    for path, v in found:
+        assert math.isfinite(v) and v > 0, (path, v)
