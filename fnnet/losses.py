@@ -31,8 +31,9 @@ cotangent back to its argument's shape. ``squared_error``/``l2_loss``/``mse`` ne
 
 **Stability.** The softmax losses go through log-softmax, ``(z − m) − log Σ e^{z − m}``, never
 ``log(softmax)``: logits of ±1e4, ±1e30 or ±max finite give finite losses and gradients. The binary
-loss uses softplus (``logaddexp(z, 0)``), so ``z = ±1e30`` gives the exact 0 or |z|. A label of exactly
-0 contributes 0 even where its log-probability is −inf (the convention 0·log 0 = 0):
+loss uses softplus (``logaddexp(z, 0)``, its two terms sharing one exponential), so ``z = ±1e30``
+gives the exact 0 or |z|. A label of exactly 0 contributes 0 even where its log-probability is −inf
+(the convention 0·log 0 = 0):
 ``softmax_cross_entropy([0, -inf], [1, 0]) = 0``, not NaN.
 """
 from __future__ import annotations
@@ -51,7 +52,6 @@ from fnnet._numerics import shift_entries as _shift_entries
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
-from fnnet._numerics import softplus
 from fnnet.primitive import REQUIRED, define, sample_rng, sampled
 
 __all__ = [
@@ -482,9 +482,13 @@ Derivative: :math:`∂L/∂z = p − e_k` (p the softmax over the included class
 
 def _bce_forward(logits, labels):
     # −y·log σ(z) − (1 − y)·log σ(−z) = y·sp(−z) + (1 − y)·sp(z); a term whose weight is exactly 0 is 0
-    # (so z = ±inf with the matching label gives 0, not 0·inf = NaN).
-    pos = jnp.where(labels == 0, 0.0, labels * softplus(-logits))
-    neg = jnp.where(labels == 1, 0.0, (1 - labels) * softplus(logits))
+    # (so z = ±inf with the matching label gives 0, not 0·inf = NaN). sp(±z) = max(±z, 0) + t with
+    # t = log(1 + e^{−|z|}), the two sharing one exponential and one logarithm: the operations
+    # jnp.logaddexp(±z, 0) performs, so the same bits, with half the transcendental work. A NaN logit
+    # makes t NaN, so no NaN select is needed (logaddexp has one).
+    t = jnp.log1p(jnp.exp(-jnp.abs(logits)))
+    pos = jnp.where(labels == 0, 0.0, labels * (jnp.maximum(-logits, 0.0) + t))
+    neg = jnp.where(labels == 1, 0.0, (1 - labels) * (jnp.maximum(logits, 0.0) + t))
     return pos + neg
 
 

@@ -610,6 +610,30 @@ def test_sigmoid_bce_extremes(dtype):
         assert jnp.isnan(BCE(nan, jnp.asarray([lab], dtype)))[0]
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16], ids=["f32", "f64", "bf16"])
+def test_sigmoid_bce_shares_one_exponential_with_logaddexps_bits(dtype):
+    """The two softpluses share log(1 + e^{−|z|}): the same operations as jnp.logaddexp(±z, 0), so the
+    same values bit for bit (NaN where they are NaN), on random, tail and special logits with hard,
+    soft and exactly-½ labels."""
+    rng = np.random.default_rng(5)
+    big = float(jnp.finfo(dtype).max)
+    z = np.concatenate([rng.standard_normal(500) * 10.0 ** rng.integers(-6, 4, 500),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, big, -big, 1e30, -1e30, 40.0, -40.0, 700.0]])
+    z = jnp.asarray(z, dtype)
+
+    @jax.jit
+    def logaddexp_form(z, y):
+        pos = jnp.where(y == 0, 0.0, y * jnp.logaddexp(-z, 0.0))
+        return pos + jnp.where(y == 1, 0.0, (1 - y) * jnp.logaddexp(z, 0.0))
+
+    for y in (rng.integers(0, 2, z.size), rng.random(z.size), np.full(z.size, 0.5)):
+        y = jnp.asarray(y, dtype)
+        got, want = np.asarray(BCE(z, y), np.float64), np.asarray(logaddexp_form(z, y), np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        ok = ~np.isnan(want)
+        np.testing.assert_array_equal(got[ok].view(np.uint64), want[ok].view(np.uint64))
+
+
 def test_mse_huge_differences():
     """(p − t)² overflows for |p − t| > 1.3e154; the mean (and the gradient) need not."""
     p = jnp.array([[1e200, 0.0, 0.0, 0.0]])
