@@ -357,8 +357,14 @@ def _sce_int_bwd(res, g, labels=None, axis=-1, where=None):
     d = _flatten_classes(_keepdims(ge, p.shape, axes) * p, batch, order)  # (batch..., C)
     n_classes = d.shape[-1]
     d2 = d.reshape(-1, n_classes)
-    k = jnp.clip(jnp.broadcast_to(jnp.asarray(labels), g.shape).reshape(-1), 0, n_classes - 1)
-    d2 = d2.at[jnp.arange(d2.shape[0]), k].set((ge * (p_k - 1)).reshape(-1), unique_indices=True)
+    k = jnp.clip(jnp.broadcast_to(jnp.asarray(labels), g.shape).reshape(-1, 1), 0, n_classes - 1)
+    # One class per row, the row a batching dimension of the scatter (as in the transpose of
+    # take_along_axis): a batch sharded over devices stays sharded, no gather of the gradient.
+    dnums = lax.ScatterDimensionNumbers(
+        update_window_dims=(), inserted_window_dims=(1,), scatter_dims_to_operand_dims=(1,),
+        operand_batching_dims=(0,), scatter_indices_batching_dims=(0,))
+    d2 = lax.scatter(d2, k.astype(jnp.int32), (ge * (p_k - 1)).reshape(-1), dnums,
+                     indices_are_sorted=True, unique_indices=True, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     return (_unflatten_classes(d2.reshape(d.shape), p.shape, batch, order),)
 
 

@@ -270,7 +270,9 @@ def _primitive_names(jaxpr):
     names = []
     for eqn in jaxpr.eqns:
         subs = [v for v in eqn.params.values() if isinstance(v, (jex.core.Jaxpr, jex.core.ClosedJaxpr))]
-        if subs:
+        if eqn.primitive.name.startswith("scatter"):
+            names.append(eqn.primitive.name)  # its sub-jaxpr combines an update with an entry: not a call
+        elif subs:
             for s in subs:
                 names += _primitive_names(s.jaxpr if isinstance(s, jex.core.ClosedJaxpr) else s)
         elif eqn.primitive.name == "reduce_sum" and all(
@@ -367,10 +369,13 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
     jax.make_jaxpr(forward_then_trace_bwd)(*args)
     # Transposing twice may rewrite the linear map's bookkeeping exactly: a value used twice is summed
     # with add_any, x − y becomes x + (−y) (neg is exact), and reductions and broadcasts move data by
-    # reshape/broadcast/transpose; it adds no arithmetic of the forward (exp, log, max, div ...).
+    # reshape/broadcast/transpose; a scatter that sets entries becomes the operand with those entries
+    # set to 0 plus the updates scatter-added into zeros at the same (unique) indices, each sum with
+    # a zero. It adds no arithmetic of the forward (exp, log, max, div ...).
     bookkeeping = {
         "add_any", "neg", "reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims",
         "copy", "copy_p", "convert_element_type", "pjit", "jit", "reduce_sum over size-1 axes",
+        "scatter-add",
     }
     foreign = sorted(set(backward) - set(hand) - bookkeeping)
     assert not foreign, f"{prim.name}: the backward pass applies {foreign}, which the hand VJP does not"
