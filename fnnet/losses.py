@@ -344,12 +344,13 @@ def _sce_int_fwd(logits, labels, axis=-1, where=None):
 
 
 def _sce_int_bwd(res, g, labels=None, axis=-1, where=None):
-    # g·(p − e_k), written as g·p everywhere and g·(p_k − 1) set at the label: the same values bit for
-    # bit as the product with p − onehot (p − 0 = p; p_k − 1 is the same subtraction), kept in that
-    # form where g·p − g would cancel as p_k → 1. Set by a scatter, as the transpose of optax's
-    # take_along_axis is, not as a one-hot subtraction over every class: with the latter in an MLP's
-    # training step XLA:CPU ran the weight gradients' matrix products about twice as long (step
-    # 1.10–1.23× jax.grad's at widths 128 and 512; with the scatter 0.95–0.98×).
+    # g·(p − e_k), written as g·p everywhere and g·(p_k − 1) set at the label: the values of the
+    # product with p − onehot (p − 0 = p; at the label the same subtraction, p_k divided directly
+    # where XLA:CPU forms p as e·(1/Σe), so its last bit may differ), kept in that form where
+    # g·p − g would cancel as p_k → 1. Set by a scatter, as the transpose of optax's take_along_axis
+    # is, not as a one-hot subtraction over every class: with the latter in an MLP's training step
+    # XLA:CPU ran the weight gradients' matrix products about twice as long (the step 1.10–1.23×
+    # jax.grad's at widths 128 and 512; with the scatter 0.98–1.02×).
     p, p_k, scale = res
     axes, order = _class_axes(axis, p.ndim)
     batch = tuple(i for i in range(p.ndim) if i not in axes)
@@ -363,8 +364,8 @@ def _sce_int_bwd(res, g, labels=None, axis=-1, where=None):
     dnums = lax.ScatterDimensionNumbers(
         update_window_dims=(), inserted_window_dims=(1,), scatter_dims_to_operand_dims=(1,),
         operand_batching_dims=(0,), scatter_indices_batching_dims=(0,))
-    d2 = lax.scatter(d2, k.astype(jnp.int32), (ge * (p_k - 1)).reshape(-1), dnums,
-                     indices_are_sorted=True, unique_indices=True, mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+    d2 = lax.scatter(d2, k.astype(jnp.int32), (ge * (p_k - 1)).reshape(-1), dnums, unique_indices=True,
+                     mode=lax.GatherScatterMode.PROMISE_IN_BOUNDS)
     return (_unflatten_classes(d2.reshape(d.shape), p.shape, batch, order),)
 
 
