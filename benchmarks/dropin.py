@@ -165,17 +165,25 @@ def interleaved(fa, fb, repeats: int) -> dict:
             "ratio": _timing.paired_ratio(times, "fnnet", "jax"), "fnnet_samples": ta, "jax_samples": tb}
 
 
-def _compile_rounds(fa, fb, x, w, repeats: int) -> tuple[list, list]:
+def weighted_sum(f):
+    """``(*args, w) -> Σ f(*args)·w``: the scalar whose value_and_grad (with respect to the first
+    argument) is compiled and timed; ``w`` a fixed cotangent (:func:`cotangent`). A new function
+    object at every call."""
+    return lambda *a: jnp.sum(f(*a[:-1]) * a[-1])
+
+
+def _compile_rounds(fa, fb, args, repeats: int) -> tuple[list, list]:
     """Per round, each side's (trace, lower, XLA compile) seconds of a fresh
-    ``jax.jit(value_and_grad(loss))`` (``.trace``, ``.lower()``, ``.compile()``), caches cleared before
-    each, the two sides alternating which goes first."""
+    ``jax.jit(value_and_grad(weighted_sum(f)))`` at ``args`` (the last one the cotangent;
+    ``.trace``, ``.lower()``, ``.compile()``), caches cleared before each, the two sides alternating
+    which goes first."""
 
     def one(f):
         jax.clear_caches()
-        loss = (lambda f_: lambda v, c: jnp.sum(f_(v) * c))(f)  # a new function object every time
+        loss = weighted_sum(f)  # a new function object every time
         with _timing.no_persistent_cache():
             t0 = time.perf_counter()
-            traced = jax.jit(jax.value_and_grad(loss)).trace(x, w)
+            traced = jax.jit(jax.value_and_grad(loss)).trace(*args)
             t1 = time.perf_counter()
             lowered = traced.lower()
             t2 = time.perf_counter()
@@ -193,29 +201,31 @@ def _compile_rounds(fa, fb, x, w, repeats: int) -> tuple[list, list]:
     return ta, tb
 
 
-def compile_times(fa, fb, x, w, repeats: int) -> dict:
+def compile_times(fa, fb, args, repeats: int) -> dict:
     """trace+lower+compile time of jit(value_and_grad) for each (:func:`_compile_rounds`)."""
-    ta, tb = ([sum(p) for p in side] for side in _compile_rounds(fa, fb, x, w, repeats))
+    ta, tb = ([sum(p) for p in side] for side in _compile_rounds(fa, fb, args, repeats))
     ratios = [a / b for a, b in zip(ta, tb)]
     return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
             "ratio": float(np.median(ratios)), "fnnet_samples": ta, "jax_samples": tb}
 
 
-def compile_phases(fa, fb, x, w, repeats: int) -> dict:
+def compile_phases(fa, fb, args, repeats: int) -> dict:
     """The same split into its phases: the median of each, and the median within-round ratio of
     the totals."""
-    ta, tb = _compile_rounds(fa, fb, x, w, repeats)
+    ta, tb = _compile_rounds(fa, fb, args, repeats)
     return {"fnnet_s": [float(v) for v in np.median(ta, axis=0)],
             "jax_s": [float(v) for v in np.median(tb, axis=0)],
             "ratio": float(np.median([sum(a) / sum(b) for a, b in zip(ta, tb)]))}
 
 
 def fwd_bwd(f):
-    return jax.jit(jax.value_and_grad(lambda v, c: jnp.sum(f(v) * c)))
+    """``jit(value_and_grad(weighted_sum(f)))``: called as ``(*args, w)``."""
+    return jax.jit(jax.value_and_grad(weighted_sum(f)))
 
 
-def cotangent(f, x):
-    shape = jax.eval_shape(f, x)
+def cotangent(f, *args):
+    """A fixed random cotangent of ``f(*args)``'s shape and dtype."""
+    shape = jax.eval_shape(f, *args)
     return jax.random.normal(jax.random.key(1), shape.shape, shape.dtype)
 
 
@@ -318,7 +328,7 @@ def _section_compile_kind(labels, cfg, out, title, header, key, measure, cells):
         with reported(rec, label, len(header) - 1, cfg):
             fa, fb, _ = resolve(label)
             x = make_input(cfg.n, label)
-            rec[key] = c = measure(fa, fb, x, cotangent(fb, x), cfg.compile_repeats)
+            rec[key] = c = measure(fa, fb, (x, cotangent(fb, x)), cfg.compile_repeats)
             row([label, *cells(c)])
         out[label] = rec
 

@@ -40,13 +40,12 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import fnnet
 import fnnet.losses as L
 
-from benchmarks import _timing
-from benchmarks.dropin import _git_commit, _ms, _r, _us, interleaved, reported, row, table
+from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotangent, fwd_bwd, interleaved,
+                               reported, row, table)
 
 #: The losses optax also has, in optax's names.
 LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
@@ -89,43 +88,11 @@ def competitor(against: str):
     return "reference (plain jnp, JAX's autodiff)", lambda name: getattr(L, name).reference
 
 
-def fwd_bwd(f):
-    return jax.jit(jax.value_and_grad(lambda z, y, w: jnp.sum(f(z, y) * w)))
-
-
-def _cotangent(f, z, y):
-    s = jax.eval_shape(f, z, y)
-    return jax.random.normal(jax.random.key(1), s.shape, s.dtype)
-
-
-def compile_times(fa, fb, z, y, repeats: int) -> dict:
-    """trace + lower + compile of a fresh jit(value_and_grad) of each, caches cleared before each,
-    the sides alternating which goes first; the first of each (one-time costs) not counted."""
-    w = _cotangent(fb, z, y)
-
-    def one(f):
-        jax.clear_caches()
-        g = (lambda f_: lambda z_, y_, w_: jnp.sum(f_(z_, y_) * w_))(f)  # a new function every time
-        with _timing.no_persistent_cache():
-            t = time.perf_counter()
-            jax.jit(jax.value_and_grad(g)).lower(z, y, w).compile()
-            return time.perf_counter() - t
-
-    one(fa), one(fb)
-    ta, tb = [], []
-    for r in range(repeats):
-        pair = (fa, fb) if r % 2 == 0 else (fb, fa)
-        got = {id(f): one(f) for f in pair}
-        ta.append(got[id(fa)]), tb.append(got[id(fb)])
-    return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
-            "ratio": float(np.median([a / b for a, b in zip(ta, tb)]))}
-
-
 def measure(name, fa, fb, cfg) -> dict:
     rec: dict = {"shapes": {}}
     for shape in cfg.shapes:
         z, y = inputs(name, shape)
-        w = _cotangent(fb, z, y)
+        w = cotangent(fb, z, y)
         ga, gb = fwd_bwd(fa), fwd_bwd(fb)
         ja, jb = jax.jit(fa), jax.jit(fb)
         rec["shapes"][f"{shape[0]}x{shape[1]}"] = {
@@ -135,7 +102,7 @@ def measure(name, fa, fb, cfg) -> dict:
     zs, ys = inputs(name, EAGER_SHAPE)
     rec["eager"] = interleaved(lambda: fa(zs, ys), lambda: fb(zs, ys), cfg.small_repeats)
     z, y = inputs(name, cfg.shapes[0])
-    rec["compile"] = compile_times(fa, fb, z, y, cfg.compile_repeats)
+    rec["compile"] = compile_times(fa, fb, (z, y, cotangent(fb, z, y)), cfg.compile_repeats)
     return rec
 
 

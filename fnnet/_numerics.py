@@ -156,8 +156,8 @@ def apart_pays(x) -> bool:
     it saves. jit(value_and_grad), one process, 300 rounds, fnnet / jax.nn (log_softmax) and fnnet /
     optax (softmax cross-entropy), apart against single: 256 × 10 1.15 and 1.13 against 0.96 and 0.94;
     256 × 40 1.67 and 1.58 against 1.08 and 1.06; 256 × 64 (2¹⁴) 1.02 and 1.01 against 1.02 and 1.05;
-    256 × 100 0.84 and 0.85 against 1.01 and 1.07. Decided from the static shape and the backend
-    while the rule is traced; both forms give the same bits."""
+    256 × 100 0.84 and 0.85 against 1.01 and 1.07 (the command: docs/design.md). Decided from the
+    static shape and the backend while the rule is traced; both forms give the same bits."""
     return jax.default_backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
 
 

@@ -286,8 +286,9 @@ def _unflatten_classes(x, shape, batch, order):
 
 
 def _sce_int_parts(logits, labels, axis, where):
-    """(loss, p, one-hot, scale, axes); scale is 1, 0 for a fully masked example, NaN for a label out
-    of range: the loss and its gradient are multiplied by it.
+    """(loss, p, one-hot, scale, axes, p_k); scale is 1, 0 for a fully masked example, NaN for a label
+    out of range: the loss and its gradient are multiplied by it. p_k is p at the label (the batch
+    shape).
 
     With several class axes the computation runs on the logits with those axes moved last and
     flattened (a label is a row-major index over them), so a tuple ``axis`` gives bit for bit the
@@ -644,10 +645,10 @@ def _half_square(d):
     # (d/2)·d: halving is exact wherever d/2 is normal, so one rounding, and no overflow of d² where
     # d²/2 is finite (optax's ½·d² overflows there). Where d/2 is subnormal, d²/2 is below half the
     # smallest subnormal and is 0 in any order; where d²/2 is subnormal, ½·(d·d) would round twice
-    # (XLA:CPU flushes both to 0 in float32 and float64, not in float16). So this one order is correctly rounded wherever the other is, and
-    # a plain product, which XLA fuses into a following sum as it does optax's: a select between the
-    # two orders (the same bits in the normal range) cost a pass, jit(value_and_grad) of the sum
-    # 1.07–1.15× optax's against 1.00–1.02×.
+    # (XLA:CPU flushes both to 0 in float32 and float64, not in float16). So this one order is
+    # correctly rounded wherever the other is, and a plain product, which XLA fuses into a following
+    # sum as it does optax's: a select between the two orders (the same bits in the normal range)
+    # cost a pass, jit(value_and_grad) of the sum 1.07–1.15× optax's against 1.00–1.02×.
     return (0.5 * d) * d
 
 
