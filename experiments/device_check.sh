@@ -13,16 +13,22 @@
 #      grid; skipped without mpmath);
 #   4. the drop-in benchmark (python -m benchmarks dropin $DROPIN_ARGS): eager, jit and compile ratios
 #      against jax.nn for every shared activation, the MLP memory table, the targets line
-#      (docs/reference/performance_dropin.md).
+#      (docs/reference/performance_dropin.md);
+#   5. the losses benchmark (python -m benchmarks losses $LOSSES_ARGS): fnnet's losses against optax's
+#      when optax is installed, else against their plain-jnp references;
+#   6. the training step and its memory (python -m benchmarks $SUITE_ARGS): fnnet's hand-written
+#      backward against jax.grad of the same MLP (docs/reference/performance.md).
 #
 # Results go to $OUT (default ./device_out): env.txt, tests.txt, tests_rest.txt, activation_speed.txt,
-# accuracy_float32.txt, dropin.txt and dropin.json, summary.txt. The steps are time-limited so that the
-# whole run stays under 7 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT,
-# DROPIN_TIMEOUT seconds; 0 skips REST and DROPIN; a step that hits its limit reports exit 124 and keeps
-# its partial output). A CPU dry run:
+# accuracy_float32.txt, dropin.txt and dropin.json, losses.txt, suite.txt and suite.json, summary.txt. The steps are time-limited so that the
+# whole run stays under 9 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT,
+# DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT seconds; 0 skips REST, DROPIN, LOSSES and SUITE; a step
+# that hits its limit reports exit 124 and keeps its partial output). A CPU dry run:
 #
 #   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py -k sigmoid" REST_TIMEOUT=0 \
-#     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu" experiments/device_check.sh
+#     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu --mlp-acts relu" \
+#     LOSSES_ARGS="--quick --losses l2_loss" SUITE_ARGS="--only step --widths 64 --rounds 3 --no-torch" \
+#     experiments/device_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
@@ -36,6 +42,10 @@ ACC_TIMEOUT="${ACC_TIMEOUT:-45}"
 ACC_ARGS="${ACC_ARGS:---quick --dps 120}"
 DROPIN_TIMEOUT="${DROPIN_TIMEOUT:-150}"
 DROPIN_ARGS="${DROPIN_ARGS:---repeats 25 --small-repeats 300 --compile-repeats 3}"
+LOSSES_TIMEOUT="${LOSSES_TIMEOUT:-70}"
+LOSSES_ARGS="${LOSSES_ARGS:---repeats 30 --small-repeats 200 --compile-repeats 3}"
+SUITE_TIMEOUT="${SUITE_TIMEOUT:-60}"
+SUITE_ARGS="${SUITE_ARGS:---only step,memory --widths 128,512,2048 --batch 256 --rounds 21 --no-torch}"
 NUMERICS="tests/test_accuracy.py tests/test_extremes.py tests/test_low_precision.py tests/test_primitives.py
           tests/test_activations_softmax.py tests/test_activations_piecewise.py"
 PYTEST_SELECT="${PYTEST_SELECT:-$NUMERICS}"
@@ -109,5 +119,14 @@ if [ "$DROPIN_TIMEOUT" -gt 0 ]; then
     # shellcheck disable=SC2086
     step "drop-in benchmark" "$DROPIN_TIMEOUT" "$OUT/dropin.txt" \
         "$PY" -m benchmarks dropin $DROPIN_ARGS --json "$OUT/dropin.json"
+fi
+if [ "$LOSSES_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "losses benchmark" "$LOSSES_TIMEOUT" "$OUT/losses.txt" "$PY" -m benchmarks losses $LOSSES_ARGS
+fi
+if [ "$SUITE_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "training step and memory" "$SUITE_TIMEOUT" "$OUT/suite.txt" \
+        "$PY" -m benchmarks $SUITE_ARGS --json "$OUT/suite.json"
 fi
 note "done in $SECONDS s; results in $OUT"
