@@ -2,10 +2,18 @@
 version (accuracy lost), beside jax.nn, side by side in one process (interleaved runs, medians).
 
     python -m experiments.activation_ablation [--n 1048576] [--repeats 30]
+    python -m experiments.activation_ablation --compile [--repeats 9]
 
 Parts: the error-free (double-word) argument of gelu's exponential (plain: v = fl(2u), or
 fl(x²), with no low word), the expansion about the derivative's root (plain: the general formula
 everywhere), the left-tail scaling e^{−a} = e^{64−a}·e^{−64} (plain: e^{−a}). float32.
+
+``--compile`` times XLA's compile instead: of ``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 (the
+drop-in benchmark's program), lowered outside the timer, caches cleared before each compile, the
+first of the interleaved rounds not recorded. Beside the parts above it builds two more variants:
+silu's and mish's derivative replaced by jax.nn's plain formula (fnnet's forward kept), and
+logsumexp over every axis as fnnet's plain reference differentiated by JAX (no tie rule); and it
+prints each program's kernel count and how many of its kernels XLA:GPU emits with Triton.
 """
 from __future__ import annotations
 
@@ -20,6 +28,7 @@ import numpy as np
 
 import fnnet
 from fnnet.activations import _smooth as S
+from fnnet.primitive import elementwise
 
 
 def _plain_2u(x):
@@ -68,6 +77,81 @@ def _step(f):
     return jax.jit(jax.grad(lambda v: f(v).sum()))
 
 
+def _plain_silu_prime(x, y):
+    s = jax.nn.sigmoid(x)
+    return s * (1 + x * (1 - s))
+
+
+def _plain_mish_prime(x, y):
+    t = jnp.tanh(jax.nn.softplus(x))
+    return t + x * (1 - t * t) * jax.nn.sigmoid(x)
+
+
+def _plain_derivative(name, forward, derivative):
+    """fnnet's forward ``forward`` with ``derivative`` as its hand rule: an unregistered primitive."""
+    return elementwise(f"{name}_plain_derivative", forward, derivative, reference=forward,
+                       register=False).fn
+
+
+def _kernels(compiled_text):
+    """(kernels, of which emitted by Triton) in a compiled program's entry computation."""
+    entry = compiled_text[compiled_text.index("ENTRY"):]
+    calls = [line for line in entry.splitlines() if " fusion(" in line or "custom-call(" in line]
+    return len(calls), sum('"__triton' in line for line in calls)
+
+
+def compile_ablation(repeats: int) -> None:
+    x = jax.random.normal(jax.random.key(0), (1024, 1024), jnp.float32) * 3
+    w = jax.random.normal(jax.random.key(1), (1024, 1024), jnp.float32)
+
+    def lower(f):
+        return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b))).lower(x, w)
+
+    extra = {
+        "silu": {"fnnet, plain derivative": _plain_derivative("silu", S._silu, _plain_silu_prime)},
+        "mish": {"fnnet, plain derivative": _plain_derivative("mish", S._mish, _plain_mish_prime)},
+    }
+    cases = dict(CASES)
+    cases["logsumexp"] = (lambda v: fnnet.logsumexp(v), lambda v: jax.nn.logsumexp(v))
+    # A Lowered object keeps its executable once compiled: each round lowers afresh (outside the timer).
+    lowerings = {}
+    for name, (ours, theirs) in cases.items():
+        lowerings[(name, "jax.nn")] = functools.partial(lower, theirs)
+        lowerings[(name, "fnnet")] = functools.partial(lower, ours)
+        unpatched = lower(ours).as_text()
+        for part, names in PLAIN.items():
+            def patched(ours=ours, names=names):
+                with _patched(names):  # the patch acts while the function is traced
+                    return lower(ours)
+            if patched().as_text() != unpatched:
+                lowerings[(name, f"fnnet, plain {part}")] = patched
+        for variant, f in extra.get(name, {}).items():
+            lowerings[(name, variant)] = functools.partial(lower, f)
+    lowerings[("logsumexp", "fnnet reference, autodiff")] = functools.partial(
+        lower, lambda v: fnnet.logsumexp.reference(v))
+    kernels = {k: _kernels(lo().compile().as_text()) for k, lo in lowerings.items()}
+    times = {k: [] for k in lowerings}
+    keys = list(lowerings)
+    for r in range(repeats + 1):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            jax.clear_caches()
+            low = lowerings[k]()
+            t0 = time.perf_counter()
+            low.compile()
+            if r:
+                times[k].append(time.perf_counter() - t0)
+    print(f"XLA compile of jit(value_and_grad(sum(f(x)·w))), 1024 x 1024 float32, median of {repeats} "
+          f"interleaved rounds ({jax.devices()[0].device_kind}, jax {jax.__version__})")
+    print(f"{'activation':<12} {'variant':<34} {'ms':>8} {'vs jax.nn':>9} {'kernels':>8} {'Triton':>7}")
+    for name in cases:
+        base = float(np.median(times[(name, "jax.nn")]))
+        for (n, variant), v in times.items():
+            if n == name:
+                ms = float(np.median(v))
+                k, t = kernels[(n, variant)]
+                print(f"{name:<12} {variant:<34} {ms * 1e3:8.1f} {ms / base:9.2f} {k:8d} {t:7d}", flush=True)
+
+
 CASES = {
     "gelu (tanh)": (functools.partial(fnnet.gelu, approximate=True), functools.partial(jax.nn.gelu, approximate=True)),
     "gelu (erf)": (functools.partial(fnnet.gelu, approximate=False), functools.partial(jax.nn.gelu, approximate=False)),
@@ -79,8 +163,13 @@ CASES = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1 << 20)
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs (default 30; 9 with --compile)")
+    ap.add_argument("--compile", action="store_true", help="time XLA's compile of each variant instead")
     args = ap.parse_args()
+    if args.compile:
+        compile_ablation(args.repeats or 9)
+        return
+    args.repeats = args.repeats or 30
     x = jax.random.normal(jax.random.key(0), (args.n,), jnp.float32) * 3
     print(f"fwd+bwd of {args.n} float32 entries, median of {args.repeats} interleaved runs "
           f"({jax.devices()[0].platform}); time relative to jax.nn")

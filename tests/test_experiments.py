@@ -228,3 +228,32 @@ def test_a_figure_saved_twice_is_the_same_bytes(tmp_path):
     data = [p.read_bytes() for p in paths]
     assert data[0] == data[1]
     assert b"Software" not in data[0]  # no matplotlib version in the file
+
+
+def test_ablation_counts_kernels_and_triton_kernels_in_the_entry_computation():
+    ablation = _load("activation_ablation")
+    text = "\n".join([
+        "%fused_computation (p: f32[4]) -> f32[4] {",
+        "  %x = f32[4] fusion(%p), kind=kLoop, calls=%inner",  # inside a fused computation: not counted
+        "}",
+        "ENTRY %main (a: f32[4]) -> f32[] {",
+        '  %f1 = f32[4] fusion(%a), kind=kLoop, calls=%fused_computation',
+        '  %f2 = f32[] fusion(%f1), kind=kCustom, calls=%r, backend_config={"kind":"__triton"}',
+        '  %c = f32[] custom-call(%f2), custom_call_target="x"',
+        "  ROOT %t = (f32[]) tuple(%c)",
+        "}",
+    ])
+    assert ablation._kernels(text) == (3, 1)
+
+
+@pytest.mark.slow  # compiles 21 gradient programs twice: ~30 s
+def test_compile_ablation_prints_a_positive_time_and_kernel_count_per_variant(capsys):
+    ablation = _load("activation_ablation")
+    ablation.compile_ablation(repeats=1)
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    variants = {" ".join(r[:-4]) for r in rows}
+    assert {"mish fnnet, plain derivative", "silu fnnet, plain derivative", "logsumexp jax.nn",
+            "logsumexp fnnet reference, autodiff"} <= variants
+    for r in rows:
+        ms, ratio, kernels, triton = float(r[-4]), float(r[-3]), int(r[-2]), int(r[-1])
+        assert ms > 0 and ratio > 0 and kernels >= 1 and 0 <= triton <= kernels, r
