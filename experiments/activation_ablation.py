@@ -10,7 +10,7 @@ everywhere), the left-tail scaling e^{−a} = e^{64−a}·e^{−64} (plain: e^{�
 
 ``--compile`` times XLA's compile instead: of ``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 (the
 drop-in benchmark's program), lowered outside the timer, caches cleared before each compile, the
-first of the interleaved rounds not recorded. Beside the parts above it builds two more variants:
+first of the interleaved rounds not recorded. Beside the parts above it builds three more variants:
 silu's and mish's derivative replaced by jax.nn's plain formula (fnnet's forward kept), and
 logsumexp over every axis as fnnet's plain reference differentiated by JAX (no tie rule); and it
 prints each program's kernel count and how many of its kernels XLA:GPU emits with Triton.

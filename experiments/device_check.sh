@@ -17,18 +17,22 @@
 #   5. the losses benchmark (python -m benchmarks losses $LOSSES_ARGS): fnnet's losses against optax's
 #      when optax is installed, else against their plain-jnp references;
 #   6. the training step and its memory (python -m benchmarks $SUITE_ARGS): fnnet's hand-written
-#      backward against jax.grad of the same MLP (docs/reference/performance.md).
+#      backward against jax.grad of the same MLP (docs/reference/performance.md);
+#   7. XLA's compile time of the accurate forms' variants, with each program's kernels and Triton
+#      kernels (python -m experiments.activation_ablation --compile; performance_dropin.md).
 #
 # Results go to $OUT (default ./device_out): env.txt, tests.txt, tests_rest.txt, activation_speed.txt,
-# accuracy_float32.txt, dropin.txt and dropin.json, losses.txt, suite.txt and suite.json, summary.txt. The steps are time-limited so that the
-# whole run stays under 9 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT,
-# DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT seconds; 0 skips REST, DROPIN, LOSSES and SUITE; a step
-# that hits its limit reports exit 124 and keeps its partial output). A CPU dry run:
+# accuracy_float32.txt, dropin.txt and dropin.json, losses.txt, suite.txt and suite.json,
+# compile_ablation.txt, summary.txt. The steps are time-limited so that the
+# whole run stays under 10 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT,
+# ACC_TIMEOUT, DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT, ABLATION_TIMEOUT seconds; 0 skips REST,
+# DROPIN, LOSSES, SUITE and ABLATION; a step that hits its limit reports exit 124 and keeps its partial
+# output). A CPU dry run:
 #
 #   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py -k sigmoid" REST_TIMEOUT=0 \
 #     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu --mlp-acts relu" \
 #     LOSSES_ARGS="--quick --losses l2_loss" SUITE_ARGS="--only step --widths 64 --rounds 3 --no-torch" \
-#     experiments/device_check.sh
+#     ABLATION_ARGS="--compile --repeats 1" experiments/device_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
@@ -46,6 +50,8 @@ LOSSES_TIMEOUT="${LOSSES_TIMEOUT:-70}"
 LOSSES_ARGS="${LOSSES_ARGS:---repeats 30 --small-repeats 200 --compile-repeats 3}"
 SUITE_TIMEOUT="${SUITE_TIMEOUT:-60}"
 SUITE_ARGS="${SUITE_ARGS:---only step,memory --widths 128,512,2048 --batch 256 --rounds 21 --no-torch}"
+ABLATION_TIMEOUT="${ABLATION_TIMEOUT:-60}"
+ABLATION_ARGS="${ABLATION_ARGS:---compile --repeats 5}"
 NUMERICS="tests/test_accuracy.py tests/test_extremes.py tests/test_low_precision.py tests/test_primitives.py
           tests/test_activations_softmax.py tests/test_activations_piecewise.py"
 PYTEST_SELECT="${PYTEST_SELECT:-$NUMERICS}"
@@ -128,5 +134,10 @@ if [ "$SUITE_TIMEOUT" -gt 0 ]; then
     # shellcheck disable=SC2086
     step "training step and memory" "$SUITE_TIMEOUT" "$OUT/suite.txt" \
         "$PY" -m benchmarks $SUITE_ARGS --json "$OUT/suite.json"
+fi
+if [ "$ABLATION_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "compile ablation" "$ABLATION_TIMEOUT" "$OUT/compile_ablation.txt" \
+        "$PY" -m experiments.activation_ablation $ABLATION_ARGS
 fi
 note "done in $SECONDS s; results in $OUT"
