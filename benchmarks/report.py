@@ -46,10 +46,16 @@ def tables(d) -> str:
     return "\n".join(out)
 
 
+USAGE = "usage: python -m benchmarks report BENCH.json"
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["-h"], ["--help"]):
+        print(USAGE + "\n\n" + __doc__.strip())
+        return 0
     if len(argv) != 1:
-        print("usage: python -m benchmarks report BENCH.json", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         print(tables(json.load(f)))

@@ -147,3 +147,12 @@ def test_progress_is_drawn_on_a_terminal_and_erased_by_the_next_row(capsys):
     quiet = io.StringIO()  # not a terminal: nothing but the rows
     _timing.Progress(quiet)("w=128: compiling")
     assert quiet.getvalue() == ""
+
+
+def test_report_answers_help_and_refuses_a_missing_file_argument(capsys):
+    from benchmarks import report
+
+    assert report.main(["--help"]) == 0
+    assert capsys.readouterr().out.startswith("usage: python -m benchmarks report BENCH.json")
+    assert report.main([]) == 2
+    assert "usage:" in capsys.readouterr().err
