@@ -143,10 +143,11 @@ def resolve(label: str):
     return fa, fb, INPUT.get(name, lambda x: x)
 
 
-def make_input(n: int, label: str, seed: int = 0):
-    """n float32 entries ~ N(0, 9), shaped (n // L, L) with L = min(n, 1024): the softmax family and
-    glu act on the last axis (rows of 1024); elementwise ops do not care about the shape."""
-    last = min(n, 1024)
+def make_input(n: int, label: str, seed: int = 0, width: int = 1024):
+    """n float32 entries ~ N(0, 9), shaped (n // L, L) with L = min(n, width): the softmax family and
+    glu act on the last axis (rows of 1024 by default, ``--width``); elementwise ops do not care about
+    the shape."""
+    last = min(n, width)
     x = jax.random.normal(jax.random.key(seed), (n // last, last), jnp.float32) * 3
     return jax.device_put(resolve(label)[2](x))
 
@@ -284,7 +285,7 @@ def section_eager(labels, cfg, out):
             fa, fb, _ = resolve(label)
             xs = make_input(16, label)
             rec["small"] = interleaved(lambda: fa(xs), lambda: fb(xs), cfg.small_repeats)
-            xl = make_input(cfg.n, label)
+            xl = make_input(cfg.n, label, width=cfg.width)
             rec["large"] = interleaved(lambda: fa(xl), lambda: fb(xl), cfg.repeats)
             ya, yb = np.asarray(fa(xl), np.float64), np.asarray(fb(xl), np.float64)
             if ya.shape != yb.shape:
@@ -300,15 +301,21 @@ def section_eager(labels, cfg, out):
         out[label] = rec
 
 
+def _rows(cfg) -> str:
+    """A table title's note of the input's last axis, when it is not the default 1024."""
+    return "" if cfg.width == 1024 else f" (rows of {cfg.width})"
+
+
 def section_jit(labels, cfg, out):
-    table(f"2. jit at {cfg.n} float32 entries, fnnet / jax.nn (median of {cfg.repeats} interleaved rounds)",
+    table(f"2. jit at {cfg.n} float32 entries{_rows(cfg)}, fnnet / jax.nn (median of {cfg.repeats} "
+          "interleaved rounds)",
           ["op", "fwd+bwd: fnnet ms", "fwd+bwd: jax.nn ms", "fwd+bwd: ratio",
            "fwd: fnnet ms", "fwd: jax.nn ms", "fwd: ratio"])
     for label in labels:
         rec = {}
         with reported(rec, label, 5, cfg):
             fa, fb, _ = resolve(label)
-            x = make_input(cfg.n, label)
+            x = make_input(cfg.n, label, width=cfg.width)
             w = cotangent(fb, x)
             ga, gb = fwd_bwd(fa), fwd_bwd(fb)
             rec["fwd_bwd"] = interleaved(lambda: ga(x, w), lambda: gb(x, w), cfg.repeats)
@@ -327,7 +334,7 @@ def _section_compile_kind(labels, cfg, out, title, header, key, measure, cells):
         rec = {}
         with reported(rec, label, len(header) - 1, cfg):
             fa, fb, _ = resolve(label)
-            x = make_input(cfg.n, label)
+            x = make_input(cfg.n, label, width=cfg.width)
             rec[key] = c = measure(fa, fb, (x, cotangent(fb, x)), cfg.compile_repeats)
             row([label, *cells(c)])
         out[label] = rec
@@ -591,6 +598,8 @@ def parse_args(argv=None):
                    help="comma-separated row labels (default: every shared op; see --list)")
     p.add_argument("--list", action="store_true", help="print the row labels and exit")
     p.add_argument("--n", type=int, default=None, help="entries of the large input (default 2**20)")
+    p.add_argument("--width", type=int, default=1024,
+                   help="last axis of the large input, the softmax family's slice (default 1024)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 60)")
     p.add_argument("--small-repeats", type=int, default=None,
                    help="timed rounds of the 16-entry eager case (default 600: one call is microseconds)")
@@ -644,7 +653,7 @@ def main(argv=None) -> int:
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "fnnet_file": fnnet.__file__, "git_commit": _git_commit(),
-        "n": cfg.n, "repeats": cfg.repeats, "small_repeats": cfg.small_repeats,
+        "n": cfg.n, "width": cfg.width, "repeats": cfg.repeats, "small_repeats": cfg.small_repeats,
         "compile_repeats": cfg.compile_repeats,
         "mlp_widths": cfg.mlp_widths, "mlp_batch": cfg.mlp_batch, "tolerance": TOLERANCE,
     }

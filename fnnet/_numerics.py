@@ -108,21 +108,28 @@ def _full(v, c):
 # instead of 49 (measured before rules were traced flat).
 
 
-def shifted(x, axes, mask):
+def shifted(x, axes, mask, arith=False):
     """``(m, x − m, e)``: the slice maximum (reduced axes kept, of size 1), the shifted input,
     ``e = exp(x − m)`` (0 where masked).
 
     Where the maximum is ±inf, ``x − m`` would be ``inf − inf``: there the entries equal to the maximum
     are shifted to 0 and the others to −inf (ties at infinity share the mass). The choice is made per
-    slice (on ``m``), so a finite slice is plain ``x − m`` and XLA fuses the maximum, the subtraction
-    and the exponential into one pass. A NaN makes ``m`` NaN and the whole slice NaN. The maximum
-    starts at −inf, so an empty axis is valid (an empty result).
+    slice (on ``m``), so a finite slice is plain ``x − m``. A NaN makes ``m`` NaN and the whole slice
+    NaN. The maximum starts at −inf, so an empty axis is valid (an empty result).
+
+    The rule is written with selects, or with arithmetic alone where ``arith`` is true and there is no
+    mask: the same bits (:func:`_shift_arith`). The rules that keep ``e`` for their backward pass pass
+    :func:`arith_pays` (softmax's, logsumexp's, the integer-label cross-entropy's), where it was
+    measured to pay.
     """
     masked_x = x if mask is None else lax.select(jnp.broadcast_to(mask, x.shape), x, _full(x, -jnp.inf))
     m = lax.reduce_max(masked_x, axes) if axes else masked_x
-    inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
-    out = _shift(x, keep(m, axes, x.shape), keep(inf_m, axes, x.shape),
-                 keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
+    if arith and mask is None:
+        out = _shift_arith(x, m, axes)
+    else:
+        inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
+        out = _shift(x, keep(m, axes, x.shape), keep(inf_m, axes, x.shape),
+                     keep(lax.select(inf_m, _full(m, 0), m), axes, x.shape))
     e = lax.exp(out)
     if mask is not None:
         e = lax.select(jnp.broadcast_to(mask, x.shape), e, _full(e, 0))
@@ -134,6 +141,46 @@ def _shift(x, m, inf_m, finite_m):
     ``finite_m`` is m with 0 there."""
     at_inf = lax.select(lax.eq(x, m), _full(x, 0), _full(x, -jnp.inf))
     return lax.select(inf_m, at_inf, lax.sub(x, finite_m))
+
+
+def _shift_arith(x, m, axes):
+    """:func:`shifted`'s rule without a select on the entries: ``min(a·x − b, 0)·c`` with per-slice
+    coefficients chosen from the (reduced) maximum m: (1, m, 1) where m is finite or NaN (x·1 − m is
+    x − m exactly, ≤ 0, so the minimum and the product change nothing, a NaN included); at m = +inf
+    (½, largest finite, 4): an entry at +inf gives min(inf, 0) = 0, a finite one at most ½·max − max
+    = −max/2, which ·4 overflows to −inf, as −inf stays; at m = −inf (every entry −inf) (−1, 0, 1):
+    −inf·−1 − 0 = +inf, min 0. The same bits as the selects (`test_arithmetic_shift_is_the_same_bits`);
+    XLA:CPU vectorizes its loop with the exponential over short slices, where the select's loop runs
+    about twice as long (:func:`arith_pays`)."""
+    pinf = lax.eq(m, _full(m, jnp.inf))
+    ninf = lax.eq(m, _full(m, -jnp.inf))
+    a = lax.select(pinf, _full(m, 0.5), lax.select(ninf, _full(m, -1), _full(m, 1)))
+    b = lax.select(pinf, _full(m, float(jnp.finfo(m.dtype).max)), lax.select(ninf, _full(m, 0), m))
+    c = lax.select(pinf, _full(m, 4), _full(m, 1))
+    ax = lax.sub(lax.mul(x, keep(a, axes, x.shape)), keep(b, axes, x.shape))
+    return lax.mul(lax.min(ax, _full(x, 0)), keep(c, axes, x.shape))
+
+
+#: The longest slice (entries over the reduced axes) whose shift :func:`arith_pays` forms arithmetically.
+ARITH_MAX_SLICE = 40
+
+
+def slice_size(x, axes) -> int:
+    """Entries per slice: the product of the reduced axes' lengths."""
+    return math.prod(x.shape[a] for a in axes)
+
+
+def arith_pays(x, axes) -> bool:
+    """Whether a rule that keeps ``e`` should form the shift arithmetically (:func:`shifted`) for ``x``
+    reduced over ``axes``: on XLA:CPU, for slices of at most ``ARITH_MAX_SLICE`` entries. There XLA:CPU
+    runs the select's loop with the exponential about twice as long as jax.nn's plain exp(x − m)
+    (jit(value_and_grad) at 4096 × 32: softmax 1.75–2.30× jax.nn's with the selects, 1.01–1.15×
+    arithmetic; logsumexp 1.50× and 0.68×; the integer-label loss 1.63× and 0.77×); from 48 entries on
+    both vectorize alike. Not where the shifted value is an output too (log_softmax, the soft-label
+    loss: the arithmetic cost more there than it saved), nor softmin's rule, which keeps its output,
+    nor an evaluation without gradient (no faster). Decided from the static shape and the backend
+    while the rule is traced; both forms give the same bits."""
+    return jax.default_backend() == "cpu" and slice_size(x, axes) <= ARITH_MAX_SLICE
 
 
 def shift_entries(xk, m):
@@ -150,15 +197,18 @@ def shift_entries(xk, m):
 APART_MIN_SIZE = 1 << 14
 
 
-def apart_pays(x) -> bool:
+def apart_pays(x, axes) -> bool:
     """Whether a rule that keeps ``e`` should form the shifted input apart (:func:`shifted_apart`) for
-    ``x``: on XLA:CPU, and from 2¹⁴ entries on. Below that the second loop costs more than the pass
-    it saves. jit(value_and_grad), one process, 300 rounds, fnnet / jax.nn (log_softmax) and fnnet /
-    optax (softmax cross-entropy), apart against single: 256 × 10 1.15 and 1.13 against 0.96 and 0.94;
+    ``x`` reduced over ``axes``: on XLA:CPU, from 2¹⁴ entries on, and for slices longer than
+    ``ARITH_MAX_SLICE``. Below 2¹⁴ entries the second loop costs more than the pass it saves.
+    jit(value_and_grad), one process, 300 rounds, fnnet / jax.nn (log_softmax) and fnnet / optax
+    (softmax cross-entropy), apart against single: 256 × 10 1.15 and 1.13 against 0.96 and 0.94;
     256 × 40 1.67 and 1.58 against 1.08 and 1.06; 256 × 64 (2¹⁴) 1.02 and 1.01 against 1.02 and 1.05;
-    256 × 100 0.84 and 0.85 against 1.01 and 1.07 (the command: docs/design.md). Decided from the
+    256 × 100 0.84 and 0.85 against 1.01 and 1.07 (the command: docs/design.md). Over short slices it
+    costs at any size (log_softmax at 16384 × 32: 2.5× jax.nn's apart, 1.3× single). Decided from the
     static shape and the backend while the rule is traced; both forms give the same bits."""
-    return jax.default_backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
+    return (jax.default_backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
+            and slice_size(x, axes) > ARITH_MAX_SLICE)
 
 
 def shifted_apart(x, m, axes):

@@ -52,6 +52,7 @@ from fnnet._numerics import slice_sums as _slice_sums
 from fnnet._numerics import shift_entries as _shift_entries
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
+from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet.primitive import REQUIRED, define, sample_rng, sampled
 
@@ -121,11 +122,11 @@ def _neg_log_capped(logp):
 def _sce_parts(logits, labels, axis, where, apart=False):
     """(loss, p, y over the included entries, −log p capped and 0 where excluded, axes). ``apart``:
     the shifted logits are formed a second time for log p (``shifted_apart``: the same bits), for
-    the rule, which keeps e = exp(z − m)."""
+    the rule, which keeps e = exp(z − m), where that pays (``apart_pays``)."""
     axes = _axes(axis, logits.ndim, _SCE)
     mask = _mask(where, logits.shape, axis, _SCE)
-    m, shifted, e = _shifted(logits, axes, mask)
-    if apart:
+    m, shifted, e = _shifted(logits, axes, mask)  # the selects, as log_softmax's (_numerics.arith_pays)
+    if apart and _apart_pays(logits, axes):
         shifted = _shifted_apart(logits, m, axes)
     logp = shifted - jnp.log(jnp.sum(e, axis=axes, keepdims=True))
     keep = labels != 0  # 0·log p = 0, also where log p = −inf
@@ -147,10 +148,10 @@ def _sce_fwd(logits, labels, axis=-1, where=None):
     # As log_softmax's rule (activations/_softmax.py): on XLA:CPU, e is written from the logits in one
     # loop and z − m is formed again inside log p's consumer, instead of writing z − m and reading it
     # back for the exponential: jit(value_and_grad) at 1024 × 1024 0.92–0.96× optax's against
-    # 1.09–1.11× (one process, 150 rounds, two runs each); from 2¹⁴ entries on (apart_pays). The
+    # 1.09–1.11× (one process, 150 rounds, two runs each); where apart_pays. The
     # forward alone keeps the single form (1.13× against 1.20–1.22×: there e is summed inside the
     # reduction's kernel and never written).
-    loss, p, y_in, nlogp, _ = _sce_parts(logits, labels, axis, where, apart=_apart_pays(logits))
+    loss, p, y_in, nlogp, _ = _sce_parts(logits, labels, axis, where, apart=True)
     return loss, (p, y_in, nlogp)
 
 
@@ -285,8 +286,9 @@ def _unflatten_classes(x, shape, batch, order):
     return x
 
 
-def _sce_int_parts(logits, labels, axis, where):
-    """(loss, p, one-hot, scale, axes, p_k); scale is 1, 0 for a fully masked example, NaN for a label
+def _sce_int_parts(logits, labels, axis, where, arith=False):
+    """(loss, p, one-hot, scale, axes, p_k); ``arith``: the shift formed arithmetically where that pays
+    (a rule that keeps e). scale is 1, 0 for a fully masked example, NaN for a label
     out of range: the loss and its gradient are multiplied by it. p_k is p at the label (the batch
     shape).
 
@@ -310,7 +312,7 @@ def _sce_int_parts(logits, labels, axis, where):
     valid = (labels >= 0) & (labels < n_classes)
     lab = jnp.expand_dims(labels, red)
     hot = lax.broadcasted_iota(labels.dtype, z.shape, red[0]) == lab
-    m, _, e = _shifted(z, red, mask)
+    m, _, e = _shifted(z, red, mask, arith=arith and _arith_pays(z, red))
     s = jnp.sum(e, axis=red)
     # lse − z_k = log Σ e^{z − m} − (z_k − m): no large value is subtracted from another. z_k is
     # gathered (one entry per example, as optax's take_along_axis) and shifted by the same rule as the
@@ -340,7 +342,8 @@ def _sce_int_forward(logits, labels, axis=-1, where=None):
 
 
 def _sce_int_fwd(logits, labels, axis=-1, where=None):
-    loss, p, _, scale, _, p_k = _sce_int_parts(logits, labels, axis, where)
+    # e is kept (as p): over short slices the shift is formed arithmetically (_numerics.arith_pays).
+    loss, p, _, scale, _, p_k = _sce_int_parts(logits, labels, axis, where, arith=True)
     return loss, (p, p_k, scale)
 
 

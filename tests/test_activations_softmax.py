@@ -10,6 +10,7 @@ sum per entry): ``32·ε``, normwise (an entry near 0 is judged at its array's s
 from __future__ import annotations
 
 import jax
+import jax.extend as jex
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -354,15 +355,72 @@ def test_shift_formed_apart_is_the_same_bits(dtype):
 
 def test_rules_form_the_shift_apart_only_where_it_pays():
     """log_softmax's rule and softmax_cross_entropy's form x − m apart (the same bits, above) on
-    XLA:CPU from 2¹⁴ entries on; below that the second loop costs more than it saves."""
-    from fnnet._numerics import APART_MIN_SIZE, apart_pays
+    XLA:CPU from 2¹⁴ entries on and over slices longer than ARITH_MAX_SLICE; below either the second
+    loop costs more than it saves."""
+    from fnnet._numerics import APART_MIN_SIZE, ARITH_MAX_SLICE, apart_pays
 
     on_cpu = jax.default_backend() == "cpu"
-    assert APART_MIN_SIZE == 1 << 14
-    assert not apart_pays(jnp.zeros((256, 10)))
-    assert not apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE - 1,), jnp.float32))
-    assert apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE,), jnp.float32)) == on_cpu
-    assert apart_pays(jnp.zeros((1024, 1024))) == on_cpu
+    assert APART_MIN_SIZE == 1 << 14 and ARITH_MAX_SLICE == 40
+    assert not apart_pays(jnp.zeros((256, 10)), (1,))
+    assert not apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE - 1,), jnp.float32), (0,))
+    assert apart_pays(jax.ShapeDtypeStruct((APART_MIN_SIZE,), jnp.float32), (0,)) == on_cpu
+    assert apart_pays(jnp.zeros((1024, 1024)), (1,)) == on_cpu
+    assert not apart_pays(jax.ShapeDtypeStruct((16384, 40), jnp.float32), (1,))
+    assert apart_pays(jax.ShapeDtypeStruct((16384, 41), jnp.float32), (1,)) == on_cpu
+    assert apart_pays(jax.ShapeDtypeStruct((1024, 8, 8), jnp.float32), (1, 2)) == on_cpu
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+def test_arithmetic_shift_is_the_same_bits(dtype):
+    """The shift written with arithmetic alone, min(a·x − b, 0)·c with per-slice coefficients, gives
+    the selects' bits (the shifted value and its exponential) at ties at ±inf, the largest finite value
+    beside +inf, all −inf, NaN of either sign, signed zeros, over each axis and both together."""
+    from fnnet._numerics import shifted
+
+    inf, nan, big = jnp.inf, jnp.nan, float(jnp.finfo(dtype).max)
+    x = jnp.array([[1.0, inf, 3.0, 0.0], [inf, inf, -inf, 2.0], [-inf, -inf, -inf, -inf],
+                   [nan, 1.0, 2.0, 3.0], [-nan, 1.0, 2.0, 3.0], [-inf, 0.0, -0.0, 1.0],
+                   [big, inf, -big, 0.0], [-0.0, 0.0, -0.0, 0.0], [2.5, -big, 7.0, 7.0],
+                   [-big, -inf, -big, -inf], [big, big, -inf, inf]], dtype)
+    for axes in [(1,), (0,), (0, 1)]:
+        by_select = jax.jit(lambda v: shifted(v, axes, None, arith=False))(x)
+        by_arith = jax.jit(lambda v: shifted(v, axes, None, arith=True))(x)
+        for a, b in zip(by_arith, by_select):
+            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+
+
+def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked():
+    """arith_pays: XLA:CPU and slices of at most ARITH_MAX_SLICE entries, in the rules that keep e;
+    a mask, an evaluation without gradient and log_softmax's rule keep the selects."""
+    from fnnet._numerics import ARITH_MAX_SLICE, arith_pays
+
+    on_cpu = jax.default_backend() == "cpu"
+    assert arith_pays(jnp.zeros((4096, ARITH_MAX_SLICE)), (1,)) == on_cpu
+    assert not arith_pays(jnp.zeros((4096, ARITH_MAX_SLICE + 1)), (1,))
+    assert not arith_pays(jnp.zeros((8, 8, 8)), (1, 2))
+    assert arith_pays(jnp.zeros((8, 8, 4)), (0, 2)) == on_cpu
+
+    def ops(fn, x):
+        def walk(jaxpr):
+            for e in jaxpr.eqns:
+                yield e.primitive.name
+                for v in e.params.values():
+                    for sub in v if isinstance(v, (tuple, list)) else (v,):
+                        if isinstance(sub, jex.core.ClosedJaxpr):
+                            yield from walk(sub.jaxpr)
+                        elif isinstance(sub, jex.core.Jaxpr):
+                            yield from walk(sub)
+        return set(walk(jax.make_jaxpr(fn)(x).jaxpr))
+
+    def grad(f):
+        return jax.grad(lambda v: jnp.sum(f(v)))
+
+    x = jnp.zeros((64, 10))
+    assert ("min" in ops(grad(fnnet.softmax), x)) == on_cpu  # the rule, which keeps e
+    assert "min" not in ops(fnnet.softmax, x)  # evaluated alone: the selects
+    assert "min" not in ops(grad(lambda v: fnnet.softmax(v, where=v > 0)), x)
+    assert "min" not in ops(grad(fnnet.softmax), jnp.zeros((64, 64)))
+    assert "min" not in ops(grad(fnnet.log_softmax), x)  # its output reads the shifted value too
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

@@ -51,6 +51,7 @@ from fnnet._numerics import masked as _masked
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
+from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import reduce_sum as _reduce_sum
@@ -111,7 +112,7 @@ def _softmax_fwd(x, where=None, axis=-1):
     #   e = exp(x − m) (the maximum m is a constant: softmax is shift invariant), which keeps e and
     #   the quotient rule's S and S⁻² (n + 2 numbers per slice), as jax.grad of jax.nn's formula does.
     axes = _axes(axis, x.ndim, "fnnet.softmax")
-    e = _shifted(x, axes, where)[2]
+    e = _shifted(x, axes, where, arith=_arith_pays(x, axes))[2]  # over short slices: arithmetic
     if custom_jvp_flag():
         y = _normalize(e, axes, where)
         return y, y
@@ -187,10 +188,10 @@ equal to an infinite maximum share the mass (jax.nn gives NaN there): ``softmax(
 def _log_softmax_parts(x, where, axis, apart=False):
     """``(out, e, axes)``: out = (x − m) − log Σe, e = exp(x − m) (0 where masked). ``apart``: the
     shifted value x − m is formed a second time for ``out`` (``shifted_apart``: the same bits), for a
-    rule that keeps ``e``."""
+    rule that keeps ``e``, where that pays (``apart_pays``)."""
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
-    m, shifted, e = _shifted(x, axes, where)
-    if apart:
+    m, shifted, e = _shifted(x, axes, where)  # the selects: see fnnet._numerics.arith_pays
+    if apart and _apart_pays(x, axes):
         shifted = _shifted_apart(x, m, axes)
     out = lax.sub(shifted, _keep(lax.log(_reduce_sum(e, axes)), axes, x.shape))
     if where is not None:
@@ -213,8 +214,9 @@ def _log_softmax_fwd(x, where=None, axis=-1):
     # 0.970–0.980× the single form in one process, three runs of 300 rounds; the same bits).
     # The forward alone keeps the single shifted value: there e is summed inside the reduction's
     # kernel and never written, and forming x − m twice was slower (1.24× jax.nn's against 1.09×).
-    # Made on the CPU backend only, where it was measured, and from 2¹⁴ entries on (apart_pays).
-    out, e, _ = _log_softmax_parts(x, where, axis, apart=_apart_pays(x))
+    # Made on the CPU backend only, where it was measured, from 2¹⁴ entries on and over slices longer
+    # than 40 entries (apart_pays).
+    out, e, _ = _log_softmax_parts(x, where, axis, apart=True)
     return out, e
 
 
@@ -282,7 +284,7 @@ def _lse_parts(a, b, where, axis):
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
         eff = nz if where is None else (where & nz)
-    m, shifted, e = _shifted(a, axes, eff)
+    m, shifted, e = _shifted(a, axes, eff, arith=_arith_pays(a, axes))
     p = e if b is None else jnp.where(eff, b * e, 0.0)
     s = lax.expand_dims(_reduce_sum(p, axes), axes)
     if b is not None:
