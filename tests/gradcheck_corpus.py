@@ -22,6 +22,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg as jsl
 import jax.scipy.special as jsp
 import numpy as np
 
@@ -396,6 +397,216 @@ def draw_complex_exp_sq(dtype, rng):
     return (jnp.asarray(z),)
 
 
+# -------------------------------------------------------------------------------------------------
+# 11. xlogy(x, y) = x log y, 0 at x = 0, with a custom JVP as jax.scipy.special ships it
+#     (https://github.com/jax-ml/jax/blob/main/jax/_src/scipy/special.py). d/dx = log y everywhere,
+#     x = 0 included; autodiff of the plain where(x != 0, ...) gives 0 there. Real bug (rebuilt):
+#     that same 0 in the rule, as TensorFlow and PyTorch had it
+#     (https://github.com/tensorflow/tensorflow/issues/56873, https://github.com/pytorch/pytorch/issues/80770):
+#     rule and reference agree, finite differences alone disagree. Seeded bug: log1p(y) (xlog1py's).
+# -------------------------------------------------------------------------------------------------
+def make_xlogy(bug=None):
+    @jax.custom_jvp
+    def xlogy(x, y):
+        return jnp.where(x != 0, x * jnp.log(y), jnp.zeros_like(x))
+
+    @xlogy.defjvp
+    def _jvp(primals, tangents):
+        (x, y), (dx, dy) = primals, tangents
+        if bug == "masked_at_zero":
+            dfdx = jnp.where(x != 0, jnp.log(y), jnp.zeros_like(y))
+        else:
+            dfdx = jnp.log1p(y) if bug == "log1p" else jnp.log(y)
+        return xlogy(x, y), dx * dfdx + dy * x / y
+
+    return xlogy
+
+
+def draw_xlogy(dtype, rng):
+    x = rng.normal(size=6)
+    y = np.abs(rng.normal(size=6)) * 2.0 + 0.05
+    x[:3] = [0.0, 0.0, 1e-3]
+    y[:3] = [3.0, 1e-3, 0.2]
+    return (_arr(x, dtype), _arr(y, dtype))
+
+
+# -------------------------------------------------------------------------------------------------
+# 12. The upper Cholesky factor of a matrix of which only the upper triangle is read (scipy's
+#     lower=False), with a custom JVP dL = L Phi(L^-1 dS L^-T) as JAX's cholesky rule
+#     (https://github.com/jax-ml/jax/blob/main/jax/_src/lax/linalg.py). Real bug (rebuilt,
+#     https://github.com/jax-ml/jax/issues/40421): the rule symmetrises dA as (dA + dA^T)/2, giving a
+#     ghost gradient on the ignored lower triangle. Seeded bug: Phi without halving the diagonal.
+# -------------------------------------------------------------------------------------------------
+def _sym_from_upper(a):
+    return jnp.triu(a) + jnp.triu(a, 1).T
+
+
+def make_cholesky_upper(bug=None):
+    @jax.custom_jvp
+    def cholesky_upper(a):
+        return jnp.linalg.cholesky(_sym_from_upper(a)).T
+
+    @cholesky_upper.defjvp
+    def _jvp(primals, tangents):
+        (a,), (da,) = primals, tangents
+        u = cholesky_upper(a)
+        low = u.T
+        ds = (da + da.T) / 2 if bug == "ghost_gradient" else _sym_from_upper(da)
+        x = jsl.solve_triangular(low, jsl.solve_triangular(low, ds, lower=True).T, lower=True).T
+        phi = jnp.tril(x) - (0.0 if bug == "diagonal_not_halved" else 0.5) * jnp.diag(jnp.diag(x))
+        return u, (low @ phi).T
+
+    return cholesky_upper
+
+
+def draw_cholesky_upper(dtype, rng):
+    m = rng.normal(size=(3, 3))
+    a = m @ m.T + 3.0 * np.eye(3)
+    a[np.tril_indices(3, -1)] = rng.normal(size=3) * 5.0  # not read: only the upper triangle is
+    return (_arr(a, dtype),)
+
+
+# -------------------------------------------------------------------------------------------------
+# 13. optax's weighted_logsoftmax (w * log_softmax(x), 0 where w = 0, so masked -inf logits give 0,
+#     not NaN), with a custom JVP (https://github.com/google-deepmind/optax, optax/losses/
+#     _classification.py; the -inf handling: https://github.com/google-deepmind/optax/issues/896).
+#     Only the logits are differentiated (argnums=0); the rows hold -inf, +-60 and zero weights.
+#     Seeded bug: the softmax over the wrong axis. The real bug of
+#     https://github.com/google-deepmind/optax/pull/1762 (dw * log_softmax = 0 * -inf, NaN in the
+#     JVP only) is caught by the JVP-vs-VJP check alone, which names no entry: it is not listed.
+# -------------------------------------------------------------------------------------------------
+def make_weighted_logsoftmax(bug=None):
+    @jax.custom_jvp
+    def weighted_logsoftmax(x, w):
+        ls = jax.nn.log_softmax(x, axis=-1)
+        return jnp.where(w != 0, w * ls, jnp.zeros_like(ls))
+
+    @weighted_logsoftmax.defjvp
+    def _jvp(primals, tangents):
+        (x, w), (dx, dw) = primals, tangents
+        ls = jax.nn.log_softmax(x, axis=-1)
+        p = jax.nn.softmax(x, axis=0 if bug == "softmax_axis" else -1)
+        dls = dx - jnp.sum(dx * p, axis=-1, keepdims=True)
+        return weighted_logsoftmax(x, w), w * dls + dw * jnp.where(jnp.isfinite(ls), ls, jnp.zeros_like(ls))
+
+    return weighted_logsoftmax
+
+
+def draw_weighted_logsoftmax(dtype, rng):
+    x = rng.normal(size=(3, 4)) * 3.0
+    x[0, 1] = -np.inf
+    x[1] = [60.0, -60.0, 58.0, 0.0]
+    w = np.abs(rng.normal(size=(3, 4)))
+    w[0, 1] = w[2, 3] = 0.0
+    return (_arr(x, dtype), _arr(w / w.sum(-1, keepdims=True), dtype))
+
+
+# -------------------------------------------------------------------------------------------------
+# 14. An embedding bag (sum_j w[b, j] table[ids[b, j]], as torch's EmbeddingBag with per-sample
+#     weights) with a custom VJP; the integer ids are held fixed. The table's cotangent is a
+#     scatter-add, as JAX's gather transpose (https://github.com/jax-ml/jax/blob/main/jax/_src/lax/slicing.py).
+#     Real bug (rebuilt, https://github.com/pytorch/pytorch/issues/1631): a scatter that overwrites,
+#     wrong for repeated ids. Seeded bug: the bag weights left out of the table's cotangent.
+# -------------------------------------------------------------------------------------------------
+def make_embedding_bag(bug=None):
+    @jax.custom_vjp
+    def embedding_bag(table, ids, w):
+        return jnp.sum(w[..., None] * table[ids], axis=-2)
+
+    def fwd(table, ids, w):
+        return embedding_bag(table, ids, w), (table, ids, w)
+
+    def bwd(res, g):
+        table, ids, w = res
+        rows = (jnp.ones_like(w) if bug == "unweighted" else w)[..., None] * g[:, None, :]
+        dtable = jnp.zeros_like(table).at[ids]
+        dtable = dtable.set(rows) if bug == "scatter_set" else dtable.add(rows)
+        return dtable, None, jnp.sum(table[ids] * g[:, None, :], axis=-1)
+
+    embedding_bag.defvjp(fwd, bwd)
+    return embedding_bag
+
+
+def draw_embedding_bag(dtype, rng):
+    ids = np.array([[1, 1, 4], [0, 3, 1]], dtype=np.int32)  # row 1 three times, row 2 never
+    return (_arr(rng.normal(size=(5, 3)), dtype), jnp.asarray(ids), _arr(rng.normal(size=(2, 3)), dtype))
+
+
+# -------------------------------------------------------------------------------------------------
+# 15. Layer norm with a dict of parameters and a hand-written backward (saved x-hat and 1/std;
+#     dx = (w dy - x-hat mean(x-hat w dy) - mean(w dy)) / std), as the Pallas layer norm
+#     (https://github.com/jax-ml/jax/blob/main/jax/experimental/pallas/ops/gpu/layer_norm.py).
+#     One row is constant (variance 0: 1/std = 1/sqrt(eps)). Seeded bugs: the x-hat term dropped;
+#     the scale's cotangent from x instead of x-hat.
+# -------------------------------------------------------------------------------------------------
+LN_EPS = 1e-5
+
+
+def make_layer_norm(bug=None):
+    def normalise(x):
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        rstd = jax.lax.rsqrt(jnp.mean((x - mean) ** 2, axis=-1, keepdims=True) + LN_EPS)
+        return (x - mean) * rstd, rstd
+
+    @jax.custom_vjp
+    def layer_norm(x, params):
+        return normalise(x)[0] * params["scale"] + params["bias"]
+
+    def fwd(x, params):
+        xhat, rstd = normalise(x)
+        return xhat * params["scale"] + params["bias"], (x, xhat, rstd, params["scale"])
+
+    def bwd(res, dy):
+        x, xhat, rstd, scale = res
+        wdy = dy * scale
+        c1 = 0.0 if bug == "no_xhat_term" else xhat * jnp.mean(xhat * wdy, axis=-1, keepdims=True)
+        dx = (wdy - c1 - jnp.mean(wdy, axis=-1, keepdims=True)) * rstd
+        dscale = jnp.sum(dy * (x if bug == "scale_from_x" else xhat), axis=0)
+        return dx, {"scale": dscale, "bias": jnp.sum(dy, axis=0)}
+
+    layer_norm.defvjp(fwd, bwd)
+    return layer_norm
+
+
+def draw_layer_norm(dtype, rng):
+    x = rng.normal(size=(3, 4)) * 2.0 + 1.0
+    x[1] = 0.7
+    params = {"scale": _arr(rng.normal(size=4) + 1.0, dtype), "bias": _arr(rng.normal(size=4), dtype)}
+    return (_arr(x, dtype), params)
+
+
+# -------------------------------------------------------------------------------------------------
+# 16. A transposed triangular solve x = L^-T b (the second half of a Cholesky solve; only L's lower
+#     triangle is read) with a custom VJP: u = L^-1 g, dL = -tril(x u^T), db = u. The transpose
+#     flag is what JAX's triangular-solve rule once got wrong (https://github.com/jax-ml/jax/issues/1458).
+#     Bugs: the adjoint solve with L^T instead of L (rebuilt from that); the tril projection dropped.
+# -------------------------------------------------------------------------------------------------
+def make_triangular_solve(bug=None):
+    @jax.custom_vjp
+    def solve_lt(low, b):
+        return jsl.solve_triangular(jnp.tril(low), b, lower=True, trans="T")
+
+    def fwd(low, b):
+        x = solve_lt(low, b)
+        return x, (low, x)
+
+    def bwd(res, g):
+        low, x = res
+        u = jsl.solve_triangular(jnp.tril(low), g, lower=True, trans="T" if bug == "untransposed" else "N")
+        dlow = -(x @ u.T)
+        return (dlow if bug == "no_tril" else jnp.tril(dlow)), u
+
+    solve_lt.defvjp(fwd, bwd)
+    return solve_lt
+
+
+def draw_triangular_solve(dtype, rng):
+    low = rng.normal(size=(3, 3))
+    low[np.diag_indices(3)] = np.abs(np.diag(low)) + 0.5
+    low[2, 2] = 0.2  # a small pivot
+    return (_arr(low, dtype), _arr(rng.normal(size=(3, 2)), dtype))
+
+
 CASES = [
     Case("log1pexp", "https://docs.jax.dev/en/latest/notebooks/Custom_derivative_rules_for_Python_code.html",
          make_log1pexp, draw_log1pexp, {"sigmoid_of_minus_x": "args[0]"}),
@@ -423,4 +634,16 @@ CASES = [
          options={"reference_vjp": clip_reference_vjp}),
     Case("complex_exp_z", "https://docs.jax.dev/en/latest/notebooks/autodiff_cookbook.html",
          make_complex_exp_sq, draw_complex_exp_sq, {"conjugated": "args[0]"}),
+    Case("xlogy", "https://github.com/tensorflow/tensorflow/issues/56873", make_xlogy, draw_xlogy,
+         {"masked_at_zero": "args[0][1]", "log1p": "args[0]"}, finding="reference is wrong"),
+    Case("cholesky_upper", "https://github.com/jax-ml/jax/issues/40421", make_cholesky_upper, draw_cholesky_upper,
+         {"ghost_gradient": "args[0][1, 0]", "diagonal_not_halved": "args[0]"}),
+    Case("weighted_logsoftmax", "https://github.com/google-deepmind/optax/issues/896", make_weighted_logsoftmax,
+         draw_weighted_logsoftmax, {"softmax_axis": "args[0]"}, options={"argnums": 0}),
+    Case("embedding_bag", "https://github.com/pytorch/pytorch/issues/1631", make_embedding_bag,
+         draw_embedding_bag, {"scatter_set": "args[0][1, 0]", "unweighted": "args[0]"}),
+    Case("layer_norm", "https://github.com/jax-ml/jax/blob/main/jax/experimental/pallas/ops/gpu/layer_norm.py",
+         make_layer_norm, draw_layer_norm, {"no_xhat_term": "args[0]", "scale_from_x": "args[1]['scale']"}),
+    Case("triangular_solve", "https://github.com/jax-ml/jax/issues/1458", make_triangular_solve,
+         draw_triangular_solve, {"untransposed": "args[0]", "no_tril": "args[0][0, 1]"}),
 ]
