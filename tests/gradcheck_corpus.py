@@ -471,9 +471,10 @@ def draw_cholesky_upper(dtype, rng):
 #     not NaN), with a custom JVP (https://github.com/google-deepmind/optax, optax/losses/
 #     _classification.py; the -inf handling: https://github.com/google-deepmind/optax/issues/896).
 #     Only the logits are differentiated (argnums=0); the rows hold -inf, +-60 and zero weights.
-#     Seeded bug: the softmax over the wrong axis. The real bug of
-#     https://github.com/google-deepmind/optax/pull/1762 (dw * log_softmax = 0 * -inf, NaN in the
-#     JVP only) is caught by the JVP-vs-VJP check alone, which names no entry: it is not listed.
+#     Seeded bug: the softmax over the wrong axis. Real bug (rebuilt,
+#     https://github.com/google-deepmind/optax/pull/1762): the weights' tangent times log_softmax
+#     unguarded, 0 * -inf = NaN in the JVP only (its transpose drops the weights' zero tangent), which
+#     the JVP-vs-VJP check catches and locates entry by entry.
 # -------------------------------------------------------------------------------------------------
 def make_weighted_logsoftmax(bug=None):
     @jax.custom_jvp
@@ -487,7 +488,8 @@ def make_weighted_logsoftmax(bug=None):
         ls = jax.nn.log_softmax(x, axis=-1)
         p = jax.nn.softmax(x, axis=0 if bug == "softmax_axis" else -1)
         dls = dx - jnp.sum(dx * p, axis=-1, keepdims=True)
-        return weighted_logsoftmax(x, w), w * dls + dw * jnp.where(jnp.isfinite(ls), ls, jnp.zeros_like(ls))
+        dw_ls = dw * ls if bug == "nan_jvp" else dw * jnp.where(jnp.isfinite(ls), ls, jnp.zeros_like(ls))
+        return weighted_logsoftmax(x, w), w * dls + dw_ls
 
     return weighted_logsoftmax
 
@@ -639,7 +641,7 @@ CASES = [
     Case("cholesky_upper", "https://github.com/jax-ml/jax/issues/40421", make_cholesky_upper, draw_cholesky_upper,
          {"ghost_gradient": "args[0][1, 0]", "diagonal_not_halved": "args[0]"}),
     Case("weighted_logsoftmax", "https://github.com/google-deepmind/optax/issues/896", make_weighted_logsoftmax,
-         draw_weighted_logsoftmax, {"softmax_axis": "args[0]"}, options={"argnums": 0}),
+         draw_weighted_logsoftmax, {"softmax_axis": "args[0]", "nan_jvp": "args[0]"}, options={"argnums": 0}),
     Case("embedding_bag", "https://github.com/pytorch/pytorch/issues/1631", make_embedding_bag,
          draw_embedding_bag, {"scatter_set": "args[0][1, 0]", "unweighted": "args[0]"}),
     Case("layer_norm", "https://github.com/jax-ml/jax/blob/main/jax/experimental/pallas/ops/gpu/layer_norm.py",

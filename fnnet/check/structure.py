@@ -10,7 +10,9 @@
   Off by default: an eager run compiles each primitive of the rule separately, the largest single
   cost of a first call.
 * jvp: where ``jax.jvp`` works on f, ``<g, J u>`` by JVP equals ``<VJP(g), u>``; a custom_vjp
-  function has no forward mode, which is reported as skipped.
+  function has no forward mode, which is reported as skipped. When they disagree, the entries are
+  located: ``<g, J e_i>`` by one JVP per input entry ``e_i`` (batched), against ``VJP(g)_i``, for up
+  to ``JVP_LOCATE_MAX`` real input entries.
 
 Tolerances: each side is a computation at the rule's precision, so entries are compared within
 ``rounding_bound`` of the larger side (:mod:`fnnet.check.tolerance`).
@@ -23,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .batching import put
-from .report import FAIL, PASS, SKIP, Comparison
+from .report import FAIL, PASS, SKIP, Comparison, Entry, unravel
 from .tolerance import SLACK, ratio, rounding_bound
 
 
@@ -173,4 +175,52 @@ def _jvp_vs_vjp(ctx, g, v, rng, v_noise=None) -> Comparison:
     tol = SLACK * eps * mag + SLACK * observed
     err = abs(lhs - rhs) if np.isfinite(lhs) and np.isfinite(rhs) else (0.0 if lhs == rhs else float("nan"))
     w = ratio(err, tol)
-    return Comparison(name, PASS if w <= 1 else FAIL, w, f"<g, J u> = {lhs:.6g} by JVP, {rhs:.6g} by VJP")
+    detail = f"<g, J u> = {lhs:.6g} by JVP, {rhs:.6g} by VJP"
+    if w <= 1:
+        return Comparison(name, PASS, w, detail)
+    entries, located = _locate_jvp_vs_vjp(ctx, g, v, v_noise, eps)
+    return Comparison(name, FAIL, w, f"{detail}; {located}", entries)
+
+
+#: The most real input entries whose JVP-vs-VJP disagreement is located entry by entry.
+JVP_LOCATE_MAX = 4096
+
+
+def _locate_jvp_vs_vjp(ctx, g, v, v_noise, eps):
+    """``(entries, text)``: the input entries i where ``<g, J e_i>`` (one JVP along each unit vector,
+    batched per leaf) and ``VJP(g)_i`` disagree, each within its own tolerance
+    ``8 ε (Σ|g||J e_i| + |VJP(g)_i|) + 2 · 8 noise_i`` (the comparison's bound for u = e_i)."""
+    problem = ctx.problem
+    n = sum(int(np.size(x)) for x in problem.x)
+    if n > JVP_LOCATE_MAX or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in problem.x):
+        why = "complex inputs" if n <= JVP_LOCATE_MAX else f"{n} input entries > {JVP_LOCATE_MAX}"
+        return [], f"not located entry by entry ({why})"
+    entries = []
+    for leaf, x in enumerate(problem.x):
+        size = int(np.size(x))
+        if size == 0:
+            continue
+        basis = jnp.eye(size, dtype=x.dtype).reshape((size, *np.shape(x)))
+
+        def along(e, leaf=leaf):
+            u = [e if k == leaf else jnp.zeros_like(xk) for k, xk in enumerate(problem.x)]
+            return jax.jvp(problem.F, (list(problem.x),), (u,))[1]
+
+        ju = [np.asarray(j, np.float64) for j in jax.jit(jax.vmap(along))(basis)]
+        flat = [j.reshape(size, -1) for j in ju]
+        gs = [np.asarray(gi, np.float64).reshape(-1) for gi in g]
+        by_jvp = sum(f @ gi for f, gi in zip(flat, gs))
+        mag = sum(np.abs(f) @ np.abs(gi) for f, gi in zip(flat, gs))
+        by_vjp = np.asarray(v[leaf], np.float64).reshape(-1)
+        noise = 0.0 if v_noise is None else np.abs(np.asarray(v_noise[leaf], np.float64)).reshape(-1)
+        tol = SLACK * eps * (mag + np.abs(by_vjp)) + SLACK * 2.0 * noise * np.ones(size)
+        with np.errstate(invalid="ignore"):
+            err = np.where(np.isfinite(by_jvp) & np.isfinite(by_vjp), np.abs(by_jvp - by_vjp),
+                           np.where(by_jvp == by_vjp, 0.0, np.nan))
+        xs = np.asarray(x, np.float64).reshape(-1)
+        for i in np.flatnonzero(~(ratio(err, tol) <= 1)):
+            entries.append(Entry(problem.labels[leaf], unravel(int(i), np.shape(x)), "g", float(by_vjp[i]),
+                                 float(by_jvp[i]), None, float(err[i]), float(tol[i]),
+                                 "reference column: <g, J e> by f's JVP", float(xs[i])))
+    located = f"{len(entries)} of {n} entries disagree (one JVP per entry)"
+    return entries, located
