@@ -19,6 +19,7 @@ import pytest
 
 import fnnet
 from fnnet.check import assert_gradcheck, fd, gradcheck
+from gradcheck_corpus import make_weighted_logsoftmax
 from seeded_rules import tanh_rule
 
 
@@ -186,34 +187,16 @@ def test_full_mode_shows_each_entry_once_with_its_input_value():
     assert "args[0][1]" in report.summary and "rule" in report.summary and "fd" in report.summary
 
 
-def _weighted_log_softmax(guarded):
-    """w·log_softmax(x), 0 where w = 0, with a custom JVP; unguarded, the weights' tangent meets the
-    −inf of a masked logit: 0·(−inf) = NaN in forward mode only (its transpose drops the zero tangent)."""
-
-    @jax.custom_jvp
-    def f(x, w):
-        ls = jax.nn.log_softmax(x, axis=-1)
-        return jnp.where(w != 0, w * ls, jnp.zeros_like(ls))
-
-    @f.defjvp
-    def _jvp(primals, tangents):
-        (x, w), (dx, dw) = primals, tangents
-        ls, q = jax.nn.log_softmax(x, axis=-1), jax.nn.softmax(x, axis=-1)
-        safe = jnp.where(jnp.isfinite(ls), ls, jnp.zeros_like(ls)) if guarded else ls
-        return f(x, w), w * (dx - jnp.sum(dx * q, -1, keepdims=True)) + dw * safe
-
-    return f
-
-
 _WLS_ARGS = (jnp.array([[0.5, -jnp.inf, 1.0, -2.0], [6.0, -6.0, 5.8, 0.0]]),
              jnp.array([[0.5, 0.0, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]]))
 
 
 def test_jvp_disagreeing_with_the_vjp_is_located_entry_by_entry():
     """A bug only forward mode shows (the VJP is right, so (a) and (b) pass) is still reported at
-    input entries: one JVP per entry against the VJP's entry; here every entry's JVP is NaN."""
-    assert gradcheck(_weighted_log_softmax(True), *_WLS_ARGS, argnums=0).passed
-    report = gradcheck(_weighted_log_softmax(False), *_WLS_ARGS, argnums=0)
+    input entries: one JVP per entry against the VJP's entry. optax's weighted log-softmax before its
+    fix (the weights' zero tangent times a −inf log-probability) makes every entry's JVP NaN."""
+    assert gradcheck(make_weighted_logsoftmax(None), *_WLS_ARGS, argnums=0).passed
+    report = gradcheck(make_weighted_logsoftmax("nan_jvp"), *_WLS_ARGS, argnums=0)
     assert not report.passed
     assert not report.comparison("(a)").failed and not report.comparison("(b)").failed
     c = report.comparison("(c) JVP agrees with VJP")
@@ -227,7 +210,7 @@ def test_jvp_disagreement_over_many_entries_says_it_was_not_located(monkeypatch)
     from fnnet.check import structure
 
     monkeypatch.setattr(structure, "JVP_LOCATE_MAX", 4)
-    report = gradcheck(_weighted_log_softmax(False), *_WLS_ARGS, argnums=0)
+    report = gradcheck(make_weighted_logsoftmax("nan_jvp"), *_WLS_ARGS, argnums=0)
     c = report.comparison("(c) JVP agrees with VJP")
     assert c.failed and c.entries == [] and "8 input entries > 4" in c.detail
 
