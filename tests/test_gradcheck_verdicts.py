@@ -213,6 +213,10 @@ def test_jvp_disagreement_over_many_entries_says_it_was_not_located(monkeypatch)
     report = gradcheck(make_weighted_logsoftmax("nan_jvp"), *_WLS_ARGS, argnums=0)
     c = report.comparison("(c) JVP agrees with VJP")
     assert c.failed and c.entries == [] and "8 input entries > 4" in c.detail
+    monkeypatch.setattr(structure, "JVP_LOCATE_MAX", 4096)
+    monkeypatch.setattr(structure, "JVP_LOCATE_MAX_VALUES", 63)
+    c = gradcheck(make_weighted_logsoftmax("nan_jvp"), *_WLS_ARGS, argnums=0).comparison("(c) JVP")
+    assert c.failed and c.entries == [] and "8 input × 8 output entries > 63" in c.detail
 
 
 def test_assert_gradcheck_message_starts_with_the_one_line_summary():

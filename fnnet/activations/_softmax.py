@@ -275,16 +275,17 @@ Derivative: :math:`∂o_i/∂x_j = δ_{ij} − y_j` with y = softmax(x); VJP :ma
 # ---------------------------------------------------------------------------------------------
 
 
-def _lse_parts(a, b, where, axis):
+def _lse_parts(a, b, where, axis, arith=False):
     """``(m, S, p, axes)`` with w = e^{a−m}: S = Σ b·w (b = 1 if absent) over the included entries and
     p = b·w/S (∂out/∂a). Entries with b = 0 are excluded from the maximum and the sum, as in jax.nn
-    (so ``a = inf`` there cannot poison the value)."""
+    (so ``a = inf`` there cannot poison the value). ``arith``: the shift formed arithmetically where
+    that pays (the rule, which keeps p)."""
     axes = _axes(axis, a.ndim, "fnnet.logsumexp")
     eff = where
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
         eff = nz if where is None else (where & nz)
-    m, shifted, e = _shifted(a, axes, eff, arith=_arith_pays(a, axes))
+    m, shifted, e = _shifted(a, axes, eff, arith=arith and _arith_pays(a, axes))
     p = e if b is None else jnp.where(eff, b * e, 0.0)
     s = lax.expand_dims(_reduce_sum(p, axes), axes)
     if b is not None:
@@ -335,7 +336,8 @@ def _lse_forward(a, b=None, where=None, axis=None, keepdims=False, return_sign=F
 
 
 def _lse_fwd(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
-    m, s, p, axes = _lse_parts(a, b, where, axis)
+    # p is kept: over short slices the shift is formed arithmetically (_numerics.arith_pays).
+    m, s, p, axes = _lse_parts(a, b, where, axis, arith=True)
     return _lse_values(m, s, axes, keepdims, return_sign, b is not None), p
 
 

@@ -12,7 +12,7 @@
 * jvp: where ``jax.jvp`` works on f, ``<g, J u>`` by JVP equals ``<VJP(g), u>``; a custom_vjp
   function has no forward mode, which is reported as skipped. When they disagree, the entries are
   located: ``<g, J e_i>`` by one JVP per input entry ``e_i`` (batched), against ``VJP(g)_i``, for up
-  to ``JVP_LOCATE_MAX`` real input entries.
+  to ``JVP_LOCATE_MAX`` real input entries (and ``JVP_LOCATE_MAX_VALUES`` input × output entries).
 
 Tolerances: each side is a computation at the rule's precision, so entries are compared within
 ``rounding_bound`` of the larger side (:mod:`fnnet.check.tolerance`).
@@ -182,8 +182,10 @@ def _jvp_vs_vjp(ctx, g, v, rng, v_noise=None) -> Comparison:
     return Comparison(name, FAIL, w, f"{detail}; {located}", entries)
 
 
-#: The most real input entries whose JVP-vs-VJP disagreement is located entry by entry.
+#: The most real input entries whose JVP-vs-VJP disagreement is located entry by entry, and the most
+#: values (input entries × output entries) the batched JVPs may hold.
 JVP_LOCATE_MAX = 4096
+JVP_LOCATE_MAX_VALUES = 1 << 24
 
 
 def _locate_jvp_vs_vjp(ctx, g, v, v_noise, eps):
@@ -192,8 +194,15 @@ def _locate_jvp_vs_vjp(ctx, g, v, v_noise, eps):
     ``8 ε (Σ|g||J e_i| + |VJP(g)_i|) + 2 · 8 noise_i`` (the comparison's bound for u = e_i)."""
     problem = ctx.problem
     n = sum(int(np.size(x)) for x in problem.x)
-    if n > JVP_LOCATE_MAX or not all(jnp.issubdtype(x.dtype, jnp.floating) for x in problem.x):
-        why = "complex inputs" if n <= JVP_LOCATE_MAX else f"{n} input entries > {JVP_LOCATE_MAX}"
+    n_out = sum(int(np.size(o)) for o in problem.out)
+    why = None
+    if not all(jnp.issubdtype(x.dtype, jnp.floating) for x in problem.x):
+        why = "complex inputs"
+    elif n > JVP_LOCATE_MAX:
+        why = f"{n} input entries > {JVP_LOCATE_MAX}"
+    elif n * n_out > JVP_LOCATE_MAX_VALUES:
+        why = f"{n} input × {n_out} output entries > {JVP_LOCATE_MAX_VALUES}"
+    if why:
         return [], f"not located entry by entry ({why})"
     entries = []
     for leaf, x in enumerate(problem.x):
