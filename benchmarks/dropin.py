@@ -5,13 +5,15 @@
     python -m benchmarks dropin --json out.json  # also write the raw numbers
     python -m benchmarks dropin --ops relu,gelu,softmax --repeats 50
     python -m benchmarks dropin --runs 3         # three processes; targets read on the median ratios
+    python -m benchmarks dropin --sections jit --ops softmax,log_softmax --width 32   # rows of 32
 
 For every function in both ``fnnet.activations.__all__`` and ``dir(jax.nn)`` (plus variants:
 ``gelu(approximate=False)``, ``logsumexp`` over the last axis and over everything), four sections,
 each printed as a markdown table whose rows appear as they finish:
 
 1. **eager**: ``f(x).block_until_ready()`` on a device array, at 16 entries (dispatch cost) and at
-   ``--n`` entries (default 2**20, the kernel itself), float32; plus the largest difference of the two
+   ``--n`` entries (default 2**20, the kernel itself; shaped in rows of ``--width``, default 1024,
+   the softmax family's slices), float32; plus the largest difference of the two
    outputs relative to the largest output (a drop-in must agree, else the timing compares different
    things);
 2. **jit**: at ``--n`` entries, ``jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(f(x) * w)))``
