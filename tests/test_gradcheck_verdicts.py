@@ -219,6 +219,19 @@ def test_jvp_disagreement_over_many_entries_says_it_was_not_located(monkeypatch)
     assert c.failed and c.entries == [] and "8 input × 8 output entries > 63" in c.detail
 
 
+def test_every_wrong_entry_is_named_not_only_the_worst():
+    """xlogy's derivative masked to 0 at x = 0 (TensorFlow's old rule; the reference agrees, only the
+    finite differences object) is wrong at both zeros of the draw: both are named, worst first."""
+    from gradcheck_corpus import draw_xlogy, make_xlogy
+
+    args = draw_xlogy("float32", np.random.default_rng(0))
+    report = gradcheck(make_xlogy("masked_at_zero"), *args)
+    assert not report.passed
+    assert [e.where for e in report.worst_entries] == ["args[0][1]", "args[0][0]"]
+    assert "left out" in report.worst_entries[1].note
+    assert gradcheck(make_xlogy(None), *args).passed
+
+
 def test_assert_gradcheck_message_starts_with_the_one_line_summary():
     rule = tanh_rule(defect=lambda x, d: d.at[5].multiply(1.01))
     with pytest.raises(AssertionError) as info:

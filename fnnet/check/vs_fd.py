@@ -122,13 +122,17 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
             failures += len(failed_probes)
             ratio, p, entry = max(failed_probes, key=lambda r: r[0])
             worst = max(worst, ratio)
-            entry.cotangent = "1" if scalar_output(problem) else f"random ±1 #{p}"
-            if reference_for is not None and entry.index is not None and entry.rule is not None:
-                T = reference_for(cots[p])
-                if T is not None:
-                    entry.reference = float(T[leaf].reshape(-1)[ravel(entry.index, problem.x[leaf].shape)])
             entry.note = f"{len(failed_probes)}/{probes} probes fail; " + entry.note
-            entries.append(entry)
+            found = [entry]
+            if entry.rule is not None:  # localised: look for more wrong entries along the same probe
+                found += further_entries(ctx, leaf, cots[p], V[p][leaf], signs[leaf][p], width, override,
+                                         noise[p][leaf], entry, max_entries - 1)
+            T = reference_for(cots[p]) if reference_for is not None and entry.rule is not None else None
+            for e in found:
+                e.cotangent = "1" if scalar_output(problem) else f"random ±1 #{p}"
+                if T is not None:
+                    e.reference = float(T[leaf].reshape(-1)[ravel(e.index, problem.x[leaf].shape)])
+            entries += found
         h_min = float(np.min(ctx.steps[leaf])) if ctx.steps[leaf].size else 1.0
         rms = float(np.sqrt(np.mean(np.concatenate([V[p][leaf].reshape(-1) for p in range(probes)]) ** 2)))
         finite_tols = [t for t in tols if np.isfinite(t)]
@@ -145,6 +149,25 @@ def probe_fd(ctx, *, probes, chunk, override, reference_for=None, max_entries=8)
     fd = "complex step" if ctx.fd == "complex" else "central + Richardson"
     detail = f"{probes} random ±1 probes per leaf ({fd}, float64); {failures} fail"
     return Comparison("(b) rule vs finite differences", verdict, worst, detail, entries[:max_entries]), power, notes
+
+
+def further_entries(ctx, leaf, g, v, u, width, override, noise, first, limit) -> list:
+    """More wrong entries of ``leaf`` along the failing probe ``(g, u)`` whose worst entry ``first`` was
+    localised: the probe again without the entries found so far, bisected (:func:`bisect`) while a
+    part of it still fails on its own; at most ``limit`` entries. Stops at an error that no single
+    entry carries, or at a kink. Only run after a failure, so a correct rule never pays for it."""
+    shape = np.shape(ctx.x64[leaf])
+    left = np.array(u, dtype=float).reshape(-1)
+    left[ravel(first.index, shape)] = 0.0
+    out = []
+    while len(out) < limit and left.any():
+        entry, localised, _ = bisect(ctx, leaf, g, v, left.reshape(shape), width, override, noise)
+        if not localised:
+            break
+        entry.note += f" (with the {len(out) + 1} entr{'y' if not out else 'ies'} above left out)"
+        out.append(entry)
+        left[ravel(entry.index, shape)] = 0.0
+    return out
 
 
 def bisect(ctx, leaf, g, v, u, width, override, noise=0.0) -> tuple[Entry, bool, bool]:
