@@ -174,9 +174,10 @@ def arith_pays(x, axes) -> bool:
     """Whether a rule that keeps ``e`` should form the shift arithmetically (:func:`shifted`) for ``x``
     reduced over ``axes``: on XLA:CPU, for slices of at most ``ARITH_MAX_SLICE`` entries. There XLA:CPU
     runs the select's loop with the exponential about twice as long as jax.nn's plain exp(x − m)
-    (jit(value_and_grad) at 4096 × 32: softmax 1.75–2.30× jax.nn's with the selects, 1.01–1.15×
-    arithmetic; logsumexp 1.50× and 0.68×; the integer-label loss 1.63× and 0.77×); from 48 entries on
-    both vectorize alike. Not where the shifted value is an output too (log_softmax, the soft-label
+    (jit(value_and_grad), 2²⁰ entries in rows of 32: softmax 2.28–2.31× jax.nn's with the selects,
+    1.00–1.13× arithmetic; logsumexp 1.89–1.93× and 0.66–0.67×; the integer-label loss at 4096 × 32
+    1.64–1.79× optax's and 0.77–0.79×; the commands: docs/reference/performance_dropin.md, "Short
+    slices"); from 48 entries on both vectorize alike. Not where the shifted value is an output too (log_softmax, the soft-label
     loss: the arithmetic cost more there than it saved), nor softmin's rule, which keeps its output,
     nor an evaluation without gradient (no faster). Decided from the static shape and the backend
     while the rule is traced; both forms give the same bits."""
@@ -205,7 +206,8 @@ def apart_pays(x, axes) -> bool:
     (softmax cross-entropy), apart against single: 256 × 10 1.15 and 1.13 against 0.96 and 0.94;
     256 × 40 1.67 and 1.58 against 1.08 and 1.06; 256 × 64 (2¹⁴) 1.02 and 1.01 against 1.02 and 1.05;
     256 × 100 0.84 and 0.85 against 1.01 and 1.07 (the command: docs/design.md). Over short slices it
-    costs at any size (log_softmax at 16384 × 32: 2.5× jax.nn's apart, 1.3× single). Decided from the
+    costs at any size (log_softmax, 2²⁰ entries in rows of 32: 2.70–2.82× jax.nn's apart, 1.15–1.18×
+    single; performance_dropin.md, "Short slices"). Decided from the
     static shape and the backend while the rule is traced; both forms give the same bits."""
     return (jax.default_backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
             and slice_size(x, axes) > ARITH_MAX_SLICE)

@@ -389,6 +389,34 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
             np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
 
 
+@pytest.mark.parametrize("shape", [(64, 10), (16, 40), (8, 4, 5)])
+def test_rules_give_the_same_bits_with_either_form_of_the_shift(monkeypatch, shape):
+    """Values and gradients of every rule that forms the shift arithmetically over short slices are
+    the selects' bits, on random slices (the special values: test_arithmetic_shift_is_the_same_bits)."""
+    import fnnet.activations._softmax as sm
+    import fnnet.losses as fl
+    from fnnet._numerics import arith_pays
+
+    x = jax.random.normal(jax.random.key(1), shape) * 4
+    w = jax.random.normal(jax.random.key(2), shape)
+    labels = jax.random.randint(jax.random.key(3), shape[:-1], 0, shape[-1])
+    fns = [fnnet.softmax, lambda v: fnnet.logsumexp(v, axis=-1, keepdims=True) * v,
+           lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[..., None] * v]
+
+    def run():
+        jax.clear_caches()
+        return [jax.jit(jax.value_and_grad(lambda v: jnp.sum(f(v) * w)))(x) for f in fns]
+
+    arith = run()
+    for mod in (sm, fl):
+        monkeypatch.setattr(mod, "_arith_pays", lambda x, axes: False)
+    selects = run()
+    assert arith_pays(x, (x.ndim - 1,)) == (jax.default_backend() == "cpu")
+    for a, b in zip(jax.tree.leaves(arith), jax.tree.leaves(selects)):
+        np.testing.assert_array_equal(np.atleast_1d(np.asarray(a)).view(np.uint8),
+                                      np.atleast_1d(np.asarray(b)).view(np.uint8))
+
+
 def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked():
     """arith_pays: XLA:CPU and slices of at most ARITH_MAX_SLICE entries, in the rules that keep e;
     a mask, an evaluation without gradient and log_softmax's rule keep the selects."""
