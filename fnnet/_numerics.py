@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.custom_batching import custom_vmap
 
 __all__ = [
     "const",
@@ -29,6 +30,8 @@ __all__ = [
     "keep",
     "reduce_sum",
     "slice_sums",
+    "exp_sums",
+    "branch_pays",
     "SHIFT",
     "SHIFT_FROM",
     "E_SHIFT",
@@ -227,6 +230,80 @@ def shifted_apart(x, m, axes):
     m0 = keep(lax.select(finite_m, mr, _full(mr, 0)), axes, x.shape)
     at_inf = lax.select(lax.ne(x, keep(mr, axes, x.shape)), _full(x, -jnp.inf), _full(x, 0))
     return lax.select(keep(finite_m, axes, x.shape), lax.sub(x, m0), at_inf)
+
+
+#: The smallest input (bytes) whose softmax, evaluated without gradient, takes jax.nn's kernel behind
+#: a branch (:func:`branch_pays`).
+BRANCH_MIN_BYTES = 1 << 24
+
+
+def branch_pays(x, mask) -> bool:
+    """Whether softmax evaluated without gradient should compute ``exp(x − m)`` and its sums by
+    :func:`exp_sums`: on XLA:CPU, without a mask, from 16 MiB of input on. There the per-slice select's
+    second read of x comes from memory: the forward took 2.79× and 1.47× jax.nn's (2²² float32
+    entries in rows of 1024 and 128) against 1.10× and 1.12× with the branch; at 8 MiB the branch paid
+    over rows of 128 (1.02 against 1.33) but not over rows of 1024 (1.03 against 0.95), where x stays
+    in cache (docs/reference/performance_dropin.md, "Large inputs"). The rules keep the selects: under
+    a gradient the branch saved nothing and cost compile time. Decided from the static shape and the
+    backend while the forward is traced."""
+    return (jax.default_backend() == "cpu" and mask is None
+            and math.prod(x.shape) * x.dtype.itemsize >= BRANCH_MIN_BYTES)
+
+
+def _tie_exp_sums(x, axes, e, s):
+    """``(e, s)`` from the plain ``e = exp(x − m)`` and its sums, with :func:`shifted`'s rule where a
+    slice's maximum m is ±inf. There ``x − m`` is NaN exactly at the entries equal to m (``inf − inf``;
+    every entry of an all-−inf slice) and −inf elsewhere, so a NaN in ``e`` where ``x`` is not NaN
+    marks a tied entry, whose exp(0) is 1; the others' exp(−inf) = 0 are already there. A finite
+    slice has no NaN in ``e`` and keeps its values and its sum bit for bit; a slice holding a NaN
+    keeps that NaN, and so a NaN sum."""
+    tied = lax.bitwise_and(lax.ne(e, e), lax.eq(x, x))
+    e = lax.select(tied, _full(e, 1), e)
+    return e, lax.select(lax.ne(s, s), reduce_sum(e, axes), s)
+
+
+def _plain_exp_sums(x, axes):
+    m = lax.reduce_max(x, axes)
+    e = lax.exp(lax.sub(x, keep(m, axes, x.shape)))
+    return e, lax.reduce_sum(e, axes)
+
+
+@custom_vmap
+def _any_nan(s):
+    return _sum_is_nan(s)
+
+
+def _sum_is_nan(s):
+    """Whether any entry of ``s`` is NaN, as one sum: one reduction to compile, where
+    ``any(isnan(s))`` compiled as four small kernels on XLA:CPU. The entries are sums of
+    exponentials, each in [1, n] or NaN, so their sum is NaN exactly when one of them is (it may
+    overflow to +inf, which is not NaN)."""
+    t = lax.reduce_sum(s, tuple(range(s.ndim)))
+    return lax.ne(t, t)
+
+
+@_any_nan.def_vmap
+def _any_nan_vmap(axis_size, in_batched, s):
+    # One predicate for the whole batch, not one per member: a batched predicate would make lax.cond
+    # a select that evaluates both branches. Either branch gives every finite slice the same bits, so
+    # a member whose slices are all finite loses nothing when a neighbour takes the tie branch.
+    return _sum_is_nan(s), False
+
+
+def exp_sums(x, axes):
+    """``(e, s)``: ``e = exp(x − m)`` by :func:`shifted`'s rule and its slice sums ``s`` (axes removed),
+    computed as jax.nn computes them, behind a branch taken only where a slice needs the tie rule.
+
+    jax.nn's plain ``exp(x − max(x))`` is what XLA:CPU runs as one kernel (the maximum, the
+    subtraction and the exponential a row at a time in cache); the per-slice select of the tie rule
+    takes that kernel apart (docs/design.md). Here the plain form runs first; a slice whose maximum is
+    ±inf (or that holds a NaN) gives a NaN sum, and only then does a ``lax.cond`` replace the slices
+    with an infinite maximum by the tie rule's exact 0s and 1s (:func:`_tie_exp_sums`), leaving every
+    other slice's values as they are: the same bits whichever branch ran. The predicate is one for a whole
+    ``vmap`` batch (:func:`_any_nan`), so that vmap keeps the branch instead of evaluating both."""
+    e, s = _plain_exp_sums(x, axes)
+    bad = _any_nan(lax.stop_gradient(s))
+    return lax.cond(bad, lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s), x, e, s)
 
 
 def slice_sums(e, axes, mask):

@@ -9,6 +9,8 @@ sum per entry): ``32·ε``, normwise (an entry near 0 is judged at its array's s
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.extend as jex
 import jax.numpy as jnp
@@ -449,6 +451,90 @@ def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked(
     assert "min" not in ops(grad(lambda v: fnnet.softmax(v, where=v > 0)), x)
     assert "min" not in ops(grad(fnnet.softmax), jnp.zeros((64, 64)))
     assert "min" not in ops(grad(fnnet.log_softmax), x)  # its output reads the shifted value too
+
+
+def _eval_with_branch_gate(monkeypatch, gate, fn, *args):
+    """fn(*args) with fnnet._numerics.BRANCH_MIN_BYTES set to ``gate`` (decided at trace time, so
+    the compiled programs are cleared first)."""
+    import fnnet._numerics as numerics
+
+    monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", gate)
+    jax.clear_caches()
+    return np.asarray(fn(*args))
+
+
+def _planted(x, axes):
+    """x with slice 0 tied at +inf (two entries), slice 1 all −inf, slice 2 holding a NaN, slice 3
+    holding +inf beside the largest finite value and −inf: slices taken over ``axes``."""
+    x = np.array(x)
+    kept = [i for i in range(x.ndim) if i not in axes]
+    moved = np.moveaxis(x, kept + list(axes), range(x.ndim)).reshape(-1, math.prod(x.shape[a] for a in axes))
+    moved[0, [1, -1]] = np.inf
+    moved[1] = -np.inf
+    moved[2, 3] = np.nan
+    moved[3, :3] = [np.finfo(x.dtype).max, np.inf, -np.inf]
+    shape = [x.shape[i] for i in kept + list(axes)]
+    return np.moveaxis(moved.reshape(shape), range(x.ndim), kept + list(axes))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape,axis", [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)],
+                         ids=str)
+def test_branch_gives_every_finite_slice_the_same_bits(monkeypatch, dtype, shape, axis):
+    """softmax evaluated without gradient over a large input runs jax.nn's plain exp(x − max) and
+    takes the tie rule's branch only when a slice needs it (fnnet._numerics.exp_sums): every finite
+    slice keeps its bits whether or not another slice took the branch, the special slices get the
+    selects' values (ties at +inf, all −inf, NaN), and the values are within a few ULP of the
+    selects' on random slices (the two forms run different exponential kernels on XLA:CPU)."""
+    axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
+    x = np.asarray(jax.random.normal(jax.random.key(7), shape, dtype) * 5)
+    dirty = _planted(x, axes)
+    finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
+    assert 0 < finite.sum() < finite.size
+    fns = [lambda v: fnnet.softmax(v, axis=axis)]
+    if isinstance(axis, int):  # softmin takes one dim (torch's signature)
+        fns.append(lambda v: fnnet.softmin(-v, dim=axis))
+    for fn in fns:
+        clean_b = _eval_with_branch_gate(monkeypatch, 0, fn, x)
+        dirty_b = _eval_with_branch_gate(monkeypatch, 0, fn, dirty)
+        clean_s = _eval_with_branch_gate(monkeypatch, 1 << 62, fn, x)
+        dirty_s = _eval_with_branch_gate(monkeypatch, 1 << 62, fn, dirty)
+        np.testing.assert_array_equal(dirty_b[finite].view(np.uint8), clean_b[finite].view(np.uint8))
+        np.testing.assert_array_equal(dirty_b[~finite], dirty_s[~finite])  # NaN where NaN
+        # Both forms are exp(x − m) / Σ with every operation correctly rounded but the exponential
+        # (each library's within 1 ULP here) and the division (XLA may form it as a product with the
+        # reciprocal: 1 ULP more); so the two differ by at most a few ULP of the larger value.
+        ulp = np.spacing(np.maximum(np.abs(clean_b), np.abs(clean_s)).astype(dtype))
+        assert np.all(np.abs(clean_b - clean_s) <= 4 * ulp)
+
+
+def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
+    """branch_pays: XLA:CPU, no mask, from BRANCH_MIN_BYTES on, and only for an evaluation without
+    gradient; under vmap the predicate is one for the whole batch, so the branch stays a cond (not a
+    select evaluating both) and a member's values do not depend on its neighbours'."""
+    import fnnet._numerics as numerics
+
+    on_cpu = jax.default_backend() == "cpu"
+    big = jnp.zeros((numerics.BRANCH_MIN_BYTES // 4,), jnp.float32)
+    assert numerics.branch_pays(big, None) == on_cpu
+    assert not numerics.branch_pays(big, big > 0)
+    assert not numerics.branch_pays(big[1:], None)
+
+    def conds(fn, x):
+        return jax.make_jaxpr(fn)(x).pretty_print().count("cond[")
+
+    monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", 0)
+    x = jax.random.normal(jax.random.key(3), (4, 32, 16))
+    assert conds(fnnet.softmax, x) == on_cpu
+    assert conds(jax.vmap(fnnet.softmax), x) == on_cpu
+    assert conds(jax.grad(lambda v: jnp.sum(fnnet.softmax(v) * v)), x) == 0  # the rule: selects
+    assert conds(lambda v: fnnet.softmax(v, where=v > 0), x) == 0
+    jax.clear_caches()
+    dirty = x.at[1, 3, 4].set(jnp.inf)
+    batched = np.asarray(jax.vmap(fnnet.softmax)(dirty))
+    alone = np.stack([np.asarray(fnnet.softmax(v)) for v in x])
+    np.testing.assert_array_equal(np.delete(batched, 1, 0).view(np.uint8), np.delete(alone, 1, 0).view(np.uint8))
+    assert batched[1, 3, 4] == 1.0 and np.all(np.delete(batched[1, 3], 4) == 0)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])

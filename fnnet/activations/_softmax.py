@@ -51,6 +51,8 @@ from fnnet._numerics import masked as _masked
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
+from fnnet._numerics import branch_pays as _branch_pays
+from fnnet._numerics import exp_sums as _exp_sums
 from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
@@ -93,9 +95,18 @@ def _sample_normal(scale=2.0):
 # ---------------------------------------------------------------------------------------------
 
 
-def _softmax_forward(x, where=None, axis=-1):
-    axes = _axes(axis, x.ndim, "fnnet.softmax")
+def _normalized(x, axes, where):
+    """softmax(x) over ``axes`` by the tie rule, for an evaluation without gradient: on XLA:CPU over
+    large inputs, jax.nn's kernel behind a branch (:func:`fnnet._numerics.exp_sums`, where
+    :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects."""
+    if _branch_pays(x, where):
+        e, s = _exp_sums(x, axes)
+        return lax.div(e, _keep(s, axes, x.shape))
     return _normalize(_shifted(x, axes, where)[2], axes, where)
+
+
+def _softmax_forward(x, where=None, axis=-1):
+    return _normalized(x, _axes(axis, x.ndim, "fnnet.softmax"), where)
 
 
 def custom_jvp_flag() -> bool:
@@ -112,6 +123,8 @@ def _softmax_fwd(x, where=None, axis=-1):
     #   e = exp(x − m) (the maximum m is a constant: softmax is shift invariant), which keeps e and
     #   the quotient rule's S and S⁻² (n + 2 numbers per slice), as jax.grad of jax.nn's formula does.
     axes = _axes(axis, x.ndim, "fnnet.softmax")
+    # Not the branch of the forward alone (_normalized): under a gradient it saved no time (the
+    # backward's passes dominate) and cost compile time.
     e = _shifted(x, axes, where, arith=_arith_pays(x, axes))[2]  # over short slices: arithmetic
     if custom_jvp_flag():
         y = _normalize(e, axes, where)
@@ -450,7 +463,7 @@ def _validate_softmin(x, dim=None):
 
 def _softmin_forward(x, *, dim=None):
     axes = _softmin_axes(x, dim)
-    return _normalize(_shifted(-x, axes, None)[2], axes, None)
+    return _normalized(lax.neg(x), axes, None)
 
 
 def _softmin_fwd(x, *, dim=None):
