@@ -268,18 +268,18 @@ def _plain_exp_sums(x, axes):
     return e, lax.reduce_sum(e, axes)
 
 
-@custom_vmap
-def _any_nan(s):
-    return _sum_is_nan(s)
-
-
 def _sum_is_nan(s):
     """Whether any entry of ``s`` is NaN, as one sum: one reduction to compile, where
     ``any(isnan(s))`` compiled as four small kernels on XLA:CPU. The entries are sums of
-    exponentials, each in [1, n] or NaN, so their sum is NaN exactly when one of them is (it may
-    overflow to +inf, which is not NaN)."""
+    exponentials, each at least 1 (+inf where a float16 sum overflows) or NaN, so their sum is NaN
+    exactly when one of them is (it may overflow to +inf, which is not NaN)."""
     t = lax.reduce_sum(s, tuple(range(s.ndim)))
     return lax.ne(t, t)
+
+
+@custom_vmap
+def _any_nan(s):
+    return _sum_is_nan(s)
 
 
 @_any_nan.def_vmap

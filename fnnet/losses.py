@@ -47,6 +47,7 @@ from jax import lax
 
 from fnnet._checks import axes as _axes
 from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
+from fnnet._numerics import keep as _keep
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import slice_sums as _slice_sums
 from fnnet._numerics import shift_entries as _shift_entries
@@ -326,11 +327,12 @@ def _sce_int_parts(logits, labels, axis, where, arith=False):
     if mask is not None:
         scale = jnp.where(jnp.any(jnp.broadcast_to(mask, z.shape), axis=red), scale, 0.0)
     loss = jnp.where(scale == 0, 0.0, loss * scale)
-    p = _normalize(e, red, mask)
+    sums = _slice_sums(e, red, mask)
+    p = lax.div(e, _keep(sums, red, e.shape))  # fnnet._numerics.normalize, its sums shared with p_k
     # p at the label, from e gathered (e is written anyway; gathering from p would write p too): the
     # same division of the same operands as p's entry there.
     e_k = jnp.take_along_axis(e, k, axis=red[0], mode="promise_in_bounds")
-    p_k = jnp.squeeze(lax.div(e_k, jnp.expand_dims(_slice_sums(e, red, mask), red)), red)
+    p_k = jnp.squeeze(lax.div(e_k, jnp.expand_dims(sums, red)), red)
     if flat:
         p = _unflatten_classes(p, logits.shape, batch, order)
         hot = _unflatten_classes(hot, logits.shape, batch, order)
