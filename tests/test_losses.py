@@ -694,3 +694,130 @@ def test_dtypes(logits, probs):
     # integer arrays are promoted as jax.numpy promotes them
     with jax.numpy_dtype_promotion("standard"):
         assert SCE(logits, jnp.zeros((4, 5), jnp.int32)).dtype == jnp.float64
+
+
+# ---------------------------------------------------------------------------------------------
+# The softmax cross-entropies evaluated without gradient over large logits (XLA:CPU): the plain
+# formula first, the exact one where it gives NaN (fnnet._numerics.loss_branch_pays, unless_nan)
+# ---------------------------------------------------------------------------------------------
+
+
+def _with_loss_gate(monkeypatch, gate, fn, *args):
+    """fn(*args) with fnnet._numerics.LOSS_BRANCH_MIN_BYTES set to ``gate`` (decided at trace time,
+    so the compiled programs are cleared first)."""
+    import fnnet._numerics as numerics
+
+    monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", gate)
+    jax.clear_caches()
+    return np.asarray(fn(*args))
+
+
+def _examples_first(x, axes):
+    """x's slices over ``axes`` as the rows of a 2-D view (a copy), and the inverse."""
+    kept = [i for i in range(x.ndim) if i not in axes]
+    order = kept + list(axes)
+    shape = [x.shape[i] for i in order]
+    rows = np.moveaxis(np.array(x), order, range(x.ndim)).reshape(-1, int(np.prod([x.shape[a] for a in axes])))
+    return rows, lambda r: np.moveaxis(r.reshape(shape), range(x.ndim), order)
+
+
+LOSS_BRANCH_CASES = [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)]
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape,axis", LOSS_BRANCH_CASES, ids=str)
+def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch, dtype, shape, axis):
+    """Both softmax cross-entropies evaluated without gradient with the branch forced on: examples
+    where the plain formula is not NaN keep their bits whether or not another example took the exact
+    branch; the others (ties at +inf, all −inf, a label 0 at a logit −inf, a NaN, a label out of
+    range) get the exact formula's values bit for bit; and on random logits the two formulas agree
+    within the bound derived below."""
+    axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
+    n = int(np.prod([shape[a] for a in axes]))
+    u = float(jnp.finfo(dtype).eps) / 2
+    z = np.asarray(jax.random.normal(jax.random.key(5), shape, dtype) * 5)
+    y = np.asarray(jax.nn.softmax(jax.random.normal(jax.random.key(6), shape, dtype), axis=axes))
+    zr, back = _examples_first(z, axes)
+    yr, back_y = _examples_first(y, axes)
+    zr[0, [1, -1]] = np.inf                    # tied at +inf
+    zr[1] = -np.inf                            # all −inf
+    zr[2, 3], yr[2, 3] = -np.inf, 0.0          # a label 0 at a logit −inf: 0·log 0 = 0
+    zr[3, 5] = np.nan
+    dirty_z, dirty_y = back(zr), back_y(yr)
+    batch = tuple(shape[i] for i in range(len(shape)) if i not in axes)
+    k = np.asarray(jax.random.randint(jax.random.key(8), batch, 0, n))
+    dirty_k = k.copy().reshape(-1)
+    dirty_k[4] = n                             # out of range: NaN
+    dirty_k = dirty_k.reshape(batch)
+
+    def soft(v, w):
+        return SCE(v, w, axis=axis)
+
+    def hard(v, w):
+        return SCE_INT(v, w, axis=axis)
+
+    for fn, clean, dirty, specials in ((soft, (z, y), (dirty_z, dirty_y), 4), (hard, (z, k), (dirty_z, dirty_k), 5)):
+        clean_b = _with_loss_gate(monkeypatch, 0, fn, *clean).reshape(-1)
+        dirty_b = _with_loss_gate(monkeypatch, 0, fn, *dirty).reshape(-1)
+        clean_s = _with_loss_gate(monkeypatch, 1 << 62, fn, *clean).reshape(-1)
+        dirty_s = _with_loss_gate(monkeypatch, 1 << 62, fn, *dirty).reshape(-1)
+        plain = np.ones(clean_b.shape, bool)
+        plain[:specials] = False
+        np.testing.assert_array_equal(dirty_b[plain].view(np.uint8), clean_b[plain].view(np.uint8))
+        np.testing.assert_array_equal(dirty_b[~plain].view(np.uint8), dirty_s[~plain].view(np.uint8))
+        # Both formulas shift by the same maximum (the same bits) and differ only in lse = log Σ e:
+        # each exponential within 2u, the sum of n positive terms within (n − 1)u more (the two may
+        # add in different orders), the logarithm within u|lse|: the two lse differ by at most
+        # δ = 2(n + 1)u + 2u|lse|. The integer-label loss lse − (z_k − m) adds one rounding each:
+        # |Δ| ≤ δ + 2u|loss|. The soft-label loss −Σ y(s − lse) moves by Σ|y|·δ, and each form's
+        # n subtractions, products and (n − 1) additions add at most (n + 1)u·Σ|y(s − lse)|.
+        z64 = np.moveaxis(np.asarray(clean[0], np.float64), [i for i in range(len(shape)) if i not in axes] + list(axes),
+                          range(len(shape))).reshape(-1, n)
+        s = z64 - z64.max(axis=1, keepdims=True)
+        lse = np.log(np.exp(s).sum(axis=1))
+        delta = 2 * (n + 1) * u + 2 * u * np.abs(lse)
+        if fn is hard:
+            bound = delta + 2 * u * np.abs(clean_s)
+        else:
+            y64 = _examples_first(np.asarray(y, np.float64), axes)[0]
+            bound = np.abs(y64).sum(axis=1) * delta + 2 * (n + 1) * u * np.abs(y64 * (s - lse[:, None])).sum(axis=1)
+        assert np.all(np.abs(clean_b - clean_s) <= bound), np.max(np.abs(clean_b - clean_s) / bound)
+
+
+def test_loss_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
+    """loss_branch_pays: XLA:CPU, no mask, from LOSS_BRANCH_MIN_BYTES on, and only for an
+    evaluation without gradient; under vmap the predicate is one for the whole batch (a cond, not a
+    select evaluating both formulas), and a member keeps its bits beside a neighbour that needs the
+    exact formula."""
+    import fnnet._numerics as numerics
+
+    on_cpu = jax.default_backend() == "cpu"
+    big = jnp.zeros((numerics.LOSS_BRANCH_MIN_BYTES // 4 // 8, 8), jnp.float32)
+    assert numerics.loss_branch_pays(big, None) == on_cpu
+    assert not numerics.loss_branch_pays(big, big > 0)
+    assert not numerics.loss_branch_pays(big[1:], None)
+
+    def conds(fn, *args):
+        return jax.make_jaxpr(fn)(*args).pretty_print().count("cond[")
+
+    monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", 0)
+    z = jax.random.normal(jax.random.key(3), (4, 32, 16))
+    y = jax.nn.softmax(jax.random.normal(jax.random.key(4), (4, 32, 16)))
+    k = jax.random.randint(jax.random.key(5), (4, 32), 0, 16)
+    for fn, labels in ((SCE, y), (SCE_INT, k)):
+        assert conds(fn, z, labels) == on_cpu
+        assert conds(jax.vmap(fn), z, labels) == on_cpu
+        assert conds(jax.grad(lambda v, w: jnp.sum(fn(v, w))), z, labels) == 0  # the rule
+        assert conds(lambda v, w: fn(v, w, where=v[..., :1] > 0), z, labels) == 0
+        jax.clear_caches()
+        dirty = z.at[1, 3, 4].set(jnp.inf).at[1, 3, 6].set(jnp.inf)
+        batched = np.asarray(jax.vmap(fn)(dirty, labels))
+        alone = np.stack([np.asarray(fn(v, w)) for v, w in zip(z, labels)])
+        np.testing.assert_array_equal(np.delete(batched, 1, 0).view(np.uint8), np.delete(alone, 1, 0).view(np.uint8))
+        np.testing.assert_array_equal(np.delete(batched[1], 3).view(np.uint8), np.delete(alone[1], 3).view(np.uint8))
+        monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", 1 << 62)
+        jax.clear_caches()
+        exact = np.asarray(fn(dirty[1], labels[1]))[3]
+        monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", 0)
+        jax.clear_caches()
+        assert batched[1, 3].tobytes() == exact.tobytes()  # the exact formula's value
