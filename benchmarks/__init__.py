@@ -20,6 +20,9 @@ dropin         every activation shared with jax.nn: eager, jit, compile time, ML
                (:mod:`benchmarks.dropin`)
 losses         every loss shared with optax: jit, eager, compile time against optax's (or the
                losses' plain-jnp references) (:mod:`benchmarks.losses`)
+branch         the forwards without gradient that take a plain formula behind a branch (softmax,
+               the softmax cross-entropies), branch against selects, in the same rounds
+               (:mod:`benchmarks.branch`)
 report         markdown tables from the suite's ``--json`` output (:mod:`benchmarks.report`)
 =============  ====================================================================================
 
@@ -41,6 +44,7 @@ BENCHMARKS = {
     "activations": ("benchmarks.activations", []),
     "dropin": ("benchmarks.dropin", []),
     "losses": ("benchmarks.losses", []),
+    "branch": ("benchmarks.branch", []),
     "report": ("benchmarks.report", []),
 }
 

@@ -82,3 +82,34 @@ def test_bench_losses_quick_dry_run(tmp_path):
     assert len(found) == len(names) * 6, found  # 2 shapes × (fwd+bwd, fwd), eager, compile
     for path, v in found:
         assert math.isfinite(v) and v > 0, (path, v)
+
+
+def test_branch_benchmark_compiles_both_forms_and_prints_a_row_each():
+    """``python -m benchmarks branch``: each op compiled with its gate at 0 (a cond on XLA:CPU) and
+    out of reach (none), the gate restored after, and one table row per op and shape with two
+    positive finite ratios."""
+    import jax
+
+    import fnnet._numerics as numerics
+    from benchmarks import branch
+
+    before = (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES)
+    for op, gate in branch.OPS.items():
+        args = branch.op_inputs(op, (8, 16))
+        fa, _, _ = branch.op_functions(op, "reference")
+        on = branch.compiled_with_gate(fa, gate, 0, args).as_text()
+        off = branch.compiled_with_gate(fa, gate, 1 << 62, args).as_text()
+        assert (" conditional(" in on) == (jax.default_backend() == "cpu")
+        assert " conditional(" not in off
+    assert (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES) == before
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "branch", "--ops", ",".join(branch.OPS), "--shapes", "8x16",
+         "--against", "reference", "--repeats", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [r for r in out.splitlines() if r.startswith("| ") and not r.startswith("| op")]
+    assert len(rows) == len(branch.OPS)
+    for r in rows:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert cells[1] == "8x16"
+        for v in cells[-2:]:
+            assert math.isfinite(float(v)) and float(v) > 0
