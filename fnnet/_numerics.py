@@ -318,11 +318,12 @@ def loss_branch_pays(x, mask) -> bool:
     first and the exact one only where it gives a NaN (:func:`unless_nan`): on XLA:CPU, without a
     mask, from 256 KiB of logits on. The plain formula is optax's, whose kernels XLA:CPU runs without
     writing a logits-sized array; the exact one's selects (the tie rule, 0·log 0 = 0) add a loop
-    that writes and reads one. jit forward, fnnet / optax, selects against branch: 4096 × 1000
-    2.38 against 1.06 (soft labels) and 1.29 against 1.02 (integer labels); 64 × 1024 1.57 against
-    1.08 and 1.17 against 1.03; at 32 × 1024 and 512 × 64 (128 KiB) the branch cost more than it
-    saved (1.05–1.12 against 0.96–1.02), and at 256 × 10 1.07–1.19 against 0.89–0.98
-    (docs/reference/performance_dropin.md, "Losses against optax"). Decided from the static shape
+    that writes and reads one. jit forward, fnnet / optax, branch against selects (soft labels;
+    integer labels): 4096 × 1000 0.96 against 2.61; 0.98 against 1.35; 1024 × 1024 0.99 against 1.05;
+    1.00 against 1.45; 64 × 1024 (256 KiB) 1.02 against 1.29; 1.02 against 1.23; at 32 × 1024 and
+    512 × 64 (128 KiB) the branch cost more than it saved (1.06–1.09 against 0.95–0.99), at 256 × 10
+    1.16–1.23 against 0.90–0.95 (``python -m benchmarks branch``; docs/reference/performance_dropin.md,
+    "Losses against optax"). Decided from the static shape
     and the backend while the forward is traced."""
     return (jax.default_backend() == "cpu" and mask is None
             and math.prod(x.shape) * x.dtype.itemsize >= LOSS_BRANCH_MIN_BYTES)
