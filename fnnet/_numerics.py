@@ -233,21 +233,42 @@ def shifted_apart(x, m, axes):
 
 
 #: The smallest input (bytes) whose softmax, evaluated without gradient, takes jax.nn's kernel behind
-#: a branch (:func:`branch_pays`).
+#: a branch whatever its slices' length (:func:`branch_pays`; shorter slices from a fraction of it).
 BRANCH_MIN_BYTES = 1 << 24
 
+#: The longest slices for which :func:`branch_pays` takes a fraction of ``BRANCH_MIN_BYTES``: those of
+#: at most ``ARITH_MAX_SLICE`` entries from 1/1024 of it (16 KiB), of at most this many from 1/64
+#: (256 KiB).
+BRANCH_SHORT_SLICE = 256
 
-def branch_pays(x, mask) -> bool:
-    """Whether softmax evaluated without gradient should compute ``exp(x − m)`` and its sums by
-    :func:`exp_sums`: on XLA:CPU, without a mask, from 16 MiB of input on. There the per-slice select's
-    second read of x comes from memory: the forward took 2.79× and 1.47× jax.nn's (2²² float32
-    entries in rows of 1024 and 128) against 1.10× and 1.12× with the branch; at 8 MiB the branch paid
-    over rows of 128 (1.02 against 1.33) but not over rows of 1024 (1.03 against 0.95), where x stays
-    in cache (docs/reference/performance_dropin.md, "Large inputs"). The rules keep the selects: under
-    a gradient the branch saved nothing and cost compile time. Decided from the static shape and the
-    backend while the forward is traced."""
-    return (jax.default_backend() == "cpu" and mask is None
-            and math.prod(x.shape) * x.dtype.itemsize >= BRANCH_MIN_BYTES)
+
+def branch_pays(x, axes, mask) -> bool:
+    """Whether softmax evaluated without gradient over ``axes`` should compute ``exp(x − m)`` and its
+    sums by :func:`exp_sums`: on XLA:CPU, without a mask, over slices of at most ``ARITH_MAX_SLICE``
+    entries from 16 KiB of input on, over slices of at most ``BRANCH_SHORT_SLICE`` entries from
+    256 KiB on, and over any slices from 16 MiB on (``BRANCH_MIN_BYTES`` and fractions of it, so that
+    setting it to 0 or out of reach turns every gate on or off). The selects' cost grows with the
+    number of slices (their per-slice select, and XLA:CPU's slow loop over slices of 12–48 entries:
+    "Short slices" in the docs), the branch's is a predicate and a cond per call; over long slices
+    the selects' second read of x costs only beyond the cache. jit forward, fnnet / jax.nn, branch
+    against selects (``python -m benchmarks branch --ops softmax --shapes ...``, 80–100 rounds):
+    rows of 10–40 from 16 KiB to 4 MiB 1.04–1.52 against 1.41–3.80 (at 10 KiB 1.11–1.26 against
+    1.19–1.30, at 2 KiB and below 0.97–1.11 against 0.95–1.02); rows of 64–256 from 256 KiB to 8 MiB
+    0.99–1.18 against 1.10–1.73, at 32–128 KiB 1.06–1.30 against 0.95–1.02; rows of 512–1024 at
+    2–8 MiB 1.08–1.16 against 0.95–1.06 (x stays in this machine's 32 MiB cache), at 16 MiB 1.07
+    against 1.54 (rows of 128: 1.14 against 1.52); at 256 KiB–1 MiB they would gain too (1.06–1.08
+    against 1.12–1.40), a band the gate leaves out for simplicity (docs/reference/performance_dropin.md,
+    "Large inputs"). The rules keep the selects (or the arithmetic shift): under a gradient the
+    branch saved nothing and cost compile time. Decided from the static shape and the backend while
+    the forward is traced."""
+    if jax.default_backend() != "cpu" or mask is not None:
+        return False
+    size, n = math.prod(x.shape) * x.dtype.itemsize, slice_size(x, axes)
+    if n <= ARITH_MAX_SLICE:
+        return size >= BRANCH_MIN_BYTES >> 10
+    if n <= BRANCH_SHORT_SLICE:
+        return size >= BRANCH_MIN_BYTES >> 6
+    return size >= BRANCH_MIN_BYTES
 
 
 def _tie_exp_sums(x, axes, e, s):

@@ -97,9 +97,9 @@ def _sample_normal(scale=2.0):
 
 def _normalized(x, axes, where):
     """softmax(x) over ``axes`` by the tie rule, for an evaluation without gradient: on XLA:CPU over
-    large inputs, jax.nn's kernel behind a branch (:func:`fnnet._numerics.exp_sums`, where
+    large inputs or many short slices, jax.nn's kernel behind a branch (:func:`fnnet._numerics.exp_sums`, where
     :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects."""
-    if _branch_pays(x, where):
+    if _branch_pays(x, axes, where):
         e, s = _exp_sums(x, axes)
         return lax.div(e, _keep(s, axes, x.shape))
     return _normalize(_shifted(x, axes, where)[2], axes, where)
