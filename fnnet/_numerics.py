@@ -251,14 +251,14 @@ def branch_pays(x, axes, mask) -> bool:
     number of slices (their per-slice select, and XLA:CPU's slow loop over slices of 12–48 entries:
     "Short slices" in the docs), the branch's is a predicate and a cond per call; over long slices
     the selects' second read of x costs only beyond the cache. jit forward, fnnet / jax.nn, branch
-    against selects (``python -m benchmarks branch --ops softmax --shapes ...``, 80–100 rounds):
-    rows of 10–40 from 16 KiB to 4 MiB 1.04–1.52 against 1.41–3.80 (at 10 KiB 1.11–1.26 against
-    1.19–1.30, at 2 KiB and below 0.97–1.11 against 0.95–1.02); rows of 64–256 from 256 KiB to 8 MiB
-    0.99–1.18 against 1.10–1.73, at 32–128 KiB 1.06–1.30 against 0.95–1.02; rows of 512–1024 at
-    2–8 MiB 1.08–1.16 against 0.95–1.06 (x stays in this machine's 32 MiB cache), at 16 MiB 1.07
-    against 1.54 (rows of 128: 1.14 against 1.52); at 256 KiB–1 MiB they would gain too (1.06–1.08
-    against 1.12–1.40), a band the gate leaves out for simplicity (docs/reference/performance_dropin.md,
-    "Large inputs"). The rules keep the selects (or the arithmetic shift): under a gradient the
+    against selects, one run (``python -m benchmarks branch --ops softmax --shapes ...``, 100 rounds):
+    rows of 10–40 from 16 KiB to 4 MiB 1.06–1.28 against 1.61–3.59 (at 10 KiB 1.39 against 1.47, at
+    4 × 4 1.11 against 1.01); rows of 64–128 from 256 KiB to 8 MiB 1.01–1.15 against 1.27–1.59, at
+    64 KiB 1.18–1.31 against 0.96–0.97; rows of 1024 at 4–8 MiB 1.09 against 0.97–1.05 (x stays in
+    this machine's 32 MiB cache), at 16 MiB 1.08 against 1.54 (rows of 128: 1.12 against 1.55); at
+    256 KiB 1.12 against 1.55, a band (256 KiB–1 MiB) the gate leaves out for simplicity
+    (docs/reference/performance_dropin.md, "Large inputs and short slices"). The rules keep the
+    selects (or the arithmetic shift): under a gradient the
     branch saved nothing and cost compile time. Decided from the static shape and the backend while
     the forward is traced."""
     if jax.default_backend() != "cpu" or mask is not None:
