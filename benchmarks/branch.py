@@ -30,6 +30,7 @@ from benchmarks.losses import competitor, inputs
 #: op -> the fnnet._numerics gate that decides its branch.
 OPS = {
     "softmax": "BRANCH_MIN_BYTES",
+    "log_softmax": "LOG_BRANCH_MIN_BYTES",
     "softmax_cross_entropy": "LOSS_BRANCH_MIN_BYTES",
     "softmax_cross_entropy_with_integer_labels": "LOSS_BRANCH_MIN_BYTES",
 }
@@ -50,15 +51,15 @@ def compiled_with_gate(fn, gate_name: str, gate: int, args):
 
 
 def op_inputs(op: str, shape):
-    if op == "softmax":
+    if op in ("softmax", "log_softmax"):
         return (jax.random.normal(jax.random.key(0), shape, jnp.float32) * 3,)
     return inputs(op, shape)
 
 
 def op_functions(op: str, against: str):
     """(fnnet's function, the competitor's, the competitor's name)."""
-    if op == "softmax":
-        return fnnet.softmax, jax.nn.softmax, "jax.nn"
+    if op in ("softmax", "log_softmax"):
+        return getattr(fnnet, op), getattr(jax.nn, op), "jax.nn"
     name, fb = competitor(against)
     return getattr(L, op), fb(op), name.split(" (")[0]
 
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     print("| op | shape | KiB | against | branch | selects |")
     print("|---|---|---|---|---|---|")
     for op in args.ops:
-        shapes = args.shapes or (SOFTMAX_SHAPES if op == "softmax" else LOSS_SHAPES)
+        shapes = args.shapes or (SOFTMAX_SHAPES if op in ("softmax", "log_softmax") else LOSS_SHAPES)
         for shape in shapes:
             r = measure(op, shape, args.against, args.repeats)
             print(f"| {op} | {shape[0]}x{shape[1]} | {r['kib']} | {r['against']} | {r['branch']:.2f} | "

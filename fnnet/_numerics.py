@@ -32,6 +32,9 @@ __all__ = [
     "slice_sums",
     "exp_sums",
     "branch_pays",
+    "log_branch_pays",
+    "loss_branch_pays",
+    "unless_nan",
     "SHIFT",
     "SHIFT_FROM",
     "E_SHIFT",
@@ -269,6 +272,35 @@ def branch_pays(x, axes, mask) -> bool:
     if n <= BRANCH_SHORT_SLICE:
         return size >= BRANCH_MIN_BYTES >> 6
     return size >= BRANCH_MIN_BYTES
+
+
+#: The smallest input (bytes) whose log_softmax, evaluated without gradient, takes jax.nn's formula
+#: behind a branch whatever its slices' length (:func:`log_branch_pays`; shorter slices from a
+#: fraction of it).
+LOG_BRANCH_MIN_BYTES = 1 << 24
+
+
+def log_branch_pays(x, axes, mask) -> bool:
+    """Whether log_softmax evaluated without gradient over ``axes`` should compute jax.nn's formula,
+    one library kernel on XLA:CPU, and the tie rule's only over the slices where that gives NaN
+    (:func:`unless_nan`): on XLA:CPU, without a mask, over slices of at most ``ARITH_MAX_SLICE``
+    entries from 256 KiB of input on, of at most ``BRANCH_SHORT_SLICE`` entries from 2 MiB on, and
+    over any slices from 16 MiB on (``LOG_BRANCH_MIN_BYTES`` and fractions of it, as
+    :func:`branch_pays`). The branch's predicate reads the output again, so it pays later than
+    softmax's. jit forward, fnnet / jax.nn, branch against selects, one run each
+    (``python -m benchmarks branch --ops log_softmax --shapes ...``, 100 rounds): rows of 10–40 from
+    256 KiB to 4 MiB 1.04–1.39 against 1.33–2.12, at 10–160 KiB 0.91–1.11 against 0.84–1.05; rows
+    of 64–256 at 2–8 MiB 1.09–1.11 against 1.17–1.60, at 1 MiB 1.41–1.55 against 1.26–2.16; rows of
+    512–1024 at 4–8 MiB 1.15–1.31 against 1.04–1.15, at 16–32 MiB 1.01–1.19 against 1.28–1.60
+    (docs/reference/performance_dropin.md, "Large inputs and short slices")."""
+    if jax.default_backend() != "cpu" or mask is not None:
+        return False
+    size, n = math.prod(x.shape) * x.dtype.itemsize, slice_size(x, axes)
+    if n <= ARITH_MAX_SLICE:
+        return size >= LOG_BRANCH_MIN_BYTES >> 6
+    if n <= BRANCH_SHORT_SLICE:
+        return size >= LOG_BRANCH_MIN_BYTES >> 3
+    return size >= LOG_BRANCH_MIN_BYTES
 
 
 def _tie_exp_sums(x, axes, e, s):

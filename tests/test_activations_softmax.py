@@ -534,22 +534,33 @@ def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
     short = jax.ShapeDtypeStruct((-(-(gate >> 6) // (4 * 16)), 16), jnp.float32)
     assert numerics.branch_pays(short, (1,), None) == on_cpu
     assert not numerics.branch_pays(short, (0, 1), None)
+    gate = numerics.LOG_BRANCH_MIN_BYTES
+    for n, least in ((numerics.ARITH_MAX_SLICE, gate >> 6), (numerics.BRANCH_SHORT_SLICE, gate >> 3),
+                     (numerics.BRANCH_SHORT_SLICE + 1, gate)):
+        rows = -(-least // (4 * n))
+        x = jax.ShapeDtypeStruct((rows, n), jnp.float32)
+        assert numerics.log_branch_pays(x, (1,), None) == on_cpu, n
+        assert not numerics.log_branch_pays(jax.ShapeDtypeStruct((rows - 1, n), jnp.float32), (1,), None), n
+        assert not numerics.log_branch_pays(x, (1,), x), n
 
     def conds(fn, x):
         return jax.make_jaxpr(fn)(x).pretty_print().count("cond[")
 
     monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", 0)
+    monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", 0)
     x = jax.random.normal(jax.random.key(3), (4, 32, 16))
-    assert conds(fnnet.softmax, x) == on_cpu
-    assert conds(jax.vmap(fnnet.softmax), x) == on_cpu
-    assert conds(jax.grad(lambda v: jnp.sum(fnnet.softmax(v) * v)), x) == 0  # the rule: selects
-    assert conds(lambda v: fnnet.softmax(v, where=v > 0), x) == 0
-    jax.clear_caches()
-    dirty = x.at[1, 3, 4].set(jnp.inf)
-    batched = np.asarray(jax.vmap(fnnet.softmax)(dirty))
-    alone = np.stack([np.asarray(fnnet.softmax(v)) for v in x])
-    np.testing.assert_array_equal(np.delete(batched, 1, 0).view(np.uint8), np.delete(alone, 1, 0).view(np.uint8))
-    assert batched[1, 3, 4] == 1.0 and np.all(np.delete(batched[1, 3], 4) == 0)
+    for f, at_tie in ((fnnet.softmax, 1.0), (fnnet.log_softmax, 0.0)):
+        assert conds(f, x) == on_cpu
+        assert conds(jax.vmap(f), x) == on_cpu
+        assert conds(jax.grad(lambda v: jnp.sum(f(v) * v)), x) == 0  # the rule: selects
+        assert conds(lambda v: f(v, where=v > 0), x) == 0
+        jax.clear_caches()
+        dirty = x.at[1, 3, 4].set(jnp.inf)
+        batched = np.asarray(jax.vmap(f)(dirty))
+        alone = np.stack([np.asarray(f(v)) for v in x])
+        np.testing.assert_array_equal(np.delete(batched, 1, 0).view(np.uint8), np.delete(alone, 1, 0).view(np.uint8))
+        np.testing.assert_array_equal(np.delete(batched[1], 3, 0).view(np.uint8), np.delete(alone[1], 3, 0).view(np.uint8))
+        assert batched[1, 3, 4] == at_tie and np.all(np.delete(batched[1, 3], 4) == (0.0 if at_tie else -np.inf))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
@@ -754,3 +765,37 @@ def test_logsumexp_value_alone_equals_the_value_beside_its_gradient(dtype):
     np.testing.assert_array_equal(np.asarray(fnnet.logsumexp(empty, axis=1)), [-np.inf, -np.inf])
     np.testing.assert_array_equal(np.asarray(jax.vjp(lambda v: fnnet.logsumexp(v, axis=1), empty)[0]),
                                   [-np.inf, -np.inf])
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape,axis", [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)],
+                         ids=str)
+def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape, axis):
+    """log_softmax evaluated without gradient with its branch forced on (fnnet._numerics.
+    log_branch_pays, unless_nan): jax.nn's formula, and the tie rule's over the slices where that is
+    NaN. Finite slices keep their bits whether or not another slice took the branch; the special
+    slices (ties at +inf, all −inf, NaN, +inf beside the largest finite value) equal the selects'
+    values; random slices agree with the selects' within the bound derived below."""
+    import fnnet._numerics as numerics
+
+    def run(gate, v):
+        monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", gate)
+        jax.clear_caches()
+        return np.asarray(fnnet.log_softmax(v, axis=axis))
+
+    axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
+    x = np.asarray(jax.random.normal(jax.random.key(7), shape, dtype) * 5)
+    dirty = _planted(x, axes)
+    finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
+    clean_b, dirty_b, clean_s, dirty_s = run(0, x), run(0, dirty), run(1 << 62, x), run(1 << 62, dirty)
+    np.testing.assert_array_equal(dirty_b[finite].view(np.uint8), clean_b[finite].view(np.uint8))
+    np.testing.assert_array_equal(dirty_b[~finite].view(np.uint8), dirty_s[~finite].view(np.uint8))
+    # Both shift by the same maximum (the same bits) and differ only in log Σe: each exponential
+    # within 2u, the sum of n positive terms within (n − 1)u more (in either order), the logarithm
+    # within u|lse|: the two log Σe differ by at most 2(n + 1)u + 2u|lse|, and the final subtraction
+    # rounds each output by u|out|.
+    n = math.prod(shape[a] for a in axes)
+    u = float(np.finfo(dtype).eps) / 2
+    lse = np.log(np.sum(np.exp(x.astype(np.float64) - x.max(axis=axes, keepdims=True)), axis=axes, keepdims=True))
+    bound = 2 * (n + 1) * u + 2 * u * np.abs(lse) + 2 * u * np.abs(clean_s)
+    assert np.all(np.abs(clean_b - clean_s) <= bound)

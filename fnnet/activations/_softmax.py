@@ -53,6 +53,8 @@ from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import branch_pays as _branch_pays
 from fnnet._numerics import exp_sums as _exp_sums
+from fnnet._numerics import log_branch_pays as _log_branch_pays
+from fnnet._numerics import unless_nan as _unless_nan
 from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
@@ -212,7 +214,22 @@ def _log_softmax_parts(x, where, axis, apart=False):
     return out, e, axes
 
 
+def _log_softmax_plain(x, axes):
+    """jax.nn's formula, (x − m) − log Σ e^{x − m}: one library kernel on XLA:CPU. NaN over a slice
+    whose maximum is ±inf (or that holds a NaN); elsewhere :func:`_log_softmax_parts`' output up to
+    rounding (the same operations, but the sum may be formed by another kernel)."""
+    m = lax.reduce_max(x, axes)
+    shifted = lax.sub(x, _keep(m, axes, x.shape))
+    return lax.sub(shifted, _keep(lax.log(lax.reduce_sum(lax.exp(shifted), axes)), axes, x.shape))
+
+
 def _log_softmax_forward(x, where=None, axis=-1):
+    # Evaluated without gradient where it pays on XLA:CPU: jax.nn's formula, and the tie rule's only
+    # over the slices where it gives NaN, run only if there are any (fnnet._numerics.log_branch_pays,
+    # unless_nan).
+    axes = _axes(axis, x.ndim, "fnnet.log_softmax")
+    if _log_branch_pays(x, axes, where):
+        return _unless_nan(_log_softmax_plain(x, axes), lambda v: _log_softmax_parts(v, None, axis)[0], x)
     return _log_softmax_parts(x, where, axis)[0]
 
 
