@@ -21,7 +21,7 @@ dropin         every activation shared with jax.nn: eager, jit, compile time, ML
 losses         every loss shared with optax: jit, eager, compile time against optax's (or the
                losses' plain-jnp references) (:mod:`benchmarks.losses`)
 branch         the forwards without gradient that take a plain formula behind a branch (softmax,
-               the softmax cross-entropies), branch against selects, in the same rounds
+               log_softmax, the softmax cross-entropies), branch against selects, in the same rounds
                (:mod:`benchmarks.branch`)
 report         markdown tables from the suite's ``--json`` output (:mod:`benchmarks.report`)
 =============  ====================================================================================

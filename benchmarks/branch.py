@@ -4,12 +4,13 @@ exact one, against the same forwards with the exact formula's selects, side by s
     python -m benchmarks branch                               # the softmax cross-entropies, default shapes
     python -m benchmarks branch --ops softmax --shapes 4096x1024,32768x128
 
-On XLA:CPU, softmax and softmin from ``fnnet._numerics.BRANCH_MIN_BYTES`` of input on, and the softmax
-cross-entropies from ``LOSS_BRANCH_MIN_BYTES`` of logits on, compute the plain formula and take a
-``lax.cond`` to the exact one only where the plain one gives NaN (``exp_sums``, ``unless_nan``). Here
+On XLA:CPU, softmax and softmin (``fnnet._numerics.branch_pays``), log_softmax (``log_branch_pays``)
+and the softmax cross-entropies (``loss_branch_pays``), from input sizes that depend on the slices'
+length, compute the plain formula and take a ``lax.cond`` to the exact one only where the plain one
+gives NaN (``exp_sums``, ``unless_nan``). Here
 each op is compiled twice, once with its gate at 0 (the branch) and once out of reach (the selects),
 and both are timed in the same interleaved rounds as the competitor (jax.nn's softmax, or optax's
-loss when optax is installed, else the loss's plain-jnp ``.reference``): the printed ratios are
+loss when optax is installed, else the loss's plain-jnp ``.reference``; jax.nn's log_softmax): the printed ratios are
 medians over rounds of the within-round ratio to the competitor (:mod:`benchmarks._timing`), so
 the gates' thresholds can be read off one run. float32 inputs as in :mod:`benchmarks.losses`.
 """

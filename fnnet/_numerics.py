@@ -287,11 +287,12 @@ def log_branch_pays(x, axes, mask) -> bool:
     entries from 256 KiB of input on, of at most ``BRANCH_SHORT_SLICE`` entries from 2 MiB on, and
     over any slices from 16 MiB on (``LOG_BRANCH_MIN_BYTES`` and fractions of it, as
     :func:`branch_pays`). The branch's predicate reads the output again, so it pays later than
-    softmax's. jit forward, fnnet / jax.nn, branch against selects, one run each
-    (``python -m benchmarks branch --ops log_softmax --shapes ...``, 100 rounds): rows of 10–40 from
-    256 KiB to 4 MiB 1.04–1.39 against 1.33–2.12, at 10–160 KiB 0.91–1.11 against 0.84–1.05; rows
-    of 64–256 at 2–8 MiB 1.09–1.11 against 1.17–1.60, at 1 MiB 1.41–1.55 against 1.26–2.16; rows of
-    512–1024 at 4–8 MiB 1.15–1.31 against 1.04–1.15, at 16–32 MiB 1.01–1.19 against 1.28–1.60
+    softmax's. jit forward, fnnet / jax.nn, branch against selects, one run
+    (``python -m benchmarks branch --ops log_softmax --shapes ...``, 100 rounds): rows of 16–40 from
+    256 KiB to 4 MiB 1.06–1.46 against 1.52–1.93, at 40–160 KiB 0.91–1.06 against 0.77–1.01; rows of
+    64–256 at 2–4 MiB 1.04–1.11 against 1.29–1.36, at 64 KiB–1 MiB 1.41–1.68 against 1.05–1.62 (the
+    branch won at 256 KiB, lost at 1 MiB); rows of 1024 at 4–8 MiB 1.23–1.31 against 1.08, and rows
+    of 128–1024 at 16 MiB 1.15–1.19 against 1.55–1.67
     (docs/reference/performance_dropin.md, "Large inputs and short slices")."""
     if jax.default_backend() != "cpu" or mask is not None:
         return False
