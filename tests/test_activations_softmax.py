@@ -549,10 +549,13 @@ def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
     monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", 0)
     monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", 0)
     x = jax.random.normal(jax.random.key(3), (4, 32, 16))
+    long = jax.random.normal(jax.random.key(4), (4, 8, 64))
     for f, at_tie in ((fnnet.softmax, 1.0), (fnnet.log_softmax, 0.0)):
         assert conds(f, x) == on_cpu
         assert conds(jax.vmap(f), x) == on_cpu
-        assert conds(jax.grad(lambda v: jnp.sum(f(v) * v)), x) == 0  # the rule: selects
+        # the rules: softmax's takes the branch over short slices only (rule_branch_pays)
+        assert conds(jax.grad(lambda v: jnp.sum(f(v) * v)), x) == (on_cpu and f is fnnet.softmax)
+        assert conds(jax.grad(lambda v: jnp.sum(f(v) * v)), long) == 0
         assert conds(lambda v: f(v, where=v > 0), x) == 0
         jax.clear_caches()
         dirty = x.at[1, 3, 4].set(jnp.inf)
@@ -799,3 +802,34 @@ def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkey
     lse = np.log(np.sum(np.exp(x.astype(np.float64) - x.max(axis=axes, keepdims=True)), axis=axes, keepdims=True))
     bound = 2 * (n + 1) * u + 2 * u * np.abs(lse) + 2 * u * np.abs(clean_s)
     assert np.all(np.abs(clean_b - clean_s) <= bound)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape,axis", [((64, 16), -1), ((40, 48), 0), ((6, 8, 4), (1, 2))], ids=str)
+def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monkeypatch, dtype, shape, axis):
+    """softmax's rule over short slices (fnnet._numerics.rule_branch_pays), forced on: the value and
+    the gradient of every finite slice keep their bits whether or not another slice took the tie
+    branch, the special slices get the selects' values and gradients, and the values are within the
+    forms' rounding bound of the selects' (test_branch_gives_every_finite_slice_the_same_bits)."""
+    axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
+    x = np.asarray(jax.random.normal(jax.random.key(9), shape, dtype) * 5)
+    w = jax.random.normal(jax.random.key(10), shape, dtype)
+    dirty = _planted(x, axes)
+    finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
+
+    def y_and_grad(v):
+        y, vjp = jax.vjp(lambda u: fnnet.softmax(u, axis=axis), v)
+        return np.asarray(y), np.asarray(vjp(w)[0])
+
+    runs = {}
+    for name, gate in (("branch", 0), ("selects", 1 << 62)):
+        for which, v in (("clean", x), ("dirty", dirty)):
+            runs[name, which] = _eval_with_branch_gate(monkeypatch, gate, lambda u: np.stack(y_and_grad(u)), v)
+    for k in (0, 1):  # value, gradient
+        b_clean, b_dirty = runs["branch", "clean"][k], runs["branch", "dirty"][k]
+        np.testing.assert_array_equal(b_dirty[finite].view(np.uint8), b_clean[finite].view(np.uint8))
+        np.testing.assert_array_equal(b_dirty[~finite], runs["selects", "dirty"][k][~finite])
+    n = math.prod(shape[a] for a in axes)
+    u = float(np.finfo(dtype).eps) / 2
+    yb, ys = runs["branch", "clean"][0], runs["selects", "clean"][0]
+    assert np.all(np.abs(yb - ys) <= 2 * (n + 5) * u * np.maximum(np.abs(yb), np.abs(ys)))

@@ -54,6 +54,7 @@ from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import branch_pays as _branch_pays
 from fnnet._numerics import exp_sums as _exp_sums
 from fnnet._numerics import log_branch_pays as _log_branch_pays
+from fnnet._numerics import rule_branch_pays as _rule_branch_pays
 from fnnet._numerics import unless_nan as _unless_nan
 from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
@@ -125,13 +126,17 @@ def _softmax_fwd(x, where=None, axis=-1):
     #   e = exp(x − m) (the maximum m is a constant: softmax is shift invariant), which keeps e and
     #   the quotient rule's S and S⁻² (n + 2 numbers per slice), as jax.grad of jax.nn's formula does.
     axes = _axes(axis, x.ndim, "fnnet.softmax")
-    # Not the branch of the forward alone (_normalized): under a gradient it saved no time (the
-    # backward's passes dominate) and cost compile time.
-    e = _shifted(x, axes, where, arith=_arith_pays(x, axes))[2]  # over short slices: arithmetic
+    if _rule_branch_pays(x, axes, where):
+        # Over many short slices, the forward alone's branch (fnnet._numerics.rule_branch_pays);
+        # over long slices it saved no time under a gradient and cost compile time.
+        e, s = _exp_sums(x, axes)
+        s = lax.expand_dims(s, axes)  # reduced axes kept with size 1
+    else:
+        e = _shifted(x, axes, where, arith=_arith_pays(x, axes))[2]  # over short slices: arithmetic
+        s = lax.expand_dims(_slice_sums(e, axes, where), axes)
     if custom_jvp_flag():
-        y = _normalize(e, axes, where)
+        y = lax.div(e, s)
         return y, y
-    s = lax.expand_dims(_slice_sums(e, axes, where), axes)  # reduced axes kept with size 1
     return lax.div(e, s), (e, s, lax.integer_pow(s, -2))
 
 
