@@ -280,10 +280,11 @@ def rule_branch_pays(x, axes, mask) -> bool:
     sums by :func:`exp_sums`, as the forward alone does: where :func:`branch_pays` says so over
     slices of at most ``ARITH_MAX_SLICE`` entries (from 16 KiB of input on). There the branch's
     plain kernel is what XLA:CPU runs fast and the arithmetic shift (:func:`arith_pays`) less so:
-    jit(value_and_grad) at 2²⁰ entries in rows of 10, 16 and 32, fnnet / jax.nn, 0.98–1.00,
-    1.01–1.03 and 0.87–0.94 against 1.69–1.70, 1.21–1.24 and 1.11–1.15 (two runs each of
-    ``python -m benchmarks dropin --sections jit --ops softmax --width W``, the branch switched on
-    and off in the rule), and its compile time unchanged (1.53–1.63 against 1.57–1.69× jax.nn's at
+    jit(value_and_grad) at 2²⁰ entries in rows of 10, 16 and 32, fnnet / jax.nn, 0.99–1.00,
+    0.92–0.98 and 0.96–1.02 against 1.64–1.70, 1.14–1.21 and 1.07–1.14 (two runs each of
+    ``python -c "import fnnet._numerics as n; n.BRANCH_MIN_BYTES = B; from benchmarks.dropin import
+    main; main(['--sections', 'jit', '--ops', 'softmax', '--width', 'W'])"``, B the default or out of
+    reach), and its compile time unchanged (1.53–1.63 against 1.57–1.69× jax.nn's at
     rows of 16, against 1.09 at rows of 1024). Over longer slices the rule keeps the selects: there
     the branch saved no time under a gradient (the backward's passes dominate; 1.08–1.15 against
     0.88–0.99 at 2¹⁴–2¹⁸ entries in rows of 128–256) and added about 15 ms of compile time. The value
