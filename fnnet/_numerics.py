@@ -237,41 +237,36 @@ def shifted_apart(x, m, axes):
 
 
 #: The smallest input (bytes) whose softmax, evaluated without gradient, takes jax.nn's kernel behind
-#: a branch whatever its slices' length (:func:`branch_pays`; shorter slices from a fraction of it).
-BRANCH_MIN_BYTES = 1 << 24
+#: a branch whatever its slices' length (:func:`branch_pays`; short slices from 1/16 of it).
+BRANCH_MIN_BYTES = 1 << 18
 
-#: The longest slices for which :func:`branch_pays` takes a fraction of ``BRANCH_MIN_BYTES``: those of
-#: at most ``ARITH_MAX_SLICE`` entries from 1/1024 of it (16 KiB), of at most this many from 1/64
-#: (256 KiB).
+#: The longest slices for which :func:`log_branch_pays` takes 1/8 of ``LOG_BRANCH_MIN_BYTES``.
 BRANCH_SHORT_SLICE = 256
 
 
 def branch_pays(x, axes, mask) -> bool:
     """Whether softmax evaluated without gradient over ``axes`` should compute ``exp(x − m)`` and its
-    sums by :func:`exp_sums`: on XLA:CPU, without a mask, over slices of at most ``ARITH_MAX_SLICE``
-    entries from 16 KiB of input on, over slices of at most ``BRANCH_SHORT_SLICE`` entries from
-    256 KiB on, and over any slices from 16 MiB on (``BRANCH_MIN_BYTES`` and fractions of it, so that
-    setting it to 0 or out of reach turns every gate on or off). The selects' cost grows with the
-    number of slices (their per-slice select, and XLA:CPU's slow loop over slices of 12–48 entries:
-    "Short slices" in the docs), the branch's is a predicate and a cond per call; over long slices
-    the selects' second read of x costs only beyond the cache. jit forward, fnnet / jax.nn, branch
-    against selects, one run (``python -m benchmarks branch --ops softmax --shapes ...``, 100 rounds):
-    rows of 10–40 from 16 KiB to 4 MiB 1.06–1.28 against 1.61–3.59 (at 10 KiB 1.39 against 1.47, at
-    4 × 4 1.11 against 1.01); rows of 64–128 from 256 KiB to 8 MiB 1.01–1.15 against 1.27–1.59, at
-    64 KiB 1.18–1.31 against 0.96–0.97; rows of 1024 at 4–8 MiB 1.09 against 0.97–1.05 (x stays in
-    this machine's 32 MiB cache), at 16 MiB 1.08 against 1.54 (rows of 128: 1.12 against 1.55); at
-    256 KiB 1.12 against 1.55, a band (256 KiB–1 MiB) the gate leaves out for simplicity
+    sums by :func:`exp_sums`: on XLA:CPU, without a mask, from 256 KiB of input on, and over slices
+    of at most ``ARITH_MAX_SLICE`` entries from 16 KiB on (``BRANCH_MIN_BYTES`` and 1/16 of it, so
+    that setting it to 0 or out of reach turns both gates on or off). The branch costs a predicate
+    on the slice sums and a cond per call and then runs jax.nn's kernels; the selects' cost grows
+    with the number of slices (their per-slice select, and XLA:CPU's slow loop over slices of 12–48
+    entries: "Short slices" in the docs) and, beyond the cache, with the second read of x. jit
+    forward, fnnet / jax.nn, branch against selects, one run (``python -m benchmarks branch --ops
+    softmax --shapes ...``, 100 rounds): rows of 10–40 at 16–160 KiB 1.03–1.09 against 1.48–3.57,
+    at 4 MiB 1.22–1.28 against 1.48–1.70 (at 10 KiB 1.07 against 1.14, at 4 × 4 1.11 against
+    1.01); rows of 64–1024 from 256 KiB to 16 MiB 0.96–1.06 against 0.94–2.39 (at 4–8 MiB in rows
+    of 512–1024, where x stays in this machine's 32 MiB cache, 1.00–1.02 against 0.94–0.97: the
+    branch is kept there, at jax.nn's speed, for one gate), at 64 KiB 1.17–1.18 against 0.90–0.93
     (docs/reference/performance_dropin.md, "Large inputs and short slices"). The rules keep the
-    selects (or the arithmetic shift): under a gradient the
-    branch saved nothing and cost compile time. Decided from the static shape and the backend while
-    the forward is traced."""
+    selects (or the arithmetic shift) except softmax's over short slices (:func:`rule_branch_pays`):
+    under a gradient the branch saved little and cost compile time. Decided from the static shape
+    and the backend while the forward is traced."""
     if jax.default_backend() != "cpu" or mask is not None:
         return False
-    size, n = math.prod(x.shape) * x.dtype.itemsize, slice_size(x, axes)
-    if n <= ARITH_MAX_SLICE:
-        return size >= BRANCH_MIN_BYTES >> 10
-    if n <= BRANCH_SHORT_SLICE:
-        return size >= BRANCH_MIN_BYTES >> 6
+    size = math.prod(x.shape) * x.dtype.itemsize
+    if slice_size(x, axes) <= ARITH_MAX_SLICE:
+        return size >= BRANCH_MIN_BYTES >> 4
     return size >= BRANCH_MIN_BYTES
 
 
@@ -376,7 +371,7 @@ def exp_sums(x, axes):
     other slice's values as they are: the same bits whichever branch ran. The predicate is one for a whole
     ``vmap`` batch (:func:`_any_nan`), so that vmap keeps the branch instead of evaluating both."""
     e, s = _plain_exp_sums(x, axes)
-    bad = _any_nan(lax.stop_gradient(s))
+    bad = _any_nan(lax.optimization_barrier(lax.stop_gradient(s)))
     return lax.cond(bad, lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s), x, e, s)
 
 

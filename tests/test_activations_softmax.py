@@ -514,24 +514,23 @@ def test_branch_gives_every_finite_slice_the_same_bits(monkeypatch, dtype, shape
 
 
 def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
-    """branch_pays: XLA:CPU, no mask, from BRANCH_MIN_BYTES on (from 1/64 of it over slices of at most
-    BRANCH_SHORT_SLICE entries, from 1/1024 over slices of at most ARITH_MAX_SLICE), and only for an
-    evaluation without gradient; under vmap the predicate is one for the whole batch, so the branch
-    stays a cond (not a select evaluating both) and a member's values do not depend on its
-    neighbours'."""
+    """branch_pays: XLA:CPU, no mask, from BRANCH_MIN_BYTES on (from 1/16 of it over slices of at
+    most ARITH_MAX_SLICE entries), and only for an evaluation without gradient (softmax's rule: over
+    short slices only); under vmap the predicate is one for the whole batch, so the branch stays a
+    cond (not a select evaluating both) and a member's values do not depend on its neighbours'."""
     import fnnet._numerics as numerics
 
     on_cpu = jax.default_backend() == "cpu"
     gate = numerics.BRANCH_MIN_BYTES
-    for n, least in ((numerics.ARITH_MAX_SLICE, gate >> 10), (numerics.BRANCH_SHORT_SLICE, gate >> 6),
-                     (numerics.BRANCH_SHORT_SLICE + 1, gate)):
+    for n, least in ((numerics.ARITH_MAX_SLICE, gate >> 4), (numerics.ARITH_MAX_SLICE + 1, gate)):
         rows = -(-least // (4 * n))  # the fewest rows of n float32 entries reaching the gate
         x = jax.ShapeDtypeStruct((rows, n), jnp.float32)
         assert numerics.branch_pays(x, (1,), None) == on_cpu, n
         assert not numerics.branch_pays(jax.ShapeDtypeStruct((rows - 1, n), jnp.float32), (1,), None), n
         assert not numerics.branch_pays(x, (1,), x), n  # a mask
+        assert numerics.rule_branch_pays(x, (1,), None) == (on_cpu and n <= numerics.ARITH_MAX_SLICE)
     # the slice, not the row, decides: a (rows, n) input reduced over both axes is one long slice
-    short = jax.ShapeDtypeStruct((-(-(gate >> 6) // (4 * 16)), 16), jnp.float32)
+    short = jax.ShapeDtypeStruct((-(-(gate >> 4) // (4 * 16)), 16), jnp.float32)
     assert numerics.branch_pays(short, (1,), None) == on_cpu
     assert not numerics.branch_pays(short, (0, 1), None)
     gate = numerics.LOG_BRANCH_MIN_BYTES
