@@ -150,9 +150,11 @@ def _sce_plain(logits, labels, axes):
     be formed by another kernel)."""
     m = lax.reduce_max(logits, axes)
     shifted = lax.sub(logits, _keep(m, axes, logits.shape))
-    lse = lax.log(lax.reduce_sum(lax.exp(shifted), axes))
+    # jnp.sum, as _sce_parts sums: float16 and bfloat16 accumulate in float32 (lax.reduce_sum would
+    # accumulate in the input's precision, n·u apart from the exact formula's).
+    lse = lax.log(jnp.sum(lax.exp(shifted), axis=axes))
     logp = lax.sub(shifted, _keep(lse, axes, logits.shape))
-    return lax.neg(lax.reduce_sum(lax.mul(labels, logp), axes))
+    return lax.neg(jnp.sum(lax.mul(labels, logp), axis=axes))
 
 
 def _sce_forward(logits, labels, axis=-1, where=None):
@@ -377,7 +379,7 @@ def _sce_int_plain(logits, labels, axis):
     z, red, _ = _classes_last(logits, axes, order)
     n_classes = math.prod(z.shape[a] for a in red)
     m = lax.reduce_max(z, red)
-    s = lax.reduce_sum(lax.exp(lax.sub(z, _keep(m, red, z.shape))), red)
+    s = jnp.sum(lax.exp(lax.sub(z, _keep(m, red, z.shape))), axis=red)  # as _sce_int_parts sums
     k = jnp.clip(jnp.expand_dims(labels, red), 0, n_classes - 1)
     z_k = jnp.squeeze(jnp.take_along_axis(z, k, axis=red[0], mode="promise_in_bounds"), red)
     loss = lax.sub(lax.log(s), lax.sub(z_k, m))

@@ -724,7 +724,7 @@ def _examples_first(x, axes):
 LOSS_BRANCH_CASES = [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)]
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64], ids=["f16", "bf16", "f32", "f64"])
 @pytest.mark.parametrize("shape,axis", LOSS_BRANCH_CASES, ids=str)
 def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch, dtype, shape, axis):
     """Both softmax cross-entropies evaluated without gradient with the branch forced on: examples
@@ -766,21 +766,27 @@ def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch,
         np.testing.assert_array_equal(dirty_b[plain].view(np.uint8), clean_b[plain].view(np.uint8))
         np.testing.assert_array_equal(dirty_b[~plain].view(np.uint8), dirty_s[~plain].view(np.uint8))
         # Both formulas shift by the same maximum (the same bits) and differ only in lse = log Σ e:
-        # each exponential within 2u, the sum of n positive terms within (n − 1)u more (the two may
-        # add in different orders), the logarithm within u|lse|: the two lse differ by at most
-        # δ = 2(n + 1)u + 2u|lse|. The integer-label loss lse − (z_k − m) adds one rounding each:
-        # |Δ| ≤ δ + 2u|loss|. The soft-label loss −Σ y(s − lse) moves by Σ|y|·δ, and each form's
-        # n subtractions, products and (n − 1) additions add at most (n + 1)u·Σ|y(s − lse)|.
+        # each exponential within 2u, the sum of n positive terms within (n − 1)u_acc more (the two
+        # may add in different orders; float16 and bfloat16 accumulate in float32, u_acc its unit
+        # roundoff, and round the sum once more, r = u; otherwise u_acc = u, r = 0), the logarithm
+        # within u|lse|: the two lse differ by at most δ = 2((n − 1)u_acc + 2u + r) + 2u|lse|. The
+        # integer-label loss lse − (z_k − m) adds one rounding each: |Δ| ≤ δ + 2u|loss|. The
+        # soft-label loss −Σ y(s − lse) moves by Σ|y|·δ, and each form's n subtractions and
+        # products (2u each) and its sum ((n − 1)u_acc + r) add at most twice that times Σ|y(s − lse)|.
         z64 = np.moveaxis(np.asarray(clean[0], np.float64), [i for i in range(len(shape)) if i not in axes] + list(axes),
                           range(len(shape))).reshape(-1, n)
         s = z64 - z64.max(axis=1, keepdims=True)
         lse = np.log(np.exp(s).sum(axis=1))
-        delta = 2 * (n + 1) * u + 2 * u * np.abs(lse)
+        wide = jnp.dtype(dtype).itemsize == 2
+        u_acc, r = (float(jnp.finfo(jnp.float32).eps) / 2, u) if wide else (u, 0.0)
+        delta = 2 * ((n - 1) * u_acc + 2 * u + r) + 2 * u * np.abs(lse)
+        clean_b, clean_s = clean_b.astype(np.float64), clean_s.astype(np.float64)
         if fn is hard:
             bound = delta + 2 * u * np.abs(clean_s)
         else:
             y64 = _examples_first(np.asarray(y, np.float64), axes)[0]
-            bound = np.abs(y64).sum(axis=1) * delta + 2 * (n + 1) * u * np.abs(y64 * (s - lse[:, None])).sum(axis=1)
+            terms = np.abs(y64 * (s - lse[:, None])).sum(axis=1)
+            bound = np.abs(y64).sum(axis=1) * delta + 2 * (2 * u + (n - 1) * u_acc + r) * terms
         assert np.all(np.abs(clean_b - clean_s) <= bound), np.max(np.abs(clean_b - clean_s) / bound)
 
 
