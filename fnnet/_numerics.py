@@ -236,6 +236,14 @@ def shifted_apart(x, m, axes):
     return lax.select(keep(finite_m, axes, x.shape), lax.sub(x, m0), at_inf)
 
 
+def _branch_backend() -> bool:
+    """Where the branches (:func:`exp_sums`, :func:`unless_nan`) are taken at all: XLA:CPU with one
+    device. On a GPU the host would read the predicate; over several devices a sharded predicate is
+    an all-reduce in every call (one more collective in a data-parallel step: a softmax over short
+    slices, sharded over 8 CPU devices, compiled with 2 all-reduces instead of 1)."""
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
+
+
 #: The smallest input (bytes) whose softmax, evaluated without gradient, takes jax.nn's kernel behind
 #: a branch whatever its slices' length (:func:`branch_pays`; short slices from 1/16 of it).
 BRANCH_MIN_BYTES = 1 << 18
@@ -262,7 +270,7 @@ def branch_pays(x, axes, mask) -> bool:
     selects (or the arithmetic shift) except softmax's over short slices (:func:`rule_branch_pays`):
     under a gradient the branch saved little and cost compile time. Decided from the static shape
     and the backend while the forward is traced."""
-    if jax.default_backend() != "cpu" or mask is not None:
+    if not _branch_backend() or mask is not None:
         return False
     size = math.prod(x.shape) * x.dtype.itemsize
     if slice_size(x, axes) <= ARITH_MAX_SLICE:
@@ -307,7 +315,7 @@ def log_branch_pays(x, axes, mask) -> bool:
     branch won at 256 KiB, lost at 1 MiB); rows of 1024 at 4–8 MiB 1.23–1.31 against 1.08, and rows
     of 128–1024 at 16 MiB 1.15–1.19 against 1.55–1.67
     (docs/reference/performance_dropin.md, "Large inputs and short slices")."""
-    if jax.default_backend() != "cpu" or mask is not None:
+    if not _branch_backend() or mask is not None:
         return False
     size, n = math.prod(x.shape) * x.dtype.itemsize, slice_size(x, axes)
     if n <= ARITH_MAX_SLICE:
@@ -392,7 +400,7 @@ def loss_branch_pays(x, mask) -> bool:
     1.16–1.23 against 0.90–0.95 (``python -m benchmarks branch``; docs/reference/performance_dropin.md,
     "Losses against optax"). Decided from the static shape
     and the backend while the forward is traced."""
-    return (jax.default_backend() == "cpu" and mask is None
+    return (_branch_backend() and mask is None
             and math.prod(x.shape) * x.dtype.itemsize >= LOSS_BRANCH_MIN_BYTES)
 
 

@@ -520,7 +520,7 @@ def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
     cond (not a select evaluating both) and a member's values do not depend on its neighbours'."""
     import fnnet._numerics as numerics
 
-    on_cpu = jax.default_backend() == "cpu"
+    on_cpu = numerics._branch_backend()  # XLA:CPU with one device
     gate = numerics.BRANCH_MIN_BYTES
     for n, least in ((numerics.ARITH_MAX_SLICE, gate >> 4), (numerics.ARITH_MAX_SLICE + 1, gate)):
         rows = -(-least // (4 * n))  # the fewest rows of n float32 entries reaching the gate
@@ -835,3 +835,30 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
     u = float(np.finfo(dtype).eps) / 2
     yb, ys = runs["branch", "clean"][0], runs["selects", "clean"][0]
     assert np.all(np.abs(yb - ys) <= 2 * (n + 5) * u * np.maximum(np.abs(yb), np.abs(ys)))
+
+
+def test_no_branch_over_several_devices():
+    """With several devices the branches are not taken (fnnet._numerics._branch_backend): a sharded
+    predicate would be one more all-reduce in every call. Checked in a subprocess, the device count
+    being fixed when jax is imported: with the gates at 0, 2 CPU devices compile no conditional
+    (and, unsharded, no collective) for softmax, log_softmax and the soft-label loss."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jax.numpy as jnp, numpy as np, fnnet, fnnet._numerics as n\n"
+        "assert jax.device_count() == 2 and not n._branch_backend()\n"
+        "n.BRANCH_MIN_BYTES = n.LOG_BRANCH_MIN_BYTES = n.LOSS_BRANCH_MIN_BYTES = 0\n"
+        "x = jax.random.normal(jax.random.key(0), (64, 16))\n"
+        "for f in (fnnet.softmax, fnnet.log_softmax, lambda v: fnnet.losses.softmax_cross_entropy(v, jax.nn.softmax(v))):\n"
+        "    t = jax.jit(jax.value_and_grad(lambda v: jnp.sum(f(v)))).lower(x).compile().as_text()\n"
+        "    assert 'conditional(' not in t and 'all-reduce(' not in t, t\n"
+        "    assert 'conditional(' not in jax.jit(f).lower(x).compile().as_text()\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr
