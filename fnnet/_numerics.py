@@ -248,10 +248,6 @@ def _branch_backend() -> bool:
 #: a branch whatever its slices' length (:func:`branch_pays`; short slices from 1/16 of it).
 BRANCH_MIN_BYTES = 1 << 18
 
-#: The longest slices for which :func:`log_branch_pays` takes 1/8 of ``LOG_BRANCH_MIN_BYTES``.
-BRANCH_SHORT_SLICE = 256
-
-
 def branch_pays(x, axes, mask) -> bool:
     """Whether softmax evaluated without gradient over ``axes`` should compute ``exp(x − m)`` and its
     sums by :func:`exp_sums`: on XLA:CPU, without a mask, from 256 KiB of input on, and over slices
@@ -296,33 +292,23 @@ def rule_branch_pays(x, axes, mask) -> bool:
 
 
 #: The smallest input (bytes) whose log_softmax, evaluated without gradient, takes jax.nn's formula
-#: behind a branch whatever its slices' length (:func:`log_branch_pays`; shorter slices from a
-#: fraction of it).
-LOG_BRANCH_MIN_BYTES = 1 << 24
+#: behind a branch (:func:`log_branch_pays`).
+LOG_BRANCH_MIN_BYTES = 1 << 18
 
 
 def log_branch_pays(x, axes, mask) -> bool:
-    """Whether log_softmax evaluated without gradient over ``axes`` should compute jax.nn's formula,
-    one library kernel on XLA:CPU, and the tie rule's only over the slices where that gives NaN
-    (:func:`unless_nan`): on XLA:CPU, without a mask, over slices of at most ``ARITH_MAX_SLICE``
-    entries from 256 KiB of input on, of at most ``BRANCH_SHORT_SLICE`` entries from 2 MiB on, and
-    over any slices from 16 MiB on (``LOG_BRANCH_MIN_BYTES`` and fractions of it, as
-    :func:`branch_pays`). The branch's predicate reads the output again, so it pays later than
-    softmax's. jit forward, fnnet / jax.nn, branch against selects, one run
-    (``python -m benchmarks branch --ops log_softmax --shapes ...``, 100 rounds): rows of 16–40 from
-    256 KiB to 4 MiB 1.06–1.46 against 1.52–1.93, at 40–160 KiB 0.91–1.06 against 0.77–1.01; rows of
-    64–256 at 2–4 MiB 1.04–1.11 against 1.29–1.36, at 64 KiB–1 MiB 1.41–1.68 against 1.05–1.62 (the
-    branch won at 256 KiB, lost at 1 MiB); rows of 1024 at 4–8 MiB 1.23–1.31 against 1.08, and rows
-    of 128–1024 at 16 MiB 1.15–1.19 against 1.55–1.67
-    (docs/reference/performance_dropin.md, "Large inputs and short slices")."""
-    if not _branch_backend() or mask is not None:
-        return False
-    size, n = math.prod(x.shape) * x.dtype.itemsize, slice_size(x, axes)
-    if n <= ARITH_MAX_SLICE:
-        return size >= LOG_BRANCH_MIN_BYTES >> 6
-    if n <= BRANCH_SHORT_SLICE:
-        return size >= LOG_BRANCH_MIN_BYTES >> 3
-    return size >= LOG_BRANCH_MIN_BYTES
+    """Whether log_softmax evaluated without gradient over ``axes`` should compute jax.nn's formula
+    and the tie rule's only over the slices where that gives NaN (:func:`unless_nan`, its predicate
+    on the slice sums): on XLA:CPU with one device, without a mask, from 256 KiB of input on. jit
+    forward, fnnet / jax.nn, branch against selects, one run (``python -m benchmarks branch --ops
+    log_softmax --shapes ...``, 100 rounds): from 256 KiB 0.96–1.09 against 1.12–2.37 over rows of
+    64–1024, 1.37–1.58 against 1.62–2.02 over rows of 16–40; at 128 KiB 1.05–1.06 against
+    1.01–1.07, at 40–160 KiB over short rows 1.04–1.07 against 0.98–1.03
+    (docs/reference/performance_dropin.md, "Large inputs and short slices"). ``axes`` is unused:
+    unlike softmax's, this gate does not depend on the slices' length."""
+    del axes
+    return (_branch_backend() and mask is None
+            and math.prod(x.shape) * x.dtype.itemsize >= LOG_BRANCH_MIN_BYTES)
 
 
 def _tie_exp_sums(x, axes, e, s):
@@ -404,14 +390,16 @@ def loss_branch_pays(x, mask) -> bool:
             and math.prod(x.shape) * x.dtype.itemsize >= LOSS_BRANCH_MIN_BYTES)
 
 
-def unless_nan(value, exact, *operands):
+def unless_nan(value, exact, *operands, probe=None):
     """``value``, a plain formula's result, with ``exact(*operands)``'s entries where it is NaN: the
     exact formula runs behind a ``lax.cond`` only when some entry is NaN, which is how the plain
     one's shortcuts show where they matter. Every other entry keeps the plain value's bits, whether
     or not the branch ran. The predicate (:func:`_any_nan`, one per ``vmap`` batch) reads ``value``
     through an optimization barrier: without it XLA merged its sum with the reduction that formed
-    ``value`` into one over the whole input, a second pass over memory."""
-    bad = _any_nan(lax.optimization_barrier(lax.stop_gradient(value)))
+    ``value`` into one over the whole input, a second pass over memory. ``probe``, if given, is read
+    instead of ``value``: a smaller array that holds a NaN exactly when ``value`` does (a slice sum
+    for the slice's entries), so that the predicate does not read ``value`` again."""
+    bad = _any_nan(lax.optimization_barrier(lax.stop_gradient(value if probe is None else probe)))
 
     def fix(v, *o):
         return lax.select(lax.ne(v, v), exact(*o), v)

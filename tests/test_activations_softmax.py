@@ -534,9 +534,8 @@ def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
     assert numerics.branch_pays(short, (1,), None) == on_cpu
     assert not numerics.branch_pays(short, (0, 1), None)
     gate = numerics.LOG_BRANCH_MIN_BYTES
-    for n, least in ((numerics.ARITH_MAX_SLICE, gate >> 6), (numerics.BRANCH_SHORT_SLICE, gate >> 3),
-                     (numerics.BRANCH_SHORT_SLICE + 1, gate)):
-        rows = -(-least // (4 * n))
+    for n in (16, numerics.ARITH_MAX_SLICE + 1, 1024):  # log_softmax's gate: any slice length
+        rows = -(-gate // (4 * n))
         x = jax.ShapeDtypeStruct((rows, n), jnp.float32)
         assert numerics.log_branch_pays(x, (1,), None) == on_cpu, n
         assert not numerics.log_branch_pays(jax.ShapeDtypeStruct((rows - 1, n), jnp.float32), (1,), None), n

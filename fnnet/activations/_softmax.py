@@ -220,12 +220,14 @@ def _log_softmax_parts(x, where, axis, apart=False):
 
 
 def _log_softmax_plain(x, axes):
-    """jax.nn's formula, (x − m) − log Σ e^{x − m}: one library kernel on XLA:CPU. NaN over a slice
-    whose maximum is ±inf (or that holds a NaN); elsewhere :func:`_log_softmax_parts`' output up to
-    rounding (the same operations, but the sum may be formed by another kernel)."""
+    """``(out, s)``: jax.nn's formula, out = (x − m) − log s with s = Σ e^{x − m}. ``out`` is NaN over
+    exactly the slices whose s is NaN (a maximum of ±inf, or a NaN in the slice); elsewhere
+    :func:`_log_softmax_parts`' output up to rounding (the same operations, but the sum may be
+    formed by another kernel)."""
     m = lax.reduce_max(x, axes)
     shifted = lax.sub(x, _keep(m, axes, x.shape))
-    return lax.sub(shifted, _keep(lax.log(lax.reduce_sum(lax.exp(shifted), axes)), axes, x.shape))
+    s = lax.reduce_sum(lax.exp(shifted), axes)
+    return lax.sub(shifted, _keep(lax.log(s), axes, x.shape)), s
 
 
 def _log_softmax_forward(x, where=None, axis=-1):
@@ -234,7 +236,8 @@ def _log_softmax_forward(x, where=None, axis=-1):
     # unless_nan).
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
     if _log_branch_pays(x, axes, where):
-        return _unless_nan(_log_softmax_plain(x, axes), lambda v: _log_softmax_parts(v, None, axis)[0], x)
+        out, s = _log_softmax_plain(x, axes)
+        return _unless_nan(out, lambda v: _log_softmax_parts(v, None, axis)[0], x, probe=s)
     return _log_softmax_parts(x, where, axis)[0]
 
 
