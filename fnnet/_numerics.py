@@ -301,9 +301,9 @@ def log_branch_pays(x, axes, mask) -> bool:
     and the tie rule's only over the slices where that gives NaN (:func:`unless_nan`, its predicate
     on the slice sums): on XLA:CPU with one device, without a mask, from 256 KiB of input on. jit
     forward, fnnet / jax.nn, branch against selects, one run (``python -m benchmarks branch --ops
-    log_softmax --shapes ...``, 100 rounds): from 256 KiB 0.96–1.09 against 1.12–2.37 over rows of
-    64–1024, 1.37–1.58 against 1.62–2.02 over rows of 16–40; at 128 KiB 1.05–1.06 against
-    1.01–1.07, at 40–160 KiB over short rows 1.04–1.07 against 0.98–1.03
+    log_softmax --shapes ...``, 100 rounds): from 256 KiB 0.94–1.22 against 1.02–1.60 over rows of
+    64–1024, 1.37–1.55 against 1.61–1.94 over rows of 16–40; at 128 KiB 1.03–1.09 against
+    1.01–1.06, at 40–160 KiB over short rows 1.02–1.19 against 0.77–1.06
     (docs/reference/performance_dropin.md, "Large inputs and short slices"). ``axes`` is unused:
     unlike softmax's, this gate does not depend on the slices' length."""
     del axes
