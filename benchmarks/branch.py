@@ -36,6 +36,9 @@ OPS = {
     "softmax_cross_entropy_with_integer_labels": "LOSS_BRANCH_MIN_BYTES",
 }
 
+#: The ops whose competitor is jax.nn's function of the same name (the others are losses).
+ACTIVATIONS = ("softmax", "log_softmax")
+
 LOSS_SHAPES = ((4096, 1000), (1024, 1024), (256, 1024), (64, 1024), (32, 1024), (512, 64), (4096, 10), (256, 10))
 SOFTMAX_SHAPES = ((4096, 1024), (32768, 128), (2048, 1024), (16384, 128))
 
@@ -52,14 +55,14 @@ def compiled_with_gate(fn, gate_name: str, gate: int, args):
 
 
 def op_inputs(op: str, shape):
-    if op in ("softmax", "log_softmax"):
+    if op in ACTIVATIONS:
         return (jax.random.normal(jax.random.key(0), shape, jnp.float32) * 3,)
     return inputs(op, shape)
 
 
 def op_functions(op: str, against: str):
     """(fnnet's function, the competitor's, the competitor's name)."""
-    if op in ("softmax", "log_softmax"):
+    if op in ACTIVATIONS:
         return getattr(fnnet, op), getattr(jax.nn, op), "jax.nn"
     name, fb = competitor(against)
     return getattr(L, op), fb(op), name.split(" (")[0]
@@ -100,10 +103,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     print(f"jit forward alone, fnnet / competitor, median of {args.repeats} interleaved rounds; branch: the gate at 0, "
           f"selects: out of reach; {jax.default_backend()}, jax {jax.__version__}")
+    if not numerics._branch_backend():
+        print("(the branches are taken on XLA:CPU with one device only: here both columns time the selects)")
     print("| op | shape | KiB | against | branch | selects |")
     print("|---|---|---|---|---|---|")
     for op in args.ops:
-        shapes = args.shapes or (SOFTMAX_SHAPES if op in ("softmax", "log_softmax") else LOSS_SHAPES)
+        shapes = args.shapes or (SOFTMAX_SHAPES if op in ACTIVATIONS else LOSS_SHAPES)
         for shape in shapes:
             r = measure(op, shape, args.against, args.repeats)
             print(f"| {op} | {shape[0]}x{shape[1]} | {r['kib']} | {r['against']} | {r['branch']:.2f} | "

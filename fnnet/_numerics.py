@@ -244,6 +244,12 @@ def _branch_backend() -> bool:
     return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
+def _gate(x, mask, min_bytes) -> bool:
+    """The branches' common gate: :func:`_branch_backend`, no mask, and at least ``min_bytes`` of
+    ``x``."""
+    return _branch_backend() and mask is None and math.prod(x.shape) * x.dtype.itemsize >= min_bytes
+
+
 #: The smallest input (bytes) whose softmax, evaluated without gradient, takes jax.nn's kernel behind
 #: a branch whatever its slices' length (:func:`branch_pays`; short slices from 1/16 of it).
 BRANCH_MIN_BYTES = 1 << 18
@@ -257,21 +263,17 @@ def branch_pays(x, axes, mask) -> bool:
     with the number of slices (their per-slice select, and XLA:CPU's slow loop over slices of 12–48
     entries: "Short slices" in the docs) and, beyond the cache, with the second read of x. jit
     forward, fnnet / jax.nn, branch against selects, one run (``python -m benchmarks branch --ops
-    softmax --shapes ...``, 100 rounds): rows of 10–40 at 16–160 KiB 1.03–1.09 against 1.48–3.57,
-    at 4 MiB 1.22–1.28 against 1.48–1.70 (at 10 KiB 1.07 against 1.14, at 4 × 4 1.11 against
-    1.01); rows of 64–1024 from 256 KiB to 16 MiB 0.96–1.06 against 0.94–2.39 (at 4–8 MiB in rows
-    of 512–1024, where x stays in this machine's 32 MiB cache, 1.00–1.02 against 0.94–0.97: the
-    branch is kept there, at jax.nn's speed, for one gate), at 64 KiB 1.17–1.18 against 0.90–0.93
+    softmax --shapes ...``, 100 rounds, the run tabled in the docs): rows of 10–40 at 16–160 KiB
+    1.03–1.22 against 1.66–3.77, at 4 MiB 1.23 against 1.60 (at 10 KiB 1.23 against 1.25, at 4 × 4
+    1.12 against 1.01); rows of 64–1024 from 256 KiB to 16 MiB 0.93–1.26 against 0.96–2.02 (at 4–8 MiB
+    in rows of 1024, where x stays in this machine's 32 MiB cache, 1.00–1.01 against 0.96–0.97: the
+    branch is kept there, at jax.nn's speed, for one gate), at 64 KiB 1.14–1.22 against 0.91–0.92
     (docs/reference/performance_dropin.md, "Large inputs and short slices"). The rules keep the
     selects (or the arithmetic shift) except softmax's over short slices (:func:`rule_branch_pays`):
     under a gradient the branch saved little and cost compile time. Decided from the static shape
     and the backend while the forward is traced."""
-    if not _branch_backend() or mask is not None:
-        return False
-    size = math.prod(x.shape) * x.dtype.itemsize
-    if slice_size(x, axes) <= ARITH_MAX_SLICE:
-        return size >= BRANCH_MIN_BYTES >> 4
-    return size >= BRANCH_MIN_BYTES
+    short = slice_size(x, axes) <= ARITH_MAX_SLICE
+    return _gate(x, mask, BRANCH_MIN_BYTES >> 4 if short else BRANCH_MIN_BYTES)
 
 
 def rule_branch_pays(x, axes, mask) -> bool:
@@ -283,11 +285,12 @@ def rule_branch_pays(x, axes, mask) -> bool:
     0.92–0.98 and 0.96–1.02 against 1.64–1.70, 1.14–1.21 and 1.07–1.14 (two runs each of
     ``python -c "import fnnet._numerics as n; n.BRANCH_MIN_BYTES = B; from benchmarks.dropin import
     main; main(['--sections', 'jit', '--ops', 'softmax', '--width', 'W'])"``, B the default or out of
-    reach), and its compile time unchanged (1.53–1.63 against 1.57–1.69× jax.nn's at
-    rows of 16, against 1.09 at rows of 1024). Over longer slices the rule keeps the selects: there
-    the branch saved no time under a gradient (the backward's passes dominate; 1.08–1.15 against
-    0.88–0.99 at 2¹⁴–2¹⁸ entries in rows of 128–256) and added about 15 ms of compile time. The value
-    beside the gradient then has the forward alone's bits."""
+    reach), and its compile time unchanged (1.53–1.63 against 1.57–1.69× jax.nn's at rows of 16,
+    the branch switched in the rule by a patch outside the repository). Over longer slices the rule
+    keeps the selects: there the branch saved a few per cent under a gradient (the backward's passes
+    dominate; 0.83–1.03 against 0.87–1.06 at 2¹⁶–2²⁰ entries in rows of 128–1024) but XLA compiled
+    it in 1.48–1.54× jax.nn's time against 1.13–1.17× (the same patch, two runs each). Where the rule
+    takes the branch, the value beside the gradient has the forward alone's bits."""
     return slice_size(x, axes) <= ARITH_MAX_SLICE and branch_pays(x, axes, mask)
 
 
@@ -296,19 +299,17 @@ def rule_branch_pays(x, axes, mask) -> bool:
 LOG_BRANCH_MIN_BYTES = 1 << 18
 
 
-def log_branch_pays(x, axes, mask) -> bool:
-    """Whether log_softmax evaluated without gradient over ``axes`` should compute jax.nn's formula
+def log_branch_pays(x, mask) -> bool:
+    """Whether log_softmax evaluated without gradient should compute jax.nn's formula
     and the tie rule's only over the slices where that gives NaN (:func:`unless_nan`, its predicate
     on the slice sums): on XLA:CPU with one device, without a mask, from 256 KiB of input on. jit
     forward, fnnet / jax.nn, branch against selects, one run (``python -m benchmarks branch --ops
     log_softmax --shapes ...``, 100 rounds): from 256 KiB 0.94–1.22 against 1.02–1.60 over rows of
     64–1024, 1.37–1.55 against 1.61–1.94 over rows of 16–40; at 128 KiB 1.03–1.09 against
     1.01–1.06, at 40–160 KiB over short rows 1.02–1.19 against 0.77–1.06
-    (docs/reference/performance_dropin.md, "Large inputs and short slices"). ``axes`` is unused:
-    unlike softmax's, this gate does not depend on the slices' length."""
-    del axes
-    return (_branch_backend() and mask is None
-            and math.prod(x.shape) * x.dtype.itemsize >= LOG_BRANCH_MIN_BYTES)
+    (docs/reference/performance_dropin.md, "Large inputs and short slices"). Unlike softmax's, this
+    gate does not depend on the slices' length."""
+    return _gate(x, mask, LOG_BRANCH_MIN_BYTES)
 
 
 def _tie_exp_sums(x, axes, e, s):
@@ -353,6 +354,14 @@ def _any_nan_vmap(axis_size, in_batched, s):
     return _sum_is_nan(s), False
 
 
+def _needs_exact(probe):
+    """The branches' predicate: whether ``probe`` holds a NaN (:func:`_any_nan`, one answer per ``vmap``
+    batch), read through an optimization barrier: without it XLA merged the predicate's sum with the
+    reduction that formed ``probe`` (slice sums, a loss per example) into one over the whole input,
+    a second pass over memory."""
+    return _any_nan(lax.optimization_barrier(lax.stop_gradient(probe)))
+
+
 def exp_sums(x, axes):
     """``(e, s)``: ``e = exp(x − m)`` by :func:`shifted`'s rule and its slice sums ``s`` (axes removed),
     computed as jax.nn computes them, behind a branch taken only where a slice needs the tie rule.
@@ -365,8 +374,8 @@ def exp_sums(x, axes):
     other slice's values as they are: the same bits whichever branch ran. The predicate is one for a whole
     ``vmap`` batch (:func:`_any_nan`), so that vmap keeps the branch instead of evaluating both."""
     e, s = _plain_exp_sums(x, axes)
-    bad = _any_nan(lax.optimization_barrier(lax.stop_gradient(s)))
-    return lax.cond(bad, lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s), x, e, s)
+    return lax.cond(_needs_exact(s), lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s),
+                    x, e, s)
 
 
 #: The smallest logits (bytes) whose softmax cross-entropy, evaluated without gradient, takes the
@@ -386,25 +395,21 @@ def loss_branch_pays(x, mask) -> bool:
     1.16–1.23 against 0.90–0.95 (``python -m benchmarks branch``; docs/reference/performance_dropin.md,
     "Losses against optax"). Decided from the static shape
     and the backend while the forward is traced."""
-    return (_branch_backend() and mask is None
-            and math.prod(x.shape) * x.dtype.itemsize >= LOSS_BRANCH_MIN_BYTES)
+    return _gate(x, mask, LOSS_BRANCH_MIN_BYTES)
 
 
 def unless_nan(value, exact, *operands, probe=None):
     """``value``, a plain formula's result, with ``exact(*operands)``'s entries where it is NaN: the
     exact formula runs behind a ``lax.cond`` only when some entry is NaN, which is how the plain
     one's shortcuts show where they matter. Every other entry keeps the plain value's bits, whether
-    or not the branch ran. The predicate (:func:`_any_nan`, one per ``vmap`` batch) reads ``value``
-    through an optimization barrier: without it XLA merged its sum with the reduction that formed
-    ``value`` into one over the whole input, a second pass over memory. ``probe``, if given, is read
-    instead of ``value``: a smaller array that holds a NaN exactly when ``value`` does (a slice sum
-    for the slice's entries), so that the predicate does not read ``value`` again."""
-    bad = _any_nan(lax.optimization_barrier(lax.stop_gradient(value if probe is None else probe)))
+    or not the branch ran. The predicate (:func:`_needs_exact`) reads ``probe`` if given, else
+    ``value``: a smaller array that holds a NaN exactly when ``value`` does (a slice sum for the
+    slice's entries), so that the predicate does not read ``value`` again."""
 
     def fix(v, *o):
         return lax.select(lax.ne(v, v), exact(*o), v)
 
-    return lax.cond(bad, fix, lambda v, *o: v, value, *operands)
+    return lax.cond(_needs_exact(value if probe is None else probe), fix, lambda v, *o: v, value, *operands)
 
 
 def slice_sums(e, axes, mask):

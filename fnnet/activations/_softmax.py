@@ -128,7 +128,7 @@ def _softmax_fwd(x, where=None, axis=-1):
     axes = _axes(axis, x.ndim, "fnnet.softmax")
     if _rule_branch_pays(x, axes, where):
         # Over many short slices, the forward alone's branch (fnnet._numerics.rule_branch_pays);
-        # over long slices it saved no time under a gradient and cost compile time.
+        # over long slices it saved a few per cent under a gradient and cost a third more compile time.
         e, s = _exp_sums(x, axes)
         s = lax.expand_dims(s, axes)  # reduced axes kept with size 1
     else:
@@ -235,7 +235,7 @@ def _log_softmax_forward(x, where=None, axis=-1):
     # over the slices where it gives NaN, run only if there are any (fnnet._numerics.log_branch_pays,
     # unless_nan).
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
-    if _log_branch_pays(x, axes, where):
+    if _log_branch_pays(x, where):
         out, s = _log_softmax_plain(x, axes)
         return _unless_nan(out, lambda v: _log_softmax_parts(v, None, axis)[0], x, probe=s)
     return _log_softmax_parts(x, where, axis)[0]
