@@ -120,6 +120,14 @@ VARIANTS = {
     "logsumexp": ("logsumexp", {}),
 }
 
+#: fnnet's opt-in variants, timed against jax.nn's plain function (``--ops``, never by default): what
+#: the option costs. label -> (name, keyword arguments for fnnet only).
+OPT_IN = {
+    "sigmoid(exact_tails=True)": ("sigmoid", {"exact_tails": True}),
+    "tanh(exact_tails=True)": ("tanh", {"exact_tails": True}),
+    "glu(exact_tails=True)": ("glu", {"exact_tails": True}),
+}
+
 #: Inputs outside an op's domain: log1mexp is defined for x > 0 (jax.nn's docstring).
 INPUT = {"log1mexp": lambda x: jnp.abs(x) + 1e-3}
 
@@ -138,6 +146,9 @@ def all_labels() -> list[str]:
 
 def resolve(label: str):
     """(fnnet function, jax.nn function, input transform) of a row label."""
+    if label in OPT_IN:
+        name, kw = OPT_IN[label]
+        return _partial(getattr(A, name), **kw), getattr(jax.nn, name), INPUT.get(name, lambda x: x)
     name, kw = VARIANTS.get(label, (label, {}))
     fa, fb = getattr(A, name), getattr(jax.nn, name)
     if kw:
@@ -430,12 +441,13 @@ def targets_line(results) -> str:
     def fmt(items):
         return ", ".join(f"{lab} {m} {r:.2f}×" for lab, m, r in sorted(items, key=lambda t: -t[2]))
 
+    apart = set(ACCURATE_FORMS) | set(OPT_IN)  # the accurate forms, by default or opted into
     measured = ratios(results)
     missed = [(lab, m, r) for lab, m, r in measured if m in TARGETS and r > TARGETS[m]] + mlp_excess(results)
-    held = [t for t in missed if t[0] not in ACCURATE_FORMS]
-    accurate = [t for t in missed if t[0] in ACCURATE_FORMS]
+    held = [t for t in missed if t[0] not in apart]
+    accurate = [t for t in missed if t[0] in apart]
     labels = {lab for lab, _, _ in measured} | set(results.get("mlp", {}))
-    n_held = len(labels - set(ACCURATE_FORMS))
+    n_held = len(labels - apart)
     spec = ", ".join(f"{m} ≤ {v:g}×" for m, v in TARGETS.items()) + ", MLP temp bytes ≤ 1×"
     errors = errored(results)
     parts = [f"TARGETS ({spec}): "
@@ -447,7 +459,7 @@ def targets_line(results) -> str:
     if accurate:
         parts.append("accurate forms (accuracy.md): " + fmt(accurate))
     line = TARGETS["jit fwd+bwd"]
-    fwd = [t for t in measured if t[1] == "jit fwd" and t[2] > line and t[0] not in ACCURATE_FORMS]
+    fwd = [t for t in measured if t[1] == "jit fwd" and t[2] > line and t[0] not in apart]
     if fwd:
         parts.append(f"outside the accurate forms, jit fwd alone above {line:g}× (not a target): " + fmt(fwd))
     return "; ".join(parts)
@@ -636,9 +648,10 @@ def main(argv=None) -> int:
     p, cfg = parse_args(argv)
     labels = all_labels()
     if cfg.list:
-        print("\n".join(labels))
+        print("\n".join(labels + [f"{o}  (opt-in, with --ops only)" for o in OPT_IN]))
         return 0
-    unknown = [o for o in cfg.ops + cfg.mlp_acts if o not in labels]
+    unknown = [o for o in cfg.ops if o not in labels and o not in OPT_IN]
+    unknown += [o for o in cfg.mlp_acts if o not in labels]
     if unknown:
         p.error(f"unknown op(s) {unknown}; known: {', '.join(labels)}")
     if cfg.runs < 1:

@@ -14,6 +14,7 @@ import math
 import jax
 import jax.extend as jex
 import jax.numpy as jnp
+import mpmath
 import numpy as np
 import pytest
 
@@ -606,6 +607,33 @@ def test_glu_extremes():
     np.testing.assert_array_equal(gr, [0.0, 1.0, 0.0, 0.0])
     gr = jax.grad(lambda x: jnp.sum(fnnet.glu(x)))(jnp.array([jnp.inf, jnp.inf]))
     assert gr[1] == 0, "a·σ'(b) with a = b = inf: the limit 0, not inf·0"
+
+
+def test_glu_exact_tails_chooses_how_the_gate_derivative_is_formed():
+    """Lean (default): σ'(b) = s(1 − s) from s = σ(b), jax.grad(jax.nn.glu)'s arithmetic, 0 once s
+    rounds to 1; exact_tails=True: exact in the right tail too. a = 1, b = 20 in float32: s = σ(20)
+    rounds to 1 (1 − s ≈ 2.1e-9 < ε/2), σ'(20) = e^{−20}/(1 + e^{−20})² ≈ 2.06e-9. The exact form is a
+    few roundings (exp, 1 + E, 1/…, 1 − s, s·…: ≤ 5 of ε/2 each, relative); 4ε bounds them."""
+    x = jnp.array([1.0, 20.0], jnp.float32)
+    lean = jax.grad(lambda x: jnp.sum(fnnet.glu(x)))(x)
+    exact = jax.grad(lambda x: jnp.sum(fnnet.glu(x, exact_tails=True)))(x)
+    truth = float(mpmath.exp(-20) / (1 + mpmath.exp(-20)) ** 2)
+    assert lean[1] == 0
+    assert abs(float(exact[1]) - truth) <= 4 * float(jnp.finfo(jnp.float32).eps) * truth, (exact, truth)
+    # Away from the tail both are σ'(b) within the lean form's cancellation, ε·s/(1 − s) relative (s
+    # carries ≤ 2 roundings, 1 − s magnifies them by s/(1 − s)), plus the few roundings above.
+    key = jax.random.key(3)
+    x = 3.0 * jax.random.normal(key, (64, 32), jnp.float64)
+    g = jax.random.normal(jax.random.key(4), (64, 16), jnp.float64)
+    lean = jax.grad(lambda x: jnp.vdot(g, fnnet.glu(x)))(x)
+    exact = jax.grad(lambda x: jnp.vdot(g, fnnet.glu(x, exact_tails=True)))(x)
+    ref = jax.grad(lambda x: jnp.vdot(g, jax.nn.glu(x)))(x)
+    b = x[:, 16:]
+    s = jax.nn.sigmoid(b)
+    bound = (2 * s / (1 - s) + 8) * float(jnp.finfo(jnp.float64).eps) * jnp.abs(exact[:, 16:])
+    assert jnp.all(jnp.abs(lean[:, 16:] - exact[:, 16:]) <= bound)
+    np.testing.assert_array_equal(lean[:, :16], exact[:, :16])  # ∂/∂a = g·σ(b) in both
+    np.testing.assert_allclose(lean, ref, rtol=16 * float(jnp.finfo(jnp.float64).eps))
 
 
 # ------------------------------------------------------------------------------------------------

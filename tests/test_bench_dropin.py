@@ -14,7 +14,12 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
+
+import fnnet
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OPS = ["relu", "softmax"]
@@ -121,6 +126,22 @@ def test_targets_line_names_each_miss_and_keeps_the_accurate_forms_apart():
     assert "silu" not in held and "silu jit fwd+bwd 1.40×" in rest and "silu compile 1.50×" in rest
     # a forward-only ratio is listed, as information, not as a miss
     assert "softmax jit fwd 1.30×" in rest and "softmax jit fwd 1.30×" not in held
+    # an opt-in accurate variant (timed only when named) is reported with the accurate forms
+    line = dropin.targets_line(_results(glu={"jit fwd+bwd": 1.0}, **{"glu(exact_tails=True)": {"jit fwd+bwd": 1.09}}))
+    held, _, rest = line.partition("; accurate forms")
+    assert "met by all 1 rows" in held and "glu(exact_tails=True) jit fwd+bwd 1.09×" in rest
+
+
+def test_opt_in_variants_time_fnnet_s_option_against_jax_nn_s_function():
+    from benchmarks import dropin
+
+    x = jax.random.normal(jax.random.key(0), (4, 8)) * 12
+    for label, (name, kw) in dropin.OPT_IN.items():
+        fa, fb, _ = dropin.resolve(label)
+        assert fb is getattr(jax.nn, name)
+        gf = jax.grad(lambda x, fa=fa: jnp.sum(fa(x)))(x)
+        np.testing.assert_array_equal(gf, jax.grad(lambda x: jnp.sum(getattr(fnnet, name)(x, **kw)))(x))
+    assert "glu(exact_tails=True)" not in dropin.all_labels()  # never timed by default
 
 
 @pytest.mark.slow  # two processes of compilation: run with `make test-slow`

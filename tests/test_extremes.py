@@ -38,6 +38,7 @@ import mpmath
 import numpy as np
 import pytest
 
+import fnnet
 import oracles
 from fnnet.primitive import registry
 
@@ -62,6 +63,29 @@ def test_selu_constants_are_the_oracles():
     prim = registry()["selu"]
     module = vars(inspect.getmodule(prim.forward))
     assert (module["SELU_SCALE"], module["SELU_ALPHA"]) == (float(oracles.LAM), float(oracles.ALPHA))
+
+
+@pytest.mark.parametrize("alpha,traced", [(1.0, False), (0.5, False), (2.0, False), (2.0, True), (1.0, True)])
+def test_elu_left_tail_derivative_for_every_alpha(alpha, traced):
+    """elu'(x) = αe^x in float32's left tail. α ≤ 1 known at trace time: e^x from the forward's own
+    exponential, exact while αe^x is normal (where e^x is subnormal, αe^x ≤ e^x is too: nothing to
+    keep). α > 1, or α traced: the scaled form, exact also where e^x is already subnormal but αe^x is
+    not (α = 2: x in (−88.0, −87.3]). Points −20, −80, −87.6 (e^x subnormal); bound 8 ULP (the
+    accuracy target), or below ``tiny`` where the exact value is (it may flush to zero). Under jit:
+    compiled XLA:CPU code flushes subnormal results to zero (what the scaling guards against), while
+    an eager call may not."""
+    x = jnp.array([-20.0, -80.0, -87.6], jnp.float32)
+    if traced:
+        grad = jax.jit(jax.grad(lambda x, a: jnp.sum(fnnet.elu(x, a))))(x, jnp.float32(alpha))
+    else:
+        grad = jax.jit(jax.grad(lambda x: jnp.sum(fnnet.elu(x, alpha))))(x)
+    tiny, eps = float(jnp.finfo(jnp.float32).tiny), float(jnp.finfo(jnp.float32).eps)
+    for xi, gi in zip(np.asarray(x), np.asarray(grad)):
+        exact = float(mpmath.mpf(alpha) * mpmath.exp(mpmath.mpf(float(xi))))
+        if exact < tiny:
+            assert 0 <= gi < tiny, (xi, gi, exact)
+        else:
+            assert abs(float(gi) - exact) <= 8 * eps * exact, (alpha, traced, xi, gi, exact)
 
 
 def _expect(actual, exact, dtype, what):
