@@ -67,8 +67,8 @@ def test_selu_constants_are_the_oracles():
 
 @pytest.mark.parametrize("alpha,traced", [(1.0, False), (0.5, False), (2.0, False), (2.0, True), (1.0, True)])
 def test_elu_left_tail_derivative_for_every_alpha(alpha, traced):
-    """elu'(x) = αe^x in float32's left tail. α ≤ 1 known at trace time: e^x from the forward's own
-    exponential, exact while αe^x is normal (where e^x is subnormal, αe^x ≤ e^x is too: nothing to
+    """elu'(x) = αe^x in float32's left tail. α ≤ 1 known at trace time: αe^x plainly, exact while αe^x
+    is normal (where e^x is subnormal, αe^x ≤ e^x is too: nothing to
     keep). α > 1, or α traced: the scaled form, exact also where e^x is already subnormal but αe^x is
     not (α = 2: x in (−88.0, −87.3]). Points −20, −80, −87.6 (e^x subnormal); bound 8 ULP (the
     accuracy target), or below ``tiny`` where the exact value is (it may flush to zero). Under jit:
