@@ -33,6 +33,9 @@ __all__ = [
     "exp_sums",
     "branch_pays",
     "log_branch_pays",
+    "one_kernel_pays",
+    "first_entries",
+    "plain_exp_sums",
     "rule_branch_pays",
     "loss_branch_pays",
     "unless_nan",
@@ -312,6 +315,45 @@ def log_branch_pays(x, mask) -> bool:
     return _gate(x, mask, LOG_BRANCH_MIN_BYTES)
 
 
+#: From this many slices on (over the last axis), XLA:CPU runs jax.nn's whole softmax or log_softmax
+#: (maximum, exponential, sum, quotient or logarithm) as one library kernel; below it, as four
+#: (:func:`one_kernel_pays`).
+ONE_KERNEL_MIN_SLICES = 4096
+
+#: The longest slice over which that one kernel, with its predicate, beats the branch on the slice sums.
+ONE_KERNEL_MAX_SLICE = 48
+
+
+def one_kernel_pays(x, axes, mask) -> bool:
+    """Whether softmax or log_softmax evaluated without gradient should be jax.nn's formula as it
+    stands, with the tie rule's only over the slices where that gives NaN (:func:`unless_nan`, its
+    predicate on the output's first entry of each slice, :func:`first_entries`): on XLA:CPU with one
+    device, without a mask, over the last axis, from ``ONE_KERNEL_MIN_SLICES`` slices of at most
+    ``ONE_KERNEL_MAX_SLICE`` entries on. From that many slices XLA:CPU (jax 0.10) compiles jax.nn's
+    formula into one library kernel, whatever the slices' length (4095 × 10 compiles to four
+    kernels; 4096 × 10, 8192 × 3 and 4096 × 1024 to one), which the predicate of the branch on the
+    slice sums (:func:`exp_sums`, :func:`log_branch_pays`) takes apart, since the sums then have to
+    be written. The output's first column is read instead; the kernel that reads it waits for the
+    library kernel, a fixed ~30 µs here, which over long slices the sums' branch does not pay. jit
+    forward, fnnet / jax.nn, one kernel against the sums' branch against the selects, two runs
+    (``python -m benchmarks branch --ops softmax,log_softmax --shapes ...``, 100 rounds; the
+    table in docs/reference/performance_dropin.md, "Many short slices"): over 4096–65536 slices of
+    10–48 entries softmax 1.04–1.49 against 1.11–1.45 (4096 × 16 and 16384 × 16: 1.18–1.49
+    against 1.16–1.45, even), log_softmax 1.06–1.38 against 1.34–1.72; over 4096 slices of 64
+    1.07–1.12 against 1.06–1.18, and 0.92–0.98 against 1.11 for log_softmax, hence the longest
+    slice. Decided from the static shape and the backend while the forward is traced."""
+    last = (x.ndim - 1,)
+    return (_branch_backend() and mask is None and x.ndim >= 1 and tuple(axes) == last
+            and 0 < x.shape[-1] <= ONE_KERNEL_MAX_SLICE and math.prod(x.shape[:-1]) >= ONE_KERNEL_MIN_SLICES)
+
+
+def first_entries(y):
+    """``y``'s first entry of every slice over its last axis: a predicate's probe for an output whose
+    slices are NaN throughout or nowhere (jax.nn's softmax and log_softmax: a maximum of ±inf or a
+    NaN in the slice makes every entry NaN, through the slice's sum)."""
+    return lax.slice_in_dim(y, 0, 1, axis=y.ndim - 1)
+
+
 def _tie_exp_sums(x, axes, e, s):
     """``(e, s)`` from the plain ``e = exp(x − m)`` and its sums, with :func:`shifted`'s rule where a
     slice's maximum m is ±inf. There ``x − m`` is NaN exactly at the entries equal to m (``inf − inf``;
@@ -324,7 +366,8 @@ def _tie_exp_sums(x, axes, e, s):
     return e, lax.select(lax.ne(s, s), reduce_sum(e, axes), s)
 
 
-def _plain_exp_sums(x, axes):
+def plain_exp_sums(x, axes):
+    """``(e, s)`` as jax.nn forms them: ``e = exp(x − max x)``, ``s = Σe`` per slice (axes removed)."""
     m = lax.reduce_max(x, axes)
     e = lax.exp(lax.sub(x, keep(m, axes, x.shape)))
     return e, lax.reduce_sum(e, axes)
@@ -373,7 +416,7 @@ def exp_sums(x, axes):
     with an infinite maximum by the tie rule's exact 0s and 1s (:func:`_tie_exp_sums`), leaving every
     other slice's values as they are: the same bits whichever branch ran. The predicate is one for a whole
     ``vmap`` batch (:func:`_any_nan`), so that vmap keeps the branch instead of evaluating both."""
-    e, s = _plain_exp_sums(x, axes)
+    e, s = plain_exp_sums(x, axes)
     return lax.cond(_needs_exact(s), lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s),
                     x, e, s)
 

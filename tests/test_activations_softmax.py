@@ -834,6 +834,89 @@ def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkey
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("shape", [(48, 16), (6, 8, 10), (64, 4)], ids=str)
+def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape):
+    """softmax, softmin and log_softmax evaluated without gradient in the one-kernel form, forced on
+    (fnnet._numerics.one_kernel_pays: jax.nn's formula as it stands, the tie rule's where it gives
+    NaN, the predicate on each slice's first output entry). The planted slices hold their specials
+    away from the first entry, so the predicate sees them only because jax.nn's formula makes the
+    whole slice NaN (an all −inf slice's first entry is −inf, which the predicate does not read as NaN
+    either). Finite slices keep their bits whether or not another slice took the branch; the
+    special slices equal the selects' values (NaN where NaN); random slices agree with the selects'
+    within the bounds derived in the branch tests above (softmax: 2(n + 5)u of the larger;
+    log_softmax: 2(n + 1)u + 2u|lse| + 2u|out|)."""
+    import fnnet._numerics as numerics
+
+    axes = (len(shape) - 1,)
+    fns = {"softmax": lambda v: fnnet.softmax(v), "softmin": lambda v: fnnet.softmin(-v, dim=-1),
+           "log_softmax": lambda v: fnnet.log_softmax(v)}
+
+    def run(fn, one_kernel, v):
+        monkeypatch.setattr(numerics, "ONE_KERNEL_MIN_SLICES", 0 if one_kernel else 1 << 62)
+        monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", 1 << 62)  # the other side: the selects
+        monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", 1 << 62)
+        jax.clear_caches()
+        return np.asarray(jax.jit(fn)(v))
+
+    x = np.asarray(jax.random.normal(jax.random.key(11), shape, dtype) * 5)
+    dirty = _planted(x, axes)
+    first = dirty[..., 0]  # +inf and NaN sit behind the first entry (an all −inf slice cannot)
+    assert not np.isnan(first).any() and not (first == np.inf).any()
+    finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
+    n, u = shape[-1], float(np.finfo(dtype).eps) / 2
+    for name, fn in fns.items():
+        clean_1, dirty_1 = run(fn, True, x), run(fn, True, dirty)
+        clean_s, dirty_s = run(fn, False, x), run(fn, False, dirty)
+        np.testing.assert_array_equal(dirty_1[finite].view(np.uint8), clean_1[finite].view(np.uint8))
+        special_1, special_s = dirty_1[~finite], dirty_s[~finite]
+        np.testing.assert_array_equal(np.isnan(special_1), np.isnan(special_s), err_msg=name)
+        keep = ~np.isnan(special_s)
+        np.testing.assert_array_equal(special_1[keep].view(np.uint8), special_s[keep].view(np.uint8))
+        if name == "log_softmax":
+            lse = np.log(np.sum(np.exp(x.astype(np.float64) - x.max(axis=axes, keepdims=True)), axis=axes,
+                                keepdims=True))
+            bound = 2 * (n + 1) * u + 2 * u * np.abs(lse) + 2 * u * np.abs(clean_s)
+        else:
+            bound = 2 * (n + 5) * u * np.maximum(np.abs(clean_1), np.abs(clean_s))
+        assert np.all(np.abs(clean_1 - clean_s) <= bound), name
+
+
+def test_one_kernel_form_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
+    """one_kernel_pays: XLA:CPU with one device, no mask, the last axis only, from
+    ONE_KERNEL_MIN_SLICES slices of at most ONE_KERNEL_MAX_SLICE entries; only for an evaluation
+    without gradient (the rules are unchanged); under vmap one predicate for the batch, so the
+    branch stays a cond and a member's values do not depend on its neighbours'."""
+    import fnnet._numerics as numerics
+
+    on_cpu = numerics._branch_backend()
+    rows, n = numerics.ONE_KERNEL_MIN_SLICES, numerics.ONE_KERNEL_MAX_SLICE
+
+    def pays(shape, axes=None, mask=None):
+        x = jax.ShapeDtypeStruct(shape, jnp.float32)
+        return numerics.one_kernel_pays(x, (len(shape) - 1,) if axes is None else axes, mask)
+
+    assert pays((rows, n)) == on_cpu and pays((rows // 8, 8, 3)) == on_cpu
+    assert not pays((rows - 1, n)) and not pays((rows, n + 1)) and not pays((rows, 0))
+    assert not pays((rows, n), axes=(0,)) and not pays((n, rows), axes=(0,))
+    assert not pays((rows, n), mask=jnp.ones((rows, n), bool))
+
+    def conds(fn, v):
+        return jax.make_jaxpr(fn)(v).pretty_print().count("cond[")
+
+    monkeypatch.setattr(numerics, "ONE_KERNEL_MIN_SLICES", 0)
+    x = jax.random.normal(jax.random.key(5), (4, 32, 16))
+    for f, at_tie in ((fnnet.softmax, 1.0), (fnnet.log_softmax, 0.0)):
+        assert conds(f, x) == on_cpu and conds(jax.vmap(f), x) == on_cpu
+        assert "slice[" in jax.make_jaxpr(f)(x).pretty_print()  # the first column, the probe
+        jax.clear_caches()
+        dirty = x.at[1, 3, 4].set(jnp.inf)
+        batched = np.asarray(jax.vmap(f)(dirty))
+        alone = np.stack([np.asarray(f(v)) for v in x])
+        np.testing.assert_array_equal(np.delete(batched, 1, 0).view(np.uint8), np.delete(alone, 1, 0).view(np.uint8))
+        assert batched[1, 3, 4] == at_tie and np.all(np.delete(batched[1, 3], 4) == (0.0 if at_tie else -np.inf))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("shape,axis", [((64, 16), -1), ((40, 48), 0), ((6, 8, 4), (1, 2))], ids=str)
 def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monkeypatch, dtype, shape, axis):
     """softmax's rule over short slices (fnnet._numerics.rule_branch_pays), forced on: the value and

@@ -86,22 +86,31 @@ def test_bench_losses_quick_dry_run(tmp_path):
 
 def test_branch_benchmark_compiles_both_forms_and_prints_a_row_each():
     """``python -m benchmarks branch``: each op compiled with its gate at 0 (a cond on XLA:CPU) and
-    out of reach (none), the gate restored after, and one table row per op and shape with two
-    positive finite ratios."""
+    out of reach (none), softmax and log_softmax also with the one-kernel gate at 0 (a cond, whose
+    predicate reads the output's first column), the gates restored after, and one table row per op
+    and shape with positive finite ratios."""
     import jax
 
     import fnnet._numerics as numerics
     from benchmarks import branch
 
-    before = (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES)
+    before = (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES, numerics.ONE_KERNEL_MIN_SLICES,
+              numerics.ONE_KERNEL_MAX_SLICE)
+    far = {branch.ONE_KERNEL: branch.OUT_OF_REACH}
     for op, gate in branch.OPS.items():
         args = branch.op_inputs(op, (8, 16))
         fa, _, _ = branch.op_functions(op, "reference")
-        on = branch.compiled_with_gate(fa, gate, 0, args).as_text()
-        off = branch.compiled_with_gate(fa, gate, 1 << 62, args).as_text()
+        on = branch.compiled_with_gate(fa, gate, 0, args, **far).as_text()
+        off = branch.compiled_with_gate(fa, gate, branch.OUT_OF_REACH, args, **far).as_text()
         assert (" conditional(" in on) == numerics._branch_backend()
         assert " conditional(" not in off
-    assert (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES) == before
+        if op in branch.ACTIVATIONS:
+            one = branch.compiled_with_gate(fa, branch.ONE_KERNEL, 0, args,
+                                            **{branch.ONE_KERNEL_LONGEST: branch.OUT_OF_REACH}).as_text()
+            assert (" conditional(" in one) == numerics._branch_backend()
+            assert ("slice(" in one) == numerics._branch_backend()  # the first column, read by the predicate
+    assert (numerics.BRANCH_MIN_BYTES, numerics.LOSS_BRANCH_MIN_BYTES, numerics.ONE_KERNEL_MIN_SLICES,
+            numerics.ONE_KERNEL_MAX_SLICE) == before
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks", "branch", "--ops", ",".join(branch.OPS), "--shapes", "8x16",
          "--against", "reference", "--repeats", "2"],
@@ -111,5 +120,7 @@ def test_branch_benchmark_compiles_both_forms_and_prints_a_row_each():
     for r in rows:
         cells = [c.strip() for c in r.strip("|").split("|")]
         assert cells[1] == "8x16"
-        for v in cells[-2:]:
+        for v in cells[-3 if cells[0] in branch.ACTIVATIONS else -2:]:
             assert math.isfinite(float(v)) and float(v) > 0
+        if cells[0] not in branch.ACTIVATIONS:
+            assert cells[-3] == "–"

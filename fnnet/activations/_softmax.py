@@ -53,7 +53,10 @@ from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import branch_pays as _branch_pays
 from fnnet._numerics import exp_sums as _exp_sums
+from fnnet._numerics import first_entries as _first_entries
 from fnnet._numerics import log_branch_pays as _log_branch_pays
+from fnnet._numerics import one_kernel_pays as _one_kernel_pays
+from fnnet._numerics import plain_exp_sums as _plain_exp_sums
 from fnnet._numerics import rule_branch_pays as _rule_branch_pays
 from fnnet._numerics import unless_nan as _unless_nan
 from fnnet._numerics import arith_pays as _arith_pays
@@ -102,6 +105,13 @@ def _normalized(x, axes, where):
     """softmax(x) over ``axes`` by the tie rule, for an evaluation without gradient: on XLA:CPU over
     large inputs or many short slices, jax.nn's kernel behind a branch (:func:`fnnet._numerics.exp_sums`, where
     :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects."""
+    if _one_kernel_pays(x, axes, where):
+        # jax.nn's formula as it stands, which XLA:CPU runs as one kernel over many slices; the tie
+        # rule's over the slices where it is NaN (fnnet._numerics.one_kernel_pays).
+        e, s = _plain_exp_sums(x, axes)
+        y = lax.div(e, _keep(s, axes, x.shape))
+        return _unless_nan(y, lambda v: _normalize(_shifted(v, axes, None)[2], axes, None), x,
+                           probe=_first_entries(y))
     if _branch_pays(x, axes, where):
         e, s = _exp_sums(x, axes)
         return lax.div(e, _keep(s, axes, x.shape))
@@ -235,6 +245,9 @@ def _log_softmax_forward(x, where=None, axis=-1):
     # over the slices where it gives NaN, run only if there are any (fnnet._numerics.log_branch_pays,
     # unless_nan).
     axes = _axes(axis, x.ndim, "fnnet.log_softmax")
+    if _one_kernel_pays(x, axes, where):  # jax.nn's formula as one kernel (fnnet._numerics.one_kernel_pays)
+        out = _log_softmax_plain(x, axes)[0]
+        return _unless_nan(out, lambda v: _log_softmax_parts(v, None, axis)[0], x, probe=_first_entries(out))
     if _log_branch_pays(x, where):
         out, s = _log_softmax_plain(x, axes)
         return _unless_nan(out, lambda v: _log_softmax_parts(v, None, axis)[0], x, probe=s)
