@@ -37,6 +37,7 @@ __all__ = [
     "first_entries",
     "plain_exp_sums",
     "rule_branch_pays",
+    "lse_rule_branch_pays",
     "loss_branch_pays",
     "unless_nan",
     "SHIFT",
@@ -295,6 +296,24 @@ def rule_branch_pays(x, axes, mask) -> bool:
     it in 1.48–1.54× jax.nn's time against 1.13–1.17× (the same patch, two runs each). Where the rule
     takes the branch, the value beside the gradient has the forward alone's bits."""
     return slice_size(x, axes) <= ARITH_MAX_SLICE and branch_pays(x, axes, mask)
+
+
+#: The longest slice over which logsumexp's rule takes the branch (:func:`lse_rule_branch_pays`).
+LSE_BRANCH_MAX_SLICE = 24
+
+
+def lse_rule_branch_pays(x, axes, mask) -> bool:
+    """Whether logsumexp's rule (without weights ``b``) should form ``exp(x − m)`` and its sums by
+    :func:`exp_sums`: where :func:`rule_branch_pays` says so, over slices of at most
+    ``LSE_BRANCH_MAX_SLICE`` entries. Over longer short slices its arithmetic shift
+    (:func:`arith_pays`) runs faster than jax.nn's program: jit(value_and_grad) at 2²⁰ entries,
+    fnnet / jax.nn, branch against the arithmetic shift, rows of 4, 10, 12, 16, 20, 24: 0.98, 0.99,
+    1.01, 1.00, 0.98, 1.00 against 0.98, 1.23, 1.26, 1.03, 1.05, 1.03; rows of 28, 32, 40: 1.00, 1.00,
+    0.99 against 0.50, 0.72, 0.67 (one run each of ``python -c "import fnnet._numerics as n;
+    n.BRANCH_MIN_BYTES = B; from benchmarks.dropin import main; main(['--sections', 'jit', '--ops',
+    'logsumexp(axis=-1)', '--width', 'W'])"``, B the default or 2⁶² for the arithmetic shift, with
+    the branch allowed up to 40 entries)."""
+    return slice_size(x, axes) <= LSE_BRANCH_MAX_SLICE and rule_branch_pays(x, axes, mask)
 
 
 #: The smallest input (bytes) whose log_softmax, evaluated without gradient, takes jax.nn's formula

@@ -461,7 +461,14 @@ def _eval_with_branch_gate(monkeypatch, gate, fn, *args):
 
     monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", gate)
     jax.clear_caches()
-    return np.asarray(fn(*args))
+    out = fn(*args)
+    return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
+
+
+def numerics_branch_backend() -> bool:
+    import fnnet._numerics as numerics
+
+    return numerics._branch_backend()
 
 
 def _planted(x, axes):
@@ -530,6 +537,10 @@ def test_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
         assert not numerics.branch_pays(jax.ShapeDtypeStruct((rows - 1, n), jnp.float32), (1,), None), n
         assert not numerics.branch_pays(x, (1,), x), n  # a mask
         assert numerics.rule_branch_pays(x, (1,), None) == (on_cpu and n <= numerics.ARITH_MAX_SLICE)
+    for n in (numerics.LSE_BRANCH_MAX_SLICE, numerics.LSE_BRANCH_MAX_SLICE + 1):  # logsumexp's rule: ≤ 24
+        x = jax.ShapeDtypeStruct((-(-(gate >> 4) // (4 * n)), n), jnp.float32)
+        assert numerics.rule_branch_pays(x, (1,), None) == on_cpu
+        assert numerics.lse_rule_branch_pays(x, (1,), None) == (on_cpu and n <= numerics.LSE_BRANCH_MAX_SLICE)
     # the slice, not the row, decides: a (rows, n) input reduced over both axes is one long slice
     short = jax.ShapeDtypeStruct((-(-(gate >> 4) // (4 * 16)), 16), jnp.float32)
     assert numerics.branch_pays(short, (1,), None) == on_cpu
@@ -916,35 +927,54 @@ def test_one_kernel_form_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypat
         assert batched[1, 3, 4] == at_tie and np.all(np.delete(batched[1, 3], 4) == (0.0 if at_tie else -np.inf))
 
 
+@pytest.mark.parametrize("op", ["softmax", "logsumexp"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("shape,axis", [((64, 16), -1), ((40, 48), 0), ((6, 8, 4), (1, 2))], ids=str)
-def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monkeypatch, dtype, shape, axis):
-    """softmax's rule over short slices (fnnet._numerics.rule_branch_pays), forced on: the value and
-    the gradient of every finite slice keep their bits whether or not another slice took the tie
-    branch, the special slices get the selects' values and gradients, and the values are within the
-    forms' rounding bound of the selects' (test_branch_gives_every_finite_slice_the_same_bits)."""
+@pytest.mark.parametrize("shape,axis", [((64, 16), -1), ((24, 40), 0), ((6, 8, 3), (1, 2))], ids=str)
+def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monkeypatch, op, dtype, shape, axis):
+    """softmax's rule over short slices (fnnet._numerics.rule_branch_pays) and logsumexp's over
+    slices of at most 24 entries (lse_rule_branch_pays), forced on: the value and the gradient of
+    every finite slice keep their bits whether or not another slice took the tie branch, the special
+    slices get the selects' (or the arithmetic shift's) values and gradients, and the values and
+    gradients are within the forms' rounding bounds of the other form's: softmax's y and logsumexp's
+    gradient (softmax weights) within 2(n + 5)u of the larger
+    (test_branch_gives_every_finite_slice_the_same_bits); logsumexp's value m + log Σe, the same
+    maximum, log Σe within 2(n + 1)u + 2u|lse| (test_log_softmax_branch_keeps_every_finite_slice_and_
+    fixes_the_others) and the sum's rounding u|out|."""
     axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
     x = np.asarray(jax.random.normal(jax.random.key(9), shape, dtype) * 5)
-    w = jax.random.normal(jax.random.key(10), shape, dtype)
+    f = {"softmax": lambda u: fnnet.softmax(u, axis=axis), "logsumexp": lambda u: fnnet.logsumexp(u, axis=axis)}[op]
+    w = jax.random.normal(jax.random.key(10), jax.eval_shape(f, x).shape, dtype)
     dirty = _planted(x, axes)
     finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
+    finite_out = finite if op == "softmax" else np.isfinite(dirty).all(axis=axes)
 
     def y_and_grad(v):
-        y, vjp = jax.vjp(lambda u: fnnet.softmax(u, axis=axis), v)
+        y, vjp = jax.vjp(f, v)
         return np.asarray(y), np.asarray(vjp(w)[0])
 
     runs = {}
     for name, gate in (("branch", 0), ("selects", 1 << 62)):
         for which, v in (("clean", x), ("dirty", dirty)):
-            runs[name, which] = _eval_with_branch_gate(monkeypatch, gate, lambda u: np.stack(y_and_grad(u)), v)
-    for k in (0, 1):  # value, gradient
+            runs[name, which] = _eval_with_branch_gate(monkeypatch, gate, y_and_grad, v)
+    for k, fin in ((0, finite_out), (1, finite)):  # value, gradient
         b_clean, b_dirty = runs["branch", "clean"][k], runs["branch", "dirty"][k]
-        np.testing.assert_array_equal(b_dirty[finite].view(np.uint8), b_clean[finite].view(np.uint8))
-        np.testing.assert_array_equal(b_dirty[~finite], runs["selects", "dirty"][k][~finite])
+        np.testing.assert_array_equal(b_dirty[fin].view(np.uint8), b_clean[fin].view(np.uint8))
+        np.testing.assert_array_equal(b_dirty[~fin], runs["selects", "dirty"][k][~fin])
     n = math.prod(shape[a] for a in axes)
     u = float(np.finfo(dtype).eps) / 2
-    yb, ys = runs["branch", "clean"][0], runs["selects", "clean"][0]
-    assert np.all(np.abs(yb - ys) <= 2 * (n + 5) * u * np.maximum(np.abs(yb), np.abs(ys)))
+    (yb, gb), (ys, gs) = runs["branch", "clean"], runs["selects", "clean"]
+    if op == "softmax":
+        assert np.all(np.abs(yb - ys) <= 2 * (n + 5) * u * np.maximum(np.abs(yb), np.abs(ys)))
+    else:
+        lse = np.log(np.sum(np.exp(x.astype(np.float64) - x.max(axis=axes, keepdims=True)), axis=axes))
+        assert np.all(np.abs(yb - ys) <= 2 * (n + 1) * u + 2 * u * np.abs(lse) + 2 * u * np.abs(ys))
+        sm = np.asarray(jax.vjp(f, x)[1](jnp.ones_like(w))[0])  # the softmax weights
+        bound = 2 * (n + 5) * u * np.abs(sm) * np.broadcast_to(np.expand_dims(np.abs(np.asarray(w)), axes), shape)
+        assert np.all(np.abs(gb - gs) <= bound + 2 * u * np.abs(gs))
+    if numerics_branch_backend():
+        taken = _eval_with_branch_gate(monkeypatch, 0, lambda v: jax.make_jaxpr(jax.grad(lambda u: jnp.vdot(w, f(u))))(v)
+                                       .pretty_print().count("cond["), x)
+        assert taken == 1  # the rule did take the branch
 
 
 def test_no_branch_over_several_devices():

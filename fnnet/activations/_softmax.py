@@ -55,6 +55,7 @@ from fnnet._numerics import branch_pays as _branch_pays
 from fnnet._numerics import exp_sums as _exp_sums
 from fnnet._numerics import first_entries as _first_entries
 from fnnet._numerics import log_branch_pays as _log_branch_pays
+from fnnet._numerics import lse_rule_branch_pays as _lse_rule_branch_pays
 from fnnet._numerics import one_kernel_pays as _one_kernel_pays
 from fnnet._numerics import plain_exp_sums as _plain_exp_sums
 from fnnet._numerics import rule_branch_pays as _rule_branch_pays
@@ -387,7 +388,16 @@ def _lse_forward(a, b=None, where=None, axis=None, keepdims=False, return_sign=F
 
 
 def _lse_fwd(a, b=None, where=None, axis=None, keepdims=False, return_sign=False):
-    # p is kept: over short slices the shift is formed arithmetically (_numerics.arith_pays).
+    # p is kept. Over slices of at most 24 entries (no b, no mask), jax.nn's exp(a − max) and sums
+    # behind the tie rule's branch, as softmax's rule (fnnet._numerics.lse_rule_branch_pays); elsewhere
+    # over short slices the shift is formed arithmetically (_numerics.arith_pays).
+    if b is None and where is None:
+        axes = _axes(axis, a.ndim, "fnnet.logsumexp")
+        if _lse_rule_branch_pays(a, axes, where):
+            e, s = _exp_sums(a, axes)
+            m = lax.expand_dims(lax.reduce_max(a, axes), axes)
+            s = lax.expand_dims(s, axes)
+            return _lse_values(m, s, axes, keepdims, return_sign, False), lax.div(e, s)
     m, s, p, axes = _lse_parts(a, b, where, axis, arith=True)
     return _lse_values(m, s, axes, keepdims, return_sign, b is not None), p
 
