@@ -480,7 +480,7 @@ def _planted(x, axes):
     moved[0, [1, -1]] = np.inf
     moved[1] = -np.inf
     moved[2, 3] = np.nan
-    moved[3, :3] = [np.finfo(x.dtype).max, np.inf, -np.inf]
+    moved[3, :3] = [float(jnp.finfo(x.dtype).max), np.inf, -np.inf]
     shape = [x.shape[i] for i in kept + list(axes)]
     return np.moveaxis(moved.reshape(shape), range(x.ndim), kept + list(axes))
 
@@ -844,7 +844,7 @@ def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkey
     assert np.all(np.abs(clean_b - clean_s) <= bound)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64], ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("shape", [(48, 16), (6, 8, 10), (64, 4)], ids=str)
 def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape):
     """softmax, softmin and log_softmax evaluated without gradient in the one-kernel form, forced on
@@ -855,7 +855,8 @@ def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypat
     either). Finite slices keep their bits whether or not another slice took the branch; the
     special slices equal the selects' values (NaN where NaN); random slices agree with the selects'
     within the bounds derived in the branch tests above (softmax: 2(n + 5)u of the larger;
-    log_softmax: 2(n + 1)u + 2u|lse| + 2u|out|)."""
+    log_softmax: 2(n + 1)u + 2u|lse| + 2u|out|), u the unit roundoff of the input's dtype (both forms
+    compute in it)."""
     import fnnet._numerics as numerics
 
     axes = (len(shape) - 1,)
@@ -874,7 +875,7 @@ def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypat
     first = dirty[..., 0]  # +inf and NaN sit behind the first entry (an all −inf slice cannot)
     assert not np.isnan(first).any() and not (first == np.inf).any()
     finite = np.broadcast_to(np.isfinite(dirty).all(axis=axes, keepdims=True), shape)
-    n, u = shape[-1], float(np.finfo(dtype).eps) / 2
+    n, u = shape[-1], float(jnp.finfo(dtype).eps) / 2
     for name, fn in fns.items():
         clean_1, dirty_1 = run(fn, True, x), run(fn, True, dirty)
         clean_s, dirty_s = run(fn, False, x), run(fn, False, dirty)
@@ -883,6 +884,7 @@ def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypat
         np.testing.assert_array_equal(np.isnan(special_1), np.isnan(special_s), err_msg=name)
         keep = ~np.isnan(special_s)
         np.testing.assert_array_equal(special_1[keep].view(np.uint8), special_s[keep].view(np.uint8))
+        clean_1, clean_s = clean_1.astype(np.float64), clean_s.astype(np.float64)
         if name == "log_softmax":
             lse = np.log(np.sum(np.exp(x.astype(np.float64) - x.max(axis=axes, keepdims=True)), axis=axes,
                                 keepdims=True))
@@ -980,8 +982,9 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
 def test_no_branch_over_several_devices():
     """With several devices the branches are not taken (fnnet._numerics._branch_backend): a sharded
     predicate would be one more all-reduce in every call. Checked in a subprocess, the device count
-    being fixed when jax is imported: with the gates at 0, 2 CPU devices compile no conditional
-    (and, unsharded, no collective) for softmax, log_softmax and the soft-label loss."""
+    being fixed when jax is imported: with the gates at 0 (the one-kernel form's too), 2 CPU devices
+    compile no conditional (and, unsharded, no collective) for softmax, log_softmax and the soft-label
+    loss."""
     import os
     import subprocess
     import sys
@@ -989,7 +992,7 @@ def test_no_branch_over_several_devices():
     code = (
         "import jax, jax.numpy as jnp, numpy as np, fnnet, fnnet._numerics as n\n"
         "assert jax.device_count() == 2 and not n._branch_backend()\n"
-        "n.BRANCH_MIN_BYTES = n.LOG_BRANCH_MIN_BYTES = n.LOSS_BRANCH_MIN_BYTES = 0\n"
+        "n.BRANCH_MIN_BYTES = n.LOG_BRANCH_MIN_BYTES = n.LOSS_BRANCH_MIN_BYTES = n.ONE_KERNEL_MIN_SLICES = 0\n"
         "x = jax.random.normal(jax.random.key(0), (64, 16))\n"
         "for f in (fnnet.softmax, fnnet.log_softmax, lambda v: fnnet.losses.softmax_cross_entropy(v, jax.nn.softmax(v))):\n"
         "    t = jax.jit(jax.value_and_grad(lambda v: jnp.sum(f(v)))).lower(x).compile().as_text()\n"
