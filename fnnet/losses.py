@@ -382,8 +382,10 @@ def _sce_int_plain(logits, labels, axis):
     s = jnp.sum(lax.exp(lax.sub(z, _keep(m, red, z.shape))), axis=red)  # as _sce_int_parts sums
     k = jnp.clip(jnp.expand_dims(labels, red), 0, n_classes - 1)
     z_k = jnp.squeeze(jnp.take_along_axis(z, k, axis=red[0], mode="promise_in_bounds"), red)
-    loss = lax.sub(lax.log(s), lax.sub(z_k, m))
-    return jnp.where((labels >= 0) & (labels < n_classes), loss, jnp.nan)
+    # A label out of range: NaN on the gathered logit, before the kernel that forms the loss (XLA:CPU
+    # then runs the select in the gather's loop, not in one more loop after that kernel).
+    z_k = jnp.where((labels >= 0) & (labels < n_classes), z_k, jnp.nan)
+    return lax.sub(lax.log(s), lax.sub(z_k, m))
 
 
 def _sce_int_forward(logits, labels, axis=-1, where=None):
