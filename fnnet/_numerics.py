@@ -352,8 +352,9 @@ def one_kernel_pays(x, axes, mask) -> bool:
     formula into one library kernel, whatever the slices' length (4095 × 10 compiles to four
     kernels; 4096 × 10, 8192 × 3 and 4096 × 1024 to one), which the predicate of the branch on the
     slice sums (:func:`exp_sums`, :func:`log_branch_pays`) takes apart, since the sums then have to
-    be written. The output's first column is read instead; the kernel that reads it waits for the
-    library kernel, a fixed ~30 µs here, which over long slices the sums' branch does not pay. jit
+    be written. The output's first column is read instead: a read of every slice after the library
+    kernel (over slices of ≤ 16 entries, of every cache line), which over long slices the sums'
+    branch, reading one sum per slice, does not pay. jit
     forward, fnnet / jax.nn, one kernel against the sums' branch against the selects, two runs
     (``python -m benchmarks branch --ops softmax,log_softmax --shapes ...``, 100 rounds; the
     table in docs/reference/performance_dropin.md, "Many short slices"): over 4096–65536 slices of
