@@ -821,7 +821,7 @@ def _a_dsig(a, b, exact_tails):
     # a·σ'(b). Lean (default): σ' = s(1 − s) from s = σ(b), the forward's own σ (jax.grad(jax.nn.glu)'s
     # arithmetic): 0 where s rounds to 1 (b > 17 in float32). exact_tails=True: σ' = s(1 − s) with
     # s = σ(−|b|), exact everywhere, at the cost of a second exponential (jit(value_and_grad) at 2^20:
-    # 1.09-1.10x jax.nn's against 1.00-1.03x, docs/reference/performance_dropin.md).
+    # 1.03-1.10x jax.nn's against 0.94-1.00x, docs/reference/performance_dropin.md).
     # Where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf; lean: also s = 1) an infinite a gives the limit 0,
     # not NaN.
     if exact_tails:
