@@ -117,7 +117,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     print(f"jit forward alone, fnnet / competitor, median of {args.repeats} interleaved rounds; one kernel: "
-          f"{ONE_KERNEL} at 0 and {ONE_KERNEL_LONGEST} out of reach (softmax, log_softmax); branch: the op's gate at 0 and {ONE_KERNEL} out of reach; "
+          f"{ONE_KERNEL} at 0 and {ONE_KERNEL_LONGEST} out of reach (softmax, log_softmax); "
+          f"branch: the op's gate at 0 and {ONE_KERNEL} out of reach; "
           f"selects: both out of reach; {jax.default_backend()}, jax {jax.__version__}")
     if not numerics._branch_backend():
         print("(the branches are taken on XLA:CPU with one device only: here every column times the selects)")

@@ -260,7 +260,9 @@ ORACLES: dict[str, Oracle] = {
             Accuracy("gelu_erf", {"approximate": False}, functools.partial(jax.nn.gelu, approximate=False),
                      zeros=((), (-0.7518,)), switches=(-2.2517915, -0.3017915, -math.sqrt(128.0), -39.0, -40.0)),
         )),
-    "elu": Oracle(  # expm1, α rounded, α·… | exp, α·e (α ≤ 1 known when traced; else 86 − a, exp, α rounded, α·e_s, ·scale)
+    # elu: expm1, α rounded, α·… | exp, α·e (α ≤ 1 known when traced; else 86 − a, exp, α rounded,
+    # α·e_s, ·scale)
+    "elu": Oracle(
         lambda x, alpha=1.0: _elu(x, mpmath.mpf(alpha)), lambda x, alpha=1.0: _delu(x, mpmath.mpf(alpha)),
         roundings=(3, 5), accuracy=(Accuracy(jax_nn=jax.nn.elu, switches=(-64.0,)),)),
     "selu": Oracle(  # elu (3), λ rounded, λ·… | 86 − a, exp, λα rounded, λα·e_s, ·scale

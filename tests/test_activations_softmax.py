@@ -844,7 +844,8 @@ def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkey
     assert np.all(np.abs(clean_b - clean_s) <= bound)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64], ids=lambda d: jnp.dtype(d).name)
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
+                         ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("shape", [(48, 16), (6, 8, 10), (64, 4)], ids=str)
 def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape):
     """softmax, softmin and log_softmax evaluated without gradient in the one-kernel form, forced on
@@ -974,8 +975,10 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
         bound = 2 * (n + 5) * u * np.abs(sm) * np.broadcast_to(np.expand_dims(np.abs(np.asarray(w)), axes), shape)
         assert np.all(np.abs(gb - gs) <= bound + 2 * u * np.abs(gs))
     if numerics_branch_backend():
-        taken = _eval_with_branch_gate(monkeypatch, 0, lambda v: jax.make_jaxpr(jax.grad(lambda u: jnp.vdot(w, f(u))))(v)
-                                       .pretty_print().count("cond["), x)
+        def conds(v):
+            return jax.make_jaxpr(jax.grad(lambda u: jnp.vdot(w, f(u))))(v).pretty_print().count("cond[")
+
+        taken = _eval_with_branch_gate(monkeypatch, 0, conds, x)
         assert taken == 1  # the rule did take the branch
 
 

@@ -863,7 +863,8 @@ glu = define(
     arg_names=("x",), static={"axis": -1, "exact_tails": False}, validate=_validate_glu,
     sample=_glu_sample,
     variants=({"axis": -1}, {"axis": 0}, {"axis": -1, "exact_tails": True}),
-    derivation="glu(a ‖ b) = a·σ(b) ⇒ ∂/∂a = σ(b), ∂/∂b = a·σ(b)σ(−b); lean: σ(1 − σ); exact: s(1 − s), s = σ(−|b|)",
+    derivation=("glu(a ‖ b) = a·σ(b) ⇒ ∂/∂a = σ(b), ∂/∂b = a·σ(b)σ(−b); "
+                "lean: σ(1 − σ); exact: s(1 − s), s = σ(−|b|)"),
     doc=r"""Gated linear unit :math:`a ⊙ σ(b)` where ``x = concatenate([a, b], axis)`` (jax.nn.glu).
 
 Arguments:
