@@ -258,6 +258,7 @@ def _gate(x, mask, min_bytes) -> bool:
 #: a branch whatever its slices' length (:func:`branch_pays`; short slices from 1/16 of it).
 BRANCH_MIN_BYTES = 1 << 18
 
+
 def branch_pays(x, axes, mask) -> bool:
     """Whether softmax evaluated without gradient over ``axes`` should compute ``exp(x − m)`` and its
     sums by :func:`exp_sums`: on XLA:CPU, without a mask, from 256 KiB of input on, and over slices
@@ -312,7 +313,8 @@ def lse_rule_branch_pays(x, axes, mask) -> bool:
     0.99 against 0.50, 0.72, 0.67 (one run each of ``python -c "import fnnet._numerics as n;
     n.BRANCH_MIN_BYTES = B; from benchmarks.dropin import main; main(['--sections', 'jit', '--ops',
     'logsumexp(axis=-1)', '--width', 'W'])"``, B the default or 2⁶² for the arithmetic shift, with
-    the branch allowed up to 40 entries)."""
+    the branch allowed up to 40 entries by ``n.LSE_BRANCH_MAX_SLICE = 40``; the loop over B and W:
+    docs/reference/performance_dropin.md, "Short slices")."""
     return slice_size(x, axes) <= LSE_BRANCH_MAX_SLICE and rule_branch_pays(x, axes, mask)
 
 
@@ -360,7 +362,7 @@ def one_kernel_pays(x, axes, mask) -> bool:
     table in docs/reference/performance_dropin.md, "Many short slices"): over 4096–65536 slices of
     10–48 entries softmax 1.04–1.49 against 1.11–1.45 (4096 × 16 and 16384 × 16: 1.18–1.49
     against 1.16–1.45, even), log_softmax 1.06–1.38 against 1.34–1.72; over 4096 slices of 64
-    1.07–1.12 against 1.06–1.18, and 0.92–0.98 against 1.11 for log_softmax, hence the longest
+    softmax 1.07–1.12 against 1.06–1.18, log_softmax 1.11 against 0.92–0.98, hence the longest
     slice. Decided from the static shape and the backend while the forward is traced."""
     last = (x.ndim - 1,)
     return (_branch_backend() and mask is None and x.ndim >= 1 and tuple(axes) == last
@@ -397,8 +399,8 @@ def _sum_is_nan(s):
     """Whether any entry of ``s`` is NaN, as one sum: one reduction to compile, where
     ``any(isnan(s))`` compiled as four small kernels on XLA:CPU. The sum is NaN when an entry is,
     and otherwise only when both +inf and −inf occur (finite entries may overflow to ±inf, which is
-    not NaN). Slice sums of exponentials are at least 1 or +inf, so for them it is exact; for a
-    loss per example, +inf beside −inf is a false alarm, on which the caller's exact branch runs
+    not NaN). Slice sums of exponentials are at least 1 or +inf, softmax's outputs lie in [0, 1] and
+    log_softmax's in [−inf, 0], so for them it is exact; for a loss per example, +inf beside −inf is a false alarm, on which the caller's exact branch runs
     (the same values, only slower)."""
     t = lax.reduce_sum(s, tuple(range(s.ndim)))
     return lax.ne(t, t)

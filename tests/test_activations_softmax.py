@@ -465,12 +465,6 @@ def _eval_with_branch_gate(monkeypatch, gate, fn, *args):
     return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
 
 
-def numerics_branch_backend() -> bool:
-    import fnnet._numerics as numerics
-
-    return numerics._branch_backend()
-
-
 def _planted(x, axes):
     """x with slice 0 tied at +inf (two entries), slice 1 all −inf, slice 2 holding a NaN, slice 3
     holding +inf beside the largest finite value and −inf: slices taken over ``axes``."""
@@ -974,7 +968,9 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
         sm = np.asarray(jax.vjp(f, x)[1](jnp.ones_like(w))[0])  # the softmax weights
         bound = 2 * (n + 5) * u * np.abs(sm) * np.broadcast_to(np.expand_dims(np.abs(np.asarray(w)), axes), shape)
         assert np.all(np.abs(gb - gs) <= bound + 2 * u * np.abs(gs))
-    if numerics_branch_backend():
+    import fnnet._numerics as numerics
+
+    if numerics._branch_backend():
         def conds(v):
             return jax.make_jaxpr(jax.grad(lambda u: jnp.vdot(w, f(u))))(v).pretty_print().count("cond[")
 

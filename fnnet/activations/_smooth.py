@@ -822,8 +822,8 @@ def _a_dsig(a, b, exact_tails):
     # arithmetic): 0 where s rounds to 1 (b > 17 in float32). exact_tails=True: σ' = s(1 − s) with
     # s = σ(−|b|), exact everywhere, at the cost of a second exponential (jit(value_and_grad) at 2^20:
     # 1.03-1.10x jax.nn's against 0.94-1.00x, docs/reference/performance_dropin.md).
-    # Where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf; lean: also s = 1) an infinite a gives the limit 0,
-    # not NaN.
+    # Where σ'(b) is exactly 0 (|b| ≥ ~745, or ±inf) an infinite a gives the limit 0, not NaN; the lean
+    # form, whose σ' is 0 wherever s rounds to 1, gives 0 there too (where a·σ'(b) is really inf·tiny).
     if exact_tails:
         d = dsigmoid(b)
     else:

@@ -104,7 +104,9 @@ def _sample_normal(scale=2.0):
 
 def _normalized(x, axes, where):
     """softmax(x) over ``axes`` by the tie rule, for an evaluation without gradient: on XLA:CPU over
-    large inputs or many short slices, jax.nn's kernel behind a branch (:func:`fnnet._numerics.exp_sums`, where
+    4096 or more short slices, jax.nn's formula as one kernel with the tie rule behind a branch
+    (:func:`fnnet._numerics.one_kernel_pays`); over large inputs or many short slices, jax.nn's
+    kernels behind a branch on the slice sums (:func:`fnnet._numerics.exp_sums`, where
     :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects."""
     if _one_kernel_pays(x, axes, where):
         # jax.nn's formula as it stands, which XLA:CPU runs as one kernel over many slices; the tie
