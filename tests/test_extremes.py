@@ -65,15 +65,16 @@ def test_selu_constants_are_the_oracles():
     assert (module["SELU_SCALE"], module["SELU_ALPHA"]) == (float(oracles.LAM), float(oracles.ALPHA))
 
 
-@pytest.mark.parametrize("alpha,traced", [(1.0, False), (0.5, False), (2.0, False), (2.0, True), (1.0, True)])
+@pytest.mark.parametrize("alpha,traced", [(1.0, False), (0.5, False), (2.0, False), (3.0, False), (2.0, True),
+                                           (1.0, True)])
 def test_elu_left_tail_derivative_for_every_alpha(alpha, traced):
     """elu'(x) = αe^x in float32's left tail. α ≤ 1 known at trace time: αe^x plainly, exact while αe^x
-    is normal (where e^x is subnormal, αe^x ≤ e^x is too: nothing to
-    keep). α > 1, or α traced: the scaled form, exact also where e^x is already subnormal but αe^x is
-    not (α = 2: x in (−88.0, −87.3]). Points −20, −80, −87.6 (e^x subnormal); bound 8 ULP (the
-    accuracy target), or below ``tiny`` where the exact value is (it may flush to zero). Under jit:
-    compiled XLA:CPU code flushes subnormal results to zero (what the scaling guards against), while
-    an eager call may not."""
+    is normal (where e^x is subnormal, αe^x ≤ e^x is too: nothing to keep). 1 < α ≤ 2 known: the
+    shifted form e^{x + s}·(αe^{−s}); α > 2 or traced: the scaled form; both exact also where e^x is
+    already subnormal but αe^x is not (α = 2: x in (−88.0, −87.3]). Points −20, −80, −87.6 (e^x
+    subnormal); bound 8 ULP (the accuracy target), or below ``tiny`` where the exact value is (it may
+    flush to zero). Under jit: compiled XLA:CPU code flushes subnormal results to zero (what the shift
+    and the scaling guard against), while an eager call may not."""
     x = jnp.array([-20.0, -80.0, -87.6], jnp.float32)
     if traced:
         grad = jax.jit(jax.grad(lambda x, a: jnp.sum(fnnet.elu(x, a))))(x, jnp.float32(alpha))
