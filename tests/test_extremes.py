@@ -89,6 +89,21 @@ def test_elu_left_tail_derivative_for_every_alpha(alpha, traced):
             assert abs(float(gi) - exact) <= 8 * eps * exact, (alpha, traced, xi, gi, exact)
 
 
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_mish_gradient_beside_its_value_forms_its_exponential_once(dtype):
+    """mish's derivative forms e^{−|x|} from the forward's own max(x, −1e4), so the compiled
+    jit(value_and_grad) has one exponential, not two (the derivative's own clip of x on both sides
+    gave the same values but a second exponential, and a larger gradient loop). Past 1e4 the bounded
+    x·e² term keeps mish′ at its limit 1, ±inf included, and a NaN stays NaN."""
+    x = jnp.linspace(-5.0, 5.0, 64, dtype=dtype).reshape(8, 8)
+    grad = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(fnnet.mish(x) * w)))
+    hlo = grad.lower(x, jnp.ones_like(x)).compile().as_text()
+    assert hlo.count(" exponential(") == 1, hlo
+    points = jnp.asarray([1e4, 2e4, 1e30, jnp.inf, -2e4, -jnp.inf, jnp.nan], dtype)
+    got = np.asarray(jax.vmap(jax.grad(fnnet.mish))(points))
+    np.testing.assert_array_equal(got, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, np.nan])
+
 def _expect(actual, exact, dtype, what):
     """``actual`` (a dtype number) against the exact mpf: overflow → ±inf, else finite and close."""
     big, tiny, eps = float(jnp.finfo(dtype).max), float(jnp.finfo(dtype).tiny), float(jnp.finfo(dtype).eps)
