@@ -46,6 +46,18 @@ A ratio moves more from process to process than within one (a shared machine, wh
 buffers land): ``--runs K`` runs the whole benchmark in K fresh processes one after the other, prints
 each, then a table of every ratio's median over the K runs (with its range) and the targets line and
 verdict read on those medians. The MLP table is deterministic and taken from the first run.
+
+Compile time for a GPU, without one: ``--gpu-target-config FILE`` (sections compile and phases only)
+compiles both sides for the GPU that FILE describes (an XLA ``GpuTargetConfigProto`` in text form;
+``benchmarks/gpu_targets/h200.pbtxt``), on this machine's CPUs, through
+``jax.experimental.topologies`` and jax's CUDA plugin (``pip install "jax[cuda12]"`` at this jax's
+version; no GPU or driver needed), with fnnet's rules traced for the GPU
+(``fnnet._numerics.TARGET_BACKEND``). XLA:GPU's compile runs (fusion, emitters, code generation)
+but no autotuning on a device, and the host is this one: a proxy for a real GPU's compile ratios,
+to be read beside them.
+
+    JAX_PLATFORMS=cpu python -m benchmarks dropin --sections compile \\
+        --gpu-target-config benchmarks/gpu_targets/h200.pbtxt
 """
 from __future__ import annotations
 
@@ -67,6 +79,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet
+import fnnet._numerics
 import fnnet.activations as A
 from fnnet import train
 
@@ -340,15 +353,43 @@ def section_jit(labels, cfg, out):
         out[label] = rec
 
 
+def gpu_target_device(path: pathlib.Path):
+    """A device of the GPU that the target config at ``path`` describes, to compile for without one
+    (``jax.experimental.topologies``; jax's CUDA plugin must be installed)."""
+    from jax.experimental.topologies import get_topology_desc
+
+    text = path.read_text()
+    try:
+        return get_topology_desc("fnnet", "cuda", target_config=text, topology="1x1x1").devices[0]
+    except Exception as e:  # noqa: BLE001 - the plugin's absence has several exception types
+        raise SystemExit(
+            f"--gpu-target-config: no deviceless GPU compiler ({type(e).__name__}: {e}); it needs jax's "
+            f"CUDA plugin at jax's version: pip install \"jax[cuda12]=={jax.__version__}\" (no GPU needed)"
+        ) from None
+
+
+def _compile_args(cfg, args):
+    """The compile sections' arguments: the arrays themselves, or, for a GPU target
+    (``cfg.target_device``), their shapes and dtypes placed on it."""
+    dev = getattr(cfg, "target_device", None)
+    if dev is None:
+        return args
+    sharding = jax.sharding.SingleDeviceSharding(dev)
+    return tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for a in args)
+
+
 def _section_compile_kind(labels, cfg, out, title, header, key, measure, cells):
-    table(f"{title} (median of {cfg.compile_repeats} interleaved rounds, caches cleared before each)",
+    target = getattr(cfg, "target_device", None)
+    on = f", compiled for {target.device_kind} (deviceless)" if target is not None else ""
+    table(f"{title} (median of {cfg.compile_repeats} interleaved rounds, caches cleared before each{on})",
           ["op", *header])
     for label in labels:
         rec = {}
         with reported(rec, label, len(header) - 1, cfg):
             fa, fb, _ = resolve(label)
             x = make_input(cfg.n, label, width=cfg.width)
-            rec[key] = c = measure(fa, fb, (x, cotangent(fb, x)), cfg.compile_repeats)
+            args = _compile_args(cfg, (x, cotangent(fb, x)))
+            rec[key] = c = measure(fa, fb, args, cfg.compile_repeats)
             row([label, *cells(c)])
         out[label] = rec
 
@@ -627,6 +668,10 @@ def parse_args(argv=None):
                    default=["eager", "jit", "compile", "mlp"],
                    help="subset of eager,jit,compile,mlp; also phases (compile time split into trace, "
                         "lower and XLA compile; not run by default)")
+    p.add_argument("--gpu-target-config", type=pathlib.Path, default=None,
+                   help="compile for the GPU this XLA target config describes, without one (sections "
+                        "compile and phases only; needs jax's CUDA plugin), e.g. "
+                        "benchmarks/gpu_targets/h200.pbtxt")
     p.add_argument("--verbose", action="store_true", help="print the traceback of an op that fails")
     p.add_argument("--runs", type=int, default=1,
                    help="run the benchmark in this many fresh processes, one after the other, and read "
@@ -658,13 +703,24 @@ def main(argv=None) -> int:
         p.error(f"--runs must be at least 1, got {cfg.runs}")
     if cfg.runs > 1:
         return run_many(cfg, list(sys.argv[1:] if argv is None else argv))
+    cfg.target_device = None
+    if cfg.gpu_target_config is not None:
+        other = [name for name in cfg.sections if name not in ("compile", "phases")]
+        if other:
+            p.error(f"--gpu-target-config compiles without running: sections compile and phases only, "
+                    f"got {','.join(other)}")
+        if not cfg.gpu_target_config.is_file():
+            p.error(f"--gpu-target-config: no file {cfg.gpu_target_config}")
+        cfg.target_device = gpu_target_device(cfg.gpu_target_config)
+        fnnet._numerics.TARGET_BACKEND = "gpu"  # trace fnnet's rules for the GPU, not this process's CPU
     start = time.perf_counter()
-    dev = jax.devices()[0]
+    dev = jax.devices()[0] if cfg.target_device is None else cfg.target_device
     meta = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python -m benchmarks dropin " + " ".join(sys.argv[1:] if argv is None else argv),
         "jax": jax.__version__, "jaxlib": _jaxlib_version(),
-        "backend": jax.default_backend(), "device": getattr(dev, "device_kind", str(dev)),
+        "backend": jax.default_backend() if cfg.target_device is None else "gpu (deviceless compile)",
+        "device": getattr(dev, "device_kind", str(dev)),
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "fnnet_file": fnnet.__file__, "git_commit": _git_commit(),

@@ -46,7 +46,25 @@ __all__ = [
     "exp_neg_scaled",
     "unbroadcast",
     "keep_nan",
+    "TARGET_BACKEND",
+    "backend",
 ]
+
+
+#: The backend whose forms the rules choose where XLA:CPU and the accelerators run different forms
+#: fastest (:func:`arith_pays`, :func:`apart_pays`, the branches, gelu's derivative clip). ``None``
+#: follows :func:`jax.default_backend`; set ``"gpu"`` (or ``"tpu"``) to trace for another platform
+#: than this process's default, as in a compile ahead of time for a GPU from a CPU machine
+#: (``python -m benchmarks dropin --gpu-target-config``). Every such choice is between forms of the
+#: same function (the same bits, or a reduction summed in another order), so the setting changes the
+#: compiled program's speed, not what it computes. Read when a rule is traced: a program traced
+#: before a change keeps its forms (``jax.clear_caches()``).
+TARGET_BACKEND: str | None = None
+
+
+def backend() -> str:
+    """The platform the rules are traced for: ``TARGET_BACKEND``, or :func:`jax.default_backend`."""
+    return TARGET_BACKEND or jax.default_backend()
 
 
 def where(c, a, b):
@@ -192,7 +210,7 @@ def arith_pays(x, axes) -> bool:
     loss: the arithmetic cost more there than it saved), nor softmin's rule, which keeps its output,
     nor an evaluation without gradient (no faster). Decided from the static shape and the backend
     while the rule is traced; both forms give the same bits."""
-    return jax.default_backend() == "cpu" and slice_size(x, axes) <= ARITH_MAX_SLICE
+    return backend() == "cpu" and slice_size(x, axes) <= ARITH_MAX_SLICE
 
 
 def shift_entries(xk, m):
@@ -220,7 +238,7 @@ def apart_pays(x, axes) -> bool:
     costs at any size (log_softmax, 2²⁰ entries in rows of 32: 2.70–2.82× jax.nn's apart, 1.15–1.18×
     single; performance_dropin.md, "Short slices"). Decided from the
     static shape and the backend while the rule is traced; both forms give the same bits."""
-    return (jax.default_backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
+    return (backend() == "cpu" and math.prod(x.shape) >= APART_MIN_SIZE
             and slice_size(x, axes) > ARITH_MAX_SLICE)
 
 
@@ -245,7 +263,7 @@ def _branch_backend() -> bool:
     device. On a GPU the host would read the predicate; over several devices a sharded predicate is
     an all-reduce in every call (one more collective in a data-parallel step: a softmax over short
     slices, sharded over 8 CPU devices, compiled with 2 all-reduces instead of 1)."""
-    return jax.default_backend() == "cpu" and jax.device_count() == 1
+    return backend() == "cpu" and jax.device_count() == 1
 
 
 def _gate(x, mask, min_bytes) -> bool:

@@ -373,6 +373,53 @@ def test_rules_form_the_shift_apart_only_where_it_pays():
     assert apart_pays(jax.ShapeDtypeStruct((1024, 8, 8), jnp.float32), (1, 2)) == on_cpu
 
 
+
+def test_target_backend_chooses_the_forms_not_the_values(monkeypatch):
+    """``fnnet._numerics.TARGET_BACKEND`` (None: jax.default_backend()) is the platform the rules are
+    traced for: "gpu" turns off every XLA:CPU form (the arithmetic shift, the shift formed apart, the
+    branches, gelu's apart clip), and the results stay those of the CPU forms: jit(value_and_grad) of
+    the softmax family, the integer-label loss and gelu over 4096 slices of 10 and 1024 × 1024, with
+    ties at +inf, an all −inf slice and a NaN planted. Bound: 2(n − 1) ULP for n-entry slices, the
+    most two orders of summing n positive terms can differ by (the branches sum in jax.nn's kernel);
+    NaN exactly where the CPU forms give NaN."""
+    import fnnet._numerics as numerics
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("compares the XLA:CPU forms against the accelerators'")
+    short, long = jnp.zeros((4096, 10)), jnp.zeros((1024, 1024))
+    gates = lambda: (numerics.backend(), numerics.arith_pays(short, (1,)), numerics.apart_pays(long, (1,)),
+                     numerics.branch_pays(short, (1,), None), numerics.log_branch_pays(long, None),
+                     numerics.one_kernel_pays(short, (1,), None))
+    assert gates() == ("cpu", True, True, True, True, True)
+    monkeypatch.setattr(numerics, "TARGET_BACKEND", "gpu")
+    assert gates() == ("gpu", False, False, False, False, False)
+    monkeypatch.setattr(numerics, "TARGET_BACKEND", None)
+
+    ops = {"softmax": fnnet.softmax, "log_softmax": fnnet.log_softmax, "softmin": fnnet.softmin,
+           "logsumexp": lambda x: fnnet.logsumexp(x, axis=-1), "gelu": fnnet.gelu,
+           "sce_int": lambda x: fnnet.losses.softmax_cross_entropy_with_integer_labels(x, jnp.arange(x.shape[0]) % 7)}
+    for shape in ((4096, 10), (1024, 1024)):
+        x = jax.random.normal(jax.random.key(3), shape, jnp.float32) * 4
+        x = x.at[0, :2].set(jnp.inf).at[1].set(-jnp.inf).at[2, 3].set(jnp.nan)
+        tol = (shape[1] - 1) * float(jnp.finfo(jnp.float32).eps)  # 2(n − 1) ULP
+        for name, f in ops.items():
+            w = jax.random.normal(jax.random.key(4), jax.eval_shape(f, x).shape, jnp.float32)
+
+            def both(backend, f=f, w=w):
+                monkeypatch.setattr(numerics, "TARGET_BACKEND", backend)
+                jax.clear_caches()
+                loss = lambda x: jnp.sum(jnp.where(jnp.isfinite(f(x)), f(x) * w, 0.0))
+                return [np.asarray(v) for v in (jax.jit(f)(x), jax.jit(jax.grad(loss))(x))]
+
+            (y_cpu, g_cpu), (y_gpu, g_gpu) = both(None), both("gpu")
+            for cpu, gpu in ((y_cpu, y_gpu), (g_cpu, g_gpu)):
+                np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu), err_msg=f"{name} {shape}")
+            np.testing.assert_allclose(y_gpu, y_cpu, rtol=tol, atol=0, err_msg=f"{name} {shape}")
+            # a gradient entry cancels (g − ⟨g, y⟩): its error is relative to the slice's scale
+            scale = np.nanmax(np.abs(g_cpu))
+            np.testing.assert_allclose(g_gpu, g_cpu, rtol=0, atol=tol * scale, err_msg=f"{name} {shape}")
+    jax.clear_caches()
+
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
 def test_arithmetic_shift_is_the_same_bits(dtype):
     """The shift written with arithmetic alone, min(a·x − b, 0)·c with per-slice coefficients, gives

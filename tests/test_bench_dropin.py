@@ -191,3 +191,36 @@ def test_runs_pass_every_other_option_to_each_process():
 
     argv = ["--ops", "relu", "--runs", "3", "--json=x.json", "--repeats", "5", "--json", "y.json", "--runs=2"]
     assert dropin._without_options(argv, ("--runs", "--json")) == ["--ops", "relu", "--repeats", "5"]
+
+
+H200 = ROOT / "benchmarks" / "gpu_targets" / "h200.pbtxt"
+
+
+def _has_cuda_plugin() -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in ("jax_cuda12_plugin", "jax_cuda13_plugin"))
+
+
+def test_gpu_target_config_compiles_only_and_names_what_it_needs(capsys, monkeypatch):
+    """--gpu-target-config compiles for the described GPU without running anything: other sections
+    are refused by name; a missing file is named; without jax's CUDA plugin the error says what to
+    install (with it, the compile section runs and names the target in its title)."""
+    from benchmarks import dropin
+
+    monkeypatch.setattr(fnnet._numerics, "TARGET_BACKEND", None)  # restored after: a GPU compile sets it
+    with pytest.raises(SystemExit):
+        dropin.main(["--sections", "jit,compile", "--ops", "relu", "--gpu-target-config", str(H200)])
+    assert "sections compile and phases only, got jit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        dropin.main(["--sections", "compile", "--ops", "relu", "--gpu-target-config", "no/such.pbtxt"])
+    assert "no file no/such.pbtxt" in capsys.readouterr().err
+    if _has_cuda_plugin():
+        assert dropin.main(["--sections", "compile", "--ops", "relu", "--compile-repeats", "1",
+                            "--gpu-target-config", str(H200)]) == 0
+        assert "compiled for NVIDIA H200 (deviceless)" in capsys.readouterr().out
+        assert fnnet._numerics.TARGET_BACKEND == "gpu"
+    else:
+        with pytest.raises(SystemExit, match=r'pip install "jax\[cuda12\]=='):
+            dropin.main(["--sections", "compile", "--ops", "relu", "--gpu-target-config", str(H200)])
+        assert fnnet._numerics.TARGET_BACKEND is None  # refused before any rule was traced for the GPU

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, const, dsigmoid, exp_neg_scaled, where
+from fnnet._numerics import E_SHIFT, SHIFT, SHIFT_FROM, backend, const, dsigmoid, exp_neg_scaled, where
 from fnnet._numerics import softplus as _softplus_kernel
 from fnnet._checks import axes
 from fnnet.primitive import Kink, define, elementwise, sample_rng, sampled
@@ -522,7 +522,7 @@ def _dgelu_clip(approximate):
     jax.nn's bytes merged, and merged it computes the parts once where the forward and the backward
     fuse into one kernel, so the split is made for the CPU only. The erf form stays merged everywhere
     (apart it is 40 % slower on the CPU, and merged it needs jax.nn's bytes)."""
-    return 40.5 if approximate and jax.default_backend() == "cpu" else 40.0
+    return 40.5 if approximate and backend() == "cpu" else 40.0
 
 
 def _dgelu(x, y, approximate=True):
