@@ -10,10 +10,12 @@ everywhere), the left-tail scaling e^{−a} = e^{64−a}·e^{−64} (plain: e^{�
 
 ``--compile`` times XLA's compile instead: of ``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 (the
 drop-in benchmark's program), lowered outside the timer, caches cleared before each compile, the
-first of the interleaved rounds not recorded. Beside the parts above it builds three more variants:
+first of the interleaved rounds not recorded. Beside the parts above it builds four more variants:
 silu's and mish's derivative replaced by jax.nn's plain formula (fnnet's forward kept), and
-logsumexp over every axis as fnnet's plain reference differentiated by JAX (no tie rule); and it
-prints each program's kernel count and how many of its kernels XLA:GPU emits with Triton.
+logsumexp over every axis as fnnet's plain reference differentiated by JAX (no tie rule) and as
+fnnet's own with the tie rule's shift written arithmetically (``fnnet._numerics.shifted``: the same
+bits, no per-entry select; XLA:CPU's form over short slices); and it prints each program's kernel
+count and how many of its kernels XLA:GPU emits with Triton.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import numpy as np
 
 import fnnet
 from fnnet.activations import _smooth as S
+from fnnet.activations import _softmax as SM
 from fnnet.primitive import elementwise
 
 
@@ -58,18 +61,18 @@ PLAIN = {
 
 
 @contextlib.contextmanager
-def _patched(names):
-    saved = {k: getattr(S, k) for k in names}
+def _patched(names, module=S):
+    saved = {k: getattr(module, k) for k in names}
     jax.clear_caches()  # the public functions are jitted: their cached traces would ignore the patch
     try:
         for k, v in names.items():
-            if not hasattr(S, k):
-                raise AttributeError(f"fnnet.activations._smooth has no {k!r} to replace")
-            setattr(S, k, v)
+            if not hasattr(module, k):
+                raise AttributeError(f"{module.__name__} has no {k!r} to replace")
+            setattr(module, k, v)
         yield
     finally:
         for k, v in saved.items():
-            setattr(S, k, v)
+            setattr(module, k, v)
         jax.clear_caches()
 
 
@@ -129,6 +132,11 @@ def compile_ablation(repeats: int) -> None:
             lowerings[(name, variant)] = functools.partial(lower, f)
     lowerings[("logsumexp", "fnnet reference, autodiff")] = functools.partial(
         lower, lambda v: fnnet.logsumexp.reference(v))
+
+    def arithmetic_shift():  # the tie rule's shift without a per-entry select, on any backend
+        with _patched({"_arith_pays": lambda x, axes: True}, module=SM):
+            return lower(lambda v: fnnet.logsumexp(v))
+    lowerings[("logsumexp", "fnnet, arithmetic shift")] = arithmetic_shift
     kernels = {k: _kernels(lo().compile().as_text()) for k, lo in lowerings.items()}
     times = {k: [] for k in lowerings}
     keys = list(lowerings)
