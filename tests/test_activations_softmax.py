@@ -387,12 +387,14 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch):
     if jax.default_backend() != "cpu":
         pytest.skip("compares the XLA:CPU forms against the accelerators'")
     short, long = jnp.zeros((4096, 10)), jnp.zeros((1024, 1024))
+    from fnnet.activations._smooth import _dgelu_clip
+
     gates = lambda: (numerics.backend(), numerics.arith_pays(short, (1,)), numerics.apart_pays(long, (1,)),
                      numerics.branch_pays(short, (1,), None), numerics.log_branch_pays(long, None),
-                     numerics.one_kernel_pays(short, (1,), None))
-    assert gates() == ("cpu", True, True, True, True, True)
+                     numerics.one_kernel_pays(short, (1,), None), _dgelu_clip(True))
+    assert gates() == ("cpu", True, True, True, True, True, 40.5)
     monkeypatch.setattr(numerics, "TARGET_BACKEND", "gpu")
-    assert gates() == ("gpu", False, False, False, False, False)
+    assert gates() == ("gpu", False, False, False, False, False, 40.0)
     monkeypatch.setattr(numerics, "TARGET_BACKEND", None)
 
     ops = {"softmax": fnnet.softmax, "log_softmax": fnnet.log_softmax, "softmin": fnnet.softmin,
