@@ -418,8 +418,8 @@ def _sum_is_nan(s):
     ``any(isnan(s))`` compiled as four small kernels on XLA:CPU. The sum is NaN when an entry is,
     and otherwise only when both +inf and −inf occur (finite entries may overflow to ±inf, which is
     not NaN). Slice sums of exponentials are at least 1 or +inf, softmax's outputs lie in [0, 1] and
-    log_softmax's in [−inf, 0], so for them it is exact; for a loss per example, +inf beside −inf is a false alarm, on which the caller's exact branch runs
-    (the same values, only slower)."""
+    log_softmax's in [−inf, 0], so for them it is exact; for a loss per example, +inf beside −inf is
+    a false alarm, on which the caller's exact branch runs (the same values, only slower)."""
     t = lax.reduce_sum(s, tuple(range(s.ndim)))
     return lax.ne(t, t)
 

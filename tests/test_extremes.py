@@ -89,7 +89,6 @@ def test_elu_left_tail_derivative_for_every_alpha(alpha, traced):
             assert abs(float(gi) - exact) <= 8 * eps * exact, (alpha, traced, xi, gi, exact)
 
 
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 def test_mish_gradient_beside_its_value_forms_its_exponential_once(dtype):
     """mish's derivative forms e^{−|x|} from the forward's own max(x, −1e4), so the compiled
@@ -103,6 +102,7 @@ def test_mish_gradient_beside_its_value_forms_its_exponential_once(dtype):
     points = jnp.asarray([1e4, 2e4, 1e30, jnp.inf, -2e4, -jnp.inf, jnp.nan], dtype)
     got = np.asarray(jax.vmap(jax.grad(fnnet.mish))(points))
     np.testing.assert_array_equal(got, [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, np.nan])
+
 
 def _expect(actual, exact, dtype, what):
     """``actual`` (a dtype number) against the exact mpf: overflow → ±inf, else finite and close."""

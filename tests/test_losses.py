@@ -724,7 +724,8 @@ def _examples_first(x, axes):
 LOSS_BRANCH_CASES = [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)]
 
 
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64], ids=["f16", "bf16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
+                         ids=["f16", "bf16", "f32", "f64"])
 @pytest.mark.parametrize("shape,axis", LOSS_BRANCH_CASES, ids=str)
 def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch, dtype, shape, axis):
     """Both softmax cross-entropies evaluated without gradient with the branch forced on: examples
