@@ -371,15 +371,14 @@ def gpu_target_device(path: pathlib.Path):
 def _compile_args(cfg, args):
     """The compile sections' arguments: the arrays themselves, or, for a GPU target
     (``cfg.target_device``), their shapes and dtypes placed on it."""
-    dev = getattr(cfg, "target_device", None)
-    if dev is None:
+    if cfg.target_device is None:
         return args
-    sharding = jax.sharding.SingleDeviceSharding(dev)
+    sharding = jax.sharding.SingleDeviceSharding(cfg.target_device)
     return tuple(jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding) for a in args)
 
 
 def _section_compile_kind(labels, cfg, out, title, header, key, measure, cells):
-    target = getattr(cfg, "target_device", None)
+    target = cfg.target_device
     on = f", compiled for {target.device_kind} (deviceless)" if target is not None else ""
     table(f"{title} (median of {cfg.compile_repeats} interleaved rounds, caches cleared before each{on})",
           ["op", *header])
