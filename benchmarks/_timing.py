@@ -8,9 +8,14 @@ cancels slow drifts of a shared machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
+import pathlib
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -57,6 +62,46 @@ def interleaved(
                 jax.block_until_ready(f())
             times[n].append((time.perf_counter() - t) / inner)
     return times
+
+
+def without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """argv without the options ``names`` and their values (``--opt v`` and ``--opt=v``)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        elif not any(a.startswith(n + "=") for n in names):
+            out.append(a)
+    return out
+
+
+def fresh_runs(benchmark: str, argv: list[str], runs: int) -> tuple[list[dict], int]:
+    """``python -m benchmarks <benchmark> <argv>`` (its ``--runs`` and ``--json`` dropped) in ``runs``
+    fresh processes, one after the other, each writing its JSON: ``(the JSON of each run, 0)``, or
+    ``(those so far, the exit status)`` at the first run that fails. The processes import the fnnet
+    and the benchmarks this one imported. One process's ratios move from process to process by a few
+    per cent (where its buffers land); the median of several is what a target is read on."""
+    import fnnet
+
+    child_argv = without_options(argv, ("--runs", "--json"))
+    root = pathlib.Path(__file__).resolve().parents[1]
+    fnnet_root = str(pathlib.Path(fnnet.__file__).resolve().parents[1])
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(p for p in (fnnet_root, str(root), os.environ.get("PYTHONPATH")) if p)}
+    out: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            print(f"\n## Run {i + 1} of {runs}\n", flush=True)
+            path = pathlib.Path(tmp) / f"run{i}.json"
+            proc = subprocess.run([sys.executable, "-m", "benchmarks", benchmark, *child_argv, "--json", str(path)],
+                                  cwd=root, env=env)
+            if proc.returncode != 0:
+                print(f"run {i + 1} failed with exit status {proc.returncode}", flush=True)
+                return out, proc.returncode
+            out.append(json.loads(path.read_text()))
+    return out, 0
 
 
 def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:

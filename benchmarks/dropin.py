@@ -576,40 +576,12 @@ def print_medians(med: dict, n_runs: int) -> None:
         row([label, *cells])
 
 
-def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
-    """argv without the options ``names`` and their values (``--opt v`` and ``--opt=v``)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a in names:
-            skip = True
-        elif not any(a.startswith(n + "=") for n in names):
-            out.append(a)
-    return out
-
-
 def run_many(cfg, argv: list[str]) -> int:
     """``--runs K``: the benchmark with the same options in K fresh processes, then the medians."""
-    import tempfile
-
-    child_argv = _without_options(argv, ("--runs", "--json"))
-    fnnet_root = str(pathlib.Path(fnnet.__file__).resolve().parents[1])  # the fnnet this process uses
-    env = {**os.environ,
-           "PYTHONPATH": os.pathsep.join(p for p in (fnnet_root, str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    runs, metas = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(cfg.runs):
-            print(f"\n## Run {i + 1} of {cfg.runs}\n", flush=True)
-            path = pathlib.Path(tmp) / f"run{i}.json"
-            proc = subprocess.run([sys.executable, "-m", "benchmarks", "dropin", *child_argv, "--json", str(path)],
-                                  cwd=ROOT, env=env)
-            if proc.returncode != 0:
-                print(f"run {i + 1} failed with exit status {proc.returncode}", flush=True)
-                return proc.returncode
-            data = json.loads(path.read_text())
-            runs.append(data["results"])
-            metas.append(data["meta"])
+    data, status = _timing.fresh_runs("dropin", argv, cfg.runs)
+    if status != 0:
+        return status
+    runs, metas = [d["results"] for d in data], [d["meta"] for d in data]
     med = median_results(runs)
     print(f"\n## All {cfg.runs} runs\n", flush=True)
     print_medians(med, cfg.runs)

@@ -20,6 +20,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402  (after the cache settings, which jax reads when it is imported)
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
@@ -29,3 +30,23 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture
+def with_gates(monkeypatch):
+    """``with_gates(fn, *args, NAME=value, ...)``: ``fn(*args)`` as NumPy arrays (a pytree of them) with
+    each attribute ``NAME`` of fnnet._numerics set to ``value`` (a gate such as BRANCH_MIN_BYTES, or
+    TARGET_BACKEND). The rules read their gates when they are traced, so the compiled programs are
+    cleared before the call (and after the test, with the attributes restored); an unknown name is an
+    error, not a silently ignored setting."""
+    import fnnet._numerics as numerics
+
+    def run(fn, *args, **gates):
+        for name, value in gates.items():
+            monkeypatch.setattr(numerics, name, value, raising=True)
+        jax.clear_caches()
+        return jax.tree.map(np.asarray, fn(*args))
+
+    yield run
+    monkeypatch.undo()
+    jax.clear_caches()

@@ -374,7 +374,7 @@ def test_rules_form_the_shift_apart_only_where_it_pays():
 
 
 
-def test_target_backend_chooses_the_forms_not_the_values(monkeypatch):
+def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates):
     """``fnnet._numerics.TARGET_BACKEND`` (None: jax.default_backend()) is the platform the rules are
     traced for: "gpu" turns off every XLA:CPU form (the arithmetic shift, the shift formed apart, the
     branches, gelu's apart clip), and the results stay those of the CPU forms: jit of the softmax
@@ -414,13 +414,12 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch):
         for name, f in ops.items():
             w = jax.random.normal(jax.random.key(4), jax.eval_shape(f, x).shape, jnp.float32)
 
-            def both(backend, f=f, w=w):
-                monkeypatch.setattr(numerics, "TARGET_BACKEND", backend)
-                jax.clear_caches()
+            def both(x, f=f, w=w):
                 loss = lambda x: jnp.sum(jnp.where(jnp.isfinite(f(x)), f(x) * w, 0.0))
                 return [np.asarray(v, np.float64) for v in (jax.jit(f)(x), jax.jit(jax.grad(loss))(x))]
 
-            (y_cpu, g_cpu), (y_gpu, g_gpu) = both(None), both("gpu")
+            (y_cpu, g_cpu), (y_gpu, g_gpu) = with_gates(both, x, TARGET_BACKEND=None), with_gates(
+                both, x, TARGET_BACKEND="gpu")
             for cpu, gpu in ((y_cpu, y_gpu), (g_cpu, g_gpu)):
                 np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu), err_msg=f"{name} {shape}")
             finite = np.isfinite(y_cpu)
@@ -513,17 +512,6 @@ def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked(
     assert "min" not in ops(grad(fnnet.log_softmax), x)  # its output reads the shifted value too
 
 
-def _eval_with_branch_gate(monkeypatch, gate, fn, *args):
-    """fn(*args) with fnnet._numerics.BRANCH_MIN_BYTES set to ``gate`` (decided at trace time, so
-    the compiled programs are cleared first)."""
-    import fnnet._numerics as numerics
-
-    monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", gate)
-    jax.clear_caches()
-    out = fn(*args)
-    return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)
-
-
 def _planted(x, axes):
     """x with slice 0 tied at +inf (two entries), slice 1 all −inf, slice 2 holding a NaN, slice 3
     holding +inf beside the largest finite value and −inf: slices taken over ``axes``."""
@@ -541,7 +529,7 @@ def _planted(x, axes):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("shape,axis", [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)],
                          ids=str)
-def test_branch_gives_every_finite_slice_the_same_bits(monkeypatch, dtype, shape, axis):
+def test_branch_gives_every_finite_slice_the_same_bits(with_gates, dtype, shape, axis):
     """softmax evaluated without gradient over a large input runs jax.nn's plain exp(x − max) and
     takes the tie rule's branch only when a slice needs it (fnnet._numerics.exp_sums): every finite
     slice keeps its bits whether or not another slice took the branch, the special slices get the
@@ -556,10 +544,10 @@ def test_branch_gives_every_finite_slice_the_same_bits(monkeypatch, dtype, shape
     if isinstance(axis, int):  # softmin takes one dim (torch's signature)
         fns.append(lambda v: fnnet.softmin(-v, dim=axis))
     for fn in fns:
-        clean_b = _eval_with_branch_gate(monkeypatch, 0, fn, x)
-        dirty_b = _eval_with_branch_gate(monkeypatch, 0, fn, dirty)
-        clean_s = _eval_with_branch_gate(monkeypatch, 1 << 62, fn, x)
-        dirty_s = _eval_with_branch_gate(monkeypatch, 1 << 62, fn, dirty)
+        clean_b = with_gates(fn, x, BRANCH_MIN_BYTES=0)
+        dirty_b = with_gates(fn, dirty, BRANCH_MIN_BYTES=0)
+        clean_s = with_gates(fn, x, BRANCH_MIN_BYTES=1 << 62)
+        dirty_s = with_gates(fn, dirty, BRANCH_MIN_BYTES=1 << 62)
         np.testing.assert_array_equal(dirty_b[finite].view(np.uint8), clean_b[finite].view(np.uint8))
         np.testing.assert_array_equal(dirty_b[~finite], dirty_s[~finite])  # NaN where NaN
         # Each form computes y_i = e_i / Σ_j e_j in the input's precision (unit roundoff u) with its
@@ -863,18 +851,15 @@ def test_logsumexp_value_alone_equals_the_value_beside_its_gradient(dtype):
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("shape,axis", [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 40, 3), 1)],
                          ids=str)
-def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape, axis):
+def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(with_gates, dtype, shape, axis):
     """log_softmax evaluated without gradient with its branch forced on (fnnet._numerics.
     log_branch_pays, unless_nan): jax.nn's formula, and the tie rule's over the slices where that is
     NaN. Finite slices keep their bits whether or not another slice took the branch; the special
     slices (ties at +inf, all −inf, NaN, +inf beside the largest finite value) equal the selects'
     values; random slices agree with the selects' within the bound derived below."""
-    import fnnet._numerics as numerics
 
     def run(gate, v):
-        monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", gate)
-        jax.clear_caches()
-        return np.asarray(fnnet.log_softmax(v, axis=axis))
+        return with_gates(lambda v: fnnet.log_softmax(v, axis=axis), v, LOG_BRANCH_MIN_BYTES=gate)
 
     axes = tuple(int(a) % len(shape) for a in np.atleast_1d(axis))
     x = np.asarray(jax.random.normal(jax.random.key(7), shape, dtype) * 5)
@@ -900,7 +885,7 @@ def test_log_softmax_branch_keeps_every_finite_slice_and_fixes_the_others(monkey
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
                          ids=lambda d: jnp.dtype(d).name)
 @pytest.mark.parametrize("shape", [(48, 16), (6, 8, 10), (64, 4)], ids=str)
-def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypatch, dtype, shape):
+def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(with_gates, dtype, shape):
     """softmax, softmin and log_softmax evaluated without gradient in the one-kernel form, forced on
     (fnnet._numerics.one_kernel_pays: jax.nn's formula as it stands, the tie rule's where it gives
     NaN, the predicate on each slice's first output entry). The planted slices hold their specials
@@ -911,18 +896,14 @@ def test_one_kernel_form_keeps_every_finite_slice_and_fixes_the_others(monkeypat
     within the bounds derived in the branch tests above (softmax: 2(n + 5)u of the larger;
     log_softmax: 2(n + 1)u + 2u|lse| + 2u|out|), u the unit roundoff of the input's dtype (both forms
     compute in it)."""
-    import fnnet._numerics as numerics
 
     axes = (len(shape) - 1,)
     fns = {"softmax": lambda v: fnnet.softmax(v), "softmin": lambda v: fnnet.softmin(-v, dim=-1),
            "log_softmax": lambda v: fnnet.log_softmax(v)}
 
-    def run(fn, one_kernel, v):
-        monkeypatch.setattr(numerics, "ONE_KERNEL_MIN_SLICES", 0 if one_kernel else 1 << 62)
-        monkeypatch.setattr(numerics, "BRANCH_MIN_BYTES", 1 << 62)  # the other side: the selects
-        monkeypatch.setattr(numerics, "LOG_BRANCH_MIN_BYTES", 1 << 62)
-        jax.clear_caches()
-        return np.asarray(jax.jit(fn)(v))
+    def run(fn, one_kernel, v):  # the other side: the selects
+        return with_gates(jax.jit(fn), v, ONE_KERNEL_MIN_SLICES=0 if one_kernel else 1 << 62,
+                          BRANCH_MIN_BYTES=1 << 62, LOG_BRANCH_MIN_BYTES=1 << 62)
 
     x = np.asarray(jax.random.normal(jax.random.key(11), shape, dtype) * 5)
     dirty = _planted(x, axes)
@@ -986,7 +967,7 @@ def test_one_kernel_form_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypat
 @pytest.mark.parametrize("op", ["softmax", "logsumexp"])
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("shape,axis", [((64, 16), -1), ((24, 40), 0), ((6, 8, 3), (1, 2))], ids=str)
-def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monkeypatch, op, dtype, shape, axis):
+def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(with_gates, op, dtype, shape, axis):
     """softmax's rule over short slices (fnnet._numerics.rule_branch_pays) and logsumexp's over
     slices of at most 24 entries (lse_rule_branch_pays), forced on: the value and the gradient of
     every finite slice keep their bits whether or not another slice took the tie branch, the special
@@ -1011,7 +992,7 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
     runs = {}
     for name, gate in (("branch", 0), ("selects", 1 << 62)):
         for which, v in (("clean", x), ("dirty", dirty)):
-            runs[name, which] = _eval_with_branch_gate(monkeypatch, gate, y_and_grad, v)
+            runs[name, which] = with_gates(y_and_grad, v, BRANCH_MIN_BYTES=gate)
     for k, fin in ((0, finite_out), (1, finite)):  # value, gradient
         b_clean, b_dirty = runs["branch", "clean"][k], runs["branch", "dirty"][k]
         np.testing.assert_array_equal(b_dirty[fin].view(np.uint8), b_clean[fin].view(np.uint8))
@@ -1033,7 +1014,7 @@ def test_rule_branch_over_short_slices_keeps_finite_slices_and_the_tie_rule(monk
         def conds(v):
             return jax.make_jaxpr(jax.grad(lambda u: jnp.vdot(w, f(u))))(v).pretty_print().count("cond[")
 
-        taken = _eval_with_branch_gate(monkeypatch, 0, conds, x)
+        taken = with_gates(conds, x, BRANCH_MIN_BYTES=0)
         assert taken == 1  # the rule did take the branch
 
 

@@ -187,10 +187,10 @@ def test_runs_are_read_on_their_medians():
 
 
 def test_runs_pass_every_other_option_to_each_process():
-    from benchmarks import dropin
+    from benchmarks import _timing
 
     argv = ["--ops", "relu", "--runs", "3", "--json=x.json", "--repeats", "5", "--json", "y.json", "--runs=2"]
-    assert dropin._without_options(argv, ("--runs", "--json")) == ["--ops", "relu", "--repeats", "5"]
+    assert _timing.without_options(argv, ("--runs", "--json")) == ["--ops", "relu", "--repeats", "5"]
 
 
 H200 = ROOT / "benchmarks" / "gpu_targets" / "h200.pbtxt"

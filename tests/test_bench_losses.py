@@ -44,6 +44,25 @@ def test_targets_line_names_each_miss_and_lists_forward_alone_apart():
     assert line.endswith("missed by 0/2 losses; 1 errored: l2_loss")
 
 
+def test_runs_are_read_on_their_medians(capsys):
+    from benchmarks import losses
+
+    runs = [{"l2_loss": _rec(r, compile_=c), "squared_error": _rec(1.0)}
+            for r, c in ((1.02, 1.3), (1.09, 1.1), (0.98, 1.0))]
+    runs[1]["squared_error"] = {"error": "ValueError: boom"}
+    med = losses.median_results(runs)
+    assert med["l2_loss"]["shapes"]["8x4"]["fwd_bwd"] == {"ratios_of_runs": [1.02, 1.09, 0.98], "ratio": 1.02}
+    assert med["l2_loss"]["compile"] == {"ratios_of_runs": [1.3, 1.1, 1.0], "ratio": 1.1}
+    assert med["squared_error"]["error"] == "ValueError: boom"  # an error in any run is kept
+    line = losses.targets_line(med)
+    assert line.endswith("missed by 0/2 losses; 1 errored: squared_error"), line  # 1.30 alone is no miss
+    losses.print_medians(med, 3, "optax")
+    (header, rows), = _tables(capsys.readouterr().out)
+    assert header == ["loss", "8x4 fwd+bwd", "8x4 fwd", "eager", "compile"]
+    assert rows[0] == ["l2_loss", "1.02 (0.98–1.09)", "1.00 (1.00–1.00)", "1.00 (1.00–1.00)", "1.10 (1.00–1.30)"]
+    assert rows[1][:2] == ["squared_error", "ERROR: ValueError: boom"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("optax") is not None, reason="optax is installed here")
 def test_against_optax_without_optax_says_how_to_get_it():
     from benchmarks import losses

@@ -702,16 +702,6 @@ def test_dtypes(logits, probs):
 # ---------------------------------------------------------------------------------------------
 
 
-def _with_loss_gate(monkeypatch, gate, fn, *args):
-    """fn(*args) with fnnet._numerics.LOSS_BRANCH_MIN_BYTES set to ``gate`` (decided at trace time,
-    so the compiled programs are cleared first)."""
-    import fnnet._numerics as numerics
-
-    monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", gate)
-    jax.clear_caches()
-    return np.asarray(fn(*args))
-
-
 def _examples_first(x, axes):
     """x's slices over ``axes`` as the rows of a 2-D view (a copy), and the inverse."""
     kept = [i for i in range(x.ndim) if i not in axes]
@@ -727,7 +717,7 @@ LOSS_BRANCH_CASES = [((48, 64), -1), ((64, 48), 0), ((6, 8, 16), (1, 2)), ((4, 4
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
                          ids=["f16", "bf16", "f32", "f64"])
 @pytest.mark.parametrize("shape,axis", LOSS_BRANCH_CASES, ids=str)
-def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch, dtype, shape, axis):
+def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(with_gates, dtype, shape, axis):
     """Both softmax cross-entropies evaluated without gradient with the branch forced on: examples
     where the plain formula is not NaN keep their bits whether or not another example took the exact
     branch; the others (ties at +inf, all −inf, a label 0 at a logit −inf, a NaN, a label out of
@@ -758,10 +748,10 @@ def test_loss_branch_keeps_every_plain_example_and_fixes_the_others(monkeypatch,
         return SCE_INT(v, w, axis=axis)
 
     for fn, clean, dirty, specials in ((soft, (z, y), (dirty_z, dirty_y), 4), (hard, (z, k), (dirty_z, dirty_k), 5)):
-        clean_b = _with_loss_gate(monkeypatch, 0, fn, *clean).reshape(-1)
-        dirty_b = _with_loss_gate(monkeypatch, 0, fn, *dirty).reshape(-1)
-        clean_s = _with_loss_gate(monkeypatch, 1 << 62, fn, *clean).reshape(-1)
-        dirty_s = _with_loss_gate(monkeypatch, 1 << 62, fn, *dirty).reshape(-1)
+        clean_b = with_gates(fn, *clean, LOSS_BRANCH_MIN_BYTES=0).reshape(-1)
+        dirty_b = with_gates(fn, *dirty, LOSS_BRANCH_MIN_BYTES=0).reshape(-1)
+        clean_s = with_gates(fn, *clean, LOSS_BRANCH_MIN_BYTES=1 << 62).reshape(-1)
+        dirty_s = with_gates(fn, *dirty, LOSS_BRANCH_MIN_BYTES=1 << 62).reshape(-1)
         plain = np.ones(clean_b.shape, bool)
         plain[:specials] = False
         np.testing.assert_array_equal(dirty_b[plain].view(np.uint8), clean_b[plain].view(np.uint8))
