@@ -594,6 +594,72 @@ def test_softmax_cross_entropy_neg_inf_logit_with_zero_label():
     _close(SCE_INT(z, jnp.array([2])), -_np_log_softmax(np.array([0.0, 1.0]))[1:])
 
 
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "where"])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
+def test_softmax_cross_entropy_label_sum_form_agrees_with_the_per_entry_form(dtype, masked):
+    """The rule over long slices of large logits (on XLA:CPU, where fnnet._numerics.apart_pays) sums
+    the loss as lse·Σy − Σ y·s, s = z − m; the forward alone, at this size, as −Σ y·(s − lse). The
+    special examples give the same value in both: ties at +inf, all −inf, a label 0 at a logit −inf
+    (0), a label on a logit −inf (+inf), NaN logits (NaN; with labels all 0: 0), an infinite label at
+    the largest logit and elsewhere, labels all 0, labels of both signs summing to 0, a fully and a
+    partly masked example. Elsewhere the two agree within their rounding bounds: each form, on the same
+    s and lse, is within (n + 1)u·Σ|y|(|s| + lse) of the exact sum (s ≤ 0 ≤ lse: no cancellation
+    between the two parts; n roundings in the sums, one in each product), so the two within
+    2(n + 2)u·Σ|y|(|s| + lse), the extra 2u for the second-order terms."""
+    from fnnet._numerics import apart_pays
+
+    shape, n = (256, 64), 64
+    u = float(jnp.finfo(dtype).eps) / 2
+    z = np.array(jax.random.normal(jax.random.key(21), shape, dtype) * 3)
+    y = np.array(jax.nn.softmax(jax.random.normal(jax.random.key(22), shape, dtype)))
+    top = z.argmax(axis=1)
+    z[0, [3, 9]] = np.inf
+    z[1] = -np.inf
+    z[2, 5], y[2, 5] = -np.inf, 0.0
+    z[3, 5], y[3, 5] = -np.inf, 0.25
+    z[4, 7] = np.nan
+    z[5, 7], y[5] = np.nan, 0.0
+    y[6, top[6]] = np.inf
+    y[7, (top[7] + 1) % n] = np.inf
+    y[8] = 0.0
+    y[9] = 0.0
+    y[9, :4] = (0.5, -0.5, 0.25, -0.25)
+    y[10] *= 3.0
+    y[11, (top[11] + 2) % n] = -np.inf
+    where = None
+    if masked:
+        where = np.ones(shape, bool)
+        where[12] = False
+        where[13, 2] = False
+        y[13, 2] = 0.5
+    loss_rule, _ = jax.vjp(lambda v: SCE(v, y, where=where), z)
+    alone = np.asarray(SCE(z, y, where=where), np.float64)
+    label_sum = np.asarray(jax.jit(lambda v, w: L._sce_parts(v, w, -1, where, apart=True)[0])(z, y), np.float64)
+    if jax.default_backend() == "cpu":  # the rule takes the label sum's form here
+        assert apart_pays(z, (1,))
+        np.testing.assert_array_equal(np.asarray(loss_rule, np.float64), label_sum)
+    rule = label_sum
+    exact = ~np.isfinite(alone) | (alone == 0)  # NaN, ±inf and 0: the same in both
+    np.testing.assert_array_equal(rule[exact], alone[exact])
+    assert np.isnan(rule[4]) and rule[5] == 0 and rule[3] == rule[6] == rule[7] == np.inf
+    assert rule[8] == 0 and rule[11] == -np.inf and np.all(np.isfinite(rule[[1, 2, 9, 10]]))
+    if masked:
+        assert rule[12] == 0 and np.isfinite(rule[13])
+    inc = np.ones(shape, bool) if where is None else where
+    z64, y64 = np.where(inc, z.astype(np.float64), -np.inf), y.astype(np.float64)
+    m = z64.max(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        s = np.where(z64 == m, 0.0, z64 - m)  # the tie rule's shift: 0 at the maximum, also at ±inf
+    lse = np.log(np.exp(s).sum(axis=1, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        terms = np.where(inc & (y64 != 0), np.abs(y64) * (np.abs(s) + lse), 0.0)
+    bound = 2 * (n + 2) * u * terms.sum(axis=1)
+    rest = ~exact
+    if jax.default_backend() == "cpu":
+        assert np.any(rule[rest] != alone[rest])  # the other form indeed: it rounds differently somewhere
+    assert np.all(np.abs(rule[rest] - alone[rest]) <= bound[rest]), np.max(np.abs(rule - alone)[rest] / bound[rest])
+
+
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["f32", "f64"])
 def test_sigmoid_bce_extremes(dtype):
     big = float(jnp.finfo(dtype).max)
