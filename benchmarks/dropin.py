@@ -183,10 +183,11 @@ def make_input(n: int, label: str, seed: int = 0, width: int = 1024):
 # ---------------------------------------------------------------------------------------------
 
 
-def interleaved(fa, fb, repeats: int) -> dict:
+def interleaved(fa, fb, repeats: int, min_seconds: float = 0.0) -> dict:
     """Median times (s, per call) of fa() and fb() and the median within-round ratio: one call of
-    each per round, fa and fb alternating which goes first; every call blocked until ready."""
-    times = _timing.interleaved({"fnnet": fa, "jax": fb}, repeats, min_seconds=0.0)
+    each per round (or, with ``min_seconds``, a block of as many calls as make the slower one's block
+    last that long), fa and fb alternating which goes first; every call blocked until ready."""
+    times = _timing.interleaved({"fnnet": fa, "jax": fb}, repeats, min_seconds=min_seconds)
     ta, tb = times["fnnet"], times["jax"]
     return {"fnnet_s": float(np.median(ta)), "jax_s": float(np.median(tb)),
             "ratio": _timing.paired_ratio(times, "fnnet", "jax"), "fnnet_samples": ta, "jax_samples": tb}

@@ -59,7 +59,8 @@ def test_runs_are_read_on_their_medians(capsys):
     losses.print_medians(med, 3, "optax")
     (header, rows), = _tables(capsys.readouterr().out)
     assert header == ["loss", "8x4 fwd+bwd", "8x4 fwd", "eager", "compile"]
-    assert rows[0] == ["l2_loss", "1.02 (0.98–1.09)", "1.00 (1.00–1.00)", "1.00 (1.00–1.00)", "1.10 (1.00–1.30)"]
+    assert rows[0] == ["l2_loss", "1.02 (0.98–1.09)", "1.00 (1.00–1.00)", "1.00 (1.00–1.00)",
+                       "1.10 (1.00–1.30)"]
     assert rows[1][:2] == ["squared_error", "ERROR: ValueError: boom"]
 
 
