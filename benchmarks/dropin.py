@@ -6,10 +6,13 @@
     python -m benchmarks dropin --ops relu,gelu,softmax --repeats 50
     python -m benchmarks dropin --runs 3         # three processes; targets read on the median ratios
     python -m benchmarks dropin --sections jit --ops softmax,log_softmax --width 32   # rows of 32
+    python -m benchmarks dropin --sections jit,compile --ops softmin --n 2560 --width 10   # 256 x 10
 
 For every function in both ``fnnet.activations.__all__`` and ``dir(jax.nn)`` (plus variants:
 ``gelu(approximate=False)``, ``logsumexp`` over the last axis and over everything), four sections,
-each printed as a markdown table whose rows appear as they finish:
+each printed as a markdown table whose rows appear as they finish. With ``--ops`` also the opt-in
+forms (``tanh(exact_tails=True)``, ...) and torch's functions against the jax.nn formula a user
+writes for them (``softmin``: ``jax.nn.softmax(-x)``; ``--list`` names them all):
 
 1. **eager**: ``f(x).block_until_ready()`` on a device array, at 16 entries (dispatch cost) and at
    ``--n`` entries (default 2**20, the kernel itself; shaped in rows of ``--width``, default 1024,
@@ -141,6 +144,11 @@ OPT_IN = {
     "glu(exact_tails=True)": ("glu", {"exact_tails": True}),
 }
 
+#: torch-only functions, timed against the jax.nn formula a user writes for them (with ``--ops`` only).
+TORCH_ROWS = {
+    "softmin": (lambda x: A.softmin(x, dim=-1), lambda x: jax.nn.softmax(-x, axis=-1)),
+}
+
 #: Inputs outside an op's domain: log1mexp is defined for x > 0 (jax.nn's docstring).
 INPUT = {"log1mexp": lambda x: jnp.abs(x) + 1e-3}
 
@@ -159,6 +167,8 @@ def all_labels() -> list[str]:
 
 def resolve(label: str):
     """(fnnet function, jax.nn function, input transform) of a row label."""
+    if label in TORCH_ROWS:
+        return (*TORCH_ROWS[label], lambda x: x)
     if label in OPT_IN:
         name, kw = OPT_IN[label]
         return _partial(getattr(A, name), **kw), getattr(jax.nn, name), INPUT.get(name, lambda x: x)
@@ -665,9 +675,10 @@ def main(argv=None) -> int:
     p, cfg = parse_args(argv)
     labels = all_labels()
     if cfg.list:
-        print("\n".join(labels + [f"{o}  (opt-in, with --ops only)" for o in OPT_IN]))
+        print("\n".join(labels + [f"{o}  (opt-in, with --ops only)" for o in OPT_IN]
+                        + [f"{o}  (torch's; against jax.nn's formula, with --ops only)" for o in TORCH_ROWS]))
         return 0
-    unknown = [o for o in cfg.ops if o not in labels and o not in OPT_IN]
+    unknown = [o for o in cfg.ops if o not in labels and o not in OPT_IN and o not in TORCH_ROWS]
     unknown += [o for o in cfg.mlp_acts if o not in labels]
     if unknown:
         p.error(f"unknown op(s) {unknown}; known: {', '.join(labels)}")

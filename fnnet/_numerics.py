@@ -206,9 +206,11 @@ def arith_pays(x, axes) -> bool:
     (jit(value_and_grad), 2²⁰ entries in rows of 32: softmax 2.28–2.31× jax.nn's with the selects,
     1.00–1.13× arithmetic; logsumexp 1.89–1.93× and 0.66–0.67×; the integer-label loss at 4096 × 32
     1.64–1.79× optax's and 0.77–0.79×; the commands: docs/reference/performance_dropin.md, "Short
-    slices"); from 48 entries on both vectorize alike. Not where the shifted value is an output too (log_softmax, the soft-label
-    loss: the arithmetic cost more there than it saved), nor softmin's rule, which keeps its output,
-    nor an evaluation without gradient (no faster). Decided from the static shape and the backend
+    slices"); from 48 entries on both vectorize alike. Not where the shifted value is an output too
+    (log_softmax, the soft-label loss: the arithmetic cost more there than it saved), nor an
+    evaluation without gradient (no faster). softmin's rule, which keeps its output, is softmax's
+    of −x and takes it as softmax's does (256 × 10: 0.95–1.00× jax.nn.softmax(−x) against
+    1.40–1.56× with the selects). Decided from the static shape and the backend
     while the rule is traced; both forms give the same bits."""
     return backend() == "cpu" and slice_size(x, axes) <= ARITH_MAX_SLICE
 
@@ -445,9 +447,12 @@ def _needs_exact(probe):
     return _any_nan(lax.optimization_barrier(lax.stop_gradient(probe)))
 
 
-def exp_sums(x, axes):
+def exp_sums(x, axes, negate=False):
     """``(e, s)``: ``e = exp(x − m)`` by :func:`shifted`'s rule and its slice sums ``s`` (axes removed),
     computed as jax.nn computes them, behind a branch taken only where a slice needs the tie rule.
+    ``negate``: of ``−x`` (softmin), the negation inside the kernels that read x: the branch's
+    operand is ``x`` itself, which is already in memory, where ``−x`` would have to be written for it
+    (a pass over the input; the tie branch needs only x's NaNs, which −x shares).
 
     jax.nn's plain ``exp(x − max(x))`` is what XLA:CPU runs as one kernel (the maximum, the
     subtraction and the exponential a row at a time in cache); the per-slice select of the tie rule
@@ -456,7 +461,7 @@ def exp_sums(x, axes):
     with an infinite maximum by the tie rule's exact 0s and 1s (:func:`_tie_exp_sums`), leaving every
     other slice's values as they are: the same bits whichever branch ran. The predicate is one for a whole
     ``vmap`` batch (:func:`_any_nan`), so that vmap keeps the branch instead of evaluating both."""
-    e, s = plain_exp_sums(x, axes)
+    e, s = plain_exp_sums(lax.neg(x) if negate else x, axes)
     return lax.cond(_needs_exact(s), lambda x, e, s: _tie_exp_sums(x, axes, e, s), lambda x, e, s: (e, s),
                     x, e, s)
 

@@ -462,7 +462,8 @@ def test_rules_give_the_same_bits_with_either_form_of_the_shift(monkeypatch, sha
     w = jax.random.normal(jax.random.key(2), shape)
     labels = jax.random.randint(jax.random.key(3), shape[:-1], 0, shape[-1])
     fns = [fnnet.softmax, lambda v: fnnet.logsumexp(v, axis=-1, keepdims=True) * v,
-           lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[..., None] * v]
+           lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[..., None] * v,
+           lambda v: fnnet.softmin(v, dim=-1)]
 
     def run():
         jax.clear_caches()
@@ -479,8 +480,9 @@ def test_rules_give_the_same_bits_with_either_form_of_the_shift(monkeypatch, sha
 
 
 def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked():
-    """arith_pays: XLA:CPU and slices of at most ARITH_MAX_SLICE entries, in the rules that keep e;
-    a mask, an evaluation without gradient and log_softmax's rule keep the selects."""
+    """arith_pays: XLA:CPU and slices of at most ARITH_MAX_SLICE entries, in the rules that keep e
+    and in softmin's below the branches' gates; a mask, an evaluation without gradient and
+    log_softmax's rule keep the selects."""
     from fnnet._numerics import ARITH_MAX_SLICE, arith_pays
 
     on_cpu = jax.default_backend() == "cpu"
@@ -506,6 +508,8 @@ def test_shift_is_arithmetic_over_short_slices_on_the_cpu_only_and_never_masked(
 
     x = jnp.zeros((64, 10))
     assert ("min" in ops(grad(fnnet.softmax), x)) == on_cpu  # the rule, which keeps e
+    assert ("min" in ops(grad(lambda v: fnnet.softmin(v, dim=-1)), x)) == on_cpu  # below the branches' gates
+    assert "min" not in ops(lambda v: fnnet.softmin(v, dim=-1), x)
     assert "min" not in ops(fnnet.softmax, x)  # evaluated alone: the selects
     assert "min" not in ops(grad(lambda v: fnnet.softmax(v, where=v > 0)), x)
     assert "min" not in ops(grad(fnnet.softmax), jnp.zeros((64, 64)))
@@ -638,6 +642,51 @@ def test_gathered_entries_shift_to_the_same_bits(dtype):
                 xk = jnp.take_along_axis(x, idx, axis=axis)
                 np.testing.assert_array_equal(np.asarray(shift_entries(xk, mx)).view(np.uint8),
                                               np.asarray(jnp.take_along_axis(d, idx, axis=axis)).view(np.uint8))
+
+
+def test_softmin_negates_inside_the_kernels_never_a_branch_operand(with_gates):
+    """softmin(x) = softmax(−x) takes its branches (the slice sums' and the one-kernel form's, and
+    its rule's) with x itself as the operand and negates inside: a ``neg`` feeding a ``cond`` would
+    have to be written to memory, a pass over the input that jax.nn.softmax(−x) does not make. Its
+    values are softmax(−x)'s bits on each path, the ties at ±inf and NaN included."""
+
+    def cond_operands_from_neg(fn, x):
+        jaxpr = jax.make_jaxpr(fn)(x).jaxpr
+        made_by_neg = set()
+        conds, found = 0, []
+        def walk(j):
+            nonlocal conds
+            for e in j.eqns:
+                if e.primitive.name == "neg":
+                    made_by_neg.update(map(id, e.outvars))
+                if e.primitive.name == "cond":
+                    conds += 1
+                    found.extend(v for v in e.invars if id(v) in made_by_neg)
+                for v in e.params.values():
+                    for sub in v if isinstance(v, (tuple, list)) else (v,):
+                        if isinstance(sub, jex.core.ClosedJaxpr):
+                            walk(sub.jaxpr)
+                        elif isinstance(sub, jex.core.Jaxpr):
+                            walk(sub)
+        walk(jaxpr)
+        return conds, found
+
+    x = jax.random.normal(jax.random.key(12), (4096, 16)) * 4
+    x = x.at[0, :2].set(-jnp.inf).at[1].set(jnp.inf).at[2, 3].set(jnp.nan)
+    on_cpu_one = jax.default_backend() == "cpu" and jax.device_count() == 1
+    for gates in ({"ONE_KERNEL_MIN_SLICES": 0}, {"ONE_KERNEL_MIN_SLICES": 1 << 62, "BRANCH_MIN_BYTES": 0},
+                  {"ONE_KERNEL_MIN_SLICES": 1 << 62, "BRANCH_MIN_BYTES": 1 << 62}):
+        want = with_gates(lambda v: fnnet.softmax(-v), x, **gates)
+        got = with_gates(lambda v: fnnet.softmin(v, dim=-1), x, **gates)
+        conds, found = cond_operands_from_neg(lambda v: fnnet.softmin(v, dim=-1), x)  # the gates just set
+        assert conds == (on_cpu_one and gates.get("BRANCH_MIN_BYTES") != 1 << 62) and not found, gates
+        # the rule: softmax's, the branch on the slice sums over short slices (rule_branch_pays)
+        conds, found = cond_operands_from_neg(jax.grad(lambda v: jnp.sum(fnnet.softmin(v, dim=-1) * v)), x)
+        assert conds == (on_cpu_one and gates.get("BRANCH_MIN_BYTES") != 1 << 62) and not found, gates
+        nan = np.isnan(want)  # NaN where NaN (its sign and payload carry nothing), else the bits
+        np.testing.assert_array_equal(np.isnan(got), nan, err_msg=str(gates))
+        np.testing.assert_array_equal(got[~nan].view(np.uint8), want[~nan].view(np.uint8), err_msg=str(gates))
+        assert np.all(nan[2]) and np.all(got[1] == 1 / 16) and got[0, 0] == got[0, 1] == 0.5
 
 
 def test_nan_in_gives_nan_out():

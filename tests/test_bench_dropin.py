@@ -144,6 +144,18 @@ def test_opt_in_variants_time_fnnet_s_option_against_jax_nn_s_function():
     assert "glu(exact_tails=True)" not in dropin.all_labels()  # never timed by default
 
 
+def test_torch_rows_time_fnnet_against_the_jax_nn_formula():
+    from benchmarks import dropin
+
+    x = jax.random.normal(jax.random.key(1), (4, 8)) * 3
+    fa, fb, transform = dropin.resolve("softmin")
+    assert transform(x) is x
+    np.testing.assert_allclose(fa(x), jax.nn.softmax(-x, axis=-1), rtol=1e-6)
+    np.testing.assert_array_equal(fb(x), jax.nn.softmax(-x, axis=-1))
+    np.testing.assert_array_equal(fa(x), fnnet.softmin(x, dim=-1))
+    assert "softmin" not in dropin.all_labels()  # jax.nn has none: never timed by default
+
+
 @pytest.mark.slow  # two processes of compilation: run with `make test-slow`
 def test_bench_dropin_runs_dry_run(tmp_path):
     out = tmp_path / "runs.json"

@@ -102,23 +102,29 @@ def _sample_normal(scale=2.0):
 # ---------------------------------------------------------------------------------------------
 
 
-def _normalized(x, axes, where):
+def _normalized(x, axes, where, negate=False):
     """softmax(x) over ``axes`` by the tie rule, for an evaluation without gradient: on XLA:CPU over
     4096 or more short slices, jax.nn's formula as one kernel with the tie rule behind a branch
     (:func:`fnnet._numerics.one_kernel_pays`); over large inputs or many short slices, jax.nn's
     kernels behind a branch on the slice sums (:func:`fnnet._numerics.exp_sums`, where
-    :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects."""
+    :func:`fnnet._numerics.branch_pays`); otherwise the per-slice selects. ``negate``: softmax(−x)
+    (softmin), the negation formed inside the kernels that read x, never written: the branches take
+    x itself as their operand and negate it again where they run."""
+
+    def neg(v):
+        return lax.neg(v) if negate else v
+
     if _one_kernel_pays(x, axes, where):
         # jax.nn's formula as it stands, which XLA:CPU runs as one kernel over many slices; the tie
         # rule's over the slices where it is NaN (fnnet._numerics.one_kernel_pays).
-        e, s = _plain_exp_sums(x, axes)
+        e, s = _plain_exp_sums(neg(x), axes)
         y = lax.div(e, _keep(s, axes, x.shape))
-        return _unless_nan(y, lambda v: _normalize(_shifted(v, axes, None)[2], axes, None), x,
+        return _unless_nan(y, lambda v: _normalize(_shifted(neg(v), axes, None)[2], axes, None), x,
                            probe=_first_entries(y))
     if _branch_pays(x, axes, where):
-        e, s = _exp_sums(x, axes)
+        e, s = _exp_sums(x, axes, negate=negate)
         return lax.div(e, _keep(s, axes, x.shape))
-    return _normalize(_shifted(x, axes, where)[2], axes, where)
+    return _normalize(_shifted(neg(x), axes, where)[2], axes, where)
 
 
 def _softmax_forward(x, where=None, axis=-1):
@@ -513,11 +519,23 @@ def _validate_softmin(x, dim=None):
 
 def _softmin_forward(x, *, dim=None):
     axes = _softmin_axes(x, dim)
-    return _normalized(lax.neg(x), axes, None)
+    return _normalized(x, axes, None, negate=True)
 
 
 def _softmin_fwd(x, *, dim=None):
-    y = _softmin_forward(x, dim=dim)
+    # softmax's rule with jax's custom-JVP flag set (it keeps y), of −x, the negation inside the
+    # kernels: the branch on the slice sums over short slices (fnnet._numerics.rule_branch_pays),
+    # elsewhere the selects, or the arithmetic shift over short slices of a small input
+    # (arith_pays). Taking the forward's own path here instead (its branches from 256 KiB on at any
+    # slice length, the selects below) compiled in 1.32× jax.nn.softmax(−x)'s time at 2²⁰ in rows of
+    # 1024, and ran 1.40–1.56× at 256 × 10.
+    axes = _softmin_axes(x, dim)
+    if _rule_branch_pays(x, axes, None):
+        e, s = _exp_sums(x, axes, negate=True)
+    else:
+        e = _shifted(lax.neg(x), axes, None, arith=_arith_pays(x, axes))[2]
+        s = _slice_sums(e, axes, None)
+    y = lax.div(e, _keep(s, axes, x.shape))
     return y, y
 
 
