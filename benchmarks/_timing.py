@@ -77,12 +77,13 @@ def without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
     return out
 
 
-def fresh_runs(benchmark: str, argv: list[str], runs: int) -> tuple[list[dict], int]:
+def fresh_runs(benchmark: str, argv: list[str], runs: int) -> tuple[list[dict], list[dict], int]:
     """``python -m benchmarks <benchmark> <argv>`` (its ``--runs`` and ``--json`` dropped) in ``runs``
-    fresh processes, one after the other, each writing its JSON: ``(the JSON of each run, 0)``, or
-    ``(those so far, the exit status)`` at the first run that fails. The processes import the fnnet
-    and the benchmarks this one imported. One process's ratios move from process to process by a few
-    per cent (where its buffers land); the median of several is what a target is read on."""
+    fresh processes, one after the other, each writing its JSON: ``(each run's "results", each
+    run's "meta", 0)``, then the heading of the medians' table printed; or the runs so far and the
+    exit status of the first run that fails. The processes import the fnnet and the benchmarks
+    this one imported. One process's ratios move from process to process by a few per cent (where
+    its buffers land); the median of several is what a target is read on."""
     import fnnet
 
     child_argv = without_options(argv, ("--runs", "--json"))
@@ -99,9 +100,16 @@ def fresh_runs(benchmark: str, argv: list[str], runs: int) -> tuple[list[dict], 
                                   cwd=root, env=env)
             if proc.returncode != 0:
                 print(f"run {i + 1} failed with exit status {proc.returncode}", flush=True)
-                return out, proc.returncode
+                return [d["results"] for d in out], [d["meta"] for d in out], proc.returncode
             out.append(json.loads(path.read_text()))
-    return out, 0
+    print(f"\n## All {runs} runs\n", flush=True)
+    return [d["results"] for d in out], [d["meta"] for d in out], 0
+
+
+def median_cell(m: dict) -> str:
+    """A ratio's median over several runs with their range: ``"1.02 (0.98–1.09)"``."""
+    rs = m["ratios_of_runs"]
+    return f"{m['ratio']:.2f} ({min(rs):.2f}–{max(rs):.2f})"
 
 
 def paired_ratio(times: dict[str, list[float]], a: str, b: str) -> float:

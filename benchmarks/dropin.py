@@ -580,8 +580,7 @@ def print_medians(med: dict, n_runs: int) -> None:
             if "error" in rec:
                 cells.append("ERROR")
             elif key in rec:
-                rs = rec[key]["ratios_of_runs"]
-                cells.append(f"{rec[key]['ratio']:.2f} ({min(rs):.2f}–{max(rs):.2f})")
+                cells.append(_timing.median_cell(rec[key]))
             else:
                 cells.append("—")
         row([label, *cells])
@@ -589,12 +588,10 @@ def print_medians(med: dict, n_runs: int) -> None:
 
 def run_many(cfg, argv: list[str]) -> int:
     """``--runs K``: the benchmark with the same options in K fresh processes, then the medians."""
-    data, status = _timing.fresh_runs("dropin", argv, cfg.runs)
+    runs, metas, status = _timing.fresh_runs("dropin", argv, cfg.runs)
     if status != 0:
         return status
-    runs, metas = [d["results"] for d in data], [d["meta"] for d in data]
     med = median_results(runs)
-    print(f"\n## All {cfg.runs} runs\n", flush=True)
     print_medians(med, cfg.runs)
     n_ops = len({lab for section, _, _ in RATIO_KEYS for lab in med.get(section, {})})
     t, v = targets_line(med), verdict(med, n_ops)

@@ -206,19 +206,16 @@ def print_medians(med: dict, n_runs: int, who: str) -> None:
         cells = []
         for top, shape, key, _ in cols:
             m = rec.get(top, {}).get(shape, {}).get(key) if shape else rec.get(top)
-            rs = m["ratios_of_runs"] if m else None
-            cells.append(f"{m['ratio']:.2f} ({min(rs):.2f}–{max(rs):.2f})" if m else "—")
+            cells.append(_timing.median_cell(m) if m else "—")
         row([name, *cells])
 
 
 def run_many(cfg, argv: list[str]) -> int:
     """``--runs K``: the benchmark with the same options in K fresh processes, then the medians."""
-    data, status = _timing.fresh_runs("losses", argv, cfg.runs)
+    runs, metas, status = _timing.fresh_runs("losses", argv, cfg.runs)
     if status != 0:
         return status
-    runs, metas = [d["results"] for d in data], [d["meta"] for d in data]
     med = median_results(runs)
-    print(f"\n## All {cfg.runs} runs\n", flush=True)
     print_medians(med, cfg.runs, metas[0]["competitor"].split()[0])
     t = targets_line(med)
     if cfg.json is not None:
