@@ -595,7 +595,8 @@ def test_softmax_cross_entropy_neg_inf_logit_with_zero_label():
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "where"])
-@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64], ids=["f16", "bf16", "f32", "f64"])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64],
+                         ids=["f16", "bf16", "f32", "f64"])
 def test_softmax_cross_entropy_label_sum_form_agrees_with_the_per_entry_form(dtype, masked):
     """The rule over long slices of large logits (on XLA:CPU, where fnnet._numerics.apart_pays) sums
     the loss as lse·Σy − Σ y·s, s = z − m; the forward alone, at this size, as −Σ y·(s − lse). The
