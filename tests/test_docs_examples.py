@@ -1,4 +1,6 @@
-"""Every ```python block of README.md and docs/ runs as printed, on its own.
+"""Every ```python block of README.md and docs/ runs as printed, on its own; and every benchmark or
+experiment command printed in their other fenced blocks parses as printed (its options reach the
+command's parser, which stops it: nothing is run).
 
 Each block runs in a fresh namespace (nothing it uses may come from an earlier block), in one worker
 process shared by all blocks so that JAX is imported once; the worker puts JAX's float64 switch back
@@ -137,3 +139,87 @@ def test_the_extractor_finds_blocks_and_a_broken_block_fails(worker, tmp_path):
     assert worker.run(found[0][1])["ok"]
     failed = worker.run(found[1][1])  # y comes from nowhere: a fresh namespace per block
     assert not failed["ok"] and "NameError" in failed["out"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every benchmark and experiment command printed in a fenced block parses as printed
+# ---------------------------------------------------------------------------------------------
+
+ANY_FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.S | re.M)
+COMMAND = re.compile(r"^(\$ )?([A-Z_]+=\S+ )*\S*python3? (-m (benchmarks|experiments\.\w+)|experiments/\w+\.py)\b")
+
+
+def commands(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line number, command) of each ``python -m benchmarks ...``, ``python -m experiments.X ...`` or
+    ``python experiments/X.py ...`` line in a non-Python fenced block (backslash continuations
+    joined; a listing that only mentions a command in a comment is not one)."""
+    text = path.read_text(encoding="utf-8")
+    out = []
+    for m in ANY_FENCE.finditer(text):
+        if m.group(1).strip() == "python":
+            continue
+        first = text.count("\n", 0, m.start(2)) + 1
+        lines = m.group(2).split("\n")
+        k = 0
+        while k < len(lines):
+            line, start = lines[k], k
+            while line.rstrip().endswith("\\") and k + 1 < len(lines):
+                k += 1
+                line = line.rstrip()[:-1].rstrip() + " " + lines[k].strip()
+            if COMMAND.match(line.strip()):
+                out.append((first + start, line.strip()))
+            k += 1
+    return out
+
+
+def _all_commands():
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        rel = path.relative_to(ROOT).as_posix()
+        for line, cmd in commands(path):
+            yield pytest.param(cmd, id=f"{rel}:{line}")
+
+
+class _Parsed(Exception):
+    """Raised in place of running a command once its options have parsed."""
+
+
+@pytest.mark.parametrize("cmd", list(_all_commands()))
+def test_printed_command_parses(cmd, monkeypatch):
+    """Each command as printed reaches its argument parser and every option in it parses (nothing is
+    run: the parser's result stops the command). A renamed or removed option fails here."""
+    import argparse
+    import importlib
+    import inspect
+    import shlex
+
+    words = [w for w in shlex.split(cmd, comments=True) if w != "$"]
+    while "=" in words[0] and not words[0].startswith("-"):
+        words.pop(0)  # VAR=value
+    assert words[0].endswith(("python", "python3")), cmd
+    if words[1] == "-m":
+        module, args = words[2], words[3:]
+    else:
+        module, args = words[1].removesuffix(".py").replace("/", "."), words[2:]
+    parsed = []
+
+    def parse_then_stop(self, args=None, namespace=None):
+        parsed.append(ArgumentParser_parse_args(self, args, namespace))
+        raise _Parsed
+
+    ArgumentParser_parse_args = argparse.ArgumentParser.parse_args
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+    monkeypatch.setattr(sys, "argv", [module, *args])
+    main = importlib.import_module(module).main
+    with pytest.raises(_Parsed):
+        main(args) if inspect.signature(main).parameters else main()
+    assert parsed, cmd
+
+
+def test_the_command_extractor_joins_continuations_and_skips_listings(tmp_path):
+    md = tmp_path / "x.md"
+    md.write_text("```\npython -m benchmarks dropin \\\n    --ops relu   # a comment\n"
+                  "make bench   # python -m benchmarks\nbenchmarks/   python -m benchmarks NAME\n```\n"
+                  "```python\nimport os  # python -m benchmarks in Python is not a command\n```\n"
+                  "```\nJAX_PLATFORMS=cpu .venv/bin/python experiments/gradcheck_steps.py --quick\n```\n")
+    assert commands(md) == [(2, "python -m benchmarks dropin --ops relu   # a comment"),
+                            (11, "JAX_PLATFORMS=cpu .venv/bin/python experiments/gradcheck_steps.py --quick")]
