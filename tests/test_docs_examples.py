@@ -1,6 +1,6 @@
 """Every ```python block of README.md and docs/ runs as printed, on its own; and every benchmark or
-experiment command printed in their other fenced blocks parses as printed (its options reach the
-command's parser, which stops it: nothing is run).
+experiment command printed in their other fenced blocks or as inline code parses as printed (its
+options reach the command's parser, which stops it: nothing is run).
 
 Each block runs in a fresh namespace (nothing it uses may come from an earlier block), in one worker
 process shared by all blocks so that JAX is imported once; the worker puts JAX's float64 switch back
@@ -172,10 +172,30 @@ def commands(path: pathlib.Path) -> list[tuple[int, str]]:
     return out
 
 
+INLINE = re.compile(r"`([^`]+)`")
+PLACEHOLDER = re.compile(r"^(\[.*\]|[A-Z]+|\.\.\.|.*\.[A-Z]+)$")  # NAME, W, [NAME], ..., experiments.NAME
+
+
+def inline_commands(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line number, command) of each inline code span outside the fenced blocks that is a whole
+    command by :data:`COMMAND` (a span may wrap lines) and holds no placeholder (``NAME``, ``W``,
+    ``[--quick]``, ``...``)."""
+    import shlex
+
+    text = path.read_text(encoding="utf-8")
+    text = ANY_FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)  # keep the line numbers
+    out = []
+    for m in INLINE.finditer(text):
+        cmd = " ".join(m.group(1).split())
+        if COMMAND.match(cmd) and not any(PLACEHOLDER.match(w) for w in shlex.split(cmd)):
+            out.append((text.count("\n", 0, m.start()) + 1, cmd))
+    return out
+
+
 def _all_commands():
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
         rel = path.relative_to(ROOT).as_posix()
-        for line, cmd in commands(path):
+        for line, cmd in commands(path) + inline_commands(path):
             yield pytest.param(cmd, id=f"{rel}:{line}")
 
 
@@ -193,6 +213,8 @@ def test_printed_command_parses(cmd, monkeypatch):
     import shlex
 
     words = [w for w in shlex.split(cmd, comments=True) if w != "$"]
+    if ">" in words:
+        words = words[:words.index(">")]  # the output redirected: not an argument
     while "=" in words[0] and not words[0].startswith("-"):
         words.pop(0)  # VAR=value
     assert words[0].endswith(("python", "python3")), cmd
@@ -200,6 +222,17 @@ def test_printed_command_parses(cmd, monkeypatch):
         module, args = words[2], words[3:]
     else:
         module, args = words[1].removesuffix(".py").replace("/", "."), words[2:]
+    target = module  # the module whose parser reads the options
+    if module == "benchmarks":
+        from benchmarks import BENCHMARKS
+
+        named = bool(args) and not args[0].startswith("-")
+        assert not named or args[0] in BENCHMARKS, cmd
+        target = BENCHMARKS[args[0]][0] if named else "benchmarks.suite"
+    if "argparse" not in inspect.getsource(importlib.import_module(target)):
+        # no options to check (a table printer; the report takes one file, made by an earlier run)
+        assert callable(importlib.import_module(target).main), cmd
+        return
     parsed = []
 
     def parse_then_stop(self, args=None, namespace=None):
@@ -223,3 +256,11 @@ def test_the_command_extractor_joins_continuations_and_skips_listings(tmp_path):
                   "```\nJAX_PLATFORMS=cpu .venv/bin/python experiments/gradcheck_steps.py --quick\n```\n")
     assert commands(md) == [(2, "python -m benchmarks dropin --ops relu   # a comment"),
                             (11, "JAX_PLATFORMS=cpu .venv/bin/python experiments/gradcheck_steps.py --quick")]
+
+
+def test_inline_commands_are_whole_commands_without_placeholders(tmp_path):
+    md = tmp_path / "x.md"
+    md.write_text("Run `python -m benchmarks dropin\n--runs 3` or `python -m experiments.NAME`, not\n"
+                  "`python -m benchmarks dropin --width W`; `fnnet.softmax` is no command.\n"
+                  "```\n`python -m benchmarks inside a fence`\n```\nLast: `python -m benchmarks`.\n")
+    assert inline_commands(md) == [(1, "python -m benchmarks dropin --runs 3"), (7, "python -m benchmarks")]
