@@ -53,11 +53,10 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import fnnet
 import fnnet.losses as L
-
-import numpy as np
 
 from benchmarks import _timing
 from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotangent, fwd_bwd, interleaved,

@@ -137,6 +137,20 @@ def custom_jvp_flag() -> bool:
     return bool(jax.config.jax_softmax_custom_jvp)
 
 
+def _rule_exps(x, axes, where, negate=False):
+    """``(e, S)`` for a rule that keeps them or their quotient: e = exp(x − m) by the tie rule and
+    S = Σe with the reduced axes kept (size 1). Over many short slices the forward alone's branch
+    (fnnet._numerics.rule_branch_pays; over long slices it saved a few per cent under a gradient and
+    cost a third more compile time); elsewhere the selects, or over short slices the arithmetic shift
+    (arith_pays). ``negate``: of −x (softmin), the negation inside the kernels, never written."""
+    if _rule_branch_pays(x, axes, where):
+        e, s = _exp_sums(x, axes, negate=negate)
+    else:
+        e = _shifted(lax.neg(x) if negate else x, axes, where, arith=_arith_pays(x, axes))[2]
+        s = _slice_sums(e, axes, where)
+    return e, lax.expand_dims(s, axes)
+
+
 def _softmax_fwd(x, where=None, axis=-1):
     # Two hand-written rules, chosen as jax.nn.softmax chooses by jax's softmax_custom_jvp flag, each
     # keeping what jax.nn keeps under that setting:
@@ -144,15 +158,7 @@ def _softmax_fwd(x, where=None, axis=-1):
     # - False (jax's default through 0.11): backprop through the formula's graph y = e/S, S = Σe,
     #   e = exp(x − m) (the maximum m is a constant: softmax is shift invariant), which keeps e and
     #   the quotient rule's S and S⁻² (n + 2 numbers per slice), as jax.grad of jax.nn's formula does.
-    axes = _axes(axis, x.ndim, "fnnet.softmax")
-    if _rule_branch_pays(x, axes, where):
-        # Over many short slices, the forward alone's branch (fnnet._numerics.rule_branch_pays);
-        # over long slices it saved a few per cent under a gradient and cost a third more compile time.
-        e, s = _exp_sums(x, axes)
-        s = lax.expand_dims(s, axes)  # reduced axes kept with size 1
-    else:
-        e = _shifted(x, axes, where, arith=_arith_pays(x, axes))[2]  # over short slices: arithmetic
-        s = lax.expand_dims(_slice_sums(e, axes, where), axes)
+    e, s = _rule_exps(x, _axes(axis, x.ndim, "fnnet.softmax"), where)
     if custom_jvp_flag():
         y = lax.div(e, s)
         return y, y
@@ -523,19 +529,11 @@ def _softmin_forward(x, *, dim=None):
 
 
 def _softmin_fwd(x, *, dim=None):
-    # softmax's rule with jax's custom-JVP flag set (it keeps y), of −x, the negation inside the
-    # kernels: the branch on the slice sums over short slices (fnnet._numerics.rule_branch_pays),
-    # elsewhere the selects, or the arithmetic shift over short slices of a small input
-    # (arith_pays). Taking the forward's own path here instead (its branches from 256 KiB on at any
-    # slice length, the selects below) compiled in 1.32× jax.nn.softmax(−x)'s time at 2²⁰ in rows of
-    # 1024, and ran 1.40–1.56× at 256 × 10.
-    axes = _softmin_axes(x, dim)
-    if _rule_branch_pays(x, axes, None):
-        e, s = _exp_sums(x, axes, negate=True)
-    else:
-        e = _shifted(lax.neg(x), axes, None, arith=_arith_pays(x, axes))[2]
-        s = _slice_sums(e, axes, None)
-    y = lax.div(e, _keep(s, axes, x.shape))
+    # softmax's rule with jax's custom-JVP flag set (it keeps y), of −x (_rule_exps). Taking the
+    # forward's own path here instead (its branches from 256 KiB on at any slice length, the selects
+    # below) compiled in 1.32× jax.nn.softmax(−x)'s time at 2²⁰ in rows of 1024, and ran 1.40–1.56×
+    # at 256 × 10.
+    y = lax.div(*_rule_exps(x, _softmin_axes(x, dim), None, negate=True))
     return y, y
 
 
