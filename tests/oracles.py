@@ -311,6 +311,7 @@ ORACLES: dict[str, Oracle] = {
     "log_softmax": Oracle(roundings=(6, 8), subtracted=_log_softmax_terms),  # shift (2), exp, Σ, log, − |
     #                                                                          y = softmax (5), Σg, y·Σg, g − …
     "logsumexp": Oracle(roundings=(6, 6)),  # shift (2), exp, Σ, log, m + … | p = softmax (5), g·p
+    "logmeanexp": Oracle(roundings=(8, 6)),  # logsumexp's (6), log n rounded, − | logsumexp's
     # l + g (2), 1/τ rounded (2), ·(1/τ) (2), shift (4), exp, Σ, / | y (13), VJP (4)
     "gumbel_softmax": Oracle(roundings=(13, 17), subtracted=_softmax_terms),
     "glu": Oracle(roundings=(4, 7)),  # logistic (3), a·σ | g·σ (4); σ'(b) (5), a·σ', g·…

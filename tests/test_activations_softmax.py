@@ -85,6 +85,38 @@ def test_logsumexp_matches_jax_nn(axis, keepdims, x):
     _close(gr, gr_ref, GRAD_RTOL, "logsumexp VJP")
 
 
+@pytest.mark.parametrize(
+    "axis,keepdims", [(-1, False), (0, True), ((0, 1), False), (None, False), (None, True)], ids=str
+)
+def test_logmeanexp_matches_jax_nn(axis, keepdims, x):
+    out = fnnet.logmeanexp(x, axis=axis, keepdims=keepdims)
+    _close(out, jax.nn.logmeanexp(x, axis=axis, keepdims=keepdims), VALUE_RTOL, "logmeanexp value")
+    _close(out, fnnet.logsumexp(x, axis=axis, keepdims=keepdims) - np.log(x.size / out.size), VALUE_RTOL,
+           "logmeanexp = logsumexp − log n")
+    gr, gr_ref = jax.jit(lambda x: [
+        jax.grad(lambda x: jnp.sum(jnp.sin(lme(x, axis=axis, keepdims=keepdims))))(x)
+        for lme in (fnnet.logmeanexp, jax.nn.logmeanexp)
+    ])(x)
+    _close(gr, gr_ref, GRAD_RTOL, "logmeanexp VJP")
+
+
+def test_masked_logmeanexp_matches_jax_nn(x, mask):
+    """n counts the included entries; a fully masked slice (row 2) is NaN, the mean of no entries, as
+    jax.nn's, with zero gradient; forward mode agrees with jax.nn's on the other rows."""
+    out = fnnet.logmeanexp(x, axis=1, where=mask)
+    ref = jax.nn.logmeanexp(x, axis=1, where=mask)
+    _close(out, ref, VALUE_RTOL, "masked logmeanexp")
+    assert jnp.isnan(out[2]) and jnp.isnan(ref[2])
+    rows = jnp.arange(x.shape[0]) != 2
+    gr = jax.grad(lambda x: jnp.sum(jnp.where(rows, fnnet.logmeanexp(x, axis=1, where=mask), 0.0)))(x)
+    gr_ref = jax.grad(lambda x: jnp.sum(jnp.where(rows, jax.nn.logmeanexp(x, axis=1, where=mask), 0.0)))(x)
+    _close(gr, gr_ref, GRAD_RTOL, "masked logmeanexp VJP")
+    assert jnp.all(jax.grad(lambda x: fnnet.logmeanexp(x, axis=1, where=mask)[2])(x) == 0)
+    _, jt = jax.jvp(lambda x: fnnet.logmeanexp(x, axis=1, where=mask), (x,), (jnp.flip(x, 1),))
+    _, jt_ref = jax.jvp(lambda x: jax.nn.logmeanexp(x, axis=1, where=mask), (x,), (jnp.flip(x, 1),))
+    _close(jt[rows], jt_ref[rows], GRAD_RTOL, "masked logmeanexp JVP")
+
+
 def test_glu_matches_jax_nn(x, g):
     for axis in (-1, 0):
         gg = g[:, :3] if axis == -1 else g[:2]
@@ -741,7 +773,7 @@ def test_glu_exact_tails_chooses_how_the_gate_derivative_is_formed():
 # ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp", "logmeanexp"])
 def test_axis_out_of_range_names_axis_and_ndim(name, x):
     f = getattr(fnnet, name)
     with pytest.raises(ValueError, match=r"fnnet\.\w+: axis 2 is out of range for an input with ndim 2"):
@@ -770,6 +802,7 @@ def test_masked_and_weighted_paths_are_hand_written(x, mask):
         (lambda x: fnnet.softmax(x, where=mask), "softmax"),
         (lambda x: fnnet.log_softmax(x, where=mask), "log_softmax"),
         (lambda x: fnnet.logsumexp(x, b=x, where=mask), "logsumexp"),
+        (lambda x: fnnet.logmeanexp(x, where=mask), "logmeanexp"),
         (lambda x: fnnet.gumbel_softmax(x, jax.random.key(0)), "gumbel_softmax"),
     ]:
         jaxpr = str(jax.make_jaxpr(f)(x))

@@ -64,11 +64,12 @@ from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import reduce_sum as _reduce_sum
+from fnnet._numerics import slice_size as _slice_size
 from fnnet._numerics import slice_sums as _slice_sums
 from fnnet._numerics import softmax_vjp as _softmax_vjp
 from fnnet.primitive import define, sample_rng, sampled
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "softmin"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "logmeanexp", "softmin"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,6 +494,82 @@ Derivative: with :math:`w_i = e^{a_i − m}` and :math:`S = Σ b_i w_i`, the han
 derivative :math:`w_i / S` comes from autodiff of the forward (0 where b_i = 0, as in jax.nn). The
 sign's cotangent is ignored (it is piecewise constant). ``logsumexp([1, inf]) = inf`` with gradient
 ``[0, 1]`` (jax.nn: ``[0, nan]``).
+""",
+).fn
+
+
+# ---------------------------------------------------------------------------------------------
+# logmeanexp
+# ---------------------------------------------------------------------------------------------
+
+
+def _log_count(x, where, axis, keepdims, dtype):
+    """log n per slice: n the entries over ``axis`` (those where ``where`` is True), in ``dtype``."""
+    axes = _axes(axis, x.ndim, "fnnet.logmeanexp")
+    if where is None:
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims else tuple(
+            d for i, d in enumerate(x.shape) if i not in axes)
+        return lax.full(shape, jnp.log(jnp.asarray(_slice_size(x, axes), dtype)), dtype)
+    n = jnp.sum(jnp.broadcast_to(where, x.shape), axis=axes, keepdims=keepdims, dtype=dtype)
+    return lax.log(n)
+
+
+def _lme_forward(x, axis=None, where=None, keepdims=False):
+    out = _lse_forward(x, None, where, axis, keepdims)
+    return lax.sub(out, _log_count(x, where, axis, keepdims, out.dtype))
+
+
+def _lme_fwd(x, axis=None, where=None, keepdims=False):
+    # logsumexp's rule: subtracting the constant log n changes no derivative (the gradient is the
+    # softmax over the included entries), so the residual is logsumexp's p.
+    out, p = _lse_fwd(x, None, where, axis, keepdims)
+    return lax.sub(out, _log_count(x, where, axis, keepdims, out.dtype)), p
+
+
+def _lme_bwd(p, g, axis=None, where=None, keepdims=False):
+    return _lse_bwd(p, g, None, where, axis, keepdims)
+
+
+def _lme_jvp(primals, tangents, out, axis=None, where=None, keepdims=False):
+    return _lse_jvp(primals, tangents, out, None, where, axis, keepdims)
+
+
+def _lme_reference(x, axis=None, where=None, keepdims=False):
+    """Plain jnp: m + log mean exp(x − m), the maximum m held constant (it cancels mathematically)."""
+    m = jax.lax.stop_gradient(jnp.max(x, axis, keepdims=True, where=where, initial=-jnp.inf))
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    out = m + jnp.log(jnp.mean(jnp.exp(x - m), axis, keepdims=True, where=where))
+    return out if keepdims else jnp.squeeze(out, axis)
+
+
+def _validate_lme(x, axis=None, where=None, keepdims=False):
+    _axes(axis, x.ndim, "fnnet.logmeanexp")
+    if not isinstance(keepdims, bool):
+        raise TypeError(f"fnnet.logmeanexp: keepdims must be a bool; got {keepdims!r}")
+
+
+logmeanexp = define(
+    "logmeanexp",
+    forward=_lme_forward, fwd=_lme_fwd, bwd=_lme_bwd, jvp=_lme_jvp,
+    reference=_lme_reference, arg_names=("x",),
+    static={"axis": None, "where": None, "keepdims": False},
+    traced=("where",), convert=_mask_convert("fnnet.logmeanexp"), validate=_validate_lme,
+    sample=_sample_normal(), variants=({"axis": None}, {"axis": -1}, {"axis": 0, "keepdims": True}),
+    derivation="logmeanexp = logsumexp − log n ⇒ ∂/∂x_i = e^{x_i}/Σ e^{x_j} = softmax(x)_i",
+    doc=r"""Log-mean-exp :math:`\log \frac{1}{n} Σ_i e^{x_i}` = logsumexp(x) − log n over ``axis``
+(jax.nn.logmeanexp's signature).
+
+Arguments:
+  x: floating array. axis: int, tuple of ints or None (all axes; the default); static.
+  where: optional boolean mask; n counts the included entries only. keepdims: static.
+
+Returns:
+  ``x`` reduced over ``axis``. A fully masked slice is NaN, the mean of no entries (jax.nn's value),
+  with zero gradient.
+
+Derivative: softmax(x) over the included entries (logsumexp's; log n is a constant), 0 at masked
+entries. Computed as ``logsumexp(x) − log n``: the maximum is subtracted before the exponential, so
+large entries do not overflow (``logmeanexp([1e4, 1e4]) = 1e4``).
 """,
 ).fn
 
