@@ -312,6 +312,12 @@ ORACLES: dict[str, Oracle] = {
     #                                                                          y = softmax (5), Σg, y·Σg, g − …
     "logsumexp": Oracle(roundings=(6, 6)),  # shift (2), exp, Σ, log, m + … | p = softmax (5), g·p
     "logmeanexp": Oracle(roundings=(8, 6)),  # logsumexp's (6), log n rounded, − | logsumexp's
+    # standardize, "fast": x² (1), Σ/n (1), μ (1), μ² (1), − (1), + ε (1), rsqrt (1), x − μ (2), ·r (1) =
+    # 10 ("stable": μ, the shift (2), square, Σ/n, + ε, rsqrt, the shift again (2), ·r = 10); "fast"'s
+    # mean(x²) − μ² multiplies v's roundings by (σ² + μ²)/σ², which the bound's ‖x‖∞·Σ|J| term (|J| ~
+    # r = 1/σ) absorbs while ‖x‖∞/σ stays moderate, as on the sample rows (|μ| ≤ 2, σ ≥ 0.5). | y (10),
+    # Σg, g·y, Σ, /n (2), c·y, two −, ·r = 8 more
+    "standardize": Oracle(roundings=(10, 18)),
     # l + g (2), 1/τ rounded (2), ·(1/τ) (2), shift (4), exp, Σ, / | y (13), VJP (4)
     "gumbel_softmax": Oracle(roundings=(13, 17), subtracted=_softmax_terms),
     "glu": Oracle(roundings=(4, 7)),  # logistic (3), a·σ | g·σ (4); σ'(b) (5), a·σ', g·…

@@ -1,0 +1,240 @@
+"""fnnet.standardize against jax.nn.standardize, exact arithmetic and its own derivation.
+
+The registry suites (test_primitives, test_calculus, test_low_precision) check the hand rules against
+autodiff of the reference and central differences on every variant; here: every argument jax.nn takes,
+the gradients of the given moments, the slices whose derivative is ill-conditioned, special values,
+residuals and bad input.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+
+import fnnet
+
+F64_EPS = float(jnp.finfo(jnp.float64).eps)
+
+
+def _rng():
+    return np.random.default_rng(7)
+
+
+@pytest.fixture
+def x():
+    r = _rng()
+    return jnp.asarray(r.normal(size=(4, 6)) * r.uniform(0.5, 2, (4, 1)) + r.uniform(-2, 2, (4, 1)))
+
+
+@pytest.fixture
+def g():
+    return jnp.asarray(np.random.default_rng(8).normal(size=(4, 6)))
+
+
+def _mask():
+    # At least three entries kept per row: over two kept entries the derivative is O(ε·r³), a difference
+    # of O(r) terms (test_slices_of_two_against_exact_arithmetic), which no rule matches to 64 ULP.
+    return jnp.asarray(np.random.default_rng(9).random((4, 6)) < 0.5).at[:, :3].set(True)
+
+
+def _close(a, b, rtol, what):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != {b.shape}"
+    assert np.array_equal(np.isnan(a), np.isnan(b)), f"{what}: NaN pattern differs\n{a}\n{b}"
+    fin = np.isfinite(b)
+    assert np.array_equal(a[~fin], b[~fin], equal_nan=True), f"{what}: infinities differ"
+    scale = max(float(np.max(np.abs(b[fin]), initial=0.0)), 1e-300)
+    err = float(np.max(np.abs(a[fin] - b[fin]), initial=0.0)) / scale
+    assert err <= rtol, f"{what}: normwise relative difference {err:.3g} > {rtol:.3g}"
+
+
+# The rows' spreads are 0.5-2 and their means within ±2, so the Jacobian's entries are O(r) and both
+# rules (the hand one, autodiff's of jax.nn's formula) agree to a few roundings of the O(r) terms.
+GRAD_RTOL = 64 * F64_EPS
+
+KWARGS = {
+    "default": {},
+    "stable": {"algorithm": "stable"},
+    "axis0": {"axis": 0},
+    "axes": {"axis": (0, 1)},
+    "all": {"axis": None, "algorithm": "stable"},
+    "epsilon": {"epsilon": 0.3},
+    "mask": {"where": "mask"},
+    "mask-stable": {"where": "mask", "algorithm": "stable"},
+    "mask-axes": {"axis": (0, 1), "where": "mask"},
+    "mean": {"mean": "mean"},
+    "mean-stable": {"mean": "mean", "algorithm": "stable"},
+    "mean-mask": {"mean": "mean", "where": "mask"},
+    "variance": {"variance": "variance"},
+    "variance-stable": {"variance": "variance", "algorithm": "stable"},
+    "both": {"mean": "mean", "variance": "variance"},
+}
+
+
+def _kwargs(name):
+    r = np.random.default_rng(10)
+    given = {"mask": _mask(), "mean": jnp.asarray(r.normal(size=(4, 1))),
+             "variance": jnp.asarray(r.uniform(0.5, 2.0, (4, 1)))}
+    return {k: given.get(v, v) if isinstance(v, str) else v for k, v in KWARGS[name].items()}
+
+
+@pytest.mark.parametrize("case", list(KWARGS))
+def test_matches_jax_nn_value_vjp_jvp(case, x, g):
+    """The value (the same operations: the same bits), the VJP (the hand rule) and the JVP (its
+    transpose) against jax.nn.standardize and its autodiff, for every argument jax.nn takes."""
+    kw = _kwargs(case)
+    ours, theirs = (lambda v: fnnet.standardize(v, **kw)), (lambda v: jax.nn.standardize(v, **kw))
+    np.testing.assert_array_equal(jax.jit(ours)(x), jax.jit(theirs)(x))
+    gr, gr_ref = (jax.grad(lambda v, f=f: jnp.vdot(g, f(v)))(x) for f in (ours, theirs))
+    _close(gr, gr_ref, GRAD_RTOL, f"{case} VJP")
+    t, t_ref = (jax.jvp(f, (x,), (g,))[1] for f in (ours, theirs))
+    _close(t, t_ref, GRAD_RTOL, f"{case} JVP")
+
+
+def test_hand_jvp_is_the_transpose_of_the_hand_vjp(x, g):
+    """The primitive's own jvp (checked nowhere else for the given-moment cases) against the tangent
+    map the public function uses, the transpose of the hand VJP."""
+    prim = fnnet.get("standardize")
+    for case in ("default", "stable", "mask", "mean", "mean-stable", "variance", "both"):
+        kw = _kwargs(case)
+        kw = {"axis": -1, "mean": None, "variance": None, "epsilon": 1e-5, "where": None, "algorithm": "fast", **kw}
+        out = prim.forward(x, **kw)
+        hand = prim.jvp((x,), (g,), out, **kw)
+        _, public = jax.jvp(lambda v: fnnet.standardize(v, **kw), (x,), (g,))
+        _close(hand, public, GRAD_RTOL, f"{case}: hand JVP vs transpose of the hand VJP")
+
+
+def test_given_moments_and_epsilon_are_differentiable(x, g):
+    """mean, variance and epsilon get their derivatives from autodiff of the forward: jax.nn's."""
+    kw = _kwargs("both")
+    args = (kw["mean"], kw["variance"], jnp.asarray(0.1))
+    ours = jax.grad(lambda m, v, e: jnp.vdot(g, fnnet.standardize(x, mean=m, variance=v, epsilon=e)), (0, 1, 2))(*args)
+    theirs = jax.grad(lambda m, v, e: jnp.vdot(g, jax.nn.standardize(x, mean=m, variance=v, epsilon=e)), (0, 1, 2))(*args)
+    for a, b, name in zip(ours, theirs, ("mean", "variance", "epsilon")):
+        _close(a, b, GRAD_RTOL, f"d/d{name}")
+    # epsilon alone, the moments computed from x
+    d = jax.grad(lambda e: jnp.vdot(g, fnnet.standardize(x, epsilon=e)))(0.1)
+    _close(d, jax.grad(lambda e: jnp.vdot(g, jax.nn.standardize(x, epsilon=e)))(0.1), GRAD_RTOL, "d/depsilon")
+
+
+def _exact_jacobian_pairs(x, eps):
+    """∂y_i/∂x_j of standardize over slices of two (the columns of a (2, k) x), in 60-digit arithmetic:
+    r·(δ_ij − 1/n − y_i·y_j/n)."""
+    mpmath.mp.dps = 60
+    out = np.zeros((x.shape[1], 2, 2))
+    for c in range(x.shape[1]):
+        col = [mpmath.mpf(float(v)) for v in x[:, c]]
+        mu = sum(col) / 2
+        r = 1 / mpmath.sqrt(sum((v - mu) ** 2 for v in col) / 2 + mpmath.mpf(eps))
+        y = [(v - mu) * r for v in col]
+        for i in range(2):
+            for j in range(2):
+                out[c, i, j] = float(r * ((1 if i == j else 0) - mpmath.mpf(1) / 2 - y[i] * y[j] / 2))
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ["fast", "stable"])
+def test_slices_of_two_against_exact_arithmetic(algorithm):
+    """Over a slice of two entries the outputs are ±√(v/(v + ε)) whatever x: the Jacobian is
+    r³·ε/2·[[1, −1], [−1, 1]], O(ε·r³), a difference of O(r) terms. Neither the hand rule nor autodiff
+    of jax.nn's formula can be accurate relative to it; each is held to the rounding of its terms:
+    |Ĵ − J| ≤ c·u·r with c = 16 (the rule's few roundings of g, Σg/n and y·Σgy/n, each ≤ r, counted
+    generously), against the exact Jacobian."""
+    x = np.random.default_rng(11).normal(size=(2, 5)) * 2
+    exact = _exact_jacobian_pairs(x, 1e-5)
+    r = 1 / np.sqrt(np.var(x, axis=0) + 1e-5)
+    assert np.max(np.abs(exact)) < 1e-3 * np.min(r)  # the ill-conditioned regime
+    for f, who in ((fnnet.standardize, "fnnet"), (jax.nn.standardize, "jax.nn autodiff")):
+        jac = jax.jacrev(lambda v, f=f: f(v, axis=0, algorithm=algorithm))(jnp.asarray(x))
+        got = np.asarray(jac).reshape(2, 5, 2, 5)
+        for c in range(5):
+            err = np.abs(got[:, c, :, c] - exact[c])
+            assert np.all(err <= 16 * F64_EPS / 2 * r[c]), f"{who}, column {c}: {err.max():.3g} vs r = {r[c]:.3g}"
+
+
+def test_special_values_follow_jax_nn():
+    """A constant slice (v = 0, "fast"'s clip at its kink), a NaN, ±inf, huge and all-masked slices:
+    the values are jax.nn's, NaN where jax.nn's are (x² overflowing in "fast", 0·inf), and so is the
+    pattern of the gradient's NaNs; finite gradients agree."""
+    rows = [[3.0, 3.0, 3.0, 3.0], [1.0, np.nan, 2.0, 0.5], [1.0, np.inf, 2.0, 0.5], [-np.inf, 1.0, 2.0, 3.0],
+            [1e200, -1e200, 3e200, 0.0], [1e-200, 2e-200, -1e-200, 0.0], [-11.0, -11.0, -11.0, -11.0 + 3e-6]]
+    x = jnp.asarray(rows)
+    mask = jnp.ones_like(x, bool).at[0].set(False)
+    g = jnp.asarray(np.random.default_rng(12).normal(size=x.shape))
+    for kw in ({}, {"algorithm": "stable"}, {"where": mask}):
+        ours, theirs = fnnet.standardize(x, **kw), jax.nn.standardize(x, **kw)
+        np.testing.assert_array_equal(ours, theirs)
+        gr = jax.grad(lambda v: jnp.vdot(g, jnp.nan_to_num(fnnet.standardize(v, **kw))))(x)
+        gr_ref = jax.grad(lambda v: jnp.vdot(g, jnp.nan_to_num(jax.nn.standardize(v, **kw))))(x)
+        assert np.array_equal(np.isnan(gr), np.isnan(gr_ref)), f"{kw}: gradient NaNs\n{gr}\n{gr_ref}"
+        ok = np.all(np.isfinite(np.asarray(gr_ref)), axis=1)
+        _close(np.asarray(gr)[ok], np.asarray(gr_ref)[ok], 1e-12, f"{kw}: finite gradient rows")
+    assert not bool(jnp.any(jnp.isnan(fnnet.standardize(x[-1]))))  # jax#30426's regression input
+
+
+def test_masked_entries_take_no_part(x, g):
+    """jax's own check: the masked result on the kept entries is the filtered input's. With no
+    cotangent on the masked outputs the gradient on the kept entries is the filtered input's too, and
+    0 on the masked ones; with any cotangent a masked entry's gradient is r·g (it enters neither
+    moment: only its own output depends on it)."""
+    m = _mask()[2]
+    kept = np.asarray(m)
+    assert 3 <= kept.sum() < kept.size
+    xr, gr_ = x[2], g[2]
+    y = fnnet.standardize(xr, where=m)
+    _close(y[kept], fnnet.standardize(xr[kept]), 16 * F64_EPS, "kept entries")
+    g_kept = jnp.where(m, gr_, 0.0)
+    grad = jax.grad(lambda v: jnp.vdot(g_kept, fnnet.standardize(v, where=m)))(xr)
+    filtered = jax.grad(lambda v: jnp.vdot(gr_[kept], fnnet.standardize(v)))(xr[kept])
+    _close(grad[kept], filtered, GRAD_RTOL, "gradient at kept entries")
+    assert np.all(np.asarray(grad)[~kept] == 0)
+    grad = jax.grad(lambda v: jnp.vdot(gr_, fnnet.standardize(v, where=m)))(xr)
+    r = 1 / jnp.sqrt(jnp.var(xr[kept]) + 1e-5)
+    _close(grad[~kept], r * gr_[~kept], GRAD_RTOL, "gradient at masked entries")
+
+
+def test_keeps_fewer_residuals_than_jax_grad(x):
+    """The rule keeps y and two numbers per slice (r, the clip factor); jax.grad of jax.nn's formula
+    keeps twice as many numbers."""
+    saved = pytest.importorskip("jax._src.ad_checkpoint").saved_residuals
+    ours = sum(a.size for a, _ in saved(fnnet.standardize, x))
+    theirs = sum(a.size for a, _ in saved(jax.nn.standardize, x))
+    assert ours <= x.size + 2 * x.shape[0] + 1 < theirs, (ours, theirs)
+
+
+def test_dtypes_and_promotion():
+    """Integers promote as jax.nn's (float32); float16 stays float16; a given mean of another dtype
+    promotes as jax.numpy does; jit with the algorithm as a keyword."""
+    with jax.numpy_dtype_promotion("standard"):  # jax.nn's own mean of integers mixes dtypes
+        i = jnp.arange(4, dtype=jnp.int32)
+        np.testing.assert_array_equal(fnnet.standardize(i), jax.nn.standardize(i))
+        assert fnnet.standardize(i).dtype == jax.nn.standardize(i).dtype == jnp.float32
+    h = jnp.asarray([1.0, 2.0, 4.0], jnp.float16)
+    assert fnnet.standardize(h).dtype == jnp.float16
+    np.testing.assert_array_equal(fnnet.standardize(h), jax.nn.standardize(h))
+    m, x32 = jnp.asarray([2.0], jnp.float64), h.astype(jnp.float32)
+    with jax.numpy_dtype_promotion("standard"):
+        assert fnnet.standardize(x32, mean=m).dtype == jax.nn.standardize(x32, mean=m).dtype == jnp.float64
+    with pytest.raises(TypeError, match=r"'x' dtype float32 and 'mean' dtype float64 have no implicit promotion"):
+        fnnet.standardize(x32, mean=m)  # under strict promotion (this suite's), named instead of jax's error
+    v = jnp.asarray([1e6, 1e6 + 1, 1e6 + 2], jnp.float32)
+    np.testing.assert_array_equal(jax.jit(lambda v: fnnet.standardize(v, algorithm="stable"))(v),
+                                  fnnet.standardize(v, algorithm="stable"))
+
+
+def test_bad_input_names_the_argument():
+    x = jnp.ones((3, 4))
+    with pytest.raises(ValueError, match=r"fnnet\.standardize: unknown algorithm 'exact'; expected 'fast' or 'stable'"):
+        fnnet.standardize(x, algorithm="exact")
+    with pytest.raises(ValueError, match=r"fnnet\.standardize: 'mean' of shape \(5,\) does not broadcast to the input's shape \(3, 4\)"):
+        fnnet.standardize(x, mean=jnp.ones(5))
+    with pytest.raises(ValueError, match=r"'variance' of shape \(3, 4, 1\) does not broadcast"):
+        fnnet.standardize(x, variance=jnp.ones((3, 4, 1)))
+    with pytest.raises(TypeError, match=r"fnnet\.standardize: 'where' must be a boolean mask; got dtype int32"):
+        fnnet.standardize(x, where=jnp.ones((3, 4), jnp.int32))
+    with pytest.raises(ValueError, match=r"fnnet\.standardize: 'epsilon' must be a scalar; got shape \(2,\)"):
+        fnnet.standardize(x, epsilon=jnp.ones(2))
+    with pytest.raises(ValueError, match=r"fnnet\.standardize: axis 2 is out of range for an input with ndim 2"):
+        fnnet.standardize(x, axis=2)
