@@ -238,3 +238,19 @@ def test_bad_input_names_the_argument():
         fnnet.standardize(x, epsilon=jnp.ones(2))
     with pytest.raises(ValueError, match=r"fnnet\.standardize: axis 2 is out of range for an input with ndim 2"):
         fnnet.standardize(x, axis=2)
+
+
+def test_accelerator_form_sums_once_with_the_same_gradient(x, g, with_gates):
+    """Off XLA:CPU the rule forms Σg and Σg·y as one reduction of the two stacked (a lone Σg beside g
+    is a normalization diamond that XLA:GPU compiles with Triton): traced for a GPU here and run on the
+    CPU, the gradient is the CPU form's and jax.nn's to rounding, for every case that needs both
+    sums and for one that needs a single sum."""
+    for case in ("default", "stable", "mask", "axes", "mean"):
+        kw = _kwargs(case)
+        grad = jax.grad(lambda v, kw=kw: jnp.vdot(g, fnnet.standardize(v, **kw)))
+        stacked = with_gates(lambda v, grad=grad: (grad(v), str(jax.make_jaxpr(grad)(v))), x, TARGET_BACKEND="gpu")
+        apart = with_gates(lambda v, grad=grad: (grad(v), str(jax.make_jaxpr(grad)(v))), x, TARGET_BACKEND="cpu")
+        one_sum = [("stack[" in str(text)) or ("concatenate" in str(text)) for text in (stacked[1], apart[1])]
+        assert one_sum == [case != "mean", False], (case, one_sum)
+        _close(stacked[0], apart[0], GRAD_RTOL, f"{case}: stacked vs apart")
+        _close(stacked[0], jax.grad(lambda v, kw=kw: jnp.vdot(g, jax.nn.standardize(v, **kw)))(x), GRAD_RTOL, case)
