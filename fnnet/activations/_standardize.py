@@ -23,17 +23,25 @@ x_j·r·Σ g·y. The given ``mean``, ``variance`` and ``epsilon`` are differenti
 derivatives come from autodiff of this forward (they are arguments beside x, not covered by the hand
 rule).
 
+**Moments that vary within a slice.** jax.nn broadcasts a given ``mean``, ``variance`` or ``epsilon``
+of any shape that fits x (a per-feature variance over the last axis, an ε per entry), and then r, and
+"fast"'s clip factor, vary within the slice. The same graph gives, with w = x − μ (x for "fast" with a
+given mean), x̄ = g·r − [j included]·(Σ g·r + w·Σ g·y·r²·clip)/n: the A and C terms with r inside the
+sums, which for one r per slice is the rule above.
+
 **Residuals**: y (the output, which the next layer reads anyway), r and the clip factor per slice; x
-only in the one case that needs it ("fast" with a given mean).
+only where it is needed ("fast" with a given mean), and w where r varies within a slice.
 """
 from __future__ import annotations
+
+import math
 
 import jax.numpy as jnp
 from jax import lax
 
 from fnnet._checks import axes as _axes
-from fnnet._numerics import backend
 from fnnet._checks import bool_mask, broadcasts_to, common_dtype
+from fnnet._numerics import backend
 from fnnet.primitive import define, sample_rng, sampled
 
 __all__ = ["standardize"]
@@ -66,19 +74,31 @@ def _forward(x, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, alg
 
 
 def _fwd(x, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, algorithm="fast"):
-    mu, r, clip = _moments(x, _axes(axis, x.ndim, _WHERE), mean, variance, epsilon, where, algorithm)
-    y = jnp.subtract(x, mu) * r
-    keep_x = variance is None and mean is not None and algorithm == "fast"
-    return y, (y, r, clip, x if keep_x else None)
+    axes = _axes(axis, x.ndim, _WHERE)
+    mu, r, clip = _moments(x, axes, mean, variance, epsilon, where, algorithm)
+    d = jnp.subtract(x, mu)
+    y = d * r
+    through_x = variance is None and mean is not None and algorithm == "fast"  # ∂v/∂x_j = 2x_j/n
+    if _per_slice(r, axes, x.ndim) and _per_slice(clip, axes, x.ndim):
+        return y, (y, r, clip, x if through_x else None)
+    # r or the clip factor varies within a slice (a given variance, epsilon or mean of the input's
+    # shape): the general rule, which reads x − μ (or x) itself
+    return y, (y, r, clip, (x if through_x else d) if variance is None else None)
+
+
+def _per_slice(a, axes, ndim):
+    """Whether ``a`` (None, or an array that broadcasts to the input's ``ndim`` axes) is one number per
+    slice: of size 1 on every reduced axis, its axes aligned with the input's trailing ones."""
+    if a is None:
+        return True
+    offset = ndim - a.ndim
+    return all(a.shape[i - offset] == 1 for i in axes if i >= offset)
 
 
 def _count(shape, axes, where, dtype):
     """n per slice (reduced axes kept): the slice's size, or its entries where ``where`` is True."""
     if where is None:
-        n = 1
-        for a in axes:
-            n *= shape[a]
-        return jnp.asarray(n, dtype)
+        return jnp.asarray(math.prod(shape[a] for a in axes), dtype)
     return jnp.sum(jnp.broadcast_to(where, shape), axes, keepdims=True, dtype=dtype)
 
 
@@ -86,53 +106,68 @@ def _included(v, where):
     return v if where is None else jnp.where(where, v, jnp.zeros((), v.dtype))
 
 
-def _slice_sums(g, y, axes, both):
-    """(Σg, Σg·y) over the slice, reduced axes kept. Both at once (``both``), off XLA:CPU, as one
+def _slice_sums(a, b, axes, both):
+    """(Σa, Σb) over the slice, reduced axes kept. Both at once (``both``), off XLA:CPU, as one
     reduction of the two stacked: on XLA:GPU a lone Σg beside its consumer g − Σg/n is a
     "normalization diamond" that XLA compiles with its Triton emitter (compile of jit(value_and_grad)
     at 1024 × 1024, deviceless for the H200: 1.64× jax.nn's separate, 1.01× stacked, where jax.nn's
     gradient has no such diamond). On XLA:CPU the stack is written to memory (fwd+bwd 0.90 ms against
     0.55 separate) and there is no diamond to avoid, so the sums stay apart."""
     if both and backend() != "cpu":
-        s = jnp.sum(jnp.stack([g, g * y]), tuple(a + 1 for a in axes), keepdims=True)
+        s = jnp.sum(jnp.stack([a, b]), tuple(i + 1 for i in axes), keepdims=True)
         return s[0], s[1]
-    return jnp.sum(g, axes, keepdims=True), jnp.sum(g * y, axes, keepdims=True)
+    return jnp.sum(a, axes, keepdims=True), jnp.sum(b, axes, keepdims=True)
 
 
 def _bwd(res, g, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, algorithm="fast"):
-    y, r, clip, x = res
+    y, r, clip, w = res
     axes = _axes(axis, y.ndim, _WHERE)
     n = _count(y.shape, axes, where, y.dtype)
-    sum_g, sum_gy = _slice_sums(g, y, axes, mean is None and variance is None)
-    inner = g
-    if mean is None:  # μ = mean(x) fans out to every output: ∂L/∂μ = −r·Σg, and ∂μ/∂x_j = 1/n
-        inner = inner - _included(sum_g / n, where)
-    if variance is None:  # v fans out likewise: ∂L/∂v = −½ r²·Σ g·y, and ∂v/∂x_j = 2(x_j − μ)/n
-        c = sum_gy / n
-        if clip is not None:
-            c = c * clip
-        inner = inner - _included((y if x is None else x * r) * c, where)
-    return (inner * r,)
+    both = mean is None and variance is None
+    if _per_slice(r, axes, y.ndim) and _per_slice(clip, axes, y.ndim):
+        # r and clip are one number per slice: x̄ = r·(g − (Σg + y·Σg·y)/n), from y alone (x − μ = y/r);
+        # "fast" with a given mean reads x (∂v/∂x_j = 2x_j/n there)
+        sum_g, sum_gy = _slice_sums(g, g * y, axes, both)
+        inner = g
+        if mean is None:  # μ = mean(x) fans out to every output: ∂L/∂μ = −r·Σg, and ∂μ/∂x_j = 1/n
+            inner = inner - _included(sum_g / n, where)
+        if variance is None:  # v fans out likewise: ∂L/∂v = −½ r²·Σ g·y, and ∂v/∂x_j = 2(x_j − μ)/n
+            c = sum_gy / n
+            if clip is not None:
+                c = c * clip
+            inner = inner - _included((y if w is None else w * r) * c, where)
+        return (inner * r,)
+    # r (or clip) varies within the slice: ∂L/∂μ = −Σ g·r, ∂L/∂v summed over the slice = −½ Σ g·y·r²·clip,
+    # and ∂v/∂x_j = 2w_j/n with w = x − μ (or x, "fast" with a given mean)
+    gr = g * r
+    sum_gr, sum_v = _slice_sums(gr, gr * y * r * (1 if clip is None else clip), axes, both)
+    inner = gr
+    if mean is None:
+        inner = inner - _included(sum_gr / n, where)
+    if variance is None:
+        inner = inner - _included(w * (sum_v / n), where)
+    return (inner,)
 
 
 def _jvp(primals, tangents, out, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None,
          algorithm="fast"):
+    # ẏ = r·(ṫ − Σṫ/n) − y·r²·clip·Σ w·ṫ/n, with w = x − μ (or x, "fast" with a given mean); the terms
+    # as above, for r and clip per slice or per entry alike
     (x,), (t,) = primals, tangents
     axes = _axes(axis, x.ndim, _WHERE)
-    _, r, clip = _moments(x, axes, mean, variance, epsilon, where, algorithm)
+    mu, r, clip = _moments(x, axes, mean, variance, epsilon, where, algorithm)
     n = _count(x.shape, axes, where, x.dtype)
     inner = t
     if mean is None:
         inner = inner - jnp.sum(_included(t, where), axes, keepdims=True) / n
+    inner = inner * r
     if variance is None:
-        if mean is not None and algorithm == "fast":
-            c = r * jnp.sum(_included(x * t, where), axes, keepdims=True) / n
-        else:
-            c = jnp.sum(_included(out * t, where), axes, keepdims=True) / n
+        w = x if mean is not None and algorithm == "fast" else jnp.subtract(x, mu)
+        c = jnp.sum(_included(w * t, where), axes, keepdims=True) / n
         if clip is not None:
             c = c * clip
-        inner = inner - out * c
-    return inner * r
+        inner = inner - out * r * r * c
+    return inner
 
 
 def _reference(x, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, algorithm="fast"):
@@ -161,8 +196,6 @@ def _convert(arrays, aux, static):
         if not jnp.issubdtype(v.dtype, jnp.number) or jnp.issubdtype(v.dtype, jnp.complexfloating):
             raise TypeError(f"{_WHERE}: {named[k]} must be a real array or number; got dtype {v.dtype}")
         dtype = common_dtype(_WHERE, jnp.zeros((), dtype), aux[k], "'x'", named[k])
-    if not jnp.issubdtype(dtype, jnp.inexact):
-        dtype = x.dtype
     out = {}
     for k in named:
         v = aux.get(k)
@@ -170,8 +203,7 @@ def _convert(arrays, aux, static):
             out[k] = None
             continue
         v = jnp.asarray(v, dtype)
-        if k != "epsilon":
-            broadcasts_to(v, x.shape, _WHERE, k)
+        broadcasts_to(v, x.shape, _WHERE, k)
         out[k] = v
     m = aux.get("where")
     if m is not None:
@@ -184,8 +216,6 @@ def _validate(x, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, al
     _axes(axis, x.ndim, _WHERE)
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"{_WHERE}: unknown algorithm {algorithm!r}; expected 'fast' or 'stable'")
-    if jnp.ndim(epsilon) != 0:
-        raise ValueError(f"{_WHERE}: 'epsilon' must be a scalar; got shape {jnp.shape(epsilon)}")
 
 
 def _sample(key, dtype=jnp.float32, shape=(3, 5), **static):
@@ -213,8 +243,9 @@ Arguments:
   x: floating array. axis: int, tuple of ints or None (all axes); static; default the last axis.
   mean, variance: optional arrays broadcastable to x, used instead of the slice's mean and variance
     (differentiable, by autodiff of the forward).
-  epsilon: added to the variance (a scalar; may be traced). where: optional boolean mask: only the
-    entries where it is True enter the mean and the variance; every entry is standardized.
+  epsilon: added to the variance: a number or an array broadcastable to x (may be traced).
+  where: optional boolean mask: only the entries where it is True enter the mean and the variance;
+    every entry is standardized.
   algorithm: ``"fast"`` (jax.nn's default: v = max(mean(x²) − μ², 0), which cancels when |μ| ≫ σ)
     or ``"stable"`` (v = mean((x − μ)²)); static.
 
@@ -224,6 +255,7 @@ Returns:
 
 Derivative (the hand rule, with A = Σg and C = Σg·y over the slice, n its included entries):
 :math:`x̄ = r·(g − (A + y·C)/n)` at included entries and :math:`r·g` at masked ones, r = (v + ε)^{−1/2};
-without the A term when ``mean`` is given, without the C term when ``variance`` is given.
+without the A term when ``mean`` is given, without the C term when ``variance`` is given (with r
+inside both sums where a given moment or ε varies within the slice: the module's docstring).
 """,
 ).fn
