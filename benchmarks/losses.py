@@ -6,7 +6,8 @@
     python -m benchmarks losses --runs 5 --losses softmax_cross_entropy --shapes 64x1024  # 5 processes
 
 The losses: ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
-``sigmoid_binary_cross_entropy``, ``squared_error`` and ``l2_loss``, each called as optax calls it
+``sigmoid_binary_cross_entropy``, ``squared_error``, ``l2_loss``, ``huber_loss`` and ``log_cosh``, each
+called as optax calls it
 (``loss(logits, labels)``, one value per example or entry, no reduction). The competitor
 (``--against``) is optax's function of the same name (``optax.losses.X``; optax is not one of fnnet's
 dependencies: ``pip install optax`` for it), or the loss's own ``.reference``: the plain-jnp formula

@@ -9,6 +9,8 @@ loss                                          value (per example)               
 ``sigmoid_binary_cross_entropy``              :math:`y·\operatorname{sp}(−z) + (1−y)·\operatorname{sp}(z)`  :math:`∂z = g·(σ(z) − y)`, :math:`∂y = −g·z`
 ``squared_error(predictions, targets=None)``  :math:`(p − t)^2` elementwise          :math:`∂p = 2g(p − t)`
 ``l2_loss(predictions, targets=None)``        :math:`\frac12 (p − t)^2` elementwise  :math:`∂p = g(p − t)`
+``huber_loss(predictions, targets=None)``     ½e² / δ(|e| − ½δ), e = p − t          :math:`∂p = g·\operatorname{clip}(e, −δ, δ)`
+``log_cosh(predictions, targets=None)``       :math:`\log\cosh(p − t)` elementwise   :math:`∂p = g·\tanh(p − t)`
 ``mse(predictions, targets)``                 :math:`\frac1n Σ_i (p_i − t_i)^2` over the last axis  :math:`∂p = g·\frac2n(p − t) = −∂t`
 ============================================= ===================================== =============================
 
@@ -19,15 +21,16 @@ cross-entropy sum to 1 its logit gradient is the familiar :math:`p − y`; fnnet
 
 Every loss is one declared primitive (:func:`fnnet.primitive.define`): a jitted ``jax.custom_jvp``
 whose reverse mode runs the hand VJP above and whose forward mode is its transpose. Integer labels and
-``where`` masks are traced parameters without a derivative; ``targets`` of ``squared_error`` and
-``l2_loss`` is a traced parameter too (it may be omitted), whose derivative :math:`−∂p` comes from
-autodiff of the forward.
+``where`` masks are traced parameters without a derivative; ``targets`` of ``squared_error``,
+``l2_loss``, ``huber_loss`` and ``log_cosh`` is a traced parameter too (it may be omitted), whose
+derivative :math:`−∂p` comes from autodiff of the forward, as does huber_loss's ``delta``'s.
 
 **Promotion and broadcasting** happen before the primitive, while tracing: labels (targets) and
 logits (predictions) are cast to their common dtype as ``jax.numpy`` promotes them (bfloat16 logits
 with float32 labels compute in float32); ``sigmoid_binary_cross_entropy`` casts its labels to the
 logits' dtype instead. Shapes broadcast against each other; the transpose of the broadcast sums each
-cotangent back to its argument's shape. ``squared_error``/``l2_loss``/``mse`` need equal shapes.
+cotangent back to its argument's shape. ``squared_error``/``l2_loss``/``mse`` need equal shapes;
+``huber_loss`` and ``log_cosh`` broadcast their targets, as optax's do.
 
 **Stability.** The softmax losses go through log-softmax, ``(z − m) − log Σ e^{z − m}``, never
 ``log(softmax)``: logits of ±1e4, ±1e30 or ±max finite give finite losses and gradients. The binary
