@@ -65,7 +65,8 @@ from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotange
 
 #: The losses optax also has, in optax's names.
 LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
-          "sigmoid_binary_cross_entropy", "squared_error", "l2_loss", "huber_loss", "log_cosh")
+          "sigmoid_binary_cross_entropy", "squared_error", "l2_loss", "huber_loss", "log_cosh",
+          "cosine_similarity", "cosine_distance")
 
 #: measure -> the largest ratio fnnet / competitor that meets the target.
 TARGETS = {"jit fwd+bwd": 1.05, "eager": 1.2, "compile": 1.2}

@@ -11,6 +11,8 @@ loss                                          value (per example)               
 ``l2_loss(predictions, targets=None)``        :math:`\frac12 (p − t)^2` elementwise  :math:`∂p = g(p − t)`
 ``huber_loss(predictions, targets=None)``     ½e² / δ(|e| − ½δ), e = p − t          :math:`∂p = g·\operatorname{clip}(e, −δ, δ)`
 ``log_cosh(predictions, targets=None)``       :math:`\log\cosh(p − t)` elementwise   :math:`∂p = g·\tanh(p − t)`
+``cosine_similarity(predictions, targets)``   :math:`s = Σ â·b̂` over ``axis``          :math:`∂a = g·(b̂ − s·â)/‖a‖`
+``cosine_distance(predictions, targets)``     :math:`1 − s`                          the negative
 ``mse(predictions, targets)``                 :math:`\frac1n Σ_i (p_i − t_i)^2` over the last axis  :math:`∂p = g·\frac2n(p − t) = −∂t`
 ============================================= ===================================== =============================
 
@@ -71,6 +73,8 @@ __all__ = [
     "l2_loss",
     "huber_loss",
     "log_cosh",
+    "cosine_similarity",
+    "cosine_distance",
     "mse",
 ]
 
@@ -987,6 +991,133 @@ Derivative: :math:`∂L/∂p = \tanh(p − t)` (the hand rule, times ``g``; with
 about u·log 2, so a loss below ~√u (|e| ≲ 1e-3 in float32) has few correct digits.
 """,
 ).fn
+
+
+# ---------------------------------------------------------------------------------------------
+# cosine_similarity, cosine_distance (optax's)
+# ---------------------------------------------------------------------------------------------
+
+
+def _cos_forward_parts(a, b, epsilon, axes, where):
+    """optax's operations in its order: the unit vectors â = a/‖a‖, b̂ = b/‖b‖ (‖·‖ over ``axes`` and
+    the included entries, its square raised to ``epsilon``), their norms and the similarity Σ â·b̂."""
+    na2 = jnp.sum(jnp.square(a), axes, keepdims=True, where=where)
+    nb2 = jnp.sum(jnp.square(b), axes, keepdims=True, where=where)
+    na, nb = jnp.sqrt(jnp.clip(na2, epsilon)), jnp.sqrt(jnp.clip(nb2, epsilon))
+    au, bu = a / na, b / nb
+    return au, bu, na, nb, na2, nb2, jnp.sum(au * bu, axes, where=where)
+
+
+def _clip_factor(v, epsilon):
+    """d max(v, ε)/dv as jax's maximum gives it: 1 above, ½ at the tie, 0 below."""
+    return jnp.where(v > epsilon, 1.0, jnp.where(v == epsilon, 0.5, 0.0)).astype(v.dtype)
+
+
+def _cos_axes(fname, axis, ndim):
+    return _axes(axis, ndim, fname)
+
+
+def _make_cosine(name, sign):
+    """cosine_similarity (sign +1) or cosine_distance = 1 − similarity (sign −1), one primitive each."""
+    fname = f"fnnet.{name}"
+
+    def forward(predictions, targets, epsilon=0.0, axis=-1, where=None):
+        s = _cos_forward_parts(predictions, targets, epsilon, _cos_axes(fname, axis, predictions.ndim), where)[-1]
+        return s if sign > 0 else 1.0 - s
+
+    def fwd(predictions, targets, epsilon=0.0, axis=-1, where=None):
+        axes = _cos_axes(fname, axis, predictions.ndim)
+        au, bu, na, nb, na2, nb2, s = _cos_forward_parts(predictions, targets, epsilon, axes, where)
+        res = (au, bu, na, nb, _clip_factor(na2, epsilon), _clip_factor(nb2, epsilon), s)
+        return (s if sign > 0 else 1.0 - s), res
+
+    def bwd(res, g, epsilon=0.0, axis=-1, where=None):
+        # s = Σ â·b̂ with â = a/‖a‖: ∂s/∂a_j = (b̂_j − s·c_a·â_j)/‖a‖ at an included entry (c_a: the clip's
+        # derivative; 0 at a masked one, whatever it holds), and symmetrically for b
+        au, bu, na, nb, ca, cb, s = res
+        axes = _cos_axes(fname, axis, au.ndim)
+        gk = _keepdims(sign * g, au.shape, axes)
+        sk = _keepdims(s, au.shape, axes)
+        da = gk * (bu - sk * ca * au) / na
+        db = gk * (au - sk * cb * bu) / nb
+        if where is not None:
+            da, db = (jnp.where(where, d, jnp.zeros((), d.dtype)) for d in (da, db))
+        return da, db
+
+    def jvp(primals, tangents, out, epsilon=0.0, axis=-1, where=None):
+        (a, b), (ta, tb) = primals, tangents
+        axes = _cos_axes(fname, axis, a.ndim)
+        au, bu, na, nb, na2, nb2, s = _cos_forward_parts(a, b, epsilon, axes, where)
+        sk = _keepdims(s, a.shape, axes)
+        terms = (ta * (bu - sk * _clip_factor(na2, epsilon) * au) / na
+                 + tb * (au - sk * _clip_factor(nb2, epsilon) * bu) / nb)
+        return sign * jnp.sum(terms, axes, where=where)
+
+    def reference(predictions, targets, epsilon=0.0, axis=-1, where=None):
+        """Plain jnp, optax's formula."""
+        a_norm = jnp.sqrt(jnp.square(predictions).sum(axis=axis, where=where, keepdims=True).clip(epsilon))
+        b_norm = jnp.sqrt(jnp.square(targets).sum(axis=axis, where=where, keepdims=True).clip(epsilon))
+        s = (predictions / a_norm * (targets / b_norm)).sum(axis=axis, where=where)
+        return s if sign > 0 else 1.0 - s
+
+    def convert(arrays, aux, static):
+        a, b = (jnp.asarray(v) for v in arrays)
+        dtype = common_dtype(fname, a, b, "predictions", "targets")
+        a, b = broadcast_pair(fname, a.astype(dtype), b.astype(dtype), "predictions", "targets")
+        axes = _cos_axes(fname, static["axis"], a.ndim)
+        m = aux.get("where")
+        if m is not None:
+            m = bool_mask(m, fname)
+            broadcasts_to(m, a.shape, fname, "where", "the predictions'")
+        eps = jnp.asarray(aux.get("epsilon", 0.0))
+        if eps.dtype == jnp.bool_ or not jnp.issubdtype(eps.dtype, jnp.number) \
+                or jnp.issubdtype(eps.dtype, jnp.complexfloating):
+            raise TypeError(f"{fname}: epsilon must be a real number or array; got dtype {eps.dtype}")
+        reduced = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
+        eps = eps.astype(dtype)
+        broadcasts_to(eps, reduced, fname, "epsilon", "the norms' (one per slice)")
+        return [a, b], {**aux, "where": m, "epsilon": eps}
+
+    def sample(key, dtype=jnp.float32, shape=(3, 5), **_):
+        rng = sample_rng(key)
+        return tuple(sampled(rng.standard_normal(shape), dtype) for _ in range(2))
+
+    what = "similarity" if sign > 0 else "distance"
+    value = r":math:`Σ â·b̂`" if sign > 0 else r":math:`1 − Σ â·b̂`"
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
+        arg_names=("predictions", "targets"), static={"epsilon": 0.0, "axis": -1, "where": None},
+        traced=("epsilon", "where"), convert=convert, sample=sample,
+        variants=({}, {"axis": 0}, {"axis": None, "epsilon": 0.5}),
+        derivation=("s = Σ â·b̂, â = a/‖a‖ ⇒ ∂s/∂a = (b̂ − s·â)/‖a‖, ∂s/∂b = (â − s·b̂)/‖b‖"
+                    + ("" if sign > 0 else "; distance = 1 − s")),
+        doc=r"""Cosine """ + what + r""" """ + value + r""" over ``axis``, â = a/‖a‖, b̂ = b/‖b‖ (optax's
+``cosine_""" + what + r"""``).
+
+Args:
+  predictions, targets: floating arrays that broadcast against each other (their common dtype).
+  epsilon: the least value of each squared norm (optax's: ‖a‖ = √max(Σa², ε)); a number, or an array
+    with one value per slice; traced.
+  axis: int, tuple of ints or None (all axes); static. where: optional boolean mask broadcastable to
+    the inputs: only the entries where it is True enter the norms and the sum.
+
+Returns:
+  The """ + what + r""" per slice, the inputs' shape without ``axis``. A zero vector with ε = 0 gives NaN
+  (0/0), as optax's.
+
+Raises:
+  TypeError: non-real inputs, or dtypes with no implicit promotion (strict mode).
+  ValueError: shapes that do not broadcast, an axis out of range, a mask or ε of the wrong shape.
+
+Derivative (the hand rule, times ``g``): :math:`∂s/∂a_j = (b̂_j − s·â_j)/‖a‖` and
+:math:`∂s/∂b_j = (â_j − s·b̂_j)/‖b‖` at included entries (0 at masked ones, whatever they hold),
+the s·â term times the derivative of the clip at ε (1 above it, ½ at it, 0 below, as jax's maximum);
+ε's own derivative from autodiff of the forward.""" + ("" if sign > 0 else " The distance's is the negative."),
+    ).fn
+
+
+cosine_similarity = _make_cosine("cosine_similarity", 1)
+cosine_distance = _make_cosine("cosine_distance", -1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -131,6 +131,8 @@ def test_signatures():
     assert sig["l2_loss"] == "(predictions, targets=None)"
     assert sig["huber_loss"] == "(predictions, targets=None, delta=1.0)"
     assert sig["log_cosh"] == "(predictions, targets=None)"
+    assert sig["cosine_similarity"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
+    assert sig["cosine_distance"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["mse"] == "(predictions, targets)"
 
 
@@ -541,6 +543,77 @@ def test_huber_and_log_cosh_broadcast_and_promote():
     h = jnp.asarray([1e-3, 4.9, 5.1, 11.0, 60000.0], jnp.float16)
     np.testing.assert_array_equal(L.log_cosh(h), L.log_cosh.reference(h))  # optax's float16 bits
     assert jax.grad(lambda v: jnp.sum(L.log_cosh(v)))(h).dtype == jnp.float16
+
+
+def _cos_np(a, b, axis=-1, where=None, eps=0.0):
+    """Cosine similarity in float64 NumPy, by its definition."""
+    w = np.ones(np.broadcast_shapes(a.shape, b.shape), bool) if where is None else where
+    a, b = np.broadcast_to(a, w.shape), np.broadcast_to(b, w.shape)
+    na = np.sqrt(np.maximum((np.where(w, a, 0) ** 2).sum(axis, keepdims=True), eps))
+    nb = np.sqrt(np.maximum((np.where(w, b, 0) ** 2).sum(axis, keepdims=True), eps))
+    return np.where(w, (a / na) * (b / nb), 0).sum(axis)
+
+
+@pytest.mark.parametrize("axis", [-1, 0, (0, 2), None], ids=str)
+def test_cosine_similarity_and_distance(axis):
+    """Values against the definition in float64 NumPy; both hand gradients against the closed forms
+    (b̂ − s·â)/‖a‖ and (â − s·b̂)/‖b‖ and against autodiff of optax's formula; forward mode; the
+    distance is 1 − the similarity with the negated gradients."""
+    a, b = _normal(8, (3, 4, 5)), _normal(9, (3, 4, 5))
+    an, bn = np.asarray(a), np.asarray(b)
+    s = L.cosine_similarity(a, b, axis=axis)
+    _close(s, _cos_np(an, bn, axis), what="similarity")
+    _close(L.cosine_distance(a, b, axis=axis), 1 - _cos_np(an, bn, axis), what="distance")
+    g = jnp.cos(s) if s.ndim else jnp.float64(0.7)
+    for f in (L.cosine_similarity, L.cosine_distance):
+        ours = jax.grad(lambda a, b, f=f: jnp.sum(g * f(a, b, axis=axis)), (0, 1))(a, b)
+        theirs = jax.grad(lambda a, b, f=f: jnp.sum(g * f.reference(a, b, axis=axis)), (0, 1))(a, b)
+        for o, t, which in zip(ours, theirs, "ab"):
+            _close(o, t, what=f"{f.__name__} d/d{which}")
+        t_a, t_b = _normal(10, a.shape), _normal(11, b.shape)
+        _close(jax.jvp(lambda a, b, f=f: f(a, b, axis=axis), (a, b), (t_a, t_b))[1],
+               jax.jvp(lambda a, b, f=f: f.reference(a, b, axis=axis), (a, b), (t_a, t_b))[1], what="JVP")
+    keep = axis if axis is not None else (0, 1, 2)
+    na = np.sqrt((an**2).sum(keep, keepdims=True))
+    nb = np.sqrt((bn**2).sum(keep, keepdims=True))
+    sk = np.expand_dims(np.asarray(s), keep) if axis is not None else np.asarray(s)
+    gk = np.expand_dims(np.asarray(g), keep) if axis is not None else np.asarray(g)
+    da, db = jax.grad(lambda a, b: jnp.sum(g * L.cosine_similarity(a, b, axis=axis)), (0, 1))(a, b)
+    _close(da, gk * (bn / nb - sk * an / na) / na, what="closed form d/da")
+    _close(db, gk * (an / na - sk * bn / nb) / nb, what="closed form d/db")
+
+
+def test_cosine_masks_epsilon_broadcasting_and_optax_values():
+    """optax's own values (its _regression_test.py); a mask equals the filtered vectors, and masked
+    entries, even NaN ones, get a zero gradient; ε raises a small norm (its clip's derivative 0
+    below it, as optax's); targets broadcast against the predictions; a zero vector is NaN."""
+    ys = np.array([[10.0, 1.0, -2.0], [1.0, 4.0, 0.2]], np.float32)
+    ts = np.array([[0.0, 1.2, 0.2], [1.0, -0.3, 0.0]], np.float32)
+    np.testing.assert_allclose(jax.jit(L.cosine_distance)(ys, ts), [0.9358251989, 1.0464068465], atol=1e-6)
+    p, t = _normal(12, (10,)), _normal(13, (10,))
+    m = jnp.asarray(np.random.default_rng(14).random(10) < 0.6).at[0].set(True)
+    kept = np.asarray(m)
+    _close(L.cosine_similarity(p, t, where=m), L.cosine_similarity(p[kept], t[kept]), what="masked")
+    p_nan = p.at[~kept].set(jnp.nan)
+    da = jax.grad(lambda p: L.cosine_similarity(p, t, where=m))(p_nan)
+    assert np.all(np.asarray(da)[~kept] == 0) and np.all(np.isfinite(np.asarray(da)))
+    _close(da[kept], jax.grad(lambda p: L.cosine_similarity(p, t[kept]))(p[kept]), what="masked gradient")
+    small = jnp.asarray([1e-3, 2e-3, 0.0])
+    for eps in (1e-2, 1e-5):
+        got = jax.grad(lambda v, eps=eps: L.cosine_similarity(v, t[:3], epsilon=eps), 0)(small)
+        ref = jax.grad(lambda v, eps=eps: L.cosine_similarity.reference(v, t[:3], epsilon=eps), 0)(small)
+        _close(got, ref, what=f"epsilon {eps}")
+    d_eps = jax.grad(lambda e: L.cosine_similarity(small, t[:3], epsilon=e))(1e-2)
+    _close(d_eps, jax.grad(lambda e: L.cosine_similarity.reference(small, t[:3], epsilon=e))(1e-2), what="d/deps")
+    rows = _normal(15, (4, 10))
+    _close(L.cosine_similarity(p, rows), L.cosine_similarity(jnp.broadcast_to(p, (4, 10)), rows), what="broadcast")
+    _close(jax.grad(lambda p: jnp.sum(L.cosine_similarity(p, rows)))(p),
+           jax.grad(lambda p: jnp.sum(L.cosine_similarity.reference(p, rows)))(p), what="broadcast gradient")
+    assert jnp.isnan(L.cosine_similarity(jnp.zeros(3), t[:3]))
+    with pytest.raises(ValueError, match=r"targets of shape \(4,\) does not broadcast with predictions of shape \(10,\)"):
+        L.cosine_similarity(p, jnp.ones(4))
+    with pytest.raises(ValueError, match=r"'epsilon' of shape \(10,\) does not broadcast to the norms'"):
+        L.cosine_similarity(p, t, epsilon=jnp.ones(10))
 
 
 def test_mse():
