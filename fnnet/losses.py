@@ -13,6 +13,8 @@ loss                                          value (per example)               
 ``log_cosh(predictions, targets=None)``       :math:`\log\cosh(p − t)` elementwise   :math:`∂p = g·\tanh(p − t)`
 ``cosine_similarity(predictions, targets)``   :math:`s = Σ â·b̂` over ``axis``          :math:`∂a = g·(b̂ − s·â)/‖a‖`
 ``cosine_distance(predictions, targets)``     :math:`1 − s`                          the negative
+``kl_divergence(log_predictions, targets)``   :math:`Σ t(\log t − lp)` over ``axis``    :math:`∂lp = −g·t`, :math:`∂t = g·(\log t − lp + 1)`
+``kl_divergence_with_log_targets``            :math:`Σ e^{lt}(lt − lp)` over ``axis``    :math:`∂lp = −g·e^{lt}`, :math:`∂lt = g·e^{lt}(lt − lp + 1)`
 ``mse(predictions, targets)``                 :math:`\frac1n Σ_i (p_i − t_i)^2` over the last axis  :math:`∂p = g·\frac2n(p − t) = −∂t`
 ============================================= ===================================== =============================
 
@@ -75,6 +77,8 @@ __all__ = [
     "log_cosh",
     "cosine_similarity",
     "cosine_distance",
+    "kl_divergence",
+    "kl_divergence_with_log_targets",
     "mse",
 ]
 
@@ -1118,6 +1122,138 @@ the s·â term times the derivative of the clip at ε (1 above it, ½ at it, 0 b
 
 cosine_similarity = _make_cosine("cosine_similarity", 1)
 cosine_distance = _make_cosine("cosine_distance", -1)
+
+
+# ---------------------------------------------------------------------------------------------
+# kl_divergence, kl_divergence_with_log_targets (optax's: a sum over ``axis`` of a per-entry term)
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_summed(name, arg_names, term, partials, reference, derivation, doc):
+    """A loss Σ_axis term(a, b) over the entries where ``where`` is True, both arguments differentiable:
+    the hand VJP is g times each partial of the term at the included entries (0 at masked ones,
+    whatever they hold), the JVP the sum of the partials times the tangents."""
+    fname = f"fnnet.{name}"
+
+    def forward(a, b, axis=-1, where=None):
+        return jnp.sum(term(a, b), _axes(axis, a.ndim, fname), where=where)
+
+    def fwd(a, b, axis=-1, where=None):
+        return forward(a, b, axis, where), (a, b)
+
+    def bwd(res, g, axis=-1, where=None):
+        a, b = res
+        gk = _keepdims(g, a.shape, _axes(axis, a.ndim, fname))
+        out = tuple(gk * d for d in partials(a, b))
+        if where is not None:
+            out = tuple(jnp.where(where, d, jnp.zeros((), d.dtype)) for d in out)
+        return out
+
+    def jvp(primals, tangents, out, axis=-1, where=None):
+        (a, b), (ta, tb) = primals, tangents
+        da, db = partials(a, b)
+        return jnp.sum(ta * da + tb * db, _axes(axis, a.ndim, fname), where=where)
+
+    def convert(arrays, aux, static):
+        a, b = (jnp.asarray(v) for v in arrays)
+        dtype = common_dtype(fname, a, b, arg_names[0], arg_names[1])
+        a, b = broadcast_pair(fname, a.astype(dtype), b.astype(dtype), arg_names[0], arg_names[1])
+        _axes(static["axis"], a.ndim, fname)
+        m = aux.get("where")
+        if m is not None:
+            m = bool_mask(m, fname)
+            broadcasts_to(m, a.shape, fname, "where", f"the {arg_names[0]}'")
+        return [a, b], {**aux, "where": m}
+
+    def sample(key, dtype=jnp.float32, shape=(3, 5), **_):
+        rng = sample_rng(key)
+        p = rng.dirichlet(np.ones(shape[-1]), shape[:-1])  # a distribution per row, no zeros
+        q = rng.dirichlet(np.ones(shape[-1]), shape[:-1])
+        return sampled(np.log(p), dtype), sampled(q if arg_names[1] == "targets" else np.log(q), dtype)
+
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference, arg_names=arg_names,
+        static={"axis": -1, "where": None}, traced=("where",), convert=convert, sample=sample,
+        variants=({}, {"axis": 0}, {"axis": None}), derivation=derivation, doc=doc,
+    ).fn
+
+
+def _kl_term(lp, t):
+    # t·(log t − lp), and 0 where t = 0 whatever lp is (0·log 0 = 0: optax gives NaN at lp = −inf)
+    zero = jnp.zeros((), t.dtype)
+    return jnp.where(t == 0, zero, t * (jnp.log(jnp.where(t == 0, jnp.ones((), t.dtype), t)) - lp))
+
+
+def _kl_partials(lp, t):
+    # ∂/∂lp = −t; ∂/∂t = log t − lp + 1, whose limit at t = 0 is −inf: there log t is the most
+    # negative finite number instead, so that a zero tangent of t gives 0, not 0·inf = NaN (the
+    # choice softmax_cross_entropy makes for ∂/∂y at a −inf log-probability; optax gives NaN)
+    return -t, jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min) - lp + 1
+
+
+def _kl_reference(log_predictions, targets, axis=-1, where=None):
+    """Plain jnp, optax's formula."""
+    loss = targets * (jnp.where(targets == 0, 0, jnp.log(targets)) - log_predictions)
+    return jnp.sum(loss, axis=axis, where=where)
+
+
+def _kl_log_term(lp, lt):
+    # e^{lt}·(lt − lp), and 0 where lt = −inf (a zero target probability) whatever lp is
+    return jnp.where(lt == -jnp.inf, jnp.zeros((), lt.dtype), jnp.exp(lt) * (lt - lp))
+
+
+def _kl_log_partials(lp, lt):
+    # ∂/∂lp = −e^{lt}; ∂/∂lt = e^{lt}·(lt − lp + 1), 0 at lt = −inf (its limit)
+    e = jnp.exp(lt)
+    return -e, jnp.where(lt == -jnp.inf, jnp.zeros((), lt.dtype), e * (lt - lp + 1))
+
+
+def _kl_log_reference(log_predictions, log_targets, axis=-1, where=None):
+    """Plain jnp, optax's formula."""
+    return jnp.sum(jnp.exp(log_targets) * (log_targets - log_predictions), axis=axis, where=where)
+
+
+_KL_ARGS = """
+Args:
+  log_predictions: the predicted distribution's log-probabilities, floating, ``(..., n)``.
+  {second}
+  axis: int, tuple of ints or None (all axes): the distribution's axes; static.
+  where: optional boolean mask broadcastable to the inputs: only the entries where it is True enter
+    the sum.
+
+Returns:
+  The divergence per distribution, the inputs' broadcast shape without ``axis``.
+
+Raises:
+  TypeError: non-real inputs, or dtypes with no implicit promotion (strict mode).
+  ValueError: shapes that do not broadcast, an axis out of range, a mask of the wrong shape.
+"""
+
+kl_divergence = _make_summed(
+    "kl_divergence", ("log_predictions", "targets"), _kl_term, _kl_partials, _kl_reference,
+    "L = Σ t(log t − lp) ⇒ ∂L/∂lp = −t, ∂L/∂t = log t − lp + 1",
+    r"""Kullback-Leibler divergence :math:`Σ_i t_i(\log t_i − lp_i)` over ``axis`` (optax's
+``kl_divergence``).
+""" + _KL_ARGS.format(second="targets: the target probabilities, ``(..., n)``; both arguments are differentiable.") + r"""
+Derivative (the hand rule, times ``g``): :math:`∂L/∂lp = −t` and :math:`∂L/∂t = \log t − lp + 1`
+(at t = 0, whose limit is −inf, with log t the most negative finite number, so that a zero tangent
+gives 0; optax gives NaN there). A zero target contributes 0 to the value whatever its
+log-prediction, −inf included (0·log 0 = 0; optax gives NaN there).
+""",
+)
+
+kl_divergence_with_log_targets = _make_summed(
+    "kl_divergence_with_log_targets", ("log_predictions", "log_targets"), _kl_log_term,
+    _kl_log_partials, _kl_log_reference,
+    "L = Σ e^{lt}(lt − lp) ⇒ ∂L/∂lp = −e^{lt}, ∂L/∂lt = e^{lt}(lt − lp + 1)",
+    r"""Kullback-Leibler divergence with log-space targets, :math:`Σ_i e^{lt_i}(lt_i − lp_i)` over ``axis``
+(optax's ``kl_divergence_with_log_targets``).
+""" + _KL_ARGS.format(second="log_targets: the target log-probabilities, ``(..., n)``; both arguments are differentiable.") + r"""
+Derivative (the hand rule, times ``g``): :math:`∂L/∂lp = −e^{lt}` and :math:`∂L/∂lt = e^{lt}(lt − lp + 1)`.
+A target log-probability of −inf contributes 0 to the value and the gradients whatever its
+log-prediction (optax gives NaN there).
+""",
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -133,6 +133,8 @@ def test_signatures():
     assert sig["log_cosh"] == "(predictions, targets=None)"
     assert sig["cosine_similarity"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["cosine_distance"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
+    assert sig["kl_divergence"] == "(log_predictions, targets, axis=-1, where=None)"
+    assert sig["kl_divergence_with_log_targets"] == "(log_predictions, log_targets, axis=-1, where=None)"
     assert sig["mse"] == "(predictions, targets)"
 
 
@@ -614,6 +616,67 @@ def test_cosine_masks_epsilon_broadcasting_and_optax_values():
         L.cosine_similarity(p, jnp.ones(4))
     with pytest.raises(ValueError, match=r"'epsilon' of shape \(10,\) does not broadcast to the norms'"):
         L.cosine_similarity(p, t, epsilon=jnp.ones(10))
+
+
+def _dists(seed, shape):
+    r = np.random.default_rng(seed)
+    return jnp.asarray(r.dirichlet(np.ones(shape[-1]), shape[:-1]))
+
+
+@pytest.mark.parametrize("axis", [-1, 0, None], ids=str)
+def test_kl_divergences(axis):
+    """Values against the definition in float64 NumPy; both hand gradients against the closed forms
+    and against autodiff of optax's formulas (no zero targets here); forward mode; a mask equals the
+    filtered distributions; the two forms agree on the same distributions."""
+    p, q = _dists(16, (3, 6)), _dists(17, (3, 6))
+    lp, pn, qn = jnp.log(p), np.asarray(p), np.asarray(q)
+    kl = L.kl_divergence(lp, q, axis=axis)
+    _close(kl, (qn * (np.log(qn) - np.log(pn))).sum(axis), what="kl")
+    _close(L.kl_divergence_with_log_targets(lp, jnp.log(q), axis=axis), kl, what="log targets")
+    g = jnp.cos(kl) if kl.ndim else jnp.float64(0.7)
+    for f, second in ((L.kl_divergence, q), (L.kl_divergence_with_log_targets, jnp.log(q))):
+        ours = jax.grad(lambda a, b, f=f: jnp.sum(g * f(a, b, axis=axis)), (0, 1))(lp, second)
+        theirs = jax.grad(lambda a, b, f=f: jnp.sum(g * f.reference(a, b, axis=axis)), (0, 1))(lp, second)
+        for o, t, which in zip(ours, theirs, ("log_predictions", "targets")):
+            _close(o, t, what=f"{f.__name__} d/d{which}")
+        tangents = (_normal(18, lp.shape), _normal(19, lp.shape))
+        _close(jax.jvp(lambda a, b, f=f: f(a, b, axis=axis), (lp, second), tangents)[1],
+               jax.jvp(lambda a, b, f=f: f.reference(a, b, axis=axis), (lp, second), tangents)[1], what="JVP")
+    gk = np.expand_dims(np.asarray(g), axis) if axis is not None else np.asarray(g)
+    d_lp, d_q = jax.grad(lambda a, b: jnp.sum(g * L.kl_divergence(a, b, axis=axis)), (0, 1))(lp, q)
+    _close(d_lp, -gk * qn, what="closed form d/dlp")
+    _close(d_q, gk * (np.log(qn) - np.log(pn) + 1), what="closed form d/dt")
+    m = jnp.asarray(np.random.default_rng(20).random(6) < 0.6).at[0].set(True)
+    kept = np.asarray(m)
+    _close(L.kl_divergence(lp[0], q[0], where=m), L.kl_divergence(lp[0][kept], q[0][kept]), what="masked")
+    grads = jax.grad(lambda a: L.kl_divergence(a, q[0], where=m))(lp[0].at[~kept].set(jnp.nan))
+    assert np.all(np.asarray(grads)[~kept] == 0) and np.all(np.isfinite(np.asarray(grads)))
+
+
+def test_kl_divergences_at_zero_targets():
+    """A zero target (−inf in log space) contributes 0 whatever its log-prediction, −inf included
+    (0·log 0 = 0; optax: NaN); its gradients are 0 for the log-prediction, and for the target the
+    most negative finite number in place of the −inf limit (a zero tangent then gives 0; optax: NaN)
+    unless the log-prediction is −inf too (+inf: the loss is +inf for any positive target), 0 for a
+    log-target (its limit)."""
+    lp = jnp.asarray([-jnp.inf, jnp.log(0.25), jnp.log(0.75)])
+    t = jnp.asarray([0.0, 0.5, 0.5])
+    _close(L.kl_divergence(lp, t), 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75), what="zero target")
+    _close(L.kl_divergence_with_log_targets(lp, jnp.log(t)), L.kl_divergence(lp, t), what="log form")
+    assert jnp.isnan(L.kl_divergence.reference(lp, t)) and jnp.isnan(L.kl_divergence_with_log_targets.reference(lp, jnp.log(t)))
+    d_lp, d_t = jax.grad(L.kl_divergence, (0, 1))(lp, t)
+    np.testing.assert_array_equal(np.asarray(d_lp), [0.0, -0.5, -0.5])
+    assert d_t[0] == jnp.inf  # on a −inf log-prediction any positive target costs +inf
+    lp_finite = lp.at[0].set(jnp.log(0.1))
+    d_t = jax.grad(L.kl_divergence, 1)(lp_finite, t)
+    assert d_t[0] == jnp.finfo(jnp.float64).min  # the −inf limit, finite
+    _, tangent = jax.jvp(L.kl_divergence, (lp_finite, t), (jnp.zeros(3), jnp.asarray([0.0, 1.0, -1.0])))
+    assert bool(jnp.isfinite(tangent))
+    d_lp, d_lt = jax.grad(L.kl_divergence_with_log_targets, (0, 1))(lp, jnp.log(t))
+    np.testing.assert_array_equal(np.asarray(d_lp)[0], 0.0)
+    np.testing.assert_array_equal(np.asarray(d_lt)[0], 0.0)
+    # a positive target on a −inf log-prediction: the honest +inf
+    assert L.kl_divergence(jnp.asarray([-jnp.inf, 0.0]), jnp.asarray([0.5, 0.5])) == jnp.inf
 
 
 def test_mse():
