@@ -689,6 +689,18 @@ with weight exactly 0 is 0, so ``z = inf, y = 1`` gives 0 rather than NaN.
 # ---------------------------------------------------------------------------------------------
 
 
+def _real_like(value, like, fname, what):
+    """``value`` as an array of real numbers (``TypeError`` naming it for booleans, complex numbers
+    and non-numbers); a Python number or sequence, which has no dtype of its own (a list or tuple
+    arrives as a tuple of traced scalars), takes ``like``'s when ``like`` is given."""
+    own_dtype = hasattr(value, "dtype")
+    v = jnp.asarray(value)
+    if v.dtype == jnp.bool_ or not jnp.issubdtype(v.dtype, jnp.number) \
+            or jnp.issubdtype(v.dtype, jnp.complexfloating):
+        raise TypeError(f"{fname}: {what} must be real numbers; got dtype {v.dtype}")
+    return v if own_dtype or like is None else v.astype(like.dtype)
+
+
 def _targets_convert(fname):
     """Predictions and targets in their common dtype, of equal shapes. A Python number or sequence of
     numbers as targets takes the predictions' dtype (it has none of its own)."""
@@ -699,13 +711,7 @@ def _targets_convert(fname):
         t = aux.get("targets")
         if t is None:
             return [p], aux
-        own_dtype = hasattr(t, "dtype")  # a list or tuple arrives as a tuple of traced scalars
-        t = jnp.asarray(t)
-        if t.dtype == jnp.bool_ or not jnp.issubdtype(t.dtype, jnp.number) \
-                or jnp.issubdtype(t.dtype, jnp.complexfloating):
-            raise TypeError(f"{fname}: targets must be real numbers; got dtype {t.dtype}")
-        if not own_dtype:
-            t = t.astype(p.dtype)
+        t = _real_like(t, p, fname, "targets")
         if t.shape != p.shape:
             raise ValueError(
                 f"{fname}: targets of shape {t.shape} must have the shape of predictions, {p.shape}"
@@ -857,21 +863,12 @@ def _broadcast_targets_convert(fname):
         p = jnp.asarray(p)
         t = aux.get("targets")
         if t is not None:
-            own_dtype = hasattr(t, "dtype")
-            t = jnp.asarray(t)
-            if t.dtype == jnp.bool_ or not jnp.issubdtype(t.dtype, jnp.number) \
-                    or jnp.issubdtype(t.dtype, jnp.complexfloating):
-                raise TypeError(f"{fname}: targets must be real numbers; got dtype {t.dtype}")
-            if not own_dtype:
-                t = t.astype(p.dtype)
+            t = _real_like(t, p, fname, "targets")
             dtype = common_dtype(fname, p, t, "predictions", "targets")
             p, t = broadcast_pair(fname, p.astype(dtype), t.astype(dtype), "predictions", "targets")
             aux = {**aux, "targets": t}
         if "delta" in aux:
-            d = jnp.asarray(aux["delta"])
-            if d.dtype == jnp.bool_ or not jnp.issubdtype(d.dtype, jnp.number) \
-                    or jnp.issubdtype(d.dtype, jnp.complexfloating):
-                raise TypeError(f"{fname}: delta must be a real number or array; got dtype {d.dtype}")
+            d = _real_like(aux["delta"], None, fname, "delta")
             dtype = common_dtype(fname, p, aux["delta"], "predictions", "delta")
             p = p.astype(dtype)
             if t is not None:
@@ -1073,10 +1070,7 @@ def _make_cosine(name, sign):
         if m is not None:
             m = bool_mask(m, fname)
             broadcasts_to(m, a.shape, fname, "where", "the predictions'")
-        eps = jnp.asarray(aux.get("epsilon", 0.0))
-        if eps.dtype == jnp.bool_ or not jnp.issubdtype(eps.dtype, jnp.number) \
-                or jnp.issubdtype(eps.dtype, jnp.complexfloating):
-            raise TypeError(f"{fname}: epsilon must be a real number or array; got dtype {eps.dtype}")
+        eps = _real_like(aux.get("epsilon", 0.0), None, fname, "epsilon")
         reduced = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
         eps = eps.astype(dtype)
         broadcasts_to(eps, reduced, fname, "epsilon", "the norms' (one per slice)")
