@@ -7,8 +7,8 @@
 
 The losses: ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
 ``sigmoid_binary_cross_entropy``, ``squared_error``, ``l2_loss``, ``huber_loss``, ``log_cosh``,
-``cosine_similarity``, ``cosine_distance``, ``kl_divergence`` and ``kl_divergence_with_log_targets``,
-each called as optax calls it
+``hinge_loss``, ``perceptron_loss``, ``cosine_similarity``, ``cosine_distance``, ``kl_divergence`` and
+``kl_divergence_with_log_targets``, each called as optax calls it
 (``loss(logits, labels)``, one value per example or entry, no reduction). The competitor
 (``--against``) is optax's function of the same name (``optax.losses.X``; optax is not one of fnnet's
 dependencies: ``pip install optax`` for it), or the loss's own ``.reference``: the plain-jnp formula
@@ -17,7 +17,8 @@ the same special values). ``auto``, the default, takes optax when it can be impo
 
 Per loss and per batch × classes shape (``--shapes``, default 1024x1024, 4096x1000 and 256x10;
 float32 logits N(0, 9); the labels a distribution per example, class indices, 0/1 targets or N(0, 1)
-targets; the divergences' log-predictions and targets are log-softmaxes of such logits), as in
+targets, ±1 for the hinge and the perceptron; the divergences' log-predictions and targets are
+log-softmaxes of such logits), as in
 :mod:`benchmarks.dropin`:
 
 1. **jit fwd+bwd**: ``jax.jit(jax.value_and_grad(lambda z, y, w: jnp.sum(loss(z, y) * w)))`` (the
@@ -68,7 +69,8 @@ from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotange
 #: The losses optax also has, in optax's names.
 LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
           "sigmoid_binary_cross_entropy", "squared_error", "l2_loss", "huber_loss", "log_cosh",
-          "cosine_similarity", "cosine_distance", "kl_divergence", "kl_divergence_with_log_targets")
+          "hinge_loss", "perceptron_loss", "cosine_similarity", "cosine_distance", "kl_divergence",
+          "kl_divergence_with_log_targets")
 
 #: measure -> the largest ratio fnnet / competitor that meets the target.
 TARGETS = {"jit fwd+bwd": 1.05, "eager": 1.2, "compile": 1.2}
@@ -91,6 +93,8 @@ def inputs(name: str, shape: tuple[int, int], seed: int = 0):
         y = jax.random.randint(ky, shape[:1], 0, shape[1])
     elif name == "sigmoid_binary_cross_entropy":
         y = (jax.random.uniform(ky, shape) > 0.5).astype(jnp.float32)
+    elif name in ("hinge_loss", "perceptron_loss"):  # labels ±1
+        y = jnp.where(jax.random.normal(ky, shape, jnp.float32) > 0, 1.0, -1.0)
     elif name.startswith("kl_divergence"):  # log-probabilities against probabilities (or their logs)
         z = jax.nn.log_softmax(z)
         y = jax.nn.log_softmax(jax.random.normal(ky, shape, jnp.float32))

@@ -131,6 +131,7 @@ def test_signatures():
     assert sig["l2_loss"] == "(predictions, targets=None)"
     assert sig["huber_loss"] == "(predictions, targets=None, delta=1.0)"
     assert sig["log_cosh"] == "(predictions, targets=None)"
+    assert sig["hinge_loss"] == sig["perceptron_loss"] == "(predictor_outputs, targets)"
     assert sig["cosine_similarity"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["cosine_distance"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["kl_divergence"] == "(log_predictions, targets, axis=-1, where=None)"
@@ -654,16 +655,16 @@ def test_kl_divergences(axis):
 
 
 def test_kl_divergences_at_zero_targets():
-    """A zero target (−inf in log space) contributes 0 whatever its log-prediction, −inf included
-    (0·log 0 = 0; optax: NaN); its gradients are 0 for the log-prediction, and for the target the
-    most negative finite number in place of the −inf limit (a zero tangent then gives 0; optax: NaN)
-    unless the log-prediction is −inf too (+inf: the loss is +inf for any positive target), 0 for a
-    log-target (its limit)."""
+    """A zero target contributes 0 whatever its log-prediction, −inf included (0·log 0 = 0; optax:
+    NaN); its gradients are 0 for the log-prediction, and for the target the most negative finite
+    number in place of the −inf limit (a zero tangent then gives 0; optax: NaN) unless the
+    log-prediction is −inf too (+inf: the loss is +inf for any positive target). In log space a −inf
+    target contributes 0 for a finite log-prediction, with gradients 0 (optax: NaN), and NaN on a −inf
+    log-prediction, as optax's."""
     lp = jnp.asarray([-jnp.inf, jnp.log(0.25), jnp.log(0.75)])
     t = jnp.asarray([0.0, 0.5, 0.5])
     _close(L.kl_divergence(lp, t), 0.5 * np.log(0.5 / 0.25) + 0.5 * np.log(0.5 / 0.75), what="zero target")
-    _close(L.kl_divergence_with_log_targets(lp, jnp.log(t)), L.kl_divergence(lp, t), what="log form")
-    assert jnp.isnan(L.kl_divergence.reference(lp, t)) and jnp.isnan(L.kl_divergence_with_log_targets.reference(lp, jnp.log(t)))
+    assert jnp.isnan(L.kl_divergence.reference(lp, t))
     d_lp, d_t = jax.grad(L.kl_divergence, (0, 1))(lp, t)
     np.testing.assert_array_equal(np.asarray(d_lp), [0.0, -0.5, -0.5])
     assert d_t[0] == jnp.inf  # on a −inf log-prediction any positive target costs +inf
@@ -672,11 +673,42 @@ def test_kl_divergences_at_zero_targets():
     assert d_t[0] == jnp.finfo(jnp.float64).min  # the −inf limit, finite
     _, tangent = jax.jvp(L.kl_divergence, (lp_finite, t), (jnp.zeros(3), jnp.asarray([0.0, 1.0, -1.0])))
     assert bool(jnp.isfinite(tangent))
-    d_lp, d_lt = jax.grad(L.kl_divergence_with_log_targets, (0, 1))(lp, jnp.log(t))
-    np.testing.assert_array_equal(np.asarray(d_lp)[0], 0.0)
-    np.testing.assert_array_equal(np.asarray(d_lt)[0], 0.0)
+    lt = jnp.log(t)
+    _close(L.kl_divergence_with_log_targets(lp_finite, lt), L.kl_divergence(lp_finite, t), what="log form")
+    assert jnp.isnan(L.kl_divergence_with_log_targets.reference(lp_finite, lt))
+    d_lp, d_lt = jax.grad(L.kl_divergence_with_log_targets, (0, 1))(lp_finite, lt)
+    assert d_lp[0] == 0 and d_lt[0] == 0
+    assert jnp.isnan(L.kl_divergence_with_log_targets(lp, lt))  # −inf on both sides: NaN, as optax's
     # a positive target on a −inf log-prediction: the honest +inf
     assert L.kl_divergence(jnp.asarray([-jnp.inf, 0.0]), jnp.asarray([0.5, 0.5])) == jnp.inf
+
+
+def test_hinge_and_perceptron_losses():
+    """Values against max(0, m − p·t) in float64 NumPy; the hand gradient against −t·[m − p·t > 0] and
+    against autodiff of optax's formula, the kinks included (−t/2 there, what jax's maximum gives);
+    integer ±1 targets (standard promotion); the hinge's targets broadcast, the perceptron's must have the scores' shape
+    (optax checks it); optax's test values."""
+    p = jnp.asarray([2.0, -0.5, 1.0, 0.0, -1.0, 0.25, 3.0, -2.0])
+    t = jnp.asarray([1.0, -1, 1, 1, -1, 1, -1, -1])
+    pn, tn = np.asarray(p), np.asarray(t)
+    with jax.numpy_dtype_promotion("standard"):  # integer labels, promoted as jax.numpy promotes them
+        np.testing.assert_array_equal(L.hinge_loss(p, t.astype(jnp.int32)), L.hinge_loss(p, t))
+    with pytest.raises(TypeError, match=r"predictor_outputs dtype float64 and targets dtype int32"):
+        L.hinge_loss(p, t.astype(jnp.int32))  # strict promotion (this suite's)
+    for f, m in ((L.hinge_loss, 1.0), (L.perceptron_loss, 0.0)):
+        _close(f(p, t), np.maximum(0, m - pn * tn), what=f.__name__)
+        z = m - pn * tn
+        want = -tn * np.where(z > 0, 1.0, np.where(z == 0, 0.5, 0.0))
+        assert np.any(z == 0)  # a kink is among the points
+        d = jax.grad(lambda p, f=f: jnp.sum(f(p, t)))(p)
+        np.testing.assert_array_equal(d, want)
+        np.testing.assert_array_equal(d, jax.grad(lambda p, f=f: jnp.sum(f.reference(p, t)))(p))
+        _close(jax.jvp(lambda p, f=f: f(p, t), (p,), (jnp.ones_like(p),))[1], want, what="JVP")
+    scores = jnp.asarray([[10.0, 20.0], [-1.0, 0.5]])
+    _close(L.hinge_loss(scores, jnp.asarray([1.0, -1.0])), [[0.0, 21.0], [2.0, 1.5]], what="broadcast")
+    with pytest.raises(ValueError, match=r"targets of shape \(2,\) must have the shape of predictor_outputs, \(2, 2\)"):
+        L.perceptron_loss(scores, jnp.asarray([1.0, -1.0]))
+    np.testing.assert_allclose(L.hinge_loss(jnp.asarray([10.0, 20.0]), jnp.asarray([1.0, -1.0])), [0.0, 21.0])
 
 
 def test_mse():
@@ -1114,3 +1146,14 @@ def test_loss_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
         monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", 0)
         jax.clear_caches()
         assert batched[1, 3].tobytes() == exact.tobytes()  # the exact formula's value
+
+
+def test_hinge_and_perceptron_keep_nan():
+    """NaN in gives NaN out, in the value (optax's maximum too) and in the gradient (optax's: 0)."""
+    p = jnp.asarray([jnp.nan, 0.5])
+    t = jnp.asarray([1.0, -1.0])
+    for f in (L.hinge_loss, L.perceptron_loss):
+        assert jnp.isnan(f(p, t)[0]) and jnp.isnan(f.reference(p, t)[0])
+        d = jax.grad(lambda p, f=f: jnp.sum(f(p, t)))(p)
+        assert jnp.isnan(d[0]) and d[1] == 1.0
+        assert jax.grad(lambda p, f=f: jnp.sum(f.reference(p, t)))(p)[0] == 0
