@@ -7,8 +7,8 @@
 
 The losses: ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
 ``sigmoid_binary_cross_entropy``, ``squared_error``, ``l2_loss``, ``huber_loss``, ``log_cosh``,
-``hinge_loss``, ``perceptron_loss``, ``cosine_similarity``, ``cosine_distance``, ``kl_divergence`` and
-``kl_divergence_with_log_targets``, each called as optax calls it
+``hinge_loss``, ``perceptron_loss``, ``cosine_similarity``, ``cosine_distance``, ``kl_divergence``,
+``kl_divergence_with_log_targets`` and ``generalized_kl_divergence``, each called as optax calls it
 (``loss(logits, labels)``, one value per example or entry, no reduction). The competitor
 (``--against``) is optax's function of the same name (``optax.losses.X``; optax is not one of fnnet's
 dependencies: ``pip install optax`` for it), or the loss's own ``.reference``: the plain-jnp formula
@@ -70,7 +70,7 @@ from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotange
 LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
           "sigmoid_binary_cross_entropy", "squared_error", "l2_loss", "huber_loss", "log_cosh",
           "hinge_loss", "perceptron_loss", "cosine_similarity", "cosine_distance", "kl_divergence",
-          "kl_divergence_with_log_targets")
+          "kl_divergence_with_log_targets", "generalized_kl_divergence")
 
 #: measure -> the largest ratio fnnet / competitor that meets the target.
 TARGETS = {"jit fwd+bwd": 1.05, "eager": 1.2, "compile": 1.2}
@@ -95,7 +95,7 @@ def inputs(name: str, shape: tuple[int, int], seed: int = 0):
         y = (jax.random.uniform(ky, shape) > 0.5).astype(jnp.float32)
     elif name in ("hinge_loss", "perceptron_loss"):  # labels ±1
         y = jnp.where(jax.random.normal(ky, shape, jnp.float32) > 0, 1.0, -1.0)
-    elif name.startswith("kl_divergence"):  # log-probabilities against probabilities (or their logs)
+    elif "kl_divergence" in name:  # log-probabilities against probabilities (or their logs)
         z = jax.nn.log_softmax(z)
         y = jax.nn.log_softmax(jax.random.normal(ky, shape, jnp.float32))
         y = y if name.endswith("log_targets") else jnp.exp(y)

@@ -17,6 +17,7 @@ loss                                          value (per example)               
 ``cosine_distance(predictions, targets)``     :math:`1 − s`                          the negative
 ``kl_divergence(log_predictions, targets)``   :math:`Σ t(\log t − lp)` over ``axis``    :math:`∂lp = −g·t`, :math:`∂t = g·(\log t − lp + 1)`
 ``kl_divergence_with_log_targets``            :math:`Σ e^{lt}(lt − lp)` over ``axis``    :math:`∂lp = −g·e^{lt}`, :math:`∂lt = g·e^{lt}(lt − lp + 1)`
+``generalized_kl_divergence``                 KL + :math:`Σ e^{lp} − t` over ``axis``     :math:`∂lp = g·(e^{lp} − t)`, :math:`∂t = g·(\log t − lp)`
 ``mse(predictions, targets)``                 :math:`\frac1n Σ_i (p_i − t_i)^2` over the last axis  :math:`∂p = g·\frac2n(p − t) = −∂t`
 ============================================= ===================================== =============================
 
@@ -83,6 +84,7 @@ __all__ = [
     "cosine_distance",
     "kl_divergence",
     "kl_divergence_with_log_targets",
+    "generalized_kl_divergence",
     "mse",
 ]
 
@@ -1267,6 +1269,22 @@ def _kl_reference(log_predictions, targets, axis=-1, where=None):
     return jnp.sum(loss, axis=axis, where=where)
 
 
+def _gkl_term(lp, t):
+    # the KL term and the mass difference e^{lp} − t (optax sums the two apart and adds the sums)
+    return _kl_term(lp, t) + (jnp.exp(lp) - t)
+
+
+def _gkl_partials(lp, t):
+    # ∂/∂lp = −t + e^{lp}; ∂/∂t = log t − lp (the KL term's less 1), log 0 as in _kl_partials
+    return jnp.exp(lp) - t, jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min) - lp
+
+
+def _gkl_reference(log_predictions, targets, axis=-1, where=None):
+    """Plain jnp, optax's formula: kl_divergence + Σ(e^{lp} − t)."""
+    return (_kl_reference(log_predictions, targets, axis, where)
+            + jnp.sum(jnp.exp(log_predictions) - targets, axis=axis, where=where))
+
+
 def _kl_log_term(lp, lt):
     # e^{lt}·(lt − lp) with lt raised to the most negative finite number: a zero target probability
     # (lt = −inf) gives 0·finite = 0 where optax's gives 0·(−inf) = NaN; on a log-prediction of −inf
@@ -1290,7 +1308,7 @@ def _kl_log_reference(log_predictions, log_targets, axis=-1, where=None):
 _KL_ARGS = """
 Args:
   log_predictions: the predicted distribution's log-probabilities, floating, ``(..., n)``.
-  {second}
+  {second}; both arguments are differentiable.
   axis: int, tuple of ints or None (all axes): the distribution's axes; static.
   where: optional boolean mask broadcastable to the inputs: only the entries where it is True enter
     the sum.
@@ -1308,11 +1326,23 @@ kl_divergence = _make_summed(
     "L = Σ t(log t − lp) ⇒ ∂L/∂lp = −t, ∂L/∂t = log t − lp + 1",
     r"""Kullback-Leibler divergence :math:`Σ_i t_i(\log t_i − lp_i)` over ``axis`` (optax's
 ``kl_divergence``).
-""" + _KL_ARGS.format(second="targets: the target probabilities, ``(..., n)``; both arguments are differentiable.") + r"""
+""" + _KL_ARGS.format(second="targets: the target probabilities, ``(..., n)``") + r"""
 Derivative (the hand rule, times ``g``): :math:`∂L/∂lp = −t` and :math:`∂L/∂t = \log t − lp + 1`
 (at t = 0, whose limit is −inf, with log t the most negative finite number, so that a zero tangent
 gives 0; optax gives NaN there). A zero target contributes 0 to the value whatever its
 log-prediction, −inf included (0·log 0 = 0; optax gives NaN there).
+""",
+)
+
+generalized_kl_divergence = _make_summed(
+    "generalized_kl_divergence", ("log_predictions", "targets"), _gkl_term, _gkl_partials, _gkl_reference,
+    "L = Σ t(log t − lp) + e^{lp} − t ⇒ ∂L/∂lp = e^{lp} − t, ∂L/∂t = log t − lp",
+    r"""Generalized Kullback-Leibler divergence :math:`Σ_i t_i(\log t_i − lp_i) + e^{lp_i} − t_i` over
+``axis``, for unnormalized distributions (optax's ``generalized_kl_divergence``).
+""" + _KL_ARGS.format(second="targets: the target (unnormalized) probabilities, ``(..., n)``") + r"""
+Derivative (the hand rule, times ``g``): :math:`∂L/∂lp = e^{lp} − t` and :math:`∂L/∂t = \log t − lp`
+(at t = 0 with log t the most negative finite number, as :func:`kl_divergence`). A zero target's KL
+term is 0 whatever its log-prediction (optax gives NaN on a −inf one).
 """,
 )
 
@@ -1322,7 +1352,7 @@ kl_divergence_with_log_targets = _make_summed(
     "L = Σ e^{lt}(lt − lp) ⇒ ∂L/∂lp = −e^{lt}, ∂L/∂lt = e^{lt}(lt − lp + 1)",
     r"""Kullback-Leibler divergence with log-space targets, :math:`Σ_i e^{lt_i}(lt_i − lp_i)` over ``axis``
 (optax's ``kl_divergence_with_log_targets``).
-""" + _KL_ARGS.format(second="log_targets: the target log-probabilities, ``(..., n)``; both arguments are differentiable.") + r"""
+""" + _KL_ARGS.format(second="log_targets: the target log-probabilities, ``(..., n)``") + r"""
 Derivative (the hand rule, times ``g``): :math:`∂L/∂lp = −e^{lt}` and :math:`∂L/∂lt = e^{lt}(lt − lp + 1)`.
 A target log-probability of −inf contributes 0 to the value and the gradients for any finite
 log-prediction (optax gives NaN there); on a log-prediction of −inf too it is NaN, as optax's.

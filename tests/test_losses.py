@@ -136,6 +136,7 @@ def test_signatures():
     assert sig["cosine_distance"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["kl_divergence"] == "(log_predictions, targets, axis=-1, where=None)"
     assert sig["kl_divergence_with_log_targets"] == "(log_predictions, log_targets, axis=-1, where=None)"
+    assert sig["generalized_kl_divergence"] == "(log_predictions, targets, axis=-1, where=None)"
     assert sig["mse"] == "(predictions, targets)"
 
 
@@ -538,7 +539,8 @@ def test_huber_and_log_cosh_broadcast_and_promote():
         _close(out, f(jnp.broadcast_to(p, (3, 5)), t), what="explicit broadcast")
         _close(jax.grad(lambda p, f=f: jnp.sum(f(p, t)))(p), jax.grad(lambda p, f=f: jnp.sum(f.reference(p, t)))(p),
                what="gradient summed back")
-    with pytest.raises(ValueError, match=r"targets of shape \(4,\) does not broadcast with predictions of shape \(5,\)"):
+    with pytest.raises(ValueError, match=r"targets of shape \(4,\) does not broadcast with predictions "
+                                         r"of shape \(5,\)"):
         L.huber_loss(p, jnp.ones(4))
     b, f32 = jnp.asarray([0.5, -3.0], jnp.bfloat16), jnp.asarray([0.0, 1.0], jnp.float32)
     with jax.numpy_dtype_promotion("standard"):
@@ -613,7 +615,8 @@ def test_cosine_masks_epsilon_broadcasting_and_optax_values():
     _close(jax.grad(lambda p: jnp.sum(L.cosine_similarity(p, rows)))(p),
            jax.grad(lambda p: jnp.sum(L.cosine_similarity.reference(p, rows)))(p), what="broadcast gradient")
     assert jnp.isnan(L.cosine_similarity(jnp.zeros(3), t[:3]))
-    with pytest.raises(ValueError, match=r"targets of shape \(4,\) does not broadcast with predictions of shape \(10,\)"):
+    with pytest.raises(ValueError, match=r"targets of shape \(4,\) does not broadcast with predictions "
+                                         r"of shape \(10,\)"):
         L.cosine_similarity(p, jnp.ones(4))
     with pytest.raises(ValueError, match=r"'epsilon' of shape \(10,\) does not broadcast to the norms'"):
         L.cosine_similarity(p, t, epsilon=jnp.ones(10))
@@ -643,7 +646,18 @@ def test_kl_divergences(axis):
         tangents = (_normal(18, lp.shape), _normal(19, lp.shape))
         _close(jax.jvp(lambda a, b, f=f: f(a, b, axis=axis), (lp, second), tangents)[1],
                jax.jvp(lambda a, b, f=f: f.reference(a, b, axis=axis), (lp, second), tangents)[1], what="JVP")
+    # the generalized form on unnormalized targets: the KL terms plus the mass difference e^{lp} − t
+    u = q * 1.7
+    un = np.asarray(u)
+    _close(L.generalized_kl_divergence(lp, u, axis=axis),
+           (un * (np.log(un) - np.log(pn)) + pn - un).sum(axis), what="generalized")
+    ours = jax.grad(lambda a, b: jnp.sum(g * L.generalized_kl_divergence(a, b, axis=axis)), (0, 1))(lp, u)
+    theirs = jax.grad(lambda a, b: jnp.sum(g * L.generalized_kl_divergence.reference(a, b, axis=axis)), (0, 1))(lp, u)
+    for o, t, which in zip(ours, theirs, ("log_predictions", "targets")):
+        _close(o, t, what=f"generalized d/d{which}")
     gk = np.expand_dims(np.asarray(g), axis) if axis is not None else np.asarray(g)
+    _close(ours[0], gk * (pn - un), what="generalized closed form d/dlp")
+    _close(ours[1], gk * (np.log(un) - np.log(pn)), what="generalized closed form d/dt")
     d_lp, d_q = jax.grad(lambda a, b: jnp.sum(g * L.kl_divergence(a, b, axis=axis)), (0, 1))(lp, q)
     _close(d_lp, -gk * qn, what="closed form d/dlp")
     _close(d_q, gk * (np.log(qn) - np.log(pn) + 1), what="closed form d/dt")
