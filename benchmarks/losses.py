@@ -7,7 +7,8 @@
 
 The losses: ``softmax_cross_entropy``, ``softmax_cross_entropy_with_integer_labels``,
 ``sigmoid_binary_cross_entropy``, ``squared_error``, ``l2_loss``, ``huber_loss``, ``log_cosh``,
-``hinge_loss``, ``perceptron_loss``, ``cosine_similarity``, ``cosine_distance``, ``kl_divergence``,
+``hinge_loss``, ``perceptron_loss``, ``multiclass_hinge_loss``, ``multiclass_perceptron_loss``,
+``cosine_similarity``, ``cosine_distance``, ``kl_divergence``,
 ``kl_divergence_with_log_targets`` and ``generalized_kl_divergence``, each called as optax calls it
 (``loss(logits, labels)``, one value per example or entry, no reduction). The competitor
 (``--against``) is optax's function of the same name (``optax.losses.X``; optax is not one of fnnet's
@@ -69,8 +70,12 @@ from benchmarks.dropin import (_git_commit, _ms, _r, _us, compile_times, cotange
 #: The losses optax also has, in optax's names.
 LOSSES = ("softmax_cross_entropy", "softmax_cross_entropy_with_integer_labels",
           "sigmoid_binary_cross_entropy", "squared_error", "l2_loss", "huber_loss", "log_cosh",
-          "hinge_loss", "perceptron_loss", "cosine_similarity", "cosine_distance", "kl_divergence",
-          "kl_divergence_with_log_targets", "generalized_kl_divergence")
+          "hinge_loss", "perceptron_loss", "multiclass_hinge_loss", "multiclass_perceptron_loss",
+          "cosine_similarity", "cosine_distance", "kl_divergence", "kl_divergence_with_log_targets",
+          "generalized_kl_divergence")
+
+#: The losses whose labels are class indices over the last axis.
+INTEGER_LABELS = ("softmax_cross_entropy_with_integer_labels", "multiclass_hinge_loss", "multiclass_perceptron_loss")
 
 #: measure -> the largest ratio fnnet / competitor that meets the target.
 TARGETS = {"jit fwd+bwd": 1.05, "eager": 1.2, "compile": 1.2}
@@ -89,7 +94,7 @@ def inputs(name: str, shape: tuple[int, int], seed: int = 0):
     z = jax.random.normal(kz, shape, jnp.float32) * 3
     if name == "softmax_cross_entropy":
         y = jax.nn.softmax(jax.random.normal(ky, shape, jnp.float32))
-    elif name == "softmax_cross_entropy_with_integer_labels":
+    elif name in INTEGER_LABELS:
         y = jax.random.randint(ky, shape[:1], 0, shape[1])
     elif name == "sigmoid_binary_cross_entropy":
         y = (jax.random.uniform(ky, shape) > 0.5).astype(jnp.float32)

@@ -13,6 +13,8 @@ loss                                          value (per example)               
 ``log_cosh(predictions, targets=None)``       :math:`\log\cosh(p − t)` elementwise   :math:`∂p = g·\tanh(p − t)`
 ``hinge_loss(predictor_outputs, targets)``    :math:`\max(0, 1 − p·t)` elementwise      :math:`∂p = −g·t·[1 − p·t > 0]` (½ at 0)
 ``perceptron_loss``                           :math:`\max(0, −p·t)` elementwise       :math:`∂p = −g·t·[−p·t > 0]` (½ at 0)
+``multiclass_hinge_loss(scores, labels)``     :math:`\max_j (s_j + 1 − [j = k]) − s_k`   :math:`∂s = g·(1_{\arg\max}/n_{\max} − e_k)`
+``multiclass_perceptron_loss(scores, labels)`` :math:`\max_j s_j − s_k`                 :math:`∂s = g·(1_{\arg\max}/n_{\max} − e_k)`
 ``cosine_similarity(predictions, targets)``   :math:`s = Σ â·b̂` over ``axis``          :math:`∂a = g·(b̂ − s·â)/‖a‖`
 ``cosine_distance(predictions, targets)``     :math:`1 − s`                          the negative
 ``kl_divergence(log_predictions, targets)``   :math:`Σ t(\log t − lp)` over ``axis``    :math:`∂lp = −g·t`, :math:`∂t = g·(\log t − lp + 1)`
@@ -80,6 +82,8 @@ __all__ = [
     "log_cosh",
     "hinge_loss",
     "perceptron_loss",
+    "multiclass_hinge_loss",
+    "multiclass_perceptron_loss",
     "cosine_similarity",
     "cosine_distance",
     "kl_divergence",
@@ -1070,6 +1074,99 @@ hinge_loss = _make_margin_loss("hinge_loss", 1, _broadcast_targets_convert,
                                "broadcastable with the scores (optax's ``predictor_outputs * targets``)")
 perceptron_loss = _make_margin_loss("perceptron_loss", 0, _targets_convert,
                                     "of the scores' shape (optax checks it)")
+
+
+# ---------------------------------------------------------------------------------------------
+# multiclass_hinge_loss, multiclass_perceptron_loss (optax's: integer labels over the last axis)
+# ---------------------------------------------------------------------------------------------
+
+
+def _make_multiclass_margin(name, margin):
+    """max_j (s_j + m − [j = k]) − s_k over the last axis (m = 1: the hinge; 0: the perceptron, whose
+    max is max_j s_j), optax's operations; its gradient is the maximum's indicator shared equally
+    between tied entries (what jax's max differentiates to) less the label's one-hot. A label outside
+    [0, C) gives NaN, as softmax_cross_entropy_with_integer_labels' (optax's one-hot is then 0)."""
+    fname = f"fnnet.{name}"
+
+    def parts(scores, labels):
+        one_hot = jax.nn.one_hot(labels, scores.shape[-1], dtype=scores.dtype)
+        a = scores + (margin - one_hot) if margin else scores
+        m = jnp.max(a, axis=-1)
+        out = m - jnp.sum(scores * one_hot, axis=-1)
+        valid = (labels >= 0) & (labels < scores.shape[-1])
+        return jnp.where(valid, out, jnp.nan), a, m, one_hot, valid
+
+    def forward(scores, labels):
+        return parts(scores, jnp.asarray(labels))[0]
+
+    def fwd(scores, labels):
+        out, a, m, one_hot, valid = parts(scores, jnp.asarray(labels))
+        at_max = (a == m[..., None]).astype(scores.dtype)
+        d = at_max / jnp.sum(at_max, axis=-1, keepdims=True) - one_hot
+        return out, jnp.where(valid[..., None], d, jnp.nan)
+
+    def bwd(d, g, labels):
+        return (g[..., None] * d,)
+
+    def jvp(primals, tangents, out, labels):
+        d = fwd(primals[0], labels)[1]
+        return jnp.sum(tangents[0] * d, axis=-1)
+
+    def reference(scores, labels):
+        """Plain jnp, optax's formula."""
+        one_hot = jax.nn.one_hot(jnp.asarray(labels), scores.shape[-1], dtype=scores.dtype)
+        a = scores + 1.0 - one_hot if margin else scores
+        return jnp.max(a, axis=-1) - jnp.sum(scores * one_hot, axis=-1)
+
+    def convert(arrays, aux, static):
+        (scores,) = arrays
+        scores = jnp.asarray(scores)
+        _check_has_axis(fname, scores, "scores")
+        labels = jnp.asarray(aux["labels"])
+        if labels.dtype == jnp.bool_ or not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise TypeError(f"{fname}: labels must be integer class indices; got dtype {labels.dtype}")
+        batch = scores.shape[:-1]
+        try:
+            shape = np.broadcast_shapes(batch, labels.shape)
+        except ValueError:
+            shape = None
+        if shape != batch:
+            raise ValueError(f"{fname}: labels of shape {labels.shape} must broadcast to the scores' batch "
+                             f"shape {batch} (scores shape {scores.shape} without its last axis)")
+        return [scores], {**aux, "labels": jnp.broadcast_to(labels, batch)}
+
+    def sample(key, dtype=jnp.float32, shape=(3, 5), labels=(0, 4, 2), **_):
+        return (sampled(2.0 * sample_rng(key).standard_normal(np.shape(labels) + (5,)), dtype),)
+
+    what = "hinge" if margin else "perceptron"
+    value = r"\max_j (s_j + 1 − [j = k]) − s_k" if margin else r"\max_j s_j − s_k"
+    return define(
+        name, forward=forward, fwd=fwd, bwd=bwd, jvp=jvp, reference=reference,
+        arg_names=("scores",), static={"labels": REQUIRED}, traced=("labels",), convert=convert,
+        sample=sample, variants=({"labels": (0, 4, 2)},),
+        derivation=(f"L = {value.replace(chr(92) + 'max', 'max')} ⇒ ∂L/∂s = "
+                    "(indicator of the maximum)/(its count) − e_k"),
+        doc=f"""Multiclass {what} loss :math:`{value}` over the last axis (optax's ``{name}``).
+
+Args:
+  scores: floating ``(..., C)``. labels: integer class indices broadcastable to ``scores.shape[:-1]``;
+    traced, not differentiated.
+
+Returns:
+  One value per example, ``scores.shape[:-1]``; NaN for a label outside ``[0, C)`` (optax's one-hot
+  of it is 0, which gives a value without its label term).
+
+Raises:
+  TypeError: non-integer labels. ValueError: labels that do not fit the batch shape, 0-d scores.
+
+Derivative (the hand rule, times ``g``): the one-hot of the maximum's entries shared equally between
+ties (as jax's max differentiates), less the label's one-hot e_k.
+""",
+    ).fn
+
+
+multiclass_hinge_loss = _make_multiclass_margin("multiclass_hinge_loss", 1.0)
+multiclass_perceptron_loss = _make_multiclass_margin("multiclass_perceptron_loss", 0.0)
 
 
 # ---------------------------------------------------------------------------------------------

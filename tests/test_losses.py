@@ -132,6 +132,7 @@ def test_signatures():
     assert sig["huber_loss"] == "(predictions, targets=None, delta=1.0)"
     assert sig["log_cosh"] == "(predictions, targets=None)"
     assert sig["hinge_loss"] == sig["perceptron_loss"] == "(predictor_outputs, targets)"
+    assert sig["multiclass_hinge_loss"] == sig["multiclass_perceptron_loss"] == "(scores, labels)"
     assert sig["cosine_similarity"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["cosine_distance"] == "(predictions, targets, epsilon=0.0, axis=-1, where=None)"
     assert sig["kl_divergence"] == "(log_predictions, targets, axis=-1, where=None)"
@@ -1160,6 +1161,35 @@ def test_loss_branch_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypatch):
         monkeypatch.setattr(numerics, "LOSS_BRANCH_MIN_BYTES", 0)
         jax.clear_caches()
         assert batched[1, 3].tobytes() == exact.tobytes()  # the exact formula's value
+
+
+def test_multiclass_hinge_and_perceptron_losses():
+    """Values against max_j(s_j + m − [j = k]) − s_k in float64 NumPy and optax's test values; the hand
+    gradient against the maximum's indicator (ties shared equally) less e_k, and against autodiff of
+    optax's formula with ties among the scores; labels broadcast to the batch, and a label outside
+    [0, C) gives NaN (optax's one-hot of it is 0)."""
+    # row 3 ties the perceptron's maximum, row 4 the hinge's (s_k = s_j + 1)
+    scores = jnp.asarray([[10.0, 3.0, 1.0], [11.0, -2.0, 11.0], [1.0, 1.0, 0.5], [3.0, 2.0, 0.0]])
+    k = jnp.asarray([1, 0, 0, 0], jnp.int32)
+    sn, kn = np.asarray(scores), np.asarray(k)
+    oh = np.eye(3)[kn]
+    for f, m in ((L.multiclass_hinge_loss, 1.0), (L.multiclass_perceptron_loss, 0.0)):
+        a = sn + m * (1 - oh)
+        _close(f(scores, k), a.max(-1) - (sn * oh).sum(-1), what=f.__name__)
+        ind = (a == a.max(-1, keepdims=True)).astype(float)
+        want = ind / ind.sum(-1, keepdims=True) - oh
+        d = jax.grad(lambda s, f=f: jnp.sum(f(s, k)))(scores)
+        np.testing.assert_array_equal(d, want)
+        np.testing.assert_array_equal(d, jax.grad(lambda s, f=f: jnp.sum(f.reference(s, k)))(scores))
+        assert np.any(ind.sum(-1) > 1)  # a tie is among the rows
+        _close(f(scores, jnp.int32(0)), f(scores, jnp.zeros(4, jnp.int32)), what="broadcast label")
+        bad = f(scores, jnp.asarray([3, -1, 0, 0], jnp.int32))
+        assert jnp.isnan(bad[0]) and jnp.isnan(bad[1]) and not jnp.isnan(bad[2])
+    _close(L.multiclass_hinge_loss(jnp.asarray([10.0, 3.0]), jnp.int32(1)), 8.0, what="optax's value")
+    with pytest.raises(TypeError, match=r"multiclass_hinge_loss: labels must be integer class indices"):
+        L.multiclass_hinge_loss(scores, k.astype(jnp.float32))
+    with pytest.raises(ValueError, match=r"labels of shape \(3,\) must broadcast to the scores' batch shape \(4,\)"):
+        L.multiclass_perceptron_loss(scores, k[:3])
 
 
 def test_hinge_and_perceptron_keep_nan():
