@@ -178,6 +178,18 @@ def same_dtype(where: str, a_name: str, a, b_name: str, b, *, weak_ok: bool = Fa
     )
 
 
+def real_array(value, where: str, name: str, like=None):
+    """``value`` as an array of real numbers (``TypeError`` naming it for booleans, complex numbers and
+    non-numbers); a Python number or sequence, which has no dtype of its own (a list or tuple passed
+    to a jitted function arrives as a tuple of traced scalars), takes ``like``'s when it is given."""
+    own_dtype = hasattr(value, "dtype")
+    v = jnp.asarray(value)
+    if v.dtype == jnp.bool_ or not jnp.issubdtype(v.dtype, jnp.number) \
+            or jnp.issubdtype(v.dtype, jnp.complexfloating):
+        raise TypeError(f"{where}: {name} must be real numbers; got dtype {v.dtype}")
+    return v if own_dtype or like is None else v.astype(like.dtype)
+
+
 def common_dtype(where: str, a, b, a_name: str, b_name: str):
     """The dtype ``a − b`` would have (jax.numpy's promotion, weak types included)."""
     try:

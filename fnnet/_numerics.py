@@ -48,6 +48,7 @@ __all__ = [
     "keep_nan",
     "TARGET_BACKEND",
     "backend",
+    "max_slope",
 ]
 
 
@@ -98,6 +99,13 @@ def const(value, like):
 
 
 # ----- the sigmoid family -------------------------------------------------------------------------
+
+
+def max_slope(v, floor):
+    """d max(v, floor)/dv as jax's maximum differentiates it: 1 above the floor, ½ at it (a tie splits
+    the derivative), 0 below (a NaN included), in ``v``'s dtype."""
+    one = jnp.ones((), v.dtype)
+    return jnp.where(v > floor, one, jnp.where(v == floor, one / 2, jnp.zeros((), v.dtype)))
 
 
 def dsigmoid(x):

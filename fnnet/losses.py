@@ -58,7 +58,7 @@ import numpy as np
 from jax import lax
 
 from fnnet._checks import axes as _axes
-from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype
+from fnnet._checks import bool_mask, broadcast_pair, broadcasts_to, common_dtype, real_array
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import normalize as _normalize
 from fnnet._numerics import slice_sums as _slice_sums
@@ -68,6 +68,7 @@ from fnnet._numerics import apart_pays as _apart_pays
 from fnnet._numerics import arith_pays as _arith_pays
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import loss_branch_pays as _loss_branch_pays
+from fnnet._numerics import max_slope as _max_slope
 from fnnet._numerics import unless_nan as _unless_nan
 from fnnet.activations._smooth import _tanh
 from fnnet.primitive import REQUIRED, define, sample_rng, sampled
@@ -699,18 +700,6 @@ with weight exactly 0 is 0, so ``z = inf, y = 1`` gives 0 rather than NaN.
 # ---------------------------------------------------------------------------------------------
 
 
-def _real_like(value, like, fname, what):
-    """``value`` as an array of real numbers (``TypeError`` naming it for booleans, complex numbers
-    and non-numbers); a Python number or sequence, which has no dtype of its own (a list or tuple
-    arrives as a tuple of traced scalars), takes ``like``'s when ``like`` is given."""
-    own_dtype = hasattr(value, "dtype")
-    v = jnp.asarray(value)
-    if v.dtype == jnp.bool_ or not jnp.issubdtype(v.dtype, jnp.number) \
-            or jnp.issubdtype(v.dtype, jnp.complexfloating):
-        raise TypeError(f"{fname}: {what} must be real numbers; got dtype {v.dtype}")
-    return v if own_dtype or like is None else v.astype(like.dtype)
-
-
 def _targets_convert(fname, arg="predictions"):
     """Predictions and targets in their common dtype, of equal shapes. A Python number or sequence of
     numbers as targets takes the predictions' dtype (it has none of its own)."""
@@ -721,7 +710,7 @@ def _targets_convert(fname, arg="predictions"):
         t = aux.get("targets")
         if t is None:
             return [p], aux
-        t = _real_like(t, p, fname, "targets")
+        t = real_array(t, fname, "targets", like=p)
         if t.shape != p.shape:
             raise ValueError(f"{fname}: targets of shape {t.shape} must have the shape of {arg}, {p.shape}")
         dtype = common_dtype(fname, p, t, arg, "targets")
@@ -871,12 +860,12 @@ def _broadcast_targets_convert(fname, arg="predictions"):
         p = jnp.asarray(p)
         t = aux.get("targets")
         if t is not None:
-            t = _real_like(t, p, fname, "targets")
+            t = real_array(t, fname, "targets", like=p)
             dtype = common_dtype(fname, p, t, arg, "targets")
             p, t = broadcast_pair(fname, p.astype(dtype), t.astype(dtype), arg, "targets")
             aux = {**aux, "targets": t}
         if "delta" in aux:
-            d = _real_like(aux["delta"], None, fname, "delta")
+            d = real_array(aux["delta"], fname, "delta")
             dtype = common_dtype(fname, p, aux["delta"], arg, "delta")
             p = p.astype(dtype)
             if t is not None:
@@ -1184,11 +1173,6 @@ def _cos_forward_parts(a, b, epsilon, axes, where):
     return au, bu, na, nb, na2, nb2, jnp.sum(au * bu, axes, where=where)
 
 
-def _clip_factor(v, epsilon):
-    """d max(v, ε)/dv as jax's maximum gives it: 1 above, ½ at the tie, 0 below."""
-    return jnp.where(v > epsilon, 1.0, jnp.where(v == epsilon, 0.5, 0.0)).astype(v.dtype)
-
-
 def _cos_axes(fname, axis, ndim):
     return _axes(axis, ndim, fname)
 
@@ -1204,7 +1188,7 @@ def _make_cosine(name, sign):
     def fwd(predictions, targets, epsilon=0.0, axis=-1, where=None):
         axes = _cos_axes(fname, axis, predictions.ndim)
         au, bu, na, nb, na2, nb2, s = _cos_forward_parts(predictions, targets, epsilon, axes, where)
-        res = (au, bu, na, nb, _clip_factor(na2, epsilon), _clip_factor(nb2, epsilon), s)
+        res = (au, bu, na, nb, _max_slope(na2, epsilon), _max_slope(nb2, epsilon), s)
         return (s if sign > 0 else 1.0 - s), res
 
     def bwd(res, g, epsilon=0.0, axis=-1, where=None):
@@ -1225,8 +1209,8 @@ def _make_cosine(name, sign):
         axes = _cos_axes(fname, axis, a.ndim)
         au, bu, na, nb, na2, nb2, s = _cos_forward_parts(a, b, epsilon, axes, where)
         sk = _keepdims(s, a.shape, axes)
-        terms = (ta * (bu - sk * _clip_factor(na2, epsilon) * au) / na
-                 + tb * (au - sk * _clip_factor(nb2, epsilon) * bu) / nb)
+        terms = (ta * (bu - sk * _max_slope(na2, epsilon) * au) / na
+                 + tb * (au - sk * _max_slope(nb2, epsilon) * bu) / nb)
         return sign * jnp.sum(terms, axes, where=where)
 
     def reference(predictions, targets, epsilon=0.0, axis=-1, where=None):
@@ -1245,7 +1229,7 @@ def _make_cosine(name, sign):
         if m is not None:
             m = bool_mask(m, fname)
             broadcasts_to(m, a.shape, fname, "where", "the predictions'")
-        eps = _real_like(aux.get("epsilon", 0.0), None, fname, "epsilon")
+        eps = real_array(aux.get("epsilon", 0.0), fname, "epsilon")
         reduced = tuple(1 if i in axes else n for i, n in enumerate(a.shape))
         eps = eps.astype(dtype)
         broadcasts_to(eps, reduced, fname, "epsilon", "the norms' (one per slice)")
@@ -1353,11 +1337,17 @@ def _kl_term(lp, t):
     return jnp.where(t == 0, zero, t * (jnp.log(jnp.where(t == 0, jnp.ones((), t.dtype), t)) - lp))
 
 
+def _log_or_min(t):
+    """log t, with the most negative finite number for log 0 (whose limit, −inf, would make a zero
+    tangent give 0·inf = NaN)."""
+    return jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min)
+
+
 def _kl_partials(lp, t):
     # ∂/∂lp = −t; ∂/∂t = log t − lp + 1, whose limit at t = 0 is −inf: there log t is the most
     # negative finite number instead, so that a zero tangent of t gives 0, not 0·inf = NaN (the
     # choice softmax_cross_entropy makes for ∂/∂y at a −inf log-probability; optax gives NaN)
-    return -t, jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min) - lp + 1
+    return -t, _log_or_min(t) - lp + 1
 
 
 def _kl_reference(log_predictions, targets, axis=-1, where=None):
@@ -1373,7 +1363,7 @@ def _gkl_term(lp, t):
 
 def _gkl_partials(lp, t):
     # ∂/∂lp = −t + e^{lp}; ∂/∂t = log t − lp (the KL term's less 1), log 0 as in _kl_partials
-    return jnp.exp(lp) - t, jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min) - lp
+    return jnp.exp(lp) - t, _log_or_min(t) - lp
 
 
 def _gkl_reference(log_predictions, targets, axis=-1, where=None):

@@ -623,6 +623,16 @@ def test_cosine_masks_epsilon_broadcasting_and_optax_values():
         L.cosine_similarity(p, t, epsilon=jnp.ones(10))
 
 
+def test_cosine_epsilon_at_its_kink_takes_half_the_derivative():
+    """A squared norm exactly ε (‖(3, 4)‖² = 25): the clip's kink, where the rule takes jax's ½ of the
+    s·â term (autodiff of optax's formula), between its values just above and just below ε."""
+    a, b = jnp.asarray([3.0, 4.0]), jnp.asarray([3.0, 7.0])  # ‖b‖² = 58: never clipped here
+    at, below, above = (jax.grad(L.cosine_similarity)(a, b, epsilon=e) for e in (25.0, 24.0, 25.0 + 1e-9))
+    _close(at, jax.grad(L.cosine_similarity.reference)(a, b, epsilon=25.0), what="at the kink")
+    _close(at, (np.asarray(below) + np.asarray(above)) / 2, rtol=1e-9, what="half way between the sides")
+    assert not np.allclose(np.asarray(below), np.asarray(above))
+
+
 def _dists(seed, shape):
     r = np.random.default_rng(seed)
     return jnp.asarray(r.dirichlet(np.ones(shape[-1]), shape[:-1]))

@@ -272,3 +272,14 @@ def test_accelerator_form_sums_once_with_the_same_gradient(x, g, with_gates):
         assert one_sum == [case != "mean", False], (case, one_sum)
         _close(stacked[0], apart[0], GRAD_RTOL, f"{case}: stacked vs apart")
         _close(stacked[0], jax.grad(lambda v, kw=kw: jnp.vdot(g, jax.nn.standardize(v, **kw)))(x), GRAD_RTOL, case)
+
+
+def test_fast_clip_at_its_kink_takes_half_the_derivative():
+    """"fast" with a given mean: x = ±1 and μ = 1 make mean(x²) − μ² exactly 0, the clip's kink, where
+    y ≠ 0; the rule takes jax's ½ there (autodiff of jax.nn's formula), not 1 or 0."""
+    x, mu, g = jnp.asarray([[1.0, -1.0]]), jnp.asarray([[1.0]]), jnp.asarray([[0.3, -0.7]])
+    ours = jax.grad(lambda v: jnp.vdot(g, fnnet.standardize(v, mean=mu)))(x)
+    theirs = jax.grad(lambda v: jnp.vdot(g, jax.nn.standardize(v, mean=mu)))(x)
+    _close(ours, theirs, GRAD_RTOL, "gradient at the clip's kink")
+    whole = jax.grad(lambda v: jnp.vdot(g, fnnet.standardize(v, mean=mu, variance=jnp.zeros((1, 1)))))(x)
+    assert not np.allclose(np.asarray(ours), np.asarray(whole))  # the v term is there, halved

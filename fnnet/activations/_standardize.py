@@ -34,14 +34,12 @@ only where it is needed ("fast" with a given mean), and w where r varies within 
 """
 from __future__ import annotations
 
-import math
-
 import jax.numpy as jnp
 from jax import lax
 
 from fnnet._checks import axes as _axes
-from fnnet._checks import bool_mask, broadcasts_to, common_dtype
-from fnnet._numerics import backend
+from fnnet._checks import bool_mask, broadcasts_to, common_dtype, real_array
+from fnnet._numerics import backend, max_slope, slice_size
 from fnnet.primitive import define, sample_rng, sampled
 
 __all__ = ["standardize"]
@@ -61,8 +59,7 @@ def _moments(x, axes, mean, variance, epsilon, where, algorithm):
         else:
             raw = jnp.mean(jnp.square(x), axes, keepdims=True, where=where) - jnp.square(mu)
             v = jnp.clip(raw, 0)
-            # d max(raw, 0)/d raw as jax's maximum gives it: 1, ½ at the tie, 0 where clipped
-            clip = jnp.where(raw > 0, 1.0, jnp.where(raw == 0, 0.5, 0.0)).astype(x.dtype)
+            clip = max_slope(raw, 0)  # jax's derivative of the clip: 1, ½ at the tie, 0 where clipped
     else:
         v = variance
     return mu, lax.rsqrt(v + epsilon), clip
@@ -95,11 +92,12 @@ def _per_slice(a, axes, ndim):
     return all(a.shape[i - offset] == 1 for i in axes if i >= offset)
 
 
-def _count(shape, axes, where, dtype):
-    """n per slice (reduced axes kept): the slice's size, or its entries where ``where`` is True."""
+def _count(x, axes, where):
+    """n per slice (reduced axes kept), in x's dtype: the slice's size, or its entries where ``where``
+    is True."""
     if where is None:
-        return jnp.asarray(math.prod(shape[a] for a in axes), dtype)
-    return jnp.sum(jnp.broadcast_to(where, shape), axes, keepdims=True, dtype=dtype)
+        return jnp.asarray(slice_size(x, axes), x.dtype)
+    return jnp.sum(jnp.broadcast_to(where, x.shape), axes, keepdims=True, dtype=x.dtype)
 
 
 def _included(v, where):
@@ -110,9 +108,11 @@ def _slice_sums(a, b, axes, both):
     """(Σa, Σb) over the slice, reduced axes kept. Both at once (``both``), off XLA:CPU, as one
     reduction of the two stacked: on XLA:GPU a lone Σg beside its consumer g − Σg/n is a
     "normalization diamond" that XLA compiles with its Triton emitter (compile of jit(value_and_grad)
-    at 1024 × 1024, deviceless for the H200: 1.64× jax.nn's separate, 1.01× stacked, where jax.nn's
-    gradient has no such diamond). On XLA:CPU the stack is written to memory (fwd+bwd 0.90 ms against
-    0.55 separate) and there is no diamond to avoid, so the sums stay apart."""
+    at 1024 × 1024, deviceless for the H200, where jax.nn's gradient has no such diamond: 1.64×
+    jax.nn's separate, 0.94–1.06× stacked in three runs of ``python -m benchmarks dropin --sections
+    compile --gpu-target-config benchmarks/gpu_targets/h200.pbtxt --ops standardize``). On XLA:CPU
+    there is no such emitter and the stack is written to memory (fwd+bwd 0.90 ms against 0.55 apart,
+    a script outside the repository), so the sums stay apart."""
     if both and backend() != "cpu":
         s = jnp.sum(jnp.stack([a, b]), tuple(i + 1 for i in axes), keepdims=True)
         return s[0], s[1]
@@ -122,7 +122,7 @@ def _slice_sums(a, b, axes, both):
 def _bwd(res, g, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, algorithm="fast"):
     y, r, clip, w = res
     axes = _axes(axis, y.ndim, _WHERE)
-    n = _count(y.shape, axes, where, y.dtype)
+    n = _count(y, axes, where)
     both = mean is None and variance is None
     if _per_slice(r, axes, y.ndim) and _per_slice(clip, axes, y.ndim):
         # r and clip are one number per slice: x̄ = r·(g − (Σg + y·Σg·y)/n), from y alone (x − μ = y/r);
@@ -156,7 +156,7 @@ def _jvp(primals, tangents, out, axis=-1, mean=None, variance=None, epsilon=1e-5
     (x,), (t,) = primals, tangents
     axes = _axes(axis, x.ndim, _WHERE)
     mu, r, clip = _moments(x, axes, mean, variance, epsilon, where, algorithm)
-    n = _count(x.shape, axes, where, x.dtype)
+    n = _count(x, axes, where)
     inner = t
     if mean is None:
         inner = inner - jnp.sum(_included(t, where), axes, keepdims=True) / n
@@ -189,12 +189,9 @@ def _convert(arrays, aux, static):
     dtype = x.dtype
     named = {"mean": "'mean'", "variance": "'variance'", "epsilon": "'epsilon'"}
     for k in named:
-        v = aux.get(k)
-        if v is None:
+        if aux.get(k) is None:
             continue
-        v = jnp.asarray(v)
-        if not jnp.issubdtype(v.dtype, jnp.number) or jnp.issubdtype(v.dtype, jnp.complexfloating):
-            raise TypeError(f"{_WHERE}: {named[k]} must be a real array or number; got dtype {v.dtype}")
+        real_array(aux[k], _WHERE, named[k])
         dtype = common_dtype(_WHERE, jnp.zeros((), dtype), aux[k], "'x'", named[k])
     out = {}
     for k in named:
