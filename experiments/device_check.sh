@@ -3,7 +3,7 @@
 #
 #   experiments/device_check.sh            (or: make device-check)
 #
-#   1. the test suite, quickly: pytest -x -q -n $WORKERS (default 4; without -n if pytest-xdist is missing; test files
+#   1. the test suite, quickly: pytest -q --maxfail $MAXFAIL -n $WORKERS (defaults 10 and 4; without -n if pytest-xdist is missing; test files
 #      needing mpmath or hypothesis are skipped if those are missing), in two time-limited parts: the
 #      activation numerics (accuracy, extremes, low precision, primitives, activations) first, then
 #      the rest of the suite;
@@ -19,26 +19,30 @@
 #   6. the training step and its memory (python -m benchmarks $SUITE_ARGS): fnnet's hand-written
 #      backward against jax.grad of the same MLP (docs/reference/performance.md);
 #   7. XLA's compile time of the accurate forms' variants, with each program's kernels and Triton
-#      kernels (python -m experiments.activation_ablation --compile; performance_dropin.md).
+#      kernels (python -m experiments.activation_ablation --compile; performance_dropin.md);
+#   8. the drop-in benchmark's compile section again, with more rounds, for the rows nearest their
+#      target (python -m benchmarks dropin $COMPILE_ARGS), by phase (trace, lower, XLA compile).
 #
 # Results go to $OUT (default ./device_out): env.txt, tests.txt, tests_rest.txt, activation_speed.txt,
 # accuracy_float32.txt, dropin.txt and dropin.json, losses.txt, suite.txt and suite.json,
-# compile_ablation.txt, summary.txt. The steps are time-limited so that the
+# compile_ablation.txt, compile.txt, summary.txt. The steps are time-limited so that the
 # whole run stays under 10 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT,
-# ACC_TIMEOUT, DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT, ABLATION_TIMEOUT seconds; 0 skips REST,
-# DROPIN, LOSSES, SUITE and ABLATION; a step that hits its limit reports exit 124 and keeps its partial
+# ACC_TIMEOUT, DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT, ABLATION_TIMEOUT, COMPILE_TIMEOUT seconds;
+# 0 skips that step, TEST_TIMEOUT's included; a step that hits its limit reports exit 124 and keeps its partial
 # output). A CPU dry run:
 #
 #   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py -k sigmoid" REST_TIMEOUT=0 \
 #     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu --mlp-acts relu" \
 #     LOSSES_ARGS="--quick --losses l2_loss" SUITE_ARGS="--only step --widths 64 --rounds 3 --no-torch" \
-#     ABLATION_ARGS="--compile --repeats 1" experiments/device_check.sh
+#     ABLATION_ARGS="--compile --repeats 1" COMPILE_ARGS="--sections compile --compile-repeats 1 --ops relu" \
+#     experiments/device_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
 SIZES="${SIZES:-1048576 16777216}"
 REPEATS="${REPEATS:-30}"
 WORKERS="${WORKERS:-4}"
+MAXFAIL="${MAXFAIL:-10}"
 TEST_TIMEOUT="${TEST_TIMEOUT:-100}"
 REST_TIMEOUT="${REST_TIMEOUT:-60}"
 SPEED_TIMEOUT="${SPEED_TIMEOUT:-80}"
@@ -52,6 +56,9 @@ SUITE_TIMEOUT="${SUITE_TIMEOUT:-60}"
 SUITE_ARGS="${SUITE_ARGS:---only step,memory --widths 128,512,2048 --batch 256 --rounds 21 --no-torch}"
 ABLATION_TIMEOUT="${ABLATION_TIMEOUT:-60}"
 ABLATION_ARGS="${ABLATION_ARGS:---compile --repeats 5}"
+COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-60}"
+NEAR="mish,logsumexp,logsumexp(axis=-1),logmeanexp,softmax,log_softmax,standardize,glu,hard_sigmoid,squareplus,relu,tanh"
+COMPILE_ARGS="${COMPILE_ARGS:---sections compile,phases --compile-repeats 7 --ops $NEAR}"
 NUMERICS="tests/test_accuracy.py tests/test_extremes.py tests/test_low_precision.py tests/test_primitives.py
           tests/test_activations_softmax.py tests/test_activations_piecewise.py"
 PYTEST_SELECT="${PYTEST_SELECT:-$NUMERICS}"
@@ -95,12 +102,13 @@ for f in $PYTEST_SELECT; do  # a file that does not exist would make pytest run 
 done
 
 if has pytest; then
-    args=(-x -q -p no:cacheprovider)
+    args=(-q --maxfail "$MAXFAIL" -p no:cacheprovider)
     has xdist && args+=(-n "$WORKERS")
     has mpmath || args+=(--ignore=tests/test_accuracy.py --ignore=tests/test_extremes.py)
     has hypothesis || args+=(--ignore=tests/test_properties.py)
     # shellcheck disable=SC2086
-    step "tests (activation numerics)" "$TEST_TIMEOUT" "$OUT/tests.txt" "$PY" -m pytest "${args[@]}" $PYTEST_SELECT
+    [ "$TEST_TIMEOUT" -gt 0 ] &&
+        step "tests (activation numerics)" "$TEST_TIMEOUT" "$OUT/tests.txt" "$PY" -m pytest "${args[@]}" $PYTEST_SELECT
     if [ "$REST_TIMEOUT" -gt 0 ]; then
         ignore=()
         for f in $PYTEST_SELECT; do [ -f "$f" ] && ignore+=(--ignore="$f"); done
@@ -110,15 +118,16 @@ else
     note "tests: skipped (no pytest)"
 fi
 
-# shellcheck disable=SC2086
-step "activation speed" "$SPEED_TIMEOUT" "$OUT/activation_speed.txt" \
-    "$PY" -m benchmarks activations --n $SIZES --repeats "$REPEATS"
-
-if has mpmath; then
+if [ "$SPEED_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "activation speed" "$SPEED_TIMEOUT" "$OUT/activation_speed.txt" \
+        "$PY" -m benchmarks activations --n $SIZES --repeats "$REPEATS"
+fi
+if [ "$ACC_TIMEOUT" -gt 0 ] && has mpmath; then
     # shellcheck disable=SC2086
     step "accuracy float32" "$ACC_TIMEOUT" "$OUT/accuracy_float32.txt" \
         "$PY" experiments/accuracy_table.py --dtypes float32 $ACC_ARGS
-else
+elif [ "$ACC_TIMEOUT" -gt 0 ]; then
     note "accuracy table: skipped (no mpmath)"
 fi
 if [ "$DROPIN_TIMEOUT" -gt 0 ]; then
@@ -139,5 +148,9 @@ if [ "$ABLATION_TIMEOUT" -gt 0 ]; then
     # shellcheck disable=SC2086
     step "compile ablation" "$ABLATION_TIMEOUT" "$OUT/compile_ablation.txt" \
         "$PY" -m experiments.activation_ablation $ABLATION_ARGS
+fi
+if [ "$COMPILE_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "drop-in compile, more rounds" "$COMPILE_TIMEOUT" "$OUT/compile.txt" "$PY" -m benchmarks dropin $COMPILE_ARGS
 fi
 note "done in $SECONDS s; results in $OUT"
