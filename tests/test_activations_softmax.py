@@ -466,7 +466,9 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
 def test_arithmetic_shift_is_the_same_bits(dtype):
     """The shift written with arithmetic alone, min(a·x − b, 0)·c with per-slice coefficients, gives
     the selects' bits (the shifted value and its exponential) at ties at ±inf, the largest finite value
-    beside +inf, all −inf, NaN of either sign, signed zeros, over each axis and both together."""
+    beside +inf, all −inf, NaN of either sign, signed zeros, over each axis and both together. A NaN is
+    NaN in both, but not always of the same sign: a select passes the input's NaN on, arithmetic makes
+    its own, whose sign IEEE 754 leaves unspecified (§6.3; XLA:GPU's float64 NaN is positive)."""
     from fnnet._numerics import shifted
 
     inf, nan, big = jnp.inf, jnp.nan, float(jnp.finfo(dtype).max)
@@ -478,7 +480,10 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
         by_select = jax.jit(lambda v: shifted(v, axes, None, arith=False))(x)
         by_arith = jax.jit(lambda v: shifted(v, axes, None, arith=True))(x)
         for a, b in zip(by_arith, by_select):
-            np.testing.assert_array_equal(np.asarray(a).view(np.uint8), np.asarray(b).view(np.uint8))
+            a, b = np.asarray(a), np.asarray(b)
+            nan = np.isnan(b)
+            np.testing.assert_array_equal(np.isnan(a), nan)
+            np.testing.assert_array_equal(a[~nan].view(np.uint8), b[~nan].view(np.uint8))
 
 
 @pytest.mark.parametrize("shape", [(64, 10), (16, 40), (8, 4, 5)])
@@ -1036,7 +1041,7 @@ def test_one_kernel_form_only_where_it_pays_and_vmap_keeps_it_a_branch(monkeypat
     x = jax.random.normal(jax.random.key(5), (4, 32, 16))
     for f, at_tie in ((fnnet.softmax, 1.0), (fnnet.log_softmax, 0.0)):
         assert conds(f, x) == on_cpu and conds(jax.vmap(f), x) == on_cpu
-        assert "slice[" in jax.make_jaxpr(f)(x).pretty_print()  # the first column, the probe
+        assert ("slice[" in jax.make_jaxpr(f)(x).pretty_print()) == on_cpu  # the first column, the probe
         jax.clear_caches()
         dirty = x.at[1, 3, 4].set(jnp.inf)
         batched = np.asarray(jax.vmap(f)(dirty))

@@ -352,6 +352,21 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
     """The public function is one jitted custom_jvp named after the op, and the backward pass of
     ``jax.vjp`` applies only operations of the hand-written VJP: every primitive it applies appears in
     the jaxpr of ``prim.bwd`` (autodiff of the forward would bring the forward's own derivative ops)."""
+    _assert_reverse_mode_runs_only_the_hand_vjp(prim, static)
+
+
+# The rules whose forms depend on the platform they are traced for (fnnet._numerics.backend()): the
+# sums of standardize stacked into one reduction, gelu's clip, the softmax family's shift.
+GPU_FORMS = ("standardize", "gelu", "softmax", "log_softmax", "logsumexp", "logmeanexp")
+
+
+@pytest.mark.parametrize("prim,static", [c for c in FIRST_VARIANTS if c.values[0].name in GPU_FORMS])
+def test_reverse_mode_runs_only_the_hand_vjp_traced_for_a_gpu(prim, static, with_gates):
+    """The same, with the rules traced for a GPU (the forms CI's CPU never traces otherwise)."""
+    with_gates(lambda: _assert_reverse_mode_runs_only_the_hand_vjp(prim, static), TARGET_BACKEND="gpu")
+
+
+def _assert_reverse_mode_runs_only_the_hand_vjp(prim, static):
     args = _inputs(prim, static, jnp.float32)
     f = lambda *a: prim.fn(*a, **static)  # noqa: E731
     jaxpr = str(jax.make_jaxpr(f)(*args))
@@ -371,11 +386,12 @@ def test_reverse_mode_runs_only_the_hand_vjp(prim, static):
     # with add_any, x − y becomes x + (−y) (neg is exact), and reductions and broadcasts move data by
     # reshape/broadcast/transpose; a scatter that sets entries becomes the operand with those entries
     # set to 0 plus the updates scatter-added into zeros at the same (unique) indices, each sum with
-    # a zero. It adds no arithmetic of the forward (exp, log, max, div ...).
+    # a zero; a concatenation (a stack) becomes its parts each padded with zeros to the whole, summed.
+    # It adds no arithmetic of the forward (exp, log, max, div ...).
     bookkeeping = {
         "add_any", "neg", "reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims",
         "copy", "copy_p", "convert_element_type", "pjit", "jit", "reduce_sum over size-1 axes",
-        "scatter-add",
+        "scatter-add", "pad",
     }
     foreign = sorted(set(backward) - set(hand) - bookkeeping)
     assert not foreign, f"{prim.name}: the backward pass applies {foreign}, which the hand VJP does not"
