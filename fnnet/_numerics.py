@@ -145,7 +145,7 @@ def _full(v, c):
 # instead of 49 (measured before rules were traced flat).
 
 
-def shifted(x, axes, mask, arith=False):
+def shifted(x, axes, mask, form="select"):
     """``(m, x − m, e)``: the slice maximum (reduced axes kept, of size 1), the shifted input,
     ``e = exp(x − m)`` (0 where masked).
 
@@ -154,15 +154,20 @@ def shifted(x, axes, mask, arith=False):
     slice (on ``m``), so a finite slice is plain ``x − m``. A NaN makes ``m`` NaN and the whole slice
     NaN. The maximum starts at −inf, so an empty axis is valid (an empty result).
 
-    The rule is written with selects, or with arithmetic alone where ``arith`` is true and there is no
-    mask: the same bits (:func:`_shift_arith`). The rules that keep ``e`` for their backward pass pass
-    :func:`arith_pays` (softmax's, logsumexp's, the integer-label cross-entropy's), where it was
-    measured to pay.
+    ``form`` writes the rule with selects on the entries (``"select"``), or, where there is no mask,
+    with arithmetic alone (``"arith"``, :func:`_shift_arith`) or as the plain difference with one
+    select on it (``"difference"``, :func:`_shift_difference`): the same bits but for the sign of a
+    NaN. The rules that keep ``e`` for their backward pass take :func:`shift_form` (softmax's,
+    logsumexp's, the integer-label cross-entropy's), where it was measured to pay.
     """
     masked_x = x if mask is None else lax.select(jnp.broadcast_to(mask, x.shape), x, _full(x, -jnp.inf))
     m = lax.reduce_max(masked_x, axes) if axes else masked_x
-    if arith and mask is None:
+    if form not in ("select", "arith", "difference"):
+        raise ValueError(f"form must be 'select', 'arith' or 'difference', got {form!r}")
+    if form == "arith" and mask is None:
         out = _shift_arith(x, m, axes)
+    elif form == "difference" and mask is None:
+        out = _shift_difference(x, m, axes)
     else:
         inf_m = lax.eq(lax.abs(m), _full(m, jnp.inf))
         out = _shift(x, keep(m, axes, x.shape), keep(inf_m, axes, x.shape),
@@ -196,6 +201,31 @@ def _shift_arith(x, m, axes):
     c = lax.select(pinf, _full(m, 4), _full(m, 1))
     ax = lax.sub(lax.mul(x, keep(a, axes, x.shape)), keep(b, axes, x.shape))
     return lax.mul(lax.min(ax, _full(x, 0)), keep(c, axes, x.shape))
+
+
+def _shift_difference(x, m, axes):
+    """:func:`shifted`'s rule as jax.nn writes its shift, ``d = x − m``, with one select on ``d``: where
+    ``d`` is NaN, the slice's ``c`` (NaN where m is NaN, else 0). d is NaN only at x = m = ±inf (the
+    ties at infinity: 0), or where m is NaN (the slice is NaN): elsewhere d is the selects' x − m, bit
+    for bit, and at m = ±inf a lesser entry gives x − m = −inf as the selects do. The broadcast
+    maximum is read once, as in jax.nn's exp(x − m), not twice (x = m, x − m) as by the selects. A
+    NaN's sign may differ from the selects' (IEEE 754 leaves it unspecified)."""
+    c = lax.select(lax.ne(m, m), m, _full(m, 0))
+    d = lax.sub(x, keep(m, axes, x.shape))
+    return lax.select(lax.ne(d, d), keep(c, axes, x.shape), d)
+
+
+#: The form of the shift off XLA:CPU (:func:`shift_form`): ``"select"``, ``"arith"`` or ``"difference"``.
+OFF_CPU_SHIFT_FORM = "select"
+
+
+def shift_form(x, axes) -> str:
+    """The form of :func:`shifted`'s rule for a rule that keeps ``e``, for ``x`` reduced over ``axes``:
+    ``"arith"`` where :func:`arith_pays`, else ``OFF_CPU_SHIFT_FORM`` off XLA:CPU, else ``"select"``.
+    Decided from the static shape and the backend while the rule is traced."""
+    if arith_pays(x, axes):
+        return "arith"
+    return OFF_CPU_SHIFT_FORM if backend() != "cpu" else "select"
 
 
 #: The longest slice (entries over the reduced axes) whose shift :func:`arith_pays` forms arithmetically.

@@ -65,7 +65,7 @@ from fnnet._numerics import slice_sums as _slice_sums
 from fnnet._numerics import shift_entries as _shift_entries
 from fnnet._numerics import shifted as _shifted
 from fnnet._numerics import apart_pays as _apart_pays
-from fnnet._numerics import arith_pays as _arith_pays
+from fnnet._numerics import shift_form as _shift_form
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import loss_branch_pays as _loss_branch_pays
 from fnnet._numerics import max_slope as _max_slope
@@ -397,7 +397,7 @@ def _sce_int_parts(logits, labels, axis, where, arith=False):
     valid = (labels >= 0) & (labels < n_classes)
     lab = jnp.expand_dims(labels, red)
     hot = lax.broadcasted_iota(labels.dtype, z.shape, red[0]) == lab
-    m, _, e = _shifted(z, red, mask, arith=arith and _arith_pays(z, red))
+    m, _, e = _shifted(z, red, mask, form=_shift_form(z, red) if arith else "select")
     s = jnp.sum(e, axis=red)
     # lse − z_k = log Σ e^{z − m} − (z_k − m): no large value is subtracted from another. z_k is
     # gathered (one entry per example, as optax's take_along_axis) and shifted by the same rule as the

@@ -464,11 +464,12 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
 def test_arithmetic_shift_is_the_same_bits(dtype):
-    """The shift written with arithmetic alone, min(a·x − b, 0)·c with per-slice coefficients, gives
-    the selects' bits (the shifted value and its exponential) at ties at ±inf, the largest finite value
-    beside +inf, all −inf, NaN of either sign, signed zeros, over each axis and both together. A NaN is
-    NaN in both, but not always of the same sign: a select passes the input's NaN on, arithmetic makes
-    its own, whose sign IEEE 754 leaves unspecified (§6.3; XLA:GPU's float64 NaN is positive)."""
+    """The shift written with arithmetic alone, min(a·x − b, 0)·c with per-slice coefficients, and as
+    the plain difference with one select on it, give the selects' bits (the shifted value and its
+    exponential) at ties at ±inf, the largest finite value beside +inf, all −inf, NaN of either sign,
+    signed zeros, over each axis and both together. A NaN is NaN in all, but not always of the same
+    sign: a select passes the input's NaN on, arithmetic makes its own, whose sign IEEE 754 leaves
+    unspecified (§6.3; XLA:GPU's float64 NaN is positive)."""
     from fnnet._numerics import shifted
 
     inf, nan, big = jnp.inf, jnp.nan, float(jnp.finfo(dtype).max)
@@ -477,9 +478,10 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
                    [big, inf, -big, 0.0], [-0.0, 0.0, -0.0, 0.0], [2.5, -big, 7.0, 7.0],
                    [-big, -inf, -big, -inf], [big, big, -inf, inf]], dtype)
     for axes in [(1,), (0,), (0, 1)]:
-        by_select = jax.jit(lambda v: shifted(v, axes, None, arith=False))(x)
-        by_arith = jax.jit(lambda v: shifted(v, axes, None, arith=True))(x)
-        for a, b in zip(by_arith, by_select):
+        by_select = jax.jit(lambda v: shifted(v, axes, None, form="select"))(x)
+        by_arith = jax.jit(lambda v: shifted(v, axes, None, form="arith"))(x)
+        by_difference = jax.jit(lambda v: shifted(v, axes, None, form="difference"))(x)
+        for a, b in [*zip(by_arith, by_select), *zip(by_difference, by_select)]:
             a, b = np.asarray(a), np.asarray(b)
             nan = np.isnan(b)
             np.testing.assert_array_equal(np.isnan(a), nan)
@@ -487,9 +489,11 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
 
 
 @pytest.mark.parametrize("shape", [(64, 10), (16, 40), (8, 4, 5)])
-def test_rules_give_the_same_bits_with_either_form_of_the_shift(monkeypatch, shape):
-    """Values and gradients of every rule that forms the shift arithmetically over short slices are
-    the selects' bits, on random slices (the special values: test_arithmetic_shift_is_the_same_bits)."""
+@pytest.mark.parametrize("form", ["arith", "difference"])
+def test_rules_give_the_same_bits_with_any_form_of_the_shift(monkeypatch, shape, form):
+    """Values and gradients of every rule that takes the shift's form from shift_form (arithmetic over
+    short slices on XLA:CPU; OFF_CPU_SHIFT_FORM elsewhere) are the selects' bits, on random slices
+    (the special values: test_arithmetic_shift_is_the_same_bits)."""
     import fnnet.activations._softmax as sm
     import fnnet.losses as fl
     from fnnet._numerics import arith_pays
@@ -505,12 +509,14 @@ def test_rules_give_the_same_bits_with_either_form_of_the_shift(monkeypatch, sha
         jax.clear_caches()
         return [jax.jit(jax.value_and_grad(lambda v: jnp.sum(f(v) * w)))(x) for f in fns]
 
-    arith = run()
     for mod in (sm, fl):
-        monkeypatch.setattr(mod, "_arith_pays", lambda x, axes: False)
+        monkeypatch.setattr(mod, "_shift_form", lambda x, axes: form)
+    other = run()
+    for mod in (sm, fl):
+        monkeypatch.setattr(mod, "_shift_form", lambda x, axes: "select")
     selects = run()
     assert arith_pays(x, (x.ndim - 1,)) == (jax.default_backend() == "cpu")
-    for a, b in zip(jax.tree.leaves(arith), jax.tree.leaves(selects)):
+    for a, b in zip(jax.tree.leaves(other), jax.tree.leaves(selects)):
         np.testing.assert_array_equal(np.atleast_1d(np.asarray(a)).view(np.uint8),
                                       np.atleast_1d(np.asarray(b)).view(np.uint8))
 

@@ -60,7 +60,7 @@ from fnnet._numerics import one_kernel_pays as _one_kernel_pays
 from fnnet._numerics import plain_exp_sums as _plain_exp_sums
 from fnnet._numerics import rule_branch_pays as _rule_branch_pays
 from fnnet._numerics import unless_nan as _unless_nan
-from fnnet._numerics import arith_pays as _arith_pays
+from fnnet._numerics import shift_form as _shift_form
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import reduce_sum as _reduce_sum
@@ -147,7 +147,7 @@ def _rule_exps(x, axes, where, negate=False):
     if _rule_branch_pays(x, axes, where):
         e, s = _exp_sums(x, axes, negate=negate)
     else:
-        e = _shifted(lax.neg(x) if negate else x, axes, where, arith=_arith_pays(x, axes))[2]
+        e = _shifted(lax.neg(x) if negate else x, axes, where, form=_shift_form(x, axes))[2]
         s = _slice_sums(e, axes, where)
     return e, lax.expand_dims(s, axes)
 
@@ -352,7 +352,7 @@ def _lse_parts(a, b, where, axis, arith=False):
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
         eff = nz if where is None else (where & nz)
-    m, shifted, e = _shifted(a, axes, eff, arith=arith and _arith_pays(a, axes))
+    m, shifted, e = _shifted(a, axes, eff, form=_shift_form(a, axes) if arith else "select")
     p = e if b is None else jnp.where(eff, b * e, 0.0)
     s = lax.expand_dims(_reduce_sum(p, axes), axes)
     if b is not None:

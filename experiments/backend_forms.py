@@ -1,0 +1,162 @@
+"""The forms fnnet chooses by backend, each against the others and jax.nn's on this machine: XLA's
+compile time (with the program's kernels, and how many XLA:GPU emits with Triton) and the run time of
+``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 float32 (the drop-in benchmark's program).
+
+    python -m experiments.backend_forms [--repeats 7] [--runs 50]
+
+The forms (each the same function: the same bits but for the sign of a NaN, or sums added in another
+order), set while the rule is traced:
+
+* the softmax family's shift in the rules that keep ``e`` (``fnnet._numerics.OFF_CPU_SHIFT_FORM``:
+  ``select``, ``arith``, ``difference``; see ``fnnet._numerics.shifted``), for logsumexp and
+  logmeanexp over every axis and the last, softmax, and the integer-label cross-entropy;
+* standardize's two sums stacked into one reduction or apart (``_standardize._slice_sums``);
+* mish's derivative with its input behind ``lax.optimization_barrier`` (so that XLA cannot fuse the
+  backward's loop with the forward's reduction), an unregistered variant built here.
+
+Compile: lowered outside the timer, caches cleared before each compile, interleaved rounds (the
+first not recorded), medians. Run: each program compiled once, then interleaved blocks of ``BLOCK``
+calls, medians of the time per call.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import fnnet
+import fnnet._numerics as N
+from fnnet.activations import _smooth as S
+from fnnet.activations import _standardize as ST
+from fnnet.primitive import elementwise
+
+
+BLOCK = 10
+
+
+@contextlib.contextmanager
+def _set(module, **values):
+    saved = {k: getattr(module, k) for k in values}
+    jax.clear_caches()
+    try:
+        for k, v in values.items():
+            setattr(module, k, v)
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(module, k, v)
+        jax.clear_caches()
+
+
+def _mish_barrier():
+    return elementwise("mish_barrier", S._mish, lambda x, y: S._dmish(lax.optimization_barrier(x), y),
+                       reference=S._mish, register=False).fn
+
+
+def _cases(labels):
+    """op -> (jax.nn's function, {variant: (fnnet's function, context that sets the form)})."""
+    shift = {f: functools.partial(_set, N, OFF_CPU_SHIFT_FORM=f) for f in ("select", "arith", "difference")}
+    nothing = contextlib.nullcontext
+
+    def int_ce(x):
+        return fnnet.losses.softmax_cross_entropy_with_integer_labels(x, labels)
+
+    def int_ce_ref(x):
+        return -jnp.take_along_axis(jax.nn.log_softmax(x), labels[:, None], -1)[:, 0]
+
+    family = {
+        "logsumexp": (lambda x: fnnet.logsumexp(x), jax.nn.logsumexp),
+        "logsumexp(axis=-1)": (lambda x: fnnet.logsumexp(x, axis=-1),
+                               lambda x: jax.nn.logsumexp(x, axis=-1)),
+        "logmeanexp": (lambda x: fnnet.logmeanexp(x), jax.nn.logmeanexp),
+        "softmax": (fnnet.softmax, jax.nn.softmax),
+        "integer-label CE": (int_ce, int_ce_ref),
+    }
+    cases = {op: (theirs, {f"shift {f}": (ours, ctx) for f, ctx in shift.items()})
+             for op, (ours, theirs) in family.items()}
+    cases["standardize"] = (jax.nn.standardize, {
+        "sums stacked": (fnnet.standardize, functools.partial(_set, ST, backend=lambda: "gpu")),
+        "sums apart": (fnnet.standardize, functools.partial(_set, ST, backend=lambda: "cpu")),
+    })
+    cases["mish"] = (jax.nn.mish, {"fnnet": (fnnet.mish, nothing),
+                                   "derivative behind a barrier": (_mish_barrier(), nothing)})
+    return cases
+
+
+def _kernels(compiled_text):
+    entry = compiled_text[compiled_text.index("ENTRY"):]
+    calls = [line for line in entry.splitlines() if " fusion(" in line or "custom-call(" in line]
+    return len(calls), sum('"__triton' in line for line in calls)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7, help="compile rounds (default 7)")
+    ap.add_argument("--runs", type=int, default=50, help="timed calls of each program (default 50)")
+    ap.add_argument("--ops", default=None, help="comma-separated subset of the ops")
+    args = ap.parse_args()
+    x = jax.random.normal(jax.random.key(0), (1024, 1024), jnp.float32) * 3
+    w = jax.random.normal(jax.random.key(1), (1024, 1024), jnp.float32)
+    labels = jax.random.randint(jax.random.key(2), (1024,), 0, 1024)
+    cases = _cases(labels)
+    if args.ops:
+        cases = {k: cases[k] for k in args.ops.split(",")}
+
+    def program(f):
+        return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b)))
+
+    lowerings, compiled = {}, {}
+    for op, (theirs, variants) in cases.items():
+        lowerings[(op, "jax.nn")] = lambda f=theirs: program(f).lower(x, w)
+        for name, (ours, ctx) in variants.items():
+            def lower(ours=ours, ctx=ctx):
+                with ctx():  # the form is chosen while the rule is traced, i.e. while lowering
+                    return program(ours).lower(x, w)
+            lowerings[(op, name)] = lower
+    for k, lo in lowerings.items():
+        compiled[k] = lo().compile()
+    kernels = {k: _kernels(c.as_text()) for k, c in compiled.items()}
+    keys = list(lowerings)
+    ctimes = {k: [] for k in keys}
+    for r in range(args.repeats + 1):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            jax.clear_caches()
+            low = lowerings[k]()
+            t0 = time.perf_counter()
+            low.compile()
+            if r:
+                ctimes[k].append(time.perf_counter() - t0)
+    rtimes = {k: [] for k in keys}
+    for k in keys:
+        jax.block_until_ready(compiled[k](x, w))
+    for r in range(args.runs):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            t0 = time.perf_counter()
+            for _ in range(BLOCK):  # dispatched back to back: the device's time, not the host's latency
+                out = compiled[k](x, w)
+            jax.block_until_ready(out)
+            rtimes[k].append((time.perf_counter() - t0) / BLOCK)
+    print(f"jit(value_and_grad(sum(f(x)·w))), 1024 x 1024 float32 ({jax.devices()[0].device_kind}, jax "
+          f"{jax.__version__}): XLA compile, median of {args.repeats} interleaved rounds; run, median of "
+          f"{args.runs} interleaved calls; ratios to jax.nn's")
+    print(f"{'op':<20} {'variant':<28} {'compile ms':>10} {'ratio':>6} {'run ms':>8} {'ratio':>6} "
+          f"{'kernels':>7} {'Triton':>6}")
+    for op in cases:
+        cb, rb = (float(np.median(t[(op, "jax.nn")])) for t in (ctimes, rtimes))
+        for (o, name) in keys:
+            if o != op:
+                continue
+            c, r = float(np.median(ctimes[(o, name)])), float(np.median(rtimes[(o, name)]))
+            k, t = kernels[(o, name)]
+            print(f"{op:<20} {name:<28} {c * 1e3:10.1f} {c / cb:6.2f} {r * 1e3:8.3f} {r / rb:6.2f} "
+                  f"{k:7d} {t:6d}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
