@@ -7,7 +7,7 @@ compile time (with the program's kernels, and how many XLA:GPU emits with Triton
 The forms (each the same function: the same bits but for the sign of a NaN, or sums added in another
 order), set while the rule is traced:
 
-* the softmax family's shift in the rules that keep ``e`` (``fnnet._numerics.OFF_CPU_SHIFT_FORM``:
+* the softmax family's shift in the rules that keep ``e`` (``fnnet._numerics.SHIFT_FORM``:
   ``select``, ``arith``, ``difference``; see ``fnnet._numerics.shifted``), for logsumexp and
   logmeanexp over every axis and the last, softmax, and the integer-label cross-entropy;
 * standardize's two sums stacked into one reduction or apart (``_standardize._slice_sums``);
@@ -61,7 +61,7 @@ def _mish_barrier():
 
 def _cases(labels):
     """op -> (jax.nn's function, {variant: (fnnet's function, context that sets the form)})."""
-    shift = {f: functools.partial(_set, N, OFF_CPU_SHIFT_FORM=f) for f in ("select", "arith", "difference")}
+    shift = {f: functools.partial(_set, N, SHIFT_FORM=f) for f in ("select", "arith", "difference")}
     nothing = contextlib.nullcontext
 
     def int_ce(x):

@@ -3,8 +3,9 @@
 #
 #   experiments/device_check.sh            (or: make device-check)
 #
-#   1. the test suite, quickly: pytest -q --maxfail $MAXFAIL -n $WORKERS (defaults 10 and 4; without -n if pytest-xdist is missing; test files
-#      needing mpmath or hypothesis are skipped if those are missing), in two time-limited parts: the
+#   1. the test suite, quickly: pytest -q --maxfail $MAXFAIL -n $WORKERS (defaults 10 and 4; without -n
+#      if pytest-xdist is missing; test files needing mpmath or hypothesis are skipped if those are
+#      missing), in two time-limited parts: the
 #      activation numerics (accuracy, extremes, low precision, primitives, activations) first, then
 #      the rest of the suite;
 #   2. the activation benchmark (python -m benchmarks activations): fnnet vs jax.nn, jit(grad(sum f))
@@ -57,7 +58,8 @@ SUITE_ARGS="${SUITE_ARGS:---only step,memory --widths 128,512,2048 --batch 256 -
 ABLATION_TIMEOUT="${ABLATION_TIMEOUT:-60}"
 ABLATION_ARGS="${ABLATION_ARGS:---compile --repeats 5}"
 COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-60}"
-NEAR="mish,logsumexp,logsumexp(axis=-1),logmeanexp,softmax,log_softmax,standardize,glu,hard_sigmoid,squareplus,relu,tanh"
+NEAR="mish,logsumexp,logsumexp(axis=-1),logmeanexp,softmax,log_softmax,standardize,glu,hard_sigmoid"
+NEAR="$NEAR,squareplus,relu,tanh"
 COMPILE_ARGS="${COMPILE_ARGS:---sections compile,phases --compile-repeats 7 --ops $NEAR}"
 NUMERICS="tests/test_accuracy.py tests/test_extremes.py tests/test_low_precision.py tests/test_primitives.py
           tests/test_activations_softmax.py tests/test_activations_piecewise.py"

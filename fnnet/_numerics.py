@@ -220,9 +220,10 @@ def _shift_difference(x, m, axes):
 #: difference off XLA:CPU.
 DIFFERENCE_MIN_SLICE = 1 << 16
 
-#: A form that :func:`shift_form` returns off XLA:CPU whatever the slice (``"select"``, ``"arith"``,
-#: ``"difference"``), or None: its own choice. For experiments (``python -m experiments.backend_forms``).
-OFF_CPU_SHIFT_FORM: str | None = None
+#: A form that :func:`shift_form` returns whatever the backend and the slice (``"select"``,
+#: ``"arith"``, ``"difference"``), or None: its own choice. For experiments (``python -m
+#: experiments.backend_forms``).
+SHIFT_FORM: str | None = None
 
 
 def shift_form(x, axes) -> str:
@@ -237,12 +238,12 @@ def shift_form(x, axes) -> str:
     within 1 % of each other (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs).
     Slices between 2¹⁰ and 2²⁰ entries were not measured: the bound is placed between the two.
     Decided from the static shape and the backend while the rule is traced."""
+    if SHIFT_FORM is not None:
+        return SHIFT_FORM
     if arith_pays(x, axes):
         return "arith"
     if backend() == "cpu":
         return "select"
-    if OFF_CPU_SHIFT_FORM is not None:
-        return OFF_CPU_SHIFT_FORM
     return "difference" if slice_size(x, axes) >= DIFFERENCE_MIN_SLICE else "select"
 
 

@@ -496,8 +496,8 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
 @pytest.mark.parametrize("form", ["arith", "difference"])
 def test_rules_give_the_same_bits_with_any_form_of_the_shift(monkeypatch, shape, form):
     """Values and gradients of every rule that takes the shift's form from shift_form (arithmetic over
-    short slices on XLA:CPU; OFF_CPU_SHIFT_FORM's elsewhere) are the selects' bits on XLA:CPU, on
-    random slices (the special values: test_arithmetic_shift_is_the_same_bits). Elsewhere the two
+    short slices on XLA:CPU; the difference elsewhere over long slices) are the selects' bits on
+    XLA:CPU, on random slices (the special values: test_arithmetic_shift_is_the_same_bits). Elsewhere the two
     programs may fuse differently and sum in another order: held to the bounds of
     test_target_backend_chooses_the_forms_not_the_values (2nu relative for a quotient, 2nu + 2u|y| for
     a logarithm of the sum, the gradients 2nu times their largest entry)."""
