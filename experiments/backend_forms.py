@@ -1,6 +1,7 @@
 """The forms fnnet chooses by backend, each against the others and jax.nn's on this machine: XLA's
 compile time (with the program's kernels, and how many XLA:GPU emits with Triton) and the run time of
-``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 float32 (the drop-in benchmark's program).
+``jit(value_and_grad(sum(f(x)·w)))`` at 1024 × 1024 float32 (the drop-in benchmark's program), ``w``
+of ``f(x)``'s shape.
 
     python -m experiments.backend_forms [--repeats 7] [--runs 50]
 
@@ -16,7 +17,9 @@ order), set while the rule is traced:
 
 Compile: lowered outside the timer, caches cleared before each compile, interleaved rounds (the
 first not recorded), medians. Run: each program compiled once, then interleaved blocks of ``BLOCK``
-calls, medians of the time per call.
+calls on an accelerator (its time, not the launch latency), single calls on the CPU (as the drop-in
+benchmark times them: XLA:CPU may overlap independent calls dispatched back to back, and then
+measures another regime), medians of the time per call.
 """
 from __future__ import annotations
 
@@ -111,13 +114,14 @@ def main() -> None:
     def program(f):
         return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b)))
 
-    lowerings, compiled = {}, {}
+    lowerings, compiled, weights = {}, {}, {}
     for op, (theirs, variants) in cases.items():
-        lowerings[(op, "jax.nn")] = lambda f=theirs: program(f).lower(x, w)
+        weights[op] = w[tuple(slice(0, n) for n in jax.eval_shape(theirs, x).shape)]  # w of f(x)'s shape
+        lowerings[(op, "jax.nn")] = lambda f=theirs, v=weights[op]: program(f).lower(x, v)
         for name, (ours, ctx) in variants.items():
-            def lower(ours=ours, ctx=ctx):
+            def lower(ours=ours, ctx=ctx, v=weights[op]):
                 with ctx():  # the form is chosen while the rule is traced, i.e. while lowering
-                    return program(ours).lower(x, w)
+                    return program(ours).lower(x, v)
             lowerings[(op, name)] = lower
     for k, lo in lowerings.items():
         compiled[k] = lo().compile()
@@ -134,14 +138,15 @@ def main() -> None:
                 ctimes[k].append(time.perf_counter() - t0)
     rtimes = {k: [] for k in keys}
     for k in keys:
-        jax.block_until_ready(compiled[k](x, w))
+        jax.block_until_ready(compiled[k](x, weights[k[0]]))
+    block = 1 if jax.default_backend() == "cpu" else BLOCK
     for r in range(args.runs):
         for k in keys if r % 2 == 0 else keys[::-1]:
             t0 = time.perf_counter()
-            for _ in range(BLOCK):  # dispatched back to back: the device's time, not the host's latency
-                out = compiled[k](x, w)
+            for _ in range(block):  # dispatched back to back: the device's time, not the host's latency
+                out = compiled[k](x, weights[k[0]])
             jax.block_until_ready(out)
-            rtimes[k].append((time.perf_counter() - t0) / BLOCK)
+            rtimes[k].append((time.perf_counter() - t0) / block)
     print(f"jit(value_and_grad(sum(f(x)·w))), 1024 x 1024 float32 ({jax.devices()[0].device_kind}, jax "
           f"{jax.__version__}): XLA compile, median of {args.repeats} interleaved rounds; run, median of "
           f"{args.runs} interleaved calls; ratios to jax.nn's")

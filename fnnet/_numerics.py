@@ -152,8 +152,11 @@ def shifted(x, axes, mask, form="select"):
 
     Where the maximum is ±inf, ``x − m`` would be ``inf − inf``: there the entries equal to the maximum
     are shifted to 0 and the others to −inf (ties at infinity share the mass). The choice is made per
-    slice (on ``m``), so a finite slice is plain ``x − m``. A NaN makes ``m`` NaN and the whole slice
-    NaN. The maximum starts at −inf, so an empty axis is valid (an empty result).
+    slice (on ``m``), so a finite slice is plain ``x − m``. A NaN entry stays NaN in every form, and so
+    makes its slice's sum and the outputs NaN: the maximum is not relied on for that, since
+    XLA:CPU's may skip a NaN (over rows of 64 and more: a finite maximum, or ±inf beside it;
+    ``test_a_nan_makes_its_slice_nan_in_every_form``). The maximum starts at −inf, so an empty axis
+    is valid (an empty result).
 
     ``form`` writes the rule with selects on the entries (``"select"``), or, where there is no mask,
     with arithmetic alone (``"arith"``, :func:`_shift_arith`) or as the plain difference with one
@@ -181,8 +184,10 @@ def shifted(x, axes, mask, form="select"):
 
 def _shift(x, m, inf_m, finite_m):
     """x − m by :func:`shifted`'s rule, every argument of x's shape: ``inf_m`` where m is ±inf,
-    ``finite_m`` is m with 0 there."""
-    at_inf = lax.select(lax.eq(x, m), _full(x, 0), _full(x, -jnp.inf))
+    ``finite_m`` is m with 0 there. At an infinite m a lesser entry becomes x − ∞ (−inf; a NaN entry
+    stays NaN: XLA:CPU's maximum may skip a NaN, over rows of 64 and more, and return ±inf beside
+    it)."""
+    at_inf = lax.select(lax.eq(x, m), _full(x, 0), lax.sub(x, _full(x, jnp.inf)))
     return lax.select(inf_m, at_inf, lax.sub(x, finite_m))
 
 
@@ -206,19 +211,25 @@ def _shift_arith(x, m, axes):
 
 def _shift_difference(x, m, axes):
     """:func:`shifted`'s rule as jax.nn writes its shift, ``d = x − m``, with one select on ``d``: where
-    ``d`` is NaN, the slice's ``c`` (NaN where m is NaN, else 0). d is NaN only at x = m = ±inf (the
-    ties at infinity: 0), or where m is NaN (the slice is NaN): elsewhere d is the selects' x − m, bit
-    for bit, and at m = ±inf a lesser entry gives x − m = −inf as the selects do. The broadcast
-    maximum is read once, as in jax.nn's exp(x − m), not twice (x = m, x − m) as by the selects. A
-    NaN's sign may differ from the selects' (IEEE 754 leaves it unspecified)."""
+    ``d`` is NaN but ``x`` is not, the slice's ``c`` (NaN where m is NaN, else 0). There d is NaN only
+    at x = m = ±inf (the ties at infinity: 0) or where m is NaN (the slice is NaN); a NaN entry keeps
+    its NaN whatever m, for XLA:CPU's maximum may skip a NaN (it did over rows of 64 and more: a
+    finite maximum, or −inf for a NaN in the last place, where the rows of 4–40 gave NaN). Elsewhere
+    d is the selects' x − m, bit for bit, and at m = ±inf a lesser entry gives x − m = −inf as the
+    selects do. The broadcast maximum is read once, as in jax.nn's exp(x − m), not twice (x = m,
+    x − m) as by the selects. A NaN's sign may differ from the selects' (IEEE 754 leaves it
+    unspecified)."""
     c = lax.select(lax.ne(m, m), m, _full(m, 0))
     d = lax.sub(x, keep(m, axes, x.shape))
-    return lax.select(lax.ne(d, d), keep(c, axes, x.shape), d)
+    return lax.select(lax.bitwise_and(lax.ne(d, d), lax.eq(x, x)), keep(c, axes, x.shape), d)
 
 
 #: The shortest slice (entries over the reduced axes) whose shift :func:`shift_form` forms as the
-#: difference off XLA:CPU.
-DIFFERENCE_MIN_SLICE = 1 << 16
+#: difference off XLA:CPU, or None: never. None until the NaN-keeping difference form is measured on a
+#: device: the form without its NaN guard (``x = x``) compiled faster on the H200 over the whole array
+#: and slower over rows of 1024 (:func:`shift_form`); the guard, one comparison per entry, is not
+#: measured there.
+DIFFERENCE_MIN_SLICE: int | None = None
 
 #: A form that :func:`shift_form` returns whatever the backend and the slice (``"select"``,
 #: ``"arith"``, ``"difference"``), or None: its own choice. For experiments (``python -m
@@ -228,23 +239,22 @@ SHIFT_FORM: str | None = None
 
 def shift_form(x, axes) -> str:
     """The form of :func:`shifted`'s rule for a rule that keeps ``e``, for ``x`` reduced over ``axes``:
-    ``"arith"`` where :func:`arith_pays`; on XLA:CPU otherwise the selects; elsewhere the difference
-    (:func:`_shift_difference`) over slices of ``DIFFERENCE_MIN_SLICE`` entries or more, else the
-    selects. On the H200 (jax 0.11.2), XLA's compile of jit(value_and_grad(sum(f(x)·w))) at 1024 ×
-    1024, fnnet / jax.nn, selects against difference: logsumexp over every axis 1.34 against 1.07,
-    logmeanexp 1.30 against 1.02 (the sum of the exponentials over the whole array, a reduction in
-    stages, emitted with one Triton kernel more with the selects); over the last axis (rows of 1024)
-    0.93 against 1.12, the integer-label loss 0.88 against 1.09; softmax 0.56 and 0.57; run times
-    within 1 % of each other (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs).
-    Slices between 2¹⁰ and 2²⁰ entries were not measured: the bound is placed between the two.
-    Decided from the static shape and the backend while the rule is traced."""
+    ``"arith"`` where :func:`arith_pays`; off XLA:CPU the difference (:func:`_shift_difference`) over
+    slices of ``DIFFERENCE_MIN_SLICE`` entries or more; else the selects. On the H200 (jax 0.11.2),
+    XLA's compile of jit(value_and_grad(sum(f(x)·w))) at 1024 × 1024, fnnet / jax.nn, selects against
+    the difference without its NaN guard: logsumexp over every axis 1.34 against 1.07, logmeanexp 1.30
+    against 1.02 (the sum of the exponentials over the whole array, a reduction in stages, emitted with
+    one Triton kernel more with the selects); over the last axis (rows of 1024) 0.93 against 1.12, the
+    integer-label loss 0.88 against 1.09; softmax 0.56 and 0.57; run times within 1 % of each other
+    (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs). On the 2-core CPU the
+    NaN-keeping difference gave softmax's rule no gain over the selects (compile 1.21–1.25 against
+    1.21–1.33, three runs). Decided from the static shape and the backend while the rule is traced."""
     if SHIFT_FORM is not None:
         return SHIFT_FORM
     if arith_pays(x, axes):
         return "arith"
-    if backend() == "cpu":
-        return "select"
-    return "difference" if slice_size(x, axes) >= DIFFERENCE_MIN_SLICE else "select"
+    long = DIFFERENCE_MIN_SLICE is not None and slice_size(x, axes) >= DIFFERENCE_MIN_SLICE
+    return "difference" if backend() != "cpu" and long else "select"
 
 
 #: The longest slice (entries over the reduced axes) whose shift :func:`arith_pays` forms arithmetically.
@@ -313,7 +323,7 @@ def shifted_apart(x, m, axes):
     mr = lax.squeeze(m, axes) if axes else m
     finite_m = lax.ne(lax.abs(mr), _full(mr, jnp.inf))
     m0 = keep(lax.select(finite_m, mr, _full(mr, 0)), axes, x.shape)
-    at_inf = lax.select(lax.ne(x, keep(mr, axes, x.shape)), _full(x, -jnp.inf), _full(x, 0))
+    at_inf = lax.select(lax.ne(x, keep(mr, axes, x.shape)), lax.sub(x, _full(x, jnp.inf)), _full(x, 0))
     return lax.select(keep(finite_m, axes, x.shape), lax.sub(x, m0), at_inf)
 
 

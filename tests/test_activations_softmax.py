@@ -411,8 +411,8 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
     branches, gelu's apart clip), and the results stay those of the CPU forms: jit of the softmax
     family, the integer-label loss and gelu and of their gradients over 4096 slices of 10 and
     1024 × 1024, with ties at +inf, an all −inf slice and a NaN planted, and logsumexp over every axis
-    (the difference form off the CPU over 2²⁰ entries) without them; NaN exactly where the CPU forms
-    give NaN. Bounds, u the unit roundoff and n the slice's length: the two forms exponentiate
+    without them (with DIFFERENCE_MIN_SLICE set to 2¹⁶, in the difference form off the CPU); NaN
+    exactly where the CPU forms give NaN. Bounds, u the unit roundoff and n the slice's length: the two forms exponentiate
     the same shifted values and may sum them in another order, 2(n − 1)u apart at most (each order
     within (n − 1)u of the exact sum); a quotient e/s then differs by that plus its own rounding in
     each, 2nu relative; a logarithm of the sum (log_softmax, logsumexp, the loss) turns the sum's
@@ -431,7 +431,9 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
                      [numerics.shift_form(long, axes) for axes in ((1,), (0, 1))])
     assert gates() == ("cpu", True, True, True, True, True, 40.5, ["select", "select"])
     monkeypatch.setattr(numerics, "TARGET_BACKEND", "gpu")
-    assert gates() == ("gpu", False, False, False, False, False, 40.0, ["select", "difference"])
+    assert gates() == ("gpu", False, False, False, False, False, 40.0, ["select", "select"])
+    monkeypatch.setattr(numerics, "DIFFERENCE_MIN_SLICE", 1 << 16)  # the difference where it is set
+    assert gates()[-1] == ["select", "difference"]
     monkeypatch.setattr(numerics, "TARGET_BACKEND", None)
 
     labels = lambda x: jnp.arange(x.shape[0]) % 7
@@ -454,7 +456,7 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
                 return [np.asarray(v, np.float64) for v in (jax.jit(f)(x), jax.jit(jax.grad(loss))(x))]
 
             (y_cpu, g_cpu), (y_gpu, g_gpu) = with_gates(both, x, TARGET_BACKEND=None), with_gates(
-                both, x, TARGET_BACKEND="gpu")
+                both, x, TARGET_BACKEND="gpu", DIFFERENCE_MIN_SLICE=1 << 16)
             for cpu, gpu in ((y_cpu, y_gpu), (g_cpu, g_gpu)):
                 np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu), err_msg=f"{name} {shape}")
             finite = np.isfinite(y_cpu)
@@ -496,7 +498,7 @@ def test_arithmetic_shift_is_the_same_bits(dtype):
 @pytest.mark.parametrize("form", ["arith", "difference"])
 def test_rules_give_the_same_bits_with_any_form_of_the_shift(monkeypatch, shape, form):
     """Values and gradients of every rule that takes the shift's form from shift_form (arithmetic over
-    short slices on XLA:CPU; the difference elsewhere over long slices) are the selects' bits on
+    short slices on XLA:CPU; the difference off it where set) are the selects' bits on
     XLA:CPU, on random slices (the special values: test_arithmetic_shift_is_the_same_bits). Elsewhere the two
     programs may fuse differently and sum in another order: held to the bounds of
     test_target_backend_chooses_the_forms_not_the_values (2nu relative for a quotient, 2nu + 2u|y| for
@@ -518,10 +520,10 @@ def test_rules_give_the_same_bits_with_any_form_of_the_shift(monkeypatch, shape,
                 for k, f in fns.items()}
 
     for mod in (sm, fl):
-        monkeypatch.setattr(mod, "_shift_form", lambda x, axes: form)
+        monkeypatch.setattr(mod, "_shift_form", lambda x, axes, *a, **k: form)
     other = run()
     for mod in (sm, fl):
-        monkeypatch.setattr(mod, "_shift_form", lambda x, axes: "select")
+        monkeypatch.setattr(mod, "_shift_form", lambda x, axes, *a, **k: "select")
     selects = run()
     assert arith_pays(x, (x.ndim - 1,)) == (jax.default_backend() == "cpu")
     tol = 2 * shape[-1] * float(jnp.finfo(x.dtype).eps) / 2
@@ -1153,3 +1155,29 @@ def test_no_branch_over_several_devices():
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("form", ["select", "arith", "difference"])
+@pytest.mark.parametrize("n", [40, 64, 1024])
+def test_a_nan_makes_its_slice_nan_in_every_form(with_gates, form, n):
+    """A NaN anywhere in a slice (first, middle, last entry; beside +inf too) makes the slice's outputs
+    and gradients NaN and leaves the other slices finite, in every rule of the family and every form
+    of the shift, and in the forwards' branches (512 KiB of input: above their gates), although
+    XLA:CPU's maximum may skip a NaN over rows of 64 and more (a finite maximum, or ±inf beside it)."""
+    rows = (1 << 17) // n
+    x = jax.random.normal(jax.random.key(3), (rows, n), jnp.float32) * 4
+    x = x.at[2, n // 2].set(jnp.nan).at[5, 0].set(jnp.nan).at[7, n - 1].set(jnp.nan)
+    x = x.at[9, 1].set(jnp.nan).at[9, 3].set(jnp.inf)
+    labels = jnp.arange(rows) % n
+    fns = {"softmax": fnnet.softmax, "log_softmax": fnnet.log_softmax, "softmin": fnnet.softmin,
+           "logsumexp": lambda v: fnnet.logsumexp(v, axis=-1, keepdims=True),
+           "logmeanexp": lambda v: fnnet.logmeanexp(v, axis=-1, keepdims=True),
+           "sce_int": lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[:, None]}
+
+    def run():
+        return {k: [jax.jit(f)(x), jax.jit(jax.grad(lambda v, f=f: jnp.sum(f(v))))(x)] for k, f in fns.items()}
+
+    for name, outs in with_gates(run, SHIFT_FORM=form).items():
+        for what, v in zip(("value", "gradient"), outs):
+            assert np.isnan(v[[2, 5, 7, 9]]).all(), f"{name} {what}: a slice with a NaN is not all NaN"
+            assert np.isfinite(np.delete(v, [2, 5, 7, 9], 0)).all(), f"{name} {what}"

@@ -143,7 +143,7 @@ def _rule_exps(x, axes, where, negate=False):
     S = Σe with the reduced axes kept (size 1). Over many short slices the forward alone's branch
     (fnnet._numerics.rule_branch_pays; over long slices it saved a few per cent under a gradient and
     cost a third more compile time); elsewhere the selects, or over short slices the arithmetic shift
-    (arith_pays). ``negate``: of −x (softmin), the negation inside the kernels, never written."""
+    (shift_form). ``negate``: of −x (softmin), the negation inside the kernels, never written."""
     if _rule_branch_pays(x, axes, where):
         e, s = _exp_sums(x, axes, negate=negate)
     else:
