@@ -1169,10 +1169,13 @@ def test_a_nan_makes_its_slice_nan_in_every_form(with_gates, form, n):
     x = x.at[2, n // 2].set(jnp.nan).at[5, 0].set(jnp.nan).at[7, n - 1].set(jnp.nan)
     x = x.at[9, 1].set(jnp.nan).at[9, 3].set(jnp.inf)
     labels = jnp.arange(rows) % n
+    clean = jax.random.normal(jax.random.key(4), (rows, n), jnp.float32)
     fns = {"softmax": fnnet.softmax, "log_softmax": fnnet.log_softmax, "softmin": fnnet.softmin,
            "logsumexp": lambda v: fnnet.logsumexp(v, axis=-1, keepdims=True),
            "logmeanexp": lambda v: fnnet.logmeanexp(v, axis=-1, keepdims=True),
-           "sce_int": lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[:, None]}
+           "sce_int": lambda v: fnnet.losses.softmax_cross_entropy_with_integer_labels(v, labels)[:, None],
+           "sce": lambda v: fnnet.losses.softmax_cross_entropy(v, jax.nn.softmax(clean))[:, None],
+           "logsumexp_b": lambda v: fnnet.logsumexp(v, axis=-1, b=jnp.abs(clean) + 1, keepdims=True)}
 
     def run():
         return {k: [jax.jit(f)(x), jax.jit(jax.grad(lambda v, f=f: jnp.sum(f(v))))(x)] for k, f in fns.items()}
