@@ -22,21 +22,27 @@
 #   7. XLA's compile time of the accurate forms' variants, with each program's kernels and Triton
 #      kernels (python -m experiments.activation_ablation --compile; performance_dropin.md);
 #   8. the drop-in benchmark's compile section again, with more rounds, for the rows nearest their
-#      target (python -m benchmarks dropin $COMPILE_ARGS), by phase (trace, lower, XLA compile).
+#      target (python -m benchmarks dropin $COMPILE_ARGS), by phase (trace, lower, XLA compile);
+#   9. every form fnnet chooses by backend against the others and jax.nn's, compile and run side by
+#      side (python -m experiments.backend_forms $FORMS_ARGS; docs/design.md, rule (8)).
 #
 # Results go to $OUT (default ./device_out): env.txt, tests.txt, tests_rest.txt, activation_speed.txt,
 # accuracy_float32.txt, dropin.txt and dropin.json, losses.txt, suite.txt and suite.json,
-# compile_ablation.txt, compile.txt, summary.txt. The steps are time-limited so that the
-# whole run stays under 10 minutes of device time (TEST_TIMEOUT, REST_TIMEOUT, SPEED_TIMEOUT,
-# ACC_TIMEOUT, DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT, ABLATION_TIMEOUT, COMPILE_TIMEOUT seconds;
-# 0 skips that step, TEST_TIMEOUT's included; a step that hits its limit reports exit 124 and keeps its partial
-# output). A CPU dry run:
+# compile_ablation.txt, compile.txt, forms.txt, summary.txt. Each step is time-limited (TEST_TIMEOUT,
+# REST_TIMEOUT, SPEED_TIMEOUT, ACC_TIMEOUT, DROPIN_TIMEOUT, LOSSES_TIMEOUT, SUITE_TIMEOUT,
+# ABLATION_TIMEOUT, COMPILE_TIMEOUT, FORMS_TIMEOUT seconds; 0 skips that step; a step that hits its
+# limit reports exit 124 and keeps its partial output). The defaults, sized on an H200's run
+# (2026-11-28: tests 56 s and 89 s with WORKERS=12, drop-in 122 s, ablation 32 s, forms 60 s), keep
+# the whole run under 10 minutes: steps 2, 3, 6 and 8 are off by default (set their limits to run
+# them; the activations' speed, accuracy and training step were measured at 96a03d8 and have not
+# changed since; step 4 takes 5 compile rounds in place of step 8). A CPU dry run:
 #
 #   SIZES="4096 16384" REPEATS=3 PYTEST_SELECT="tests/test_accuracy.py -k sigmoid" REST_TIMEOUT=0 \
 #     ACC_ARGS="--quick --dps 60" DROPIN_ARGS="--quick --ops relu --mlp-acts relu" \
 #     LOSSES_ARGS="--quick --losses l2_loss" SUITE_ARGS="--only step --widths 64 --rounds 3 --no-torch" \
-#     ABLATION_ARGS="--compile --repeats 1" COMPILE_ARGS="--sections compile --compile-repeats 1 --ops relu" \
-#     experiments/device_check.sh
+#     ABLATION_ARGS="--compile --repeats 1" FORMS_ARGS="--repeats 1 --runs 2 --ops mish" SPEED_TIMEOUT=60 \
+#     ACC_TIMEOUT=45 SUITE_TIMEOUT=60 COMPILE_TIMEOUT=60 \
+#     COMPILE_ARGS="--sections compile --compile-repeats 1 --ops relu" experiments/device_check.sh
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-./device_out}"
@@ -44,20 +50,22 @@ SIZES="${SIZES:-1048576 16777216}"
 REPEATS="${REPEATS:-30}"
 WORKERS="${WORKERS:-4}"
 MAXFAIL="${MAXFAIL:-10}"
-TEST_TIMEOUT="${TEST_TIMEOUT:-100}"
-REST_TIMEOUT="${REST_TIMEOUT:-60}"
-SPEED_TIMEOUT="${SPEED_TIMEOUT:-80}"
-ACC_TIMEOUT="${ACC_TIMEOUT:-45}"
+TEST_TIMEOUT="${TEST_TIMEOUT:-90}"
+REST_TIMEOUT="${REST_TIMEOUT:-120}"
+SPEED_TIMEOUT="${SPEED_TIMEOUT:-0}"
+ACC_TIMEOUT="${ACC_TIMEOUT:-0}"
 ACC_ARGS="${ACC_ARGS:---quick --dps 120}"
-DROPIN_TIMEOUT="${DROPIN_TIMEOUT:-150}"
-DROPIN_ARGS="${DROPIN_ARGS:---repeats 25 --small-repeats 300 --compile-repeats 3}"
-LOSSES_TIMEOUT="${LOSSES_TIMEOUT:-70}"
-LOSSES_ARGS="${LOSSES_ARGS:---repeats 30 --small-repeats 200 --compile-repeats 3}"
-SUITE_TIMEOUT="${SUITE_TIMEOUT:-60}"
+DROPIN_TIMEOUT="${DROPIN_TIMEOUT:-180}"
+DROPIN_ARGS="${DROPIN_ARGS:---repeats 25 --small-repeats 300 --compile-repeats 5}"
+LOSSES_TIMEOUT="${LOSSES_TIMEOUT:-90}"
+LOSSES_ARGS="${LOSSES_ARGS:---repeats 20 --small-repeats 100 --compile-repeats 3}"
+SUITE_TIMEOUT="${SUITE_TIMEOUT:-0}"
 SUITE_ARGS="${SUITE_ARGS:---only step,memory --widths 128,512,2048 --batch 256 --rounds 21 --no-torch}"
-ABLATION_TIMEOUT="${ABLATION_TIMEOUT:-60}"
+ABLATION_TIMEOUT="${ABLATION_TIMEOUT:-40}"
 ABLATION_ARGS="${ABLATION_ARGS:---compile --repeats 5}"
-COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-60}"
+FORMS_TIMEOUT="${FORMS_TIMEOUT:-75}"
+FORMS_ARGS="${FORMS_ARGS:---repeats 7 --runs 50}"
+COMPILE_TIMEOUT="${COMPILE_TIMEOUT:-0}"
 NEAR="mish,logsumexp,logsumexp(axis=-1),logmeanexp,softmax,log_softmax,standardize,glu,hard_sigmoid"
 NEAR="$NEAR,squareplus,relu,tanh"
 COMPILE_ARGS="${COMPILE_ARGS:---sections compile,phases --compile-repeats 7 --ops $NEAR}"
@@ -150,6 +158,10 @@ if [ "$ABLATION_TIMEOUT" -gt 0 ]; then
     # shellcheck disable=SC2086
     step "compile ablation" "$ABLATION_TIMEOUT" "$OUT/compile_ablation.txt" \
         "$PY" -m experiments.activation_ablation $ABLATION_ARGS
+fi
+if [ "$FORMS_TIMEOUT" -gt 0 ]; then
+    # shellcheck disable=SC2086
+    step "backend forms" "$FORMS_TIMEOUT" "$OUT/forms.txt" "$PY" -m experiments.backend_forms $FORMS_ARGS
 fi
 if [ "$COMPILE_TIMEOUT" -gt 0 ]; then
     # shellcheck disable=SC2086

@@ -257,3 +257,20 @@ def test_compile_ablation_prints_a_positive_time_and_kernel_count_per_variant(ca
     for r in rows:
         ms, ratio, kernels, triton = float(r[-4]), float(r[-3]), int(r[-2]), int(r[-1])
         assert ms > 0 and ratio > 0 and kernels >= 1 and 0 <= triton <= kernels, r
+
+
+def test_backend_forms_prints_every_form_with_positive_times(capsys, monkeypatch):
+    """The forms experiment (docs/design.md, rule (8)) on this machine: every variant of the chosen
+    ops gets a positive compile and run time and at least one kernel (no timing is asserted)."""
+    forms = _load("backend_forms")
+    monkeypatch.setattr("sys.argv", ["backend_forms", "--ops", "logsumexp,standardize", "--repeats", "1",
+                                     "--runs", "1"])
+    forms.main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    names = {" ".join(r[:-6]) for r in rows}
+    assert names == {"logsumexp jax.nn", "logsumexp shift select", "logsumexp shift arith",
+                     "logsumexp shift difference", "standardize jax.nn", "standardize sums stacked",
+                     "standardize sums apart"}, names
+    for r in rows:
+        c, cr, t, tr, k, triton = (float(v) for v in r[-6:])
+        assert c > 0 and cr > 0 and t > 0 and tr > 0 and k >= 1 and 0 <= triton <= k, r
