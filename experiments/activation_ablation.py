@@ -103,6 +103,23 @@ def _kernels(compiled_text):
     return len(calls), sum('"__triton' in line for line in calls)
 
 
+def compile_times(lowerings, repeats):
+    """{key: [seconds]}: XLA's compile of each ``lowerings[key]()`` (a fresh Lowered: a compiled one
+    keeps its executable), caches cleared before each, in ``repeats`` interleaved rounds (the order
+    reversed every other round) after one round not recorded."""
+    times = {k: [] for k in lowerings}
+    keys = list(lowerings)
+    for r in range(repeats + 1):
+        for k in keys if r % 2 == 0 else keys[::-1]:
+            jax.clear_caches()
+            low = lowerings[k]()
+            t0 = time.perf_counter()
+            low.compile()
+            if r:
+                times[k].append(time.perf_counter() - t0)
+    return times
+
+
 def compile_ablation(repeats: int) -> None:
     x = jax.random.normal(jax.random.key(0), (1024, 1024), jnp.float32) * 3
     w = jax.random.normal(jax.random.key(1), (1024, 1024), jnp.float32)
@@ -138,16 +155,7 @@ def compile_ablation(repeats: int) -> None:
             return lower(lambda v: fnnet.logsumexp(v))
     lowerings[("logsumexp", "fnnet, arithmetic shift")] = arithmetic_shift
     kernels = {k: _kernels(lo().compile().as_text()) for k, lo in lowerings.items()}
-    times = {k: [] for k in lowerings}
-    keys = list(lowerings)
-    for r in range(repeats + 1):
-        for k in keys if r % 2 == 0 else keys[::-1]:
-            jax.clear_caches()
-            low = lowerings[k]()
-            t0 = time.perf_counter()
-            low.compile()
-            if r:
-                times[k].append(time.perf_counter() - t0)
+    times = compile_times(lowerings, repeats)
     print(f"XLA compile of jit(value_and_grad(sum(f(x)·w))), 1024 x 1024 float32, median of {repeats} "
           f"interleaved rounds ({jax.devices()[0].device_kind}, jax {jax.__version__})")
     print(f"{'activation':<12} {'variant':<34} {'ms':>8} {'vs jax.nn':>9} {'kernels':>8} {'Triton':>7}")

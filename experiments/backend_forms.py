@@ -35,6 +35,7 @@ from jax import lax
 
 import fnnet
 import fnnet._numerics as N
+from experiments.activation_ablation import _kernels, compile_times
 from fnnet.activations import _smooth as S
 from fnnet.activations import _standardize as ST
 from fnnet.primitive import elementwise
@@ -92,12 +93,6 @@ def _cases(labels):
     return cases
 
 
-def _kernels(compiled_text):
-    entry = compiled_text[compiled_text.index("ENTRY"):]
-    calls = [line for line in entry.splitlines() if " fusion(" in line or "custom-call(" in line]
-    return len(calls), sum('"__triton' in line for line in calls)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7, help="compile rounds (default 7)")
@@ -127,15 +122,7 @@ def main() -> None:
         compiled[k] = lo().compile()
     kernels = {k: _kernels(c.as_text()) for k, c in compiled.items()}
     keys = list(lowerings)
-    ctimes = {k: [] for k in keys}
-    for r in range(args.repeats + 1):
-        for k in keys if r % 2 == 0 else keys[::-1]:
-            jax.clear_caches()
-            low = lowerings[k]()
-            t0 = time.perf_counter()
-            low.compile()
-            if r:
-                ctimes[k].append(time.perf_counter() - t0)
+    ctimes = compile_times(lowerings, args.repeats)
     rtimes = {k: [] for k in keys}
     for k in keys:
         jax.block_until_ready(compiled[k](x, weights[k[0]]))
