@@ -35,27 +35,13 @@ from jax import lax
 
 import fnnet
 import fnnet._numerics as N
-from experiments.activation_ablation import _kernels, compile_times
+from experiments.activation_ablation import _kernels, _patched, compile_times
 from fnnet.activations import _smooth as S
 from fnnet.activations import _standardize as ST
 from fnnet.primitive import elementwise
 
 
 BLOCK = 10
-
-
-@contextlib.contextmanager
-def _set(module, **values):
-    saved = {k: getattr(module, k) for k in values}
-    jax.clear_caches()
-    try:
-        for k, v in values.items():
-            setattr(module, k, v)
-        yield
-    finally:
-        for k, v in saved.items():
-            setattr(module, k, v)
-        jax.clear_caches()
 
 
 def _mish_barrier():
@@ -65,7 +51,7 @@ def _mish_barrier():
 
 def _cases(labels):
     """op -> (jax.nn's function, {variant: (fnnet's function, context that sets the form)})."""
-    shift = {f: functools.partial(_set, N, SHIFT_FORM=f) for f in ("select", "arith", "difference")}
+    shift = {f: functools.partial(_patched, {"SHIFT_FORM": f}, N) for f in ("select", "arith", "difference")}
     nothing = contextlib.nullcontext
 
     def int_ce(x):
@@ -85,8 +71,8 @@ def _cases(labels):
     cases = {op: (theirs, {f"shift {f}": (ours, ctx) for f, ctx in shift.items()})
              for op, (ours, theirs) in family.items()}
     cases["standardize"] = (jax.nn.standardize, {
-        "sums stacked": (fnnet.standardize, functools.partial(_set, ST, backend=lambda: "gpu")),
-        "sums apart": (fnnet.standardize, functools.partial(_set, ST, backend=lambda: "cpu")),
+        "sums stacked": (fnnet.standardize, functools.partial(_patched, {"backend": lambda: "gpu"}, ST)),
+        "sums apart": (fnnet.standardize, functools.partial(_patched, {"backend": lambda: "cpu"}, ST)),
     })
     cases["mish"] = (jax.nn.mish, {"fnnet": (fnnet.mish, nothing),
                                    "derivative behind a barrier": (_mish_barrier(), nothing)})
