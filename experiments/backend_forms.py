@@ -12,8 +12,10 @@ order), set while the rule is traced:
   ``select``, ``arith``, ``difference``; see ``fnnet._numerics.shifted``), for logsumexp and
   logmeanexp over every axis and the last, softmax, and the integer-label cross-entropy;
 * standardize's two sums stacked into one reduction or apart (``_standardize._slice_sums``);
-* mish's derivative with its input behind ``lax.optimization_barrier`` (so that XLA cannot fuse the
-  backward's loop with the forward's reduction), an unregistered variant built here.
+* mish's derivative with its input behind ``lax.optimization_barrier``, or reading the forward's
+  output (``+ 0·y``), so that XLA may not fuse the backward's loop into the forward's reduction as a
+  sibling: unregistered variants built here, to time the structure (not rules: the second lets a
+  NaN or inf of y into the derivative).
 
 Compile: lowered outside the timer, caches cleared before each compile, interleaved rounds (the
 first not recorded), medians. Run: each program compiled once, then interleaved blocks of ``BLOCK``
@@ -49,6 +51,13 @@ def _mish_barrier():
                        reference=S._mish, register=False).fn
 
 
+def _mish_reading_y():
+    # y·0 (not folded away for floats: NaN·0 is NaN) makes the backward read the forward's output, as
+    # jax.nn's autodiff reads its residuals: the structure, not a rule (NaN and inf would leak in)
+    return elementwise("mish_reading_y", S._mish, lambda x, y: S._dmish(x, y) + 0 * y, saves="xy",
+                       reference=S._mish, register=False).fn
+
+
 def _cases(labels):
     """op -> (jax.nn's function, {variant: (fnnet's function, context that sets the form)})."""
     shift = {f: functools.partial(_patched, {"SHIFT_FORM": f}, N) for f in ("select", "arith", "difference")}
@@ -75,7 +84,8 @@ def _cases(labels):
         "sums apart": (fnnet.standardize, functools.partial(_patched, {"backend": lambda: "cpu"}, ST)),
     })
     cases["mish"] = (jax.nn.mish, {"fnnet": (fnnet.mish, nothing),
-                                   "derivative behind a barrier": (_mish_barrier(), nothing)})
+                                   "derivative behind a barrier": (_mish_barrier(), nothing),
+                                   "derivative reading y": (_mish_reading_y(), nothing)})
     return cases
 
 
