@@ -248,7 +248,8 @@ def shift_form(x, axes) -> str:
     integer-label loss 0.88 against 1.09; softmax 0.56 and 0.57; run times within 1 % of each other
     (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs). On the 2-core CPU the
     NaN-keeping difference gave softmax's rule no gain over the selects (compile 1.21–1.25 against
-    1.21–1.33, three runs). Decided from the static shape and the backend while the rule is traced."""
+    1.21–1.33 in three runs of ``python -m experiments.backend_forms --repeats 9 --runs 80 --ops
+    softmax``). Decided from the static shape and the backend while the rule is traced."""
     if SHIFT_FORM is not None:
         return SHIFT_FORM
     if arith_pays(x, axes):
@@ -264,6 +265,14 @@ ARITH_MAX_SLICE = 40
 def slice_size(x, axes) -> int:
     """Entries per slice: the product of the reduced axes' lengths."""
     return math.prod(x.shape[a] for a in axes)
+
+
+def slice_count(x, axes, where, dtype, keepdims=True):
+    """n per slice in ``dtype``: the slice's size (one number for every slice) without a mask, else
+    its entries where ``where`` is True (the reduced axes kept, or removed)."""
+    if where is None:
+        return jnp.asarray(slice_size(x, axes), dtype)
+    return jnp.sum(jnp.broadcast_to(where, x.shape), axes, keepdims=keepdims, dtype=dtype)
 
 
 def arith_pays(x, axes) -> bool:

@@ -136,10 +136,15 @@ def _keepdims(g, shape, axes):
     return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
 
 
+def _above_neg_inf(v):
+    """``v`` with −inf raised to the most negative finite number of its dtype (NaN stays NaN)."""
+    return jnp.maximum(v, jnp.finfo(v.dtype).min)
+
+
 def _neg_log_capped(logp):
     """−log p with +inf (p = 0) replaced by the largest finite value: the labels' derivative, kept finite
     so that a zero tangent of the labels gives 0 in forward mode, not 0·∞ = NaN."""
-    return -jnp.maximum(logp, jnp.finfo(logp.dtype).min)
+    return -_above_neg_inf(logp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,9 +381,10 @@ def _classes_last(logits, axes, order):
     return logits, axes, None
 
 
-def _sce_int_parts(logits, labels, axis, where, arith=False):
-    """(loss, p, one-hot, scale, axes, p_k); ``arith``: the shift formed arithmetically where that pays
-    (a rule that keeps e). scale is 1, 0 for a fully masked example, NaN for a label
+def _sce_int_parts(logits, labels, axis, where, keeps_e=False):
+    """(loss, p, one-hot, scale, axes, p_k); ``keeps_e``: the rule, which keeps e, forms the shift in
+    :func:`fnnet._numerics.shift_form`'s form (the forward alone in the selects). scale is 1, 0 for a
+    fully masked example, NaN for a label
     out of range: the loss and its gradient are multiplied by it. p_k is p at the label (the batch
     shape).
 
@@ -397,7 +403,7 @@ def _sce_int_parts(logits, labels, axis, where, arith=False):
     valid = (labels >= 0) & (labels < n_classes)
     lab = jnp.expand_dims(labels, red)
     hot = lax.broadcasted_iota(labels.dtype, z.shape, red[0]) == lab
-    m, _, e = _shifted(z, red, mask, form=_shift_form(z, red) if arith else "select")
+    m, _, e = _shifted(z, red, mask, form=_shift_form(z, red) if keeps_e else "select")
     s = jnp.sum(e, axis=red)
     # lse − z_k = log Σ e^{z − m} − (z_k − m): no large value is subtracted from another. z_k is
     # gathered (one entry per example, as optax's take_along_axis) and shifted by the same rule as the
@@ -454,7 +460,7 @@ def _sce_int_forward(logits, labels, axis=-1, where=None):
 
 def _sce_int_fwd(logits, labels, axis=-1, where=None):
     # e is kept (as p): over short slices the shift is formed arithmetically (_numerics.arith_pays).
-    loss, p, _, scale, _, p_k = _sce_int_parts(logits, labels, axis, where, arith=True)
+    loss, p, _, scale, _, p_k = _sce_int_parts(logits, labels, axis, where, keeps_e=True)
     return loss, (p, p_k, scale)
 
 
@@ -1340,7 +1346,7 @@ def _kl_term(lp, t):
 def _log_or_min(t):
     """log t, with the most negative finite number for log 0 (whose limit, −inf, would make a zero
     tangent give 0·inf = NaN)."""
-    return jnp.maximum(jnp.log(t), jnp.finfo(t.dtype).min)
+    return _above_neg_inf(jnp.log(t))
 
 
 def _kl_partials(lp, t):
@@ -1378,13 +1384,13 @@ def _kl_log_term(lp, lt):
     # too it stays NaN, as optax's. Written without a select so that XLA:CPU sums the terms in its
     # library kernel, as optax's (with a select: jit(value_and_grad) 1.13–1.18× optax's at 4096 × 1000
     # and 64 × 1024, the terms written to memory first).
-    return jnp.exp(lt) * (jnp.maximum(lt, jnp.finfo(lt.dtype).min) - lp)
+    return jnp.exp(lt) * (_above_neg_inf(lt) - lp)
 
 
 def _kl_log_partials(lp, lt):
     # ∂/∂lp = −e^{lt}; ∂/∂lt = e^{lt}·(lt − lp + 1): 0 at lt = −inf (its limit), as the value's term
     e = jnp.exp(lt)
-    return -e, e * (jnp.maximum(lt, jnp.finfo(lt.dtype).min) - lp + 1)
+    return -e, e * (_above_neg_inf(lt) - lp + 1)
 
 
 def _kl_log_reference(log_predictions, log_targets, axis=-1, where=None):

@@ -64,7 +64,7 @@ from fnnet._numerics import shift_form as _shift_form
 from fnnet._numerics import shifted_apart as _shifted_apart
 from fnnet._numerics import keep as _keep
 from fnnet._numerics import reduce_sum as _reduce_sum
-from fnnet._numerics import slice_size as _slice_size
+from fnnet._numerics import slice_count as _slice_count
 from fnnet._numerics import slice_sums as _slice_sums
 from fnnet._numerics import softmax_vjp as _softmax_vjp
 from fnnet.primitive import define, sample_rng, sampled
@@ -342,17 +342,17 @@ Derivative: :math:`∂o_i/∂x_j = δ_{ij} − y_j` with y = softmax(x); VJP :ma
 # ---------------------------------------------------------------------------------------------
 
 
-def _lse_parts(a, b, where, axis, arith=False):
+def _lse_parts(a, b, where, axis, keeps_e=False):
     """``(m, S, p, axes)`` with w = e^{a−m}: S = Σ b·w (b = 1 if absent) over the included entries and
     p = b·w/S (∂out/∂a). Entries with b = 0 are excluded from the maximum and the sum, as in jax.nn
-    (so ``a = inf`` there cannot poison the value). ``arith``: the shift formed arithmetically where
-    that pays (the rule, which keeps p)."""
+    (so ``a = inf`` there cannot poison the value). ``keeps_e``: the rule, which keeps p, forms the shift
+    in :func:`fnnet._numerics.shift_form`'s form (the forward alone in the selects)."""
     axes = _axes(axis, a.ndim, "fnnet.logsumexp")
     eff = where
     if b is not None:
         nz = jnp.broadcast_to(b != 0, a.shape)
         eff = nz if where is None else (where & nz)
-    m, shifted, e = _shifted(a, axes, eff, form=_shift_form(a, axes) if arith else "select")
+    m, shifted, e = _shifted(a, axes, eff, form=_shift_form(a, axes) if keeps_e else "select")
     p = e if b is None else jnp.where(eff, b * e, 0.0)
     s = lax.expand_dims(_reduce_sum(p, axes), axes)
     if b is not None:
@@ -413,7 +413,7 @@ def _lse_fwd(a, b=None, where=None, axis=None, keepdims=False, return_sign=False
             m = lax.expand_dims(lax.reduce_max(a, axes), axes)
             s = lax.expand_dims(s, axes)
             return _lse_values(m, s, axes, keepdims, return_sign, False), lax.div(e, s)
-    m, s, p, axes = _lse_parts(a, b, where, axis, arith=True)
+    m, s, p, axes = _lse_parts(a, b, where, axis, keeps_e=True)
     return _lse_values(m, s, axes, keepdims, return_sign, b is not None), p
 
 
@@ -505,25 +505,19 @@ sign's cotangent is ignored (it is piecewise constant). ``logsumexp([1, inf]) = 
 
 def _log_count(x, where, axis, keepdims, dtype):
     """log n per slice: n the entries over ``axis`` (those where ``where`` is True), in ``dtype``."""
-    axes = _axes(axis, x.ndim, "fnnet.logmeanexp")
-    if where is None:
-        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims else tuple(
-            d for i, d in enumerate(x.shape) if i not in axes)
-        return lax.full(shape, jnp.log(jnp.asarray(_slice_size(x, axes), dtype)), dtype)
-    n = jnp.sum(jnp.broadcast_to(where, x.shape), axis=axes, keepdims=keepdims, dtype=dtype)
-    return lax.log(n)
+    return jnp.log(_slice_count(x, _axes(axis, x.ndim, "fnnet.logmeanexp"), where, dtype, keepdims))
 
 
 def _lme_forward(x, axis=None, where=None, keepdims=False):
     out = _lse_forward(x, None, where, axis, keepdims)
-    return lax.sub(out, _log_count(x, where, axis, keepdims, out.dtype))
+    return jnp.subtract(out, _log_count(x, where, axis, keepdims, out.dtype))
 
 
 def _lme_fwd(x, axis=None, where=None, keepdims=False):
     # logsumexp's rule: subtracting the constant log n changes no derivative (the gradient is the
     # softmax over the included entries), so the residual is logsumexp's p.
     out, p = _lse_fwd(x, None, where, axis, keepdims)
-    return lax.sub(out, _log_count(x, where, axis, keepdims, out.dtype)), p
+    return jnp.subtract(out, _log_count(x, where, axis, keepdims, out.dtype)), p
 
 
 def _lme_bwd(p, g, axis=None, where=None, keepdims=False):

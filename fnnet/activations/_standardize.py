@@ -39,7 +39,7 @@ from jax import lax
 
 from fnnet._checks import axes as _axes
 from fnnet._checks import bool_mask, broadcasts_to, common_dtype, real_array
-from fnnet._numerics import backend, max_slope, slice_size
+from fnnet._numerics import backend, max_slope, slice_count
 from fnnet.primitive import define, sample_rng, sampled
 
 __all__ = ["standardize"]
@@ -92,14 +92,6 @@ def _per_slice(a, axes, ndim):
     return all(a.shape[i - offset] == 1 for i in axes if i >= offset)
 
 
-def _count(x, axes, where):
-    """n per slice (reduced axes kept), in x's dtype: the slice's size, or its entries where ``where``
-    is True."""
-    if where is None:
-        return jnp.asarray(slice_size(x, axes), x.dtype)
-    return jnp.sum(jnp.broadcast_to(where, x.shape), axes, keepdims=True, dtype=x.dtype)
-
-
 def _included(v, where):
     return v if where is None else jnp.where(where, v, jnp.zeros((), v.dtype))
 
@@ -122,7 +114,7 @@ def _slice_sums(a, b, axes, both):
 def _bwd(res, g, axis=-1, mean=None, variance=None, epsilon=1e-5, where=None, algorithm="fast"):
     y, r, clip, w = res
     axes = _axes(axis, y.ndim, _WHERE)
-    n = _count(y, axes, where)
+    n = slice_count(y, axes, where, y.dtype)
     both = mean is None and variance is None
     if _per_slice(r, axes, y.ndim) and _per_slice(clip, axes, y.ndim):
         # r and clip are one number per slice: x̄ = r·(g − (Σg + y·Σg·y)/n), from y alone (x − μ = y/r);
@@ -156,7 +148,7 @@ def _jvp(primals, tangents, out, axis=-1, mean=None, variance=None, epsilon=1e-5
     (x,), (t,) = primals, tangents
     axes = _axes(axis, x.ndim, _WHERE)
     mu, r, clip = _moments(x, axes, mean, variance, epsilon, where, algorithm)
-    n = _count(x, axes, where)
+    n = slice_count(x, axes, where, x.dtype)
     inner = t
     if mean is None:
         inner = inner - jnp.sum(_included(t, where), axes, keepdims=True) / n
