@@ -100,6 +100,9 @@ def main() -> None:
     labels = jax.random.randint(jax.random.key(2), (1024,), 0, 1024)
     cases = _cases(labels)
     if args.ops:
+        unknown = [k for k in args.ops.split(",") if k not in cases]
+        if unknown:
+            ap.error(f"--ops: unknown {', '.join(unknown)}; the ops are {', '.join(cases)}")
         cases = {k: cases[k] for k in args.ops.split(",")}
 
     def program(f):

@@ -274,3 +274,15 @@ def test_backend_forms_prints_every_form_with_positive_times(capsys, monkeypatch
     for r in rows:
         c, cr, t, tr, k, triton = (float(v) for v in r[-6:])
         assert c > 0 and cr > 0 and t > 0 and tr > 0 and k >= 1 and 0 <= triton <= k, r
+
+
+def test_backend_forms_names_an_unknown_op_and_the_known_ones(capsys, monkeypatch):
+    """--ops with a name the experiment does not time is a usage error that lists the known ops, not
+    a KeyError from inside."""
+    forms = _load("backend_forms")
+    monkeypatch.setattr("sys.argv", ["backend_forms", "--ops", "softmax,log_softmax"])
+    with pytest.raises(SystemExit) as exc:
+        forms.main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ops: unknown log_softmax" in err and "softmax" in err.split("the ops are", 1)[1], err
