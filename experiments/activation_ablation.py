@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import math
 import time
 
 import jax
@@ -120,12 +121,20 @@ def compile_times(lowerings, repeats):
     return times
 
 
+def weight_like(w, shape):
+    """The cotangent ``w`` of ``f(x)``'s shape: the first entries of ``w``, a scalar for a scalar
+    output (so that the program is ``f(x)·w``, the drop-in benchmark's, not ``Σ f(x)·W`` over a
+    broadcast ``W``)."""
+    return w.reshape(-1)[:math.prod(shape)].reshape(shape)
+
+
 def compile_ablation(repeats: int) -> None:
     x = jax.random.normal(jax.random.key(0), (1024, 1024), jnp.float32) * 3
     w = jax.random.normal(jax.random.key(1), (1024, 1024), jnp.float32)
 
     def lower(f):
-        return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b))).lower(x, w)
+        wf = weight_like(w, jax.eval_shape(f, x).shape)
+        return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b))).lower(x, wf)
 
     extra = {
         "silu": {"fnnet, plain derivative": _plain_derivative("silu", S._silu, _plain_silu_prime)},

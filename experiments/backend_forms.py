@@ -9,7 +9,8 @@ The forms (each the same function: the same bits but for the sign of a NaN, or s
 order), set while the rule is traced:
 
 * the softmax family's shift in the rules that keep ``e`` (``fnnet._numerics.SHIFT_FORM``:
-  ``select``, ``arith``, ``difference``; see ``fnnet._numerics.shifted``), for logsumexp and
+  ``select``, ``arith``, ``difference``; see ``fnnet._numerics.shifted``), and the difference with its
+  NaN guard written arithmetically (``_difference_sign_guard``, built here), for logsumexp and
   logmeanexp over every axis and the last, softmax, and the integer-label cross-entropy;
 * standardize's two sums stacked into one reduction or apart (``_standardize._slice_sums``);
 * mish's derivative with its input behind ``lax.optimization_barrier``, or reading the forward's
@@ -37,7 +38,7 @@ from jax import lax
 
 import fnnet
 import fnnet._numerics as N
-from experiments.activation_ablation import _kernels, _patched, compile_times
+from experiments.activation_ablation import _kernels, _patched, compile_times, weight_like
 from fnnet.activations import _smooth as S
 from fnnet.activations import _standardize as ST
 from fnnet.primitive import elementwise
@@ -56,6 +57,18 @@ def _mish_reading_y():
     # jax.nn's autodiff reads its residuals: the structure, not a rule (NaN and inf would leak in)
     return elementwise("mish_reading_y", S._mish, lambda x, y: S._dmish(x, y) + 0 * y, saves="xy",
                        reference=S._mish, register=False).fn
+
+
+def _difference_sign_guard(x, m, axes):
+    """``fnnet._numerics._shift_difference`` with its NaN guard written arithmetically: where ``d = x − m``
+    is NaN, ``c·sign(|x|)`` (c the slice's NaN-or-0) instead of ``c`` under ``x = x``: a tie at ±inf
+    gives c·1 = 0, a NaN entry NaN; the select's condition is ``d ≠ d`` alone, as in the unguarded
+    form the H200 measured. The same values as the library's form (a NaN's sign aside); a candidate for
+    the device, not a rule."""
+    c = lax.select(lax.ne(m, m), m, jnp.zeros_like(m))
+    d = lax.sub(x, N.keep(m, axes, x.shape))
+    guard = lax.mul(N.keep(c, axes, x.shape), lax.sign(lax.abs(x)))
+    return lax.select(lax.ne(d, d), guard, d)
 
 
 def _cases(labels):
@@ -77,7 +90,10 @@ def _cases(labels):
         "softmax": (fnnet.softmax, jax.nn.softmax),
         "integer-label CE": (int_ce, int_ce_ref),
     }
-    cases = {op: (theirs, {f"shift {f}": (ours, ctx) for f, ctx in shift.items()})
+    guarded = functools.partial(_patched, {"SHIFT_FORM": "difference",
+                                           "_shift_difference": _difference_sign_guard}, N)
+    cases = {op: (theirs, {**{f"shift {f}": (ours, ctx) for f, ctx in shift.items()},
+                           "shift difference, sign guard": (ours, guarded)})
              for op, (ours, theirs) in family.items()}
     cases["standardize"] = (jax.nn.standardize, {
         "sums stacked": (fnnet.standardize, functools.partial(_patched, {"backend": lambda: "gpu"}, ST)),
@@ -110,7 +126,7 @@ def main() -> None:
 
     lowerings, compiled, weights = {}, {}, {}
     for op, (theirs, variants) in cases.items():
-        weights[op] = w[tuple(slice(0, n) for n in jax.eval_shape(theirs, x).shape)]  # w of f(x)'s shape
+        weights[op] = weight_like(w, jax.eval_shape(theirs, x).shape)
         lowerings[(op, "jax.nn")] = lambda f=theirs, v=weights[op]: program(f).lower(x, v)
         for name, (ours, ctx) in variants.items():
             def lower(ours=ours, ctx=ctx, v=weights[op]):

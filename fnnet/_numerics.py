@@ -241,12 +241,14 @@ def shift_form(x, axes) -> str:
     """The form of :func:`shifted`'s rule for a rule that keeps ``e``, for ``x`` reduced over ``axes``:
     ``"arith"`` where :func:`arith_pays`; off XLA:CPU the difference (:func:`_shift_difference`) over
     slices of ``DIFFERENCE_MIN_SLICE`` entries or more; else the selects. On the H200 (jax 0.11.2),
-    XLA's compile of jit(value_and_grad(sum(f(x)·w))) at 1024 × 1024, fnnet / jax.nn, selects against
+    XLA's compile of jit(value_and_grad(sum(f(x)·W))) at 1024 × 1024, fnnet / jax.nn, selects against
     the difference without its NaN guard: logsumexp over every axis 1.34 against 1.07, logmeanexp 1.30
     against 1.02 (the sum of the exponentials over the whole array, a reduction in stages, emitted with
     one Triton kernel more with the selects); over the last axis (rows of 1024) 0.93 against 1.12, the
     integer-label loss 0.88 against 1.09; softmax 0.56 and 0.57; run times within 1 % of each other
-    (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs). On the 2-core CPU the
+    (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs; W was input-sized for every
+    op there, broadcast against a smaller f(x): the experiment now takes w of f(x)'s shape, the drop-in
+    benchmark's program, not yet run on a device). On the 2-core CPU the
     NaN-keeping difference gave softmax's rule no gain over the selects (compile 1.21–1.25 against
     1.21–1.33 in three runs of ``python -m experiments.backend_forms --repeats 9 --runs 80 --ops
     softmax``). Decided from the static shape and the backend while the rule is traced."""

@@ -269,8 +269,8 @@ def test_backend_forms_prints_every_form_with_positive_times(capsys, monkeypatch
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
     names = {" ".join(r[:-6]) for r in rows}
     assert names == {"logsumexp jax.nn", "logsumexp shift select", "logsumexp shift arith",
-                     "logsumexp shift difference", "standardize jax.nn", "standardize sums stacked",
-                     "standardize sums apart"}, names
+                     "logsumexp shift difference", "logsumexp shift difference, sign guard",
+                     "standardize jax.nn", "standardize sums stacked", "standardize sums apart"}, names
     for r in rows:
         c, cr, t, tr, k, triton = (float(v) for v in r[-6:])
         assert c > 0 and cr > 0 and t > 0 and tr > 0 and k >= 1 and 0 <= triton <= k, r
@@ -286,3 +286,33 @@ def test_backend_forms_names_an_unknown_op_and_the_known_ones(capsys, monkeypatc
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--ops: unknown log_softmax" in err and "softmax" in err.split("the ops are", 1)[1], err
+
+
+def test_backend_forms_sign_guard_is_the_library_difference_form():
+    """The candidate guard the forms experiment times (c·sign|x| where x − m is NaN) gives the library's
+    difference form's values, so the device measures a form fnnet could adopt: rows with ties at +inf
+    and −inf, an all −inf row, NaN beside ±inf and beside finite entries, ±0, over the last axis and
+    over every axis; bit for bit but for a NaN's sign."""
+    import fnnet._numerics as N
+
+    forms = _load("backend_forms")
+    inf, nan = np.inf, np.nan
+    x = jnp.asarray([[1.0, inf, inf, -2.0], [-inf, -inf, -inf, -inf], [nan, inf, 0.0, -inf],
+                     [0.0, -0.0, nan, 3.0], [-inf, 5.0, -inf, 5.0], [2.0, -1.0, 0.5, 2.0]], jnp.float32)
+    for axes in ((1,), (0, 1)):
+        m = jax.lax.reduce_max(x, axes)
+        ours = np.asarray(forms._difference_sign_guard(x, m, axes))
+        lib = np.asarray(N._shift_difference(x, m, axes))
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(lib))
+        ok = ~np.isnan(lib)
+        np.testing.assert_array_equal(ours[ok].view(np.uint32), lib[ok].view(np.uint32))
+
+
+def test_backend_forms_weight_has_the_output_shape():
+    """The cotangent the forms experiment multiplies f(x) by has f(x)'s shape: a scalar for a scalar
+    output (logsumexp over every axis), not the whole input-sized array broadcast against it."""
+    forms = _load("backend_forms")
+    w = jnp.arange(12.0).reshape(3, 4)
+    assert forms.weight_like(w, ()).shape == ()
+    assert forms.weight_like(w, (3,)).shape == (3,)
+    np.testing.assert_array_equal(forms.weight_like(w, (3, 4)), w)
