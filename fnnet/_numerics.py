@@ -246,12 +246,15 @@ def shift_form(x, axes) -> str:
     against 1.02 (the sum of the exponentials over the whole array, a reduction in stages, emitted with
     one Triton kernel more with the selects); over the last axis (rows of 1024) 0.93 against 1.12, the
     integer-label loss 0.88 against 1.09; softmax 0.56 and 0.57; run times within 1 % of each other
-    (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs; W was input-sized for every
-    op there, broadcast against a smaller f(x): the experiment now takes w of f(x)'s shape, the drop-in
-    benchmark's program, not yet run on a device). On the 2-core CPU the
-    NaN-keeping difference gave softmax's rule no gain over the selects (compile 1.21–1.25 against
-    1.21–1.33 in three runs of ``python -m experiments.backend_forms --repeats 9 --runs 80 --ops
-    softmax``). Decided from the static shape and the backend while the rule is traced."""
+    (``python -m experiments.backend_forms``, 7 compile rounds, 50 runs; W was input-sized there,
+    broadcast against the smaller f(x) of logsumexp, logmeanexp and the loss: the experiment now takes
+    w of f(x)'s shape, the drop-in benchmark's program, not yet run on a device). On the 2-core CPU the
+    NaN-keeping difference compiles softmax's rule a little faster than the selects and runs it a
+    little slower (compile 1.12–1.25 against 1.17–1.33 in eleven runs of ``python -m
+    experiments.backend_forms --repeats 9 --runs 80 --ops softmax`` and of a script outside the
+    repository; jit(value_and_grad) 0–8 % slower at 1024 × 1024, 4096 × 100, 256 × 64 and 64 × 1024,
+    and logsumexp's and the integer-label loss's up to 20 % slower): the CPU keeps the selects.
+    Decided from the static shape and the backend while the rule is traced."""
     if SHIFT_FORM is not None:
         return SHIFT_FORM
     if arith_pays(x, axes):
