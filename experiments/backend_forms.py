@@ -18,8 +18,9 @@ order), set while the rule is traced:
   sibling: unregistered variants built here, to time the structure (not rules: the second lets a
   NaN or inf of y into the derivative).
 
-Compile: lowered outside the timer, caches cleared before each compile, interleaved rounds (the
-first not recorded), medians. Run: each program compiled once, then interleaved blocks of ``BLOCK``
+One op at a time, its rows printed when its forms are done (so that a time limit keeps the ops
+finished). Compile: lowered outside the timer, caches cleared before each compile, interleaved
+rounds (the first not recorded), medians. Run: each program compiled once, then interleaved blocks of ``BLOCK``
 calls on an accelerator (its time, not the launch latency), single calls on the CPU (as the drop-in
 benchmark times them: XLA:CPU may overlap independent calls dispatched back to back, and then
 measures another regime), medians of the time per call.
@@ -124,46 +125,40 @@ def main() -> None:
     def program(f):
         return jax.jit(jax.value_and_grad(lambda a, b: jnp.sum(f(a) * b)))
 
-    lowerings, compiled, weights = {}, {}, {}
-    for op, (theirs, variants) in cases.items():
-        weights[op] = weight_like(w, jax.eval_shape(theirs, x).shape)
-        lowerings[(op, "jax.nn")] = lambda f=theirs, v=weights[op]: program(f).lower(x, v)
-        for name, (ours, ctx) in variants.items():
-            def lower(ours=ours, ctx=ctx, v=weights[op]):
-                with ctx():  # the form is chosen while the rule is traced, i.e. while lowering
-                    return program(ours).lower(x, v)
-            lowerings[(op, name)] = lower
-    for k, lo in lowerings.items():
-        compiled[k] = lo().compile()
-    kernels = {k: _kernels(c.as_text()) for k, c in compiled.items()}
-    keys = list(lowerings)
-    ctimes = compile_times(lowerings, args.repeats)
-    rtimes = {k: [] for k in keys}
-    for k in keys:
-        jax.block_until_ready(compiled[k](x, weights[k[0]]))
-    block = 1 if jax.default_backend() == "cpu" else BLOCK
-    for r in range(args.runs):
-        for k in keys if r % 2 == 0 else keys[::-1]:
-            t0 = time.perf_counter()
-            for _ in range(block):  # dispatched back to back: the device's time, not the host's latency
-                out = compiled[k](x, weights[k[0]])
-            jax.block_until_ready(out)
-            rtimes[k].append((time.perf_counter() - t0) / block)
     print(f"jit(value_and_grad(sum(f(x)·w))), 1024 x 1024 float32 ({jax.devices()[0].device_kind}, jax "
           f"{jax.__version__}): XLA compile, median of {args.repeats} interleaved rounds; run, median of "
           f"{args.runs} interleaved calls; ratios to jax.nn's")
     print(f"{'op':<20} {'variant':<28} {'compile ms':>10} {'ratio':>6} {'run ms':>8} {'ratio':>6} "
-          f"{'kernels':>7} {'Triton':>6}")
-    for op in cases:
-        cb, rb = (float(np.median(t[(op, "jax.nn")])) for t in (ctimes, rtimes))
-        for (o, name) in keys:
-            if o != op:
-                continue
-            c, r = float(np.median(ctimes[(o, name)])), float(np.median(rtimes[(o, name)]))
-            k, t = kernels[(o, name)]
+          f"{'kernels':>7} {'Triton':>6}", flush=True)
+    block = 1 if jax.default_backend() == "cpu" else BLOCK
+    for op, (theirs, variants) in cases.items():  # one op at a time: a time limit keeps the ops done
+        v = weight_like(w, jax.eval_shape(theirs, x).shape)
+        lowerings = {"jax.nn": lambda f=theirs: program(f).lower(x, v)}
+        for name, (ours, ctx) in variants.items():
+            def lower(ours=ours, ctx=ctx):
+                with ctx():  # the form is chosen while the rule is traced, i.e. while lowering
+                    return program(ours).lower(x, v)
+            lowerings[name] = lower
+        compiled = {k: lo().compile() for k, lo in lowerings.items()}
+        kernels = {k: _kernels(c.as_text()) for k, c in compiled.items()}
+        ctimes = compile_times(lowerings, args.repeats)
+        rtimes = {k: [] for k in compiled}
+        for c in compiled.values():
+            jax.block_until_ready(c(x, v))
+        keys = list(compiled)
+        for r in range(args.runs):
+            for k in keys if r % 2 == 0 else keys[::-1]:
+                t0 = time.perf_counter()
+                for _ in range(block):  # dispatched back to back: the device's time, not the host's latency
+                    out = compiled[k](x, v)
+                jax.block_until_ready(out)
+                rtimes[k].append((time.perf_counter() - t0) / block)
+        cb, rb = (float(np.median(t["jax.nn"])) for t in (ctimes, rtimes))
+        for name in keys:
+            c, r = float(np.median(ctimes[name])), float(np.median(rtimes[name]))
+            k, t = kernels[name]
             print(f"{op:<20} {name:<28} {c * 1e3:10.1f} {c / cb:6.2f} {r * 1e3:8.3f} {r / rb:6.2f} "
                   f"{k:7d} {t:6d}", flush=True)
-
 
 if __name__ == "__main__":
     main()
