@@ -37,14 +37,19 @@ def with_gates(monkeypatch):
     """``with_gates(fn, *args, NAME=value, ...)``: ``fn(*args)`` as NumPy arrays (a pytree of them) with
     each attribute ``NAME`` of fnnet._numerics set to ``value`` (a gate such as BRANCH_MIN_BYTES, or
     TARGET_BACKEND). The rules read their gates when they are traced, so the compiled programs are
-    cleared before the call (and after the test, with the attributes restored); an unknown name is an
-    error, not a silently ignored setting."""
+    cleared before the test's first call and before every call whose gates differ from the previous
+    call's (and after the test, with the attributes restored): consecutive calls with the same gates
+    share their traces, as any program under fixed settings does. An unknown name is an error, not a
+    silently ignored setting."""
     import fnnet._numerics as numerics
+    previous = []  # the gates of this test's previous call, under which the cached traces were made
 
     def run(fn, *args, **gates):
         for name, value in gates.items():
             monkeypatch.setattr(numerics, name, value, raising=True)
-        jax.clear_caches()
+        if previous != [gates]:
+            jax.clear_caches()
+            previous[:] = [dict(gates)]
         return jax.tree.map(np.asarray, fn(*args))
 
     yield run

@@ -443,6 +443,7 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
            "sce_int": lambda x: fnnet.losses.softmax_cross_entropy_with_integer_labels(x, labels(x))}
     logs = ("log_softmax", "logsumexp", "sce_int", "logsumexp over every axis")  # a log of the sum
     u = float(jnp.finfo(jnp.float32).eps) / 2
+    cases = []
     for shape in ((4096, 10), (1024, 1024)):
         plain = jax.random.normal(jax.random.key(3), shape, jnp.float32) * 4
         special = plain.at[0, :2].set(jnp.inf).at[1].set(-jnp.inf).at[2, 3].set(jnp.nan)
@@ -450,21 +451,25 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
             whole = name == "logsumexp over every axis"  # one slice: a special value would be all of it
             x, tol = (plain, 2 * plain.size * u) if whole else (special, 2 * shape[1] * u)
             w = jax.random.normal(jax.random.key(4), jax.eval_shape(f, x).shape, jnp.float32)
+            cases.append((name, shape, f, x, w, tol))
 
-            def both(x, f=f, w=w):
-                loss = lambda x: jnp.sum(jnp.where(jnp.isfinite(f(x)), f(x) * w, 0.0))
-                return [np.asarray(v, np.float64) for v in (jax.jit(f)(x), jax.jit(jax.grad(loss))(x))]
+    def both(x, f, w):
+        loss = lambda x: jnp.sum(jnp.where(jnp.isfinite(f(x)), f(x) * w, 0.0))
+        return [np.asarray(v, np.float64) for v in (jax.jit(f)(x), jax.jit(jax.grad(loss))(x))]
 
-            (y_cpu, g_cpu), (y_gpu, g_gpu) = with_gates(both, x, TARGET_BACKEND=None), with_gates(
-                both, x, TARGET_BACKEND="gpu", DIFFERENCE_MIN_SLICE=1 << 16)
-            for cpu, gpu in ((y_cpu, y_gpu), (g_cpu, g_gpu)):
-                np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu), err_msg=f"{name} {shape}")
-            finite = np.isfinite(y_cpu)
-            np.testing.assert_array_equal(y_gpu[~finite & ~np.isnan(y_cpu)], y_cpu[~finite & ~np.isnan(y_cpu)])
-            bound = (tol + 2 * u * np.abs(y_cpu) if name in logs else tol * np.abs(y_cpu))[finite]
-            assert np.all(np.abs(y_gpu[finite] - y_cpu[finite]) <= bound), (name, shape)
-            scale = np.nanmax(np.abs(g_cpu))
-            np.testing.assert_allclose(g_gpu, g_cpu, rtol=0, atol=tol * scale, err_msg=f"{name} {shape}")
+    # every case under one setting, then under the other (the traces are cleared between settings)
+    cpu_runs = [with_gates(both, x, f, w, TARGET_BACKEND=None) for _, _, f, x, w, _ in cases]
+    gpu_runs = [with_gates(both, x, f, w, TARGET_BACKEND="gpu", DIFFERENCE_MIN_SLICE=1 << 16)
+                for _, _, f, x, w, _ in cases]
+    for (name, shape, _, _, _, tol), (y_cpu, g_cpu), (y_gpu, g_gpu) in zip(cases, cpu_runs, gpu_runs):
+        for cpu, gpu in ((y_cpu, y_gpu), (g_cpu, g_gpu)):
+            np.testing.assert_array_equal(np.isnan(cpu), np.isnan(gpu), err_msg=f"{name} {shape}")
+        finite = np.isfinite(y_cpu)
+        np.testing.assert_array_equal(y_gpu[~finite & ~np.isnan(y_cpu)], y_cpu[~finite & ~np.isnan(y_cpu)])
+        bound = (tol + 2 * u * np.abs(y_cpu) if name in logs else tol * np.abs(y_cpu))[finite]
+        assert np.all(np.abs(y_gpu[finite] - y_cpu[finite]) <= bound), (name, shape)
+        scale = np.nanmax(np.abs(g_cpu))
+        np.testing.assert_allclose(g_gpu, g_cpu, rtol=0, atol=tol * scale, err_msg=f"{name} {shape}")
     jax.clear_caches()
 
 
