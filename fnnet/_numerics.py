@@ -226,9 +226,10 @@ def _shift_difference(x, m, axes):
 
 #: The shortest slice (entries over the reduced axes) whose shift :func:`shift_form` forms as the
 #: difference off XLA:CPU, or None: never. None until the NaN-keeping difference form is measured on a
-#: device: the form without its NaN guard (``x = x``) compiled faster on the H200 over the whole array
-#: and slower over rows of 1024 (:func:`shift_form`); the guard, one comparison per entry, is not
-#: measured there.
+#: device, on the drop-in benchmark's program: the form without its NaN guard (``x = x``) compiled
+#: faster on the H200 over the whole array and slower over rows of 1024, in a program with an
+#: input-sized cotangent (:func:`shift_form`); the guard, one comparison per entry, is not measured
+#: there.
 DIFFERENCE_MIN_SLICE: int | None = None
 
 #: A form that :func:`shift_form` returns whatever the backend and the slice (``"select"``,

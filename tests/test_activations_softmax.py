@@ -412,8 +412,9 @@ def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates
     family, the integer-label loss and gelu and of their gradients over 4096 slices of 10 and
     1024 × 1024, with ties at +inf, an all −inf slice and a NaN planted, and logsumexp over every axis
     without them (with DIFFERENCE_MIN_SLICE set to 2¹⁶, in the difference form off the CPU); NaN
-    exactly where the CPU forms give NaN. Bounds, u the unit roundoff and n the slice's length: the two forms exponentiate
-    the same shifted values and may sum them in another order, 2(n − 1)u apart at most (each order
+    exactly where the CPU forms give NaN. Bounds, u the unit roundoff and n the slice's length: the
+    two forms exponentiate the same shifted values and may sum them in another order, 2(n − 1)u apart
+    at most (each order
     within (n − 1)u of the exact sum); a quotient e/s then differs by that plus its own rounding in
     each, 2nu relative; a logarithm of the sum (log_softmax, logsumexp, the loss) turns the sum's
     relative difference into an absolute one and adds its roundings relative to the result:
