@@ -57,6 +57,136 @@ def test_fd_that_cannot_tell_rule_and_reference_apart_leaves_the_reference_to_de
     assert gradcheck(tanh_rule(reference=jnp.tanh), x).passed
 
 
+def _log1mexp(factor=1.0):
+    """log(1 − e^{−x}) with a custom JVP (as jax.nn.log1mexp's); ``factor`` scales the derivative."""
+
+    @jax.custom_jvp
+    def log1mexp(x):
+        return jnp.log(-jnp.expm1(-x))
+
+    @log1mexp.defjvp
+    def _jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        return log1mexp(x), dx * factor / jnp.expm1(x)
+
+    return log1mexp
+
+
+@pytest.mark.parametrize("mode", ["auto", "full"])
+def test_a_step_longer_than_the_distance_to_a_singularity_is_shrunk(mode):
+    # float32's step is 4.9e-3: longer than x = 1e-3 or 1e-4 is from log1mexp's singularity at 0, so
+    # f(x − h) is NaN and the one-sided difference at that step is off by 35 % (647 for 999.5). The
+    # differences are taken again at 1/8, 1/64, 1/512 of the step; the central one with the smallest
+    # error bar decides.
+    x = jnp.asarray([1e-3, 1e-4, 0.5, 2.0], jnp.float32)
+    assert gradcheck(_log1mexp(), x, mode=mode).passed, str(gradcheck(_log1mexp(), x, mode=mode))
+    bad = gradcheck(_log1mexp(1.001), x, mode=mode)  # a 0.1 % error everywhere is still seen
+    assert not bad.passed and bad.comparison("(a)").failed
+
+
+def _arccos(shift=0.0):
+    """arccos with a custom JVP clipped inside the domain (as brax's safe_arccos); ``shift`` adds to
+    the derivative."""
+
+    @jax.custom_jvp
+    def safe_arccos(x):
+        return jnp.arccos(jnp.clip(x, -1.0, 1.0))
+
+    @safe_arccos.defjvp
+    def _jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        return safe_arccos(x), dx * (-1.0 / jnp.sqrt(1.0 - jnp.clip(x, -0.9999, 0.9999) ** 2) + shift)
+
+    return safe_arccos
+
+
+def test_probes_that_leave_the_domain_are_taken_again_at_a_shorter_step():
+    # A ±1 probe of all 8 entries moves 0.999 past 1 (and −0.999 past −1): f is NaN on both sides of
+    # the probe at float32's step. Shrinking the step keeps the probe inside the domain.
+    x = jnp.asarray([0.0, 0.999, -0.999, 0.3, -0.5, 0.7, 0.1, -0.2], jnp.float32)
+    report = gradcheck(_arccos(), x)
+    assert report.passed, str(report)
+    bad = gradcheck(_arccos(shift=1e-3), x)
+    assert not bad.passed and bad.comparison("(b)").failed
+
+
+def test_a_rule_whose_value_is_wrong_fails_though_its_derivative_is_right():
+    # The JVP returns arccos(x) as the value of arcsin (a bug once in a public physics engine): the
+    # derivative is arcsin's, so (a) and (b) pass, while value_and_grad returns arccos(x).
+    def arcsin(wrong_value):
+        @jax.custom_jvp
+        def safe_arcsin(x):
+            return jnp.arcsin(jnp.clip(x, -1.0, 1.0))
+
+        @safe_arcsin.defjvp
+        def _jvp(primals, tangents):
+            (x,), (dx,) = primals, tangents
+            value = jnp.arccos(jnp.clip(x, -1.0, 1.0)) if wrong_value else safe_arcsin(x)
+            return value, dx / jnp.sqrt(1.0 - jnp.clip(x, -0.9999, 0.9999) ** 2)
+
+        return safe_arcsin
+
+    x = jnp.asarray([0.0, 0.5, -0.3, 0.9], jnp.float32)
+    assert gradcheck(arcsin(False), x).passed
+    bad = gradcheck(arcsin(True), x)
+    assert not bad.passed
+    assert [c.name for c in bad.comparisons if c.failed] == ["(c) value of the rule equals f(x)"]
+    assert "out[2]: f(x) = -0.304693, the rule's value = 1.87549" in bad.comparison("(c) value").detail
+    assert "(c)" in bad.summary
+
+
+def test_the_rule_is_held_to_the_allowance_of_what_fd_measures_where_the_reference_is_0():
+    # where(y == 0, 0, x·y) differentiated by JAX gives d/dy = 0 at y = 0; the rule (as distrax's
+    # multiply_no_nan) gives x, and so do finite differences. The allowance, scaled by the reference's
+    # 0, was 0: a last-bit difference between the float32 rule and the float64 differences failed it.
+    @jax.custom_vjp
+    def multiply_no_nan(x, y):
+        return jnp.where(y == 0, jnp.zeros_like(x), x * y)
+
+    multiply_no_nan.defvjp(lambda x, y: (multiply_no_nan(x, y), (x, y)),
+                           lambda res, g: (g * res[1], g * res[0]))
+    rng = np.random.default_rng(4)
+    for _ in range(4):
+        x = jnp.asarray(rng.normal(size=6), jnp.float32)
+        report = gradcheck(multiply_no_nan, x, jnp.zeros(6, jnp.float32))
+        assert report.passed, str(report)
+        assert {e.where for e in report.findings} == {f"args[1][{i}]" for i in range(6)}
+        assert all(e.tol > 0 for e in report.findings)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_saturated_outputs_differ_from_the_reference_below_what_f_resolves(dtype):
+    # sigmoid'(40) = 4.2e-18 and tanh'(−40) = 1.8e-35, but y(1 − y) and 1 − y² are 0 there (y rounds to
+    # ±1 in float64 as in float32), as is jax.nn.softmax's y ⊙ (g − ⟨g, y⟩) for a row with a margin of
+    # 60: below f's own rounding over x's scale (SLACK·ε·|f|/max(1, |x|)), which finite differences
+    # cannot resolve either. Accepted as rounding and listed, without a "finding".
+    x = jnp.asarray([-40.0, -20.0, -1.0, 0.0, 1.0, 20.0, 40.0], dtype)
+    for f, arg in [(fnnet.sigmoid, x), (fnnet.tanh, x),
+                   (jax.nn.softmax, jnp.asarray([[0.3, -1.2, 0.8], [60.0, -60.0, 0.4]], dtype))]:
+        report = gradcheck(f, arg)
+        assert report.passed and "finding" not in report.summary, str(report)
+        assert all("accepted as rounding" in e.note for e in report.findings)
+
+    # A wrong tail where f is as small as its derivative (e^x at −30: both 9.4e-14) is far above that
+    # resolution, and fails.
+    def exp_rule(tail_factor):
+        @jax.custom_jvp
+        def exp(x):
+            return jnp.exp(x)
+
+        @exp.defjvp
+        def _jvp(primals, tangents):
+            (x,), (dx,) = primals, tangents
+            return exp(x), dx * jnp.exp(x) * jnp.where(x < -10, tail_factor, 1.0).astype(x.dtype)
+
+        return exp
+
+    tail = jnp.asarray([-30.0, -12.0, 0.5], dtype)
+    assert gradcheck(exp_rule(1.0), tail).passed
+    bad = gradcheck(exp_rule(2.0), tail)
+    assert not bad.passed and {e.where for e in bad.worst_entries} >= {"args[0][0]", "args[0][1]"}, str(bad)
+
+
 def test_nan_in_the_rule_is_named_never_a_ratio_of_zero():
     rule = tanh_rule(defect=lambda x, d: jnp.where(jnp.arange(x.size) == 2, jnp.nan, d).astype(x.dtype))
     report = gradcheck(rule, X)

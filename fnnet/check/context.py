@@ -44,6 +44,7 @@ class Context:
     degraded: str = ""  # why the float64 finite differences are not float64-accurate (empty: they are)
     _fused_failed: bool = False
     inline_f0: bool = False  # the directional sampler evaluates f(x) inside its batch (fd.inline_f0)
+    out_abs: list | None = None  # |f(x)| per float output leaf, in float64 (fd.check_degraded reads f(x))
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled program vmapped over a padded batch of cotangents (batching.py).

@@ -29,7 +29,7 @@ from .fd import default_chunk, make_entry_sampler, probe_width
 from .problem import Problem, build_problem
 from .programs import Programs, cache_key, cached_programs, float64_scope, precision_scope
 from .report import SKIP, Comparison, GradCheckReport
-from .structure import draws, eager, jvp_program, shapes_and_dtypes, structural
+from .structure import draws, eager, jvp_program, shapes_and_dtypes, structural, value_program
 from .vs_fd import full_fd, probe_fd
 from .vs_reference import compare_reference
 
@@ -210,6 +210,8 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
                           [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
         x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
+        if structure:  # the rule's value against f(x) (c)
+            items.append(("value64", lambda: value_program(problem.F64), (x64,), True))
         if _f0_width(ctx, mode, chunk) is None:  # (else f's float64 outputs come from the sampler)
             items.append(("f64", lambda: jax.jit(problem.F64), (x64,), True))
         if problem.R64 is not None:

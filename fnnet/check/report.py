@@ -78,7 +78,7 @@ class Entry:
     tol: float = float("nan")
     note: str = ""
     x: float | None = None  # the input's value at this entry
-    accepted: bool = False  # passed after re-examination (kink, or a reference contradicted by FD)
+    accepted: bool = False  # passed after re-examination (kink, a reference contradicted by FD, or rounding)
 
     @property
     def ratio(self) -> float:
@@ -147,7 +147,8 @@ class GradCheckReport:
 
     @property
     def findings(self) -> list:
-        """Entries accepted after re-examination: kinks, and references contradicted by finite differences."""
+        """Entries accepted after re-examination: kinks, references contradicted by finite differences,
+        and differences below the resolution of f's values."""
         return [e for c in self.comparisons for e in c.entries if e.accepted]
 
     @property
@@ -155,7 +156,7 @@ class GradCheckReport:
         """One line: the verdict, what failed and the worst entry with its values (pytest's short summary)."""
         if self.passed:
             extra = ""
-            refs = [e for e in self.findings if not e.note.startswith("kink")]
+            refs = [e for e in self.findings if "sides with the rule" in e.note]
             if refs:
                 extra = f"; finding: the reference is wrong at {len({e.where for e in refs})} entr" \
                         f"{'y' if len({e.where for e in refs}) == 1 else 'ies'} (finite differences side with the rule)"

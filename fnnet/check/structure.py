@@ -5,6 +5,11 @@
   we report JAX's error as this check's failure rather than letting it escape.)
 * linear: ``VJP(2 g1 + 3 g2) = 2 VJP(g1) + 3 VJP(g2)`` for Gaussian ``g1, g2``.
 * zero: ``VJP(0) = 0`` (a bwd adding a constant or a term independent of ``g`` fails).
+* value: the value ``jax.vjp`` returns, which comes from the rule (a custom_vjp's fwd, a custom_jvp
+  rule's primal output), equals ``f(x)``, evaluated in float64 (at the inputs' dtype where f cannot
+  run in float64). A rule with the right derivative and the wrong value (a JVP returning
+  ``arccos(x)`` as the value of ``arcsin``) passes every comparison of the derivative, while every
+  caller's gradient through it is wrong.
 * jit (``eager=True`` only): ``jit(VJP)(g)`` (what every other check uses) equals the eager,
   op-by-op ``VJP(g)`` (catches Python-side state and rules that behave differently under tracing).
   Off by default: an eager run compiles each primitive of the rule separately, the largest single
@@ -25,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .batching import put
+from .programs import float64_scope
 from .report import FAIL, PASS, SKIP, Comparison, Entry, unravel
 from .tolerance import SLACK, ratio, rounding_bound
 
@@ -109,6 +115,8 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
         out.append(Comparison("(c) linear in the cotangent", SKIP,
                               detail="not run: reference_vjp= given (the rule need not be linear)"))
 
+    out.append(_value_vs_f(ctx))
+
     w = _close(ctx, zero, [np.zeros_like(z) for z in zero], v1)
     biggest = max((float(np.max(np.abs(z))) for z in zero if z.size), default=0.0)
     out.append(Comparison("(c) zero cotangent gives zero", PASS if w <= 1 else FAIL, w,
@@ -126,6 +134,53 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
         out.append(Comparison("(c) JVP agrees with VJP", SKIP,
                               detail="not run: reference_vjp= given (the rule is not f's derivative by design)"))
     return out
+
+
+def value_program(F):
+    """``jit(x -> f(x) + the value jax.vjp returns)``: f's outputs, then its rule's value, one list."""
+
+    def both(x):
+        return list(F(x)) + list(jax.vjp(F, x)[0])
+
+    return jax.jit(both)
+
+
+def _value_vs_f(ctx) -> Comparison:
+    """The check "value" of the module doc: the rule's value against f(x), output entry by entry,
+    within ``rounding_bound`` of f(x) at the largest ε of the inputs and outputs (two formulas of one
+    value round differently)."""
+    name = "(c) value of the rule equals f(x)"
+    problem = ctx.problem
+    n = len(problem.out)
+    try:
+        with float64_scope():
+            res = ctx.programs.call("value64", lambda: value_program(problem.F64), [put(x) for x in ctx.x64])
+        where = "float64"
+    except Exception:  # noqa: BLE001 - f not runnable in float64: at the inputs' own dtype
+        try:
+            res = ctx.programs.call("value", lambda: value_program(problem.F), list(problem.x))
+        except Exception as err:  # noqa: BLE001 - reported as this check's failure
+            return Comparison(name, FAIL, float("inf"), f"jax.vjp raised {type(err).__name__}: {err}")
+        where = "the inputs' dtype"
+    eps = max(ctx.eps)
+    worst, bad = 0.0, None
+    for k in range(n):
+        plain, rule = np.asarray(res[k], np.float64).reshape(-1), np.asarray(res[n + k], np.float64).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            err = np.where(np.isfinite(plain) & np.isfinite(rule), np.abs(plain - rule),
+                           np.where((plain == rule) | (np.isnan(plain) & np.isnan(rule)), 0.0, np.nan))
+        r = ratio(err, rounding_bound(plain, eps))
+        if r.size and float(np.max(r)) > worst:
+            i = int(np.argmax(r))
+            worst = float(r[i])
+            bad = (problem.out_labels[k] + (str(list(unravel(i, problem.out[k].shape))) if problem.out[k].shape else ""),
+                   plain[i], rule[i])
+    if worst <= 1.0:
+        return Comparison(name, PASS, worst, f"f(x) vs the value jax.vjp returns, in {where}")
+    label, plain, rule = bad
+    return Comparison(name, FAIL, worst,
+                      f"{label}: f(x) = {plain:.6g}, the rule's value = {rule:.6g} (in {where}); jax.vjp, "
+                      "jax.value_and_grad and every caller's gradient use the rule's value")
 
 
 def _jit_vs_eager(ctx, eager_result, v1, n1) -> Comparison:

@@ -18,7 +18,7 @@ import jax
 from .fd import Differences, pair_differences, probe_width
 from .programs import float64_scope
 from .report import FAIL, PASS, SKIP, Comparison, Entry, once_per_entry, show, unravel
-from .tolerance import interval_contains, ratio, rounding_bound, within
+from .tolerance import SLACK, interval_contains, ratio, rounding_bound, within
 
 
 def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -> tuple[Comparison, dict]:
@@ -68,12 +68,23 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         fd_of = {pair: k for k, pair in enumerate(pairs)}
     rejected, accepted, findings = [], [], []
     for ratio_, c, leaf, i, v, t, err, tol in failing:
+        k = fd_of.get((c, leaf, i))
+        fd = None if k is None else _at(d, k)
+        if fd is not None and np.isfinite(fd["value"]):
+            # The allowance was scaled by the reference's value; where finite differences say the truth
+            # is elsewhere (a reference of 0 where the derivative is 1.85), the rule is held to the
+            # allowance of that value: 2·SLACK·ε·|fd| is rounding_bound's least for an entry of that size.
+            tol = max(tol, float(override(np.asarray(fd["value"]))) if override
+                      else 2.0 * SLACK * ctx.eps[leaf] * abs(fd["value"]))
         entry = Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cots.labels[c], v, t,
                       error=err, tol=tol, x=ctx.x_at(leaf, i))
-        k = fd_of.get((c, leaf, i))
-        verdict, note = _three_witnesses(v, t, tol, None if k is None else _at(d, k), kink_checks)
+        verdict, note = _three_witnesses(v, t, tol, fd, kink_checks, _value_resolution(ctx, cots.values[c], leaf, i))
         entry.note = note
-        if verdict == "kink":
+        if verdict == "rounding":
+            entry.fd = float(d.value[k])
+            entry.accepted = True
+            accepted.append(entry)
+        elif verdict == "kink":
             entry.fd = float(d.value[k])
             entry.error, entry.accepted = 0.0, True
             accepted.append(entry)
@@ -96,8 +107,12 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         else f"{len(cots.values)} random ±1 cotangents"
     )
     detail = f"{how}, {compared} entries; {len(rejected)} fail"
-    if accepted:
-        detail += f", {len(accepted)} at kinks accepted (subgradient)"
+    at_kinks = sum(1 for e in accepted if e.note.startswith("kink"))
+    if at_kinks:
+        detail += f", {at_kinks} at kinks accepted (subgradient)"
+    if len(accepted) > at_kinks:
+        detail += (f", {len(accepted) - at_kinks} below the resolution of f's values accepted (rule and reference "
+                   "differ by less than f's own rounding resolves; finite differences cannot tell them apart)")
     if findings:
         where = sorted({e.where for e in findings})
         bad = "NaN/inf" if any(not np.isfinite(e.reference) for e in findings) else "wrong values"
@@ -145,12 +160,37 @@ def _at(d: Differences, k: int) -> dict:
                 right=float(d.right[k]), side_error=float(d.side_error[k]), one_sided=one_sided)
 
 
-def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_checks: int) -> tuple[str, str]:
+def _value_resolution(ctx, g, leaf: int, i: int) -> float:
+    """``SLACK·ε·Σⱼ|gⱼ||fⱼ(x)| / max(1, |xᵢ|)``: how finely a derivative formed from f's values resolves.
+
+    A rule usually forms its derivative from f's outputs, rounded to the working precision
+    (``y(1 − y)`` for the sigmoid, ``1 − y²`` for tanh, ``y ⊙ (g − ⟨g, y⟩)`` for softmax). Rounding
+    ``y`` by ``ε|y|`` moves such a rule by ``|∂v/∂y|·ε|y|``; where ``y`` saturates (the sigmoid at 40,
+    a softmax row with a margin of 60) the derivative is far below that, and every such rule returns 0
+    for it, in float64 as in float32 (so the rule's observed rounding, float64 against float32, is 0
+    too). The change of f by its own rounding over the input's scale, ``ε·Σ|g||f| / max(1, |xᵢ|)``,
+    bounds that from below for these rules (``|∂v/∂y| ≥ 1/max(1, |x|)`` for each of them) and keeps a
+    large offset (softplus at 10⁴, |f| ≈ 10⁴, f′ = 1) from excusing anything: it is at most
+    ``SLACK·ε`` relative to the derivative's own scale ``|f|/|x|``. 0 when f's values are unknown.
+    """
+    if ctx.out_abs is None:
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
+                    for gj, f in zip(g, ctx.out_abs))
+    x = abs(ctx.x_at(leaf, i))
+    return SLACK * ctx.eps[leaf] * total / max(1.0, x if np.isfinite(x) else 1.0)
+
+
+def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_checks: int,
+                     resolution: float = 0.0) -> tuple[str, str]:
     """The verdict on one entry where the rule ``v`` and the reference ``t`` disagree (docs table).
 
     Returns ``(verdict, note)``, verdict one of ``"fail"``, ``"kink"`` (accepted: the rule is a
     subgradient at a kink), ``"reference"`` (accepted: finite differences side with the rule and
-    contradict the reference, which is then a finding).
+    contradict the reference, which is then a finding), ``"rounding"`` (accepted: finite differences
+    cannot tell the two apart, and they differ by less than ``resolution``, the resolution of f's
+    values, :func:`_value_resolution`).
     """
     if not np.isfinite(v):
         return "fail", f"rule is {show(v)}" + (f", reference {t:.6g}" if np.isfinite(t) else f", reference {show(t)}")
@@ -171,6 +211,9 @@ def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_check
     if rule_agrees and not reference_agrees:
         what = f"reference is {show(t)}" if not np.isfinite(t) else "reference is wrong"
         return "reference", f"{what}; {side} sides with the rule"
+    if rule_agrees and np.isfinite(t) and abs(v - t) <= resolution:
+        return "rounding", (f"{side} cannot tell rule and reference apart, and they differ by less than f's values "
+                            f"resolve ({resolution:.2e}): accepted as rounding")
     if rule_agrees:
         return "fail", f"{side} cannot tell rule and reference apart (error bar {2 * fd['error']:.2e}); the reference decides"
     if reference_agrees:
