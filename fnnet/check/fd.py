@@ -535,46 +535,66 @@ def _central(d: Differences) -> np.ndarray:
 
 
 def refined(ctx, run_on, n: int) -> Differences:
-    """The differences of ``n`` directions at the step, and at a shrunk step where f is undefined
-    within the step.
+    """The differences of ``n`` directions at the step, taken at shorter steps where the step does
+    not resolve f: f undefined at a sample, or a kink within the step.
 
     ``run_on(sel)`` is the ``run`` of :func:`with_observed_noise` for the directions ``sel`` (arrays
-    with those directions on their first axis). Where f is NaN/inf at a sample on one or both sides
-    (a singularity or a domain edge closer to x than the step: ``log1mexp`` at 1e-3 with float32's
-    step 4.9e-3, a ±1 probe that carries an entry at 0.999 out of ``arccos``'s domain), the
-    differences of that direction are taken again at ``REFINE_SCALES`` of the step, and the central
-    estimate with the smallest error bar among them is kept (Ridders' choice of step). The samples
-    are float64 and the smallest scale, 8⁻³, keeps the step above float64's own optimum for
-    float32 inputs, and within ~2⁻⁹ of it for float64 ones; their rounding is in the error bar
-    (the Richardson difference of the two steps, and the float64 leaves' observed rounding). A
-    direction still one-sided at every scale (x on the edge itself: ``sqrt`` at 0) keeps its
-    one-sided estimate. Only such directions are sampled again, so a check that meets no edge pays
-    nothing.
+    with those directions on their first axis). Across a singularity or a domain edge closer to x
+    than the step, f is NaN/inf at a sample (``log1mexp`` at 1e-3 with float32's step 4.9e-3; a ±1
+    probe that carries an entry at 0.999 out of ``arccos``'s domain) or its one-sided slopes differ
+    as at a kink (slogdet of a matrix 10⁻⁵ from singular, with the step 10⁻²: 196 for 17 334).
+    Those directions are taken again at each of ``REFINE_SCALES`` of the step; each estimate's error
+    bar is widened to its distance from the next shorter step's (Ridders' test of convergence), and
+    the central, kink-free estimate with the smallest widened bar is kept. The samples are float64;
+    their rounding grows as the step shrinks and is in the bar (the rounding floor, and the float64
+    leaves' observed rounding), so a step too short for f loses to a longer one. A direction with no
+    central, kink-free estimate at any scale keeps the first: x on a kink itself (the subgradient
+    test decides), or on a domain edge itself (``sqrt`` at 0: one-sided). Directions that are
+    central and smooth at the step are not sampled again, so a check that meets neither pays
+    nothing. Where f's float64 values are coarser than the rounding floor assumes (``log(1 + eˣ)``
+    at x = −25: 1 + eˣ rounds in steps of ε, so the one-sided slopes at the step differ as at a
+    kink), the shorter steps see no change of f at all: an estimate from samples that did not move
+    is not taken. (Refining also every direction whose estimate at an eighth of the step disagreed
+    was tried and dropped: there the shorter steps agreed with each other on that 0.)
     """
     d = with_observed_noise(ctx, run_on(np.arange(n)))
     if ctx.fd != "central" or n == 0:
         return d
-    central = _central(d)
-    todo = np.flatnonzero(~central.reshape(n, -1).all(axis=1))
+    smooth = _central(d) & ~np.asarray(d.kink, bool)
+    todo = np.flatnonzero(~smooth.reshape(n, -1).all(axis=1))
     if todo.size == 0:
         return d
     fields = [np.array(getattr(d, name), copy=True) for name in _FIELDS]
     if fields[-1] is None or fields[-1].shape == ():
         fields[-1] = np.zeros(np.shape(d.value), bool)
-    best = np.where(central[todo], d.error[todo], np.inf)
-    for scale in REFINE_SCALES:
-        dk = with_observed_noise(ctx, run_on(todo), base=scale)
+    first = Differences(*(f[todo] for f in fields))
+    steps = [first] + [with_observed_noise(ctx, run_on(todo), base=scale) for scale in REFINE_SCALES]
+    best = np.full(np.shape(first.value), np.inf)
+    chosen = [np.array(getattr(first, name), copy=True) for name in _FIELDS]
+    for k, dk in enumerate(steps):
+        other = steps[k + 1] if k + 1 < len(steps) else steps[k - 1]
         with np.errstate(invalid="ignore"):
-            better = _central(dk) & (dk.error < best)
-        for k, name in enumerate(_FIELDS):
-            part = fields[k][todo]
-            fields[k][todo] = np.where(better, getattr(dk, name), part)
-        best = np.where(better, dk.error, best)
+            widened = np.maximum(dk.error, np.abs(dk.value - other.value))
+            widened = np.where(np.isfinite(widened), widened, dk.error)
+            # f that did not move at any sample of a shorter step says nothing of its slope there: its
+            # float64 values are coarser than the step (1 + eˣ at x = −25 rounds in steps of ε).
+            moved = (k == 0) | ~((dk.value == 0) & (dk.left == 0) & (dk.right == 0))
+            better = _central(dk) & ~np.asarray(dk.kink, bool) & moved & (widened < best)
+        for j, name in enumerate(_FIELDS):
+            value = getattr(dk, name)
+            if name == "error":
+                value = widened
+            elif name == "side_error":
+                value = np.maximum(dk.side_error, widened)
+            chosen[j] = np.where(better, value, chosen[j])
+        best = np.where(better, widened, best)
+    for j in range(len(_FIELDS)):
+        fields[j][todo] = chosen[j]
     return Differences(*fields)
 
 
 _FIELDS = ("value", "error", "kink", "left", "right", "side_error", "one_sided")
-REFINE_SCALES = (1.0 / 8.0, 1.0 / 64.0, 1.0 / 512.0)  # the shrunk steps of :func:`refined`
+REFINE_SCALES = (8.0**-1, 8.0**-2, 8.0**-3, 8.0**-4, 8.0**-5)  # the shorter steps of :func:`refined`
 
 
 def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Differences:
