@@ -545,7 +545,10 @@ def refined(ctx, run_on, n: int) -> Differences:
     as at a kink (slogdet of a matrix 10⁻⁵ from singular, with the step 10⁻²: 196 for 17 334).
     Those directions are taken again at each of ``REFINE_SCALES`` of the step; each estimate's error
     bar is widened to its distance from the next shorter step's (Ridders' test of convergence), and
-    the central, kink-free estimate with the smallest widened bar is kept. The samples are float64;
+    the central, kink-free estimate with the smallest widened bar is kept. A direction that met a
+    kink at the step keeps that kink's one-sided slopes beside it, so the subgradient test still
+    accepts what it accepted before (a QR near rank deficiency, whose shorter steps agree with the
+    rule only to about twice its float32 allowance). The samples are float64;
     their rounding grows as the step shrinks and is in the bar (the rounding floor, and the float64
     leaves' observed rounding), so a step too short for f loses to a longer one. A direction with no
     central, kink-free estimate at any scale keeps the first: x on a kink itself (the subgradient
@@ -570,6 +573,7 @@ def refined(ctx, run_on, n: int) -> Differences:
     first = Differences(*(f[todo] for f in fields))
     steps = [first] + [with_observed_noise(ctx, run_on(todo), base=scale) for scale in REFINE_SCALES]
     best = np.full(np.shape(first.value), np.inf)
+    first_kink = np.asarray(first.kink, bool)
     chosen = [np.array(getattr(first, name), copy=True) for name in _FIELDS]
     for k, dk in enumerate(steps):
         other = steps[k + 1] if k + 1 < len(steps) else steps[k - 1]
@@ -586,7 +590,10 @@ def refined(ctx, run_on, n: int) -> Differences:
                 value = widened
             elif name == "side_error":
                 value = np.maximum(dk.side_error, widened)
-            chosen[j] = np.where(better, value, chosen[j])
+            if name in _KINK_FIELDS:  # a kink at the step keeps its one-sided slopes as a second witness
+                chosen[j] = np.where(better & ~first_kink, value, chosen[j])
+            else:
+                chosen[j] = np.where(better, value, chosen[j])
         best = np.where(better, widened, best)
     for j in range(len(_FIELDS)):
         fields[j][todo] = chosen[j]
@@ -594,6 +601,7 @@ def refined(ctx, run_on, n: int) -> Differences:
 
 
 _FIELDS = ("value", "error", "kink", "left", "right", "side_error", "one_sided")
+_KINK_FIELDS = ("kink", "left", "right", "side_error")
 REFINE_SCALES = (8.0**-1, 8.0**-2, 8.0**-3, 8.0**-4, 8.0**-5)  # the shorter steps of :func:`refined`
 
 

@@ -201,8 +201,11 @@ def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_check
         return "fail", f"undecided: {ref} and finite differences are undefined (f is NaN/inf on both sides)"
     if fd["kink"]:
         lo, hi = min(fd["left"], fd["right"]), max(fd["left"], fd["right"])
-        if interval_contains(v, fd["left"], fd["right"], tol + fd["side_error"]):
+        if interval_contains(v, fd["left"], fd["right"], 0.0):
             return "kink", f"kink: subgradient interval [{lo:.4g}, {hi:.4g}] accepted"
+        if interval_contains(v, fd["left"], fd["right"], tol + fd["side_error"]):
+            return "kink", (f"kink: within the error bar ({tol + fd['side_error']:.2e}) of the subgradient interval "
+                            f"[{lo:.4g}, {hi:.4g}]; accepted")
         return "fail", f"kink: outside subgradient interval [{lo:.4g}, {hi:.4g}]"
     side = "one-sided fd (f undefined on the other side)" if fd["one_sided"] else "fd"
     bar = tol + 2.0 * fd["error"]
