@@ -535,35 +535,41 @@ def _central(d: Differences) -> np.ndarray:
 
 
 def refined(ctx, run_on, n: int) -> Differences:
-    """The differences of ``n`` directions at the step, taken at shorter steps where the step does
-    not resolve f: f undefined at a sample, or a kink within the step.
+    """The differences of ``n`` directions at the step, taken again at shorter steps where the step
+    does not resolve f.
 
     ``run_on(sel)`` is the ``run`` of :func:`with_observed_noise` for the directions ``sel`` (arrays
-    with those directions on their first axis). Across a singularity or a domain edge closer to x
-    than the step, f is NaN/inf at a sample (``log1mexp`` at 1e-3 with float32's step 4.9e-3; a ±1
-    probe that carries an entry at 0.999 out of ``arccos``'s domain) or its one-sided slopes differ
-    as at a kink (slogdet of a matrix 10⁻⁵ from singular, with the step 10⁻²: 196 for 17 334).
-    Those directions are taken again at each of ``REFINE_SCALES`` of the step; each estimate's error
-    bar is widened to its distance from the next shorter step's (Ridders' test of convergence), and
-    the central, kink-free estimate with the smallest widened bar is kept. A direction that met a
-    kink at the step keeps that kink's one-sided slopes beside it, so the subgradient test still
+    with those directions on their first axis). The Richardson error bar measures truncation only
+    while the step resolves f. Across a singularity or a domain edge closer to x than the step, f is
+    NaN/inf at a sample (``log1mexp`` at 1e-3 with float32's step 4.9e-3; a ±1 probe that carries an
+    entry at 0.999 out of ``arccos``'s domain), its one-sided slopes differ as at a kink (log|det A|
+    with det carried through 0: 12.7 for 16 221), or the estimate is smooth, confident and wrong
+    (slogdet near singular: 610 for 1 558). So every direction is also sampled at an eighth of the
+    step (one more batch of the same compiled program); a direction is taken again where the first
+    estimate is not central, meets a kink, or disagrees with the eighth-step one beyond both error
+    bars while f moved at that step.
+
+    Those directions are taken at each of ``REFINE_SCALES``; each estimate's error bar is widened to
+    its distance from the next shorter step's (Ridders' test of convergence), and the central,
+    kink-free estimate with the smallest widened bar is kept. The samples are float64; their
+    rounding grows as the step shrinks and is in the bar (the rounding floor, and the float64 leaves'
+    observed rounding), so a step too short for f loses to a longer one. An estimate from samples
+    where f did not move at all is not taken: f's float64 values can be coarser than the step
+    (``log(1 + eˣ)`` at −25, whose 1 + eˣ rounds in steps of ε). A direction that met a kink at the
+    step keeps that kink's one-sided slopes beside the new estimate, so the subgradient test still
     accepts what it accepted before (a QR near rank deficiency, whose shorter steps agree with the
-    rule only to about twice its float32 allowance). The samples are float64;
-    their rounding grows as the step shrinks and is in the bar (the rounding floor, and the float64
-    leaves' observed rounding), so a step too short for f loses to a longer one. A direction with no
-    central, kink-free estimate at any scale keeps the first: x on a kink itself (the subgradient
-    test decides), or on a domain edge itself (``sqrt`` at 0: one-sided). Directions that are
-    central and smooth at the step are not sampled again, so a check that meets neither pays
-    nothing. Where f's float64 values are coarser than the rounding floor assumes (``log(1 + eˣ)``
-    at x = −25: 1 + eˣ rounds in steps of ε, so the one-sided slopes at the step differ as at a
-    kink), the shorter steps see no change of f at all: an estimate from samples that did not move
-    is not taken. (Refining also every direction whose estimate at an eighth of the step disagreed
-    was tried and dropped: there the shorter steps agreed with each other on that 0.)
+    rule only to about twice its float32 allowance). A direction with no central, kink-free
+    estimate at any scale keeps the first: x on a kink itself (the subgradient test decides), or on
+    a domain edge itself (``sqrt`` at 0: one-sided).
     """
     d = with_observed_noise(ctx, run_on(np.arange(n)))
     if ctx.fd != "central" or n == 0:
         return d
     smooth = _central(d) & ~np.asarray(d.kink, bool)
+    check = run_on(np.arange(n))(REFINE_SCALES[0])
+    with np.errstate(invalid="ignore"):
+        moved = ~((check.value == 0) & (check.left == 0) & (check.right == 0))
+        smooth &= ~(moved & _central(check) & (np.abs(d.value - check.value) > 2.0 * (d.error + check.error)))
     todo = np.flatnonzero(~smooth.reshape(n, -1).all(axis=1))
     if todo.size == 0:
         return d
