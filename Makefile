@@ -11,7 +11,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# pytest-xdist workers: the suite is mostly XLA compilation, single-threaded in each process
+# pytest-xdist workers: the suite is mostly XLA compilation, single-threaded in each process; an idle
+# worker takes tests from the other's queue (--dist worksteal), so the last long tests do not run alone
 JOBS ?= 2
 
 .PHONY: run test test-slow experiments figures bench docs wheel clean device-check
@@ -46,7 +47,7 @@ run: $(VENV)/.installed
 TEST_XLA_FLAGS ?= $(shell $(PY) tools/test_xla_flags.py)
 
 test: $(VENV)/.installed-test
-	XLA_FLAGS="$$(echo $(TEST_XLA_FLAGS) $$XLA_FLAGS)" $(PY) -m pytest -q -n $(JOBS) $(PYTEST_ARGS)
+	XLA_FLAGS="$$(echo $(TEST_XLA_FLAGS) $$XLA_FLAGS)" $(PY) -m pytest -q -n $(JOBS) --dist worksteal $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed-test
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
