@@ -134,6 +134,31 @@ def test_a_step_across_a_near_singularity_is_shrunk(mode):
     assert not bad.passed and bad.comparison("(b)").failed
 
 
+def test_a_pole_within_the_step_is_not_taken_for_a_kink():
+    # 1/(x − 0.003) at x = 0: float32's step, 4.9e-3, spans the pole, the one-sided slopes have
+    # opposite signs and their "subgradient interval" held every value, so a rule with the wrong sign
+    # passed (as JAX's digamma derivative did near its poles below −10). At a shorter step f is
+    # smooth, and that estimate decides.
+    def pole_rule(sign):
+        @jax.custom_jvp
+        def f(x):
+            return 1.0 / (x - 0.003)
+
+        @f.defjvp
+        def _jvp(primals, tangents):
+            (x,), (dx,) = primals, tangents
+            return f(x), dx * sign / (x - 0.003) ** 2
+
+        return f
+
+    x = jnp.asarray([0.0], jnp.float32)
+    for mode in ("auto", "full"):
+        assert gradcheck(pole_rule(-1.0), x, mode=mode).passed
+        bad = gradcheck(pole_rule(1.0), x, mode=mode)
+        assert not bad.passed and bad.worst_entries[0].where == "args[0][0]", str(bad)
+        assert "kink" not in bad.worst_entries[0].note
+
+
 def test_a_rule_whose_value_is_wrong_fails_though_its_derivative_is_right():
     # The JVP returns arccos(x) as the value of arcsin (a bug once in a public physics engine): the
     # derivative is arcsin's, so (a) and (b) pass, while value_and_grad returns arccos(x).
