@@ -534,7 +534,7 @@ def _central(d: Differences) -> np.ndarray:
     return d.defined & ~one_sided
 
 
-def refined(ctx, run_on, n: int) -> Differences:
+def refined(ctx, run_on, n: int, eighth: bool = True) -> Differences:
     """The differences of ``n`` directions at the step, taken again at shorter steps where the step
     does not resolve f.
 
@@ -543,12 +543,14 @@ def refined(ctx, run_on, n: int) -> Differences:
     while the step resolves f. Across a singularity or a domain edge closer to x than the step, f is
     NaN/inf at a sample (``log1mexp`` at 1e-3 with float32's step 4.9e-3; a ±1 probe that carries an
     entry at 0.999 out of ``arccos``'s domain), its one-sided slopes differ as at a kink (log|det A|
-    with det carried through 0: 12.7 for 16 221), or the estimate is smooth, confident and wrong
-    (slogdet near singular: 610 for 1 558). So every direction is also sampled at an eighth of the
-    step (one more batch of the same compiled program); a direction is taken again where the first
-    estimate is not central, meets a kink, has an error bar above ``UNRESOLVED`` of itself (a probe
-    of slogdet near singular: 3.0 ± 0.46 for 8.2), or disagrees with the eighth-step one beyond both
-    error bars while f moved at that step.
+    with det carried through 0: 12.7 for 16 221), its error bar is wide (above ``UNRESOLVED`` of the
+    largest estimate of the batch: a probe of slogdet near singular at 3.0 ± 0.46 for 8.2, beside
+    probes of 10–20), or the estimate is smooth, confident and wrong (slogdet near singular: 610 for
+    1 558). A direction is taken again where any of these shows. The last needs a second sample:
+    with ``eighth`` (the probes, their bisection and the re-examination of (a): a few directions),
+    every direction is also sampled at an eighth of the step (one more batch of the same compiled
+    program) and taken again where the two disagree beyond both error bars while f moved at that
+    step. Full mode, one direction per entry, leaves it out: it would double its evaluations of f.
 
     Those directions are taken at each of ``REFINE_SCALES``; each estimate's error bar is widened to
     its distance from the next shorter step's (Ridders' test of convergence), and the central,
@@ -567,11 +569,13 @@ def refined(ctx, run_on, n: int) -> Differences:
     if ctx.fd != "central" or n == 0:
         return d
     smooth = _central(d) & ~np.asarray(d.kink, bool)
-    check = run_on(np.arange(n))(REFINE_SCALES[0])
     with np.errstate(invalid="ignore"):
-        moved = ~((check.value == 0) & (check.left == 0) & (check.right == 0))
-        smooth &= ~(moved & _central(check) & (np.abs(d.value - check.value) > 2.0 * (d.error + check.error)))
-        smooth &= ~(d.error > UNRESOLVED * np.abs(d.value))
+        finite = np.where(np.isfinite(d.value), np.abs(d.value), 0.0)
+        smooth &= ~(d.error > UNRESOLVED * np.max(finite, axis=0, keepdims=True))
+        if eighth:
+            check = run_on(np.arange(n))(REFINE_SCALES[0])
+            moved = ~((check.value == 0) & (check.left == 0) & (check.right == 0))
+            smooth &= ~(moved & _central(check) & (np.abs(d.value - check.value) > 2.0 * (d.error + check.error)))
     todo = np.flatnonzero(~smooth.reshape(n, -1).all(axis=1))
     if todo.size == 0:
         return d
@@ -606,7 +610,7 @@ def refined(ctx, run_on, n: int) -> Differences:
 
 _FIELDS = ("value", "error", "kink", "left", "right", "side_error", "one_sided")
 REFINE_SCALES = (8.0**-1, 8.0**-2, 8.0**-3, 8.0**-4, 8.0**-5)  # the shorter steps of :func:`refined`
-UNRESOLVED = 1e-2  # an error bar above 1 % of the estimate: the step does not resolve f (:func:`refined`)
+UNRESOLVED = 1e-2  # an error bar above 1 % of the largest estimate of its batch: the step does not resolve f
 
 
 def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Differences:
@@ -614,7 +618,7 @@ def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Difference
 
     Returns arrays of shape ``(len(idx), len(cots))``. Evaluated in fixed-size chunks (padded, so
     one compilation serves every chunk), each a vmap over ``chunk`` perturbed copies of the leaf;
-    the step is shrunk where f is undefined within it (:func:`refined`).
+    the step is shortened where it does not resolve f (:func:`refined`).
     """
     idx = np.asarray(idx, np.int64).reshape(-1)
     chunk = max(1, min(int(chunk), len(idx)))
@@ -637,13 +641,13 @@ def entry_differences(ctx, leaf: int, idx, cots: list, chunk: int) -> Difference
 
         return run
 
-    d = refined(ctx, run_on, len(idx))
+    d = refined(ctx, run_on, len(idx), eighth=False)
     return d.scaled(ctx.steps[leaf].reshape(-1)[idx][:, None])
 
 
 def directional_differences(ctx, gbatch, dirs_batch, chunk):
     """Differences (per-step units) of ``<g_k, f>`` along ``dirs_batch[k]``, in padded chunks; the
-    step is shrunk where f is undefined within it (:func:`refined`)."""
+    step is shortened where it does not resolve f (:func:`refined`)."""
     n = len(dirs_batch)
     chunk = max(1, chunk)  # always padded to ``chunk``: one compiled shape for every caller
 
