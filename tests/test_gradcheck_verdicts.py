@@ -236,6 +236,17 @@ def test_saturated_outputs_differ_from_the_reference_below_what_f_resolves(dtype
     assert not bad.passed and {e.where for e in bad.worst_entries} >= {"args[0][0]", "args[0][1]"}, str(bad)
 
 
+def test_in_float64_the_deciding_reference_is_said_to_round_like_the_rule():
+    # A 1e-12 relative error in one float64 entry: far above the allowance (a few ε), far below what
+    # finite differences resolve, so the reference decides, and the note says it may be the one off.
+    f = tanh_rule(defect=lambda x, d: d * jnp.where(jnp.arange(x.size) == 7, 1 + 1e-12, 1.0))
+    report = gradcheck(f, jnp.linspace(-2.0, 2.0, 15, dtype=jnp.float64), reference=jnp.tanh)
+    assert not report.passed and report.worst_entries[0].where == "args[0][7]", str(report)
+    assert report.worst_entries[0].note.endswith(
+        "the reference decides (a float64 reference rounds as the rule does: pass a more accurate reference= if it "
+        "may be off)")
+
+
 def test_nan_in_the_rule_is_named_never_a_ratio_of_zero():
     rule = tanh_rule(defect=lambda x, d: jnp.where(jnp.arange(x.size) == 2, jnp.nan, d).astype(x.dtype))
     report = gradcheck(rule, X)

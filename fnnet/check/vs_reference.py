@@ -79,6 +79,9 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         entry = Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cots.labels[c], v, t,
                       error=err, tol=tol, x=ctx.x_at(leaf, i))
         verdict, note = _three_witnesses(v, t, tol, fd, kink_checks, _value_resolution(ctx, cots.values[c], leaf, i))
+        if note.endswith("the reference decides") and ctx.eps[leaf] <= float(np.finfo(np.float64).eps):
+            # In float64 the reference rounds as the rule does: it may be the one that is off.
+            note += " (a float64 reference rounds as the rule does: pass a more accurate reference= if it may be off)"
         entry.note = note
         if verdict == "rounding":
             entry.fd = float(d.value[k])
