@@ -114,7 +114,7 @@ class Context:
                         apply_batched(caller, problem.F, [put(a) for a in xs], gs, dtypes)]
 
             out = []
-            for k, factor in enumerate((1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)):
+            for k, factor in enumerate(ROUNDING_POINTS):
                 x32 = [np.asarray(xi * factor, np.float32) for xi in self.x64]
                 low = run(call32, x32, dts32)
                 if k == 0:
@@ -186,10 +186,10 @@ class Context:
             ref_call = self._caller("ref32", lambda: batched_vjp(problem.R))
             rule64, ref64 = (_value(v) for v in self._vjps64(gs))
             ref_spread = None
-            for k, factor in enumerate((1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)):
+            for k, factor in enumerate(ROUNDING_POINTS):
                 low = [np.asarray(xi * factor, np.float32) for xi in self.x64]
                 ref32 = apply_batched(ref_call, problem.R, [put(a) for a in low], gs32, dts)
-                high = ref64 if k == 0 else self._references64_at([a.astype(np.float64) for a in low], gs)
+                high = ref64 if k == 0 else _value(self._vjps64_at([a.astype(np.float64) for a in low], gs)[1])
                 d = [[np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0)
                       for a, b in zip(r32, r64)] for r32, r64 in zip(ref32, high)]
                 ref_spread = d if ref_spread is None else [[np.maximum(a, b) for a, b in zip(u, v)]
@@ -206,19 +206,6 @@ class Context:
             for r32, r64, spread in zip(rule32, rule64, ref_spread)
         ]
 
-    def _references64_at(self, x64: list, gs: list) -> list:
-        """jax.vjp of the reference in float64 at the point ``x64`` (not memoised)."""
-        problem = self.problem
-        dts = [np.float64] * len(problem.out)
-        with float64_scope():
-            x = [put(xi) for xi in x64]
-            if not self._fused_failed:
-                call = self._caller("both64", lambda: batched_vjp_pair(problem.F64, problem.R64))
-                n = len(problem.x)
-                return [[np.asarray(vi, np.float64) for vi in v[n:]] for v in apply_batched(call, None, x, gs, dts)]
-            call = self._caller("ref64", lambda: batched_vjp(problem.R64))
-            return [[np.asarray(vi, np.float64) for vi in v] for v in apply_batched(call, problem.R64, x, gs, dts)]
-
     def rules64(self, gs: list) -> list:
         """The rule's VJP with every float input and the cotangent upcast to float64."""
         return _value(self._vjps64(gs)[0])
@@ -234,12 +221,18 @@ class Context:
         """
         if self._memo64 is not None and self._memo64[0] is gs:
             return self._memo64[1]
+        result = self._vjps64_at(self.x64, gs)
+        self._memo64 = (gs, result)
+        return result
+
+    def _vjps64_at(self, x64: list, gs: list) -> tuple:
+        """:meth:`_vjps64` at the point ``x64`` (float64 arrays), not memoised."""
         problem, n = self.problem, len(self.problem.x)
         dts = [np.float64] * len(problem.out)
         as64 = lambda out: [[np.asarray(vi, np.float64) for vi in v] for v in out]
         result = None
         with float64_scope():
-            x = [put(xi) for xi in self.x64]
+            x = [put(xi) for xi in x64]
             if problem.R64 is not None and not self._fused_failed:
                 try:
                     call = self._caller("both64", lambda: batched_vjp_pair(problem.F64, problem.R64))
@@ -254,7 +247,6 @@ class Context:
                     None if problem.R64 is None else _attempt(lambda: as64(apply_batched(
                         self._caller("ref64", lambda: batched_vjp(problem.R64)), problem.R64, x, gs, dts))),
                 )
-        self._memo64 = (gs, result)
         return result
 
     def eager_rule(self, g) -> list:
@@ -276,6 +268,11 @@ class Context:
     def x_at(self, leaf: int, i: int) -> float:
         """The input's value at flat entry ``i`` of ``leaf`` (NaN for an empty leaf)."""
         return float(self.x64[leaf].reshape(-1)[i]) if self.x64[leaf].size else float("nan")
+
+
+# The points of the float32 reruns that estimate float64 rounding: x, and x·(1 ± 2⁻¹²) (rounded to
+# float32 apart from x's own rounding, so at one of them a rerun that rounds exactly by chance is rare).
+ROUNDING_POINTS = (1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)
 
 
 def _attempt(thunk):

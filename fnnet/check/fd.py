@@ -529,9 +529,9 @@ def with_observed_noise(ctx, run, base: float = 1.0) -> Differences:
 
 
 def _central(d: Differences) -> np.ndarray:
-    """Where ``d`` is a central estimate: f defined at every sample on both sides."""
-    one_sided = d.one_sided if d.one_sided is not None else np.zeros(np.shape(d.value), bool)
-    return d.defined & ~one_sided
+    """Where ``d`` (central scheme: ``one_sided`` is set) is a central estimate: f defined at every
+    sample on both sides."""
+    return d.defined & ~d.one_sided
 
 
 def refined(ctx, run_on, n: int, eighth: bool = True) -> Differences:
@@ -580,8 +580,6 @@ def refined(ctx, run_on, n: int, eighth: bool = True) -> Differences:
     if todo.size == 0:
         return d
     fields = [np.array(getattr(d, name), copy=True) for name in _FIELDS]
-    if fields[-1] is None or fields[-1].shape == ():
-        fields[-1] = np.zeros(np.shape(d.value), bool)
     first = Differences(*(f[todo] for f in fields))
     steps = [first] + [with_observed_noise(ctx, run_on(todo), base=scale) for scale in REFINE_SCALES]
     best = np.full(np.shape(first.value), np.inf)

@@ -173,8 +173,8 @@ def _value_vs_f(ctx) -> Comparison:
         if r.size and float(np.max(r)) > worst:
             i = int(np.argmax(r))
             worst = float(r[i])
-            where = str(list(unravel(i, problem.out[k].shape))) if problem.out[k].shape else ""
-            bad = (problem.out_labels[k] + where, plain[i], rule[i])
+            index = str(list(unravel(i, problem.out[k].shape))) if problem.out[k].shape else ""
+            bad = (problem.out_labels[k] + index, plain[i], rule[i])
     if worst <= 1.0:
         return Comparison(name, PASS, worst, f"f(x) vs the value jax.vjp returns, in {where}")
     label, plain, rule = bad

@@ -67,6 +67,7 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         d = pair_differences(ctx, pairs, cots.values, probe_width(chunk))
         fd_of = {pair: k for k, pair in enumerate(pairs)}
     rejected, accepted, findings = [], [], []
+    magnitude = {}  # cotangent index -> Σⱼ|gⱼ||fⱼ(x)|, the resolution's numerator (see _terms)
     for ratio_, c, leaf, i, v, t, err, tol in failing:
         k = fd_of.get((c, leaf, i))
         fd = None if k is None else _at(d, k)
@@ -78,10 +79,12 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
                       else 2.0 * SLACK * ctx.eps[leaf] * abs(fd["value"]))
         entry = Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cots.labels[c], v, t,
                       error=err, tol=tol, x=ctx.x_at(leaf, i))
-        verdict, note = _three_witnesses(v, t, tol, fd, kink_checks, _value_resolution(ctx, cots.values[c], leaf, i))
-        if note.endswith("the reference decides") and ctx.eps[leaf] <= float(np.finfo(np.float64).eps):
-            # In float64 the reference rounds as the rule does: it may be the one that is off.
-            note += " (a float64 reference rounds as the rule does: pass a more accurate reference= if it may be off)"
+        if c not in magnitude:
+            magnitude[c] = _terms(ctx, cots.values[c])
+        x = abs(ctx.x_at(leaf, i))
+        resolution = SLACK * ctx.eps[leaf] * magnitude[c] / max(1.0, x if np.isfinite(x) else 1.0)
+        verdict, note = _three_witnesses(v, t, tol, fd, kink_checks, resolution,
+                                         float64=ctx.eps[leaf] <= float(np.finfo(np.float64).eps))
         entry.note = note
         if verdict == "rounding":
             entry.fd = float(d.value[k])
@@ -163,37 +166,37 @@ def _at(d: Differences, k: int) -> dict:
                 right=float(d.right[k]), side_error=float(d.side_error[k]), one_sided=one_sided)
 
 
-def _value_resolution(ctx, g, leaf: int, i: int) -> float:
-    """``SLACK·ε·Σⱼ|gⱼ||fⱼ(x)| / max(1, |xᵢ|)``: how finely a derivative formed from f's values resolves.
+def _terms(ctx, g) -> float:
+    """``Σⱼ|gⱼ||fⱼ(x)|`` over f's finite outputs (0 when f's values are unknown).
 
-    A rule usually forms its derivative from f's outputs, rounded to the working precision
-    (``y(1 − y)`` for the sigmoid, ``1 − y²`` for tanh, ``y ⊙ (g − ⟨g, y⟩)`` for softmax). Rounding
-    ``y`` by ``ε|y|`` moves such a rule by ``|∂v/∂y|·ε|y|``; where ``y`` saturates (the sigmoid at 40,
-    a softmax row with a margin of 60) the derivative is far below that, and every such rule returns 0
+    It sets the resolution of f's values at entry i, ``SLACK·ε·Σⱼ|gⱼ||fⱼ(x)| / max(1, |xᵢ|)``. A rule
+    usually forms its derivative from f's outputs, rounded to the working precision (``y(1 − y)`` for
+    the sigmoid, ``1 − y²`` for tanh, ``y ⊙ (g − ⟨g, y⟩)`` for softmax). Rounding ``y`` by ``ε|y|``
+    moves such a rule by ``|∂v/∂y|·ε|y|``. Where ``y`` saturates (the sigmoid at 40, a softmax row
+    with a margin of 60) the true derivative is far below that, and each of these rules returns 0
     for it, in float64 as in float32 (so the rule's observed rounding, float64 against float32, is 0
-    too). The change of f by its own rounding over the input's scale, ``ε·Σ|g||f| / max(1, |xᵢ|)``,
-    bounds that from below for these rules (``|∂v/∂y| ≥ 1/max(1, |x|)`` for each of them) and keeps a
-    large offset (softplus at 10⁴, |f| ≈ 10⁴, f′ = 1) from excusing anything: it is at most
-    ``SLACK·ε`` relative to the derivative's own scale ``|f|/|x|``. 0 when f's values are unknown.
+    too). There ``|∂v/∂y|`` tends to 1 (sigmoid, softmax) or 2 (tanh), at least ``1/max(1, |x|)``, so
+    the resolution is at most the effect of rounding ``y``. It also keeps a large offset (softplus at
+    10⁴: |f| ≈ 10⁴, f′ = 1) from excusing anything: it is ``SLACK·ε`` relative to the derivative's
+    own scale ``|f|/|x|``.
     """
     if ctx.out_abs is None:
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):
-        total = sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
-                    for gj, f in zip(g, ctx.out_abs))
-    x = abs(ctx.x_at(leaf, i))
-    return SLACK * ctx.eps[leaf] * total / max(1.0, x if np.isfinite(x) else 1.0)
+        return sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
+                   for gj, f in zip(g, ctx.out_abs))
 
 
 def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_checks: int,
-                     resolution: float = 0.0) -> tuple[str, str]:
+                     resolution: float = 0.0, float64: bool = False) -> tuple[str, str]:
     """The verdict on one entry where the rule ``v`` and the reference ``t`` disagree (docs table).
 
     Returns ``(verdict, note)``, verdict one of ``"fail"``, ``"kink"`` (accepted: the rule is a
     subgradient at a kink), ``"reference"`` (accepted: finite differences side with the rule and
     contradict the reference, which is then a finding), ``"rounding"`` (accepted: finite differences
     cannot tell the two apart, and they differ by less than ``resolution``, the resolution of f's
-    values, :func:`_value_resolution`).
+    values, :func:`_terms`). ``float64``: the entry's leaf is float64, where the reference rounds as
+    the rule does, which the note of a reference that decides says.
     """
     if not np.isfinite(v):
         return "fail", f"rule is {show(v)}" + (f", reference {t:.6g}" if np.isfinite(t) else f", reference {show(t)}")
@@ -221,7 +224,9 @@ def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_check
         return "rounding", (f"{side} cannot tell rule and reference apart, and they differ by less than f's values "
                             f"resolve ({resolution:.2e}): accepted as rounding")
     if rule_agrees:
-        return "fail", f"{side} cannot tell rule and reference apart (error bar {2 * fd['error']:.2e}); the reference decides"
+        hint = " (a float64 reference rounds as the rule does: pass a more accurate reference= if it may be off)"
+        return "fail", (f"{side} cannot tell rule and reference apart (error bar {2 * fd['error']:.2e}); the reference "
+                        f"decides{hint if float64 else ''}")
     if reference_agrees:
         return "fail", f"{side} sides with the reference"
     return "fail", f"{side} agrees with neither"
