@@ -658,6 +658,40 @@ def test_float64_small_rule_error_is_still_caught():
     assert any(e.index == (7,) for e in report.comparison("(a)").entries), str(report)
 
 
+def _erfc_scaled(defect: float = 1.0):
+    """``erfc(h/√2)`` cast to float64 (as jax.scipy.special.owens_t's float64 quadrature weights promote
+    its result under x64), so it returns float64 from float32 inputs too; its rule ``−√(2/π)·e^{−h²/2}`` is within an ulp at
+    h = 9.5 and 10, where the plain formula's autodiff is 64 and 32 ε off (the rounding of h/√2,
+    amplified by the condition 2(h/√2)² ≈ 100 of ``e^{−u²}``; measured against mpmath)."""
+    def plain(h):
+        return jax.lax.erfc(h / np.sqrt(2.0).astype(h.dtype)).astype(jnp.float64)
+
+    @jax.custom_jvp
+    def f(h):
+        return plain(h)
+
+    @f.defjvp
+    def _jvp(primals, tangents):
+        (h,), (dh,) = primals, tangents
+        d = float(-np.sqrt(2.0 / np.pi) * defect) * jnp.exp(-0.5 * h * h)
+        return f(h), (d * dh).astype(jnp.float64)
+
+    return f, plain
+
+
+def test_float64_reference_rounding_is_estimated_where_float32_inputs_give_float64_outputs():
+    """The float32 reruns that estimate the pair's float64 rounding take cotangents of the dtype f
+    returns there (float64 here): with float32 cotangents the rerun failed, no estimate entered the
+    tolerance, and the accurate rule failed where the reference was 64 ε off. A 1e-9 error still fails."""
+    h = jnp.asarray([10.0, 9.5, 0.5], jnp.float64)
+    f, plain = _erfc_scaled()
+    assert f(h.astype(jnp.float32)).dtype == jnp.float64
+    report = gradcheck(f, h, reference=plain)
+    assert report.passed, str(report)
+    wrong, _ = _erfc_scaled(1.0 + 1e-9)
+    assert gradcheck(wrong, h, reference=plain).comparison("(a)").failed
+
+
 def test_a_compile_option_this_xla_does_not_know_is_dropped():
     # jaxlib releases drop compile switches (0.11 has no xla_cpu_use_fusion_emitters); XLA refuses an
     # unknown name before compiling anything, so the checker drops it, remembers it and compiles.

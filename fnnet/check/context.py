@@ -104,7 +104,7 @@ class Context:
         if self._rules32 is not None and self._rules32[0] is gs:
             return self._rules32[1]
         try:
-            dts32 = [np.float32] * len(problem.out)
+            dts32 = self.out_dtypes32("F")
             dts = [o.dtype for o in problem.out]
             call32 = self._caller("rule32", lambda: batched_vjp(problem.F))
             call = self._caller("rule", lambda: batched_vjp(problem.F))
@@ -127,6 +127,17 @@ class Context:
             out = None
         self._rules32 = (gs, out)
         return out
+
+    def out_dtypes32(self, which: str = "F") -> list:
+        """The dtypes of f's (``"F"``) or the reference's (``"R"``) float outputs at float32 inputs.
+
+        Usually float32, but not always: a function that mixes in float64 constants (a quadrature's
+        weights as a float64 array, as in jax.scipy.special.owens_t with x64 on) returns float64 from
+        float32 inputs, and its float32 rerun takes float64 cotangents.
+        """
+        fn = self.problem.F if which == "F" else self.problem.R
+        x32 = [jax.ShapeDtypeStruct(np.shape(xi), np.float32) for xi in self.x64]
+        return [o.dtype for o in jax.eval_shape(fn, x32)]
 
     def float32_noise(self, gs: list, V: list) -> list | None:
         """Observed rounding of the rule on float64 leaves, from float32 reruns scaled by ε64/ε32.
@@ -179,7 +190,7 @@ class Context:
         if problem.R is None or not any(e <= eps64 for e in self.eps):
             return None
         try:
-            dts = [np.float32] * len(problem.out)
+            dts, ref_dts = self.out_dtypes32("F"), self.out_dtypes32("R")
             gs32 = [[np.asarray(gi, np.float32) for gi in g] for g in gs]
             x32 = [put(np.asarray(xi, np.float32)) for xi in self.x64]
             rule32 = apply_batched(self._caller("rule32", lambda: batched_vjp(problem.F)), problem.F, x32, gs32, dts)
@@ -188,13 +199,17 @@ class Context:
             ref_spread = None
             for k, factor in enumerate(ROUNDING_POINTS):
                 low = [np.asarray(xi * factor, np.float32) for xi in self.x64]
-                ref32 = apply_batched(ref_call, problem.R, [put(a) for a in low], gs32, dts)
+                ref32 = apply_batched(ref_call, problem.R, [put(a) for a in low], gs32, ref_dts)
                 high = ref64 if k == 0 else _value(self._vjps64_at([a.astype(np.float64) for a in low], gs)[1])
                 d = [[np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0)
                       for a, b in zip(r32, r64)] for r32, r64 in zip(ref32, high)]
                 ref_spread = d if ref_spread is None else [[np.maximum(a, b) for a, b in zip(u, v)]
                                                            for u, v in zip(ref_spread, d)]
-        except Exception:  # noqa: BLE001 - f or its reference not runnable in float32: no estimate
+        except Exception as err:  # noqa: BLE001 - f or its reference not runnable in float32: no estimate
+            note = (f"the float32 reruns that estimate float64 rounding could not run ({type(err).__name__}); "
+                    "(a) allows the float64 rule and reference the dtype bound only")
+            if note not in self.notes:
+                self.notes.append(note)
             return None
         scale = eps64 / eps32
         return [

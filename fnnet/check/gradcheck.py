@@ -206,8 +206,13 @@ def _prefetch(ctx, cots, mode: str, chunk: int, structure: bool) -> None:
         if structure:  # the JVP-vs-VJP check (c); its tangent has the inputs' dtypes
             items.append(("jvp", lambda: jvp_program(problem.F), (x, [sds(np.shape(xi), xi.dtype) for xi in x]), False))
         if any(e <= float(np.finfo(np.float64).eps) for e in ctx.eps):  # float64 leaves: the rule's float32 rerun
-            items.append(("rule32", lambda: batched_vjp(problem.F), ([sds(np.shape(xi), np.float32) for xi in x],
-                          [sds((VJP_BATCH, *o.shape), np.float32) for o in problem.out]), False))
+            try:
+                dts32 = ctx.out_dtypes32("F")
+            except Exception:  # noqa: BLE001 - f cannot run in float32: no rerun (context.rules32)
+                dts32 = None
+            if dts32 is not None:
+                items.append(("rule32", lambda: batched_vjp(problem.F), ([sds(np.shape(xi), np.float32) for xi in x],
+                              [sds((VJP_BATCH, *o.shape), dt) for o, dt in zip(problem.out, dts32)]), False))
         x64 = [sds(np.shape(xi), np.float64) for xi in ctx.x64]
         g64 = [sds((VJP_BATCH, *o.shape), np.float64) for o in problem.out]
         if structure:  # the rule's value against f(x) (c)
