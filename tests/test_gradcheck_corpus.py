@@ -61,7 +61,7 @@ QUICK = ["sqrt_ratio", "safe_norm", "log_semiring_sum", "clip_gradient", "comple
 def test_corpus_quick(name):
     """One draw in float32 of cases that exercise each part of the verdict: a domain edge (one-sided
     differences), a kink with a NaN reference, -inf inputs (outputs that do not move), a rule that is
-    not a derivative (reference_vjp), complex inputs, and a cancelling rule."""
+    not a derivative (reference_vjp), complex inputs, and a cancelling rule (sinc_jnp's bug)."""
     case = next(c for c in CASES if c.name == name)
     for bug in [None, *list(case.bugs)[:1]]:
         verify(case, bug, "float32", run_case(case, bug, "float32", 0))
@@ -71,6 +71,8 @@ def test_corpus_quick(name):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_corpus_grid(case, dtype):
+    if dtype not in case.dtypes:
+        pytest.skip(f"{case.name} is a {'/'.join(case.dtypes)} case")
     for bug in [None, *case.bugs]:
         f = case.make(bug)  # one f per variant: later draws reuse its compiled programs
         for draw in range(DRAWS):

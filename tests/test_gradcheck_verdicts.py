@@ -19,7 +19,7 @@ import pytest
 
 import fnnet
 from fnnet.check import assert_gradcheck, fd, gradcheck
-from gradcheck_corpus import make_weighted_logsoftmax
+from gradcheck_corpus import make_log1pexp, make_sinc, make_weighted_logsoftmax
 from seeded_rules import tanh_rule
 
 
@@ -407,6 +407,44 @@ def test_jvp_disagreement_over_many_entries_says_it_was_not_located(monkeypatch)
     monkeypatch.setattr(structure, "JVP_LOCATE_MAX_VALUES", 63)
     c = gradcheck(make_weighted_logsoftmax("nan_jvp"), *_WLS_ARGS, argnums=0).comparison("(c) JVP")
     assert c.failed and c.entries == [] and "8 input × 8 output entries > 63" in c.detail
+
+
+def _stability(report):
+    return next(c for c in report.comparisons if c.name == "(c) stable under rounding")
+
+
+def test_a_rule_that_cancels_fails_as_unstable_and_its_series_form_passes():
+    """jax.numpy.sinc's rule before jax#34139's fix, ``(cos u·u − sin u)/u²`` away from x == 0, is
+    300 % off at x = 1e-4 in float32 (the right formula, cancelling): its own rounding (float32
+    against float64) is ~1.5e3× what rounding the data, f's values and the result explain. It used to
+    pass as "its own rounding"; the series near 0 passes."""
+    x = jnp.asarray([1e-4, 0.0, 0.3, -1.2], jnp.float32)
+    bad = gradcheck(make_sinc("at_zero_only"), x)
+    stable = _stability(bad)
+    assert not bad.passed and stable.failed, str(bad)
+    assert stable.entries[0].index == (0,) and "own rounding" in stable.entries[0].note
+    assert bad.summary.startswith("gradcheck FAILED") and "(c)" in bad.summary
+    good = gradcheck(make_sinc(), x)
+    assert good.passed and _stability(good).verdict == "pass", str(good)
+
+
+def test_rules_formed_from_rounded_values_are_stable():
+    """Not every large relative error is instability: ``1 − 1/(1 + eˣ)`` (the JAX tutorial's log1pexp
+    rule) returns 0 for σ(−25) = 1.4e-11 in float32, an error of 1e-4 ε of the derivative's scale;
+    ``1 − tanh(x)²`` at 3.86 rounds tanh's value (|∂v/∂y| = 2y); a factorization of a near-singular
+    matrix rounds with its condition (the allowance is normwise over the derivative, and carries the
+    data's rounding through it)."""
+    x = jnp.asarray([-25.0, 30.0, 0.5, -3.0], jnp.float32)
+    r = gradcheck(make_log1pexp(), x)
+    assert r.passed and _stability(r).verdict == "pass", str(r)
+    r = gradcheck(tanh_rule(), jnp.asarray([3.858849, 0.0, -3.848466, 3.2060769], jnp.float32))
+    assert r.passed, str(r)
+    rng = np.random.default_rng(3)
+    u, _, vt = np.linalg.svd(rng.normal(size=(4, 4)))
+    near_singular = u @ np.diag([3.0, 1.0, 0.3, 2e-3]) @ vt
+    for dtype in (jnp.float32, jnp.float64):
+        r = gradcheck(lambda a: jnp.linalg.slogdet(a)[1], jnp.asarray(near_singular, dtype))
+        assert r.passed and _stability(r).verdict == "pass", str(r)
 
 
 def test_every_wrong_entry_is_named_not_only_the_worst():

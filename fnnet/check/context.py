@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import jax
+import jax.numpy as jnp  # jnp.finfo knows bfloat16 (ml_dtypes); numpy's does not
 import numpy as np
 
 from .batching import apply_batched, batched_vjp, batched_vjp_pair, put
 from .fd import inline_f0, step_sizes
 from .problem import Problem
 from .programs import Programs, float64_scope
-from .tolerance import eps_of
+from .tolerance import SLACK, eps_of
 
 
 @dataclass
@@ -45,6 +46,8 @@ class Context:
     _fused_failed: bool = False
     inline_f0: bool = False  # the directional sampler evaluates f(x) inside its batch (fd.inline_f0)
     out_abs: list | None = None  # |f(x)| per float output leaf, in float64 (fd.check_degraded reads f(x))
+    unstable: dict = field(default_factory=dict)  # (leaf, flat index) -> (ratio, rounding, allowed, rule, c): capped
+    stability_worst: float = 0.0  # the largest observed rounding / allowed rounding (capped)
 
     # ---- rule and reference -------------------------------------------------------------------
     # Each VJP is one jit-compiled program vmapped over a padded batch of cotangents (batching.py).
@@ -86,7 +89,108 @@ class Context:
         low = self.float32_noise(gs, V)
         if low is not None:
             noise = [[n + m for n, m in zip(ns, ms)] for ns, ms in zip(noise, low)]
-        return V, noise
+        return V, self.capped(gs, V, noise)
+
+    def capped(self, gs: list, V: list, noise: list) -> list:
+        """The observed rounding ``noise``, at most :data:`UNSTABLE` times what a stable rule makes.
+
+        A rule's observed rounding (itself at another precision, :meth:`rules_and_noise`) is accepted
+        as rounding only up to what rounding explains (:meth:`explained`): the rounding of its inputs
+        and cotangent carried through the derivative (its condition), of f's values, and of its own
+        result. A formula that cancels (``(cos u·u − sin u)/u²`` near u = 0: error ``ε/u`` where the
+        derivative is ``u/3``) makes far more; its own rounding then excuses nothing beyond that cap,
+        its error fails (a) and (b) as any other, and the entries are kept in ``self.unstable`` for
+        the stability check (c) (:func:`fnnet.check.structure.stability`).
+        """
+        limit = None
+        scales = _leaf_scales(V)
+        out = []
+        for c, (ns, vs) in enumerate(zip(noise, V)):
+            row = []
+            for leaf, (n, v) in enumerate(zip(ns, vs)):
+                n = np.asarray(n, np.float64)
+                quick = UNSTABLE * self._explained_without_condition(gs[c], v, leaf, scales[leaf])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.where(n > 0, n / np.maximum(quick, 1e-300), 0.0)
+                if not np.any(r > 1.0):
+                    self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+                    row.append(n)
+                    continue
+                if limit is None:
+                    limit = self.explained(gs, V)
+                allow = UNSTABLE * limit[c][leaf]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.where(n > 0, n / np.maximum(allow, 1e-300), 0.0)
+                self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+                over = r > 1.0
+                flat_v = np.asarray(v, np.float64).reshape(-1)
+                for i in np.flatnonzero(over.reshape(-1)):
+                    key = (leaf, int(i))
+                    if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
+                        self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
+                                              float(allow.reshape(-1)[i]), float(flat_v[i]), c)
+                row.append(np.where(over, allow, n))
+            out.append(row)
+        return out
+
+    def _explained_without_condition(self, g: list, v, leaf: int, scale: float) -> np.ndarray:
+        """``ε·(|vᵢ| + scale) + ε·Σⱼ|gⱼ||fⱼ(x)| + tiny``: the rounding of the result, of f's values (a rule
+        formed from f's rounded outputs, ``1 − y²`` for tanh, moves by ``|∂v/∂y|·ε|y|``) and underflow.
+
+        ``scale`` is the largest entry of the leaf's VJPs over the whole batch of cotangents (for basis
+        cotangents, of the leaf's Jacobian): a normwise allowance, as :func:`~fnnet.check.tolerance.
+        rounding_bound`'s, over the derivative rather than one VJP. So ``1 − 1/(1 + eˣ)`` for σ(x), 0 at
+        x = −25 in float32 where σ is 1.4e-11, errs by 1e-4 ε of the derivative's scale (1) and is
+        stable; sinc's ``(cos u·u − sin u)/u²`` errs by 270 ε of its scale at x = 10⁻³.
+        """
+        e = self.eps[leaf]
+        mag = np.abs(np.asarray(v, np.float64))
+        own = e * (np.nan_to_num(mag, nan=0.0, posinf=0.0) + scale)
+        terms = 0.0
+        if self.out_abs is not None:
+            with np.errstate(invalid="ignore", over="ignore"):
+                terms = sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
+                            for gj, f in zip(g, self.out_abs))
+        return own + e * terms + self.tiny[leaf]
+
+    @property
+    def tiny(self) -> list:
+        """Per leaf, the smallest normal number of the rule's precision (the leaf's ε names it): below it
+        a result keeps fewer digits (subnormal) or none (a float32 rule returns 0 for a true 5.5e-88)."""
+        eps64, eps32 = float(np.finfo(np.float64).eps), float(np.finfo(np.float32).eps)
+        # A float64 leaf's rounding is also read from float32 reruns scaled by ε64/ε32 (float32_noise):
+        # where those underflow, float32's smallest normal, scaled alike.
+        return [_TINY[eps32] * eps64 / eps32 if e == eps64 else _TINY.get(e, 0.0) for e in self.eps]
+
+    def explained(self, gs: list, V: list) -> list:
+        """Per entry, the rounding a stable rule is expected to make (see :meth:`capped`).
+
+        The condition part: the VJP in float64 (the reference's, else the rule's) at inputs and
+        cotangent each perturbed by one rounding unit with random signs, ``x·(1 ± ε)``, against it
+        at x; the largest change over :data:`CONDITION_DRAWS` draws. That is how far rounding the data
+        alone moves the derivative: a backward-stable rule errs by about that (an ill-conditioned
+        matrix's solve by ``κ·ε``), a cancelling one by far more.
+        """
+        rng = np.random.default_rng(CONDITION_SEED)
+        base = self._vjps64(gs)
+        use = 1 if not isinstance(base[1], BaseException) and base[1] is not None else 0
+        base = _value(base[use])
+        out_eps = [eps_of(o.dtype) for o in self.problem.out]
+        cond = None
+        for _ in range(CONDITION_DRAWS):
+            xs = [xi * (1.0 + e * rng.choice([-1.0, 1.0], size=np.shape(xi))) for xi, e in zip(self.x64, self.eps)]
+            gp = [[np.asarray(gj, np.float64) * (1.0 + e * rng.choice([-1.0, 1.0], size=np.shape(gj)))
+                   for gj, e in zip(g, out_eps)] for g in gs]
+            try:
+                moved = _value(self._vjps64_at(xs, gp)[use])
+            except Exception:  # noqa: BLE001 - no condition estimate: the other parts only
+                moved = base
+            with np.errstate(invalid="ignore"):
+                d = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(u, w)] for u, w in zip(moved, base)]
+            cond = d if cond is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(cond, d)]
+        scales = _leaf_scales(V)
+        return [[self._explained_without_condition(g, v, leaf, scales[leaf]) + cond[c][leaf]
+                 for leaf, v in enumerate(vs)] for c, (g, vs) in enumerate(zip(gs, V))]
 
     def rules32(self, gs: list) -> list | None:
         """Rounding samples of the rule for float64 leaves: ``[(rule32, rule64)]`` at three points.
@@ -285,9 +389,34 @@ class Context:
         return float(self.x64[leaf].reshape(-1)[i]) if self.x64[leaf].size else float("nan")
 
 
+# A rule's observed rounding is accepted up to UNSTABLE times what rounding explains (Context.capped):
+# SLACK units per operation (as the tolerances), times SLACK for the rule's own operation count, times
+# SLACK for a random-sign estimate of the condition against the worst case and a factorization's
+# backward-error growth. Measured on correct rules written elsewhere: jax's LU-based slogdet 40× its
+# estimate on a near-singular 4×4 in float64, its solve, eigh and qr 5-8×, log_ndtr's
+# exp(log φ − log Φ) 11× at x = −30; jax.numpy.sinc's cancelling rule 1.5e3× at x = 1e-4 in float32.
+UNSTABLE = SLACK**3
+CONDITION_DRAWS = 2
+_TINY = {float(jnp.finfo(d).eps): float(jnp.finfo(d).tiny) for d in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64)}
+CONDITION_SEED = 20261128
+
 # The points of the float32 reruns that estimate float64 rounding: x, and x·(1 ± 2⁻¹²) (rounded to
 # float32 apart from x's own rounding, so at one of them a rerun that rounds exactly by chance is rare).
 ROUNDING_POINTS = (1.0, 1.0 + 2.0**-12, 1.0 - 2.0**-12)
+
+
+def _leaf_scales(V: list) -> list:
+    """Per leaf, the largest finite ``|entry|`` of its VJPs over every cotangent of the batch ``V``."""
+    out = []
+    for leaf in range(len(V[0]) if V else 0):
+        m = 0.0
+        for vs in V:
+            a = np.abs(np.asarray(vs[leaf], np.float64))
+            a = a[np.isfinite(a)]
+            if a.size:
+                m = max(m, float(np.max(a)))
+        out.append(m)
+    return out
 
 
 def _attempt(thunk):

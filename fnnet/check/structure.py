@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .batching import put
+from .context import UNSTABLE
 from .programs import float64_scope
 from .report import FAIL, PASS, SKIP, Comparison, Entry, unravel
 from .tolerance import SLACK, ratio, rounding_bound
@@ -133,7 +134,38 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
     else:
         out.append(Comparison("(c) JVP agrees with VJP", SKIP,
                               detail="not run: reference_vjp= given (the rule is not f's derivative by design)"))
+    out.append(stability(ctx))
     return out
+
+
+def stability(ctx, max_entries: int = 8) -> Comparison:
+    """Check (c) "stable under rounding": the rule's observed rounding against what rounding explains.
+
+    Every VJP the check evaluated is also run at another precision (:meth:`Context.rules_and_noise`);
+    the difference is the rule's own rounding. A stable rule's is within ``UNSTABLE`` times what the
+    rounding of its inputs and cotangent (carried through the derivative), of f's values and of its
+    result explain (:meth:`Context.explained`). A formula that cancels or overflows inside makes more:
+    its value at the working precision is then off by that much although the formula is right (it
+    agrees with f's derivative in float64), an error (a) and (b) also see where their error bars allow.
+    For float64 inputs the rounding is read from float32 reruns scaled by ε64/ε32.
+    """
+    name = "(c) stable under rounding"
+    limit = f"{UNSTABLE:g}× what rounding explains"
+    if not ctx.unstable:
+        return Comparison(name, PASS, ctx.stability_worst,
+                          f"the rule's own rounding (itself at another precision) within {limit} at every entry")
+    problem = ctx.problem
+    rows = []
+    for (leaf, i), (r, rounding, allowed, v, c) in sorted(ctx.unstable.items(), key=lambda kv: -kv[1][0]):
+        explained = allowed / UNSTABLE
+        rows.append(Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), "", v, error=rounding, tol=allowed,
+                          x=ctx.x_at(leaf, i),
+                          note=f"own rounding {rounding:.2e}, {rounding / explained:.3g}× the {explained:.2e} rounding "
+                               "explains: the formula cancels, overflows or underflows here"))
+    detail = (f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'} where the rule's own rounding (itself at another "
+              f"precision) exceeds {limit} (its inputs', cotangent's, f's values' and its result's): a numerically "
+              "unstable formula")
+    return Comparison(name, FAIL, max(e.ratio for e in rows), detail, rows[:max_entries])
 
 
 def value_program(F):
