@@ -444,7 +444,7 @@ def test_rules_formed_from_rounded_values_are_stable():
     near_singular = u @ np.diag([3.0, 1.0, 0.3, 2e-3]) @ vt
     for dtype in (jnp.float32, jnp.float64):
         r = gradcheck(lambda a: jnp.linalg.slogdet(a)[1], jnp.asarray(near_singular, dtype))
-        assert r.passed and _stability(r).verdict == "pass", str(r)
+        assert r.passed and _stability(r).verdict == ("pass" if dtype == jnp.float32 else "skipped"), str(r)
 
 
 def test_every_wrong_entry_is_named_not_only_the_worst():

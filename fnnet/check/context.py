@@ -109,11 +109,17 @@ class Context:
             row = []
             for leaf, (n, v) in enumerate(zip(ns, vs)):
                 n = np.asarray(n, np.float64)
+                # The stability check reports what was measured: the rule at a lower precision against
+                # itself in float64. For a float64 leaf the rounding is extrapolated from float32 reruns,
+                # which also see float32's underflow in intermediates (ndtri(σ(−90)): σ is subnormal in
+                # float32, normal in float64); there the cap applies, the report does not.
+                measured = self.eps[leaf] > float(np.finfo(np.float64).eps)
                 quick = UNSTABLE * self._explained_without_condition(gs[c], v, leaf, scales[leaf])
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r = np.where(n > 0, n / np.maximum(quick, 1e-300), 0.0)
                 if not np.any(r > 1.0):
-                    self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+                    if measured:
+                        self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
                     row.append(n)
                     continue
                 if limit is None:
@@ -121,10 +127,11 @@ class Context:
                 allow = UNSTABLE * limit[c][leaf]
                 with np.errstate(divide="ignore", invalid="ignore"):
                     r = np.where(n > 0, n / np.maximum(allow, 1e-300), 0.0)
-                self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+                if measured:
+                    self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
                 over = r > 1.0
                 flat_v = np.asarray(v, np.float64).reshape(-1)
-                for i in np.flatnonzero(over.reshape(-1)):
+                for i in np.flatnonzero(over.reshape(-1)) if measured else ():
                     key = (leaf, int(i))
                     if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
                         self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
