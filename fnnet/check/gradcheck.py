@@ -8,8 +8,8 @@
     of the plain function is NaN or wrong exactly where the rule was written) is a finding, not a
     failure, and a rule they contradict always fails (table in docs/reference/gradcheck.md, "Verdict");
 (b) against finite differences of f in float64 (central + Richardson, or complex step);
-(c) structural properties of the rule (shapes/dtypes, linearity, zero, JVP vs VJP; jit vs eager with
-    ``eager=True``).
+(c) structural properties of the rule (shapes/dtypes, linearity, value, zero, JVP vs VJP, stability
+    under rounding; jit vs eager with ``eager=True``).
 ``order=2`` repeats all of it for the VJP itself as a function of the primal inputs
 (reverse-over-reverse). The maths of each part is in its module's docstring: (a) vs_reference.py,
 (b) vs_fd.py over the finite-difference engine fd.py, (c) structure.py, tolerances tolerance.py.
