@@ -231,6 +231,8 @@ def many_draws():  # pragma: no cover - long
     for dtype, stop in (("float32", 13), ("float64", 23)):
         alarms = checks = 0
         for case in CASES:
+            if dtype not in case.dtypes:
+                continue
             f = case.make(None)
             for draw in range(3, stop):
                 report = gradcheck(f, *case.draw(dtype, np.random.default_rng(draw)), **case.options)
