@@ -140,7 +140,7 @@ class Context:
             out.append(row)
         return out
 
-    def _explained_without_condition(self, g: list, v, leaf: int, scale: float) -> np.ndarray:
+    def _explained_without_condition(self, g: list, v, leaf: int, scale: float, own_tiny: bool = False) -> np.ndarray:
         """``ε·(|vᵢ| + scale) + ε·Σⱼ|gⱼ||fⱼ(x)| + tiny``: the rounding of the result, of f's values (a rule
         formed from f's rounded outputs, ``1 − y²`` for tanh, moves by ``|∂v/∂y|·ε|y|``) and underflow.
 
@@ -148,7 +148,9 @@ class Context:
         cotangents, of the leaf's Jacobian): a normwise allowance, as :func:`~fnnet.check.tolerance.
         rounding_bound`'s, over the derivative rather than one VJP. So ``1 − 1/(1 + eˣ)`` for σ(x), 0 at
         x = −25 in float32 where σ is 1.4e-11, errs by 1e-4 ε of the derivative's scale (1) and is
-        stable; sinc's ``(cos u·u − sin u)/u²`` errs by 270 ε of its scale at x = 10⁻³.
+        stable; sinc's ``(cos u·u − sin u)/u²`` errs by 270 ε of its scale at x = 10⁻³. ``own_tiny``:
+        the smallest normal of the leaf's own precision (a float64 measurement), not the scaled float32
+        one of :attr:`tiny`.
         """
         e = self.eps[leaf]
         mag = np.abs(np.asarray(v, np.float64))
@@ -158,7 +160,89 @@ class Context:
             with np.errstate(invalid="ignore", over="ignore"):
                 terms = sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
                             for gj, f in zip(g, self.out_abs))
-        return own + e * terms + self.tiny[leaf]
+        return own + e * terms + (_TINY.get(e, 0.0) if own_tiny else self.tiny[leaf])
+
+    def _rounding_at_neighbours(self, gs: list, which: int, base: list) -> list:
+        """The float64 VJP's own rounding (``which``: 0 the rule, 1 the reference), measured in float64.
+
+        At ``x + j·h`` for j = 1, 2, 3 with ``hᵢ = ±xᵢ·2⁻⁴⁰`` (random signs, float64 leaves only), the
+        second difference ``|v₁ − 2v₂ + v₃| / 2``; the same on the other side (j = −1, −2, −3); the
+        smaller of the two, per cotangent and leaf. The second difference removes the derivative's
+        smooth change (what is left is ``v‴·h²``, ~10⁻²⁴ relative); thousands of ulps apart
+        roundings are independent, so what remains is rounding: a few ulps of ``v`` for a stable
+        formula, its rounding error for one that cancels (``ε/u`` for sinc's quotient). Two ulps
+        apart they are not (there a cancelling quotient's error moved by 10⁻³ of itself). The
+        points stay on one side of x, and the smaller side is taken, so a kink at x (hard_tanh at 1)
+        or just beside it (on one side) does not count as rounding.
+        """
+        eps64 = float(np.finfo(np.float64).eps)
+        rng = np.random.default_rng(CONDITION_SEED + 2 + which)
+        signs = [rng.choice([-1.0, 1.0], size=np.shape(xi)) for xi in self.x64]
+        best = None
+        for side in (1.0, -1.0):
+            vs = []
+            for j in (1.0, 2.0, 3.0):
+                xs = [xi * (1.0 + side * j * NEIGHBOUR_STEP * sg) if e <= eps64 else xi
+                      for xi, sg, e in zip(self.x64, signs, self.eps)]
+                vs.append(_value(self._vjps64_at(xs, gs)[which]))
+            with np.errstate(invalid="ignore", over="ignore"):
+                d = [[np.nan_to_num(0.5 * np.abs(np.asarray(p, np.float64) - 2.0 * np.asarray(q, np.float64)
+                                                 + np.asarray(r, np.float64)), nan=0.0, posinf=0.0, neginf=0.0)
+                      for p, q, r in zip(ps, qs, rs)] for ps, qs, rs in zip(*vs)]
+            best = d if best is None else [[np.minimum(a, b) for a, b in zip(u, w)] for u, w in zip(best, d)]
+        return best
+
+    def float64_stability(self, gs: list) -> None:
+        """For float64 leaves, the rule's own rounding measured in float64 itself; entries beyond
+        :data:`UNSTABLE` times what rounding explains go to ``self.unstable`` (as :meth:`capped`).
+
+        The rounding is :meth:`_rounding_at_neighbours`' (second differences of the float64 rule at
+        neighbouring inputs). The condition part of what rounding explains is the rule's change at a
+        step ``δ = 2⁻²⁰`` (random signs, the largest over :data:`JITTER_DRAWS` draws) scaled by
+        ``2ε/δ``: the smooth change of an ε-sized perturbation, where a rounding error independent
+        of the step is divided by δ/2ε ≈ 2·10⁹.
+        """
+        eps64 = float(np.finfo(np.float64).eps)
+        leaves = [leaf for leaf, e in enumerate(self.eps) if e <= eps64]
+        if not leaves:
+            return
+        try:
+            base = _value(self._vjps64(gs)[0])
+        except Exception:  # noqa: BLE001 - f not runnable in float64: nothing measured
+            return
+        try:
+            jitter = self._rounding_at_neighbours(gs, 0, base)
+        except Exception:  # noqa: BLE001 - not measured
+            return
+        rng = np.random.default_rng(CONDITION_SEED + 1)
+        smooth = None
+        for _ in range(JITTER_DRAWS):
+            xs = [xi * (1.0 + JITTER_STEP * rng.choice([-1.0, 1.0], size=np.shape(xi))) if e <= eps64 else xi
+                  for xi, e in zip(self.x64, self.eps)]
+            try:
+                moved = _value(self._vjps64_at(xs, gs)[0])
+            except Exception:  # noqa: BLE001 - not measured
+                return
+            with np.errstate(invalid="ignore", over="ignore"):
+                d = [[2.0 * eps64 / JITTER_STEP * np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0,
+                                                                 posinf=0.0, neginf=0.0)
+                      for a, b in zip(u, w)] for u, w in zip(moved, base)]
+            smooth = d if smooth is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(smooth, d)]
+        scales = _leaf_scales(base)
+        for c, g in enumerate(gs):
+            for leaf in leaves:
+                allow = UNSTABLE * (self._explained_without_condition(g, base[c][leaf], leaf, scales[leaf], own_tiny=True)
+                                    + smooth[c][leaf])
+                n = jitter[c][leaf]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    r = np.where(n > 0, n / np.maximum(allow, 1e-300), 0.0)
+                self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+                flat_v = np.asarray(base[c][leaf], np.float64).reshape(-1)
+                for i in np.flatnonzero(r.reshape(-1) > 1.0):
+                    key = (leaf, int(i))
+                    if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
+                        self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
+                                              float(allow.reshape(-1)[i]), float(flat_v[i]), c)
 
     @property
     def tiny(self) -> list:
@@ -316,6 +400,7 @@ class Context:
                       for a, b in zip(r32, r64)] for r32, r64 in zip(ref32, high)]
                 ref_spread = d if ref_spread is None else [[np.maximum(a, b) for a, b in zip(u, v)]
                                                            for u, v in zip(ref_spread, d)]
+            jitter = self._rounding_at_neighbours(gs, 1, ref64)
         except Exception as err:  # noqa: BLE001 - f or its reference not runnable in float32: no estimate
             note = (f"the float32 reruns that estimate float64 rounding could not run ({type(err).__name__}); "
                     "(a) allows the float64 rule and reference the dtype bound only")
@@ -325,11 +410,11 @@ class Context:
         scale = eps64 / eps32
         return [
             [
-                scale * (np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0) + c)
+                scale * (np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0) + c) + j
                 if e <= eps64 else np.zeros(np.shape(b))
-                for a, b, c, e in zip(r32, r64, spread, self.eps)
+                for a, b, c, j, e in zip(r32, r64, spread, jit, self.eps)
             ]
-            for r32, r64, spread in zip(rule32, rule64, ref_spread)
+            for r32, r64, spread, jit in zip(rule32, rule64, ref_spread, jitter)
         ]
 
     def rules64(self, gs: list) -> list:
@@ -404,6 +489,9 @@ class Context:
 # exp(log φ − log Φ) 11× at x = −30; jax.numpy.sinc's cancelling rule 1.5e3× at x = 1e-4 in float32.
 UNSTABLE = SLACK**3
 CONDITION_DRAWS = 2
+JITTER_DRAWS = 2  # Context.float64_stability: draws of its smooth step, the condition in float64
+JITTER_STEP = 2.0**-20
+NEIGHBOUR_STEP = 2.0**-40  # Context._rounding_at_neighbours: a relative step of 4096 ulps
 _TINY = {float(jnp.finfo(d).eps): float(jnp.finfo(d).tiny) for d in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64)}
 CONDITION_SEED = 20261128
 

@@ -134,6 +134,7 @@ def structural(ctx, g1=None, g2=None, eager_result=None, rng=None, derivative: b
     else:
         out.append(Comparison("(c) JVP agrees with VJP", SKIP,
                               detail="not run: reference_vjp= given (the rule is not f's derivative by design)"))
+    ctx.float64_stability([g1, g2])
     out.append(stability(ctx))
     return out
 
@@ -147,18 +148,16 @@ def stability(ctx, max_entries: int = 8) -> Comparison:
     result explain (:meth:`Context.explained`). A formula that cancels or overflows inside makes more:
     its value at the working precision is then off by that much although the formula is right (it
     agrees with f's derivative in float64), an error (a) and (b) also see where their error bars allow.
-    Float64 leaves are not reported: their rounding is extrapolated from float32 reruns scaled by
-    ε64/ε32, which also see float32's own underflow in intermediates; it caps (a) and (b) only.
+    For float64 leaves the rounding extrapolated from float32 reruns (scaled by ε64/ε32) also sees
+    float32's own underflow in intermediates; it caps (a) and (b) only, and the check measures the
+    float64 rule itself at neighbouring inputs (:meth:`Context.float64_stability`).
     """
     name = "(c) stable under rounding"
     limit = f"{UNSTABLE:g}× what rounding explains"
-    if all(e <= float(np.finfo(np.float64).eps) for e in ctx.eps):
-        return Comparison(name, SKIP, detail="float64 inputs: the rule's own rounding is extrapolated from float32 "
-                          "reruns, which cap what (a) and (b) accept as rounding; run the check at float32 to "
-                          "measure it")
     if not ctx.unstable:
         return Comparison(name, PASS, ctx.stability_worst,
-                          f"the rule's own rounding (itself at another precision) within {limit} at every entry")
+                          f"the rule's own rounding (itself at another precision; in float64, at neighbouring "
+                          f"inputs) within {limit} at every entry")
     problem = ctx.problem
     rows = []
     for (leaf, i), (r, rounding, allowed, v, c) in sorted(ctx.unstable.items(), key=lambda kv: -kv[1][0]):
