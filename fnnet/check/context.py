@@ -21,6 +21,7 @@ from .batching import apply_batched, batched_vjp, batched_vjp_pair, put
 from .fd import inline_f0, step_sizes
 from .problem import Problem
 from .programs import Programs, float64_scope
+from .report import index_text, unravel
 from .tolerance import SLACK, eps_of
 
 
@@ -46,7 +47,7 @@ class Context:
     _fused_failed: bool = False
     inline_f0: bool = False  # the directional sampler evaluates f(x) inside its batch (fd.inline_f0)
     out_abs: list | None = None  # |f(x)| per float output leaf, in float64 (fd.check_degraded reads f(x))
-    unstable: dict = field(default_factory=dict)  # (leaf, flat index) -> (ratio, rounding, allowed, rule, c): capped
+    unstable: dict = field(default_factory=dict)  # (leaf, index) -> (ratio, rounding, allowed, rule, cotangent): capped
     stability_worst: float = 0.0  # the largest observed rounding / allowed rounding (capped)
 
     # ---- rule and reference -------------------------------------------------------------------
@@ -135,10 +136,21 @@ class Context:
                     key = (leaf, int(i))
                     if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
                         self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
-                                              float(allow.reshape(-1)[i]), float(flat_v[i]), c)
+                                              float(allow.reshape(-1)[i]), float(flat_v[i]),
+                                              self._cotangent_label(gs[c]))
                 row.append(np.where(over, allow, n))
             out.append(row)
         return out
+
+    def _cotangent_label(self, g: list) -> str:
+        """A basis cotangent's output entry (``out[3]``), else "random" (a VJP of a random cotangent)."""
+        nonzero = [(j, np.flatnonzero(np.asarray(gj).reshape(-1))) for j, gj in enumerate(g)]
+        hits = [(j, idx) for j, idx in nonzero if idx.size]
+        if len(hits) == 1 and hits[0][1].size == 1:
+            j, (k,) = hits[0][0], hits[0][1]
+            if float(np.asarray(g[j]).reshape(-1)[k]) == 1.0:
+                return self.problem.out_labels[j] + index_text(unravel(int(k), self.problem.out[j].shape))
+        return "random"
 
     def _explained_without_condition(self, g: list, v, leaf: int, scale: float, own_tiny: bool = False) -> np.ndarray:
         """``ε·(|vᵢ| + scale) + ε·Σⱼ|gⱼ||fⱼ(x)| + tiny``: the rounding of the result, of f's values (a rule
@@ -242,7 +254,8 @@ class Context:
                     key = (leaf, int(i))
                     if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
                         self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
-                                              float(allow.reshape(-1)[i]), float(flat_v[i]), c)
+                                              float(allow.reshape(-1)[i]), float(flat_v[i]),
+                                              self._cotangent_label(gs[c]))
 
     @property
     def tiny(self) -> list:

@@ -169,7 +169,7 @@ class GradCheckReport:
         worst = self.worst_entries
         if worst:
             e = worst[0]
-            vals = [f"rule {show(e.rule)}"]
+            vals = [f"rule {show(e.rule)}" + (" (VJP of a random cotangent)" if e.cotangent == "random" else "")]
             if e.reference is not None:
                 vals.append(f"reference {show(e.reference)}")
             if e.fd is not None:

@@ -160,9 +160,10 @@ def stability(ctx, max_entries: int = 8) -> Comparison:
                           f"inputs) within {limit} at every entry")
     problem = ctx.problem
     rows = []
-    for (leaf, i), (r, rounding, allowed, v, c) in sorted(ctx.unstable.items(), key=lambda kv: -kv[1][0]):
+    for (leaf, i), (r, rounding, allowed, v, cotangent) in sorted(ctx.unstable.items(), key=lambda kv: -kv[1][0]):
         explained = allowed / UNSTABLE
-        rows.append(Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), "", v, error=rounding, tol=allowed,
+        rows.append(Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cotangent, v, error=rounding,
+                          tol=allowed,
                           x=ctx.x_at(leaf, i),
                           note=f"own rounding {rounding:.2e}, {rounding / explained:.3g}× the {explained:.2e} rounding "
                                "explains: the formula cancels, overflows or underflows here"))
