@@ -405,6 +405,7 @@ def test_rules_form_the_shift_apart_only_where_it_pays():
     assert apart_pays(jax.ShapeDtypeStruct((1024, 8, 8), jnp.float32), (1, 2)) == on_cpu
 
 
+@pytest.mark.slow  # 12-14 s cold on 2 cores, the suite's longest: `make test-slow` runs it
 def test_target_backend_chooses_the_forms_not_the_values(monkeypatch, with_gates):
     """``fnnet._numerics.TARGET_BACKEND`` (None: jax.default_backend()) is the platform the rules are
     traced for: "gpu" turns off every XLA:CPU form (the arithmetic shift, the shift formed apart, the
