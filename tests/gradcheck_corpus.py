@@ -134,7 +134,8 @@ def draw_safe_norm(dtype, rng):
 #    0 and its second derivative there is 0 instead of -pi^2/3. Bugs: the series term with the wrong
 #    sign; the series only at x == 0 and the cancelling quotient everywhere else, as jax.numpy.sinc
 #    shipped it until https://github.com/jax-ml/jax/issues/34139 (the rule loses ~u/x relative
-#    accuracy near 0: 1.4 % at x = 1e-3 in float32, 300 % at 1e-4).
+#    accuracy near 0: 1.4 % at x = 1e-3 in float32, 300 % at 1e-4); "autodiff_form" is that rule
+#    written as jax.numpy.sinc's autodiff forms it (tests/test_gradcheck_verdicts.py).
 # -------------------------------------------------------------------------------------------------
 def make_sinc(bug=None):
     @jax.custom_jvp
@@ -148,9 +149,12 @@ def make_sinc(bug=None):
         px = jnp.pi * x
         # The series where the quotient cancels: below |u| = 0.1 (0.01 before) its second derivative
         # (order=2) lost 0.1 % at u = 0.016 in float32; the next term is below 1e-20 there.
-        small = (x == 0) if bug == "at_zero_only" else (jnp.abs(px) < 0.1)
+        small = (x == 0) if bug in ("at_zero_only", "autodiff_form") else (jnp.abs(px) < 0.1)
         safe = jnp.where(small, jnp.ones_like(px), px)
-        exact = (jnp.cos(safe) * safe - jnp.sin(safe)) / (safe * safe)
+        if bug == "autodiff_form":  # jax.numpy.sinc's form of the same quotient, cos u/u − sin u/u²
+            exact = jnp.cos(safe) / safe - jnp.sin(safe) / (safe * safe)
+        else:
+            exact = (jnp.cos(safe) * safe - jnp.sin(safe)) / (safe * safe)
         sign = 1.0 if bug == "series_sign" else -1.0
         u2 = px * px  # d/du sin(u)/u = -u/3 + u^3/30 - u^5/840 + u^7/45360 - u^9/3991680 + ...
         series = px * (sign / 3.0 + u2 * (1.0 / 30.0 + u2 * (-1.0 / 840.0 + u2 * (1.0 / 45360.0 - u2 / 3991680.0))))

@@ -428,25 +428,6 @@ def test_a_rule_that_cancels_fails_as_unstable_and_its_series_form_passes():
     assert good.passed and _stability(good).verdict == "pass", str(good)
 
 
-def _sinc_autodiff_form():
-    """sinc with jax.numpy.sinc's derivative away from 0 before jax#34139's fix, ``cos u/u − sin u/u²``."""
-
-    @jax.custom_jvp
-    def sinc(x):
-        px = jnp.pi * x
-        return jnp.where(x == 0, jnp.ones_like(x), jnp.sin(px) / px)
-
-    @sinc.defjvp
-    def _jvp(primals, tangents):
-        (x,), (dx,) = primals, tangents
-        px = jnp.pi * x
-        safe = jnp.where(x == 0, jnp.ones_like(px), px)
-        d = jnp.where(x == 0, jnp.zeros_like(px), jnp.cos(safe) / safe - jnp.sin(safe) / (safe * safe))
-        return sinc(x), dx * jnp.pi * d
-
-    return sinc
-
-
 def test_in_float64_the_rule_is_measured_at_neighbouring_inputs():
     """In float64 there is no more precise twin: second differences of the rule at inputs thousands
     of ulps apart hold its rounding, 8e-10 at x = 1e-7 for ``cos u/u − sin u/u²`` (0.25 % of sinc′
@@ -454,7 +435,7 @@ def test_in_float64_the_rule_is_measured_at_neighbouring_inputs():
     over those ulps, ``(cos u·u − sin u)/u²`` with cos u rounded to the same double, is not seen:
     docs/reference/gradcheck.md, "What is not done".)"""
     x = jnp.asarray([1e-7, 0.0, 0.3, -1.2], jnp.float64)
-    bad = gradcheck(_sinc_autodiff_form(), x)
+    bad = gradcheck(make_sinc("autodiff_form"), x)
     assert _stability(bad).failed and _stability(bad).entries[0].index == (0,), str(bad)
     good = gradcheck(make_sinc(), x)
     assert good.passed and _stability(good).verdict == "pass", str(good)
