@@ -660,9 +660,10 @@ def test_float64_small_rule_error_is_still_caught():
 
 def _erfc_scaled(defect: float = 1.0):
     """``erfc(h/√2)`` cast to float64 (as jax.scipy.special.owens_t's float64 quadrature weights promote
-    its result under x64), so it returns float64 from float32 inputs too; its rule ``−√(2/π)·e^{−h²/2}`` is within an ulp at
-    h = 9.5 and 10, where the plain formula's autodiff is 64 and 32 ε off (the rounding of h/√2,
-    amplified by the condition 2(h/√2)² ≈ 100 of ``e^{−u²}``; measured against mpmath)."""
+    its result under x64), so it returns float64 from float32 inputs too; its rule
+    ``−√(2/π)·e^{−h²/2}`` is within an ulp at h = 9.5 and 10, where the plain formula's autodiff is 64
+    and 32 ε off (the rounding of h/√2, amplified by the condition 2(h/√2)² ≈ 100 of ``e^{−u²}``;
+    measured against mpmath)."""
     def plain(h):
         return jax.lax.erfc(h / np.sqrt(2.0).astype(h.dtype)).astype(jnp.float64)
 

@@ -302,7 +302,8 @@ class Context:
             except Exception:  # noqa: BLE001 - no condition estimate: the other parts only
                 moved = base
             with np.errstate(invalid="ignore"):
-                d = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(u, w)] for u, w in zip(moved, base)]
+                d = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(u, w)]
+                     for u, w in zip(moved, base)]
             cond = d if cond is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(cond, d)]
         scales = _leaf_scales(V)
         return [[self._explained_without_condition(g, v, leaf, scales[leaf]) + cond[c][leaf]
@@ -523,7 +524,8 @@ CONDITION_DRAWS = 2
 JITTER_DRAWS = 2  # Context.float64_stability: draws of its smooth step, the condition in float64
 JITTER_STEP = 2.0**-20
 NEIGHBOUR_STEP = 2.0**-40  # Context._rounding_at_neighbours: a relative step of 4096 ulps
-_TINY = {float(jnp.finfo(d).eps): float(jnp.finfo(d).tiny) for d in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64)}
+_TINY = {float(jnp.finfo(d).eps): float(jnp.finfo(d).tiny)
+         for d in (jnp.bfloat16, jnp.float16, jnp.float32, jnp.float64)}
 CONDITION_SEED = 20261128
 
 # The points of the float32 reruns that estimate float64 rounding: x, and x·(1 ± 2⁻¹²) (rounded to
