@@ -103,45 +103,48 @@ class Context:
         derivative is ``u/3``) makes far more; its own rounding then excuses nothing beyond that cap,
         its error fails (a) and (b) as any other, and the entries are kept in ``self.unstable`` for
         the stability check (c) (:func:`fnnet.check.structure.stability`).
+
+        The condition part costs evaluations, so it is computed only where the rounding exceeds the
+        cap without it; where it does not, the worst ratio kept for the check's report is the one
+        against that smaller allowance (an upper bound).
         """
         limit = None
-        scales = _leaf_scales(V)
+        base = self._allowance_without_condition(gs, V)
         out = []
-        for c, (ns, vs) in enumerate(zip(noise, V)):
+        for c, ns in enumerate(noise):
             row = []
-            for leaf, (n, v) in enumerate(zip(ns, vs)):
+            for leaf, n in enumerate(ns):
                 n = np.asarray(n, np.float64)
                 # The stability check reports what was measured: the rule at a lower precision against
                 # itself in float64. For a float64 leaf the rounding is extrapolated from float32 reruns,
                 # which also see float32's underflow in intermediates (ndtri(σ(−90)): σ is subnormal in
                 # float32, normal in float64); there the cap applies, the report does not.
-                measured = self.eps[leaf] > float(np.finfo(np.float64).eps)
-                quick = UNSTABLE * self._explained_without_condition(gs[c], v, leaf, scales[leaf])
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(n > 0, n / np.maximum(quick, 1e-300), 0.0)
-                if not np.any(r > 1.0):
-                    if measured:
-                        self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
-                    row.append(n)
-                    continue
-                if limit is None:
-                    limit = self.explained(gs, V)
-                allow = UNSTABLE * limit[c][leaf]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(n > 0, n / np.maximum(allow, 1e-300), 0.0)
+                measured = self.eps[leaf] > _EPS64
+                allow = UNSTABLE * base[c][leaf]
+                if np.any(n > allow):
+                    if limit is None:
+                        limit = self.explained(gs, V, base)
+                    allow = UNSTABLE * limit[c][leaf]
                 if measured:
-                    self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
-                over = r > 1.0
-                flat_v = np.asarray(v, np.float64).reshape(-1)
-                for i in np.flatnonzero(over.reshape(-1)) if measured else ():
-                    key = (leaf, int(i))
-                    if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
-                        self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
-                                              float(allow.reshape(-1)[i]), float(flat_v[i]),
-                                              self._cotangent_label(gs[c]))
-                row.append(np.where(over, allow, n))
+                    self._keep_unstable(leaf, n, allow, V[c][leaf], gs[c])
+                row.append(np.minimum(n, allow))
             out.append(row)
         return out
+
+    def _keep_unstable(self, leaf: int, rounding, allow, v, g) -> None:
+        """Keep the worst ratio ``rounding / allow`` of a leaf for the stability check's report, and the
+        entries above 1 in ``self.unstable`` (the largest ratio seen for each entry)."""
+        rounding = np.asarray(rounding, np.float64).reshape(-1)
+        allow = np.broadcast_to(allow, np.shape(v)).reshape(-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(rounding > 0, rounding / np.maximum(allow, 1e-300), 0.0)
+        self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
+        flat_v = np.asarray(v, np.float64).reshape(-1)
+        for i in np.flatnonzero(r > 1.0):
+            key = (leaf, int(i))
+            if r[i] > self.unstable.get(key, (0.0,))[0]:
+                self.unstable[key] = (float(r[i]), float(rounding[i]), float(allow[i]), float(flat_v[i]),
+                                      self._cotangent_label(g))
 
     def _cotangent_label(self, g: list) -> str:
         """A basis cotangent's output entry (``out[3]``), else "random" (a VJP of a random cotangent)."""
@@ -153,49 +156,76 @@ class Context:
                 return self.problem.out_labels[j] + index_text(unravel(int(k), self.problem.out[j].shape))
         return "random"
 
-    def _explained_without_condition(self, g: list, v, leaf: int, scale: float, own_tiny: bool = False) -> np.ndarray:
-        """``ε·(|vᵢ| + scale) + ε·Σⱼ|gⱼ||fⱼ(x)| + tiny``: the rounding of the result, of f's values (a rule
-        formed from f's rounded outputs, ``1 − y²`` for tanh, moves by ``|∂v/∂y|·ε|y|``) and underflow.
+    def values_terms(self, g: list) -> float:
+        """``Σⱼ|gⱼ||fⱼ(x)|`` over f's finite outputs (0 when f's values are unknown): the size of the
+        terms a rule formed from f's rounded outputs carries (``y(1 − y)``, ``1 − y²``, ``y ⊙ (g − ⟨g, y⟩)``)."""
+        if self.out_abs is None:
+            return 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            return sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
+                       for gj, f in zip(g, self.out_abs))
 
-        ``scale`` is the largest entry of the leaf's VJPs over the whole batch of cotangents (for basis
+    def _allowance_without_condition(self, gs: list, V: list, own_tiny: bool = False) -> list:
+        """Per cotangent and leaf, ``ε·(|vᵢ| + scale) + ε·Σⱼ|gⱼ||fⱼ(x)| + tiny``: the rounding of the
+        result, of f's values (a rule formed from f's rounded outputs, ``1 − y²`` for tanh, moves by
+        ``|∂v/∂y|·ε|y|``) and underflow.
+
+        ``scale`` is the largest entry of the leaf's VJPs over the whole batch ``V`` (for basis
         cotangents, of the leaf's Jacobian): a normwise allowance, as :func:`~fnnet.check.tolerance.
         rounding_bound`'s, over the derivative rather than one VJP. So ``1 − 1/(1 + eˣ)`` for σ(x), 0 at
         x = −25 in float32 where σ is 1.4e-11, errs by 1e-4 ε of the derivative's scale (1) and is
         stable; sinc's ``(cos u·u − sin u)/u²`` errs by 270 ε of its scale at x = 10⁻³. ``own_tiny``:
-        the smallest normal of the leaf's own precision (a float64 measurement), not the scaled float32
-        one of :attr:`tiny`.
+        the smallest normal of the leaf's own precision (a float64 measurement), not :attr:`tiny`.
         """
-        e = self.eps[leaf]
-        mag = np.abs(np.asarray(v, np.float64))
-        own = e * (np.nan_to_num(mag, nan=0.0, posinf=0.0) + scale)
-        terms = 0.0
-        if self.out_abs is not None:
+        scales = _leaf_scales(V)
+        tiny = [_TINY.get(e, 0.0) for e in self.eps] if own_tiny else self.tiny
+        out = []
+        for g, vs in zip(gs, V):
+            terms = self.values_terms(g)
+            out.append([e * (np.nan_to_num(np.abs(np.asarray(v, np.float64)), nan=0.0, posinf=0.0) + scale + terms) + t
+                        for v, e, scale, t in zip(vs, self.eps, scales, tiny)])
+        return out
+
+    def _largest_change(self, gs: list, which: int, base: list, steps: list, seed: int, draws: int,
+                        cotangent_eps: list | None = None) -> list:
+        """``max |v(x·(1 ± step)) − v(x)|`` over ``draws`` draws of random signs (per cotangent and leaf),
+        ``v`` the float64 VJP (``which``: 0 the rule, 1 the reference), ``steps`` one relative step per
+        leaf (0: the leaf stays), ``cotangent_eps`` one per output to move the cotangent alike."""
+        rng = np.random.default_rng(seed)
+        out = None
+        for _ in range(draws):
+            xs = [xi * (1.0 + step * rng.choice([-1.0, 1.0], size=np.shape(xi))) if step else xi
+                  for xi, step in zip(self.x64, steps)]
+            gp = gs if cotangent_eps is None else [
+                [np.asarray(gj, np.float64) * (1.0 + e * rng.choice([-1.0, 1.0], size=np.shape(gj)))
+                 for gj, e in zip(g, cotangent_eps)] for g in gs]
+            moved = _value(self._vjps64_at(xs, gp)[which])
             with np.errstate(invalid="ignore", over="ignore"):
-                terms = sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
-                            for gj, f in zip(g, self.out_abs))
-        return own + e * terms + (_TINY.get(e, 0.0) if own_tiny else self.tiny[leaf])
+                d = [[np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0, neginf=0.0)
+                      for a, b in zip(u, w)] for u, w in zip(moved, base)]
+            out = d if out is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(out, d)]
+        return out
 
     def _rounding_at_neighbours(self, gs: list, which: int, base: list, sides=(1.0, -1.0)) -> list:
         """The float64 VJP's own rounding (``which``: 0 the rule, 1 the reference), measured in float64.
 
         At ``x + j·h`` for j = 1, 2, 3 with ``hᵢ = ±xᵢ·2⁻⁴⁰`` (random signs, float64 leaves only), the
-        second difference ``|v₁ − 2v₂ + v₃| / 2``; with both ``sides``, the same at j = −1, −2, −3 and
-        the smaller of the two, per cotangent and leaf. The second difference removes the
-        derivative's smooth change (what is left is ``v‴·h²``, ~10⁻²⁴ relative); thousands of ulps
+        second difference ``|v₁ − 2v₂ + v₃| / 2``, per cotangent and leaf; with both ``sides``, the
+        same at j = −1, −2, −3 and the smaller of the two. The second difference removes the
+        derivative's smooth change (what is left is ``v″·h²``, ~10⁻²⁴ relative); thousands of ulps
         apart roundings are independent, so what remains is rounding: a few ulps of ``v`` for a
         stable formula, its rounding error for one that cancels (``ε/u`` for sinc's quotient). Two
         ulps apart they are not (there a cancelling quotient's error moved by 10⁻³ of itself). The
         points stay on one side of x, and the smaller side is taken, so a kink at x (hard_tanh at 1)
         or just beside it (on one side) does not count as rounding.
         """
-        eps64 = float(np.finfo(np.float64).eps)
         rng = np.random.default_rng(CONDITION_SEED + 2 + which)
         signs = [rng.choice([-1.0, 1.0], size=np.shape(xi)) for xi in self.x64]
         best = None
         for side in sides:
             vs = []
             for j in (1.0, 2.0, 3.0):
-                xs = [xi * (1.0 + side * j * NEIGHBOUR_STEP * sg) if e <= eps64 else xi
+                xs = [xi * (1.0 + side * j * NEIGHBOUR_STEP * sg) if e <= _EPS64 else xi
                       for xi, sg, e in zip(self.x64, signs, self.eps)]
                 vs.append(_value(self._vjps64_at(xs, gs)[which]))
             with np.errstate(invalid="ignore", over="ignore"):
@@ -212,74 +242,44 @@ class Context:
         The rounding is :meth:`_rounding_at_neighbours`' (second differences of the float64 rule at
         neighbouring inputs). The condition part of what rounding explains is the rule's change at a
         step ``δ = 2⁻²⁰`` (random signs, the largest over :data:`JITTER_DRAWS` draws) scaled by
-        ``2ε/δ``: the smooth change of an ε-sized perturbation, where a rounding error independent
+        ``2ε/δ``: the smooth change of a 2ε-sized perturbation, where a rounding error independent
         of the step is divided by δ/2ε ≈ 2·10⁹. One side of x is measured first (three evaluations
-        of the compiled VJP); the other side and the condition only where an entry is above the
-        allowance without it.
+        of the compiled VJP); the other side (three more) and the condition (two) only where an
+        entry is above the allowance without them.
         """
-        eps64 = float(np.finfo(np.float64).eps)
-        leaves = [leaf for leaf, e in enumerate(self.eps) if e <= eps64]
+        leaves = [leaf for leaf, e in enumerate(self.eps) if e <= _EPS64]
         if not leaves:
             return
         try:
             base = _value(self._vjps64(gs)[0])
-            jitter = self._rounding_at_neighbours(gs, 0, base, sides=(1.0,))
-        except Exception:  # noqa: BLE001 - f not runnable in float64: nothing measured
+            rounding = self._rounding_at_neighbours(gs, 0, base, sides=(1.0,))
+            allow = [[UNSTABLE * a for a in row] for row in self._allowance_without_condition(gs, base, own_tiny=True)]
+            if any(np.any(rounding[c][leaf] > allow[c][leaf]) for c in range(len(gs)) for leaf in leaves):
+                other = self._rounding_at_neighbours(gs, 0, base, sides=(-1.0,))
+                rounding = [[np.minimum(a, b) for a, b in zip(u, w)] for u, w in zip(rounding, other)]
+                steps = [JITTER_STEP if e <= _EPS64 else 0.0 for e in self.eps]
+                smooth = self._largest_change(gs, 0, base, steps, CONDITION_SEED + 1, JITTER_DRAWS)
+                allow = [[a + UNSTABLE * 2.0 * _EPS64 / JITTER_STEP * m for a, m in zip(u, w)]
+                         for u, w in zip(allow, smooth)]
+        except Exception:  # noqa: BLE001 - f not runnable in float64 (at a neighbour): nothing measured
             return
-        scales = _leaf_scales(base)
-        quick = [[UNSTABLE * self._explained_without_condition(g, base[c][leaf], leaf, scales[leaf], own_tiny=True)
-                  for leaf in range(len(base[c]))] for c, g in enumerate(gs)]
-        if not any(np.any(jitter[c][leaf] > quick[c][leaf]) for c in range(len(gs)) for leaf in leaves):
-            self._record_float64(gs, base, jitter, quick, leaves)
-            return
-        try:
-            jitter = self._rounding_at_neighbours(gs, 0, base)
-        except Exception:  # noqa: BLE001 - not measured
-            return
-        rng = np.random.default_rng(CONDITION_SEED + 1)
-        smooth = None
-        for _ in range(JITTER_DRAWS):
-            xs = [xi * (1.0 + JITTER_STEP * rng.choice([-1.0, 1.0], size=np.shape(xi))) if e <= eps64 else xi
-                  for xi, e in zip(self.x64, self.eps)]
-            try:
-                moved = _value(self._vjps64_at(xs, gs)[0])
-            except Exception:  # noqa: BLE001 - not measured
-                return
-            with np.errstate(invalid="ignore", over="ignore"):
-                d = [[2.0 * eps64 / JITTER_STEP * np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0,
-                                                                 posinf=0.0, neginf=0.0)
-                      for a, b in zip(u, w)] for u, w in zip(moved, base)]
-            smooth = d if smooth is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(smooth, d)]
-        allow = [[quick[c][leaf] + UNSTABLE * smooth[c][leaf] for leaf in range(len(base[c]))] for c in range(len(gs))]
-        self._record_float64(gs, base, jitter, allow, leaves)
-
-    def _record_float64(self, gs, base, jitter, allow, leaves) -> None:
-        """Keep the float64 measurement's worst ratio and its entries above ``allow`` (see capped)."""
-        for c in range(len(gs)):
+        for c, g in enumerate(gs):
             for leaf in leaves:
-                n, lim = jitter[c][leaf], allow[c][leaf]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    r = np.where(n > 0, n / np.maximum(lim, 1e-300), 0.0)
-                self.stability_worst = max(self.stability_worst, float(np.max(r, initial=0.0)))
-                flat_v = np.asarray(base[c][leaf], np.float64).reshape(-1)
-                for i in np.flatnonzero(r.reshape(-1) > 1.0):
-                    key = (leaf, int(i))
-                    if r.reshape(-1)[i] > self.unstable.get(key, (0.0,))[0]:
-                        self.unstable[key] = (float(r.reshape(-1)[i]), float(n.reshape(-1)[i]),
-                                              float(np.broadcast_to(lim, np.shape(n)).reshape(-1)[i]),
-                                              float(flat_v[i]), self._cotangent_label(gs[c]))
+                self._keep_unstable(leaf, rounding[c][leaf], allow[c][leaf], base[c][leaf], g)
 
     @property
     def tiny(self) -> list:
         """Per leaf, the smallest normal number of the rule's precision (the leaf's ε names it): below it
         a result keeps fewer digits (subnormal) or none (a float32 rule returns 0 for a true 5.5e-88)."""
-        eps64, eps32 = float(np.finfo(np.float64).eps), float(np.finfo(np.float32).eps)
+        eps32 = float(np.finfo(np.float32).eps)
         # A float64 leaf's rounding is also read from float32 reruns scaled by ε64/ε32 (float32_noise):
         # where those underflow, float32's smallest normal, scaled alike.
-        return [_TINY[eps32] * eps64 / eps32 if e == eps64 else _TINY.get(e, 0.0) for e in self.eps]
+        return [_TINY[eps32] * _EPS64 / eps32 if e == _EPS64 else _TINY.get(e, 0.0) for e in self.eps]
 
-    def explained(self, gs: list, V: list) -> list:
-        """Per entry, the rounding a stable rule is expected to make (see :meth:`capped`).
+    def explained(self, gs: list, V: list, without_condition: list | None = None) -> list:
+        """Per entry, the rounding a stable rule is expected to make (see :meth:`capped`):
+        :meth:`_allowance_without_condition` (``without_condition`` if already computed) plus the
+        condition part.
 
         The condition part: the VJP in float64 (the reference's, else the rule's) at inputs and
         cotangent each perturbed by one rounding unit with random signs, ``x·(1 ± ε)``, against it
@@ -287,27 +287,17 @@ class Context:
         alone moves the derivative: a backward-stable rule errs by about that (an ill-conditioned
         matrix's solve by ``κ·ε``), a cancelling one by far more.
         """
-        rng = np.random.default_rng(CONDITION_SEED)
-        base = self._vjps64(gs)
-        use = 1 if not isinstance(base[1], BaseException) and base[1] is not None else 0
-        base = _value(base[use])
-        out_eps = [eps_of(o.dtype) for o in self.problem.out]
-        cond = None
-        for _ in range(CONDITION_DRAWS):
-            xs = [xi * (1.0 + e * rng.choice([-1.0, 1.0], size=np.shape(xi))) for xi, e in zip(self.x64, self.eps)]
-            gp = [[np.asarray(gj, np.float64) * (1.0 + e * rng.choice([-1.0, 1.0], size=np.shape(gj)))
-                   for gj, e in zip(g, out_eps)] for g in gs]
-            try:
-                moved = _value(self._vjps64_at(xs, gp)[use])
-            except Exception:  # noqa: BLE001 - no condition estimate: the other parts only
-                moved = base
-            with np.errstate(invalid="ignore"):
-                d = [[np.nan_to_num(np.abs(a - b), nan=0.0, posinf=0.0) for a, b in zip(u, w)]
-                     for u, w in zip(moved, base)]
-            cond = d if cond is None else [[np.maximum(a, b) for a, b in zip(u, w)] for u, w in zip(cond, d)]
-        scales = _leaf_scales(V)
-        return [[self._explained_without_condition(g, v, leaf, scales[leaf]) + cond[c][leaf]
-                 for leaf, v in enumerate(vs)] for c, (g, vs) in enumerate(zip(gs, V))]
+        both = self._vjps64(gs)
+        use = 1 if not isinstance(both[1], BaseException) and both[1] is not None else 0
+        base = _value(both[use])
+        try:
+            cond = self._largest_change(gs, use, base, list(self.eps), CONDITION_SEED, CONDITION_DRAWS,
+                                        cotangent_eps=[eps_of(o.dtype) for o in self.problem.out])
+        except Exception:  # noqa: BLE001 - no condition estimate: the other parts only
+            cond = [[np.zeros(np.shape(b)) for b in w] for w in base]
+        if without_condition is None:
+            without_condition = self._allowance_without_condition(gs, V)
+        return [[a + k for a, k in zip(u, w)] for u, w in zip(without_condition, cond)]
 
     def rules32(self, gs: list) -> list | None:
         """Rounding samples of the rule for float64 leaves: ``[(rule32, rule64)]`` at three points.
@@ -392,7 +382,7 @@ class Context:
             out.append(row)
         return out
 
-    def same_precision_noise(self, gs: list, neighbours: bool = False) -> list | None:
+    def same_precision_noise(self, gs: list) -> list | None:
         """Rounding estimate for leaves already in float64, where (a) has no more precise truth.
 
         For a float32 input the reference is differentiated in float64, the truth at float32's scale.
@@ -406,10 +396,8 @@ class Context:
         a float32 rerun can round exactly by chance, and a matrix reference's rounding (an SVD's)
         varies from entry to entry (jnp.linalg.pinv's rule once failed by 1.15× on an entry where
         that one rerun had rounded 30 times less than float64 did).
-        ``neighbours``: the reference's own rounding measured in float64 too
-        (:meth:`_rounding_at_neighbours`), for a reference that cancels completely in float32 (autodiff
-        of ``sin(πx)/(πx)`` at x = 10⁻⁷, 0.4 % off), where its float32 rerun shows no scaled error.
-        None when there is no reference, no float64 leaf, or f cannot run in float32.
+        (:meth:`reference_rounding` adds what a float32 rerun cannot show.) None when there is no
+        reference, no float64 leaf, or f cannot run in float32.
         """
         problem = self.problem
         eps64, eps32 = float(np.finfo(np.float64).eps), float(np.finfo(np.float32).eps)
@@ -431,8 +419,6 @@ class Context:
                       for a, b in zip(r32, r64)] for r32, r64 in zip(ref32, high)]
                 ref_spread = d if ref_spread is None else [[np.maximum(a, b) for a, b in zip(u, v)]
                                                            for u, v in zip(ref_spread, d)]
-            jitter = (self._rounding_at_neighbours(gs, 1, ref64) if neighbours
-                      else [[np.zeros(np.shape(b)) for b in w] for w in ref64])
         except Exception as err:  # noqa: BLE001 - f or its reference not runnable in float32: no estimate
             note = (f"the float32 reruns that estimate float64 rounding could not run ({type(err).__name__}); "
                     "(a) allows the float64 rule and reference the dtype bound only")
@@ -442,12 +428,21 @@ class Context:
         scale = eps64 / eps32
         return [
             [
-                scale * (np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0) + c) + j
+                scale * (np.nan_to_num(np.abs(np.asarray(a, np.float64) - b), nan=0.0, posinf=0.0) + c)
                 if e <= eps64 else np.zeros(np.shape(b))
-                for a, b, c, j, e in zip(r32, r64, spread, jit, self.eps)
+                for a, b, c, e in zip(r32, r64, spread, self.eps)
             ]
-            for r32, r64, spread, jit in zip(rule32, rule64, ref_spread, jitter)
+            for r32, r64, spread in zip(rule32, rule64, ref_spread)
         ]
+
+    def reference_rounding(self, gs: list) -> list:
+        """The float64 reference's own rounding on float64 leaves, measured in float64 at neighbouring
+        inputs (:meth:`_rounding_at_neighbours`; 0 on other leaves). A reference that cancels completely
+        in float32 (autodiff of ``sin(πx)/(πx)`` at x = 10⁻⁷, 0.4 % off) shows no scaled error in its
+        float32 rerun (:meth:`same_precision_noise`); here it moves by its rounding error."""
+        ref64 = _value(self._vjps64(gs)[1])
+        measured = self._rounding_at_neighbours(gs, 1, ref64)
+        return [[m if e <= _EPS64 else np.zeros(np.shape(m)) for m, e in zip(row, self.eps)] for row in measured]
 
     def rules64(self, gs: list) -> list:
         """The rule's VJP with every float input and the cotangent upcast to float64."""
@@ -516,10 +511,13 @@ class Context:
 # A rule's observed rounding is accepted up to UNSTABLE times what rounding explains (Context.capped):
 # SLACK units per operation (as the tolerances), times SLACK for the rule's own operation count, times
 # SLACK for a random-sign estimate of the condition against the worst case and a factorization's
-# backward-error growth. Measured on correct rules written elsewhere: jax's LU-based slogdet 40× its
-# estimate on a near-singular 4×4 in float64, its solve, eigh and qr 5-8×, log_ndtr's
-# exp(log φ − log Φ) 11× at x = −30; jax.numpy.sinc's cancelling rule 1.5e3× at x = 1e-4 in float32.
+# backward-error growth. Measured on correct rules written elsewhere (docs/reference/gradcheck.md):
+# from float32 reruns, jax's LU-based slogdet 40× on a near-singular 4×4 (float64, extrapolated), its
+# solve, eigh and qr 5-8×, log_ndtr's exp(log φ − log Φ) 11× at x = −30; in float64 at neighbouring
+# inputs, jnp.linalg.solve of a near-singular 4×4 66×, slogdet 35×, pinv 25×, the others at most 1×.
+# jax.numpy.sinc's cancelling rule: 1.5e3× at x = 1e-4 in float32, 2.4e5× at 1e-7 in float64.
 UNSTABLE = SLACK**3
+_EPS64 = float(np.finfo(np.float64).eps)
 CONDITION_DRAWS = 2
 JITTER_DRAWS = 2  # Context.float64_stability: draws of its smooth step, the condition in float64
 JITTER_STEP = 2.0**-20

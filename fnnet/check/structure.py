@@ -32,7 +32,7 @@ import numpy as np
 from .batching import put
 from .context import UNSTABLE
 from .programs import float64_scope
-from .report import FAIL, PASS, SKIP, Comparison, Entry, unravel
+from .report import FAIL, PASS, SKIP, Comparison, Entry, index_text, unravel
 from .tolerance import SLACK, ratio, rounding_bound
 
 
@@ -161,12 +161,10 @@ def stability(ctx, max_entries: int = 8) -> Comparison:
     problem = ctx.problem
     rows = []
     for (leaf, i), (r, rounding, allowed, v, cotangent) in sorted(ctx.unstable.items(), key=lambda kv: -kv[1][0]):
-        explained = allowed / UNSTABLE
         rows.append(Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cotangent, v, error=rounding,
-                          tol=allowed,
-                          x=ctx.x_at(leaf, i),
-                          note=f"own rounding {rounding:.2e}, {rounding / explained:.3g}× the {explained:.2e} rounding "
-                               "explains: the formula cancels, overflows or underflows here"))
+                          tol=allowed, x=ctx.x_at(leaf, i),
+                          note=f"own rounding {rounding:.2e}, {r * UNSTABLE:.3g}× the {allowed / UNSTABLE:.2e} "
+                               "rounding explains: the formula cancels, overflows or underflows here"))
     detail = (f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'} where the rule's own rounding (itself at another "
               f"precision) exceeds {limit} (its inputs', cotangent's, f's values' and its result's): a numerically "
               "unstable formula")
@@ -210,8 +208,7 @@ def _value_vs_f(ctx) -> Comparison:
         if r.size and float(np.max(r)) > worst:
             i = int(np.argmax(r))
             worst = float(r[i])
-            index = str(list(unravel(i, problem.out[k].shape))) if problem.out[k].shape else ""
-            bad = (problem.out_labels[k] + index, plain[i], rule[i])
+            bad = (problem.out_labels[k] + index_text(unravel(i, problem.out[k].shape)), plain[i], rule[i])
     if worst <= 1.0:
         return Comparison(name, PASS, worst, f"f(x) vs the value jax.vjp returns, in {where}")
     label, plain, rule = bad

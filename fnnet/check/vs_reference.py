@@ -39,7 +39,7 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
     failing, worst, compared = _entrywise(ctx, T, V, rule_noise, pair_noise, override)
     if failing and pair_noise is not None and not override:
         # The reference's own float64 rounding, measured at neighbouring inputs: only where needed.
-        pair_noise = ctx.same_precision_noise(cots.values, neighbours=True)
+        pair_noise = [[p + m for p, m in zip(u, w)] for u, w in zip(pair_noise, ctx.reference_rounding(cots.values))]
         failing, worst, compared = _entrywise(ctx, T, V, rule_noise, pair_noise, override)
 
     failing.sort(key=lambda row: -row[0])
@@ -50,7 +50,7 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         d = pair_differences(ctx, pairs, cots.values, probe_width(chunk))
         fd_of = {pair: k for k, pair in enumerate(pairs)}
     rejected, accepted, findings = [], [], []
-    magnitude = {}  # cotangent index -> Σⱼ|gⱼ||fⱼ(x)|, the resolution's numerator (see _terms)
+    magnitude = {}  # cotangent index -> Σⱼ|gⱼ||fⱼ(x)| (Context.values_terms), the resolution's numerator
     for ratio_, c, leaf, i, v, t, err, tol in failing:
         k = fd_of.get((c, leaf, i))
         fd = None if k is None else _at(d, k)
@@ -63,7 +63,15 @@ def compare_reference(ctx, cots, *, max_entries, kink_checks, chunk, override) -
         entry = Entry(problem.labels[leaf], unravel(i, problem.x[leaf].shape), cots.labels[c], v, t,
                       error=err, tol=tol, x=ctx.x_at(leaf, i))
         if c not in magnitude:
-            magnitude[c] = _terms(ctx, cots.values[c])
+            magnitude[c] = ctx.values_terms(cots.values[c])
+        # The resolution of f's values at entry i, SLACK·ε·Σⱼ|gⱼ||fⱼ(x)| / max(1, |xᵢ|). A rule usually forms
+        # its derivative from f's rounded outputs (y(1 − y), 1 − y², y ⊙ (g − ⟨g, y⟩)); rounding y by ε|y|
+        # moves it by |∂v/∂y|·ε|y|. Where y saturates (the sigmoid at 40, a softmax row with a margin of
+        # 60) the true derivative is far below that and these rules return 0 for it, in float64 as in
+        # float32 (so their observed rounding is 0 too). There |∂v/∂y| tends to 1 (sigmoid, softmax) or 2
+        # (tanh), at least 1/max(1, |x|), so the resolution is at most the effect of rounding y; and a
+        # large offset (softplus at 10⁴: |f| ≈ 10⁴, f′ = 1) excuses nothing: it is SLACK·ε relative to
+        # the derivative's own scale |f|/|x|.
         x = abs(ctx.x_at(leaf, i))
         resolution = SLACK * ctx.eps[leaf] * magnitude[c] / max(1.0, x if np.isfinite(x) else 1.0)
         verdict, note = _three_witnesses(v, t, tol, fd, kink_checks, resolution,
@@ -176,27 +184,6 @@ def _at(d: Differences, k: int) -> dict:
                 right=float(d.right[k]), side_error=float(d.side_error[k]), one_sided=one_sided)
 
 
-def _terms(ctx, g) -> float:
-    """``Σⱼ|gⱼ||fⱼ(x)|`` over f's finite outputs (0 when f's values are unknown).
-
-    It sets the resolution of f's values at entry i, ``SLACK·ε·Σⱼ|gⱼ||fⱼ(x)| / max(1, |xᵢ|)``. A rule
-    usually forms its derivative from f's outputs, rounded to the working precision (``y(1 − y)`` for
-    the sigmoid, ``1 − y²`` for tanh, ``y ⊙ (g − ⟨g, y⟩)`` for softmax). Rounding ``y`` by ``ε|y|``
-    moves such a rule by ``|∂v/∂y|·ε|y|``. Where ``y`` saturates (the sigmoid at 40, a softmax row
-    with a margin of 60) the true derivative is far below that, and each of these rules returns 0
-    for it, in float64 as in float32 (so the rule's observed rounding, float64 against float32, is 0
-    too). There ``|∂v/∂y|`` tends to 1 (sigmoid, softmax) or 2 (tanh), at least ``1/max(1, |x|)``, so
-    the resolution is at most the effect of rounding ``y``. It also keeps a large offset (softplus at
-    10⁴: |f| ≈ 10⁴, f′ = 1) from excusing anything: it is ``SLACK·ε`` relative to the derivative's
-    own scale ``|f|/|x|``.
-    """
-    if ctx.out_abs is None:
-        return 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        return sum(float(np.sum(np.where(np.isfinite(f), np.abs(np.asarray(gj, np.float64)) * f, 0.0)))
-                   for gj, f in zip(g, ctx.out_abs))
-
-
 def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_checks: int,
                      resolution: float = 0.0, float64: bool = False) -> tuple[str, str]:
     """The verdict on one entry where the rule ``v`` and the reference ``t`` disagree (docs table).
@@ -205,7 +192,8 @@ def _three_witnesses(v: float, t: float, tol: float, fd: dict | None, kink_check
     subgradient at a kink), ``"reference"`` (accepted: finite differences side with the rule and
     contradict the reference, which is then a finding), ``"rounding"`` (accepted: finite differences
     cannot tell the two apart, and they differ by less than ``resolution``, the resolution of f's
-    values, :func:`_terms`). ``float64``: the entry's leaf is float64, where the reference rounds as
+    values (where ``compare_reference`` forms it). ``float64``: the entry's leaf is float64, where the
+    reference rounds as
     the rule does, which the note of a reference that decides says.
     """
     if not np.isfinite(v):
